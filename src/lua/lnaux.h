@@ -1,0 +1,69 @@
+/*
+ * lnaux.h -- helpers shared by the Lua bindings (mirrors lauxlib's luaL_).
+ *
+ * A tensor in Lua is a full userdata holding an ln_tensor by value, with
+ * metatable "lunet.Tensor".  It is born empty (storage NULL) and filled
+ * afterwards, so that a failure in between leaves nothing to leak: the
+ * userdata's __gc releases whatever was attached.  __gc and __close are
+ * the same idempotent function; a closed tensor raises an error when used.
+ */
+#ifndef LN_LNAUX_H
+#define LN_LNAUX_H
+
+#include <lauxlib.h>
+#include <lua.h>
+
+#include "core/error.h"
+#include "core/tensor.h"
+
+#define LN_TENSOR_MT "lunet.Tensor"
+
+/* Pushes a new empty tensor userdata and returns its ln_tensor, to be
+ * filled by a core function.  If that fails, just raise: __gc cleans up. */
+ln_tensor *lnL_newtensor(lua_State *L);
+
+/* Pushes a new userdata that is a view of src (shares its storage). */
+ln_tensor *lnL_pushview(lua_State *L, const ln_tensor *src);
+
+/* The tensor at arg, or a type error ("bad argument #1 to 'matmul'
+ * (lunet.Tensor expected, got table)"); a closed tensor is an error too. */
+ln_tensor *lnL_checktensor(lua_State *L, int arg);
+/* The tensor at arg, or NULL if it is not a tensor userdata. */
+ln_tensor *lnL_testtensor(lua_State *L, int arg);
+
+/* The value at arg as a tensor: a tensor userdata is returned as is; a
+ * (nested) table of numbers is converted into a new tensor pushed onto
+ * the stack (ragged tables and non-numbers raise "fname: ...").  Used for
+ * targets and labels given as plain tables. */
+ln_tensor *lnL_totensor(lua_State *L, int arg, const char *fname);
+
+/* Raises the Lua error "fname: <err->msg>".  Never returns. */
+int lnL_error(lua_State *L, const char *fname, const ln_error *err);
+
+/* Reads a shape from the arguments starting at arg: either integers
+ * (2,3) or one table ({2,3}).  Raises "fname: ..." on bad sizes.
+ * Returns ndim. */
+int lnL_checkshape(lua_State *L, int arg, int64_t shape[LN_MAX_DIMS], const char *fname);
+
+/* Copies a non-contiguous tensor into a new contiguous one pushed onto the
+ * stack and returns it; a contiguous tensor is returned as is (nothing
+ * pushed).  *pushed tells which. */
+const ln_tensor *lnL_contiguous(lua_State *L, const ln_tensor *t, const char *fname, int *pushed);
+
+/* Tells Lua's collector about `bytes` of memory it cannot see (tensor
+ * storage lives outside the Lua heap), so that loops creating tensors do
+ * not outrun it. */
+void lnL_gcpressure(lua_State *L, size_t bytes);
+
+/* Prints "lunet: warning: <msg>" to stderr once per key per process,
+ * unless warnings were turned off with lunet.warnings(false). */
+void lnL_warn_once(lua_State *L, const char *key, const char *msg);
+
+/* Each registers its functions into the table on top of the stack (the
+ * lunet table); nn, optim and data create their sub-tables. */
+void lnL_open_tensor(lua_State *L);
+void lnL_open_nn(lua_State *L);
+void lnL_open_optim(lua_State *L);
+void lnL_open_data(lua_State *L);
+
+#endif

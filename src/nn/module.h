@@ -1,0 +1,114 @@
+/*
+ * module.h -- the module protocol, in C.
+ *
+ * A module (layer or container) is a struct that begins with ln_module and
+ * is described by a constant ln_module_class vtable.  The one table of all
+ * classes is in registry.c; classes are known by name (that name is saved
+ * to disk, and the Lua metatable is "lunet.nn.<name>").
+ *
+ * Protocol (the same as the Lua one):
+ *   forward(m, x)       computes m->output from x.  Validates x's shape and
+ *                       fails with LN_ESHAPE naming the layer and both
+ *                       shapes ("Linear: expected input of shape {N,784},
+ *                       got {64,785}").
+ *   backward(m, x, gy)  given the x of the last forward and gy = dL/dy,
+ *                       overwrites m->grad_input with dL/dx and ADDS the
+ *                       parameter gradients into m->grad[i].
+ * Both reuse m->output / m->grad_input across calls (ln_tensor_ensure), so
+ * a steady-state step allocates nothing.  Inputs are contiguous (the
+ * binding makes them so); output/grad_input are contiguous.
+ *
+ * Parameters live in m->param[i] with gradients in m->grad[i], weight
+ * before bias; names come from the class (param_names: "weight", "bias";
+ * the gradient of "weight" is exposed as "grad_weight").  Buffers are
+ * state that is saved but not trained (BatchNorm's running statistics).
+ *
+ * Lifetime: modules are reference counted.  ln_module_new returns one
+ * reference; containers hold one per child; ln_module_release frees the
+ * module (output, grad_input, params, grads, buffers, children, then the
+ * class's destroy) with the last reference.
+ */
+#ifndef LN_MODULE_H
+#define LN_MODULE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "../core/error.h"
+#include "../core/tensor.h"
+
+#define LN_MODULE_MAX_PARAMS 4
+#define LN_MODULE_MAX_BUFFERS 4
+#define LN_MODULE_MAX_CONFIG 8
+
+typedef struct ln_module ln_module;
+
+typedef struct ln_module_class {
+	const char *name;  /* "Linear" */
+	size_t size;       /* sizeof the concrete struct, which begins with ln_module */
+	ln_status (*forward)(ln_module *m, const ln_tensor *x, ln_error *err);
+	ln_status (*backward)(ln_module *m, const ln_tensor *x, const ln_tensor *gy, ln_error *err);
+	/* Frees what the concrete struct owns beyond the ln_module fields
+	 * (forward caches, masks...).  May be NULL. */
+	void (*destroy)(ln_module *m);
+	/* Names of the parameters, buffers and numeric config entries, in order;
+	 * NULL-terminated. */
+	const char *param_names[LN_MODULE_MAX_PARAMS + 1];
+	const char *buffer_names[LN_MODULE_MAX_BUFFERS + 1];
+	const char *config_names[LN_MODULE_MAX_CONFIG + 1];
+	/* Builds a module from its config values (same order as config_names),
+	 * as the loader will: the registry's constructor by name. */
+	ln_status (*create)(ln_module **out, const double *config, ln_error *err);
+	/* Writes a one-line description, "Linear(784 -> 256)"; returns as
+	 * snprintf. */
+	int (*describe)(const ln_module *m, char *buf, size_t size);
+} ln_module_class;
+
+struct ln_module {
+	const ln_module_class *cls;
+	long refcount;
+	bool training;          /* default true */
+	ln_tensor output;       /* owned, reused */
+	ln_tensor grad_input;   /* owned, reused */
+	int nparams;
+	ln_tensor param[LN_MODULE_MAX_PARAMS];
+	ln_tensor grad[LN_MODULE_MAX_PARAMS];
+	int nbuffers;
+	ln_tensor buffer[LN_MODULE_MAX_BUFFERS];
+	int nconfig;
+	double config[LN_MODULE_MAX_CONFIG];
+	int nchildren;          /* containers only */
+	ln_module **children;   /* owned references, array from ln_malloc */
+};
+
+/* Allocates a zeroed struct of cls->size bytes with refcount 1, training
+ * on.  Concrete constructors call this, then fill config and params. */
+ln_status ln_module_alloc(ln_module **out, const ln_module_class *cls, ln_error *err);
+void ln_module_retain(ln_module *m);
+void ln_module_release(ln_module *m);
+
+/* The class's forward/backward, with the checks every module shares
+ * (non-empty contiguous input; backward's gy shaped like the output of the
+ * last forward).  Errors carry the class name. */
+ln_status ln_module_forward(ln_module *m, const ln_tensor *x, ln_error *err);
+ln_status ln_module_backward(ln_module *m, const ln_tensor *x, const ln_tensor *gy, ln_error *err);
+
+/* Sets training mode on m and all its descendants. */
+void ln_module_set_training(ln_module *m, bool training);
+/* Zeroes every parameter gradient of m and its descendants. */
+void ln_module_zero_grad(ln_module *m);
+
+/* Visits every parameter of m and its descendants, in order (children in
+ * order, within a module weight before bias): fn(owner, index, ctx).
+ * Stops and returns the first non-zero value fn returns. */
+int ln_module_visit_params(ln_module *m, int (*fn)(ln_module *owner, int index, void *ctx),
+                           void *ctx);
+
+/* ---- registry (registry.c) ----------------------------------------------- */
+
+/* The class with this name, or NULL. */
+const ln_module_class *ln_module_class_find(const char *name);
+/* All classes, in registry order; *count set to their number. */
+const ln_module_class *const *ln_module_classes(int *count);
+
+#endif

@@ -1,0 +1,138 @@
+#include <math.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "core/rng.h"
+#include "testutil.h"
+
+void tu_tensor(ln_tensor *t, int ndim, const int64_t *shape, const float *vals)
+{
+	ln_error err;
+	*t = LN_TENSOR_EMPTY;
+	if (ln_tensor_alloc(t, ndim, shape, &err) != LN_OK)
+		fail_msg("tu_tensor: %s", err.msg);
+	if (vals)
+		memcpy(ln_tensor_data(t), vals, (size_t)ln_tensor_numel(t) * sizeof(float));
+}
+
+void tu_tensor_uniform(ln_tensor *t, int ndim, const int64_t *shape, float lo, float hi)
+{
+	tu_tensor(t, ndim, shape, NULL);
+	float *d = ln_tensor_data(t);
+	for (int64_t i = 0; i < ln_tensor_numel(t); i++)
+		d[i] = lo + (hi - lo) * (float)ln_rng_uniform();
+}
+
+static double rel_err(double a, double n)
+{
+	double den = fmax(fmax(fabs(a), fabs(n)), 1e-2);
+	return fabs(a - n) / den;
+}
+
+/* sum(r .* y) in double. */
+static double probe(const ln_tensor *y, const float *r)
+{
+	const float *d = ln_tensor_data(y);
+	double s = 0;
+	for (int64_t i = 0; i < ln_tensor_numel(y); i++)
+		s += (double)r[i] * d[i];
+	return s;
+}
+
+static double module_probe(ln_module *m, const ln_tensor *x, const float *r)
+{
+	ln_error err;
+	if (ln_module_forward(m, x, &err) != LN_OK)
+		fail_msg("forward: %s", err.msg);
+	return probe(&m->output, r);
+}
+
+/* Largest relative error between analytic gradient g and the central
+ * difference of the probe over every element of v. */
+static double check_tensor(ln_module *m, const ln_tensor *x, ln_tensor *v, const float *g,
+                           const float *r, double eps)
+{
+	float *d = ln_tensor_data(v);
+	double worst = 0;
+	for (int64_t i = 0; i < ln_tensor_numel(v); i++) {
+		float saved = d[i];
+		d[i] = (float)(saved + eps);
+		double hi = module_probe(m, x, r);
+		d[i] = (float)(saved - eps);
+		double lo = module_probe(m, x, r);
+		d[i] = saved;
+		/* the step actually taken, after rounding to float */
+		double step = (double)(float)(saved + eps) - (double)(float)(saved - eps);
+		worst = fmax(worst, rel_err(g[i], (hi - lo) / step));
+	}
+	return worst;
+}
+
+double tu_gradcheck_module(ln_module *m, const ln_tensor *x, double eps)
+{
+	ln_error err;
+	ln_tensor xc = LN_TENSOR_EMPTY, gx = LN_TENSOR_EMPTY, r = LN_TENSOR_EMPTY;
+	ln_tensor grads[LN_MODULE_MAX_PARAMS];
+	if (ln_tensor_clone(&xc, x, &err) != LN_OK)
+		fail_msg("clone: %s", err.msg);
+	if (ln_module_forward(m, &xc, &err) != LN_OK)
+		fail_msg("forward: %s", err.msg);
+	tu_tensor_uniform(&r, m->output.ndim, m->output.shape, -1.0f, 1.0f);
+	ln_module_zero_grad(m);
+	if (ln_module_backward(m, &xc, &r, &err) != LN_OK)
+		fail_msg("backward: %s", err.msg);
+	if (ln_tensor_clone(&gx, &m->grad_input, &err) != LN_OK)
+		fail_msg("clone: %s", err.msg);
+	for (int p = 0; p < m->nparams; p++) {
+		grads[p] = LN_TENSOR_EMPTY;
+		if (ln_tensor_clone(&grads[p], &m->grad[p], &err) != LN_OK)
+			fail_msg("clone: %s", err.msg);
+	}
+	const float *rd = ln_tensor_data(&r);
+	double worst = check_tensor(m, &xc, &xc, ln_tensor_data(&gx), rd, eps);
+	for (int p = 0; p < m->nparams; p++) {
+		worst = fmax(worst, check_tensor(m, &xc, &m->param[p], ln_tensor_data(&grads[p]), rd, eps));
+		ln_tensor_release(&grads[p]);
+	}
+	ln_tensor_release(&xc);
+	ln_tensor_release(&gx);
+	ln_tensor_release(&r);
+	return worst;
+}
+
+double tu_gradcheck_loss(ln_loss *c, const ln_tensor *x, const ln_tensor *target, double eps)
+{
+	ln_error err;
+	ln_tensor xc = LN_TENSOR_EMPTY, g = LN_TENSOR_EMPTY;
+	double loss;
+	if (ln_tensor_clone(&xc, x, &err) != LN_OK)
+		fail_msg("clone: %s", err.msg);
+	if (ln_loss_forward(c, &xc, target, &loss, &err) != LN_OK ||
+	    ln_loss_backward(c, &xc, target, &err) != LN_OK)
+		fail_msg("loss: %s", err.msg);
+	if (ln_tensor_clone(&g, &c->grad_input, &err) != LN_OK)
+		fail_msg("clone: %s", err.msg);
+	float *d = ln_tensor_data(&xc);
+	const float *gd = ln_tensor_data(&g);
+	double worst = 0;
+	for (int64_t i = 0; i < ln_tensor_numel(&xc); i++) {
+		float saved = d[i];
+		double hi, lo;
+		d[i] = (float)(saved + eps);
+		if (ln_loss_forward(c, &xc, target, &hi, &err) != LN_OK)
+			fail_msg("loss: %s", err.msg);
+		d[i] = (float)(saved - eps);
+		if (ln_loss_forward(c, &xc, target, &lo, &err) != LN_OK)
+			fail_msg("loss: %s", err.msg);
+		d[i] = saved;
+		double step = (double)(float)(saved + eps) - (double)(float)(saved - eps);
+		worst = fmax(worst, rel_err(gd[i], (hi - lo) / step));
+	}
+	ln_tensor_release(&xc);
+	ln_tensor_release(&g);
+	return worst;
+}

@@ -1,0 +1,34 @@
+/*
+ * testutil.h -- shared helpers for the cmocka tests: tensors from arrays,
+ * seeded random fills, and the finite-difference gradient checks that
+ * every layer and loss goes through.
+ */
+#ifndef LN_TESTUTIL_H
+#define LN_TESTUTIL_H
+
+#include <stdint.h>
+
+#include "core/tensor.h"
+#include "nn/loss.h"
+#include "nn/module.h"
+
+/* Allocates t with the given shape and fills it from vals (row-major) or,
+ * when vals is NULL, uniformly in [lo,hi) from the seeded rng.  Fails the
+ * test on error. */
+void tu_tensor(ln_tensor *t, int ndim, const int64_t *shape, const float *vals);
+void tu_tensor_uniform(ln_tensor *t, int ndim, const int64_t *shape, float lo, float hi);
+
+/* Gradient check of a module: central differences (step eps) of the probe
+ * L = sum(r .* forward(x)), accumulated in double, with a fixed random
+ * weighting r in [-1,1) (a plain sum hides errors in softmax), against
+ * backward, over every element of x and of every parameter.  Returns the
+ * largest relative error |a-n| / max(|a|, |n|, 1e-2).  The module's
+ * parameter gradients are zeroed first and left holding the analytic
+ * gradient of the probe. */
+double tu_gradcheck_module(ln_module *m, const ln_tensor *x, double eps);
+
+/* The same for a loss, whose forward is already a number: checks
+ * dL/dinput only. */
+double tu_gradcheck_loss(ln_loss *c, const ln_tensor *x, const ln_tensor *target, double eps);
+
+#endif
