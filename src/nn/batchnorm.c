@@ -1,0 +1,298 @@
+/*
+ * batchnorm.c -- BatchNorm(n) over {N,n} or per channel over {N,n,H,W}
+ * (Ioffe & Szegedy 2015; the conventions of PyTorch's BatchNorm1d/2d).
+ *
+ * For channel c, over its M = N*H*W values (M = N for {N,n}):
+ *
+ *   training  mu = mean(x_c), var = mean((x_c - mu)^2)       (biased)
+ *             running_mean = (1-m) running_mean + m mu
+ *             running_var  = (1-m) running_var  + m var*M/(M-1)  (unbiased)
+ *   evaluate  mu = running_mean[c], var = running_var[c]      (no update)
+ *   both      xhat = (x - mu) / sqrt(var + eps),  y = gamma[c] xhat + beta[c]
+ *
+ * Backward, with g = dL/dy and sums over the M values of the channel:
+ *   dgamma += sum g xhat,   dbeta += sum g
+ *   training  dx = gamma/sqrt(var+eps) (g - sum(g)/M - xhat sum(g xhat)/M)
+ *             (mu and var depend on x: the full batch-statistics gradient)
+ *   evaluate  dx = gamma/sqrt(var+eps) g
+ *
+ * Forward saves mu and 1/sqrt(var+eps) per channel (in double) and whether
+ * it used batch statistics; backward recomputes xhat from x with them, so
+ * it is right for the mode of the forward it follows.  Statistics are
+ * accumulated in double, channel by channel in a fixed order.
+ */
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "../core/alloc.h"
+#include "conv.h"
+#include "nn_internal.h"
+
+typedef struct batchnorm {
+	ln_module base;
+	int64_t n;
+	double eps, momentum;
+	double *mean;     /* (n) mu used by the last forward; ln_malloc, freed by destroy */
+	double *invstd;   /* (n) 1/sqrt(var+eps) used by the last forward; same block */
+	bool have_fwd;    /* mean/invstd belong to an input of shape in_shape */
+	bool fwd_training;
+	int in_ndim;
+	int64_t in_shape[4];
+} batchnorm;
+
+static int batchnorm_describe(const ln_module *m, char *buf, size_t size)
+{
+	const batchnorm *b = (const batchnorm *)m;
+	return snprintf(buf, size, "BatchNorm(%lld)", (long long)b->n);
+}
+
+/* Checks x and gives the number of samples and the values per sample and
+ * channel (H*W, or 1). */
+static ln_status check_input(const batchnorm *b, const ln_tensor *x, int64_t *nb, int64_t *sp,
+                             ln_error *err)
+{
+	char got[96];
+	if ((x->ndim != 2 && x->ndim != 4) || x->shape[1] != b->n)
+		return ln_fail(err, LN_ESHAPE,
+		               "BatchNorm: expected input of shape {N,%lld} or {N,%lld,H,W}, got %s",
+		               (long long)b->n, (long long)b->n, ln_tensor_shape_str(x, got, sizeof got));
+	*nb = x->shape[0];
+	*sp = x->ndim == 4 ? x->shape[2] * x->shape[3] : 1;
+	return LN_OK;
+}
+
+/* ---- kernels ---------------------------------------------------------------
+ * x, y, gy, gx: (nb, C, sp) with C = b->n channels.  gamma, beta (C). */
+
+/* Batch statistics of every channel: mean[c] and invstd[c] (biased
+ * variance), and the running statistics updated with the unbiased one. */
+static void batch_stats(batchnorm *b, const float *x, int64_t nb, int64_t sp, float *rmean,
+                        float *rvar)
+{
+	const int64_t ch = b->n, cnt = nb * sp;
+	for (int64_t c = 0; c < ch; c++) {
+		double s = 0;
+		for (int64_t i = 0; i < nb; i++) {
+			const float *xc = x + (i * ch + c) * sp;
+			for (int64_t q = 0; q < sp; q++)
+				s += xc[q];
+		}
+		double mu = s / (double)cnt, ss = 0;
+		for (int64_t i = 0; i < nb; i++) {
+			const float *xc = x + (i * ch + c) * sp;
+			for (int64_t q = 0; q < sp; q++) {
+				double d = xc[q] - mu;
+				ss += d * d;
+			}
+		}
+		double var = ss / (double)cnt;
+		b->mean[c] = mu;
+		b->invstd[c] = 1.0 / sqrt(var + b->eps);
+		rmean[c] = (float)((1 - b->momentum) * rmean[c] + b->momentum * mu);
+		rvar[c] = (float)((1 - b->momentum) * rvar[c] +
+		                  b->momentum * ss / (double)(cnt - 1));
+	}
+}
+
+/* y = gamma (x - mean) invstd + beta, channel by channel. */
+static void normalize(const batchnorm *b, float *y, const float *x, const float *gamma,
+                      const float *beta, int64_t nb, int64_t sp)
+{
+	const int64_t ch = b->n;
+	for (int64_t i = 0; i < nb; i++)
+		for (int64_t c = 0; c < ch; c++) {
+			const double scale = gamma[c] * b->invstd[c], mu = b->mean[c];
+			const float *xc = x + (i * ch + c) * sp;
+			float *yc = y + (i * ch + c) * sp;
+			for (int64_t q = 0; q < sp; q++)
+				yc[q] = (float)((xc[q] - mu) * scale + beta[c]);
+		}
+}
+
+/* dgamma += sum g xhat, dbeta += sum g, and gx as in the header comment. */
+static void bn_backward_kernel(const batchnorm *b, float *gx, float *dgamma, float *dbeta,
+                               const float *gy, const float *x, const float *gamma, int64_t nb,
+                               int64_t sp, bool batch_stats_used)
+{
+	const int64_t ch = b->n, cnt = nb * sp;
+	for (int64_t c = 0; c < ch; c++) {
+		const double mu = b->mean[c], is = b->invstd[c];
+		double sg = 0, sgx = 0;
+		for (int64_t i = 0; i < nb; i++) {
+			const float *xc = x + (i * ch + c) * sp, *gc = gy + (i * ch + c) * sp;
+			for (int64_t q = 0; q < sp; q++) {
+				sg += gc[q];
+				sgx += gc[q] * ((xc[q] - mu) * is);
+			}
+		}
+		dgamma[c] += (float)sgx;
+		dbeta[c] += (float)sg;
+		const double scale = gamma[c] * is;
+		const double mg = batch_stats_used ? sg / (double)cnt : 0.0;
+		const double mgx = batch_stats_used ? sgx / (double)cnt : 0.0;
+		for (int64_t i = 0; i < nb; i++) {
+			const float *xc = x + (i * ch + c) * sp, *gc = gy + (i * ch + c) * sp;
+			float *dc = gx + (i * ch + c) * sp;
+			for (int64_t q = 0; q < sp; q++)
+				dc[q] = (float)(scale * (gc[q] - mg - (xc[q] - mu) * is * mgx));
+		}
+	}
+}
+
+/* ---- module ----------------------------------------------------------------- */
+
+static ln_status batchnorm_forward(ln_module *m, const ln_tensor *x, ln_error *err)
+{
+	batchnorm *b = (batchnorm *)m;
+	int64_t nb, sp;
+	ln_status st = check_input(b, x, &nb, &sp, err);
+	if (st != LN_OK)
+		return st;
+	if (m->training && nb * sp < 2) {
+		char got[96];
+		return ln_fail(err, LN_ESHAPE,
+		               "BatchNorm: expected more than 1 value per channel in training mode, "
+		               "got input of shape %s",
+		               ln_tensor_shape_str(x, got, sizeof got));
+	}
+	b->have_fwd = false;
+	if ((st = ln_tensor_ensure(&m->output, x->ndim, x->shape, err)) != LN_OK)
+		return st;
+	const float *xd = ln_tensor_data(x);
+	float *rmean = ln_tensor_data(&m->buffer[0]), *rvar = ln_tensor_data(&m->buffer[1]);
+	if (m->training) {
+		batch_stats(b, xd, nb, sp, rmean, rvar);
+	} else {
+		for (int64_t c = 0; c < b->n; c++) {
+			b->mean[c] = rmean[c];
+			b->invstd[c] = 1.0 / sqrt((double)rvar[c] + b->eps);
+		}
+	}
+	normalize(b, ln_tensor_data(&m->output), xd, ln_tensor_data(&m->param[0]),
+	          ln_tensor_data(&m->param[1]), nb, sp);
+	b->have_fwd = true;
+	b->fwd_training = m->training;
+	b->in_ndim = x->ndim;
+	memset(b->in_shape, 0, sizeof b->in_shape);
+	memcpy(b->in_shape, x->shape, (size_t)x->ndim * sizeof x->shape[0]);
+	return LN_OK;
+}
+
+static ln_status batchnorm_backward(ln_module *m, const ln_tensor *x, const ln_tensor *gy,
+                                    ln_error *err)
+{
+	batchnorm *b = (batchnorm *)m;
+	int64_t nb, sp;
+	char got[96], want[96];
+	ln_status st = check_input(b, x, &nb, &sp, err);
+	if (st != LN_OK)
+		return st;
+	if (!b->have_fwd)
+		return ln_fail(err, LN_ESTATE, "BatchNorm: backward called before forward");
+	if (b->in_ndim != x->ndim ||
+	    memcmp(b->in_shape, x->shape, (size_t)x->ndim * sizeof x->shape[0]) != 0)
+		return ln_fail(err, LN_ESTATE,
+		               "BatchNorm: backward expects the input of the last forward, of shape "
+		               "%s, got %s",
+		               ln_shape_str(want, sizeof want, b->in_ndim, b->in_shape),
+		               ln_tensor_shape_str(x, got, sizeof got));
+	if (!ln_tensor_same_shape(gy, x))
+		return ln_fail(err, LN_ESHAPE, "BatchNorm: expected gradient of shape %s, got %s",
+		               ln_tensor_shape_str(x, want, sizeof want),
+		               ln_tensor_shape_str(gy, got, sizeof got));
+	if ((st = ln_tensor_ensure(&m->grad_input, x->ndim, x->shape, err)) != LN_OK)
+		return st;
+	bn_backward_kernel(b, ln_tensor_data(&m->grad_input), ln_tensor_data(&m->grad[0]),
+	                   ln_tensor_data(&m->grad[1]), ln_tensor_data(gy), ln_tensor_data(x),
+	                   ln_tensor_data(&m->param[0]), nb, sp, b->fwd_training);
+	return LN_OK;
+}
+
+static void batchnorm_destroy(ln_module *m)
+{
+	batchnorm *b = (batchnorm *)m;
+	ln_free(b->mean);  /* one block holds mean and invstd */
+	b->mean = b->invstd = NULL;
+}
+
+ln_status ln_batchnorm_new_ex(ln_module **out, int64_t n, double eps, double momentum,
+                              ln_error *err)
+{
+	*out = NULL;
+	if (n < 1)
+		return ln_fail(err, LN_ERANGE, "BatchNorm: number of features must be >= 1, got %lld",
+		               (long long)n);
+	if (!(eps > 0) || !isfinite(eps))
+		return ln_fail(err, LN_ERANGE, "BatchNorm: eps must be positive, got %g", eps);
+	if (!(momentum >= 0 && momentum <= 1))
+		return ln_fail(err, LN_ERANGE, "BatchNorm: momentum must be in [0,1], got %g", momentum);
+	if ((uint64_t)n > SIZE_MAX / (2 * sizeof(double)))
+		return ln_fail(err, LN_ERANGE, "BatchNorm: number of features %lld is too large",
+		               (long long)n);
+	ln_module *m;
+	ln_status st = ln_module_alloc(&m, &ln_batchnorm_class, err);
+	if (st != LN_OK)
+		return st;
+	batchnorm *b = (batchnorm *)m;
+	b->n = n;
+	b->eps = eps;
+	b->momentum = momentum;
+	m->nconfig = 3;
+	m->config[0] = (double)n;
+	m->config[1] = eps;
+	m->config[2] = momentum;
+	m->nparams = 2;
+	m->nbuffers = 2;
+	int64_t shape[1] = {n};
+	for (int i = 0; i < 2 && st == LN_OK; i++)
+		if ((st = ln_tensor_alloc(&m->param[i], 1, shape, err)) != LN_OK ||
+		    (st = ln_tensor_alloc(&m->grad[i], 1, shape, err)) != LN_OK ||
+		    (st = ln_tensor_alloc(&m->buffer[i], 1, shape, err)) != LN_OK)
+			break;
+	if (st == LN_OK) {
+		b->mean = ln_malloc(2 * (size_t)n * sizeof(double));
+		if (!b->mean)
+			st = ln_fail(err, LN_ENOMEM, "BatchNorm: out of memory for %lld channels",
+			             (long long)n);
+	}
+	if (st != LN_OK) {
+		ln_module_release(m);
+		return st;
+	}
+	b->invstd = b->mean + n;
+	ln_tensor_fill(&m->param[0], 1.0f);   /* weight (gamma) = 1, bias (beta) = 0 */
+	ln_tensor_fill(&m->buffer[1], 1.0f);  /* running_var = 1, running_mean = 0 */
+	*out = m;
+	return LN_OK;
+}
+
+ln_status ln_batchnorm_new(ln_module **out, int64_t n, ln_error *err)
+{
+	return ln_batchnorm_new_ex(out, n, 1e-5, 0.1, err);
+}
+
+/* config {n, eps, momentum}. */
+static ln_status batchnorm_create(ln_module **out, const double *config, ln_error *err)
+{
+	int64_t n;
+	*out = NULL;
+	ln_status st = ln_config_int(&n, config[0], "BatchNorm", "n", 1, INT64_MAX, err);
+	if (st != LN_OK)
+		return st;
+	return ln_batchnorm_new_ex(out, n, config[1], config[2], err);
+}
+
+const ln_module_class ln_batchnorm_class = {
+	.name = "BatchNorm",
+	.size = sizeof(batchnorm),
+	.forward = batchnorm_forward,
+	.backward = batchnorm_backward,
+	.destroy = batchnorm_destroy,
+	.param_names = {"weight", "bias", NULL},
+	.buffer_names = {"running_mean", "running_var", NULL},
+	.config_names = {"n", "eps", "momentum", NULL},
+	.create = batchnorm_create,
+	.describe = batchnorm_describe,
+};

@@ -1,0 +1,465 @@
+/*
+ * conv2d.c -- Conv2d: 2-D cross-correlation over {N,C,H,W}, as in PyTorch.
+ *
+ *   y[n,o,i,j] = b[o] + sum_{c,u,v} w[o,c,u,v] * x[n,c, i*s-p+u, j*s-p+v]
+ *
+ * with zero padding p and stride s.  The fast path lowers the convolution
+ * to matrix products (im2col):
+ *
+ *   col (K, N*P)       K = cin*k*k rows, one column per output pixel of
+ *                      every sample (P = ho*wo; sample n owns columns
+ *                      n*P .. n*P+P-1)
+ *   forward            Y_n (cout,P)  = W (cout,K) col_n (K,P)
+ *   backward           gW (cout,K)  += sum_n gY_n (cout,P) col_n^T (P,K)
+ *                      gcol_n (K,P)  = W^T (K,cout) gY_n (cout,P)
+ *                      gx_n          = col2im(gcol_n)
+ *
+ * The products are made either per sample (written straight into the
+ * output) or once for the whole batch (into a (cout, N*P) buffer that is
+ * then transposed into {N,cout,ho,wo}); see ln_conv2d_strategy.  The
+ * columns of the last forward are kept for backward.  All buffers live in
+ * the module and are reused, so after the first step of a given shape
+ * nothing is allocated.
+ *
+ * The direct-loop kernels ln_conv2d_forward_ref/backward_ref are the
+ * reference the fast path is tested against.
+ */
+#include <assert.h>
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "../core/gemm.h"
+#include "conv.h"
+#include "nn_internal.h"
+
+typedef struct conv2d {
+	ln_module base;
+	int64_t cin, cout, k, stride, padding;
+	ln_conv2d_strategy strategy;
+	ln_tensor col;   /* (K, N*P): im2col of the last forward's input */
+	ln_tensor tmp;   /* (cout, N*P): BATCHED products, before/after transposing */
+	ln_tensor gcol;  /* (K, N*P) batched or (K, P) per sample: dL/dcol */
+	bool have_cols;  /* col holds the columns of the input below */
+	int64_t in_shape[4];
+} conv2d;
+
+/* ==== reference kernels (direct loops, double accumulation) ============== */
+
+/* Index of x[n,c,i,j] in a contiguous (N,C,H,W) array. */
+static inline int64_t at4(int64_t c_, int64_t h_, int64_t w_, int64_t n, int64_t c, int64_t i,
+                          int64_t j)
+{
+	return ((n * c_ + c) * h_ + i) * w_ + j;
+}
+
+void ln_conv2d_forward_ref(float *y, const float *x, const float *w, const float *b,
+                           const ln_conv2d_geom *g)
+{
+	const int64_t k = g->k, s = g->stride, p = g->padding;
+	for (int64_t n = 0; n < g->n; n++)
+		for (int64_t o = 0; o < g->cout; o++)
+			for (int64_t i = 0; i < g->ho; i++)
+				for (int64_t j = 0; j < g->wo; j++) {
+					double acc = b ? b[o] : 0.0;
+					for (int64_t c = 0; c < g->cin; c++)
+						for (int64_t u = 0; u < k; u++)
+							for (int64_t v = 0; v < k; v++) {
+								int64_t ih = i * s - p + u, iw = j * s - p + v;
+								if (ih < 0 || ih >= g->h || iw < 0 || iw >= g->w)
+									continue;
+								acc += (double)w[at4(g->cin, k, k, o, c, u, v)] *
+								       x[at4(g->cin, g->h, g->w, n, c, ih, iw)];
+							}
+					y[at4(g->cout, g->ho, g->wo, n, o, i, j)] = (float)acc;
+				}
+}
+
+/*
+ *   gb[o]         += sum_{n,i,j} gy[n,o,i,j]
+ *   gw[o,c,u,v]   += sum_{n,i,j} gy[n,o,i,j] * x[n,c,i*s-p+u,j*s-p+v]
+ *   gx[n,c,ih,iw]  = sum over (o,u,v) and the (i,j) with i*s-p+u = ih and
+ *                    j*s-p+v = iw of gy[n,o,i,j] * w[o,c,u,v]
+ * Each sum is gathered in double in a fixed order.
+ */
+void ln_conv2d_backward_ref(float *gx, float *gw, float *gb, const float *gy, const float *x,
+                            const float *w, const ln_conv2d_geom *g)
+{
+	const int64_t k = g->k, s = g->stride, p = g->padding;
+	if (gb)
+		for (int64_t o = 0; o < g->cout; o++) {
+			double acc = 0;
+			for (int64_t n = 0; n < g->n; n++)
+				for (int64_t i = 0; i < g->ho; i++)
+					for (int64_t j = 0; j < g->wo; j++)
+						acc += gy[at4(g->cout, g->ho, g->wo, n, o, i, j)];
+			gb[o] += (float)acc;
+		}
+	for (int64_t o = 0; o < g->cout; o++)
+		for (int64_t c = 0; c < g->cin; c++)
+			for (int64_t u = 0; u < k; u++)
+				for (int64_t v = 0; v < k; v++) {
+					double acc = 0;
+					for (int64_t n = 0; n < g->n; n++)
+						for (int64_t i = 0; i < g->ho; i++)
+							for (int64_t j = 0; j < g->wo; j++) {
+								int64_t ih = i * s - p + u, iw = j * s - p + v;
+								if (ih < 0 || ih >= g->h || iw < 0 || iw >= g->w)
+									continue;
+								acc += (double)gy[at4(g->cout, g->ho, g->wo, n, o, i, j)] *
+								       x[at4(g->cin, g->h, g->w, n, c, ih, iw)];
+							}
+					gw[at4(g->cin, k, k, o, c, u, v)] += (float)acc;
+				}
+	for (int64_t n = 0; n < g->n; n++)
+		for (int64_t c = 0; c < g->cin; c++)
+			for (int64_t ih = 0; ih < g->h; ih++)
+				for (int64_t iw = 0; iw < g->w; iw++) {
+					double acc = 0;
+					for (int64_t o = 0; o < g->cout; o++)
+						for (int64_t u = 0; u < k; u++)
+							for (int64_t v = 0; v < k; v++) {
+								int64_t ti = ih + p - u, tj = iw + p - v;  /* = i*s, j*s */
+								if (ti < 0 || tj < 0 || ti % s || tj % s)
+									continue;
+								int64_t i = ti / s, j = tj / s;
+								if (i >= g->ho || j >= g->wo)
+									continue;
+								acc += (double)gy[at4(g->cout, g->ho, g->wo, n, o, i, j)] *
+								       w[at4(g->cin, k, k, o, c, u, v)];
+							}
+					gx[at4(g->cin, g->h, g->w, n, c, ih, iw)] = (float)acc;
+				}
+}
+
+/* ==== im2col / col2im ====================================================== */
+
+/* ceil(a/b) for b > 0, and 0 when a <= 0. */
+static inline int64_t ceil_div0(int64_t a, int64_t b) { return a <= 0 ? 0 : (a + b - 1) / b; }
+
+/* The output columns j in [*j0, *j1) whose input column j*s-p+v lies inside
+ * [0, w); the others read padding. */
+static inline void span(int64_t *j0, int64_t *j1, int64_t v, const ln_conv2d_geom *g)
+{
+	int64_t a = ceil_div0(g->padding - v, g->stride);
+	int64_t b = ceil_div0(g->w + g->padding - v, g->stride);
+	*j0 = a < g->wo ? a : g->wo;
+	*j1 = b < g->wo ? b : g->wo;
+	if (*j1 < *j0)
+		*j1 = *j0;
+}
+
+void ln_conv2d_im2col(float *col, int64_t ld, const float *x_n, const ln_conv2d_geom *g)
+{
+	const int64_t k = g->k, s = g->stride, p = g->padding, wo = g->wo;
+	for (int64_t c = 0; c < g->cin; c++)
+		for (int64_t u = 0; u < k; u++)
+			for (int64_t v = 0; v < k; v++) {
+				float *row = col + ((c * k + u) * k + v) * ld;
+				const float *xc = x_n + c * g->h * g->w;
+				int64_t j0, j1;
+				span(&j0, &j1, v, g);
+				for (int64_t i = 0; i < g->ho; i++) {
+					float *out = row + i * wo;
+					int64_t ih = i * s - p + u;
+					if (ih < 0 || ih >= g->h) {
+						memset(out, 0, (size_t)wo * sizeof(float));
+						continue;
+					}
+					/* out[j] = xc[ih, j*s-p+v] */
+					int64_t base = ih * g->w - p + v;
+					for (int64_t j = 0; j < j0; j++)
+						out[j] = 0;
+					if (s == 1)
+						memcpy(out + j0, xc + base + j0, (size_t)(j1 - j0) * sizeof(float));
+					else
+						for (int64_t j = j0; j < j1; j++)
+							out[j] = xc[base + j * s];
+					for (int64_t j = j1; j < wo; j++)
+						out[j] = 0;
+				}
+			}
+}
+
+void ln_conv2d_col2im(float *gx_n, const float *col, int64_t ld, const ln_conv2d_geom *g)
+{
+	const int64_t k = g->k, s = g->stride, p = g->padding, wo = g->wo;
+	memset(gx_n, 0, (size_t)(g->cin * g->h * g->w) * sizeof(float));
+	for (int64_t c = 0; c < g->cin; c++)
+		for (int64_t u = 0; u < k; u++)
+			for (int64_t v = 0; v < k; v++) {
+				const float *row = col + ((c * k + u) * k + v) * ld;
+				float *gc = gx_n + c * g->h * g->w;
+				int64_t j0, j1;
+				span(&j0, &j1, v, g);
+				for (int64_t i = 0; i < g->ho; i++) {
+					int64_t ih = i * s - p + u;
+					if (ih < 0 || ih >= g->h)
+						continue;
+					const float *in = row + i * wo;
+					int64_t base = ih * g->w - p + v;
+					for (int64_t j = j0; j < j1; j++)
+						gc[base + j * s] += in[j];
+				}
+			}
+}
+
+/* ==== the module ============================================================ */
+
+static void geom_of(ln_conv2d_geom *g, const conv2d *c, const ln_tensor *x)
+{
+	g->n = x->shape[0];
+	g->cin = c->cin;
+	g->h = x->shape[2];
+	g->w = x->shape[3];
+	g->cout = c->cout;
+	g->k = c->k;
+	g->stride = c->stride;
+	g->padding = c->padding;
+	g->ho = (g->h + 2 * c->padding - c->k) / c->stride + 1;
+	g->wo = (g->w + 2 * c->padding - c->k) / c->stride + 1;
+}
+
+static int conv2d_describe(const ln_module *m, char *buf, size_t size)
+{
+	const conv2d *c = (const conv2d *)m;
+	return snprintf(buf, size, "Conv2d(%lld -> %lld, %lldx%lld, stride %lld, padding %lld)",
+	                (long long)c->cin, (long long)c->cout, (long long)c->k, (long long)c->k,
+	                (long long)c->stride, (long long)c->padding);
+}
+
+/* Checks x against the layer and fills g.  The sizes handed to the matrix
+ * library must fit in an int. */
+static ln_status check_input(conv2d *c, const ln_tensor *x, ln_conv2d_geom *g, ln_error *err)
+{
+	char got[96];
+	if (x->ndim != 4 || x->shape[1] != c->cin)
+		return ln_fail(err, LN_ESHAPE, "Conv2d: expected input of shape {N,%lld,H,W}, got %s",
+		               (long long)c->cin, ln_tensor_shape_str(x, got, sizeof got));
+	int64_t hp = x->shape[2] + 2 * c->padding, wp = x->shape[3] + 2 * c->padding;
+	if (hp < c->k || wp < c->k)
+		return ln_fail(err, LN_ESHAPE,
+		               "Conv2d: input of shape %s is smaller than the %lldx%lld kernel "
+		               "(%lldx%lld after padding %lld)",
+		               ln_tensor_shape_str(x, got, sizeof got), (long long)c->k, (long long)c->k,
+		               (long long)hp, (long long)wp, (long long)c->padding);
+	geom_of(g, c, x);
+	int64_t kk = c->cin * c->k * c->k, np = g->n * g->ho * g->wo;
+	if (np > INT32_MAX || kk > INT32_MAX || np > INT64_MAX / kk)
+		return ln_fail(err, LN_ERANGE, "Conv2d: input of shape %s is too large",
+		               ln_tensor_shape_str(x, got, sizeof got));
+	return LN_OK;
+}
+
+static ln_status conv2d_forward(ln_module *m, const ln_tensor *x, ln_error *err)
+{
+	conv2d *c = (conv2d *)m;
+	ln_conv2d_geom g;
+	ln_status st = check_input(c, x, &g, err);
+	if (st != LN_OK)
+		return st;
+	const int64_t kk = g.cin * g.k * g.k, pp = g.ho * g.wo, np = g.n * pp;
+	int64_t yshape[4] = {g.n, g.cout, g.ho, g.wo};
+	int64_t cshape[2] = {kk, np};
+	c->have_cols = false;
+	if ((st = ln_tensor_ensure(&m->output, 4, yshape, err)) != LN_OK ||
+	    (st = ln_tensor_ensure(&c->col, 2, cshape, err)) != LN_OK)
+		return st;
+	const float *xd = ln_tensor_data(x), *w = ln_tensor_data(&m->param[0]),
+	            *b = ln_tensor_data(&m->param[1]);
+	float *y = ln_tensor_data(&m->output), *col = ln_tensor_data(&c->col);
+
+	for (int64_t n = 0; n < g.n; n++)
+		ln_conv2d_im2col(col + n * pp, np, xd + n * g.cin * g.h * g.w, &g);
+
+	if (c->strategy == LN_CONV2D_BATCHED) {
+		/* tmp (cout, N*P) = W (cout,K) col (K, N*P); then
+		 * y[n,o,q] = tmp[o, n*P+q] + b[o] */
+		int64_t tshape[2] = {g.cout, np};
+		if ((st = ln_tensor_ensure(&c->tmp, 2, tshape, err)) != LN_OK)
+			return st;
+		float *t = ln_tensor_data(&c->tmp);
+		ln_gemm(false, false, g.cout, np, kk, 1.0f, w, kk, col, np, 0.0f, t, np);
+		for (int64_t n = 0; n < g.n; n++)
+			for (int64_t o = 0; o < g.cout; o++) {
+				float *yo = y + (n * g.cout + o) * pp;
+				const float *to = t + o * np + n * pp;
+				for (int64_t q = 0; q < pp; q++)
+					yo[q] = to[q] + b[o];
+			}
+	} else {
+		/* y_n (cout,P) = b 1^T + W (cout,K) col_n (K,P) */
+		for (int64_t n = 0; n < g.n; n++) {
+			float *yn = y + n * g.cout * pp;
+			for (int64_t o = 0; o < g.cout; o++)
+				for (int64_t q = 0; q < pp; q++)
+					yn[o * pp + q] = b[o];
+			ln_gemm(false, false, g.cout, pp, kk, 1.0f, w, kk, col + n * pp, np, 1.0f, yn, pp);
+		}
+	}
+	c->have_cols = true;
+	memcpy(c->in_shape, x->shape, sizeof c->in_shape);
+	return LN_OK;
+}
+
+static ln_status conv2d_backward(ln_module *m, const ln_tensor *x, const ln_tensor *gy,
+                                 ln_error *err)
+{
+	conv2d *c = (conv2d *)m;
+	ln_conv2d_geom g;
+	ln_status st = check_input(c, x, &g, err);
+	if (st != LN_OK)
+		return st;
+	if (!c->have_cols)
+		return ln_fail(err, LN_ESTATE, "Conv2d: backward called before forward");
+	if (memcmp(c->in_shape, x->shape, sizeof c->in_shape) != 0) {
+		char got[96], want[96];
+		return ln_fail(err, LN_ESTATE,
+		               "Conv2d: backward expects the input of the last forward, of shape %s, "
+		               "got %s",
+		               ln_shape_str(want, sizeof want, 4, c->in_shape),
+		               ln_tensor_shape_str(x, got, sizeof got));
+	}
+	int64_t yshape[4] = {g.n, g.cout, g.ho, g.wo};
+	if (gy->ndim != 4 || memcmp(gy->shape, yshape, sizeof yshape) != 0) {
+		char got[96], want[96];
+		return ln_fail(err, LN_ESHAPE, "Conv2d: expected gradient of shape %s, got %s",
+		               ln_shape_str(want, sizeof want, 4, yshape),
+		               ln_tensor_shape_str(gy, got, sizeof got));
+	}
+	const int64_t kk = g.cin * g.k * g.k, pp = g.ho * g.wo, np = g.n * pp;
+	if ((st = ln_tensor_ensure(&m->grad_input, 4, x->shape, err)) != LN_OK)
+		return st;
+	const float *gyd = ln_tensor_data(gy), *w = ln_tensor_data(&m->param[0]),
+	            *col = ln_tensor_data(&c->col);
+	float *gw = ln_tensor_data(&m->grad[0]), *gb = ln_tensor_data(&m->grad[1]),
+	      *gx = ln_tensor_data(&m->grad_input);
+
+	/* gb[o] += sum_{n,q} gy[n,o,q] */
+	for (int64_t o = 0; o < g.cout; o++) {
+		double acc = 0;
+		for (int64_t n = 0; n < g.n; n++) {
+			const float *go = gyd + (n * g.cout + o) * pp;
+			for (int64_t q = 0; q < pp; q++)
+				acc += go[q];
+		}
+		gb[o] += (float)acc;
+	}
+
+	if (c->strategy == LN_CONV2D_BATCHED) {
+		/* tmp (cout, N*P): tmp[o, n*P+q] = gy[n,o,q];
+		 * gW += tmp col^T;  gcol (K, N*P) = W^T tmp;  gx_n = col2im(gcol_n) */
+		int64_t tshape[2] = {g.cout, np}, gshape[2] = {kk, np};
+		if ((st = ln_tensor_ensure(&c->tmp, 2, tshape, err)) != LN_OK ||
+		    (st = ln_tensor_ensure(&c->gcol, 2, gshape, err)) != LN_OK)
+			return st;
+		float *t = ln_tensor_data(&c->tmp), *gcol = ln_tensor_data(&c->gcol);
+		for (int64_t n = 0; n < g.n; n++)
+			for (int64_t o = 0; o < g.cout; o++)
+				memcpy(t + o * np + n * pp, gyd + (n * g.cout + o) * pp,
+				       (size_t)pp * sizeof(float));
+		ln_gemm(false, true, g.cout, kk, np, 1.0f, t, np, col, np, 1.0f, gw, kk);
+		ln_gemm(true, false, kk, np, g.cout, 1.0f, w, kk, t, np, 0.0f, gcol, np);
+		for (int64_t n = 0; n < g.n; n++)
+			ln_conv2d_col2im(gx + n * g.cin * g.h * g.w, gcol + n * pp, np, &g);
+	} else {
+		/* per sample: gW += gy_n col_n^T;  gcol (K,P) = W^T gy_n;
+		 * gx_n = col2im(gcol) */
+		int64_t gshape[2] = {kk, pp};
+		if ((st = ln_tensor_ensure(&c->gcol, 2, gshape, err)) != LN_OK)
+			return st;
+		float *gcol = ln_tensor_data(&c->gcol);
+		for (int64_t n = 0; n < g.n; n++) {
+			const float *gyn = gyd + n * g.cout * pp;
+			ln_gemm(false, true, g.cout, kk, pp, 1.0f, gyn, pp, col + n * pp, np, 1.0f, gw, kk);
+			ln_gemm(true, false, kk, pp, g.cout, 1.0f, w, kk, gyn, pp, 0.0f, gcol, pp);
+			ln_conv2d_col2im(gx + n * g.cin * g.h * g.w, gcol, pp, &g);
+		}
+	}
+	return LN_OK;
+}
+
+static void conv2d_destroy(ln_module *m)
+{
+	conv2d *c = (conv2d *)m;
+	ln_tensor_release(&c->col);
+	ln_tensor_release(&c->tmp);
+	ln_tensor_release(&c->gcol);
+}
+
+void ln_conv2d_set_strategy(ln_module *m, ln_conv2d_strategy s)
+{
+	assert(m->cls == &ln_conv2d_class);
+	((conv2d *)m)->strategy = s;
+}
+
+ln_status ln_conv2d_new(ln_module **out, int64_t cin, int64_t cout, int64_t k, int64_t stride,
+                        int64_t padding, ln_error *err)
+{
+	*out = NULL;
+	const struct { const char *name; int64_t v, lo; } args[] = {
+		{"in_channels", cin, 1}, {"out_channels", cout, 1}, {"kernel size", k, 1},
+		{"stride", stride, 1}, {"padding", padding, 0},
+	};
+	for (size_t i = 0; i < sizeof args / sizeof args[0]; i++)
+		if (args[i].v < args[i].lo)
+			return ln_fail(err, LN_ERANGE, "Conv2d: %s must be >= %lld, got %lld", args[i].name,
+			               (long long)args[i].lo, (long long)args[i].v);
+	ln_module *m;
+	ln_status st = ln_module_alloc(&m, &ln_conv2d_class, err);
+	if (st != LN_OK)
+		return st;
+	conv2d *c = (conv2d *)m;
+	c->cin = cin;
+	c->cout = cout;
+	c->k = k;
+	c->stride = stride;
+	c->padding = padding;
+	c->strategy = LN_CONV2D_BATCHED;
+	m->nconfig = 5;
+	m->config[0] = (double)cin;
+	m->config[1] = (double)cout;
+	m->config[2] = (double)k;
+	m->config[3] = (double)stride;
+	m->config[4] = (double)padding;
+	m->nparams = 2;
+	int64_t wshape[4] = {cout, cin, k, k}, bshape[1] = {cout};
+	if ((st = ln_tensor_alloc(&m->param[0], 4, wshape, err)) != LN_OK ||
+	    (st = ln_tensor_alloc(&m->grad[0], 4, wshape, err)) != LN_OK ||
+	    (st = ln_tensor_alloc(&m->param[1], 1, bshape, err)) != LN_OK ||
+	    (st = ln_tensor_alloc(&m->grad[1], 1, bshape, err)) != LN_OK) {
+		ln_module_release(m);
+		return st;
+	}
+	/* He (Kaiming) normal init for the ReLU that usually follows; bias 0 */
+	ln_tensor_randn(&m->param[0], 0.0f, (float)sqrt(2.0 / (double)(cin * k * k)));
+	*out = m;
+	return LN_OK;
+}
+
+static ln_status conv2d_create(ln_module **out, const double *config, ln_error *err)
+{
+	int64_t v[5];
+	*out = NULL;
+	for (int i = 0; i < 5; i++) {
+		ln_status st = ln_config_int(&v[i], config[i], "Conv2d", ln_conv2d_class.config_names[i],
+		                             i == 4 ? 0 : 1, INT32_MAX, err);
+		if (st != LN_OK)
+			return st;
+	}
+	return ln_conv2d_new(out, v[0], v[1], v[2], v[3], v[4], err);
+}
+
+const ln_module_class ln_conv2d_class = {
+	.name = "Conv2d",
+	.size = sizeof(conv2d),
+	.forward = conv2d_forward,
+	.backward = conv2d_backward,
+	.destroy = conv2d_destroy,
+	.param_names = {"weight", "bias", NULL},
+	.buffer_names = {NULL},
+	.config_names = {"cin", "cout", "k", "stride", "padding", NULL},
+	.create = conv2d_create,
+	.describe = conv2d_describe,
+};

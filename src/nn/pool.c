@@ -1,0 +1,333 @@
+/*
+ * pool.c -- MaxPool2d and AvgPool2d over {N,C,H,W}.
+ *
+ * A k x k window moves with stride s over each channel of each sample; no
+ * padding, so the output is {N,C,ho,wo} with ho = floor((H-k)/s)+1, and
+ * likewise wo.
+ *
+ *   MaxPool2d  y[n,c,i,j] = max_{u,v} x[n,c,i*s+u,j*s+v]
+ *              forward saves the position of that maximum (the first one in
+ *              row-major window order) for every output element; backward
+ *              routes each gradient there: gx = sum over the outputs whose
+ *              arg-max is that element of gy (several when windows overlap).
+ *   AvgPool2d  y[n,c,i,j] = 1/k^2 sum_{u,v} x[n,c,i*s+u,j*s+v]
+ *              gx[n,c,a,b] = 1/k^2 sum over the windows holding (a,b) of gy.
+ * A NaN in a window makes the max NaN (and its arg-max that element).
+ */
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "../core/alloc.h"
+#include "conv.h"
+#include "nn_internal.h"
+
+typedef struct pool2d {
+	ln_module base;
+	int64_t k, stride;
+	int32_t *argmax;    /* MaxPool2d: (N,C,ho,wo) offsets into the (H,W) plane */
+	size_t argmax_cap;  /* in elements; from ln_malloc, freed by destroy */
+	int64_t in_shape[4];
+	bool have_argmax;   /* argmax belongs to an input of shape in_shape */
+} pool2d;
+
+static int pool_describe(const ln_module *m, char *buf, size_t size)
+{
+	const pool2d *p = (const pool2d *)m;
+	return snprintf(buf, size, "%s(%lldx%lld, stride %lld)", m->cls->name, (long long)p->k,
+	                (long long)p->k, (long long)p->stride);
+}
+
+/* Checks x and computes the output shape y {N,C,ho,wo}. */
+static ln_status check_input(const ln_module *m, const ln_tensor *x, int64_t y[4], ln_error *err)
+{
+	const pool2d *p = (const pool2d *)m;
+	char got[96];
+	if (x->ndim != 4)
+		return ln_fail(err, LN_ESHAPE, "%s: expected input of shape {N,C,H,W}, got %s",
+		               m->cls->name, ln_tensor_shape_str(x, got, sizeof got));
+	if (x->shape[2] < p->k || x->shape[3] < p->k)
+		return ln_fail(err, LN_ESHAPE,
+		               "%s: input of shape %s is smaller than the %lldx%lld window",
+		               m->cls->name, ln_tensor_shape_str(x, got, sizeof got), (long long)p->k,
+		               (long long)p->k);
+	if (x->shape[2] * x->shape[3] > INT32_MAX)
+		return ln_fail(err, LN_ERANGE, "%s: input of shape %s is too large", m->cls->name,
+		               ln_tensor_shape_str(x, got, sizeof got));
+	y[0] = x->shape[0];
+	y[1] = x->shape[1];
+	y[2] = (x->shape[2] - p->k) / p->stride + 1;
+	y[3] = (x->shape[3] - p->k) / p->stride + 1;
+	return LN_OK;
+}
+
+/* Backward's checks: gy shaped like the output for x. */
+static ln_status check_grad(const ln_module *m, const ln_tensor *gy, const int64_t y[4],
+                            ln_error *err)
+{
+	if (gy->ndim == 4 && memcmp(gy->shape, y, 4 * sizeof y[0]) == 0)
+		return LN_OK;
+	char got[96], want[96];
+	return ln_fail(err, LN_ESHAPE, "%s: expected gradient of shape %s, got %s", m->cls->name,
+	               ln_shape_str(want, sizeof want, 4, y), ln_tensor_shape_str(gy, got, sizeof got));
+}
+
+/* ==== MaxPool2d ============================================================= */
+
+/* y (planes,ho,wo), am (planes,ho,wo) = max and its offset a*w+b over each
+ * window of x (planes,h,w). */
+static void maxpool_forward_kernel(float *y, int32_t *am, const float *x, int64_t planes,
+                                   int64_t h, int64_t w, int64_t ho, int64_t wo, int64_t k,
+                                   int64_t s)
+{
+	for (int64_t pl = 0; pl < planes; pl++) {
+		const float *xp = x + pl * h * w;
+		float *yp = y + pl * ho * wo;
+		int32_t *ap = am + pl * ho * wo;
+		for (int64_t i = 0; i < ho; i++)
+			for (int64_t j = 0; j < wo; j++) {
+				int64_t best = i * s * w + j * s;
+				float bv = xp[best];
+				for (int64_t u = 0; u < k && !isnan(bv); u++)
+					for (int64_t v = 0; v < k; v++) {
+						int64_t off = (i * s + u) * w + j * s + v;
+						if (xp[off] > bv || isnan(xp[off])) {
+							bv = xp[off];
+							best = off;
+							if (isnan(bv))
+								break;
+						}
+					}
+				yp[i * wo + j] = bv;
+				ap[i * wo + j] = (int32_t)best;
+			}
+	}
+}
+
+/* gx (planes,h,w) = 0, then gx[am[o]] += gy[o] plane by plane. */
+static void maxpool_backward_kernel(float *gx, const float *gy, const int32_t *am, int64_t planes,
+                                    int64_t h, int64_t w, int64_t ho, int64_t wo)
+{
+	memset(gx, 0, (size_t)(planes * h * w) * sizeof(float));
+	for (int64_t pl = 0; pl < planes; pl++) {
+		float *gp = gx + pl * h * w;
+		const float *gyp = gy + pl * ho * wo;
+		const int32_t *ap = am + pl * ho * wo;
+		for (int64_t q = 0; q < ho * wo; q++)
+			gp[ap[q]] += gyp[q];
+	}
+}
+
+static ln_status maxpool_forward(ln_module *m, const ln_tensor *x, ln_error *err)
+{
+	pool2d *p = (pool2d *)m;
+	int64_t y[4];
+	ln_status st = check_input(m, x, y, err);
+	if (st != LN_OK)
+		return st;
+	p->have_argmax = false;
+	if ((st = ln_tensor_ensure(&m->output, 4, y, err)) != LN_OK)
+		return st;
+	size_t need = (size_t)ln_tensor_numel(&m->output);
+	if (need > p->argmax_cap) {
+		int32_t *a = ln_malloc(need * sizeof(int32_t));
+		if (!a)
+			return ln_fail(err, LN_ENOMEM,
+			               "MaxPool2d: out of memory for %zu arg-max indices", need);
+		ln_free(p->argmax);
+		p->argmax = a;
+		p->argmax_cap = need;
+	}
+	maxpool_forward_kernel(ln_tensor_data(&m->output), p->argmax, ln_tensor_data(x),
+	                       y[0] * y[1], x->shape[2], x->shape[3], y[2], y[3], p->k, p->stride);
+	memcpy(p->in_shape, x->shape, sizeof p->in_shape);
+	p->have_argmax = true;
+	return LN_OK;
+}
+
+static ln_status maxpool_backward(ln_module *m, const ln_tensor *x, const ln_tensor *gy,
+                                  ln_error *err)
+{
+	pool2d *p = (pool2d *)m;
+	int64_t y[4];
+	ln_status st = check_input(m, x, y, err);
+	if (st != LN_OK)
+		return st;
+	if (!p->have_argmax)
+		return ln_fail(err, LN_ESTATE, "MaxPool2d: backward called before forward");
+	if (memcmp(p->in_shape, x->shape, sizeof p->in_shape) != 0) {
+		char got[96], want[96];
+		return ln_fail(err, LN_ESTATE,
+		               "MaxPool2d: backward expects the input of the last forward, of shape "
+		               "%s, got %s",
+		               ln_shape_str(want, sizeof want, 4, p->in_shape),
+		               ln_tensor_shape_str(x, got, sizeof got));
+	}
+	if ((st = check_grad(m, gy, y, err)) != LN_OK ||
+	    (st = ln_tensor_ensure(&m->grad_input, 4, x->shape, err)) != LN_OK)
+		return st;
+	maxpool_backward_kernel(ln_tensor_data(&m->grad_input), ln_tensor_data(gy), p->argmax,
+	                        y[0] * y[1], x->shape[2], x->shape[3], y[2], y[3]);
+	return LN_OK;
+}
+
+static void maxpool_destroy(ln_module *m)
+{
+	pool2d *p = (pool2d *)m;
+	ln_free(p->argmax);
+	p->argmax = NULL;
+	p->argmax_cap = 0;
+}
+
+/* ==== AvgPool2d ============================================================= */
+
+/* y (planes,ho,wo) = mean of each k x k window of x (planes,h,w), summed in
+ * double. */
+static void avgpool_forward_kernel(float *y, const float *x, int64_t planes, int64_t h, int64_t w,
+                                   int64_t ho, int64_t wo, int64_t k, int64_t s)
+{
+	const double scale = 1.0 / (double)(k * k);
+	for (int64_t pl = 0; pl < planes; pl++) {
+		const float *xp = x + pl * h * w;
+		float *yp = y + pl * ho * wo;
+		for (int64_t i = 0; i < ho; i++)
+			for (int64_t j = 0; j < wo; j++) {
+				double acc = 0;
+				for (int64_t u = 0; u < k; u++)
+					for (int64_t v = 0; v < k; v++)
+						acc += xp[(i * s + u) * w + j * s + v];
+				yp[i * wo + j] = (float)(acc * scale);
+			}
+	}
+}
+
+/* gx (planes,h,w) = 0, then every window adds gy/k^2 to the elements it
+ * covers. */
+static void avgpool_backward_kernel(float *gx, const float *gy, int64_t planes, int64_t h,
+                                    int64_t w, int64_t ho, int64_t wo, int64_t k, int64_t s)
+{
+	const float scale = (float)(1.0 / (double)(k * k));
+	memset(gx, 0, (size_t)(planes * h * w) * sizeof(float));
+	for (int64_t pl = 0; pl < planes; pl++) {
+		float *gp = gx + pl * h * w;
+		const float *gyp = gy + pl * ho * wo;
+		for (int64_t i = 0; i < ho; i++)
+			for (int64_t j = 0; j < wo; j++) {
+				float g = gyp[i * wo + j] * scale;
+				for (int64_t u = 0; u < k; u++)
+					for (int64_t v = 0; v < k; v++)
+						gp[(i * s + u) * w + j * s + v] += g;
+			}
+	}
+}
+
+static ln_status avgpool_forward(ln_module *m, const ln_tensor *x, ln_error *err)
+{
+	pool2d *p = (pool2d *)m;
+	int64_t y[4];
+	ln_status st = check_input(m, x, y, err);
+	if (st != LN_OK || (st = ln_tensor_ensure(&m->output, 4, y, err)) != LN_OK)
+		return st;
+	avgpool_forward_kernel(ln_tensor_data(&m->output), ln_tensor_data(x), y[0] * y[1],
+	                       x->shape[2], x->shape[3], y[2], y[3], p->k, p->stride);
+	return LN_OK;
+}
+
+static ln_status avgpool_backward(ln_module *m, const ln_tensor *x, const ln_tensor *gy,
+                                  ln_error *err)
+{
+	pool2d *p = (pool2d *)m;
+	int64_t y[4];
+	ln_status st = check_input(m, x, y, err);
+	if (st != LN_OK || (st = check_grad(m, gy, y, err)) != LN_OK ||
+	    (st = ln_tensor_ensure(&m->grad_input, 4, x->shape, err)) != LN_OK)
+		return st;
+	avgpool_backward_kernel(ln_tensor_data(&m->grad_input), ln_tensor_data(gy), y[0] * y[1],
+	                        x->shape[2], x->shape[3], y[2], y[3], p->k, p->stride);
+	return LN_OK;
+}
+
+/* ==== construction ========================================================== */
+
+static ln_status pool_new(ln_module **out, const ln_module_class *cls, int64_t k, int64_t stride,
+                          ln_error *err)
+{
+	*out = NULL;
+	if (k < 1)
+		return ln_fail(err, LN_ERANGE, "%s: kernel size must be >= 1, got %lld", cls->name,
+		               (long long)k);
+	if (stride <= 0)
+		stride = k;
+	ln_module *m;
+	ln_status st = ln_module_alloc(&m, cls, err);
+	if (st != LN_OK)
+		return st;
+	pool2d *p = (pool2d *)m;
+	p->k = k;
+	p->stride = stride;
+	m->nconfig = 2;
+	m->config[0] = (double)k;
+	m->config[1] = (double)stride;
+	*out = m;
+	return LN_OK;
+}
+
+ln_status ln_maxpool2d_new(ln_module **out, int64_t k, int64_t stride, ln_error *err)
+{
+	return pool_new(out, &ln_maxpool2d_class, k, stride, err);
+}
+
+ln_status ln_avgpool2d_new(ln_module **out, int64_t k, int64_t stride, ln_error *err)
+{
+	return pool_new(out, &ln_avgpool2d_class, k, stride, err);
+}
+
+/* config {k, stride}: integers, k >= 1, stride >= 0 (0: stride = k). */
+static ln_status pool_create(ln_module **out, const ln_module_class *cls, const double *config,
+                             ln_error *err)
+{
+	int64_t k, stride;
+	ln_status st;
+	*out = NULL;
+	if ((st = ln_config_int(&k, config[0], cls->name, "k", 1, INT32_MAX, err)) != LN_OK ||
+	    (st = ln_config_int(&stride, config[1], cls->name, "stride", 0, INT32_MAX, err)) != LN_OK)
+		return st;
+	return pool_new(out, cls, k, stride, err);
+}
+
+static ln_status maxpool_create(ln_module **out, const double *config, ln_error *err)
+{
+	return pool_create(out, &ln_maxpool2d_class, config, err);
+}
+
+static ln_status avgpool_create(ln_module **out, const double *config, ln_error *err)
+{
+	return pool_create(out, &ln_avgpool2d_class, config, err);
+}
+
+const ln_module_class ln_maxpool2d_class = {
+	.name = "MaxPool2d",
+	.size = sizeof(pool2d),
+	.forward = maxpool_forward,
+	.backward = maxpool_backward,
+	.destroy = maxpool_destroy,
+	.param_names = {NULL},
+	.buffer_names = {NULL},
+	.config_names = {"k", "stride", NULL},
+	.create = maxpool_create,
+	.describe = pool_describe,
+};
+
+const ln_module_class ln_avgpool2d_class = {
+	.name = "AvgPool2d",
+	.size = sizeof(pool2d),
+	.forward = avgpool_forward,
+	.backward = avgpool_backward,
+	.destroy = NULL,
+	.param_names = {NULL},
+	.buffer_names = {NULL},
+	.config_names = {"k", "stride", NULL},
+	.create = avgpool_create,
+	.describe = pool_describe,
+};
