@@ -58,6 +58,9 @@ ln_status ln_loss_forward(ln_loss *c, const ln_tensor *input, const ln_tensor *t
                           double *loss, ln_error *err);
 ln_status ln_loss_backward(ln_loss *c, const ln_tensor *input, const ln_tensor *target,
                            ln_error *err);
+/* One-line description, as snprintf: "CrossEntropyLoss()",
+ * "MSELoss(reduction=sum)", "OutputLoss(softmax, cross_entropy) [canonical]". */
+int ln_loss_describe(const ln_loss *c, char *buf, size_t size);
 
 /* ---- the built-in losses ---------------------------------------------------- */
 
@@ -85,10 +88,22 @@ int ln_activation_from_name(const char *name);
 int ln_loss_kind_from_name(const char *name);
 const char *ln_activation_name(ln_activation a);
 const char *ln_loss_kind_name(ln_loss_kind k);
+/* The valid names joined by ", " ("identity, sigmoid, tanh, relu, softmax"),
+ * for messages about unknown names; return as snprintf. */
+int ln_activation_names(char *buf, size_t size);
+int ln_loss_kind_names(char *buf, size_t size);
 
 ln_status ln_output_loss_new(ln_loss **out, ln_activation act, ln_loss_kind kind,
                              ln_reduction r, ln_error *err);
-/* True for the three canonical pairings. */
+/* As ln_output_loss_new, by name; an unknown name fails with LN_EARG and
+ * lists the valid ones ("OutputLoss: unknown activation 'softplus' (valid:
+ * identity, sigmoid, tanh, relu, softmax)"). */
+ln_status ln_output_loss_new_by_name(ln_loss **out, const char *act, const char *kind,
+                                     ln_reduction r, ln_error *err);
+/* True for the three canonical pairings; false for any other loss. */
 bool ln_output_loss_is_canonical(const ln_loss *c);
+/* The pairing of an OutputLoss (c must be one). */
+ln_activation ln_output_loss_activation(const ln_loss *c);
+ln_loss_kind ln_output_loss_kind(const ln_loss *c);
 
 #endif

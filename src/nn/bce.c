@@ -1,0 +1,163 @@
+/*
+ * bce.c -- binary cross-entropy, on probabilities (BCELoss) and on logits
+ * (BCEWithLogitsLoss).
+ *
+ *   BCELoss:            L = -1/N sum_k y_k log x_k + (1-y_k) log(1-x_k)
+ *                       dL/dx = (x - y) / (x(1-x)) / N
+ *   BCEWithLogitsLoss:  the same with x = sigmoid(z), computed from z as
+ *                       max(z,0) - z y + log1p(exp(-|z|)), which neither
+ *                       overflows nor takes log 0;  dL/dz = (sigmoid(z) - y)/N
+ *
+ * Input and target of any one shape, N = shape[0], targets in [0,1] (soft
+ * labels allowed).  BCELoss inputs must lie in [0,1]; at exactly 0 or 1
+ * each log is clamped at -100 as PyTorch does, so the loss stays finite.
+ * The sum over elements is divided by N, not by the element count: each
+ * sample's loss is the sum over its outputs, as for MSELoss.
+ */
+#include <math.h>
+
+#include "../core/alloc.h"
+#include "loss_impl.h"
+
+/* ==== kernels ================================================================ */
+
+/* returns sum_k -(y log x + (1-y) log(1-x)), each log clamped at -100;
+ * x, y (m) with x, y in [0,1]. */
+static double bce_sum(const float *x, const float *y, int64_t m)
+{
+	double s = 0;
+	for (int64_t k = 0; k < m; k++) {
+		double lx = fmax(log((double)x[k]), LN_BCE_LOG_MIN);
+		double l1x = fmax(log1p(-(double)x[k]), LN_BCE_LOG_MIN);
+		s -= (double)y[k] * lx + (1.0 - (double)y[k]) * l1x;
+	}
+	return s;
+}
+
+/* gx_k = scale * (x_k - y_k) / max(x_k (1 - x_k), 1e-12);  gx, x, y (m). */
+static void bce_grad(float *gx, const float *x, const float *y, int64_t m, double scale)
+{
+	for (int64_t k = 0; k < m; k++) {
+		double xk = x[k];
+		gx[k] = (float)(scale * (xk - (double)y[k]) / fmax(xk * (1.0 - xk), LN_BCE_EPS));
+	}
+}
+
+/* returns sum_k max(z,0) - z y + log1p(exp(-|z|))   (= -(y log s + (1-y) log(1-s)),
+ * s = sigmoid(z));  z, y (m).  When p != NULL, also p_k = sigmoid(z_k) (m). */
+double ln_bce_logits_sum(float *p, const float *z, const float *y, int64_t m)
+{
+	double s = 0;
+	for (int64_t k = 0; k < m; k++) {
+		double zk = z[k];
+		s += fmax(zk, 0.0) - zk * (double)y[k] + log1p(exp(-fabs(zk)));
+		if (p)
+			p[k] = (float)ln_sigmoid_d(zk);
+	}
+	return s;
+}
+
+/* gz_k = scale * (sigmoid(z_k) - y_k);  gz, z, y (m). */
+void ln_bce_logits_grad(float *gz, const float *z, const float *y, int64_t m, double scale)
+{
+	for (int64_t k = 0; k < m; k++)
+		gz[k] = (float)(scale * (ln_sigmoid_d(z[k]) - (double)y[k]));
+}
+
+/* ==== BCELoss ================================================================= */
+
+static ln_status bce_check(const ln_tensor *input, const ln_tensor *target, ln_error *err)
+{
+	ln_status st = ln_loss_check_same_shape("BCELoss", input, target, err);
+	if (st == LN_OK)
+		st = ln_loss_check_unit("BCELoss", "input", input, err);
+	if (st == LN_OK)
+		st = ln_loss_check_unit("BCELoss", "target", target, err);
+	return st;
+}
+
+static ln_status bce_forward(ln_loss *c, const ln_tensor *input, const ln_tensor *target,
+                             double *loss, ln_error *err)
+{
+	ln_status st = bce_check(input, target, err);
+	if (st != LN_OK)
+		return st;
+	*loss = ln_loss_scale(c, input->shape[0]) *
+	        bce_sum(ln_tensor_data(input), ln_tensor_data(target), ln_tensor_numel(input));
+	return LN_OK;
+}
+
+static ln_status bce_backward(ln_loss *c, const ln_tensor *input, const ln_tensor *target,
+                              ln_error *err)
+{
+	ln_status st = bce_check(input, target, err);
+	if (st == LN_OK)
+		st = ln_loss_ensure(&c->grad_input, "BCELoss", input, err);
+	if (st != LN_OK)
+		return st;
+	bce_grad(ln_tensor_data(&c->grad_input), ln_tensor_data(input), ln_tensor_data(target),
+	         ln_tensor_numel(input), ln_loss_scale(c, input->shape[0]));
+	return LN_OK;
+}
+
+static const ln_loss_class bce_class = {
+	.name = "BCELoss",
+	.size = sizeof(ln_loss),
+	.forward = bce_forward,
+	.backward = bce_backward,
+};
+
+/* New BCELoss; the caller owns the reference.  Errors: LN_ENOMEM. */
+ln_status ln_bce_loss_new(ln_loss **out, ln_reduction r, ln_error *err)
+{
+	return ln_loss_alloc(out, &bce_class, r, err);
+}
+
+/* ==== BCEWithLogitsLoss ======================================================== */
+
+static ln_status logits_check(const ln_tensor *input, const ln_tensor *target, ln_error *err)
+{
+	ln_status st = ln_loss_check_same_shape("BCEWithLogitsLoss", input, target, err);
+	if (st == LN_OK)
+		st = ln_loss_check_unit("BCEWithLogitsLoss", "target", target, err);
+	return st;
+}
+
+static ln_status logits_forward(ln_loss *c, const ln_tensor *input, const ln_tensor *target,
+                                double *loss, ln_error *err)
+{
+	ln_status st = logits_check(input, target, err);
+	if (st != LN_OK)
+		return st;
+	*loss = ln_loss_scale(c, input->shape[0]) *
+	        ln_bce_logits_sum(NULL, ln_tensor_data(input), ln_tensor_data(target),
+	                          ln_tensor_numel(input));
+	return LN_OK;
+}
+
+static ln_status logits_backward(ln_loss *c, const ln_tensor *input, const ln_tensor *target,
+                                 ln_error *err)
+{
+	ln_status st = logits_check(input, target, err);
+	if (st == LN_OK)
+		st = ln_loss_ensure(&c->grad_input, "BCEWithLogitsLoss", input, err);
+	if (st != LN_OK)
+		return st;
+	ln_bce_logits_grad(ln_tensor_data(&c->grad_input), ln_tensor_data(input),
+	                   ln_tensor_data(target), ln_tensor_numel(input),
+	                   ln_loss_scale(c, input->shape[0]));
+	return LN_OK;
+}
+
+static const ln_loss_class logits_class = {
+	.name = "BCEWithLogitsLoss",
+	.size = sizeof(ln_loss),
+	.forward = logits_forward,
+	.backward = logits_backward,
+};
+
+/* New BCEWithLogitsLoss; the caller owns the reference.  Errors: LN_ENOMEM. */
+ln_status ln_bce_logits_loss_new(ln_loss **out, ln_reduction r, ln_error *err)
+{
+	return ln_loss_alloc(out, &logits_class, r, err);
+}

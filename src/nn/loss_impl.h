@@ -1,0 +1,147 @@
+/*
+ * loss_impl.h -- what the loss files share among themselves: target and
+ * value checks with messages, positions for messages, the reduction scale,
+ * and the kernels that OutputLoss fuses (so that CrossEntropyLoss and
+ * OutputLoss(softmax, cross_entropy) are one piece of arithmetic).
+ *
+ * Private to src/nn/{loss,mse,bce,cross_entropy,output_loss}.c; not part of
+ * the public API.  Every check takes `who`, the name put in front of the
+ * message ("CrossEntropyLoss", "OutputLoss(softmax, cross_entropy)").
+ * Positions in messages are 1-based, as a Lua script counts them.
+ */
+#ifndef LN_LOSS_IMPL_H
+#define LN_LOSS_IMPL_H
+
+#include <math.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "loss.h"
+
+/* The OutputLoss class (output_loss.c), to recognise its instances. */
+extern const ln_loss_class ln_output_loss_class;
+
+/* Large enough for any message prefix ("OutputLoss(softmax, cross_entropy)"). */
+#define LN_LOSS_WHO_MAX 64
+
+/* 1/N for LN_REDUCE_MEAN, 1 for LN_REDUCE_SUM; n = input->shape[0]. */
+static inline double ln_loss_scale(const ln_loss *c, int64_t n)
+{
+	return c->reduction == LN_REDUCE_SUM ? 1.0 : 1.0 / (double)n;
+}
+
+/* The name that prefixes this loss's messages: the class name, or for
+ * OutputLoss the pairing.  Writes into buf (LN_LOSS_WHO_MAX) and returns it. */
+const char *ln_loss_who(const ln_loss *c, char *buf);
+
+/* Describes the position of element `flat` (0-based, row-major) of a
+ * contiguous tensor, 1-based: "position 5" (1-D), "row 3, column 2" (2-D),
+ * "index {1,2,3}" (more).  Returns buf. */
+char *ln_loss_pos_str(char *buf, size_t size, const ln_tensor *t, int64_t flat);
+
+/* LN_ENAN unless every element of t (contiguous) is finite:
+ * "<who>: <what> has NaN at row 3, column 2" (also "inf", "-inf"). */
+ln_status ln_loss_check_finite(const char *who, const char *what, const ln_tensor *t,
+                               ln_error *err);
+
+/* LN_ESHAPE unless target has the input's shape:
+ * "<who>: expected target of shape {64,10}, got {64,9}". */
+ln_status ln_loss_check_same_shape(const char *who, const ln_tensor *input,
+                                   const ln_tensor *target, ln_error *err);
+
+/* LN_ERANGE unless every element of t lies in [0,1]:
+ * "<who>: <what> 1.5 at row 2, column 1 is outside [0,1]".  NaN fails too. */
+ln_status ln_loss_check_unit(const char *who, const char *what, const ln_tensor *t,
+                             ln_error *err);
+
+/* LN_ESHAPE unless input is {N,C}:
+ * "<who>: expected input of shape {N,C}, got {2,3,4}". */
+ln_status ln_loss_check_2d(const char *who, const ln_tensor *input, ln_error *err);
+
+/* Makes t a contiguous buffer shaped like `like` (ln_tensor_ensure: no
+ * allocation once the shape is stable); a failure's message gets the
+ * "<who>: " prefix. */
+ln_status ln_loss_ensure(ln_tensor *t, const char *who, const ln_tensor *like, ln_error *err);
+
+/* ---- class targets ----------------------------------------------------------- */
+
+/* A validated class target for an {N,C} input: either N labels (0-based
+ * class indices, converted from the 1-based floats) or N rows of C
+ * non-negative finite weights (one-hot or probabilities). */
+typedef struct ln_class_target {
+	const float *rows;  /* (N,C) or NULL */
+	const float *labels;/* (N), 1-based integral floats, or NULL */
+	int64_t n, c;
+} ln_class_target;
+
+/* Validates target against an {N,C} input and fills *t.  Errors:
+ *   LN_ESHAPE "expected 64 labels, got 63" (1-D target of the wrong length),
+ *   LN_ESHAPE "expected target of shape {64,10} or 64 class labels, got {64,9}",
+ *   LN_ENAN   "target has NaN at position 3",
+ *   LN_ERANGE "label 2.5 at position 1 is not an integer",
+ *   LN_ERANGE "label 11 at position 5 is out of range 1..10",
+ *   LN_ERANGE "target -0.5 at row 2, column 3 is negative; probability rows
+ *              must be non-negative". */
+ln_status ln_loss_class_target(ln_class_target *t, const char *who, const ln_tensor *input,
+                               const ln_tensor *target, ln_error *err);
+
+/* Class index (0-based) of the label of row i; only when t->labels. */
+static inline int64_t ln_class_label(const ln_class_target *t, int64_t i)
+{
+	return (int64_t)t->labels[i] - 1;
+}
+
+/* ---- scalar helpers, in double ---------------------------------------------- */
+
+/* sigma(z) = 1/(1+exp(-z)), without overflow for either sign. */
+static inline double ln_sigmoid_d(double z)
+{
+	if (z >= 0)
+		return 1.0 / (1.0 + exp(-z));
+	double e = exp(z);
+	return e / (1.0 + e);
+}
+
+/* log sum_j exp(z_j) of one row of c logits: m + log sum exp(z_j - m),
+ * m = max_j z_j, so that nothing overflows (logits of 1000 are fine). */
+static inline double ln_row_logsumexp(const float *z, int64_t c)
+{
+	double m = z[0];
+	for (int64_t j = 1; j < c; j++)
+		if (z[j] > m)
+			m = z[j];
+	double s = 0;
+	for (int64_t j = 0; j < c; j++)
+		s += exp((double)z[j] - m);
+	return m + log(s);
+}
+
+/* PyTorch's BCELoss clamps each log at -100, so that an input of exactly
+ * 0 or 1 gives a large finite loss instead of inf (torch/nn/functional.py,
+ * binary_cross_entropy; aten/src/ATen/native/Loss.cpp). */
+#define LN_BCE_LOG_MIN (-100.0)
+/* ... and divides the gradient by max(x(1-x), 1e-12). */
+#define LN_BCE_EPS 1e-12
+
+/* ---- kernels shared with OutputLoss ------------------------------------------ */
+
+/* MSE: returns sum_k (x_k - y_k)^2 / 2 over m elements (unscaled). */
+double ln_mse_sum(const float *x, const float *y, int64_t m);
+/* gx_k = scale * (x_k - y_k); gx (m). */
+void ln_mse_grad(float *gx, const float *x, const float *y, int64_t m, double scale);
+
+/* BCE with logits: returns sum_k max(z,0) - z*y + log1p(exp(-|z|)) over m
+ * elements (unscaled); when p != NULL also writes p_k = sigmoid(z_k). */
+double ln_bce_logits_sum(float *p, const float *z, const float *y, int64_t m);
+/* gz_k = scale * (sigmoid(z_k) - y_k). */
+void ln_bce_logits_grad(float *gz, const float *z, const float *y, int64_t m, double scale);
+
+/* Cross-entropy of softmax(z) against t: returns
+ * sum_i [ (sum_j y_ij) * lse_i - sum_j y_ij z_ij ]  (labels: sum_i lse_i - z_i,l_i),
+ * unscaled; z (N,C).  When p != NULL also writes p = softmax(z) (N,C). */
+double ln_ce_sum(float *p, const float *z, const ln_class_target *t);
+/* gz_ij = scale * (softmax(z)_ij * sum_k y_ik - y_ij): (p - y)*scale for
+ * rows that sum to 1, which one-hot rows and labels do exactly. */
+void ln_ce_grad(float *gz, const float *z, const ln_class_target *t, double scale);
+
+#endif

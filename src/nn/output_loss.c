@@ -1,0 +1,446 @@
+/*
+ * output_loss.c -- OutputLoss(act, loss): an output activation and a loss
+ * as one object, y_hat = act(z), L = loss(y_hat, y), backward gives dL/dz.
+ *
+ * The pairings, activation x loss:
+ *
+ *              mse           bce              cross_entropy
+ *   identity   canonical     -- unbounded     -- not a distribution
+ *   sigmoid    chain rule    canonical        -- rows do not sum to 1
+ *   tanh       chain rule    -- in (-1,1)     -- not a distribution
+ *   relu       chain rule    -- in [0,inf)    -- not a distribution
+ *   softmax    chain rule    chain rule       canonical
+ *
+ * Canonical pairings are computed fused, from z, in stable form, and give
+ * dL/dz = (y_hat - y)/N exactly (the output activation is the inverse of
+ * the loss's canonical link: identity/Gaussian, logistic/Bernoulli,
+ * softmax/categorical):
+ *   (identity, mse)          L = 1/(2N) sum (z - y)^2
+ *   (sigmoid, bce)           L = 1/N sum max(z,0) - z y + log1p(exp(-|z|))
+ *   (softmax, cross_entropy) L = 1/N sum_i (sum_j y_ij) lse(z_i) - y_i . z_i
+ * Any other defined pairing goes through the chain rule,
+ * dL/dz = act'(z)^T dL/dy_hat, with dL/dy_hat = (y_hat - y)/N for mse and
+ * (y_hat - y)/(y_hat(1 - y_hat))/N for bce; for softmax act'(z)^T u is the
+ * Jacobian-vector product y_hat .* (u - y_hat . u), row by row.
+ *
+ * (softmax, bce) is allowed: softmax outputs lie in (0,1), so each one is
+ * a valid Bernoulli probability and the loss is defined and differentiable.
+ * It is rarely what one wants (softmax makes the outputs compete, bce
+ * scores them as independent labels), which is exactly what an experiment
+ * comparing pairings may want to show; the log of y_hat is taken as
+ * z - lse(z), and log(1 - y_hat) is clamped at -100 as in BCELoss.
+ * bce after identity, tanh or relu, and cross_entropy after anything but
+ * softmax, are refused by the constructor with the reason.
+ *
+ * Input: z of any shape (N = shape[0]); {N,C} when the activation is
+ * softmax (rows are the distributions).  Targets: mse, the input's shape,
+ * finite; bce, the input's shape, in [0,1]; cross_entropy, N labels 1..C
+ * or {N,C} non-negative rows.  forward writes y_hat into c->output;
+ * backward recomputes what it needs from z and writes c->grad_input.
+ */
+#include <assert.h>
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "../core/alloc.h"
+#include "loss_impl.h"
+
+typedef struct output_loss {
+	ln_loss base;
+	ln_activation act;
+	ln_loss_kind kind;
+} output_loss;
+
+/* ==== names ================================================================== */
+
+static const char *const act_names[] = {
+	[LN_ACT_IDENTITY] = "identity",
+	[LN_ACT_SIGMOID] = "sigmoid",
+	[LN_ACT_TANH] = "tanh",
+	[LN_ACT_RELU] = "relu",
+	[LN_ACT_SOFTMAX] = "softmax",
+};
+_Static_assert(sizeof act_names / sizeof act_names[0] == LN_ACT_COUNT,
+               "one name per activation");
+
+static const char *const kind_names[] = {
+	[LN_LOSS_MSE] = "mse",
+	[LN_LOSS_BCE] = "bce",
+	[LN_LOSS_CROSS_ENTROPY] = "cross_entropy",
+};
+_Static_assert(sizeof kind_names / sizeof kind_names[0] == LN_LOSS_KIND_COUNT,
+               "one name per loss kind");
+
+static int find_name(const char *const *names, int count, const char *name)
+{
+	if (!name)
+		return -1;
+	for (int i = 0; i < count; i++)
+		if (strcmp(names[i], name) == 0)
+			return i;
+	return -1;
+}
+
+static int join_names(char *buf, size_t size, const char *const *names, int count)
+{
+	size_t n = 0;
+	if (size)
+		buf[0] = '\0';
+	for (int i = 0; i < count; i++) {
+		int w = snprintf(n < size ? buf + n : NULL, n < size ? size - n : 0, "%s%s",
+		                 i ? ", " : "", names[i]);
+		n += (size_t)w;
+	}
+	return (int)n;
+}
+
+int ln_activation_from_name(const char *name) { return find_name(act_names, LN_ACT_COUNT, name); }
+int ln_loss_kind_from_name(const char *name) { return find_name(kind_names, LN_LOSS_KIND_COUNT, name); }
+
+const char *ln_activation_name(ln_activation a)
+{
+	return (unsigned)a < LN_ACT_COUNT ? act_names[a] : "?";
+}
+
+const char *ln_loss_kind_name(ln_loss_kind k)
+{
+	return (unsigned)k < LN_LOSS_KIND_COUNT ? kind_names[k] : "?";
+}
+
+int ln_activation_names(char *buf, size_t size)
+{
+	return join_names(buf, size, act_names, LN_ACT_COUNT);
+}
+
+int ln_loss_kind_names(char *buf, size_t size)
+{
+	return join_names(buf, size, kind_names, LN_LOSS_KIND_COUNT);
+}
+
+/* ==== which pairings are defined ================================================= */
+
+static bool is_canonical(ln_activation a, ln_loss_kind k)
+{
+	return (a == LN_ACT_IDENTITY && k == LN_LOSS_MSE) || (a == LN_ACT_SIGMOID && k == LN_LOSS_BCE) ||
+	       (a == LN_ACT_SOFTMAX && k == LN_LOSS_CROSS_ENTROPY);
+}
+
+/* NULL when (a, k) is defined, else why not (the text after "OutputLoss: "). */
+static const char *undefined_why(ln_activation a, ln_loss_kind k)
+{
+	if (k == LN_LOSS_BCE) {
+		switch (a) {
+		case LN_ACT_IDENTITY:
+			return "bce needs outputs in (0,1); identity outputs are unbounded "
+			       "(use sigmoid, or BCEWithLogitsLoss on the logits)";
+		case LN_ACT_TANH:
+			return "bce needs outputs in (0,1); tanh outputs lie in (-1,1) (use sigmoid)";
+		case LN_ACT_RELU:
+			return "bce needs outputs in (0,1); relu outputs lie in [0,inf) (use sigmoid)";
+		default:
+			return NULL;
+		}
+	}
+	if (k == LN_LOSS_CROSS_ENTROPY) {
+		switch (a) {
+		case LN_ACT_IDENTITY:
+			return "cross_entropy needs a probability distribution over classes; only softmax "
+			       "produces one (identity outputs are unbounded: use softmax, or "
+			       "CrossEntropyLoss on the logits)";
+		case LN_ACT_SIGMOID:
+			return "cross_entropy needs a probability distribution over classes; only softmax "
+			       "produces one (sigmoid outputs lie in (0,1) but do not sum to 1; for "
+			       "independent binary labels use bce)";
+		case LN_ACT_TANH:
+			return "cross_entropy needs a probability distribution over classes; only softmax "
+			       "produces one (tanh outputs lie in (-1,1))";
+		case LN_ACT_RELU:
+			return "cross_entropy needs a probability distribution over classes; only softmax "
+			       "produces one (relu outputs are non-negative but do not sum to 1)";
+		default:
+			return NULL;
+		}
+	}
+	return NULL;
+}
+
+/* ==== kernels for the chain-rule pairings ======================================== */
+
+/* y_hat = act(z) for the elementwise activations, in double. */
+static double act_value(ln_activation a, double z)
+{
+	switch (a) {
+	case LN_ACT_SIGMOID: return ln_sigmoid_d(z);
+	case LN_ACT_TANH: return tanh(z);
+	case LN_ACT_RELU: return z > 0 ? z : 0.0;
+	default: return z;
+	}
+}
+
+/* d y_hat / dz for the elementwise activations, from z and y_hat = act(z).
+ * relu'(0) is taken as 0. */
+static double act_deriv(ln_activation a, double z, double p)
+{
+	switch (a) {
+	case LN_ACT_SIGMOID: return p * (1.0 - p);
+	case LN_ACT_TANH: return 1.0 - p * p;
+	case LN_ACT_RELU: return z > 0 ? 1.0 : 0.0;
+	default: return 1.0;
+	}
+}
+
+/* Per-element loss of y_hat = p against y (unscaled); logp = log p,
+ * passed in because softmax knows it more exactly than log(p). */
+static double elem_loss(ln_loss_kind k, double p, double logp, double y)
+{
+	if (k == LN_LOSS_MSE)
+		return 0.5 * (p - y) * (p - y);
+	/* bce */
+	return -(y * fmax(logp, LN_BCE_LOG_MIN) + (1.0 - y) * fmax(log1p(-p), LN_BCE_LOG_MIN));
+}
+
+/* dL/dy_hat per element (unscaled). */
+static double elem_dloss(ln_loss_kind k, double p, double y)
+{
+	if (k == LN_LOSS_MSE)
+		return p - y;
+	return (p - y) / fmax(p * (1.0 - p), LN_BCE_EPS);
+}
+
+/* Elementwise activation then mse/bce: p = act(z) into yhat (m), returns
+ * sum_k loss(p_k, y_k).  z, y, yhat (m). */
+static double chain_elem_forward(float *yhat, const float *z, const float *y, int64_t m,
+                                 ln_activation a, ln_loss_kind k)
+{
+	double s = 0;
+	for (int64_t i = 0; i < m; i++) {
+		double p = act_value(a, z[i]);
+		yhat[i] = (float)p;
+		s += elem_loss(k, p, k == LN_LOSS_BCE ? log(p) : 0.0, y[i]);
+	}
+	return s;
+}
+
+/* gz_k = scale * dL/dy_hat_k * act'(z_k);  gz, z, y (m). */
+static void chain_elem_backward(float *gz, const float *z, const float *y, int64_t m,
+                                ln_activation a, ln_loss_kind k, double scale)
+{
+	for (int64_t i = 0; i < m; i++) {
+		double p = act_value(a, z[i]);
+		gz[i] = (float)(scale * elem_dloss(k, p, y[i]) * act_deriv(a, z[i], p));
+	}
+}
+
+/* Softmax rows then mse/bce: p_i = softmax(z_i) into yhat (n,c), returns
+ * sum_ij loss(p_ij, y_ij).  z, y, yhat (n,c). */
+static double chain_softmax_forward(float *yhat, const float *z, const float *y, int64_t n,
+                                    int64_t c, ln_loss_kind k)
+{
+	double s = 0;
+	for (int64_t i = 0; i < n; i++) {
+		const float *zi = z + i * c;
+		double lse = ln_row_logsumexp(zi, c);
+		for (int64_t j = 0; j < c; j++) {
+			double logp = (double)zi[j] - lse;
+			double p = exp(logp);
+			yhat[i * c + j] = (float)p;
+			s += elem_loss(k, p, logp, y[i * c + j]);
+		}
+	}
+	return s;
+}
+
+/* gz_i = p_i .* (u_i - p_i . u_i), u_ij = scale * dL/dp_ij, p_i = softmax(z_i):
+ * the softmax Jacobian (diag(p) - p p^T) times u, row by row.  gz, z, y (n,c). */
+static void chain_softmax_backward(float *gz, const float *z, const float *y, int64_t n,
+                                   int64_t c, ln_loss_kind k, double scale)
+{
+	for (int64_t i = 0; i < n; i++) {
+		const float *zi = z + i * c;
+		const float *yi = y + i * c;
+		double lse = ln_row_logsumexp(zi, c);
+		double dot = 0;
+		for (int64_t j = 0; j < c; j++) {
+			double p = exp((double)zi[j] - lse);
+			dot += p * scale * elem_dloss(k, p, yi[j]);
+		}
+		for (int64_t j = 0; j < c; j++) {
+			double p = exp((double)zi[j] - lse);
+			gz[i * c + j] = (float)(p * (scale * elem_dloss(k, p, yi[j]) - dot));
+		}
+	}
+}
+
+/* ==== the loss ===================================================================== */
+
+/* Validates input and target for this pairing; fills *t for cross_entropy. */
+static ln_status ol_check(ln_class_target *t, const output_loss *o, const char *who,
+                          const ln_tensor *z, const ln_tensor *target, ln_error *err)
+{
+	ln_status st = LN_OK;
+	if (o->act == LN_ACT_SOFTMAX)
+		st = ln_loss_check_2d(who, z, err);
+	if (st != LN_OK)
+		return st;
+	switch (o->kind) {
+	case LN_LOSS_MSE:
+		st = ln_loss_check_same_shape(who, z, target, err);
+		if (st == LN_OK)
+			st = ln_loss_check_finite(who, "target", target, err);
+		return st;
+	case LN_LOSS_BCE:
+		st = ln_loss_check_same_shape(who, z, target, err);
+		if (st == LN_OK)
+			st = ln_loss_check_unit(who, "target", target, err);
+		return st;
+	default:
+		return ln_loss_class_target(t, who, z, target, err);
+	}
+}
+
+static ln_status ol_forward(ln_loss *c, const ln_tensor *z, const ln_tensor *target, double *loss,
+                            ln_error *err)
+{
+	output_loss *o = (output_loss *)c;
+	char who[LN_LOSS_WHO_MAX];
+	ln_class_target t;
+	ln_loss_who(c, who);
+	ln_status st = ol_check(&t, o, who, z, target, err);
+	if (st == LN_OK)
+		st = ln_loss_ensure(&c->output, who, z, err);
+	if (st != LN_OK)
+		return st;
+	float *yhat = ln_tensor_data(&c->output);
+	const float *zd = ln_tensor_data(z), *y = ln_tensor_data(target);
+	int64_t m = ln_tensor_numel(z), n = z->shape[0];
+	double s;
+	if (o->act == LN_ACT_IDENTITY && o->kind == LN_LOSS_MSE) {
+		memcpy(yhat, zd, (size_t)m * sizeof(float));
+		s = ln_mse_sum(zd, y, m);
+	} else if (o->act == LN_ACT_SIGMOID && o->kind == LN_LOSS_BCE) {
+		s = ln_bce_logits_sum(yhat, zd, y, m);
+	} else if (o->kind == LN_LOSS_CROSS_ENTROPY) {
+		s = ln_ce_sum(yhat, zd, &t);
+	} else if (o->act == LN_ACT_SOFTMAX) {
+		s = chain_softmax_forward(yhat, zd, y, n, z->shape[1], o->kind);
+	} else {
+		s = chain_elem_forward(yhat, zd, y, m, o->act, o->kind);
+	}
+	*loss = ln_loss_scale(c, n) * s;
+	return LN_OK;
+}
+
+static ln_status ol_backward(ln_loss *c, const ln_tensor *z, const ln_tensor *target,
+                             ln_error *err)
+{
+	output_loss *o = (output_loss *)c;
+	char who[LN_LOSS_WHO_MAX];
+	ln_class_target t;
+	ln_loss_who(c, who);
+	ln_status st = ol_check(&t, o, who, z, target, err);
+	if (st == LN_OK)
+		st = ln_loss_ensure(&c->grad_input, who, z, err);
+	if (st != LN_OK)
+		return st;
+	float *gz = ln_tensor_data(&c->grad_input);
+	const float *zd = ln_tensor_data(z), *y = ln_tensor_data(target);
+	int64_t m = ln_tensor_numel(z), n = z->shape[0];
+	double scale = ln_loss_scale(c, n);
+	if (o->act == LN_ACT_IDENTITY && o->kind == LN_LOSS_MSE)
+		ln_mse_grad(gz, zd, y, m, scale);
+	else if (o->act == LN_ACT_SIGMOID && o->kind == LN_LOSS_BCE)
+		ln_bce_logits_grad(gz, zd, y, m, scale);
+	else if (o->kind == LN_LOSS_CROSS_ENTROPY)
+		ln_ce_grad(gz, zd, &t, scale);
+	else if (o->act == LN_ACT_SOFTMAX)
+		chain_softmax_backward(gz, zd, y, n, z->shape[1], o->kind, scale);
+	else
+		chain_elem_backward(gz, zd, y, m, o->act, o->kind, scale);
+	return LN_OK;
+}
+
+static int ol_describe(const ln_loss *c, char *buf, size_t size)
+{
+	const output_loss *o = (const output_loss *)c;
+	return snprintf(buf, size, "OutputLoss(%s, %s%s)%s", act_names[o->act], kind_names[o->kind],
+	                c->reduction == LN_REDUCE_SUM ? ", reduction=sum" : "",
+	                is_canonical(o->act, o->kind) ? " [canonical]" : "");
+}
+
+const ln_loss_class ln_output_loss_class = {
+	.name = "OutputLoss",
+	.size = sizeof(output_loss),
+	.forward = ol_forward,
+	.backward = ol_backward,
+	.describe = ol_describe,
+};
+
+/* New OutputLoss(act, kind); the caller owns the reference.  Errors:
+ * LN_EARG for an unknown activation or loss kind, or an undefined pairing
+ * (the message says why); LN_ENOMEM. */
+ln_status ln_output_loss_new(ln_loss **out, ln_activation act, ln_loss_kind kind, ln_reduction r,
+                             ln_error *err)
+{
+	char names[128];
+	*out = NULL;
+	if ((unsigned)act >= LN_ACT_COUNT) {
+		ln_activation_names(names, sizeof names);
+		return ln_fail(err, LN_EARG, "OutputLoss: unknown activation %d (valid: %s)", (int)act,
+		               names);
+	}
+	if ((unsigned)kind >= LN_LOSS_KIND_COUNT) {
+		ln_loss_kind_names(names, sizeof names);
+		return ln_fail(err, LN_EARG, "OutputLoss: unknown loss %d (valid: %s)", (int)kind, names);
+	}
+	const char *why = undefined_why(act, kind);
+	if (why)
+		return ln_fail(err, LN_EARG, "OutputLoss: %s", why);
+	ln_loss *c;
+	ln_status st = ln_loss_alloc(&c, &ln_output_loss_class, r, err);
+	if (st != LN_OK)
+		return st;
+	((output_loss *)c)->act = act;
+	((output_loss *)c)->kind = kind;
+	*out = c;
+	return LN_OK;
+}
+
+ln_status ln_output_loss_new_by_name(ln_loss **out, const char *act, const char *kind,
+                                     ln_reduction r, ln_error *err)
+{
+	char names[128];
+	int a = ln_activation_from_name(act), k = ln_loss_kind_from_name(kind);
+	*out = NULL;
+	if (a < 0) {
+		ln_activation_names(names, sizeof names);
+		return ln_fail(err, LN_EARG, "OutputLoss: unknown activation '%s' (valid: %s)",
+		               act ? act : "(null)", names);
+	}
+	if (k < 0) {
+		ln_loss_kind_names(names, sizeof names);
+		return ln_fail(err, LN_EARG, "OutputLoss: unknown loss '%s' (valid: %s)",
+		               kind ? kind : "(null)", names);
+	}
+	return ln_output_loss_new(out, (ln_activation)a, (ln_loss_kind)k, r, err);
+}
+
+bool ln_output_loss_is_canonical(const ln_loss *c)
+{
+	if (!c || c->cls != &ln_output_loss_class)
+		return false;
+	const output_loss *o = (const output_loss *)c;
+	return is_canonical(o->act, o->kind);
+}
+
+ln_activation ln_output_loss_activation(const ln_loss *c)
+{
+	assert(c->cls == &ln_output_loss_class);
+	return ((const output_loss *)c)->act;
+}
+
+ln_loss_kind ln_output_loss_kind(const ln_loss *c)
+{
+	assert(c->cls == &ln_output_loss_class);
+	return ((const output_loss *)c)->kind;
+}
