@@ -2,7 +2,7 @@
 #   const ln_embedded_script ln_embedded_scripts[] = {{"lunet.name", bytes, len}, ..., {0}};
 file(GLOB scripts "${DIR}/*.lua")
 list(SORT scripts)
-set(body "/* Generated from lua/lunet/*.lua by cmake/embed_lua.cmake. Do not edit. */\n#include <stddef.h>\n#include \"embedded.h\"\n\n")
+set(body "/* Generated from the files in lua/lunet by cmake/embed_lua.cmake. Do not edit. */\n#include <stddef.h>\n#include \"embedded.h\"\n\n")
 set(table "const ln_embedded_script ln_embedded_scripts[] = {\n")
 set(i 0)
 foreach(f ${scripts})

@@ -1,0 +1,237 @@
+-- nn.lua -- the pure-Lua part of lunet.nn: gradient checking and traces.
+--
+-- Both work on anything with the module protocol (built-in modules and
+-- plain Lua tables with forward/backward), so they are written against
+-- that protocol rather than in C.
+
+local lunet = ...
+local nn = lunet.nn
+
+-- A fixed pseudo-random weighting in [-1, 1), the same on every call and
+-- independent of lunet.seed (so a gradient check never disturbs the
+-- random stream of the experiment around it).
+local function weights(n)
+	local w, s = {}, 12345
+	for i = 1, n do
+		s = (s * 1103515245 + 12345) % 2147483648
+		w[i] = s / 1073741824 - 1
+	end
+	return w
+end
+
+local function is_tensor(v)
+	return lunet.is_tensor(v)
+end
+
+-- A table of options ({eps=, tol=}), as opposed to a target given as a
+-- table of labels or nested rows.
+local function is_options(v)
+	return type(v) == "table" and not is_tensor(v) and v[1] == nil
+end
+
+local function relative_error(a, n)
+	local den = math.max(math.abs(a), math.abs(n), 1e-2)
+	return math.abs(a - n) / den
+end
+
+-- Largest relative error of the analytic gradient g against central
+-- differences of f() over every element of v (v is changed and restored
+-- in place).  Returns the error and the 1-based index where it is worst.
+local function check_tensor(f, v, g, eps)
+	local fv, fg = v:reshape(-1), g:reshape(-1)
+	local worst, at = 0, nil
+	for i = 1, #fv do
+		local saved = fv[i]
+		fv[i] = saved + eps
+		local up = fv[i]
+		local hi = f()
+		fv[i] = saved - eps
+		local down = fv[i]
+		local lo = f()
+		fv[i] = saved
+		local e = relative_error(fg[i], (hi - lo) / (up - down))
+		if e > worst or e ~= e then
+			worst, at = e, i
+		end
+	end
+	return worst, at
+end
+
+local function probe_value(y, r)
+	local fy = y:reshape(-1)
+	local s = 0
+	for i = 1, #r do
+		s = s + r[i] * fy[i]
+	end
+	return s
+end
+
+--- nn.gradcheck(m, x[, opts]) or nn.gradcheck(c, x, target[, opts])
+-- Checks backward against central finite differences over the input and
+-- every parameter.  Returns ok, the largest relative error, and where it
+-- was largest ("input[3]", "parameter 1[7]").
+function nn.gradcheck(obj, x, target, opts)
+	local kind
+	if nn.is_loss(obj) then
+		kind = "loss"
+	elseif nn.is_module(obj) then
+		kind = "module"
+	elseif type(obj) == "table" and type(obj.forward) == "function"
+	       and type(obj.backward) == "function" then
+		kind = (target ~= nil and not is_options(target)) and "loss" or "module"
+	else
+		error("nn.gradcheck: expected a module, a loss or a table with forward/backward, got "
+		      .. type(obj), 2)
+	end
+	if not is_tensor(x) then
+		error("nn.gradcheck: expected an input tensor, got " .. type(x), 2)
+	end
+	if kind == "module" then
+		if target ~= nil and not is_options(target) then
+			error("nn.gradcheck: a module takes (m, x[, opts]); got an extra " .. type(target), 2)
+		end
+		opts = target
+		target = nil
+	elseif target == nil then
+		error("nn.gradcheck: a loss needs a target", 2)
+	end
+	opts = opts or {}
+	local eps, tol = opts.eps or 1e-2, opts.tol or 1e-2
+	if type(eps) ~= "number" or eps <= 0 then
+		error("nn.gradcheck: eps must be a positive number, got " .. tostring(eps), 2)
+	end
+	if type(tol) ~= "number" or tol <= 0 then
+		error("nn.gradcheck: tol must be a positive number, got " .. tostring(tol), 2)
+	end
+
+	x = x:clone()
+	local worst, where = 0, nil
+	local function consider(e, at, name)
+		if at and (e > worst or e ~= e) then
+			worst, where = e, string.format("%s[%d]", name, at)
+		end
+	end
+
+	if kind == "loss" then
+		obj:forward(x, target)
+		local gx = obj:backward(x, target):clone()
+		consider(check_tensor(function() return obj:forward(x, target) end, x, gx, eps), "input")
+	else
+		local y = obj:forward(x)
+		local r = weights(y:numel())
+		local gy = lunet.tensor(r):reshape(table.unpack(y:shape()))
+		local params, grads = {}, {}
+		if obj.parameters then
+			params, grads = obj:parameters()
+		end
+		if obj.zero_grad then
+			obj:zero_grad()
+		end
+		obj:forward(x)
+		local gx = obj:backward(x, gy):clone()
+		local saved = {}
+		for i, g in ipairs(grads) do
+			saved[i] = g:clone()
+		end
+		local function f() return probe_value(obj:forward(x), r) end
+		consider(check_tensor(f, x, gx, eps), "input")
+		for i, p in ipairs(params) do
+			consider(check_tensor(f, p, saved[i], eps), "parameter " .. i)
+		end
+	end
+	return worst <= tol, worst, where
+end
+
+-- ---- trace ---------------------------------------------------------------------
+
+local function stats(t)
+	if not is_tensor(t) then
+		return nil
+	end
+	local mean = t:mean()
+	local d = t - mean
+	return mean, math.sqrt((d * d):mean())
+end
+
+local function norm(t)
+	if not is_tensor(t) then
+		return nil
+	end
+	return math.sqrt((t * t):sum())
+end
+
+local function shape_str(t)
+	if not is_tensor(t) then
+		return "-"
+	end
+	return "{" .. table.concat(t:shape(), ",") .. "}"
+end
+
+local function describe(m)
+	local s = tostring(m)
+	return (s:match("^[^\n]*"))
+end
+
+local function trace_row(m)
+	local out, din = m.output, m.grad_input
+	local mean, std = stats(out)
+	local gnorm
+	if m.parameters then
+		local _, grads = m:parameters()
+		if #grads > 0 then
+			local sq = 0
+			for _, g in ipairs(grads) do
+				sq = sq + (g * g):sum()
+			end
+			gnorm = math.sqrt(sq)
+		end
+	end
+	return {layer = describe(m), shape = shape_str(out), mean = mean, std = std,
+	        delta = norm(din), grad = gnorm}
+end
+
+local Trace = {}
+Trace.__index = Trace
+
+local function num(v)
+	return v and string.format("%10.3e", v) or string.format("%10s", "-")
+end
+
+function Trace.__tostring(tr)
+	local w = 5
+	for _, row in ipairs(tr) do
+		w = math.max(w, #row.layer)
+	end
+	local lines = {string.format("%3s  %-" .. w .. "s  %-12s %10s %10s %10s %10s",
+	                             "#", "layer", "output", "mean", "std", "|delta|", "|grad|")}
+	for i, row in ipairs(tr) do
+		lines[#lines + 1] = string.format("%3d  %-" .. w .. "s  %-12s %s %s %s %s", i, row.layer,
+		                                  row.shape, num(row.mean), num(row.std),
+		                                  num(row.delta), num(row.grad))
+	end
+	return table.concat(lines, "\n")
+end
+
+--- m:trace() -> a table with one row per layer: layer, shape, mean, std
+-- (of its output), delta (norm of its grad_input, the layer's delta) and
+-- grad (norm of its parameter gradients); tostring prints it as a table.
+local function trace(m)
+	local rows = setmetatable({}, Trace)
+	if m.name == "Sequential" then
+		for i = 1, #m do
+			local child = m:get(i)
+			if nn.is_module(child) and child.name == "Sequential" then
+				for _, row in ipairs(trace(child)) do
+					rows[#rows + 1] = row
+				end
+			else
+				rows[#rows + 1] = trace_row(child)
+			end
+		end
+	else
+		rows[1] = trace_row(m)
+	end
+	return rows
+end
+
+nn._module_methods.trace = trace
