@@ -1,0 +1,139 @@
+/*
+ * layers.h -- the basic layers and the Sequential container.
+ *
+ * Each constructor returns a new module with one reference (release it
+ * with ln_module_release) in *out, or an error with *out untouched.  The
+ * protocol (forward/backward, buffers, parameters) is in module.h; the
+ * class objects below are the vtables, also listed in registry.c.
+ *
+ *     ln_module *seq, *l1, *act, *l2;
+ *     ln_sequential_new(&seq, &err);
+ *     ln_linear_new(&l1, 784, 256, true, &err);
+ *     ln_sequential_add(seq, l1, &err);  ln_module_release(l1);  // seq holds it
+ *     ...
+ *     ln_module_forward(seq, &x, &err);        // seq->output
+ *     ln_module_backward(seq, &x, &gy, &err);  // seq->grad_input, grads +=
+ *
+ * Shapes: dimension 0 is the batch N everywhere.
+ */
+#ifndef LN_LAYERS_H
+#define LN_LAYERS_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "../core/error.h"
+#include "../core/tensor.h"
+#include "module.h"
+
+extern const ln_module_class ln_linear_class;
+extern const ln_module_class ln_identity_class;
+extern const ln_module_class ln_sigmoid_class;
+extern const ln_module_class ln_tanh_class;
+extern const ln_module_class ln_relu_class;
+extern const ln_module_class ln_leaky_relu_class;
+extern const ln_module_class ln_softmax_class;
+extern const ln_module_class ln_log_softmax_class;
+extern const ln_module_class ln_dropout_class;
+extern const ln_module_class ln_flatten_class;
+extern const ln_module_class ln_sequential_class;
+extern const ln_module_class ln_external_class;
+
+/* ---- Linear (linear.c) ------------------------------------------------------
+ *
+ * y = x W^T + b on x {N,nin}; weight {nout,nin}, bias {nout} (param 0 and
+ * 1; no bias param when bias is false).  Weight starts He-normal
+ * (N(0, 2/nin), for ReLU networks), bias at zero; nn.init.* overrides.
+ * Config: nin, nout, bias (0/1).  LN_ERANGE unless nin, nout >= 1. */
+ln_status ln_linear_new(ln_module **out, int64_t nin, int64_t nout, bool bias, ln_error *err);
+
+/* Kernels, exposed so that the fast and naive forms can be tested against
+ * each other.  All buffers contiguous, row-major.
+ *   forward:  y (N,nout) = x (N,nin) w^T (nin,nout) + b (nout); b may be NULL
+ *   backward: gx (N,nin) = gy (N,nout) w (nout,nin)          (overwritten)
+ *             gw (nout,nin) += gy^T (nout,N) x (N,nin)
+ *             gb (nout) += sum over rows of gy; gb may be NULL */
+void ln_linear_forward_kernel(float *y, const float *x, const float *w, const float *b, int64_t n,
+                              int64_t nin, int64_t nout);
+void ln_linear_forward_naive(float *y, const float *x, const float *w, const float *b, int64_t n,
+                             int64_t nin, int64_t nout);
+void ln_linear_backward_kernel(float *gx, float *gw, float *gb, const float *gy, const float *x,
+                               const float *w, int64_t n, int64_t nin, int64_t nout);
+void ln_linear_backward_naive(float *gx, float *gw, float *gb, const float *gy, const float *x,
+                              const float *w, int64_t n, int64_t nin, int64_t nout);
+
+/* ---- activations (activation.c) ---------------------------------------------
+ * Elementwise, any shape.  LeakyReLU: y = x for x > 0, slope*x otherwise;
+ * slope must be finite (LN_ERANGE). */
+ln_status ln_identity_new(ln_module **out, ln_error *err);
+ln_status ln_sigmoid_new(ln_module **out, ln_error *err);
+ln_status ln_tanh_new(ln_module **out, ln_error *err);
+ln_status ln_relu_new(ln_module **out, ln_error *err);
+ln_status ln_leaky_relu_new(ln_module **out, double slope, ln_error *err);
+
+/* ---- Softmax, LogSoftmax (softmax.c) ----------------------------------------
+ * Over the last dimension of x {N,...,C} (usually {N,C}); at least 2-D.
+ * Computed stably (the row maximum is subtracted first). */
+ln_status ln_softmax_new(ln_module **out, ln_error *err);
+ln_status ln_log_softmax_new(ln_module **out, ln_error *err);
+
+/* ---- Dropout (dropout.c) ------------------------------------------------------
+ * In training mode each element is dropped with probability p (from the
+ * lunet rng) and kept values are scaled by 1/(1-p) (inverted dropout), so
+ * that evaluation needs no rescaling; backward uses the mask of the last
+ * forward.  In evaluate mode it is the identity.  p in [0,1), else
+ * LN_ERANGE.  Config: p. */
+ln_status ln_dropout_new(ln_module **out, double p, ln_error *err);
+
+/* ---- Flatten (flatten.c) ----------------------------------------------------
+ * {N,d1,d2,...} -> {N,d1*d2*...} ({N} -> {N,1}); backward reshapes back. */
+ln_status ln_flatten_new(ln_module **out, ln_error *err);
+
+/* ---- Sequential (sequential.c) --------------------------------------------------
+ * Applies its children in order.  Its output is a view of the last child's
+ * output and its grad_input a view of the first child's grad_input.  A
+ * child's error comes back prefixed with its 1-based position and class:
+ * "Sequential: layer 3 (Linear): expected input of shape {N,784}, got
+ * {64,785}".  Forward on an empty Sequential is LN_ESTATE. */
+ln_status ln_sequential_new(ln_module **out, ln_error *err);
+/* Appends child; seq takes its own reference (the caller keeps its one).
+ * LN_EARG if seq is not a Sequential, if child is already in seq's tree
+ * (a module has one output buffer, so it can sit at one place only), or if
+ * seq is in child's tree (a cycle).  LN_ENOMEM leaves seq unchanged. */
+ln_status ln_sequential_add(ln_module *seq, ln_module *child, ln_error *err);
+
+/* ---- External (external.c) ----------------------------------------------------
+ *
+ * A module whose forward and backward are implemented outside C (a Lua
+ * table with forward/backward, say).  The callbacks receive an EMPTY
+ * tensor and fill it, either with ln_tensor_ref of a tensor they own
+ * elsewhere or with a new tensor; the module keeps that reference as its
+ * output / grad_input until the next call.  A callback reports failure by
+ * returning non-LN_OK with a message in err.  The output may have any
+ * shape; grad_input must have the shape of x (checked).  Non-contiguous
+ * results are copied into a buffer the module owns. */
+typedef struct ln_external_ops {
+	ln_status (*forward)(void *ctx, const ln_tensor *x, ln_tensor *out, ln_error *err);
+	ln_status (*backward)(void *ctx, const ln_tensor *x, const ln_tensor *gy,
+	                      ln_tensor *grad_input, ln_error *err);
+	/* Called once when the module is freed.  May be NULL. */
+	void (*release)(void *ctx);
+	/* Told when training mode changes (ln_module_set_training).  May be NULL. */
+	void (*set_training)(void *ctx, bool training);
+	/* One-line description, as snprintf.  May be NULL ("External"). */
+	int (*describe)(void *ctx, char *buf, size_t size);
+} ln_external_ops;
+
+/* ops must outlive the module (usually a static const).  On failure ctx is
+ * NOT released: the caller still owns it. */
+ln_status ln_external_new(ln_module **out, const ln_external_ops *ops, void *ctx, ln_error *err);
+/* The ctx given to ln_external_new (NULL if m is not External). */
+void *ln_external_ctx(const ln_module *m);
+/* Makes m's parameters views of params[i] with gradients grads[i] (shapes
+ * must match pairwise), so that visit_params and zero_grad see them.
+ * Replaces any earlier set.  LN_ERANGE if n > LN_MODULE_MAX_PARAMS,
+ * LN_ESHAPE if a pair differs, LN_EARG if m is not External. */
+ln_status ln_external_set_params(ln_module *m, int n, const ln_tensor *params,
+                                 const ln_tensor *grads, ln_error *err);
+
+#endif

@@ -1,0 +1,229 @@
+/*
+ * module.c -- the module protocol shared by every layer: allocation,
+ * reference counting, the checks around forward/backward, and the
+ * recursive walks (training mode, zero_grad, parameters).
+ */
+#include <assert.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "../core/alloc.h"
+#include "layers.h"
+#include "module.h"
+#include "nn_internal.h"
+
+/* ---- errors ----------------------------------------------------------------- */
+
+void ln_error_prefix(ln_error *err, const char *fmt, ...)
+{
+	if (!err)
+		return;
+	char prefix[LN_ERROR_MSG_MAX];
+	va_list ap;
+	va_start(ap, fmt);
+	int n = vsnprintf(prefix, sizeof prefix, fmt, ap);
+	va_end(ap);
+	if (n < 0)
+		return;
+	size_t plen = strlen(prefix);
+	size_t mlen = strnlen(err->msg, LN_ERROR_MSG_MAX - 1);
+	if (plen > LN_ERROR_MSG_MAX - 1)
+		plen = LN_ERROR_MSG_MAX - 1;
+	if (plen + mlen > LN_ERROR_MSG_MAX - 1)
+		mlen = LN_ERROR_MSG_MAX - 1 - plen;
+	memmove(err->msg + plen, err->msg, mlen);
+	memcpy(err->msg, prefix, plen);
+	err->msg[plen + mlen] = '\0';
+}
+
+void ln_error_strip_prefix(ln_error *err, const char *name)
+{
+	static const char *const tails[] = {": ", ":forward: ", ":backward: "};
+	if (!err)
+		return;
+	size_t n = strlen(name);
+	if (strncmp(err->msg, name, n) != 0)
+		return;
+	for (size_t i = 0; i < sizeof tails / sizeof tails[0]; i++) {
+		size_t t = strlen(tails[i]);
+		if (strncmp(err->msg + n, tails[i], t) == 0) {
+			memmove(err->msg, err->msg + n + t, strlen(err->msg + n + t) + 1);
+			return;
+		}
+	}
+}
+
+ln_status ln_config_int(int64_t *out, double v, const char *cls, const char *what, int64_t lo,
+                        int64_t hi, ln_error *err)
+{
+	/* 9.2e18 is below INT64_MAX: the cast below is defined. */
+	if (!isfinite(v) || v != floor(v) || v < (double)lo || v > (double)hi || fabs(v) > 9.2e18) {
+		if (hi == INT64_MAX)
+			return ln_fail(err, LN_ERANGE, "%s: expected %s to be an integer >= %lld, got %g",
+			               cls, what, (long long)lo, v);
+		return ln_fail(err, LN_ERANGE, "%s: expected %s to be an integer in [%lld, %lld], got %g",
+		               cls, what, (long long)lo, (long long)hi, v);
+	}
+	*out = (int64_t)v;
+	return LN_OK;
+}
+
+/* ---- lifetime ----------------------------------------------------------------- */
+
+ln_status ln_module_alloc(ln_module **out, const ln_module_class *cls, ln_error *err)
+{
+	assert(out && cls && cls->size >= sizeof(ln_module));
+	ln_module *m = ln_calloc(1, cls->size);
+	if (!m)
+		return ln_fail(err, LN_ENOMEM, "%s: out of memory allocating the module (%zu bytes)",
+		               cls->name, cls->size);
+	/* ln_calloc zeroes: every tensor is LN_TENSOR_EMPTY, counts are 0. */
+	m->cls = cls;
+	m->refcount = 1;
+	m->training = true;
+	*out = m;
+	return LN_OK;
+}
+
+void ln_module_retain(ln_module *m)
+{
+	assert(m && m->refcount > 0);
+	m->refcount++;
+}
+
+/* Frees, with the last reference: output, grad_input, parameters,
+ * gradients, buffers, the references to children, then whatever the
+ * class owns (destroy), then the struct. */
+void ln_module_release(ln_module *m)
+{
+	if (!m)
+		return;
+	assert(m->refcount > 0);
+	if (--m->refcount > 0)
+		return;
+	ln_tensor_release(&m->output);
+	ln_tensor_release(&m->grad_input);
+	for (int i = 0; i < LN_MODULE_MAX_PARAMS; i++) {
+		ln_tensor_release(&m->param[i]);
+		ln_tensor_release(&m->grad[i]);
+	}
+	for (int i = 0; i < LN_MODULE_MAX_BUFFERS; i++)
+		ln_tensor_release(&m->buffer[i]);
+	for (int i = 0; i < m->nchildren; i++)
+		ln_module_release(m->children[i]);
+	ln_free(m->children);
+	if (m->cls->destroy)
+		m->cls->destroy(m);
+	ln_free(m);
+}
+
+/* ---- forward / backward ----------------------------------------------------------- */
+
+/* Non-empty and contiguous; `what` is "input" or "gradient". */
+static ln_status check_arg(const ln_tensor *t, const char *what, ln_error *err)
+{
+	if (ln_tensor_is_empty(t))
+		return ln_fail(err, LN_EARG, "expected a non-empty %s tensor, got an empty one", what);
+	if (!ln_tensor_is_contiguous(t)) {
+		char s[128];
+		return ln_fail(err, LN_EARG,
+		               "expected a contiguous %s tensor, got a non-contiguous view of shape %s",
+		               what, ln_tensor_shape_str(t, s, sizeof s));
+	}
+	return LN_OK;
+}
+
+ln_status ln_module_forward_unprefixed(ln_module *m, const ln_tensor *x, ln_error *err)
+{
+	assert(m && x);
+	ln_status s = check_arg(x, "input", err);
+	if (s != LN_OK)
+		return s;
+	s = m->cls->forward(m, x, err);
+	if (s != LN_OK) {
+		ln_error_strip_prefix(err, m->cls->name);
+		return s;
+	}
+	assert(!ln_tensor_is_empty(&m->output) && ln_tensor_is_contiguous(&m->output));
+	return LN_OK;
+}
+
+ln_status ln_module_backward_unprefixed(ln_module *m, const ln_tensor *x, const ln_tensor *gy,
+                                        ln_error *err)
+{
+	assert(m && x && gy);
+	if (ln_tensor_is_empty(&m->output))
+		return ln_fail(err, LN_ESTATE, "backward called before forward");
+	ln_status s = check_arg(x, "input", err);
+	if (s == LN_OK)
+		s = check_arg(gy, "gradient", err);
+	if (s != LN_OK)
+		return s;
+	if (!ln_tensor_same_shape(gy, &m->output)) {
+		char want[128], got[128];
+		return ln_fail(err, LN_ESHAPE, "expected gradient of shape %s, got %s",
+		               ln_tensor_shape_str(&m->output, want, sizeof want),
+		               ln_tensor_shape_str(gy, got, sizeof got));
+	}
+	s = m->cls->backward(m, x, gy, err);
+	if (s != LN_OK) {
+		ln_error_strip_prefix(err, m->cls->name);
+		return s;
+	}
+	assert(!ln_tensor_is_empty(&m->grad_input) && ln_tensor_is_contiguous(&m->grad_input));
+	return LN_OK;
+}
+
+ln_status ln_module_forward(ln_module *m, const ln_tensor *x, ln_error *err)
+{
+	ln_status s = ln_module_forward_unprefixed(m, x, err);
+	if (s != LN_OK)
+		ln_error_prefix(err, "%s: ", m->cls->name);
+	return s;
+}
+
+ln_status ln_module_backward(ln_module *m, const ln_tensor *x, const ln_tensor *gy, ln_error *err)
+{
+	ln_status s = ln_module_backward_unprefixed(m, x, gy, err);
+	if (s != LN_OK)
+		ln_error_prefix(err, "%s:backward: ", m->cls->name);
+	return s;
+}
+
+/* ---- recursive walks ------------------------------------------------------------ */
+
+void ln_module_set_training(ln_module *m, bool training)
+{
+	m->training = training;
+	if (m->cls == &ln_external_class)
+		ln_external_on_set_training(m, training);
+	for (int i = 0; i < m->nchildren; i++)
+		ln_module_set_training(m->children[i], training);
+}
+
+void ln_module_zero_grad(ln_module *m)
+{
+	for (int i = 0; i < m->nparams; i++)
+		if (!ln_tensor_is_empty(&m->grad[i]))
+			ln_tensor_fill(&m->grad[i], 0.0f);
+	for (int i = 0; i < m->nchildren; i++)
+		ln_module_zero_grad(m->children[i]);
+}
+
+int ln_module_visit_params(ln_module *m, int (*fn)(ln_module *owner, int index, void *ctx),
+                           void *ctx)
+{
+	for (int i = 0; i < m->nparams; i++) {
+		int r = fn(m, i, ctx);
+		if (r)
+			return r;
+	}
+	for (int i = 0; i < m->nchildren; i++) {
+		int r = ln_module_visit_params(m->children[i], fn, ctx);
+		if (r)
+			return r;
+	}
+	return 0;
+}
