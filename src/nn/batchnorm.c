@@ -146,7 +146,7 @@ static void bn_backward_kernel(const batchnorm *b, float *gx, float *dgamma, flo
 static ln_status batchnorm_forward(ln_module *m, const ln_tensor *x, ln_error *err)
 {
 	batchnorm *b = (batchnorm *)m;
-	int64_t nb, sp;
+	int64_t nb = 0, sp = 0;
 	ln_status st = check_input(b, x, &nb, &sp, err);
 	if (st != LN_OK)
 		return st;
@@ -184,7 +184,7 @@ static ln_status batchnorm_backward(ln_module *m, const ln_tensor *x, const ln_t
                                     ln_error *err)
 {
 	batchnorm *b = (batchnorm *)m;
-	int64_t nb, sp;
+	int64_t nb = 0, sp = 0;
 	char got[96], want[96];
 	ln_status st = check_input(b, x, &nb, &sp, err);
 	if (st != LN_OK)

@@ -1,0 +1,920 @@
+/*
+ * test_conv.c -- Conv2d, MaxPool2d, AvgPool2d and BatchNorm: gradient
+ * checks, the im2col path against the direct-loop reference, hand-worked
+ * examples, BatchNorm's training/evaluate behaviour, error messages,
+ * allocation failures and the allocation-free steady state.
+ */
+#include <math.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "core/alloc.h"
+#include "core/rng.h"
+#include "nn/conv.h"
+#include "testutil.h"
+
+#define SEED 20240611u
+
+/* ---- helpers ---------------------------------------------------------------- */
+
+static ln_module *conv_new(int64_t cin, int64_t cout, int64_t k, int64_t s, int64_t p)
+{
+	ln_module *m;
+	ln_error err;
+	if (ln_conv2d_new(&m, cin, cout, k, s, p, &err) != LN_OK)
+		fail_msg("ln_conv2d_new: %s", err.msg);
+	return m;
+}
+
+static ln_module *maxpool_new(int64_t k, int64_t s)
+{
+	ln_module *m;
+	ln_error err;
+	if (ln_maxpool2d_new(&m, k, s, &err) != LN_OK)
+		fail_msg("ln_maxpool2d_new: %s", err.msg);
+	return m;
+}
+
+static ln_module *avgpool_new(int64_t k, int64_t s)
+{
+	ln_module *m;
+	ln_error err;
+	if (ln_avgpool2d_new(&m, k, s, &err) != LN_OK)
+		fail_msg("ln_avgpool2d_new: %s", err.msg);
+	return m;
+}
+
+static ln_module *batchnorm_new(int64_t n)
+{
+	ln_module *m;
+	ln_error err;
+	if (ln_batchnorm_new(&m, n, &err) != LN_OK)
+		fail_msg("ln_batchnorm_new: %s", err.msg);
+	return m;
+}
+
+static void forward_ok(ln_module *m, const ln_tensor *x)
+{
+	ln_error err;
+	if (ln_module_forward(m, x, &err) != LN_OK)
+		fail_msg("forward: %s", err.msg);
+}
+
+static void backward_ok(ln_module *m, const ln_tensor *x, const ln_tensor *gy)
+{
+	ln_error err;
+	if (ln_module_backward(m, x, gy, &err) != LN_OK)
+		fail_msg("backward: %s", err.msg);
+}
+
+static void fill_uniform(ln_tensor *t, float lo, float hi)
+{
+	float *d = ln_tensor_data(t);
+	for (int64_t i = 0; i < ln_tensor_numel(t); i++)
+		d[i] = lo + (hi - lo) * (float)ln_rng_uniform();
+}
+
+/* Largest |a-b| / (atol + rtol |b|) over n floats: <= 1 means allclose. */
+static double close_ratio(const float *a, const float *b, int64_t n, double rtol, double atol)
+{
+	double worst = 0;
+	for (int64_t i = 0; i < n; i++) {
+		double r = fabs((double)a[i] - b[i]) / (atol + rtol * fabs((double)b[i]));
+		if (!(r <= worst))
+			worst = isnan(r) ? INFINITY : r;
+	}
+	return worst;
+}
+
+static void expect_close(const char *what, const float *a, const float *b, int64_t n)
+{
+	double r = close_ratio(a, b, n, 1e-4, 1e-5);
+	if (!(r <= 1.0))
+		fail_msg("%s: not allclose (worst ratio %g, seed %u)", what, r, SEED);
+}
+
+/* Runs forward and checks the error: status and exact message. */
+static void expect_forward_error(ln_module *m, const ln_tensor *x, ln_status code,
+                                 const char *msg)
+{
+	ln_error err;
+	memset(&err, 0, sizeof err);
+	ln_status st = ln_module_forward(m, x, &err);
+	if (st != code)
+		fail_msg("expected %s, got %s (%s)", ln_status_name(code), ln_status_name(st), err.msg);
+	assert_string_equal(err.msg, msg);
+}
+
+static void check_grad(const char *what, ln_module *m, const ln_tensor *x, double eps, double tol)
+{
+	double e = tu_gradcheck_module(m, x, eps);
+	if (!(e <= tol))
+		fail_msg("%s: gradcheck relative error %g > %g (seed %u)", what, e, tol, SEED);
+}
+
+static uint64_t allocs_now(void)
+{
+	ln_alloc_stats s;
+	ln_alloc_get_stats(&s);
+	return s.allocs;
+}
+
+static uint64_t bytes_live_now(void)
+{
+	ln_alloc_stats s;
+	ln_alloc_get_stats(&s);
+	return s.bytes_live;
+}
+
+/* ==== Conv2d ================================================================= */
+
+struct conv_case {
+	int64_t n, cin, h, w, cout, k, s, p;
+};
+
+static const struct conv_case conv_cases[] = {
+	{2, 2, 5, 7, 3, 3, 1, 0},  /* non-square, no padding */
+	{2, 2, 5, 7, 3, 3, 2, 1},  /* stride 2, padding 1 */
+	{1, 1, 4, 4, 2, 2, 1, 1},  /* even kernel, padding */
+	{3, 3, 7, 5, 2, 3, 2, 0},  /* stride 2, odd sizes */
+	{2, 3, 6, 5, 4, 1, 1, 0},  /* 1x1 */
+	{2, 2, 8, 9, 2, 3, 3, 2},  /* stride 3, padding 2 */
+	{2, 1, 3, 3, 2, 5, 1, 1},  /* kernel larger than the unpadded input */
+};
+#define NCONV (sizeof conv_cases / sizeof conv_cases[0])
+
+static void test_conv2d_gradcheck(void **state)
+{
+	for (int strat = 0; strat < 2; strat++)
+		for (size_t i = 0; i < NCONV; i++) {
+			const struct conv_case *c = &conv_cases[i];
+			ln_rng_seed(SEED + i);
+			ln_module *m = conv_new(c->cin, c->cout, c->k, c->s, c->p);
+			ln_conv2d_set_strategy(m, strat ? LN_CONV2D_PER_SAMPLE : LN_CONV2D_BATCHED);
+			fill_uniform(&m->param[1], -0.5f, 0.5f);
+			ln_tensor x;
+			int64_t shape[4] = {c->n, c->cin, c->h, c->w};
+			tu_tensor_uniform(&x, 4, shape, -1.0f, 1.0f);
+			char what[64];
+			snprintf(what, sizeof what, "Conv2d case %zu strategy %d", i, strat);
+			check_grad(what, m, &x, 1e-2, 1e-2);
+			ln_tensor_release(&x);
+			ln_module_release(m);
+		}
+}
+
+/* The im2col/gemm path (both strategies) against the direct loops, forward
+ * and backward, on random data; also that parameter gradients add up over
+ * two backward calls while grad_input is overwritten. */
+static void test_conv2d_matches_reference(void **state)
+{
+	for (int strat = 0; strat < 2; strat++)
+		for (size_t i = 0; i < NCONV; i++) {
+			const struct conv_case *c = &conv_cases[i];
+			ln_rng_seed(SEED + 100 + i);
+			ln_module *m = conv_new(c->cin, c->cout, c->k, c->s, c->p);
+			ln_conv2d_set_strategy(m, strat ? LN_CONV2D_PER_SAMPLE : LN_CONV2D_BATCHED);
+			fill_uniform(&m->param[1], -1.0f, 1.0f);
+			ln_tensor x, gy, yref, gxref, gwref, gbref;
+			int64_t shape[4] = {c->n, c->cin, c->h, c->w};
+			tu_tensor_uniform(&x, 4, shape, -2.0f, 2.0f);
+			forward_ok(m, &x);
+
+			ln_conv2d_geom g = {c->n, c->cin, c->h, c->w, c->cout, c->k, c->s, c->p, 0, 0};
+			g.ho = (c->h + 2 * c->p - c->k) / c->s + 1;
+			g.wo = (c->w + 2 * c->p - c->k) / c->s + 1;
+			int64_t yshape[4] = {c->n, c->cout, g.ho, g.wo};
+			assert_int_equal(m->output.ndim, 4);
+			assert_memory_equal(m->output.shape, yshape, sizeof yshape);
+			tu_tensor(&yref, 4, yshape, NULL);
+			ln_conv2d_forward_ref(ln_tensor_data(&yref), ln_tensor_data(&x),
+			                      ln_tensor_data(&m->param[0]), ln_tensor_data(&m->param[1]), &g);
+			expect_close("forward", ln_tensor_data(&m->output), ln_tensor_data(&yref),
+			             ln_tensor_numel(&yref));
+
+			tu_tensor_uniform(&gy, 4, yshape, -1.0f, 1.0f);
+			tu_tensor(&gxref, 4, shape, NULL);
+			tu_tensor(&gwref, m->param[0].ndim, m->param[0].shape, NULL);
+			tu_tensor(&gbref, 1, m->param[1].shape, NULL);
+			ln_conv2d_backward_ref(ln_tensor_data(&gxref), ln_tensor_data(&gwref),
+			                       ln_tensor_data(&gbref), ln_tensor_data(&gy), ln_tensor_data(&x),
+			                       ln_tensor_data(&m->param[0]), &g);
+			ln_module_zero_grad(m);
+			backward_ok(m, &x, &gy);
+			expect_close("grad_input", ln_tensor_data(&m->grad_input), ln_tensor_data(&gxref),
+			             ln_tensor_numel(&gxref));
+			expect_close("grad_weight", ln_tensor_data(&m->grad[0]), ln_tensor_data(&gwref),
+			             ln_tensor_numel(&gwref));
+			expect_close("grad_bias", ln_tensor_data(&m->grad[1]), ln_tensor_data(&gbref),
+			             ln_tensor_numel(&gbref));
+
+			/* a second backward: parameter gradients accumulate, the
+			 * reference accumulates too; grad_input is the same again */
+			ln_conv2d_backward_ref(ln_tensor_data(&gxref), ln_tensor_data(&gwref),
+			                       ln_tensor_data(&gbref), ln_tensor_data(&gy), ln_tensor_data(&x),
+			                       ln_tensor_data(&m->param[0]), &g);
+			backward_ok(m, &x, &gy);
+			expect_close("grad_input (2nd)", ln_tensor_data(&m->grad_input),
+			             ln_tensor_data(&gxref), ln_tensor_numel(&gxref));
+			expect_close("grad_weight (2nd)", ln_tensor_data(&m->grad[0]), ln_tensor_data(&gwref),
+			             ln_tensor_numel(&gwref));
+			expect_close("grad_bias (2nd)", ln_tensor_data(&m->grad[1]), ln_tensor_data(&gbref),
+			             ln_tensor_numel(&gbref));
+
+			ln_tensor_release(&x);
+			ln_tensor_release(&gy);
+			ln_tensor_release(&yref);
+			ln_tensor_release(&gxref);
+			ln_tensor_release(&gwref);
+			ln_tensor_release(&gbref);
+			ln_module_release(m);
+		}
+}
+
+/* A worked example: x = 1..9 as 3x3, w = [[1,0],[0,-1]], b = 0.5.
+ *   stride 1, padding 0: y[i,j] = x[i,j] - x[i+1,j+1] + 0.5 = -3.5 (2x2)
+ *   stride 2, padding 1: the padded 5x5 input gives 2x2 outputs
+ *     y[0,0] = 0 - x[0,0] = -1,   y[0,1] = 0 - x[0,2] = -3,
+ *     y[1,0] = 0 - x[2,0] = -7,   y[1,1] = x[1,1] - x[2,2] = -4   (+0.5)
+ * and the same numbers from the reference kernel. */
+static void test_conv2d_worked_example(void **state)
+{
+	static const float xv[9] = {1, 2, 3, 4, 5, 6, 7, 8, 9};
+	static const float wv[4] = {1, 0, 0, -1};
+	static const float want0[4] = {-3.5f, -3.5f, -3.5f, -3.5f};
+	static const float want1[4] = {-0.5f, -2.5f, -6.5f, -3.5f};
+	int64_t xs[4] = {1, 1, 3, 3};
+	ln_tensor x;
+	tu_tensor(&x, 4, xs, xv);
+	for (int strat = 0; strat < 2; strat++)
+		for (int c = 0; c < 2; c++) {
+			ln_module *m = conv_new(1, 1, 2, c ? 2 : 1, c ? 1 : 0);
+			ln_conv2d_set_strategy(m, strat ? LN_CONV2D_PER_SAMPLE : LN_CONV2D_BATCHED);
+			memcpy(ln_tensor_data(&m->param[0]), wv, sizeof wv);
+			ln_tensor_fill(&m->param[1], 0.5f);
+			forward_ok(m, &x);
+			int64_t ys[4] = {1, 1, 2, 2};
+			assert_memory_equal(m->output.shape, ys, sizeof ys);
+			const float *want = c ? want1 : want0;
+			for (int i = 0; i < 4; i++)
+				assert_true(ln_tensor_data(&m->output)[i] == want[i]);
+			float yref[4];
+			ln_conv2d_geom g = {1, 1, 3, 3, 1, 2, c ? 2 : 1, c ? 1 : 0, 2, 2};
+			ln_conv2d_forward_ref(yref, xv, wv, ln_tensor_data(&m->param[1]), &g);
+			for (int i = 0; i < 4; i++)
+				assert_true(yref[i] == want[i]);
+			/* backward with gy = 1: grad_bias = 4 (four outputs), and
+			 * grad_weight[1,1] = the sum of the inputs tap (1,1) reads:
+			 * stride 1 reads x[i+1,j+1] = 5+6+8+9 = 28; stride 2 padding 1
+			 * reads x[2i,2j] = 1+3+7+9 = 20 */
+			ln_tensor gy;
+			tu_tensor(&gy, 4, ys, NULL);
+			ln_tensor_fill(&gy, 1.0f);
+			ln_module_zero_grad(m);
+			backward_ok(m, &x, &gy);
+			assert_true(ln_tensor_data(&m->grad[1])[0] == 4.0f);
+			assert_true(ln_tensor_data(&m->grad[0])[3] == (c ? 20.0f : 28.0f));
+			ln_tensor_release(&gy);
+			ln_module_release(m);
+		}
+	ln_tensor_release(&x);
+}
+
+/* im2col followed by col2im multiplies each input element by the number
+ * of windows that read it: for 3x3 stride 1 padding 1 on 4x4, corners are
+ * read 4 times, edges 6, the inside 9. */
+static void test_conv2d_col2im_is_adjoint(void **state)
+{
+	ln_conv2d_geom g = {1, 1, 4, 4, 1, 3, 1, 1, 4, 4};
+	float x[16], col[9 * 16], back[16];
+	for (int i = 0; i < 16; i++)
+		x[i] = 1.0f;
+	ln_conv2d_im2col(col, 16, x, &g);
+	ln_conv2d_col2im(back, col, 16, &g);
+	static const float want[16] = {4, 6, 6, 4, 6, 9, 9, 6, 6, 9, 9, 6, 4, 6, 6, 4};
+	for (int i = 0; i < 16; i++)
+		assert_true(back[i] == want[i]);
+}
+
+static void test_conv2d_init_and_describe(void **state)
+{
+	ln_rng_seed(SEED);
+	ln_module *m = conv_new(16, 32, 3, 1, 1);
+	char buf[128];
+	m->cls->describe(m, buf, sizeof buf);
+	assert_string_equal(buf, "Conv2d(16 -> 32, 3x3, stride 1, padding 1)");
+	assert_string_equal(m->cls->name, "Conv2d");
+	assert_int_equal(m->nparams, 2);
+	int64_t ws[4] = {32, 16, 3, 3};
+	assert_memory_equal(m->param[0].shape, ws, sizeof ws);
+	assert_int_equal(m->param[1].shape[0], 32);
+	assert_int_equal(m->nconfig, 5);
+	assert_true(m->config[0] == 16 && m->config[1] == 32 && m->config[2] == 3 &&
+	            m->config[3] == 1 && m->config[4] == 1);
+	/* He: std sqrt(2/144) = 0.118; 4608 samples give it within a few % */
+	double s = 0, ss = 0;
+	const float *w = ln_tensor_data(&m->param[0]);
+	int64_t n = ln_tensor_numel(&m->param[0]);
+	for (int64_t i = 0; i < n; i++) {
+		s += w[i];
+		ss += (double)w[i] * w[i];
+	}
+	double mean = s / n, sd = sqrt(ss / n - mean * mean);
+	assert_true(fabs(mean) < 0.01);
+	assert_true(fabs(sd - sqrt(2.0 / 144)) < 0.01);
+	assert_true(ln_tensor_sum(&m->param[1]) == 0.0);
+	ln_module_release(m);
+
+	/* created from config, as the loader does */
+	double cfg[5] = {1, 16, 3, 2, 0};
+	ln_error err;
+	assert_int_equal(ln_conv2d_class.create(&m, cfg, &err), LN_OK);
+	m->cls->describe(m, buf, sizeof buf);
+	assert_string_equal(buf, "Conv2d(1 -> 16, 3x3, stride 2, padding 0)");
+	ln_module_release(m);
+	cfg[2] = 2.5;
+	assert_int_equal(ln_conv2d_class.create(&m, cfg, &err), LN_ERANGE);
+	assert_null(m);
+	assert_non_null(strstr(err.msg, "2.5"));
+}
+
+static void test_conv2d_errors(void **state)
+{
+	ln_module *m = conv_new(3, 16, 3, 1, 0);
+	ln_tensor x;
+	int64_t s1[4] = {8, 1, 28, 28};
+	tu_tensor(&x, 4, s1, NULL);
+	expect_forward_error(m, &x, LN_ESHAPE,
+	                     "Conv2d: expected input of shape {N,3,H,W}, got {8,1,28,28}");
+	ln_tensor_release(&x);
+	int64_t s2[3] = {3, 28, 28};
+	tu_tensor(&x, 3, s2, NULL);
+	expect_forward_error(m, &x, LN_ESHAPE,
+	                     "Conv2d: expected input of shape {N,3,H,W}, got {3,28,28}");
+	ln_tensor_release(&x);
+	int64_t s3[4] = {2, 3, 2, 9};
+	tu_tensor(&x, 4, s3, NULL);
+	expect_forward_error(m, &x, LN_ESHAPE,
+	                     "Conv2d: input of shape {2,3,2,9} is smaller than the 3x3 kernel "
+	                     "(2x9 after padding 0)");
+	ln_tensor_release(&x);
+	ln_module_release(m);
+
+	m = conv_new(1, 2, 5, 1, 1);
+	int64_t s4[4] = {2, 1, 3, 2};
+	tu_tensor(&x, 4, s4, NULL);
+	expect_forward_error(m, &x, LN_ESHAPE,
+	                     "Conv2d: input of shape {2,1,3,2} is smaller than the 5x5 kernel "
+	                     "(5x4 after padding 1)");
+	ln_tensor_release(&x);
+
+	/* backward before forward, and with a gradient of the wrong shape */
+	int64_t s5[4] = {2, 1, 6, 6}, gs[4] = {2, 2, 4, 3};
+	ln_tensor gy;
+	ln_error err;
+	tu_tensor(&x, 4, s5, NULL);
+	tu_tensor(&gy, 4, gs, NULL);
+	assert_int_equal(ln_module_backward(m, &x, &gy, &err), LN_ESTATE);
+	forward_ok(m, &x);
+	assert_int_equal(ln_module_backward(m, &x, &gy, &err), LN_ESHAPE);
+	assert_non_null(strstr(err.msg, "{2,2,4,4}"));
+	assert_non_null(strstr(err.msg, "{2,2,4,3}"));
+	ln_tensor_release(&gy);
+	ln_tensor_release(&x);
+	ln_module_release(m);
+
+	/* constructor arguments */
+	assert_int_equal(ln_conv2d_new(&m, 0, 16, 3, 1, 0, &err), LN_ERANGE);
+	assert_null(m);
+	assert_string_equal(err.msg, "Conv2d: in_channels must be >= 1, got 0");
+	assert_int_equal(ln_conv2d_new(&m, 1, 16, 3, 0, 0, &err), LN_ERANGE);
+	assert_string_equal(err.msg, "Conv2d: stride must be >= 1, got 0");
+	assert_int_equal(ln_conv2d_new(&m, 1, 16, 3, 1, -1, &err), LN_ERANGE);
+	assert_string_equal(err.msg, "Conv2d: padding must be >= 0, got -1");
+	assert_int_equal(ln_conv2d_new(&m, 1, 16, 0, 1, 0, &err), LN_ERANGE);
+	assert_string_equal(err.msg, "Conv2d: kernel size must be >= 1, got 0");
+}
+
+/* ==== pooling ================================================================ */
+
+/* x filled with distinct values 0.1 apart in a shuffled order, so that no
+ * window has a tie and a step of 1e-3 cannot change an arg-max. */
+static void distinct_values(ln_tensor *x)
+{
+	float *d = ln_tensor_data(x);
+	int64_t n = ln_tensor_numel(x);
+	for (int64_t i = 0; i < n; i++)
+		d[i] = 0.1f * (float)(i - n / 2);
+	for (int64_t i = n - 1; i > 0; i--) {
+		int64_t j = (int64_t)ln_rng_below((uint64_t)i + 1);
+		float t = d[i];
+		d[i] = d[j];
+		d[j] = t;
+	}
+}
+
+static void test_maxpool_gradcheck(void **state)
+{
+	static const int64_t cases[][6] = {
+		/* n, c, h, w, k, stride */
+		{2, 3, 6, 7, 2, 2},
+		{2, 2, 7, 5, 3, 2},  /* overlapping windows */
+		{1, 2, 5, 5, 2, 1},
+		{3, 1, 5, 8, 3, 3},  /* leftover rows/columns are dropped */
+	};
+	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		ln_rng_seed(SEED + i);
+		const int64_t *c = cases[i];
+		ln_module *m = maxpool_new(c[4], c[5]);
+		ln_tensor x;
+		tu_tensor(&x, 4, c, NULL);
+		distinct_values(&x);
+		char what[48];
+		snprintf(what, sizeof what, "MaxPool2d case %zu", i);
+		check_grad(what, m, &x, 1e-3, 1e-2);
+		ln_tensor_release(&x);
+		ln_module_release(m);
+	}
+}
+
+/* 4x4 input, 2x2 windows with stride 2 and with stride 1 (overlapping:
+ * an element that is the maximum of several windows gets all their
+ * gradients). */
+static void test_maxpool_worked_example(void **state)
+{
+	static const float xv[16] = {
+		1, 5, 2, 0,
+		3, 4, 8, 6,
+		0, 9, 7, 1,
+		2, 1, 3, 4,
+	};
+	int64_t xs[4] = {1, 1, 4, 4};
+	ln_tensor x, gy;
+	tu_tensor(&x, 4, xs, xv);
+
+	ln_module *m = maxpool_new(2, 0);  /* stride defaults to k */
+	char buf[64];
+	m->cls->describe(m, buf, sizeof buf);
+	assert_string_equal(buf, "MaxPool2d(2x2, stride 2)");
+	forward_ok(m, &x);
+	static const float y2[4] = {5, 8, 9, 7};
+	for (int i = 0; i < 4; i++)
+		assert_true(ln_tensor_data(&m->output)[i] == y2[i]);
+	static const float g2[4] = {10, 20, 30, 40};
+	int64_t ys[4] = {1, 1, 2, 2};
+	tu_tensor(&gy, 4, ys, g2);
+	backward_ok(m, &x, &gy);
+	static const float gx2[16] = {
+		0, 10, 0, 0,
+		0, 0, 20, 0,
+		0, 30, 40, 0,
+		0, 0, 0, 0,
+	};
+	for (int i = 0; i < 16; i++)
+		assert_true(ln_tensor_data(&m->grad_input)[i] == gx2[i]);
+	ln_tensor_release(&gy);
+	ln_module_release(m);
+
+	m = maxpool_new(2, 1);
+	forward_ok(m, &x);
+	static const float y1[9] = {5, 8, 8, 9, 9, 8, 9, 9, 7};
+	for (int i = 0; i < 9; i++)
+		assert_true(ln_tensor_data(&m->output)[i] == y1[i]);
+	int64_t ys1[4] = {1, 1, 3, 3};
+	tu_tensor(&gy, 4, ys1, NULL);
+	ln_tensor_fill(&gy, 1.0f);
+	backward_ok(m, &x, &gy);
+	/* 5 wins once, 8 three times, 9 four times, 7 once */
+	static const float gx1[16] = {
+		0, 1, 0, 0,
+		0, 0, 3, 0,
+		0, 4, 1, 0,
+		0, 0, 0, 0,
+	};
+	for (int i = 0; i < 16; i++)
+		assert_true(ln_tensor_data(&m->grad_input)[i] == gx1[i]);
+	ln_tensor_release(&gy);
+	ln_module_release(m);
+	ln_tensor_release(&x);
+
+	/* a tie: the gradient goes to the first maximum in row-major order */
+	static const float tie[4] = {1, 3, 2, 3};
+	int64_t ts[4] = {1, 1, 2, 2}, one[4] = {1, 1, 1, 1};
+	tu_tensor(&x, 4, ts, tie);
+	tu_tensor(&gy, 4, one, NULL);
+	ln_tensor_fill(&gy, 1.0f);
+	m = maxpool_new(2, 2);
+	forward_ok(m, &x);
+	assert_true(ln_tensor_data(&m->output)[0] == 3.0f);
+	backward_ok(m, &x, &gy);
+	static const float tie_gx[4] = {0, 1, 0, 0};
+	for (int i = 0; i < 4; i++)
+		assert_true(ln_tensor_data(&m->grad_input)[i] == tie_gx[i]);
+	ln_tensor_release(&gy);
+	ln_tensor_release(&x);
+	ln_module_release(m);
+}
+
+static void test_avgpool(void **state)
+{
+	static const int64_t cases[][6] = {
+		{2, 3, 6, 7, 2, 2},
+		{2, 2, 7, 5, 3, 2},
+		{1, 1, 4, 4, 4, 1},
+	};
+	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		ln_rng_seed(SEED + i);
+		const int64_t *c = cases[i];
+		ln_module *m = avgpool_new(c[4], c[5]);
+		ln_tensor x;
+		tu_tensor_uniform(&x, 4, c, -1.0f, 1.0f);
+		char what[48];
+		snprintf(what, sizeof what, "AvgPool2d case %zu", i);
+		check_grad(what, m, &x, 1e-2, 1e-2);
+		ln_tensor_release(&x);
+		ln_module_release(m);
+	}
+	/* worked example: 2x2 windows of 1..16 as 4x4 */
+	float xv[16];
+	for (int i = 0; i < 16; i++)
+		xv[i] = (float)(i + 1);
+	int64_t xs[4] = {1, 1, 4, 4};
+	ln_tensor x;
+	tu_tensor(&x, 4, xs, xv);
+	ln_module *m = avgpool_new(2, 2);
+	char buf[64];
+	m->cls->describe(m, buf, sizeof buf);
+	assert_string_equal(buf, "AvgPool2d(2x2, stride 2)");
+	forward_ok(m, &x);
+	static const float want[4] = {3.5f, 5.5f, 11.5f, 13.5f};
+	for (int i = 0; i < 4; i++)
+		assert_true(ln_tensor_data(&m->output)[i] == want[i]);
+	ln_tensor_release(&x);
+	ln_module_release(m);
+}
+
+static void test_pool_errors(void **state)
+{
+	ln_module *m = maxpool_new(3, 2);
+	ln_tensor x;
+	int64_t s1[4] = {1, 1, 2, 5};
+	tu_tensor(&x, 4, s1, NULL);
+	expect_forward_error(m, &x, LN_ESHAPE,
+	                     "MaxPool2d: input of shape {1,1,2,5} is smaller than the 3x3 window");
+	ln_tensor_release(&x);
+	int64_t s2[2] = {4, 16};
+	tu_tensor(&x, 2, s2, NULL);
+	expect_forward_error(m, &x, LN_ESHAPE,
+	                     "MaxPool2d: expected input of shape {N,C,H,W}, got {4,16}");
+	ln_tensor_release(&x);
+	ln_module_release(m);
+
+	m = avgpool_new(2, 2);
+	int64_t s3[3] = {4, 8, 8};
+	tu_tensor(&x, 3, s3, NULL);
+	expect_forward_error(m, &x, LN_ESHAPE,
+	                     "AvgPool2d: expected input of shape {N,C,H,W}, got {4,8,8}");
+	ln_tensor_release(&x);
+	ln_module_release(m);
+
+	ln_error err;
+	assert_int_equal(ln_maxpool2d_new(&m, 0, 1, &err), LN_ERANGE);
+	assert_null(m);
+	assert_string_equal(err.msg, "MaxPool2d: kernel size must be >= 1, got 0");
+	assert_int_equal(ln_avgpool2d_new(&m, -2, 1, &err), LN_ERANGE);
+	assert_string_equal(err.msg, "AvgPool2d: kernel size must be >= 1, got -2");
+	double cfg[2] = {2, 0};
+	assert_int_equal(ln_maxpool2d_class.create(&m, cfg, &err), LN_OK);
+	assert_true(m->config[1] == 2);  /* stride 0 means stride = k */
+	ln_module_release(m);
+}
+
+/* ==== BatchNorm ============================================================== */
+
+/* Gives the module non-trivial gamma, beta and running statistics. */
+static void batchnorm_randomise(ln_module *m)
+{
+	fill_uniform(&m->param[0], 0.5f, 1.5f);
+	fill_uniform(&m->param[1], -0.5f, 0.5f);
+	fill_uniform(&m->buffer[0], -0.5f, 0.5f);
+	fill_uniform(&m->buffer[1], 0.5f, 2.0f);
+}
+
+static void test_batchnorm_gradcheck(void **state)
+{
+	static const int64_t s2[2] = {6, 4};
+	static const int64_t s4[4] = {3, 2, 4, 5};
+	for (int training = 1; training >= 0; training--)
+		for (int four = 0; four < 2; four++) {
+			ln_rng_seed(SEED + 2 * four + training);
+			ln_module *m = batchnorm_new(four ? 2 : 4);
+			batchnorm_randomise(m);
+			ln_module_set_training(m, training);
+			ln_tensor x;
+			tu_tensor_uniform(&x, four ? 4 : 2, four ? s4 : s2, -2.0f, 3.0f);
+			char what[64];
+			snprintf(what, sizeof what, "BatchNorm %s %s", four ? "{N,C,H,W}" : "{N,C}",
+			         training ? "training" : "evaluate");
+			check_grad(what, m, &x, 1e-3, 2e-2);
+			ln_tensor_release(&x);
+			ln_module_release(m);
+		}
+}
+
+/* Training: output normalised by batch statistics; running statistics
+ * move by momentum 0.1 towards the batch mean and the unbiased variance.
+ * Evaluate: running statistics used, and left unchanged. */
+static void test_batchnorm_train_evaluate(void **state)
+{
+	ln_rng_seed(SEED);
+	for (int four = 0; four < 2; four++) {
+		const int64_t C = 3, nb = 5, sp = four ? 6 : 1;
+		int64_t s2[2] = {nb, C}, s4[4] = {nb, C, 2, 3};
+		ln_module *m = batchnorm_new(C);
+		char buf[32];
+		m->cls->describe(m, buf, sizeof buf);
+		assert_string_equal(buf, "BatchNorm(3)");
+		assert_int_equal(m->nbuffers, 2);
+		assert_string_equal(m->cls->buffer_names[0], "running_mean");
+		assert_string_equal(m->cls->buffer_names[1], "running_var");
+		for (int c = 0; c < C; c++) {
+			assert_true(ln_tensor_data(&m->param[0])[c] == 1.0f);
+			assert_true(ln_tensor_data(&m->param[1])[c] == 0.0f);
+			assert_true(ln_tensor_data(&m->buffer[0])[c] == 0.0f);
+			assert_true(ln_tensor_data(&m->buffer[1])[c] == 1.0f);
+		}
+		ln_tensor x;
+		tu_tensor_uniform(&x, four ? 4 : 2, four ? s4 : s2, 1.0f, 5.0f);
+		const float *xd = ln_tensor_data(&x);
+		double mean[3], var[3];
+		for (int c = 0; c < C; c++) {
+			double s = 0, ss = 0;
+			for (int64_t i = 0; i < nb; i++)
+				for (int64_t q = 0; q < sp; q++)
+					s += xd[(i * C + c) * sp + q];
+			mean[c] = s / (double)(nb * sp);
+			for (int64_t i = 0; i < nb; i++)
+				for (int64_t q = 0; q < sp; q++) {
+					double d = xd[(i * C + c) * sp + q] - mean[c];
+					ss += d * d;
+				}
+			var[c] = ss / (double)(nb * sp);
+		}
+
+		/* training */
+		forward_ok(m, &x);
+		const float *y = ln_tensor_data(&m->output);
+		for (int c = 0; c < C; c++) {
+			for (int64_t i = 0; i < nb; i++)
+				for (int64_t q = 0; q < sp; q++) {
+					int64_t at = (i * C + c) * sp + q;
+					double want = (xd[at] - mean[c]) / sqrt(var[c] + 1e-5);
+					assert_true(fabs(y[at] - want) < 1e-5);
+				}
+			double rm = 0.1 * mean[c];
+			double rv = 0.9 + 0.1 * var[c] * (nb * sp) / (nb * sp - 1.0);
+			assert_true(fabs(ln_tensor_data(&m->buffer[0])[c] - rm) < 1e-6);
+			assert_true(fabs(ln_tensor_data(&m->buffer[1])[c] - rv) < 1e-6);
+		}
+
+		/* evaluate: uses (and keeps) the running statistics */
+		float rm[3], rv[3];
+		memcpy(rm, ln_tensor_data(&m->buffer[0]), sizeof rm);
+		memcpy(rv, ln_tensor_data(&m->buffer[1]), sizeof rv);
+		ln_tensor_fill(&m->param[0], 2.0f);
+		ln_tensor_fill(&m->param[1], 0.25f);
+		ln_module_set_training(m, false);
+		forward_ok(m, &x);
+		forward_ok(m, &x);
+		assert_memory_equal(rm, ln_tensor_data(&m->buffer[0]), sizeof rm);
+		assert_memory_equal(rv, ln_tensor_data(&m->buffer[1]), sizeof rv);
+		y = ln_tensor_data(&m->output);
+		for (int c = 0; c < C; c++)
+			for (int64_t i = 0; i < nb; i++)
+				for (int64_t q = 0; q < sp; q++) {
+					int64_t at = (i * C + c) * sp + q;
+					double want = 2.0 * (xd[at] - rm[c]) / sqrt(rv[c] + 1e-5) + 0.25;
+					assert_true(fabs(y[at] - want) < 1e-5);
+				}
+		/* evaluate backward: dx = gamma / sqrt(rv + eps) * gy */
+		ln_tensor gy;
+		tu_tensor_uniform(&gy, x.ndim, x.shape, -1.0f, 1.0f);
+		backward_ok(m, &x, &gy);
+		for (int c = 0; c < C; c++)
+			for (int64_t i = 0; i < nb; i++)
+				for (int64_t q = 0; q < sp; q++) {
+					int64_t at = (i * C + c) * sp + q;
+					double want = 2.0 / sqrt(rv[c] + 1e-5) * ln_tensor_data(&gy)[at];
+					assert_true(fabs(ln_tensor_data(&m->grad_input)[at] - want) < 1e-5);
+				}
+		/* a single sample is fine in evaluate mode, an error in training */
+		ln_tensor one;
+		int64_t s1[2] = {1, C};
+		tu_tensor_uniform(&one, 2, s1, 0.0f, 1.0f);
+		if (!four) {
+			forward_ok(m, &one);
+			ln_module_set_training(m, true);
+			expect_forward_error(m, &one, LN_ESHAPE,
+			                     "BatchNorm: expected more than 1 value per channel in "
+			                     "training mode, got input of shape {1,3}");
+		}
+		ln_tensor_release(&one);
+		ln_tensor_release(&gy);
+		ln_tensor_release(&x);
+		ln_module_release(m);
+	}
+}
+
+/* Backward follows the mode of the forward it comes after: training
+ * backward of an input whose batch statistics are the whole story sums to
+ * zero over each channel (the mean has no gradient through xhat). */
+static void test_batchnorm_training_backward_centres(void **state)
+{
+	ln_rng_seed(SEED);
+	ln_module *m = batchnorm_new(2);
+	int64_t s[4] = {4, 2, 3, 3};
+	ln_tensor x, gy;
+	tu_tensor_uniform(&x, 4, s, -1.0f, 1.0f);
+	tu_tensor_uniform(&gy, 4, s, -1.0f, 1.0f);
+	forward_ok(m, &x);
+	ln_module_set_training(m, false);  /* after the forward: backward still uses batch stats */
+	backward_ok(m, &x, &gy);
+	for (int c = 0; c < 2; c++) {
+		double sum = 0;
+		for (int i = 0; i < 4; i++)
+			for (int q = 0; q < 9; q++)
+				sum += ln_tensor_data(&m->grad_input)[(i * 2 + c) * 9 + q];
+		assert_true(fabs(sum) < 1e-5);
+	}
+	ln_tensor_release(&x);
+	ln_tensor_release(&gy);
+	ln_module_release(m);
+}
+
+static void test_batchnorm_errors(void **state)
+{
+	ln_module *m = batchnorm_new(16);
+	ln_tensor x;
+	int64_t s1[2] = {8, 3};
+	tu_tensor(&x, 2, s1, NULL);
+	expect_forward_error(m, &x, LN_ESHAPE,
+	                     "BatchNorm: expected input of shape {N,16} or {N,16,H,W}, got {8,3}");
+	ln_tensor_release(&x);
+	int64_t s2[3] = {8, 16, 5};
+	tu_tensor(&x, 3, s2, NULL);
+	expect_forward_error(m, &x, LN_ESHAPE,
+	                     "BatchNorm: expected input of shape {N,16} or {N,16,H,W}, got {8,16,5}");
+	ln_tensor_release(&x);
+	ln_module_release(m);
+
+	ln_error err;
+	assert_int_equal(ln_batchnorm_new(&m, 0, &err), LN_ERANGE);
+	assert_null(m);
+	assert_string_equal(err.msg, "BatchNorm: number of features must be >= 1, got 0");
+	assert_int_equal(ln_batchnorm_new_ex(&m, 4, 1e-5, 1.5, &err), LN_ERANGE);
+	assert_string_equal(err.msg, "BatchNorm: momentum must be in [0,1], got 1.5");
+	assert_int_equal(ln_batchnorm_new_ex(&m, 4, 0, 0.1, &err), LN_ERANGE);
+	assert_string_equal(err.msg, "BatchNorm: eps must be positive, got 0");
+	double cfg[3] = {4, 1e-3, 0.2};
+	assert_int_equal(ln_batchnorm_class.create(&m, cfg, &err), LN_OK);
+	assert_true(m->config[0] == 4 && m->config[1] == 1e-3 && m->config[2] == 0.2);
+	ln_module_release(m);
+}
+
+/* ==== memory ================================================================= */
+
+/* Builds module `which` (0 Conv2d, 1 MaxPool2d, 2 AvgPool2d, 3 BatchNorm). */
+static ln_status make_module(int which, ln_module **m, ln_error *err)
+{
+	switch (which) {
+	case 0: return ln_conv2d_new(m, 2, 3, 3, 1, 1, err);
+	case 1: return ln_maxpool2d_new(m, 2, 2, err);
+	case 2: return ln_avgpool2d_new(m, 2, 2, err);
+	default: return ln_batchnorm_new(m, 2, err);
+	}
+}
+
+/* Fails each allocation of construction, forward and backward in turn:
+ * every failure is LN_ENOMEM, a failed constructor leaves *out NULL, and
+ * once the module is released nothing is left allocated. */
+static void enomem_case(int which, ln_conv2d_strategy strat)
+{
+	int64_t s[4] = {2, 2, 6, 5};
+	ln_tensor x, gy;
+	ln_error err;
+	ln_module *m;
+	tu_tensor_uniform(&x, 4, s, -1.0f, 1.0f);
+	/* a clean run for the output shape */
+	assert_int_equal(make_module(which, &m, &err), LN_OK);
+	forward_ok(m, &x);
+	tu_tensor_uniform(&gy, m->output.ndim, m->output.shape, -1.0f, 1.0f);
+	ln_module_release(m);
+
+	const uint64_t live0 = bytes_live_now();
+	bool done = false;
+	long nth;
+	for (nth = 1; nth < 100 && !done; nth++) {
+		m = NULL;
+		ln_alloc_fail_nth(nth);
+		ln_status st = make_module(which, &m, &err);
+		if (st != LN_OK) {
+			assert_null(m);
+		} else {
+			if (which == 0)
+				ln_conv2d_set_strategy(m, strat);
+			st = ln_module_forward(m, &x, &err);
+			if (st == LN_OK)
+				st = ln_module_backward(m, &x, &gy, &err);
+		}
+		ln_alloc_fail_nth(0);
+		if (st == LN_OK)
+			done = true;
+		else if (st != LN_ENOMEM)
+			fail_msg("module %d, failing allocation %ld: %s (%s)", which, nth,
+			         ln_status_name(st), err.msg);
+		ln_module_release(m);
+		if (bytes_live_now() != live0)
+			fail_msg("module %d, failing allocation %ld: %llu bytes leaked", which, nth,
+			         (unsigned long long)(bytes_live_now() - live0));
+	}
+	assert_true(done);
+	assert_true(nth > 2);  /* at least one failure was injected and survived */
+	ln_tensor_release(&gy);
+	ln_tensor_release(&x);
+}
+
+static void test_enomem(void **state)
+{
+	for (int which = 0; which < 4; which++)
+		enomem_case(which, LN_CONV2D_BATCHED);
+	enomem_case(0, LN_CONV2D_PER_SAMPLE);
+}
+
+/* Conv2d -> BatchNorm -> MaxPool2d -> Conv2d -> AvgPool2d, chained by
+ * hand: from the third step on, forward and backward allocate nothing. */
+static void test_steady_state_no_alloc(void **state)
+{
+	for (int strat = 0; strat < 2; strat++) {
+		ln_rng_seed(SEED);
+		ln_module *mods[5] = {conv_new(1, 4, 3, 1, 1), batchnorm_new(4), maxpool_new(2, 2),
+		                      conv_new(4, 6, 3, 1, 1), avgpool_new(2, 2)};
+		ln_conv2d_set_strategy(mods[0], strat ? LN_CONV2D_PER_SAMPLE : LN_CONV2D_BATCHED);
+		ln_conv2d_set_strategy(mods[3], strat ? LN_CONV2D_PER_SAMPLE : LN_CONV2D_BATCHED);
+		int64_t s[4] = {8, 1, 12, 12}, gs[4] = {8, 6, 3, 3};
+		ln_tensor x, gy;
+		tu_tensor_uniform(&x, 4, s, 0.0f, 1.0f);
+		tu_tensor_uniform(&gy, 4, gs, -1.0f, 1.0f);
+		for (int step = 0; step < 4; step++) {
+			uint64_t a0 = allocs_now();
+			const ln_tensor *in = &x;
+			for (int i = 0; i < 5; i++) {
+				forward_ok(mods[i], in);
+				in = &mods[i]->output;
+			}
+			const ln_tensor *g = &gy;
+			for (int i = 4; i >= 0; i--) {
+				backward_ok(mods[i], i ? &mods[i - 1]->output : &x, g);
+				g = &mods[i]->grad_input;
+			}
+			uint64_t made = allocs_now() - a0;
+			if (step >= 2 && made != 0)
+				fail_msg("step %d (strategy %d) made %llu allocations", step + 1, strat,
+				         (unsigned long long)made);
+			if (step == 0)
+				assert_true(made > 0);  /* the buffers were made on the first step */
+		}
+		for (int i = 0; i < 5; i++)
+			ln_module_release(mods[i]);
+		ln_tensor_release(&x);
+		ln_tensor_release(&gy);
+	}
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_conv2d_gradcheck),
+		cmocka_unit_test(test_conv2d_matches_reference),
+		cmocka_unit_test(test_conv2d_worked_example),
+		cmocka_unit_test(test_conv2d_col2im_is_adjoint),
+		cmocka_unit_test(test_conv2d_init_and_describe),
+		cmocka_unit_test(test_conv2d_errors),
+		cmocka_unit_test(test_maxpool_gradcheck),
+		cmocka_unit_test(test_maxpool_worked_example),
+		cmocka_unit_test(test_avgpool),
+		cmocka_unit_test(test_pool_errors),
+		cmocka_unit_test(test_batchnorm_gradcheck),
+		cmocka_unit_test(test_batchnorm_train_evaluate),
+		cmocka_unit_test(test_batchnorm_training_backward_centres),
+		cmocka_unit_test(test_batchnorm_errors),
+		cmocka_unit_test(test_enomem),
+		cmocka_unit_test(test_steady_state_no_alloc),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
