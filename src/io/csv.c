@@ -303,7 +303,7 @@ ln_status ln_csv_load(ln_csv_data *out, const char *path, const ln_csv_options *
 			memmove(text, text + 3, strlen(text + 3) + 1);  /* UTF-8 BOM */
 		if (blank(text))
 			continue;
-		int nf;
+		int nf = 0;
 		if ((st = split(&r, sep, lineno, &nf, err)) != LN_OK)
 			goto fail;
 		if (!any_line) {

@@ -57,37 +57,38 @@ static void sgd_kernel(float *p, const float *g, float *b, int64_t n, float lr, 
 }
 
 /* Adam: (decay) p *= 1 - lr*wd  or  d = g + wd*p;
- * m = b1*m + (1-b1)*d;  v = b2*v + (1-b2)*d*d;
+ * m = b1*m + c1*d;  v = b2*v + c2*d*d   (c1 = 1-b1, c2 = 1-b2);
  * p -= step_size * m / (sqrt(v)/bc2_sqrt + eps),
- * with step_size = lr/(1-b1^t) and bc2_sqrt = sqrt(1-b2^t). */
+ * with step_size = lr/(1-b1^t) and bc2_sqrt = sqrt(1-b2^t).
+ * c1 and c2 come from double: 1 - 0.999f in float loses 5 digits. */
 static void adam_kernel(float *p, const float *g, float *m, float *v, int64_t n, float b1,
-                        float b2, float eps, float wd_l2, float decay, float step_size,
-                        float bc2_sqrt)
+                        float c1, float b2, float c2, float eps, float wd_l2, float decay,
+                        float step_size, float bc2_sqrt)
 {
 	for (int64_t i = 0; i < n; i++) {
 		p[i] *= decay;
 		float d = g[i] + wd_l2 * p[i];
-		m[i] = b1 * m[i] + (1.0f - b1) * d;
-		v[i] = b2 * v[i] + (1.0f - b2) * d * d;
+		m[i] = b1 * m[i] + c1 * d;
+		v[i] = b2 * v[i] + c2 * d * d;
 		p[i] -= step_size * m[i] / (sqrtf(v[i]) / bc2_sqrt + eps);
 	}
 }
 
-/* RMSprop: d = g + wd*p;  s = a*s + (1-a)*d*d;
- * centered: c = a*c + (1-a)*d, den = sqrt(max(s - c*c, 0)) + eps, else
+/* RMSprop: d = g + wd*p;  s = a*s + ca*d*d  (ca = 1-a, from double);
+ * centered: c = a*c + ca*d, den = sqrt(max(s - c*c, 0)) + eps, else
  * den = sqrt(s) + eps;  momentum: b = mu*b + d/den, p -= lr*b;  else
  * p -= lr*d/den.  c == NULL unless centered, b == NULL unless mu > 0.
  * (The max(.,0) guards against rounding making s - c*c slightly
  * negative, where PyTorch would produce NaN.) */
 static void rmsprop_kernel(float *p, const float *g, float *s, float *c, float *b, int64_t n,
-                           float lr, float a, float eps, float wd, float mu)
+                           float lr, float a, float ca, float eps, float wd, float mu)
 {
 	for (int64_t i = 0; i < n; i++) {
 		float d = g[i] + wd * p[i];
-		s[i] = a * s[i] + (1.0f - a) * d * d;
+		s[i] = a * s[i] + ca * d * d;
 		float den;
 		if (c) {
-			c[i] = a * c[i] + (1.0f - a) * d;
+			c[i] = a * c[i] + ca * d;
 			den = sqrtf(fmaxf(s[i] - c[i] * c[i], 0.0f)) + eps;
 		} else {
 			den = sqrtf(s[i]) + eps;
@@ -356,14 +357,16 @@ void ln_optim_step(ln_optim *opt)
 			float wd_l2 = c->decoupled ? 0.0f : (float)c->weight_decay;
 			float decay = c->decoupled ? (float)(1.0 - c->lr * c->weight_decay) : 1.0f;
 			adam_kernel(p, g, state_data(s, opt->exp_avg_idx), state_data(s, opt->exp_avg_sq_idx),
-			            n, (float)c->beta1, (float)c->beta2, (float)c->eps, wd_l2, decay,
+			            n, (float)c->beta1, (float)(1.0 - c->beta1), (float)c->beta2,
+			            (float)(1.0 - c->beta2), (float)c->eps, wd_l2, decay,
 			            (float)(c->lr / bc1), (float)sqrt(bc2));
 			break;
 		}
 		case LN_OPTIM_RMSPROP:
 			rmsprop_kernel(p, g, state_data(s, opt->square_avg_idx),
 			               state_data(s, opt->grad_avg_idx), state_data(s, opt->momentum_idx), n,
-			               (float)c->lr, (float)c->alpha, (float)c->eps, (float)c->weight_decay,
+			               (float)c->lr, (float)c->alpha, (float)(1.0 - c->alpha), (float)c->eps,
+			               (float)c->weight_decay,
 			               (float)c->momentum);
 			break;
 		default:
