@@ -115,7 +115,8 @@ function nn.gradcheck(obj, x, target, opts)
 	if kind == "loss" then
 		obj:forward(x, target)
 		local gx = obj:backward(x, target):clone()
-		consider(check_tensor(function() return obj:forward(x, target) end, x, gx, eps), "input")
+		local e, at = check_tensor(function() return obj:forward(x, target) end, x, gx, eps)
+		consider(e, at, "input")
 	else
 		local y = obj:forward(x)
 		local r = weights(y:numel())
@@ -134,9 +135,11 @@ function nn.gradcheck(obj, x, target, opts)
 			saved[i] = g:clone()
 		end
 		local function f() return probe_value(obj:forward(x), r) end
-		consider(check_tensor(f, x, gx, eps), "input")
+		local e, at = check_tensor(f, x, gx, eps)
+		consider(e, at, "input")
 		for i, p in ipairs(params) do
-			consider(check_tensor(f, p, saved[i], eps), "parameter " .. i)
+			e, at = check_tensor(f, p, saved[i], eps)
+			consider(e, at, "parameter " .. i)
 		end
 	end
 	return worst <= tol, worst, where

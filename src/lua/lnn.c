@@ -151,7 +151,7 @@ static int module_done(lua_State *L, module_box *b, ln_module *m, ln_status st, 
                        const char *fname)
 {
 	if (st != LN_OK)
-		return luaL_error(L, "%s: %s", fname, err->msg);
+		return raise_status(L, fname, fname + strlen("nn."), err);
 	b->m = m;
 	return 1;
 }
@@ -725,9 +725,11 @@ static int l_conv2d(lua_State *L)
 	lua_Number stride = opt_number(L, 4, "stride", 1);
 	lua_Number padding = opt_number(L, 4, "padding", 0);
 	if (stride < 1 || stride != (int64_t)stride)
-		return luaL_error(L, "nn.Conv2d: stride must be an integer >= 1, got %g", stride);
+		return luaL_error(L, "nn.Conv2d: stride must be an integer >= 1, got %s",
+		                  lua_pushfstring(L, "%f", stride));
 	if (padding < 0 || padding != (int64_t)padding)
-		return luaL_error(L, "nn.Conv2d: padding must be an integer >= 0, got %g", padding);
+		return luaL_error(L, "nn.Conv2d: padding must be an integer >= 0, got %s",
+		                  lua_pushfstring(L, "%f", padding));
 	module_box *b = new_module_box(L, &ln_conv2d_class);
 	ln_module *m = NULL;
 	ln_error err;
@@ -796,7 +798,7 @@ static int l_init_uniform(lua_State *L)
 	ln_tensor *t = lnL_checktensor(L, 1);
 	double a = luaL_checknumber(L, 2), b = luaL_checknumber(L, 3);
 	if (!(a <= b))
-		return luaL_error(L, "nn.init.uniform: expected a <= b, got %g and %g", a, b);
+		return luaL_error(L, "nn.init.uniform: expected a <= b, got %f and %f", a, b);
 	ln_error err;
 	if (ln_init_uniform(t, a, b, &err) != LN_OK)
 		return lnL_error(L, "nn.init.uniform", &err);
@@ -809,7 +811,7 @@ static int l_init_normal(lua_State *L)
 	ln_tensor *t = lnL_checktensor(L, 1);
 	double mean = luaL_checknumber(L, 2), std = luaL_checknumber(L, 3);
 	if (!(std >= 0))
-		return luaL_error(L, "nn.init.normal: std must be >= 0, got %g", std);
+		return luaL_error(L, "nn.init.normal: std must be >= 0, got %f", std);
 	ln_error err;
 	if (ln_init_normal(t, mean, std, &err) != LN_OK)
 		return lnL_error(L, "nn.init.normal", &err);
@@ -901,7 +903,7 @@ static int l_plain_loss(lua_State *L)
 	loss_box *b = new_loss_box(L, pl->name);
 	ln_error err;
 	if (pl->create(&b->c, red, &err) != LN_OK)
-		return luaL_error(L, "%s: %s", fname, err.msg);
+		return raise_status(L, fname, pl->name, &err);
 	return 1;
 }
 
@@ -938,7 +940,7 @@ static int l_output_loss(lua_State *L)
 	loss_box *b = new_loss_box(L, "OutputLoss");
 	ln_error err;
 	if (ln_output_loss_new(&b->c, (ln_activation)act, (ln_loss_kind)kind, red, &err) != LN_OK)
-		return luaL_error(L, "nn.OutputLoss: %s", err.msg);
+		return raise_status(L, "nn.OutputLoss", "OutputLoss", &err);
 	return 1;
 }
 
@@ -1184,7 +1186,9 @@ void lnL_open_nn(lua_State *L)
 		{"is_loss", l_is_loss},
 		{NULL, NULL},
 	};
+	lua_pushvalue(L, nn);
 	luaL_setfuncs(L, ctors, 0);
+	lua_pop(L, 1);
 	/* familiar aliases: BatchNorm works on {N,C} and {N,C,H,W} */
 	lua_getfield(L, nn, "BatchNorm");
 	lua_setfield(L, nn, "BatchNorm1d");

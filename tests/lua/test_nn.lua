@@ -1,0 +1,373 @@
+-- test_nn.lua -- modules, losses, output/loss pairings and gradient checks
+-- through the Lua surface.
+local lunet = lunet or require "lunet"
+local nn = lunet.nn
+
+local passed, failed = 0, 0
+local function test(name, fn)
+	lunet.seed(1234)
+	local ok, err = pcall(fn)
+	if ok then
+		passed = passed + 1
+	else
+		failed = failed + 1
+		io.stderr:write(string.format("FAIL %s (seed 1234): %s\n", name, tostring(err)))
+	end
+end
+
+local function check(cond, msg)
+	if not cond then
+		error(msg or "check failed", 2)
+	end
+end
+
+-- Calls fn, expects an error whose message contains every string given.
+local function check_error(fn, ...)
+	local ok, err = pcall(fn)
+	check(not ok, "expected an error, got none")
+	err = tostring(err)
+	for _, want in ipairs{...} do
+		if not err:find(want, 1, true) then
+			error(string.format("error message %q lacks %q", err, want), 2)
+		end
+	end
+end
+
+local function check_grad(obj, x, target, opts)
+	local ok, err, where = nn.gradcheck(obj, x, target, opts)
+	check(ok, string.format("gradcheck of %s failed: error %.3e at %s", tostring(obj), err,
+	                        tostring(where)))
+	return err
+end
+
+-- Inputs kept away from 0, where ReLU-like layers have a kink.
+local function away_from_zero(...)
+	local x = lunet.rand(...) * 1.5 + 0.25
+	local sign = lunet.rand(...)
+	local flat, fs = x:reshape(-1), sign:reshape(-1)
+	for i = 1, #flat do
+		if fs[i] < 0.5 then
+			flat[i] = -flat[i]
+		end
+	end
+	return x
+end
+
+-- ---- gradient checks of every layer ---------------------------------------------
+
+test("gradcheck Linear", function()
+	check_grad(nn.Linear(5, 3), lunet.randn(4, 5))
+	check_grad(nn.Linear(5, 3, {bias = false}), lunet.randn(4, 5))
+	check_grad(nn.Linear(1, 1), lunet.randn(1, 1))
+end)
+
+test("gradcheck activations", function()
+	for _, m in ipairs{nn.Identity(), nn.Sigmoid(), nn.Tanh(), nn.ReLU(), nn.LeakyReLU(0.1),
+	                   nn.Softmax(), nn.LogSoftmax()} do
+		check_grad(m, away_from_zero(3, 6))
+	end
+end)
+
+test("gradcheck Flatten and Dropout in evaluate mode", function()
+	check_grad(nn.Flatten(), lunet.randn(2, 3, 4))
+	check_grad(nn.Dropout(0.3):evaluate(), lunet.randn(3, 4))
+end)
+
+test("gradcheck Conv2d, pooling, BatchNorm", function()
+	check_grad(nn.Conv2d(2, 3, 3, {stride = 1, padding = 1}), lunet.randn(2, 2, 5, 4))
+	check_grad(nn.Conv2d(2, 2, 3, {stride = 2, padding = 0}), lunet.randn(1, 2, 7, 5))
+	check_grad(nn.MaxPool2d(2), lunet.randn(2, 2, 4, 6))
+	check_grad(nn.AvgPool2d(2), lunet.randn(2, 2, 4, 6))
+	check_grad(nn.BatchNorm(3), lunet.randn(5, 3), {eps = 1e-2, tol = 2e-2})
+	check_grad(nn.BatchNorm(2), lunet.randn(3, 2, 3, 3), {eps = 1e-2, tol = 2e-2})
+end)
+
+test("gradcheck Sequential", function()
+	local m = nn.Sequential{nn.Linear(4, 6), nn.Tanh(), nn.Linear(6, 3), nn.Softmax()}
+	check_grad(m, lunet.randn(5, 4))
+end)
+
+-- ---- losses and pairings -------------------------------------------------------------
+
+test("gradcheck every loss, both reductions, both target forms", function()
+	for _, red in ipairs{"mean", "sum"} do
+		local o = {reduction = red}
+		check_grad(nn.MSELoss(o), lunet.randn(4, 3), lunet.randn(4, 3))
+		check_grad(nn.BCELoss(o), lunet.rand(4, 3) * 0.8 + 0.1, lunet.rand(4, 3))
+		check_grad(nn.BCEWithLogitsLoss(o), lunet.randn(4, 3), lunet.rand(4, 3))
+		check_grad(nn.CrossEntropyLoss(o), lunet.randn(4, 5), {1, 5, 2, 3})
+		local onehot = lunet.zeros(4, 5)
+		onehot:set(1, 2, 1); onehot:set(2, 2, 1); onehot:set(3, 4, 1); onehot:set(4, 1, 1)
+		check_grad(nn.CrossEntropyLoss(o), lunet.randn(4, 5), onehot)
+		local logp = nn.LogSoftmax():forward(lunet.randn(4, 5)):clone()
+		check_grad(nn.NLLLoss(o), logp, lunet.tensor{2, 3, 1, 5})
+	end
+end)
+
+local activations = {"identity", "sigmoid", "tanh", "relu", "softmax"}
+local kinds = {"mse", "bce", "cross_entropy"}
+local defined = {
+	identity = {mse = true}, sigmoid = {mse = true, bce = true}, tanh = {mse = true},
+	relu = {mse = true}, softmax = {mse = true, bce = true, cross_entropy = true},
+}
+local canonical = {identity = "mse", sigmoid = "bce", softmax = "cross_entropy"}
+
+local function pairing_target(kind, N, C)
+	if kind == "cross_entropy" then
+		local y = lunet.zeros(N, C)
+		for i = 1, N do y:set(i, (i * 3) % C + 1, 1) end
+		return y
+	elseif kind == "bce" then
+		return lunet.rand(N, C)
+	end
+	return lunet.randn(N, C)
+end
+
+test("every pairing: defined ones pass gradcheck, undefined ones say why", function()
+	for _, act in ipairs(activations) do
+		for _, kind in ipairs(kinds) do
+			if defined[act][kind] then
+				local head = nn.OutputLoss(act, kind)
+				check(head.canonical == (canonical[act] == kind),
+				      act .. "+" .. kind .. " canonical flag")
+				check_grad(head, away_from_zero(4, 3), pairing_target(kind, 4, 3))
+			else
+				check_error(function() return nn.OutputLoss(act, kind) end, "nn.OutputLoss",
+				            kind, act)
+			end
+		end
+	end
+end)
+
+test("canonical pairings give exactly (y_hat - y)/N; others do not", function()
+	local N, C = 6, 4
+	for _, act in ipairs(activations) do
+		for _, kind in ipairs(kinds) do
+			if defined[act][kind] then
+				local head = nn.OutputLoss(act, kind)
+				local z, y = lunet.randn(N, C) * 2, pairing_target(kind, N, C)
+				head:forward(z, y)
+				local diff = (head:backward(z, y) * N - (head.output - y)):abs():max()
+				if head.canonical then
+					check(diff <= 1e-6, act .. "+" .. kind .. " differs by " .. diff)
+				else
+					check(diff > 1e-2, act .. "+" .. kind .. " should differ, got " .. diff)
+				end
+			end
+		end
+	end
+end)
+
+test("OutputLoss with class labels and unknown names", function()
+	local head = nn.OutputLoss("softmax", "cross_entropy")
+	local z = lunet.randn(3, 4)
+	local a = head:forward(z, {1, 4, 2})
+	local onehot = lunet.tensor{{1, 0, 0, 0}, {0, 0, 0, 1}, {0, 1, 0, 0}}
+	check(math.abs(a - head:forward(z, onehot)) < 1e-6, "labels and one-hot agree")
+	check_error(function() return nn.OutputLoss("softplus", "mse") end, "unknown activation",
+	            "softplus", "identity")
+	check_error(function() return nn.OutputLoss("sigmoid", "hinge") end, "unknown loss", "hinge")
+end)
+
+test("stable losses on extreme logits", function()
+	local ce = nn.CrossEntropyLoss()
+	local z = lunet.tensor{{1000, -1000, 0}}
+	local l = ce:forward(z, {1})
+	check(l == l and l < 1e-6, "CE of a confident right answer is ~0, got " .. l)
+	l = ce:forward(z, {2})
+	check(math.abs(l - 2000) < 1e-2, "CE of a confident wrong answer is 2000, got " .. l)
+	local g = ce:backward(z, {2})
+	check(math.abs(g:get(1, 1) - 1) < 1e-6 and math.abs(g:get(1, 2) + 1) < 1e-6, "CE gradient")
+	local bce = nn.BCEWithLogitsLoss()
+	l = bce:forward(lunet.tensor{{100, -100}}, lunet.tensor{{0, 1}})
+	-- summed over the two outputs, averaged over the one sample
+	check(math.abs(l - 200) < 1e-3, "BCEWithLogits of wrong confident logits is 200, got " .. l)
+end)
+
+-- ---- errors ----------------------------------------------------------------------------------
+
+test("loss errors name the loss and the values", function()
+	local ce = nn.CrossEntropyLoss()
+	local z = lunet.randn(4, 10)
+	check_error(function() ce:forward(z, {1, 2, 3, 11}) end, "CrossEntropyLoss:forward", "11",
+	            "1..10")
+	check_error(function() ce:forward(z, {1, 2, 3, 2.5}) end, "2.5", "integer")
+	check_error(function() ce:forward(z, {1, 2, 3}) end, "4", "3")
+	check_error(function() ce:forward(z, {0, 1, 1, 1}) end, "0")
+	local bad = lunet.randn(4, 10)
+	bad:set(2, 3, 0 / 0)
+	check_error(function() ce:forward(bad, {1, 2, 3, 4}) end, "NaN")
+	local bce = nn.BCELoss()
+	check_error(function() bce:forward(lunet.tensor{{1.5}}, lunet.tensor{{1}}) end,
+	            "BCELoss:forward", "1.5")
+	check_error(function() bce:forward(lunet.tensor{{0.5}}, lunet.tensor{{-0.5}}) end, "-0.5")
+	check_error(function() nn.MSELoss():forward(lunet.randn(2, 3), lunet.randn(3, 2)) end,
+	            "MSELoss:forward", "{2,3}", "{3,2}")
+	check_error(function() nn.NLLLoss():forward(lunet.randn(2, 3), {1, 4}) end, "NLLLoss", "4")
+	check_error(function() nn.MSELoss{reduction = "max"} end, "reduction", "max")
+end)
+
+test("module errors name the layer and both shapes", function()
+	local lin = nn.Linear(784, 10)
+	check_error(function() lin:forward(lunet.randn(64, 785)) end, "Linear:forward", "784",
+	            "{64,785}")
+	check_error(function() lin:forward("x") end, "lunet.Tensor")
+	local seq = nn.Sequential{nn.Flatten(), nn.Linear(100, 10)}
+	check_error(function() seq:forward(lunet.randn(2, 3, 4)) end, "Linear", "100", "12")
+	check_error(function() nn.Linear(0, 3) end, "nn.Linear", "nin", "0")
+	check_error(function() nn.Linear(2.5, 3) end, "nn.Linear", "2.5")
+	check_error(function() nn.Dropout(1.5) end, "nn.Dropout", "1.5")
+	check_error(function() nn.Conv2d(1, 2, 3, {stride = 0}) end, "stride", "0")
+	check_error(function() nn.Conv2d(3, 4, 3):forward(lunet.randn(2, 1, 8, 8)) end, "Conv2d",
+	            "{2,1,8,8}")
+	check_error(function() nn.Sequential():get(1) end, "out of range")
+	check_error(function() nn.Sequential{42} end, "nn.Sequential", "number")
+	check_error(function() lin.weight = lunet.zeros(10, 784) end, "copy")
+end)
+
+-- ---- the module protocol -----------------------------------------------------------------
+
+test("parameters: layer by layer, weight before bias, sharing memory", function()
+	local a, b = nn.Linear(3, 4), nn.Linear(4, 2)
+	local m = nn.Sequential{a, nn.ReLU(), b}
+	local params, grads = m:parameters()
+	check(#params == 4 and #grads == 4, "four parameter tensors")
+	local shapes = {{4, 3}, {4}, {2, 4}, {2}}
+	for i, p in ipairs(params) do
+		check(table.concat(p:shape(), ",") == table.concat(shapes[i], ","), "shape " .. i)
+		check(table.concat(grads[i]:shape(), ",") == table.concat(shapes[i], ","), "grad " .. i)
+	end
+	params[1]:fill(0.5)
+	check(a.weight:get(1, 1) == 0.5, "parameters are views of the weights")
+	check(m:get(1) == a and m:get(3) == b and #m == 3, "get returns the modules added")
+end)
+
+test("backward accumulates, zero_grad clears", function()
+	local m = nn.Linear(3, 2)
+	local x, gy = lunet.randn(4, 3), lunet.randn(4, 2)
+	m:zero_grad()
+	m:forward(x)
+	m:backward(x, gy)
+	local once = m.grad_weight:clone()
+	m:backward(x, gy)
+	check(m.grad_weight:allclose(once * 2, 1e-5, 1e-6), "second backward adds")
+	m:zero_grad()
+	check(m.grad_weight:abs():max() == 0, "zero_grad")
+	check(m.output ~= nil and m.grad_input ~= nil, "output and grad_input kept")
+end)
+
+test("Dropout: train vs evaluate", function()
+	local d = nn.Dropout(0.5)
+	local x = lunet.ones(200, 50)
+	local y = d:forward(x)
+	local zeros = 0
+	for _, v in ipairs(y:reshape(-1):totable()) do
+		check(v == 0 or math.abs(v - 2) < 1e-6, "kept values scaled by 1/(1-p)")
+		if v == 0 then zeros = zeros + 1 end
+	end
+	check(zeros > 4000 and zeros < 6000, "about half dropped, got " .. zeros)
+	d:evaluate()
+	check(d:forward(x):allclose(x, 0, 0), "identity in evaluate mode")
+	check(d.training == false, "training flag")
+end)
+
+test("a Lua table as a custom module inside a Sequential", function()
+	local Double = {}
+	function Double:forward(x) self.output = x * 2; return self.output end
+	function Double:backward(x, gy) self.grad_input = gy * 2; return self.grad_input end
+	local m = nn.Sequential{nn.Linear(3, 4), Double, nn.Tanh()}
+	check_grad(m, lunet.randn(2, 3))
+	check(m:get(2) == Double, "get returns the table")
+	local params = m:parameters()
+	check(#params == 2, "a table without parameters adds none")
+end)
+
+test("a custom module's errors come back as Lua errors", function()
+	local Bad = {forward = function() error("custom failure") end, backward = function() end}
+	local m = nn.Sequential{nn.Linear(2, 2), Bad}
+	check_error(function() m:forward(lunet.randn(1, 2)) end, "custom failure")
+	local Wrong = {forward = function() return 42 end, backward = function() end}
+	check_error(function() nn.Sequential{Wrong}:forward(lunet.randn(1, 2)) end, "tensor")
+	check_error(function() nn.Sequential{{}} end, "forward and backward")
+end)
+
+test("gradcheck fails on a wrong backward", function()
+	local Wrong = {}
+	function Wrong:forward(x) self.output = x:tanh(); return self.output end
+	function Wrong:backward(x, gy) return gy * 1.0 end  -- forgets tanh'
+	local ok, err = nn.gradcheck(Wrong, lunet.randn(3, 4) + 1)
+	check(not ok and err > 0.1, "wrong backward detected, error " .. err)
+	local inside = nn.Sequential{nn.Linear(4, 3), Wrong}
+	check(not nn.gradcheck(inside, lunet.randn(2, 4) + 1), "also inside a Sequential")
+end)
+
+test("gradcheck argument errors", function()
+	check_error(function() nn.gradcheck(42, lunet.randn(2, 2)) end, "nn.gradcheck", "number")
+	check_error(function() nn.gradcheck(nn.Tanh(), {1, 2}) end, "input tensor")
+	check_error(function() nn.gradcheck(nn.MSELoss(), lunet.randn(2, 2)) end, "target")
+	check_error(function() nn.gradcheck(nn.Tanh(), lunet.randn(2, 2), {eps = -1}) end, "eps")
+end)
+
+test("tostring shows the architecture with shapes", function()
+	local m = nn.Sequential{nn.Linear(784, 256), nn.ReLU(), nn.Sequential{nn.Linear(256, 10)}}
+	local s = tostring(m)
+	check(s:find("Sequential", 1, true) and s:find("784", 1, true) and s:find("256", 1, true),
+	      s)
+	check(s:find("(3)", 1, true) and s:find("ReLU", 1, true), s)
+	check(tostring(nn.CrossEntropyLoss()):find("CrossEntropyLoss", 1, true), "loss tostring")
+	check(tostring(nn.OutputLoss("softmax", "cross_entropy")):find("canonical", 1, true),
+	      "OutputLoss tostring")
+end)
+
+test("trace lists every layer with its delta", function()
+	local m = nn.Sequential{nn.Linear(4, 5), nn.Sigmoid(), nn.Linear(5, 3)}
+	local head = nn.CrossEntropyLoss()
+	local x = lunet.randn(6, 4)
+	local z = m:forward(x)
+	head:forward(z, {1, 2, 3, 1, 2, 3})
+	m:backward(x, head:backward(z, {1, 2, 3, 1, 2, 3}))
+	local tr = m:trace()
+	check(#tr == 3, "three rows")
+	check(tr[1].shape == "{6,5}" and tr[3].shape == "{6,3}", "shapes")
+	local d2 = m:get(2).grad_input
+	check(math.abs(tr[2].delta - math.sqrt((d2 * d2):sum())) < 1e-9, "delta norm of layer 2")
+	check(tr[1].grad > 0 and tr[2].grad == nil, "parameter gradient norms")
+	local s = tostring(tr)
+	check(s:find("Linear", 1, true) and s:find("Sigmoid", 1, true) and s:find("{6,5}", 1, true),
+	      s)
+end)
+
+-- ---- pairing warnings -------------------------------------------------------------------------
+
+test("softmax applied twice draws one warning; lunet.warnings(false) silences it", function()
+	local exe = os.getenv("LUNET_EXE") or (os.getenv("LUNET_BUILD_DIR") or "../../build")
+	            .. "/lunet"
+	local script = [[
+		local nn = lunet.nn
+		local m = nn.Sequential{nn.Linear(3, 4), nn.Softmax()}
+		local ce = nn.CrossEntropyLoss()
+		for i = 1, 3 do ce:forward(m:forward(lunet.randn(2, 3)), {1, 2}) end
+		local s = nn.Sequential{nn.Linear(3, 1), nn.Sigmoid()}
+		nn.BCEWithLogitsLoss():forward(s:forward(lunet.randn(2, 3)), lunet.ones(2, 1))
+		lunet.warnings(false)
+		nn.NLLLoss():forward(nn.Softmax():forward(lunet.randn(2, 3)), {1, 2})
+	]]
+	local path = os.tmpname()
+	local f = assert(io.open(path, "w"))
+	f:write(script)
+	f:close()
+	local p = assert(io.popen(exe .. " " .. path .. " 2>&1"))
+	local out = p:read("a")
+	p:close()
+	os.remove(path)
+	local _, count = out:gsub("warning", "")
+	check(count == 2, "two warnings (one per mistake, once each), got: " .. out)
+	check(out:find("Softmax", 1, true) and out:find("CrossEntropyLoss", 1, true), out)
+	check(out:find("Sigmoid", 1, true) and out:find("BCEWithLogitsLoss", 1, true), out)
+	check(not out:find("NLLLoss takes", 1, true), "silenced: " .. out)
+end)
+
+print(string.format("%d passed, %d failed", passed, failed))
+if failed > 0 then
+	error(failed .. " test(s) failed")
+end
