@@ -176,6 +176,9 @@ ln_status ln_loss_check_same_shape(const char *who, const ln_tensor *input,
 ln_status ln_loss_check_unit(const char *who, const char *what, const ln_tensor *t,
                              ln_error *err)
 {
+	ln_status st = ln_loss_check_finite(who, what, t, err);
+	if (st != LN_OK)
+		return st;
 	const float *d = ln_tensor_data(t);
 	int64_t m = ln_tensor_numel(t);
 	for (int64_t k = 0; k < m; k++) {

@@ -50,7 +50,8 @@ ln_status ln_loss_check_same_shape(const char *who, const ln_tensor *input,
                                    const ln_tensor *target, ln_error *err);
 
 /* LN_ERANGE unless every element of t lies in [0,1]:
- * "<who>: <what> 1.5 at row 2, column 1 is outside [0,1]".  NaN fails too. */
+ * "<who>: <what> 1.5 at row 2, column 1 is outside [0,1]"; NaN and
+ * infinities first fail as in ln_loss_check_finite (LN_ENAN). */
 ln_status ln_loss_check_unit(const char *who, const char *what, const ln_tensor *t,
                              ln_error *err);
 
