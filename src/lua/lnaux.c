@@ -1,0 +1,316 @@
+/*
+ * lnaux.c -- helpers shared by the Lua bindings: tensor userdata, argument
+ * checks, conversion of nested tables, errors and GC pressure.
+ *
+ * Every function here that raises does so only after the memory it
+ * acquired is anchored in a userdata on the Lua stack, so that no longjmp
+ * ever skips a free: the userdata's __gc releases it.
+ */
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "lnaux.h"
+
+/* Raises a Lua error with a printf-formatted message (lua_pushfstring,
+ * behind luaL_error, knows no %lld or %g).  The message buffer lives on
+ * the C stack, so the longjmp skips no heap memory.  Never returns. */
+static int raisef(lua_State *L, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static int raisef(lua_State *L, const char *fmt, ...)
+{
+	char msg[1024];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof msg, fmt, ap);
+	va_end(ap);
+	return luaL_error(L, "%s", msg);
+}
+
+/* ==================================================================== */
+/* Tensor userdata                                                       */
+/* ==================================================================== */
+
+/* Pushes a new empty tensor userdata (metatable lunet.Tensor, set up by
+ * lnL_open_tensor) and returns its ln_tensor.  The caller fills it with a
+ * core function; on failure it may raise at once, since __gc releases
+ * whatever was attached (nothing, for an empty tensor). */
+ln_tensor *lnL_newtensor(lua_State *L)
+{
+	ln_tensor *t = lua_newuserdatauv(L, sizeof(ln_tensor), 0);
+	*t = LN_TENSOR_EMPTY;
+	luaL_setmetatable(L, LN_TENSOR_MT);
+	return t;
+}
+
+/* Pushes a new userdata that shares src's storage (one more reference,
+ * dropped by the new userdata's __gc). */
+ln_tensor *lnL_pushview(lua_State *L, const ln_tensor *src)
+{
+	ln_tensor *t = lnL_newtensor(L);
+	ln_tensor_ref(t, src);
+	return t;
+}
+
+/* The tensor at arg; a type error in the standard Lua form when it is not a
+ * tensor, an argument error when it is closed. */
+ln_tensor *lnL_checktensor(lua_State *L, int arg)
+{
+	ln_tensor *t = luaL_checkudata(L, arg, LN_TENSOR_MT);
+	if (ln_tensor_is_empty(t))
+		luaL_argerror(L, arg, "tensor is closed");
+	return t;
+}
+
+/* The tensor at arg, or NULL when the value is not a tensor.  A closed
+ * tensor raises (as lnL_checktensor) rather than being returned: callers
+ * may use what they get. */
+ln_tensor *lnL_testtensor(lua_State *L, int arg)
+{
+	ln_tensor *t = luaL_testudata(L, arg, LN_TENSOR_MT);
+	if (t != NULL && ln_tensor_is_empty(t))
+		luaL_argerror(L, arg, "tensor is closed");
+	return t;
+}
+
+/* ==================================================================== */
+/* Errors and value descriptions                                         */
+/* ==================================================================== */
+
+int lnL_error(lua_State *L, const char *fname, const ln_error *err)
+{
+	if (err == NULL || err->msg[0] == '\0')
+		return raisef(L, "%s: %s", fname,
+		              err ? ln_status_name(err->code) : "unknown error");
+	return raisef(L, "%s: %s", fname, err->msg);
+}
+
+/* ==================================================================== */
+/* Nested tables -> tensor                                               */
+/* ==================================================================== */
+
+/* Writes the position of an element as "[2][3]" (1-based, depth n). */
+static const char *pos_str(char *buf, size_t size, int n, const int64_t *pos)
+{
+	size_t used = 0;
+	buf[0] = '\0';
+	for (int i = 0; i < n && used < size; i++) {
+		int w = snprintf(buf + used, size - used, "[%lld]", (long long)pos[i]);
+		if (w < 0)
+			break;
+		used += (size_t)w;
+	}
+	return buf;
+}
+
+/* Name of the type of the value at idx, using __name for userdata
+ * ("lunet.Tensor") as luaL_typeerror does. */
+static const char *type_name(lua_State *L, int idx)
+{
+	if (luaL_getmetafield(L, idx, "__name") == LUA_TSTRING) {
+		const char *name = lua_tostring(L, -1);
+		lua_pop(L, 1);  /* the string stays alive in the metatable */
+		return name;
+	}
+	if (lua_type(L, idx) == LUA_TLIGHTUSERDATA)
+		return "light userdata";
+	return luaL_typename(L, idx);
+}
+
+typedef struct fill_ctx {
+	const char *fname;
+	int ndim;
+	int64_t shape[LN_MAX_DIMS];
+	int64_t pos[LN_MAX_DIMS];  /* 1-based position being read */
+	float *out;                /* next element to write */
+} fill_ctx;
+
+/* Reads the table at idx (depth d, already known to have shape[d]
+ * elements) into c->out, checking every sub-table's length and every leaf's
+ * type.  Raises "fname: ..." naming the position of the first bad value;
+ * the destination tensor is anchored on the stack by the caller. */
+static void fill_from_table(lua_State *L, int idx, int d, fill_ctx *c)
+{
+	char where[LN_MAX_DIMS * 24];
+	for (int64_t i = 1; i <= c->shape[d]; i++) {
+		c->pos[d] = i;
+		int type = lua_rawgeti(L, idx, (lua_Integer)i);
+		if (d == c->ndim - 1) {
+			if (type != LUA_TNUMBER)
+				raisef(L, "%s: expected a number at %s, got %s", c->fname,
+				       pos_str(where, sizeof where, d + 1, c->pos), type_name(L, -1));
+			*c->out++ = (float)lua_tonumber(L, -1);
+		} else {
+			if (type != LUA_TTABLE)
+				raisef(L, "%s: expected a table at %s, got %s", c->fname,
+				       pos_str(where, sizeof where, d + 1, c->pos), type_name(L, -1));
+			lua_Unsigned len = lua_rawlen(L, -1);
+			if ((int64_t)len != c->shape[d + 1])
+				raisef(L, "%s: ragged table: expected %lld elements at %s, got %lld",
+				       c->fname, (long long)c->shape[d + 1],
+				       pos_str(where, sizeof where, d + 1, c->pos), (long long)len);
+			fill_from_table(L, lua_gettop(L), d + 1, c);
+		}
+		lua_pop(L, 1);
+	}
+}
+
+/* Converts the (nested) table at idx into a new tensor pushed onto the
+ * stack.  The shape comes from following first elements ({{1,2,3},...} ->
+ * {2,3}); every other element must agree. */
+static ln_tensor *table_to_tensor(lua_State *L, int idx, const char *fname)
+{
+	fill_ctx c;
+	char where[LN_MAX_DIMS * 24];
+	c.fname = fname;
+	c.ndim = 0;
+
+	/* The shape, from the chain t, t[1], t[1][1], ... */
+	lua_pushvalue(L, idx);
+	while (lua_type(L, -1) == LUA_TTABLE) {
+		lua_Unsigned len = lua_rawlen(L, -1);
+		if (len == 0) {
+			if (c.ndim == 0)
+				raisef(L, "%s: expected a non-empty table, got an empty table", fname);
+			raisef(L, "%s: expected a non-empty table at %s, got an empty table", fname,
+			       pos_str(where, sizeof where, c.ndim, c.pos));
+		}
+		if (c.ndim == LN_MAX_DIMS)
+			raisef(L, "%s: expected at most %d nested tables, got more", fname,
+			       LN_MAX_DIMS);
+		c.shape[c.ndim] = (int64_t)len;
+		c.pos[c.ndim] = 1;
+		c.ndim++;
+		lua_rawgeti(L, -1, 1);
+		lua_remove(L, -2);
+	}
+	lua_pop(L, 1);
+
+	ln_tensor *t = lnL_newtensor(L);
+	ln_error err;
+	if (ln_tensor_alloc(t, c.ndim, c.shape, &err) != LN_OK)
+		lnL_error(L, fname, &err);
+	c.out = ln_tensor_data(t);
+	luaL_checkstack(L, c.ndim + 4, "nested tables too deep");
+	fill_from_table(L, idx, 0, &c);
+	lnL_gcpressure(L, (size_t)ln_tensor_numel(t) * sizeof(float));
+	return t;
+}
+
+/* A tensor userdata as is, or a new tensor from a nested table. */
+ln_tensor *lnL_totensor(lua_State *L, int arg, const char *fname)
+{
+	arg = lua_absindex(L, arg);
+	ln_tensor *t = luaL_testudata(L, arg, LN_TENSOR_MT);
+	if (t != NULL) {
+		if (ln_tensor_is_empty(t))
+			raisef(L, "%s: tensor is closed", fname);
+		return t;
+	}
+	if (lua_type(L, arg) == LUA_TTABLE)
+		return table_to_tensor(L, arg, fname);
+	raisef(L, "%s: expected a lunet.Tensor or a table of numbers, got %s", fname,
+	       type_name(L, arg));
+	return NULL;
+}
+
+/* ==================================================================== */
+/* Shapes                                                                */
+/* ==================================================================== */
+
+/* Reads one size (integer >= 1) at idx for dimension dim (1-based). */
+static int64_t check_size(lua_State *L, int idx, int dim, const char *fname)
+{
+	if (lua_type(L, idx) != LUA_TNUMBER)
+		raisef(L, "%s: expected sizes that are integers >= 1, got %s for dimension %d",
+		       fname, type_name(L, idx), dim);
+	int isint;
+	lua_Integer v = lua_tointegerx(L, idx, &isint);
+	if (!isint) {
+		lua_Number x = lua_tonumber(L, idx);
+		if (isnan(x))
+			raisef(L, "%s: expected sizes that are integers >= 1, got nan for dimension %d",
+			       fname, dim);
+		raisef(L, "%s: expected sizes that are integers >= 1, got %.14g for dimension %d",
+		       fname, (double)x, dim);
+	}
+	if (v < 1)
+		raisef(L, "%s: expected sizes that are integers >= 1, got %lld for dimension %d",
+		       fname, (long long)v, dim);
+	return (int64_t)v;
+}
+
+/* A shape from the arguments arg..top: integers (2,3) or one table ({2,3}).
+ * Raises "fname: ..." on a missing, empty or too long shape, on a size
+ * that is not an integer >= 1, and on anything after a shape table. */
+int lnL_checkshape(lua_State *L, int arg, int64_t shape[LN_MAX_DIMS], const char *fname)
+{
+	int top = lua_gettop(L);
+	if (arg > top)
+		raisef(L, "%s: expected a shape (sizes or a table of sizes), got no value", fname);
+	if (lua_type(L, arg) == LUA_TTABLE) {
+		lua_Unsigned n = lua_rawlen(L, arg);
+		if (n == 0)
+			raisef(L, "%s: expected a non-empty table of sizes, got an empty table", fname);
+		if (n > LN_MAX_DIMS)
+			raisef(L, "%s: expected at most %d dimensions, got %lld", fname, LN_MAX_DIMS,
+			       (long long)n);
+		if (top > arg)
+			raisef(L, "%s: expected nothing after the shape table, got %s", fname,
+			       type_name(L, arg + 1));
+		for (int i = 0; i < (int)n; i++) {
+			lua_rawgeti(L, arg, i + 1);
+			shape[i] = check_size(L, -1, i + 1, fname);
+			lua_pop(L, 1);
+		}
+		return (int)n;
+	}
+	int n = top - arg + 1;
+	if (n > LN_MAX_DIMS)
+		raisef(L, "%s: expected at most %d dimensions, got %d", fname, LN_MAX_DIMS, n);
+	for (int i = 0; i < n; i++)
+		shape[i] = check_size(L, arg + i, i + 1, fname);
+	return n;
+}
+
+/* ==================================================================== */
+/* Contiguity, GC pressure                                               */
+/* ==================================================================== */
+
+/* t itself when contiguous (nothing pushed), else a contiguous copy in a
+ * new userdata pushed onto the stack (freed by the GC). */
+const ln_tensor *lnL_contiguous(lua_State *L, const ln_tensor *t, const char *fname, int *pushed)
+{
+	if (ln_tensor_is_contiguous(t)) {
+		*pushed = 0;
+		return t;
+	}
+	ln_tensor *c = lnL_newtensor(L);
+	*pushed = 1;
+	ln_error err;
+	if (ln_tensor_clone(c, t, &err) != LN_OK)
+		lnL_error(L, fname, &err);
+	lnL_gcpressure(L, (size_t)ln_tensor_numel(c) * sizeof(float));
+	return c;
+}
+
+/* Tensor storage lives outside the Lua heap, so the collector does not see
+ * it grow.  Each new storage is reported as GC debt (LUA_GCSTEP with a
+ * size in KiB adds that much debt and runs a step when it is due); bytes
+ * below 1 KiB are carried over to the next call.  The carry is process
+ * wide, which only makes it approximate with several Lua states. */
+void lnL_gcpressure(lua_State *L, size_t bytes)
+{
+	static size_t carry;
+	carry += bytes;
+	if (carry < 1024)
+		return;
+	size_t kib = carry / 1024;
+	carry %= 1024;
+	/* lua_gc takes an int; clamp very large reports. */
+	while (kib > 0) {
+		int step = kib > (size_t)(1 << 30) ? (1 << 30) : (int)kib;
+		lua_gc(L, LUA_GCSTEP, step);
+		kib -= (size_t)step;
+	}
+}
