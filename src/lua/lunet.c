@@ -5,6 +5,7 @@
 #include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 
 #include <lauxlib.h>
 #include <lua.h>
@@ -57,6 +58,15 @@ static int l_seed(lua_State *L)
 	return 0;
 }
 
+/* lunet.clock() -> seconds from a monotonic wall clock, for timing. */
+static int l_clock(lua_State *L)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	lua_pushnumber(L, (lua_Number)ts.tv_sec + (lua_Number)ts.tv_nsec * 1e-9);
+	return 1;
+}
+
 /* Runs each embedded script as a chunk called with the lunet table; a
  * script extends that table (or a sub-table) in place. */
 static void run_embedded(lua_State *L, int lunet_idx)
@@ -76,6 +86,7 @@ int luaopen_lunet(lua_State *L)
 	static const luaL_Reg funcs[] = {
 		{"seed", l_seed},
 		{"warnings", l_warnings},
+		{"clock", l_clock},
 		{NULL, NULL},
 	};
 	luaL_newlib(L, funcs);

@@ -1,0 +1,71 @@
+-- fashion_mlp.lua -- a 784-256-128-10 ReLU network on Fashion-MNIST,
+-- cross-entropy, SGD with momentum.  Prints per-epoch train loss, test
+-- accuracy and time.
+--
+--   lunet experiments/fashion_mlp.lua [--epochs=10] [--lr=0.05] [--batch=64] [--seed=1]
+local lunet = lunet or require "lunet"
+local nn, optim, data = lunet.nn, lunet.optim, lunet.data
+
+local config = {epochs = 10, lr = 0.05, momentum = 0.9, batch = 64, seed = 1, dir = nil}
+for _, a in ipairs(arg or {}) do
+	local k, v = a:match("^%-%-([%w_]+)=(.*)$")
+	if not k or config[k] == nil and k ~= "dir" then
+		error("fashion_mlp: unknown argument " .. a .. " (expected --epochs=, --lr=, --momentum=, "
+		      .. "--batch=, --seed=, --dir=)", 0)
+	end
+	config[k] = tonumber(v) or v
+end
+
+lunet.seed(config.seed)
+local t0 = lunet.clock()
+local ds = data.fashion_mnist(config.dir)
+local train, test = ds.train, ds.test
+print(string.format("Fashion-MNIST: %d training and %d test images (loaded in %.1f s)",
+                    train.x:size(1), test.x:size(1), lunet.clock() - t0))
+
+local model = nn.Sequential{
+	nn.Linear(784, 256), nn.ReLU(),
+	nn.Linear(256, 128), nn.ReLU(),
+	nn.Linear(128, 10),
+}
+local criterion = nn.CrossEntropyLoss()
+local opt = optim.SGD(model, {lr = config.lr, momentum = config.momentum})
+print(model)
+print(string.format("epochs %d, batch %d, lr %g, momentum %g, seed %d", config.epochs,
+                    config.batch, config.lr, config.momentum, config.seed))
+
+-- Fraction of the rows of x whose arg-max prediction equals y.
+local function accuracy(x, y)
+	model:evaluate()
+	local n, correct, chunk = x:size(1), 0, 1000
+	for start = 1, n, chunk do
+		local len = math.min(chunk, n - start + 1)
+		local pred = model:forward(x:narrow(1, start, len)):argmax(2):reshape(-1)
+		local labels = y:narrow(1, start, len)
+		for i = 1, len do
+			if pred[i] == labels[i] then
+				correct = correct + 1
+			end
+		end
+	end
+	model:train()
+	return correct / n
+end
+
+local acc
+for epoch = 1, config.epochs do
+	local start, total, batches = lunet.clock(), 0, 0
+	for xb, yb in data.batches(train.x, train.y, config.batch, {shuffle = true}) do
+		opt:zero_grad()
+		local z = model:forward(xb)
+		total = total + criterion:forward(z, yb)
+		model:backward(xb, criterion:backward(z, yb))
+		opt:step()
+		batches = batches + 1
+	end
+	local elapsed = lunet.clock() - start
+	acc = accuracy(test.x, test.y)
+	print(string.format("epoch %2d  train loss %.4f  test accuracy %.2f%%  %.1f s (%.0f samples/s)",
+	                    epoch, total / batches, 100 * acc, elapsed, train.x:size(1) / elapsed))
+end
+print(string.format("final test accuracy %.2f%% after %d epochs", 100 * acc, config.epochs))
