@@ -48,20 +48,24 @@ ln_status ln_arena_reserve(ln_arena *a, size_t bytes, ln_error *err)
 	return LN_OK;
 }
 
-/* A piece of n bytes from the block, or NULL when it does not fit; then the
- * size that would have been needed is remembered in high_water for the
- * next ln_arena_reserve.  Never calls the system allocator. */
+/*
+ * A piece of n bytes from the block, or NULL when it does not fit.  Never
+ * calls the system allocator.  A request that does not fit is still
+ * counted in `used` (which then exceeds capacity, so every later request
+ * of the step fails too): high_water thus ends up holding what the whole
+ * step asked for, and one ln_arena_reserve makes the next step fit.
+ */
 void *ln_arena_alloc(ln_arena *a, size_t n)
 {
 	size_t r = round_up(n);
-	size_t end = r > SIZE_MAX - a->used ? SIZE_MAX : a->used + r;
+	size_t start = a->used;
+	size_t end = r > SIZE_MAX - start ? SIZE_MAX : start + r;
+	a->used = end;
 	if (end > a->high_water)
 		a->high_water = end;
 	if (end > a->capacity)
 		return NULL;
-	void *p = a->base + a->used;
-	a->used = end;
-	return p;
+	return a->base + start;
 }
 
 /* Makes every piece free again; the block is kept. */

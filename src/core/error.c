@@ -2,6 +2,7 @@
  * error.c -- status names, error messages and shape formatting.
  */
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -42,41 +43,43 @@ const char *ln_status_name(ln_status code)
 	return status_names[code];
 }
 
+/* Piece i of the text of a shape: "{d0" for the first, ",di" for the next,
+ * "}" after the last (and "{}" for ndim 0).  Returns its length. */
+static int shape_piece(char *tmp, size_t size, int i, int ndim, const int64_t *shape)
+{
+	if (i == ndim)
+		return snprintf(tmp, size, "%s}", ndim == 0 ? "{" : "");
+	return snprintf(tmp, size, "%s%lld", i == 0 ? "{" : ",", (long long)shape[i]);
+}
+
 /*
  * Writes "{d0,d1,...}" into buf.  When the text does not fit, it is cut
- * and ends with "..." (as much of it as fits).  buf is always
- * NUL-terminated when bufsize >= 1.
+ * after the last whole number that leaves room for "..." and ends with
+ * "..." (or as many dots as fit).  buf is always NUL-terminated when
+ * bufsize >= 1.
  */
 char *ln_shape_str(char *buf, size_t bufsize, int ndim, const int64_t *shape)
 {
 	if (bufsize == 0)
 		return buf;
 	char tmp[32];
+	size_t total = 0;
+	for (int i = 0; i <= ndim; i++)
+		total += (size_t)shape_piece(tmp, sizeof tmp, i, ndim, shape);
+	bool fits = total < bufsize;
 	size_t len = 0;
-	int truncated = 0;
-	buf[0] = '\0';
-	for (int i = 0; i <= ndim && !truncated; i++) {
-		/* piece i: "{d0" for the first, ",di" for the next, "}" at the end */
-		int n;
-		if (i == ndim)
-			n = snprintf(tmp, sizeof tmp, "%s}", ndim == 0 ? "{" : "");
-		else
-			n = snprintf(tmp, sizeof tmp, "%s%lld", i == 0 ? "{" : ",",
-			             (long long)shape[i]);
-		if (len + (size_t)n + 1 <= bufsize) {
-			memcpy(buf + len, tmp, (size_t)n + 1);
-			len += (size_t)n;
-		} else {
-			truncated = 1;
-		}
+	for (int i = 0; i <= ndim; i++) {
+		size_t n = (size_t)shape_piece(tmp, sizeof tmp, i, ndim, shape);
+		if (!fits && len + n + 3 > bufsize - 1)
+			break;
+		memcpy(buf + len, tmp, n);
+		len += n;
 	}
-	if (truncated) {
-		/* make room for "..." at the end, dropping characters if needed */
-		size_t dots = bufsize - 1 < 3 ? bufsize - 1 : 3;
-		if (len + dots > bufsize - 1)
-			len = bufsize - 1 - dots;
+	if (!fits) {
+		size_t dots = bufsize - 1 - len < 3 ? bufsize - 1 - len : 3;
 		memcpy(buf + len, "...", dots);
-		buf[len + dots] = '\0';
+		len += dots;
 	}
+	buf[len] = '\0';
 	return buf;
 }

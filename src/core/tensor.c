@@ -302,6 +302,15 @@ size_t ln_tensor_index_offset(const ln_tensor *t, const int64_t *idx)
  * Views
  * ====================================================================== */
 
+/* x + y, clamped to the int64_t range (for messages about wild values). */
+static int64_t sat_add(int64_t x, int64_t y)
+{
+	int64_t r;
+	if (__builtin_add_overflow(x, y, &r))
+		return y > 0 ? INT64_MAX : INT64_MIN;
+	return r;
+}
+
 /* out = src[index] along dimension 0.  Errors: LN_ESHAPE (src is 1-D),
  * LN_ERANGE (index outside 0..size-1). */
 ln_status ln_tensor_select(ln_tensor *out, const ln_tensor *src, int64_t index, ln_error *err)
@@ -313,8 +322,8 @@ ln_status ln_tensor_select(ln_tensor *out, const ln_tensor *src, int64_t index, 
 		               "cannot select a sub-tensor of 1-D tensor %s (index it for a number)",
 		               ln_tensor_shape_str(src, buf, sizeof buf));
 	if (index < 0 || index >= src->shape[0])
-		return ln_fail(err, LN_ERANGE, "index %lld is outside 1..%lld", (long long)index + 1,
-		               (long long)src->shape[0]);
+		return ln_fail(err, LN_ERANGE, "index %lld is outside 1..%lld",
+		               (long long)sat_add(index, 1), (long long)src->shape[0]);
 	ln_tensor_ref(out, src);
 	out->offset = src->offset + (size_t)(index * src->stride[0]);
 	out->ndim = src->ndim - 1;
@@ -342,8 +351,8 @@ ln_status ln_tensor_narrow(ln_tensor *out, const ln_tensor *src, int dim, int64_
 		return ln_fail(err, LN_ERANGE, "length must be >= 1, got %lld", (long long)len);
 	if (start < 0 || start >= size || len > size - start)
 		return ln_fail(err, LN_ERANGE, "dimension %d has size %lld, range %lld..%lld is outside it",
-		               dim + 1, (long long)size, (long long)start + 1,
-		               (long long)start + len);
+		               dim + 1, (long long)size, (long long)sat_add(start, 1),
+		               (long long)sat_add(start, len));
 	ln_tensor_ref(out, src);
 	out->offset = src->offset + (size_t)(start * src->stride[dim]);
 	out->shape[dim] = len;
@@ -860,7 +869,7 @@ ln_status ln_tensor_transpose(ln_tensor *out, const ln_tensor *a, ln_error *err)
 }
 
 /* |a-b| <= atol + rtol*|b| for every element; false when shapes differ or
- * any element of either is NaN. */
+ * any element of either is NaN.  An infinity is close only to itself. */
 bool ln_tensor_allclose(const ln_tensor *a, const ln_tensor *b, double rtol, double atol)
 {
 	if (!ln_tensor_same_shape(a, b))
@@ -873,8 +882,10 @@ bool ln_tensor_allclose(const ln_tensor *a, const ln_tensor *b, double rtol, dou
 			double u = x[it.off[0] + j * it.inc[0]], v = y[it.off[1] + j * it.inc[1]];
 			if (isnan(u) || isnan(v))
 				return false;
-			if (u == v)  /* equal infinities */
+			if (u == v)  /* also equal infinities */
 				continue;
+			if (isinf(u) || isinf(v))
+				return false;
 			if (!(fabs(u - v) <= atol + rtol * fabs(v)))
 				return false;
 		}
