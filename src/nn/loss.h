@@ -12,7 +12,12 @@
  *   - one-hot / probability rows: a tensor of the input's shape {N,C}.
  * Labels out of range or not integral, wrong lengths, NaN inputs, and
  * BCELoss inputs or targets outside [0,1] fail with a message that names
- * the loss and the values.
+ * the loss and the values.  Positions in messages are 1-based, as a Lua
+ * script counts them ("CrossEntropyLoss: input has NaN at row 3, column
+ * 2").  Every input must be finite (NaN and +-inf are LN_ENAN), and so
+ * must every target; probability rows must be non-negative (they need not
+ * sum to 1: the gradient is exact either way).  The mean divides by the
+ * batch size N, not by the element count, for every loss.
  *
  * Lifetime and buffers as for modules (module.h): refcounted, grad_input
  * and output owned and reused across calls.
@@ -77,7 +82,10 @@ ln_status ln_nll_loss_new(ln_loss **out, ln_reduction r, ln_error *err);
  * The canonical pairings (identity,mse), (sigmoid,bce), (softmax,
  * cross_entropy) compute dL/dz = (y_hat - y)/N in fused, stable form; the
  * other defined pairings go through the chain rule; undefined ones fail in
- * ln_output_loss_new with LN_EARG and a message saying why. */
+ * ln_output_loss_new with LN_EARG and a message saying why.  Defined: mse
+ * after any activation; bce after sigmoid (canonical) and softmax (its
+ * outputs lie in (0,1), so bce is defined, if rarely wise); cross_entropy
+ * after softmax only.  See output_loss.c for the table. */
 typedef enum ln_activation {
 	LN_ACT_IDENTITY, LN_ACT_SIGMOID, LN_ACT_TANH, LN_ACT_RELU, LN_ACT_SOFTMAX, LN_ACT_COUNT
 } ln_activation;
