@@ -415,6 +415,34 @@ static bool defined_pairing(ln_activation a, ln_loss_kind k)
 	return a == LN_ACT_SOFTMAX;
 }
 
+/* Every defined pairing stays finite at logits of +-1000, whatever the target. */
+static void test_output_loss_extreme_all(void **state)
+{
+	ln_tensor z, y, lab;
+	tu_tensor(&z, 2, (int64_t[]){ 2, 3 }, (float[]){ 1000, -1000, 0, -1000, -1000, 1000 });
+	tu_tensor(&y, 2, (int64_t[]){ 2, 3 }, (float[]){ 0, 1, 0, 1, 0, 0 });
+	tu_tensor(&lab, 1, (int64_t[]){ 2 }, (float[]){ 2, 1 });
+	for (int a = 0; a < LN_ACT_COUNT; a++)
+		for (int k = 0; k < LN_LOSS_KIND_COUNT; k++) {
+			if (!defined_pairing(a, k))
+				continue;
+			ln_loss *c = make_ol(a, k, LN_REDUCE_MEAN);
+			const ln_tensor *t = k == LN_LOSS_CROSS_ENTROPY ? &lab : &y;
+			char d[128];
+			ln_loss_describe(c, d, sizeof d);
+			double l = forward(c, &z, t);
+			if (!isfinite(l))
+				fail_msg("%s: loss %g", d, l);
+			backward(c, &z, t);
+			for (int i = 0; i < 6; i++)
+				if (!isfinite(ln_tensor_data(&c->grad_input)[i]) ||
+				    !isfinite(ln_tensor_data(&c->output)[i]))
+					fail_msg("%s: element %d not finite", d, i);
+			ln_loss_release(c);
+		}
+	release(&z, &y, &lab);
+}
+
 static void test_output_loss_gradcheck_all(void **state)
 {
 	int defined = 0;
@@ -1012,6 +1040,7 @@ int main(void)
 		cmocka_unit_test_setup(test_cross_entropy_extreme_logits, setup),
 		cmocka_unit_test_setup(test_bce_extreme, setup),
 		cmocka_unit_test_setup(test_output_loss_gradcheck_all, setup),
+		cmocka_unit_test_setup(test_output_loss_extreme_all, setup),
 		cmocka_unit_test_setup(test_output_loss_canonical, setup),
 		cmocka_unit_test_setup(test_output_loss_matches_plain_losses, setup),
 		cmocka_unit_test_setup(test_output_loss_undefined, setup),
