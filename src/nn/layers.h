@@ -99,7 +99,9 @@ ln_status ln_sequential_new(ln_module **out, ln_error *err);
 /* Appends child; seq takes its own reference (the caller keeps its one).
  * LN_EARG if seq is not a Sequential, if child is already in seq's tree
  * (a module has one output buffer, so it can sit at one place only), or if
- * seq is in child's tree (a cycle).  LN_ENOMEM leaves seq unchanged. */
+ * seq is in child's tree (a cycle).  Modules do not know their parents, so
+ * a child shared with a container that holds seq is not detected.
+ * LN_ENOMEM leaves seq unchanged. */
 ln_status ln_sequential_add(ln_module *seq, ln_module *child, ln_error *err);
 
 /* ---- External (external.c) ----------------------------------------------------
