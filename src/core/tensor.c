@@ -85,9 +85,27 @@ static bool row_iter_next(row_iter *it)
 	return false;
 }
 
+/* When every tensor walked is contiguous, the walk is one row of numel
+ * unit-stride elements: the fast path of every elementwise loop. */
+static bool flat_iter(row_iter *it, int nt, const ln_tensor *const *ts)
+{
+	for (int i = 0; i < nt; i++)
+		if (!ln_tensor_is_contiguous(ts[i]))
+			return false;
+	static const int64_t unit[1] = { 1 };
+	const int64_t *s[ITER_MAX] = { unit, unit, unit };
+	int64_t n = ln_tensor_numel(ts[0]);
+	row_iter_init(it, 1, &n, nt, s);
+	return true;
+}
+
 /* Iterator over one tensor. */
 static void iter1(row_iter *it, const ln_tensor *t)
 {
+	assert(!ln_tensor_is_empty(t));
+	const ln_tensor *ts[1] = { t };
+	if (flat_iter(it, 1, ts))
+		return;
 	const int64_t *s[1] = { t->stride };
 	row_iter_init(it, t->ndim, t->shape, 1, s);
 }
@@ -95,12 +113,19 @@ static void iter1(row_iter *it, const ln_tensor *t)
 /* Iterator over two tensors of a's shape. */
 static void iter2(row_iter *it, const ln_tensor *a, const ln_tensor *b)
 {
+	assert(!ln_tensor_is_empty(a) && !ln_tensor_is_empty(b));
+	const ln_tensor *ts[2] = { a, b };
+	if (flat_iter(it, 2, ts))
+		return;
 	const int64_t *s[2] = { a->stride, b->stride };
 	row_iter_init(it, a->ndim, a->shape, 2, s);
 }
 
 static void iter3(row_iter *it, const ln_tensor *a, const ln_tensor *b, const ln_tensor *c)
 {
+	const ln_tensor *ts[3] = { a, b, c };
+	if (flat_iter(it, 3, ts))
+		return;
 	const int64_t *s[3] = { a->stride, b->stride, c->stride };
 	row_iter_init(it, a->ndim, a->shape, 3, s);
 }
@@ -501,6 +526,7 @@ ln_status ln_tensor_copy(ln_tensor *dst, const ln_tensor *src, ln_error *err)
 
 void ln_tensor_fill(ln_tensor *t, float value)
 {
+	assert(!ln_tensor_is_empty(t));
 	float *d = ln_tensor_data(t);
 	if (ln_tensor_is_contiguous(t)) {
 		int64_t n = ln_tensor_numel(t);
@@ -518,6 +544,7 @@ void ln_tensor_fill(ln_tensor *t, float value)
 
 void ln_tensor_foreach(ln_tensor *t, void (*fn)(float *v, void *ctx), void *ctx)
 {
+	assert(!ln_tensor_is_empty(t));
 	float *d = ln_tensor_data(t);
 	row_iter it;
 	iter1(&it, t);
@@ -643,6 +670,7 @@ ln_status ln_tensor_unary(ln_tensor *out, ln_unop op, const ln_tensor *a, ln_err
 
 double ln_tensor_sum(const ln_tensor *t)
 {
+	assert(!ln_tensor_is_empty(t));
 	const float *x = ln_tensor_data(t);
 	double s = 0.0;
 	row_iter it;
@@ -662,6 +690,7 @@ double ln_tensor_mean(const ln_tensor *t)
 /* Largest (want_max) or smallest element; NaN as soon as one is NaN. */
 static float extreme(const ln_tensor *t, bool want_max)
 {
+	assert(!ln_tensor_is_empty(t));
 	const float *x = ln_tensor_data(t);
 	float best = x[0];
 	row_iter it;
@@ -821,20 +850,24 @@ ln_status ln_tensor_matmul(ln_tensor *out, const ln_tensor *a, const ln_tensor *
 
 	ln_tensor ac = LN_TENSOR_EMPTY, bc = LN_TENSOR_EMPTY;
 	const ln_tensor *pa = a, *pb = b;
-	bool ta, tb;
-	int64_t lda, ldb;
+	bool ta = false, tb = false;
+	int64_t lda = k, ldb = n;
 	ln_status st = LN_OK;
 	if (!as_gemm_operand(a, &ta, &lda)) {
 		if ((st = ln_tensor_clone(&ac, a, err)) != LN_OK)
 			return st;
 		pa = &ac;
-		as_gemm_operand(pa, &ta, &lda);
+		bool ok = as_gemm_operand(pa, &ta, &lda);  /* a contiguous copy always is one */
+		assert(ok);
+		(void)ok;
 	}
 	if (!as_gemm_operand(b, &tb, &ldb)) {
 		if ((st = ln_tensor_clone(&bc, b, err)) != LN_OK)
 			goto done;
 		pb = &bc;
-		as_gemm_operand(pb, &tb, &ldb);
+		bool ok = as_gemm_operand(pb, &tb, &ldb);
+		assert(ok);
+		(void)ok;
 	}
 	int64_t shape[2] = { m, n };
 	if ((st = ln_tensor_alloc(out, 2, shape, err)) != LN_OK)
@@ -872,6 +905,7 @@ ln_status ln_tensor_transpose(ln_tensor *out, const ln_tensor *a, ln_error *err)
  * any element of either is NaN.  An infinity is close only to itself. */
 bool ln_tensor_allclose(const ln_tensor *a, const ln_tensor *b, double rtol, double atol)
 {
+	assert(!ln_tensor_is_empty(a) && !ln_tensor_is_empty(b));
 	if (!ln_tensor_same_shape(a, b))
 		return false;
 	const float *x = ln_tensor_data(a), *y = ln_tensor_data(b);
@@ -904,6 +938,7 @@ void ln_tensor_rand(ln_tensor *t)
 
 void ln_tensor_randn(ln_tensor *t, float mean, float std)
 {
+	assert(!ln_tensor_is_empty(t));
 	float *d = ln_tensor_data(t);
 	row_iter it;
 	iter1(&it, t);
@@ -917,6 +952,7 @@ void ln_tensor_randn(ln_tensor *t, float mean, float std)
  * draws are pulled back to the largest float below b. */
 void ln_tensor_uniform(ln_tensor *t, float a, float b)
 {
+	assert(!ln_tensor_is_empty(t));
 	float *d = ln_tensor_data(t);
 	row_iter it;
 	iter1(&it, t);
