@@ -61,6 +61,9 @@ static ln_status read_full(gzFile gz, void *buf, size_t n, size_t *got, const ch
 		if (r < 0) {
 			int zerr;
 			const char *zmsg = gzerror(gz, &zerr);
+			size_t plen = strlen(path);
+			if (strncmp(zmsg, path, plen) == 0 && strncmp(zmsg + plen, ": ", 2) == 0)
+				zmsg += plen + 2;  /* zlib prefixes the path; ours is already there */
 			*got = total;
 			if (zerr == Z_ERRNO)
 				return ln_fail(err, LN_EIO, "%s: read error: %s", path, strerror(errno));

@@ -1,3 +1,235 @@
-/* placeholder: the data binding is being written */
+/*
+ * ldata.c -- lunet.data: file loaders and the pieces data.batches is made
+ * of (the rest of lunet.data is pure Lua, in lua/lunet/data.lua).
+ *
+ *     data.load_idx(path)                    -> tensor
+ *     data.csv(path, {header=, label=, sep=}) -> {x=, y=, columns=, label=}
+ *     data.gather(dst, src, index, first)    -> dst   (rows by index)
+ *     lunet.randperm(n)                      -> tensor {n}: 1..n shuffled
+ */
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "core/rng.h"
+#include "io/csv.h"
+#include "io/idx.h"
 #include "lnaux.h"
-void lnL_open_data(lua_State *L) { (void)L; }
+
+#define CSV_MT "lunet.data.csvresult"
+
+/* Floats represent every integer up to 2^24 exactly: the largest n for
+ * which a permutation stored in a float tensor is exact. */
+#define MAX_PERM ((lua_Integer)1 << 24)
+
+/* data.load_idx(path) -> new tensor of the file's shape (values as stored). */
+static int l_load_idx(lua_State *L)
+{
+	const char *path = luaL_checkstring(L, 1);
+	ln_tensor *t = lnL_newtensor(L);
+	ln_error err;
+	if (ln_idx_load(t, path, &err) != LN_OK)
+		return lnL_error(L, "data.load_idx", &err);
+	lnL_gcpressure(L, (size_t)ln_tensor_numel(t) * sizeof(float));
+	return 1;
+}
+
+/* __gc of the temporary userdata that holds an ln_csv_data while its
+ * contents move into Lua values: whatever was not moved is freed. */
+static int csv_gc(lua_State *L)
+{
+	ln_csv_data *d = luaL_checkudata(L, 1, CSV_MT);
+	ln_csv_data_free(d);
+	return 0;
+}
+
+/* data.csv(path[, {header=true, label=name|index, sep=","}])
+ *   -> {x=tensor {n,f}, y=tensor {n} (with a label), columns={names of x's
+ *       columns} (with a header), label=name or index of the label} */
+static int l_csv(lua_State *L)
+{
+	static const char *fn = "data.csv";
+	const char *path = luaL_checkstring(L, 1);
+	ln_csv_options o = ln_csv_defaults();
+	if (!lua_isnoneornil(L, 2)) {
+		luaL_checktype(L, 2, LUA_TTABLE);
+		lua_pushnil(L);
+		while (lua_next(L, 2)) {
+			const char *k = lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2) : "";
+			if (strcmp(k, "header") == 0) {
+				if (!lua_isboolean(L, -1))
+					luaL_error(L, "%s: option 'header' must be a boolean, got %s", fn,
+					           luaL_typename(L, -1));
+				o.header = lua_toboolean(L, -1);
+			} else if (strcmp(k, "label") == 0) {
+				if (lua_isinteger(L, -1)) {
+					lua_Integer i = lua_tointeger(L, -1);
+					if (i < 1 || i > 1000000)
+						luaL_error(L, "%s: label column index must be >= 1, got %lld", fn,
+						           (long long)i);
+					o.label_index = (int)(i - 1);
+				} else if (lua_type(L, -1) == LUA_TSTRING) {
+					o.label = lua_tostring(L, -1);  /* stays alive in the options table */
+				} else {
+					luaL_error(L, "%s: option 'label' must be a column name or index, got %s", fn,
+					           luaL_typename(L, -1));
+				}
+			} else if (strcmp(k, "sep") == 0) {
+				size_t len;
+				const char *sep = lua_type(L, -1) == LUA_TSTRING ? lua_tolstring(L, -1, &len) : NULL;
+				if (!sep || len != 1 || sep[0] == '"' || sep[0] == '\n' || sep[0] == '\r')
+					luaL_error(L, "%s: option 'sep' must be one character (not a quote or newline)",
+					           fn);
+				o.sep = sep[0];
+			} else {
+				luaL_error(L, "%s: unknown option '%s' (options: header, label, sep)", fn,
+				           lua_type(L, -2) == LUA_TSTRING ? k : luaL_typename(L, -2));
+			}
+			lua_pop(L, 1);
+		}
+	}
+
+	ln_csv_data *d = lua_newuserdatauv(L, sizeof *d, 0);
+	memset(d, 0, sizeof *d);
+	d->label_col = -1;
+	luaL_setmetatable(L, CSV_MT);
+	int holder = lua_gettop(L);
+	ln_error err;
+	if (ln_csv_load(d, path, &o, &err) != LN_OK)
+		return lnL_error(L, fn, &err);
+
+	lua_createtable(L, 0, 4);
+	ln_tensor *x = lnL_newtensor(L);
+	*x = d->x;  /* the reference moves into the userdata */
+	d->x = LN_TENSOR_EMPTY;
+	lua_setfield(L, -2, "x");
+	if (!ln_tensor_is_empty(&d->y)) {
+		ln_tensor *y = lnL_newtensor(L);
+		*y = d->y;
+		d->y = LN_TENSOR_EMPTY;
+		lua_setfield(L, -2, "y");
+	}
+	if (d->names) {
+		lua_createtable(L, d->ncols, 0);
+		int j = 1;
+		for (int c = 0; c < d->ncols; c++)
+			if (c != d->label_col) {
+				lua_pushstring(L, d->names[c]);
+				lua_rawseti(L, -2, j++);
+			}
+		lua_setfield(L, -2, "columns");
+	}
+	if (d->label_col >= 0) {
+		if (d->names)
+			lua_pushstring(L, d->names[d->label_col]);
+		else
+			lua_pushinteger(L, d->label_col + 1);
+		lua_setfield(L, -2, "label");
+	}
+	ln_csv_data_free(d);
+	(void)holder;
+	return 1;
+}
+
+/* lunet.randperm(n) -> tensor {n} holding 1..n in a random order drawn
+ * from lunet's seeded generator (Fisher-Yates). */
+static int l_randperm(lua_State *L)
+{
+	lua_Integer n = luaL_checkinteger(L, 1);
+	if (n < 1 || n > MAX_PERM)
+		return luaL_error(L, "lunet.randperm: n must be in 1..%lld, got %lld",
+		                  (long long)MAX_PERM, (long long)n);
+	ln_tensor *t = lnL_newtensor(L);
+	ln_error err;
+	int64_t shape[1] = {n};
+	if (ln_tensor_alloc(t, 1, shape, &err) != LN_OK)
+		return lnL_error(L, "lunet.randperm", &err);
+	float *p = ln_tensor_data(t);
+	for (lua_Integer i = 0; i < n; i++)
+		p[i] = (float)(i + 1);
+	for (lua_Integer i = n - 1; i > 0; i--) {
+		lua_Integer j = (lua_Integer)ln_rng_below((uint64_t)i + 1);
+		float tmp = p[i];
+		p[i] = p[j];
+		p[j] = tmp;
+	}
+	lnL_gcpressure(L, (size_t)n * sizeof(float));
+	return 1;
+}
+
+/* data.gather(dst, src, index, first) -> dst
+ * dst[k] = src[index[first+k-1]] for k = 1..dst:size(1): rows (along
+ * dimension 1) of src picked by 1-based indices.  dst must be contiguous
+ * with src's shape apart from dimension 1; index is a 1-D tensor of
+ * integers in 1..src:size(1).  Nothing is allocated. */
+static int l_gather(lua_State *L)
+{
+	static const char *fn = "data.gather";
+	ln_tensor *dst = lnL_checktensor(L, 1);
+	ln_tensor *src = lnL_checktensor(L, 2);
+	ln_tensor *idx = lnL_checktensor(L, 3);
+	lua_Integer first = luaL_optinteger(L, 4, 1);
+	char a[128], b[128];
+	if (!ln_tensor_is_contiguous(dst))
+		return luaL_error(L, "%s: destination must be contiguous", fn);
+	bool same_rows = dst->ndim == src->ndim;
+	for (int i = 1; same_rows && i < dst->ndim; i++)
+		same_rows = dst->shape[i] == src->shape[i];
+	if (!same_rows)
+		return luaL_error(L, "%s: destination %s and source %s differ beyond dimension 1", fn,
+		                  ln_tensor_shape_str(dst, a, sizeof a),
+		                  ln_tensor_shape_str(src, b, sizeof b));
+	if (idx->ndim != 1)
+		return luaL_error(L, "%s: index must be 1-D, got shape %s", fn,
+		                  ln_tensor_shape_str(idx, a, sizeof a));
+	int64_t count = dst->shape[0], nidx = idx->shape[0], nsrc = src->shape[0];
+	if (first < 1 || first - 1 + count > nidx)
+		return luaL_error(L, "%s: rows %lld..%lld of the index requested, it has %lld", fn,
+		                  (long long)first, (long long)(first - 1 + count), (long long)nidx);
+	int64_t row = ln_tensor_numel(dst) / count;
+	float *d = ln_tensor_data(dst);
+	const float *ix = ln_tensor_data(idx);
+	int64_t ixs = idx->stride[0];
+	for (int64_t k = 0; k < count; k++) {
+		double v = ix[(first - 1 + k) * ixs];
+		if (!(v >= 1 && v <= (double)nsrc && v == floor(v)))
+			return luaL_error(L, "%s: index[%lld] = %g is not a row of the source (1..%lld)", fn,
+			                  (long long)(first + k), v, (long long)nsrc);
+		int64_t r = (int64_t)v - 1;
+		if (ln_tensor_is_contiguous(src)) {
+			memcpy(d + k * row, ln_tensor_data(src) + r * row, (size_t)row * sizeof(float));
+		} else {
+			/* Strided source: copy element by element through its strides. */
+			int64_t pos[LN_MAX_DIMS] = {r};
+			for (int64_t e = 0; e < row; e++) {
+				d[k * row + e] = ln_tensor_data(src)[ln_tensor_index_offset(src, pos)];
+				for (int dd = src->ndim - 1; dd >= 1; dd--) {
+					if (++pos[dd] < src->shape[dd])
+						break;
+					pos[dd] = 0;
+				}
+			}
+		}
+	}
+	lua_settop(L, 1);
+	return 1;
+}
+
+void lnL_open_data(lua_State *L)
+{
+	static const luaL_Reg funcs[] = {
+		{"load_idx", l_load_idx},
+		{"csv", l_csv},
+		{"gather", l_gather},
+		{NULL, NULL},
+	};
+	luaL_newmetatable(L, CSV_MT);
+	lua_pushcfunction(L, csv_gc);
+	lua_setfield(L, -2, "__gc");
+	lua_pop(L, 1);
+
+	luaL_newlib(L, funcs);
+	lua_setfield(L, -2, "data");
+	lua_pushcfunction(L, l_randperm);
+	lua_setfield(L, -2, "randperm");
+}

@@ -430,23 +430,34 @@ bool ln_optim_get(const ln_optim *opt, const char *name, double *value)
 	return true;
 }
 
+ln_status ln_optim_set_config(ln_optim *opt, const ln_optim_config *cfg, ln_error *err)
+{
+	const char *who = ln_optim_name(&opt->cfg);
+	if (cfg->kind != opt->cfg.kind)
+		return ln_fail(err, LN_ESTATE, "%s: cannot change the kind of optimizer to %s", who,
+		               ln_optim_name(cfg));
+	ln_status st = ln_optim_validate(cfg, err);
+	if (st != LN_OK)
+		return st;
+	if (cfg->kind != LN_OPTIM_ADAM && cfg->momentum != 0 && opt->momentum_idx < 0)
+		return ln_fail(err, LN_ESTATE,
+		               "%s: cannot set momentum to %g: built without momentum, so there is no "
+		               "momentum buffer (construct with momentum > 0)", who, cfg->momentum);
+	if (cfg->kind == LN_OPTIM_RMSPROP && cfg->centered != opt->cfg.centered)
+		return ln_fail(err, LN_ESTATE, "%s: cannot change centered after construction", who);
+	opt->cfg = *cfg;
+	return LN_OK;
+}
+
 ln_status ln_optim_set(ln_optim *opt, const char *name, double value, ln_error *err)
 {
 	ln_optim_config c = opt->cfg;
-	const char *who = ln_optim_name(&c);
 	double *f = hyper_field(&c, name);
 	if (!f)
-		return ln_fail(err, LN_EARG, "%s: no hyper-parameter named '%s'", who, name);
+		return ln_fail(err, LN_EARG, "%s: no hyper-parameter named '%s'",
+		               ln_optim_name(&opt->cfg), name);
 	*f = value;
-	ln_status st = ln_optim_validate(&c, err);
-	if (st != LN_OK)
-		return st;
-	if (strcmp(name, "momentum") == 0 && value != 0 && opt->momentum_idx < 0)
-		return ln_fail(err, LN_ESTATE,
-		               "%s: cannot set momentum to %g: built without momentum, so there is no "
-		               "momentum buffer (construct with momentum > 0)", who, value);
-	opt->cfg = c;
-	return LN_OK;
+	return ln_optim_set_config(opt, &c, err);
 }
 
 const ln_optim_config *ln_optim_get_config(const ln_optim *opt)

@@ -120,6 +120,13 @@ bool ln_optim_get(const ln_optim *opt, const char *name, double *value);
  * names: LN_EARG.  On error nothing changes. */
 ln_status ln_optim_set(ln_optim *opt, const char *name, double value, ln_error *err);
 
+/* Replaces the whole configuration with cfg after validating it, as a
+ * checkpoint loader does.  cfg must keep the kind and fit the state the
+ * optimiser was built with (momentum != 0 needs the momentum buffer,
+ * RMSprop's centered needs grad_avg): LN_ESTATE otherwise.  Flags without
+ * state (nesterov, decoupled) may change.  On error nothing changes. */
+ln_status ln_optim_set_config(ln_optim *opt, const ln_optim_config *cfg, ln_error *err);
+
 /* The configuration in use (kind, flags and values). */
 const ln_optim_config *ln_optim_get_config(const ln_optim *opt);
 

@@ -1,0 +1,144 @@
+-- data.lua -- the pure-Lua part of lunet.data: Fashion-MNIST and mini-batches.
+-- Called with the lunet table; extends lunet.data (load_idx, csv and gather
+-- come from C, in src/lua/ldata.c).
+local lunet = ...
+local data = lunet.data
+
+local DEFAULT_FASHION_DIR = "/usr/share/datasets/fashion-mnist"
+local FASHION_FILES = {
+	train = {"train-images-idx3-ubyte", "train-labels-idx1-ubyte"},
+	test = {"t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"},
+}
+
+-- Loads dir/name.gz, or dir/name when only the uncompressed file is there.
+-- A missing file is an error that says how to get it.
+local function load_fashion_file(dir, name)
+	local ok, t = pcall(data.load_idx, dir .. "/" .. name .. ".gz")
+	if ok then return t end
+	if not tostring(t):find("cannot open", 1, true) then error(t, 0) end
+	local ok2, t2 = pcall(data.load_idx, dir .. "/" .. name)
+	if ok2 then return t2 end
+	if not tostring(t2):find("cannot open", 1, true) then error(t2, 0) end
+	error(string.format("data.fashion_mnist: cannot find %s/%s.gz (%s); install the Debian " ..
+		"package dataset-fashion-mnist (apt install dataset-fashion-mnist) or pass the " ..
+		"directory that holds the Fashion-MNIST files", dir, name, t), 0)
+end
+
+-- data.fashion_mnist([dir]) -> {train={x=,y=}, test={x=,y=}}
+-- x is {n,784} with pixels scaled to [0,1]; y is {n} with classes 1..10
+-- (the file's labels 0..9 plus one, as Lua counts).
+function data.fashion_mnist(dir)
+	if dir ~= nil and type(dir) ~= "string" then
+		error("data.fashion_mnist: dir must be a string, got " .. type(dir), 2)
+	end
+	dir = dir or DEFAULT_FASHION_DIR
+	local out = {}
+	for split, files in pairs(FASHION_FILES) do
+		local images = load_fashion_file(dir, files[1])
+		local labels = load_fashion_file(dir, files[2])
+		local shape = images:shape()
+		if #shape ~= 3 or shape[2] ~= 28 or shape[3] ~= 28 then
+			error(string.format("data.fashion_mnist: %s: expected images of shape {n,28,28}, got {%s}",
+				files[1], table.concat(shape, ",")), 0)
+		end
+		local n = shape[1]
+		if labels:dim() ~= 1 or labels:size(1) ~= n then
+			error(string.format("data.fashion_mnist: %s has %d images but %s has shape {%s}",
+				files[1], n, files[2], table.concat(labels:shape(), ",")), 0)
+		end
+		if images:min() < 0 or images:max() > 255 then
+			error("data.fashion_mnist: " .. files[1] .. ": pixel values outside 0..255", 0)
+		end
+		if labels:min() < 0 or labels:max() > 9 then
+			error("data.fashion_mnist: " .. files[2] .. ": labels outside 0..9", 0)
+		end
+		local x = images:reshape(n, 784)
+		x:div_(255)
+		labels:add_(1)
+		out[split] = {x = x, y = labels}
+	end
+	return out
+end
+
+local function is_tensor(v)
+	return lunet.is_tensor(v)
+end
+
+-- data.batches(x, y, n[, {shuffle=false, drop_last=false}]) -> iterator
+-- data.batches(x, n[, opts])                                 -> iterator of x only
+--
+--   for xb, yb in data.batches(x, y, 64, {shuffle=true}) do ... end
+--
+-- Visits every sample (row along dimension 1) exactly once, n at a time;
+-- the last batch is shorter when n does not divide the sample count
+-- (unless drop_last).  With shuffle, the order is a fresh permutation from
+-- lunet's seeded generator (lunet.seed) for each call; rows are gathered
+-- into two buffers made once per call and reused for every batch.
+-- Without shuffle, batches are views of x and y.
+--
+-- Either way a batch is only valid until the next iteration, which may
+-- overwrite it (shuffle) - clone() a batch to keep it - and writing into a
+-- batch without shuffle writes into x/y.  No copy of the whole data set is
+-- made.
+function data.batches(x, y, n, opts)
+	if type(y) == "number" then y, n, opts = nil, y, n end
+	if not is_tensor(x) then
+		error("data.batches: x must be a tensor, got " .. type(x), 2)
+	end
+	if y ~= nil and not is_tensor(y) then
+		error("data.batches: y must be a tensor, got " .. type(y), 2)
+	end
+	if math.type(n) ~= "integer" or n < 1 then
+		error("data.batches: batch size must be an integer >= 1, got " .. tostring(n), 2)
+	end
+	opts = opts or {}
+	if type(opts) ~= "table" then
+		error("data.batches: options must be a table, got " .. type(opts), 2)
+	end
+	for k in pairs(opts) do
+		if k ~= "shuffle" and k ~= "drop_last" then
+			error("data.batches: unknown option '" .. tostring(k) .. "' (options: shuffle, drop_last)", 2)
+		end
+	end
+	local count = x:size(1)
+	if y and y:size(1) ~= count then
+		error(string.format("data.batches: x has %d samples but y has %d", count, y:size(1)), 2)
+	end
+	local last = count
+	if opts.drop_last then last = count - count % n end
+	local i = 1
+
+	if not opts.shuffle then
+		return function()
+			if i > last then return nil end
+			local len = math.min(n, last - i + 1)
+			local xb = x:narrow(1, i, len)
+			local yb = y and y:narrow(1, i, len)
+			i = i + len
+			return xb, yb
+		end
+	end
+
+	local perm = lunet.randperm(count)
+	local size = math.min(n, count)
+	local function buffer(t)
+		local shape = t:shape()
+		shape[1] = size
+		return lunet.zeros(shape)
+	end
+	local xbuf = buffer(x)
+	local ybuf = y and buffer(y)
+	return function()
+		if i > last then return nil end
+		local len = math.min(n, last - i + 1)
+		local xb, yb = xbuf, ybuf
+		if len < size then
+			xb = xbuf:narrow(1, 1, len)
+			yb = ybuf and ybuf:narrow(1, 1, len)
+		end
+		data.gather(xb, x, perm, i)
+		if yb then data.gather(yb, y, perm, i) end
+		i = i + len
+		return xb, yb
+	end
+end
