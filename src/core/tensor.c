@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include "alloc.h"
+#include "gemm.h"
 #include "rng.h"
 #include "tensor.h"
 
@@ -798,8 +799,6 @@ ln_status ln_tensor_reduce_dim(ln_tensor *out, ln_reduce op, const ln_tensor *t,
 /* ======================================================================
  * Linear algebra
  * ====================================================================== */
-
-#include "gemm.h"
 
 /*
  * Describes a 2-D tensor (rows, cols) as a gemm operand without copying:
