@@ -62,15 +62,12 @@ ln_tensor *lnL_checktensor(lua_State *L, int arg)
 	return t;
 }
 
-/* The tensor at arg, or NULL when the value is not a tensor.  A closed
- * tensor raises (as lnL_checktensor) rather than being returned: callers
- * may use what they get. */
+/* The tensor at arg, or NULL when the value is not a tensor.  Never
+ * raises (it is safe in callbacks that must not longjmp): a closed tensor
+ * is returned as is, and the caller checks ln_tensor_is_empty. */
 ln_tensor *lnL_testtensor(lua_State *L, int arg)
 {
-	ln_tensor *t = luaL_testudata(L, arg, LN_TENSOR_MT);
-	if (t != NULL && ln_tensor_is_empty(t))
-		luaL_argerror(L, arg, "tensor is closed");
-	return t;
+	return luaL_testudata(L, arg, LN_TENSOR_MT);
 }
 
 /* ==================================================================== */
