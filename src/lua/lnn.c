@@ -49,14 +49,20 @@ static struct {
 
 /* ---- helpers -------------------------------------------------------------- */
 
-/* Raises "where: msg", dropping a leading "<Class>: " from msg that would
- * repeat the class named in `where`. */
+/* Raises "where: msg", dropping a leading "<Class>: " or
+ * "<Class>:<method>: " from msg that would repeat what `where` says. */
 static int raise_status(lua_State *L, const char *where, const char *cls, const ln_error *err)
 {
 	const char *msg = err->msg;
 	size_t n = strlen(cls);
-	if (strncmp(msg, cls, n) == 0 && msg[n] == ':' && msg[n + 1] == ' ')
-		msg += n + 2;
+	if (strncmp(msg, cls, n) == 0 && msg[n] == ':') {
+		/* the method name, if any, runs to the next ": " without spaces */
+		const char *rest = msg + n + 1 + strcspn(msg + n + 1, ": ");
+		if (rest[0] == ':' && rest[1] == ' ')
+			msg = rest + 2;
+		else if (msg[n + 1] == ' ')
+			msg += n + 2;
+	}
 	return luaL_error(L, "%s: %s", where, msg);
 }
 
@@ -968,10 +974,11 @@ static void check_pairing(lua_State *L, const ln_loss *c, const ln_tensor *input
 		         "NLLLoss takes log-probabilities, but its input comes from a Softmax layer; "
 		         "use LogSoftmax instead (or CrossEntropyLoss on the logits)");
 	} else if (strcmp(loss, "OutputLoss") == 0 && (softmax_layer || strcmp(layer, "Sigmoid") == 0)) {
-		char desc[128];
-		c->cls->describe(c, desc, sizeof desc);
-		if (!strstr(desc, softmax_layer ? "softmax" : "sigmoid"))
+		ln_activation act = ln_output_loss_activation(c);
+		if (act != (softmax_layer ? LN_ACT_SOFTMAX : LN_ACT_SIGMOID))
 			return;
+		char desc[128];
+		ln_loss_describe(c, desc, sizeof desc);
 		snprintf(msg, sizeof msg,
 		         "%s takes the pre-activation z, but its input comes from a %s layer, so the "
 		         "activation is applied twice; remove the final %s",
@@ -1028,10 +1035,7 @@ static int loss_tostring(lua_State *L)
 {
 	ln_loss *c = check_loss(L, 1);
 	char buf[160];
-	if (c->cls->describe)
-		c->cls->describe(c, buf, sizeof buf);
-	else
-		snprintf(buf, sizeof buf, "%s()", c->cls->name);
+	ln_loss_describe(c, buf, sizeof buf);
 	lua_pushstring(L, buf);
 	return 1;
 }
