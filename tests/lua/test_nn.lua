@@ -340,8 +340,8 @@ end)
 -- ---- pairing warnings -------------------------------------------------------------------------
 
 test("softmax applied twice draws one warning; lunet.warnings(false) silences it", function()
-	local exe = os.getenv("LUNET_EXE") or (os.getenv("LUNET_BUILD_DIR") or "../../build")
-	            .. "/lunet"
+	-- the lunet executable running this test (arg[-1], as lua.c sets it)
+	local exe = os.getenv("LUNET_EXE") or arg[-1]
 	local script = [[
 		local nn = lunet.nn
 		local m = nn.Sequential{nn.Linear(3, 4), nn.Softmax()}
