@@ -11,6 +11,7 @@
 
 #include <assert.h>
 #include <math.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "../core/alloc.h"
@@ -128,11 +129,23 @@ const char *ln_optim_name(const ln_optim_config *cfg)
 	}
 }
 
+/* v as "%g", but NaN always as "nan" (0/0 is "-nan" on x86). */
+static const char *num(char *buf, size_t size, double v)
+{
+	if (isnan(v))
+		snprintf(buf, size, "nan");
+	else
+		snprintf(buf, size, "%g", v);
+	return buf;
+}
+
 /* value must be finite and >= 0. */
 static ln_status check_nonneg(const char *who, const char *name, double v, ln_error *err)
 {
+	char b[32];
 	if (isnan(v) || v < 0)
-		return ln_fail(err, LN_ERANGE, "%s: %s must be >= 0, got %g", who, name, v);
+		return ln_fail(err, LN_ERANGE, "%s: %s must be >= 0, got %s", who, name,
+		               num(b, sizeof b, v));
 	if (isinf(v))
 		return ln_fail(err, LN_ERANGE, "%s: %s must be finite, got %g", who, name, v);
 	return LN_OK;
@@ -141,8 +154,10 @@ static ln_status check_nonneg(const char *who, const char *name, double v, ln_er
 /* value must be in [0,1). */
 static ln_status check_unit(const char *who, const char *name, double v, ln_error *err)
 {
+	char b[32];
 	if (!(v >= 0 && v < 1))
-		return ln_fail(err, LN_ERANGE, "%s: %s must be in [0,1), got %g", who, name, v);
+		return ln_fail(err, LN_ERANGE, "%s: %s must be in [0,1), got %s", who, name,
+		               num(b, sizeof b, v));
 	return LN_OK;
 }
 
