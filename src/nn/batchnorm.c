@@ -36,6 +36,7 @@ typedef struct batchnorm {
 	double eps, momentum;
 	double *mean;     /* (n) mu used by the last forward; ln_malloc, freed by destroy */
 	double *invstd;   /* (n) 1/sqrt(var+eps) used by the last forward; same block */
+	double *tmp;      /* (2n) per-channel sums; same block */
 	bool have_fwd;    /* mean/invstd belong to an input of shape in_shape */
 	bool fwd_training;
 	int in_ndim;
@@ -64,7 +65,62 @@ static ln_status check_input(const batchnorm *b, const ln_tensor *x, int64_t *nb
 }
 
 /* ---- kernels ---------------------------------------------------------------
- * x, y, gy, gx: (nb, C, sp) with C = b->n channels.  gamma, beta (C). */
+ * x, y, gy, gx: (nb, C, sp) with C = b->n channels.  gamma, beta (C).
+ *
+ * The per-channel sums are taken in double in a fixed order: for sp > 1
+ * along each contiguous run of sp values in 8 interleaved partial sums
+ * (independent, so the compiler can vectorise them), for sp == 1 ({N,C}
+ * input) row by row into one sum per channel.  The elementwise parts are
+ * in float with per-channel coefficients computed in double. */
+
+#define LANES 8
+
+/* sum_q x[q] (f = 0), sum_q (x[q]-mu)^2 (f = 1) or sum_q g[q] (x[q]-mu)
+ * (f = 2) over one contiguous run of n values. */
+static double run_sum(int f, const float *x, const float *g, double mu, int64_t n)
+{
+	double acc[LANES] = {0};
+	int64_t q = 0;
+	for (; q + LANES <= n; q += LANES)
+		for (int l = 0; l < LANES; l++) {
+			double d = (double)x[q + l] - (f ? mu : 0.0);
+			acc[l] += f == 0 ? d : f == 1 ? d * d : (double)g[q + l] * d;
+		}
+	for (; q < n; q++) {
+		double d = (double)x[q] - (f ? mu : 0.0);
+		acc[q % LANES] += f == 0 ? d : f == 1 ? d * d : (double)g[q] * d;
+	}
+	double s = 0;
+	for (int l = 0; l < LANES; l++)
+		s += acc[l];
+	return s;
+}
+
+/* out[c] = the sum of run_sum(f) over the nb*sp values of channel c;
+ * mu (C) may be NULL for f = 0. */
+static void channel_sums(double *out, int f, const float *x, const float *g, const double *mu,
+                         int64_t nb, int64_t ch, int64_t sp)
+{
+	if (sp == 1) {
+		for (int64_t c = 0; c < ch; c++)
+			out[c] = 0;
+		for (int64_t i = 0; i < nb; i++) {
+			const float *xr = x + i * ch, *gr = g ? g + i * ch : NULL;
+			for (int64_t c = 0; c < ch; c++) {
+				double d = (double)xr[c] - (f ? mu[c] : 0.0);
+				out[c] += f == 0 ? d : f == 1 ? d * d : (double)gr[c] * d;
+			}
+		}
+		return;
+	}
+	for (int64_t c = 0; c < ch; c++) {
+		double s = 0;
+		for (int64_t i = 0; i < nb; i++)
+			s += run_sum(f, x + (i * ch + c) * sp, g ? g + (i * ch + c) * sp : NULL,
+			             f ? mu[c] : 0.0, sp);
+		out[c] = s;
+	}
+}
 
 /* Batch statistics of every channel: mean[c] and invstd[c] (biased
  * variance), and the running statistics updated with the unbiased one. */
@@ -72,73 +128,61 @@ static void batch_stats(batchnorm *b, const float *x, int64_t nb, int64_t sp, fl
                         float *rvar)
 {
 	const int64_t ch = b->n, cnt = nb * sp;
+	channel_sums(b->mean, 0, x, NULL, NULL, nb, ch, sp);
+	for (int64_t c = 0; c < ch; c++)
+		b->mean[c] /= (double)cnt;
+	channel_sums(b->tmp, 1, x, NULL, b->mean, nb, ch, sp);  /* two-pass variance */
 	for (int64_t c = 0; c < ch; c++) {
-		double s = 0;
-		for (int64_t i = 0; i < nb; i++) {
-			const float *xc = x + (i * ch + c) * sp;
-			for (int64_t q = 0; q < sp; q++)
-				s += xc[q];
-		}
-		double mu = s / (double)cnt, ss = 0;
-		for (int64_t i = 0; i < nb; i++) {
-			const float *xc = x + (i * ch + c) * sp;
-			for (int64_t q = 0; q < sp; q++) {
-				double d = xc[q] - mu;
-				ss += d * d;
-			}
-		}
-		double var = ss / (double)cnt;
-		b->mean[c] = mu;
-		b->invstd[c] = 1.0 / sqrt(var + b->eps);
-		rmean[c] = (float)((1 - b->momentum) * rmean[c] + b->momentum * mu);
-		rvar[c] = (float)((1 - b->momentum) * rvar[c] +
-		                  b->momentum * ss / (double)(cnt - 1));
+		double ss = b->tmp[c];
+		b->invstd[c] = 1.0 / sqrt(ss / (double)cnt + b->eps);
+		rmean[c] = (float)((1 - b->momentum) * rmean[c] + b->momentum * b->mean[c]);
+		rvar[c] = (float)((1 - b->momentum) * rvar[c] + b->momentum * ss / (double)(cnt - 1));
 	}
 }
 
-/* y = gamma (x - mean) invstd + beta, channel by channel. */
+/* y = (x - mean) (gamma invstd) + beta, channel by channel. */
 static void normalize(const batchnorm *b, float *y, const float *x, const float *gamma,
                       const float *beta, int64_t nb, int64_t sp)
 {
 	const int64_t ch = b->n;
 	for (int64_t i = 0; i < nb; i++)
 		for (int64_t c = 0; c < ch; c++) {
-			const double scale = gamma[c] * b->invstd[c], mu = b->mean[c];
+			const float a = (float)(gamma[c] * b->invstd[c]), mu = (float)b->mean[c],
+			            beta_c = beta[c];
 			const float *xc = x + (i * ch + c) * sp;
 			float *yc = y + (i * ch + c) * sp;
 			for (int64_t q = 0; q < sp; q++)
-				yc[q] = (float)((xc[q] - mu) * scale + beta[c]);
+				yc[q] = (xc[q] - mu) * a + beta_c;
 		}
 }
 
-/* dgamma += sum g xhat, dbeta += sum g, and gx as in the header comment. */
+/* dgamma += sum g xhat, dbeta += sum g, and gx as in the header comment:
+ * gx = k1 (g - m1 - (x - mu) k2) with k1 = gamma invstd, and in training
+ * m1 = sum(g)/M, k2 = invstd sum(g xhat)/M (both 0 in evaluate mode). */
 static void bn_backward_kernel(const batchnorm *b, float *gx, float *dgamma, float *dbeta,
                                const float *gy, const float *x, const float *gamma, int64_t nb,
                                int64_t sp, bool batch_stats_used)
 {
 	const int64_t ch = b->n, cnt = nb * sp;
+	double *sg = b->tmp, *sgx = b->tmp + ch;
+	channel_sums(sg, 0, gy, NULL, NULL, nb, ch, sp);
+	channel_sums(sgx, 2, x, gy, b->mean, nb, ch, sp);  /* sum g (x - mu) */
 	for (int64_t c = 0; c < ch; c++) {
-		const double mu = b->mean[c], is = b->invstd[c];
-		double sg = 0, sgx = 0;
-		for (int64_t i = 0; i < nb; i++) {
-			const float *xc = x + (i * ch + c) * sp, *gc = gy + (i * ch + c) * sp;
-			for (int64_t q = 0; q < sp; q++) {
-				sg += gc[q];
-				sgx += gc[q] * ((xc[q] - mu) * is);
-			}
-		}
-		dgamma[c] += (float)sgx;
-		dbeta[c] += (float)sg;
-		const double scale = gamma[c] * is;
-		const double mg = batch_stats_used ? sg / (double)cnt : 0.0;
-		const double mgx = batch_stats_used ? sgx / (double)cnt : 0.0;
-		for (int64_t i = 0; i < nb; i++) {
+		sgx[c] *= b->invstd[c];  /* sum g xhat */
+		dgamma[c] += (float)sgx[c];
+		dbeta[c] += (float)sg[c];
+	}
+	for (int64_t i = 0; i < nb; i++)
+		for (int64_t c = 0; c < ch; c++) {
+			const double is = b->invstd[c];
+			const float k1 = (float)(gamma[c] * is), mu = (float)b->mean[c];
+			const float m1 = batch_stats_used ? (float)(sg[c] / (double)cnt) : 0.0f;
+			const float k2 = batch_stats_used ? (float)(is * sgx[c] / (double)cnt) : 0.0f;
 			const float *xc = x + (i * ch + c) * sp, *gc = gy + (i * ch + c) * sp;
 			float *dc = gx + (i * ch + c) * sp;
 			for (int64_t q = 0; q < sp; q++)
-				dc[q] = (float)(scale * (gc[q] - mg - (xc[q] - mu) * is * mgx));
+				dc[q] = k1 * (gc[q] - m1 - (xc[q] - mu) * k2);
 		}
-	}
 }
 
 /* ---- module ----------------------------------------------------------------- */
@@ -213,8 +257,8 @@ static ln_status batchnorm_backward(ln_module *m, const ln_tensor *x, const ln_t
 static void batchnorm_destroy(ln_module *m)
 {
 	batchnorm *b = (batchnorm *)m;
-	ln_free(b->mean);  /* one block holds mean and invstd */
-	b->mean = b->invstd = NULL;
+	ln_free(b->mean);  /* one block holds mean, invstd and tmp */
+	b->mean = b->invstd = b->tmp = NULL;
 }
 
 ln_status ln_batchnorm_new_ex(ln_module **out, int64_t n, double eps, double momentum,
@@ -228,7 +272,7 @@ ln_status ln_batchnorm_new_ex(ln_module **out, int64_t n, double eps, double mom
 		return ln_fail(err, LN_ERANGE, "BatchNorm: eps must be positive, got %g", eps);
 	if (!(momentum >= 0 && momentum <= 1))
 		return ln_fail(err, LN_ERANGE, "BatchNorm: momentum must be in [0,1], got %g", momentum);
-	if ((uint64_t)n > SIZE_MAX / (2 * sizeof(double)))
+	if ((uint64_t)n > SIZE_MAX / (4 * sizeof(double)))
 		return ln_fail(err, LN_ERANGE, "BatchNorm: number of features %lld is too large",
 		               (long long)n);
 	ln_module *m;
@@ -252,7 +296,7 @@ ln_status ln_batchnorm_new_ex(ln_module **out, int64_t n, double eps, double mom
 		    (st = ln_tensor_alloc(&m->buffer[i], 1, shape, err)) != LN_OK)
 			break;
 	if (st == LN_OK) {
-		b->mean = ln_malloc(2 * (size_t)n * sizeof(double));
+		b->mean = ln_malloc(4 * (size_t)n * sizeof(double));
 		if (!b->mean)
 			st = ln_fail(err, LN_ENOMEM, "BatchNorm: out of memory for %lld channels",
 			             (long long)n);
@@ -262,6 +306,7 @@ ln_status ln_batchnorm_new_ex(ln_module **out, int64_t n, double eps, double mom
 		return st;
 	}
 	b->invstd = b->mean + n;
+	b->tmp = b->mean + 2 * n;
 	ln_tensor_fill(&m->param[0], 1.0f);   /* weight (gamma) = 1, bias (beta) = 0 */
 	ln_tensor_fill(&m->buffer[1], 1.0f);  /* running_var = 1, running_mean = 0 */
 	*out = m;

@@ -12,7 +12,7 @@
  *              arg-max is that element of gy (several when windows overlap).
  *   AvgPool2d  y[n,c,i,j] = 1/k^2 sum_{u,v} x[n,c,i*s+u,j*s+v]
  *              gx[n,c,a,b] = 1/k^2 sum over the windows holding (a,b) of gy.
- * A NaN in a window makes the max NaN (and its arg-max that element).
+ * A NaN in a window makes the max NaN (and its arg-max the last NaN).
  */
 #include <math.h>
 #include <stdint.h>
@@ -76,32 +76,35 @@ static ln_status check_grad(const ln_module *m, const ln_tensor *gy, const int64
 /* ==== MaxPool2d ============================================================= */
 
 /* y (planes,ho,wo), am (planes,ho,wo) = max and its offset a*w+b over each
- * window of x (planes,h,w). */
+ * window of x (planes,h,w).  The window elements are visited in row-major
+ * order and only a strictly greater value takes the place, so a tie goes
+ * to the first; as in PyTorch a NaN takes the place and keeps it (nothing
+ * compares greater than NaN).  The inner loop runs along an output row,
+ * over independent windows, without branches (random data mispredicts). */
 static void maxpool_forward_kernel(float *y, int32_t *am, const float *x, int64_t planes,
                                    int64_t h, int64_t w, int64_t ho, int64_t wo, int64_t k,
                                    int64_t s)
 {
 	for (int64_t pl = 0; pl < planes; pl++) {
 		const float *xp = x + pl * h * w;
-		float *yp = y + pl * ho * wo;
-		int32_t *ap = am + pl * ho * wo;
-		for (int64_t i = 0; i < ho; i++)
+		for (int64_t i = 0; i < ho; i++) {
+			float *yr = y + (pl * ho + i) * wo;
+			int32_t *ar = am + (pl * ho + i) * wo;
 			for (int64_t j = 0; j < wo; j++) {
-				int64_t best = i * s * w + j * s;
-				float bv = xp[best];
-				for (int64_t u = 0; u < k && !isnan(bv); u++)
-					for (int64_t v = 0; v < k; v++) {
-						int64_t off = (i * s + u) * w + j * s + v;
-						if (xp[off] > bv || isnan(xp[off])) {
-							bv = xp[off];
-							best = off;
-							if (isnan(bv))
-								break;
-						}
-					}
-				yp[i * wo + j] = bv;
-				ap[i * wo + j] = (int32_t)best;
+				yr[j] = xp[i * s * w + j * s];
+				ar[j] = (int32_t)(i * s * w + j * s);
 			}
+			for (int64_t u = 0; u < k; u++)
+				for (int64_t v = u == 0; v < k; v++) {
+					const int64_t row = (i * s + u) * w + v;
+					for (int64_t j = 0; j < wo; j++) {
+						const float val = xp[row + j * s];
+						const bool take = val > yr[j] || isnan(val);
+						yr[j] = take ? val : yr[j];
+						ar[j] = take ? (int32_t)(row + j * s) : ar[j];
+					}
+				}
+		}
 	}
 }
 
