@@ -23,7 +23,8 @@ typedef struct ln_csv_options {
 	char sep;           /* field separator; 0 means ',' */
 } ln_csv_options;
 
-/* header on, no label, separator ','. */
+/* header on, no label, separator ','.  Start from these: a zeroed struct
+ * means label_index 0, i.e. the first column is the label. */
 ln_csv_options ln_csv_defaults(void);
 
 typedef struct ln_csv_data {

@@ -106,8 +106,7 @@ static int l_csv(lua_State *L)
 	ln_csv_data *d = lua_newuserdatauv(L, sizeof *d, 0);
 	memset(d, 0, sizeof *d);
 	d->label_col = -1;
-	luaL_setmetatable(L, CSV_MT);
-	int holder = lua_gettop(L);
+	luaL_setmetatable(L, CSV_MT);  /* its __gc frees whatever is not moved out */
 	ln_error err;
 	if (ln_csv_load(d, path, &o, &err) != LN_OK)
 		return lnL_error(L, fn, &err);
@@ -141,7 +140,6 @@ static int l_csv(lua_State *L)
 		lua_setfield(L, -2, "label");
 	}
 	ln_csv_data_free(d);
-	(void)holder;
 	return 1;
 }
 
