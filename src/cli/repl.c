@@ -36,17 +36,234 @@
 static bool interactive;    /* stdin is a terminal */
 static char history[4096];  /* history file path, "" when there is none */
 
+/* ---- completion ------------------------------------------------------------- */
+
+/*
+ * Tab completes names: globals, then fields after '.' and methods after
+ * ':' (`lunet.on<Tab>` -> `lunet.ones`, `t:res<Tab>` -> `t:reshape`).
+ * Fields are looked up raw, following metatables' __index only where it is
+ * a table, so completion never runs Lua code.  The Lua work happens in a
+ * protected call, so that no error unwinds through libedit's frames.
+ */
+
+static lua_State *complete_L;  /* the REPL's state, while readline runs */
+static int complete_list;      /* stack index of the completions, 0 if none */
+
+#define COMPLETE_DEPTH 8  /* __index tables followed, at most */
+#define COMPLETE_UPVALUES 4  /* upvalues of a C __index looked at */
+
+/* Where fields of the value at idx are found without running code: pushes
+ * its metatable's __index and returns its type (LUA_TNONE, nothing
+ * pushed, when there is no metatable). */
+static int getindex(lua_State *L, int idx)
+{
+	if (!lua_getmetatable(L, idx))
+		return LUA_TNONE;
+	lua_pushliteral(L, "__index");
+	int t = lua_rawget(L, -2);
+	lua_remove(L, -2);
+	return t;
+}
+
+/* Replaces the value at -2 and the key at -1 by value[key], looked up raw
+ * in the value (if a table), then along its chain of __index tables; an
+ * __index that is a C function is searched through its table upvalues
+ * (where bindings keep their methods). */
+static void rawfield(lua_State *L)
+{
+	int value = lua_gettop(L) - 1, key = value + 1;
+	lua_pushnil(L);  /* the result, at key + 1 */
+	for (int depth = 0; depth < COMPLETE_DEPTH; depth++) {
+		if (lua_istable(L, value)) {
+			lua_pushvalue(L, key);
+			if (lua_rawget(L, value) != LUA_TNIL) {
+				lua_replace(L, key + 1);
+				break;
+			}
+			lua_pop(L, 1);
+		}
+		int t = getindex(L, value);
+		if (t == LUA_TFUNCTION && lua_iscfunction(L, -1)) {
+			for (int up = 1; up <= COMPLETE_UPVALUES; up++) {
+				if (lua_getupvalue(L, -1, up) == NULL)
+					break;
+				if (lua_istable(L, -1)) {
+					lua_pushvalue(L, key);
+					if (lua_rawget(L, -2) != LUA_TNIL) {
+						lua_replace(L, key + 1);
+						break;
+					}
+					lua_pop(L, 1);
+				}
+				lua_pop(L, 1);
+			}
+			break;
+		}
+		if (t != LUA_TTABLE)
+			break;
+		lua_replace(L, value);
+	}
+	lua_copy(L, key + 1, value);
+	lua_settop(L, value);
+}
+
+static bool is_identifier(const char *s)
+{
+	if (!(s[0] == '_' || (s[0] >= 'a' && s[0] <= 'z') || (s[0] >= 'A' && s[0] <= 'Z')))
+		return false;
+	for (s++; *s; s++)
+		if (!(*s == '_' || (*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') ||
+		      (*s >= '0' && *s <= '9')))
+			return false;
+	return true;
+}
+
+/* The word being completed, for add_keys. */
+typedef struct completion {
+	const char *text;     /* the whole word: "lunet.on" */
+	const char *partial;  /* its last name: "on" */
+	bool methods;         /* after ':': functions only */
+} completion;
+
+/* Adds the keys of the table at t that complete c to the result (index 2),
+ * each once (set of names at index 3). */
+static void add_keys(lua_State *L, int t, const completion *c)
+{
+	size_t plen = strlen(c->partial);
+	lua_pushnil(L);
+	while (lua_next(L, t)) {
+		const char *key;
+		if (lua_type(L, -2) == LUA_TSTRING && strncmp(key = lua_tostring(L, -2), c->partial, plen) == 0 &&
+		    is_identifier(key) && (!c->methods || lua_isfunction(L, -1))) {
+			lua_pushvalue(L, -2);
+			if (lua_rawget(L, 3) == LUA_TNIL) {
+				lua_pushvalue(L, -3);
+				lua_pushboolean(L, 1);
+				lua_rawset(L, 3);
+				lua_pushlstring(L, c->text, (size_t)(c->partial - c->text));
+				lua_pushvalue(L, -4);
+				lua_concat(L, 2);
+				lua_rawseti(L, 2, (lua_Integer)lua_rawlen(L, 2) + 1);
+			}
+			lua_pop(L, 1);
+		}
+		lua_pop(L, 1);
+	}
+}
+
+/* Protected: the completions of the word (light userdata, a C string) as a
+ * sorted array of strings, each the whole word completed. */
+static int collect(lua_State *L)
+{
+	completion c = {lua_touserdata(L, 1), NULL, false};
+	const char *sep = NULL;  /* the last '.' or ':' */
+	for (const char *p = c.text; *p; p++)
+		if (*p == '.' || *p == ':')
+			sep = p;
+	lua_settop(L, 0);
+	lua_newtable(L);  /* 1: unused slot, keeps the indices below fixed */
+	lua_newtable(L);  /* 2: result */
+	lua_newtable(L);  /* 3: names seen */
+	lua_pushglobaltable(L);  /* 4: where the last name is looked up */
+	c.partial = c.text;
+	if (sep != NULL) {
+		for (const char *p = c.text; p < sep;) {
+			const char *q = p;
+			while (q < sep && *q != '.' && *q != ':')
+				q++;
+			if (q < sep && *q == ':')  /* a:b.c is no name */
+				return 1;
+			lua_pushlstring(L, p, (size_t)(q - p));
+			rawfield(L);
+			if (!lua_istable(L, 4) && !lua_isuserdata(L, 4))
+				return 1;
+			p = q + 1;
+		}
+		c.partial = sep + 1;
+		c.methods = *sep == ':';
+	}
+	for (int depth = 0; depth < COMPLETE_DEPTH; depth++) {
+		if (lua_istable(L, 4))
+			add_keys(L, 4, &c);
+		int t = getindex(L, 4);
+		if (t == LUA_TFUNCTION && lua_iscfunction(L, -1)) {
+			for (int up = 1; up <= COMPLETE_UPVALUES; up++) {
+				if (lua_getupvalue(L, 5, up) == NULL)
+					break;
+				if (lua_istable(L, -1))
+					add_keys(L, lua_gettop(L), &c);
+				lua_pop(L, 1);
+			}
+			break;
+		}
+		if (t != LUA_TTABLE)
+			break;
+		lua_replace(L, 4);
+	}
+	lua_getglobal(L, "table");
+	lua_getfield(L, -1, "sort");
+	lua_pushvalue(L, 2);
+	lua_call(L, 1, 0);
+	lua_settop(L, 2);
+	return 1;
+}
+
+/* readline's generator: state 0 computes the completions (left on top of
+ * the stack until readline returns, then popped by pushline), each call
+ * hands out the next one, malloc'd for readline to free. */
+static char *generator(const char *text, int state)
+{
+	lua_State *L = complete_L;
+	static lua_Integer next;
+	int list = complete_list;
+	if (state == 0) {
+		if (list != 0)  /* the previous Tab's, during this readline */
+			lua_settop(L, list - 1);
+		list = complete_list = 0;
+		next = 1;
+		if (!lua_checkstack(L, 4))
+			return NULL;
+		lua_pushcfunction(L, collect);
+		lua_pushlightuserdata(L, (void *)text);
+		if (lua_pcall(L, 1, 1, 0) != LUA_OK) {
+			lua_pop(L, 1);
+			return NULL;
+		}
+		list = complete_list = lua_gettop(L);
+	}
+	if (list == 0 || lua_gettop(L) != list)
+		return NULL;
+	char *match = NULL;
+	if (lua_rawgeti(L, list, next++) == LUA_TSTRING)
+		match = strdup(lua_tostring(L, -1));
+	lua_pop(L, 1);
+	return match;
+}
+
+static char **complete(const char *text, int start, int end)
+{
+	(void)start;
+	(void)end;
+	rl_attempted_completion_over = 1;  /* no file names */
+	return rl_completion_matches(text, generator);
+}
+
 /* ---- reading lines ---------------------------------------------------------- */
 
 /* Sets up readline and loads the history, on a terminal only.  No history
  * file when HOME is unset or the path does not fit. */
-static void initreadline(void)
+static void initreadline(lua_State *L)
 {
 	interactive = isatty(STDIN_FILENO);
 	history[0] = '\0';
 	if (!interactive)
 		return;
 	rl_readline_name = "lunet";
+	rl_attempted_completion_function = complete;
+	rl_basic_word_break_characters = " \t\n\"\\'`@$><=;|&{(}),[]+-*/%^~#";
+	rl_completer_word_break_characters = (char *)rl_basic_word_break_characters;
+	rl_completion_append_character = '\0';
+	complete_L = L;
 	using_history();
 	stifle_history(HISTORY_LINES);
 	const char *home = getenv("HOME");
@@ -114,9 +331,11 @@ static bool readplain(lua_State *L)
 static bool pushline(lua_State *L, bool firstline)
 {
 	if (interactive) {
+		int top = lua_gettop(L);
 		const char *prompt = get_prompt(L, firstline);
 		char *b = readline(prompt);  /* malloc'd by readline; freed here */
-		lua_pop(L, 1);  /* the prompt */
+		lua_settop(L, top);  /* the prompt, and what completion left */
+		complete_list = 0;
 		if (b == NULL)
 			return false;
 		lua_pushstring(L, b);
@@ -219,7 +438,7 @@ void ln_cli_repl(lua_State *L, bool banner)
 	int base = lua_gettop(L);
 	int status;
 	ln_cli_progname = NULL;  /* errors print bare in the REPL */
-	initreadline();
+	initreadline(L);
 	if (interactive && banner) {
 		ln_cli_print_version(L);
 		printf("globals: lunet, nn, optim, data.  Ctrl-D exits, Ctrl-C interrupts.\n");
