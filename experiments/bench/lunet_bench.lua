@@ -1,0 +1,192 @@
+-- lunet_bench.lua -- lunet's side of the benchmark: one workload, one
+-- thread count, one machine-readable line.
+--
+--   OPENBLAS_NUM_THREADS=1 lunet experiments/bench/lunet_bench.lua WORKLOAD THREADS [STEPS]
+--
+-- WORKLOAD is one of tiny, mlp64, mlp256, cnn (see BENCH.md and
+-- torch_bench.py, which mirrors this file line for line).  STEPS overrides
+-- the number of timed steps (for profiling a shortened run).  The last
+-- line printed is
+--
+--   RESULT side=lunet workload=... threads=... steps=... samples=... seconds=...
+--          samples_per_s=... allocs_per_step=... peak_rss_kb=...
+--          flops_per_step=... gemm_s_per_step=... gemm_gflops=...
+--
+-- Data loading, model construction and a few warm-up steps are outside
+-- the timed region.  Allocations are counted by lunet's allocator
+-- (ln_malloc) over the timed steps only.
+local lunet = lunet or require "lunet"
+local nn, optim, data = lunet.nn, lunet.optim, lunet.data
+
+local WORKLOADS = {tiny = true, mlp64 = true, mlp256 = true, cnn = true}
+local workload, threads = arg[1], tonumber(arg[2])
+if not WORKLOADS[workload] or not threads or threads < 1 or threads % 1 ~= 0 then
+	io.stderr:write("usage: lunet lunet_bench.lua tiny|mlp64|mlp256|cnn THREADS [STEPS]\n")
+	os.exit(2)
+end
+local steps_override = tonumber(arg[3])
+
+for _, f in ipairs{"clock", "alloc_stats", "bench_gemm", "gemm_threads"} do
+	if not lunet[f] then
+		error("lunet." .. f .. " is missing: this lunet was built without the bench hooks (src/lua/lbench.c)")
+	end
+end
+lunet.gemm_threads(threads)
+lunet.seed(1)
+
+-- VmHWM (peak resident set) of this process, in kB, from /proc.
+local function peak_rss_kb()
+	local f = io.open("/proc/self/status")
+	if not f then return -1 end
+	local s = f:read("a")
+	f:close()
+	return tonumber(s:match("VmHWM:%s*(%d+)")) or -1
+end
+
+-- ---- the matrix products of one training step ----------------------------
+-- Each entry is {trans_a, trans_b, m, n, k, beta, count}: count calls of
+-- ln_gemm with these arguments, as the layers make them (see
+-- src/nn/linear.c and src/nn/conv2d.c).
+
+-- Linear nin->nout at batch N: forward y = x W^T (beta 1: y starts as the
+-- bias), backward gW += gy^T x and gx = gy W.
+local function linear_products(list, N, nin, nout)
+	list[#list + 1] = {false, true, N, nout, nin, 1, 1}
+	list[#list + 1] = {true, false, nout, nin, N, 1, 1}
+	list[#list + 1] = {false, false, N, nin, nout, 0, 1}
+end
+
+-- Conv2d lowered to products per sample (conv2d.c's default strategy),
+-- with K = cin*k*k and P = output pixels per sample: forward
+-- y_n = W col_n (beta 1: y_n starts as the bias), backward
+-- gW += gy_n col_n^T and gcol = W^T gy_n, each once per sample.
+local function conv_products(list, N, cin, cout, k, P)
+	local K = cin * k * k
+	list[#list + 1] = {false, false, cout, P, K, 1, N}
+	list[#list + 1] = {false, true, cout, K, P, 1, N}
+	list[#list + 1] = {true, false, K, P, cout, 0, N}
+end
+
+-- Times every product of a step; returns seconds per step and the FLOPs
+-- of a step (2*m*n*k per product).  Each shape runs for ~budget seconds.
+local function gemm_bound(products, budget)
+	local total_s, flops = 0, 0
+	for _, p in ipairs(products) do
+		local ta, tb, m, n, k, beta, count = table.unpack(p)
+		local s = lunet.bench_gemm(m, n, k, ta, tb, 3, beta)
+		local iters = math.max(3, math.floor(budget / (s / 3)))
+		s = lunet.bench_gemm(m, n, k, ta, tb, iters, beta)
+		total_s = total_s + count * s / iters
+		flops = flops + count * 2 * m * n * k
+	end
+	return total_s, flops
+end
+
+-- ---- workloads ---------------------------------------------------------------
+-- Each returns step(i) (one training step on batch i), the number of
+-- timed steps, samples per step, warm-up steps, and the products of a step.
+-- Weights keep lunet's default initialisation, He normal (std
+-- sqrt(2/fan_in)) with zero biases; torch_bench.py sets the same.
+
+local function tiny()
+	local x = lunet.tensor{{0, 0}, {0, 1}, {1, 0}, {1, 1}}
+	local y = lunet.tensor{{0}, {1}, {1}, {0}}
+	local model = nn.Sequential{nn.Linear(2, 8), nn.Tanh(), nn.Linear(8, 1), nn.Sigmoid()}
+	local crit = nn.BCELoss()
+	local opt = optim.Adam(model, {lr = 0.01})
+	local function step()
+		opt:zero_grad()
+		local out = model:forward(x)
+		crit:forward(out, y)
+		model:backward(x, crit:backward(out, y))
+		opt:step()
+	end
+	local products = {}
+	linear_products(products, 4, 2, 8)
+	linear_products(products, 4, 8, 1)
+	return step, 10000, 4, 100, products
+end
+
+local function fashion(batch, shape)
+	local ds = data.fashion_mnist()
+	local x, y = ds.train.x, ds.train.y
+	if shape then x = x:reshape(table.unpack(shape)) end
+	-- batches by slicing (views), in order, the last partial batch dropped
+	local xs, ys = {}, {}
+	for xb, yb in data.batches(x, y, batch, {drop_last = true}) do
+		xs[#xs + 1], ys[#ys + 1] = xb, yb
+	end
+	return xs, ys
+end
+
+local function classifier(model, batch, xs, ys)
+	local crit = nn.CrossEntropyLoss()
+	local opt = optim.SGD(model, {lr = 0.01, momentum = 0.9})
+	local nb = #xs
+	return function(i)
+		local xb, yb = xs[(i - 1) % nb + 1], ys[(i - 1) % nb + 1]
+		opt:zero_grad()
+		local out = model:forward(xb)
+		crit:forward(out, yb)
+		model:backward(xb, crit:backward(out, yb))
+		opt:step()
+	end, nb
+end
+
+local function mlp(batch)
+	local xs, ys = fashion(batch)
+	local model = nn.Sequential{nn.Linear(784, 256), nn.ReLU(), nn.Linear(256, 128), nn.ReLU(),
+		nn.Linear(128, 10)}
+	local step, nb = classifier(model, batch, xs, ys)
+	local products = {}
+	linear_products(products, batch, 784, 256)
+	linear_products(products, batch, 256, 128)
+	linear_products(products, batch, 128, 10)
+	return step, nb, batch, 5, products   -- one epoch
+end
+
+local function cnn()
+	local batch = 64
+	local xs, ys = fashion(batch, {60000, 1, 28, 28})
+	local model = nn.Sequential{
+		nn.Conv2d(1, 16, 3, {padding = 1}), nn.ReLU(), nn.MaxPool2d(2),
+		nn.Conv2d(16, 32, 3, {padding = 1}), nn.ReLU(), nn.MaxPool2d(2),
+		nn.Flatten(), nn.Linear(1568, 10)}
+	local step = classifier(model, batch, xs, ys)
+	local products = {}
+	conv_products(products, batch, 1, 16, 3, 28 * 28)
+	conv_products(products, batch, 16, 32, 3, 14 * 14)
+	linear_products(products, batch, 1568, 10)
+	return step, 300, batch, 3, products
+end
+
+local step, nsteps, per_step, warmup, products
+if workload == "tiny" then
+	step, nsteps, per_step, warmup, products = tiny()
+elseif workload == "cnn" then
+	step, nsteps, per_step, warmup, products = cnn()
+else
+	step, nsteps, per_step, warmup, products = mlp(workload == "mlp64" and 64 or 256)
+end
+nsteps = steps_override or nsteps
+
+-- ---- measure -------------------------------------------------------------------
+for i = 1, warmup do step(i) end
+collectgarbage()
+collectgarbage()
+local a0 = lunet.alloc_stats()
+local t0 = lunet.clock()
+for i = 1, nsteps do step(i) end
+local seconds = lunet.clock() - t0
+local a1 = lunet.alloc_stats()
+local allocs_per_step = (a1.allocs - a0.allocs) / nsteps
+
+-- the GEMM-only bound for the same shapes, measured after the timed loop
+local gemm_s, flops = gemm_bound(products, workload == "tiny" and 0.02 or 0.1)
+
+print(string.format("RESULT side=lunet workload=%s threads=%d blas_threads=%d steps=%d samples=%d " ..
+	"seconds=%.6f samples_per_s=%.1f allocs_per_step=%.3f peak_rss_kb=%d flops_per_step=%.0f " ..
+	"gemm_s_per_step=%.9f gemm_gflops=%.3f",
+	workload, threads, lunet.gemm_threads(), nsteps, nsteps * per_step, seconds,
+	nsteps * per_step / seconds, allocs_per_step, peak_rss_kb(), flops, gemm_s,
+	flops / gemm_s * 1e-9))

@@ -1,0 +1,157 @@
+"""report.py -- turns the raw lines of one benchmark run into markdown.
+
+    /usr/bin/python3 experiments/bench/report.py RAW_FILE > results/DATE.md
+
+RAW_FILE holds the lines `run` collected: "FACT key=value" lines about
+the machine and "RESULT side=... workload=... threads=... rep=..." lines,
+one per process (see lunet_bench.lua and torch_bench.py).  Every figure
+in the tables comes from those lines; nothing is measured here.
+"""
+import statistics
+import sys
+
+WORKLOADS = ["tiny", "mlp64", "mlp256", "cnn"]
+DESCRIPTION = {
+    "tiny": "2-8-1 tanh, sigmoid+BCE, XOR, batch 4, Adam: 10,000 steps",
+    "mlp64": "784-256-128-10 ReLU, cross-entropy, SGD momentum 0.9, batch 64: one epoch",
+    "mlp256": "784-256-128-10 ReLU, cross-entropy, SGD momentum 0.9, batch 256: one epoch",
+    "cnn": "conv16-pool-conv32-pool-linear, cross-entropy, SGD momentum 0.9, batch 64",
+}
+
+
+def parse(path):
+    facts, results = {}, []
+    with open(path) as f:
+        for line in f:
+            line = line.rstrip("\n")
+            if line.startswith("FACT "):
+                key, _, value = line[5:].partition("=")
+                facts[key] = value
+            elif line.startswith("RESULT "):
+                r = {}
+                for field in line[7:].split():
+                    k, _, v = field.partition("=")
+                    try:
+                        r[k] = float(v) if k not in ("side", "workload") else v
+                    except ValueError:
+                        r[k] = v
+                results.append(r)
+    return facts, results
+
+
+def fmt(x, digits=3):
+    if x is None:
+        return "-"
+    if abs(x) >= 1000:
+        return f"{x:,.0f}"
+    return f"{x:.{digits}g}"
+
+
+def main():
+    facts, results = parse(sys.argv[1])
+    groups = {}
+    for r in results:
+        groups.setdefault((r["workload"], int(r["threads"]), r["side"]), []).append(r)
+    threads = sorted({int(r["threads"]) for r in results})
+    present = [w for w in WORKLOADS if any(k[0] == w for k in groups)]
+
+    out = []
+    w = out.append
+    w(f"# lunet against PyTorch, {facts.get('date', '?')}")
+    w("")
+    w("Produced by `experiments/bench/run` (see BENCH.md for the method). Every figure is")
+    w("measured in this one run, lunet and PyTorch interleaved; times exclude data loading")
+    w("and a few warm-up steps.")
+    w("")
+    w("## Machine")
+    w("")
+    w("| fact | value |")
+    w("|---|---|")
+    for key in ["cpu", "nproc", "kernel", "OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE", "openblas",
+                "torch", "numpy", "lunet", "commit", "reps", "load_before", "load_after",
+                "wall_s"]:
+        if key in facts:
+            w(f"| {key} | {facts[key]} |")
+    w("")
+    w("## Speed")
+    w("")
+    w("Seconds for the timed steps (min and median over the repetitions), samples/s at")
+    w("the median, and **lunet/torch speed** = torch median time / lunet median time")
+    w("(> 1: lunet is faster).")
+    w("")
+    w("| workload | threads | steps | lunet min s | lunet median s | torch min s | torch median s"
+      " | lunet samples/s | torch samples/s | lunet/torch speed |")
+    w("|---|---|---|---|---|---|---|---|---|---|")
+    for wl in present:
+        for t in threads:
+            lu, to = groups.get((wl, t, "lunet"), []), groups.get((wl, t, "torch"), [])
+            if not lu or not to:
+                continue
+            ls = [r["seconds"] for r in lu]
+            ts = [r["seconds"] for r in to]
+            lmed, tmed = statistics.median(ls), statistics.median(ts)
+            samples = lu[0]["samples"]
+            w(f"| {wl} | {t} | {int(lu[0]['steps'])} | {fmt(min(ls))} | {fmt(lmed)} | {fmt(min(ts))}"
+              f" | {fmt(tmed)} | {fmt(samples / lmed)} | {fmt(samples / tmed)} | **{tmed / lmed:.2f}** |")
+    w("")
+    for wl in present:
+        w(f"- {wl}: {DESCRIPTION[wl]}")
+    w("")
+    w("## Fraction of the limit")
+    w("")
+    w("FLOPs per training step count 2·m·n·k for every matrix product lunet makes (forward,")
+    w("and both backward products of every layer, the first layer's input gradient")
+    w("included). The GEMM-only time is `cblas_sgemm` (through `ln_gemm`, via")
+    w("`lunet.bench_gemm`) on exactly those shapes, measured in the same lunet process right")
+    w("after the timed steps; **fraction** = GEMM-only time / step time (medians), the share")
+    w("of the step that the matrix library alone would need. PyTorch's column uses the same")
+    w("FLOP count and bound for comparison (it skips the first layer's input gradient).")
+    w("")
+    w("| workload | threads | MFLOP/step | GEMM-only ms/step | GEMM GFLOP/s | lunet ms/step"
+      " | lunet GFLOP/s | lunet fraction | torch ms/step | torch fraction |")
+    w("|---|---|---|---|---|---|---|---|---|---|")
+    for wl in present:
+        for t in threads:
+            lu, to = groups.get((wl, t, "lunet"), []), groups.get((wl, t, "torch"), [])
+            if not lu:
+                continue
+            flops = lu[0]["flops_per_step"]
+            gemm = statistics.median(r["gemm_s_per_step"] for r in lu)
+            lstep = statistics.median(r["seconds"] / r["steps"] for r in lu)
+            tstep = statistics.median(r["seconds"] / r["steps"] for r in to) if to else None
+            w(f"| {wl} | {t} | {fmt(flops / 1e6)} | {fmt(gemm * 1e3)} | {fmt(flops / gemm / 1e9)}"
+              f" | {fmt(lstep * 1e3)} | {fmt(flops / lstep / 1e9)} | **{gemm / lstep:.2f}**"
+              f" | {fmt(tstep * 1e3 if tstep else None)} | {fmt(gemm / tstep if tstep else None, 2)} |")
+    w("")
+    w("## Memory")
+    w("")
+    w("Allocations per steady-state step are lunet's allocator calls (`ln_malloc`, counted by")
+    w("`lunet.alloc_stats()`) during the timed steps divided by their number, worst")
+    w("repetition; the goal is 0. Peak RSS is VmHWM of the process (largest repetition),")
+    w("data set included.")
+    w("")
+    w("| workload | threads | lunet allocs/step | lunet peak RSS MB | torch peak RSS MB |")
+    w("|---|---|---|---|---|")
+    for wl in present:
+        for t in threads:
+            lu, to = groups.get((wl, t, "lunet"), []), groups.get((wl, t, "torch"), [])
+            if not lu:
+                continue
+            allocs = max(r["allocs_per_step"] for r in lu)
+            lrss = max(r["peak_rss_kb"] for r in lu) / 1024
+            trss = max(r["peak_rss_kb"] for r in to) / 1024 if to else None
+            w(f"| {wl} | {t} | {allocs:g} | {lrss:.0f} | {fmt(trss)} |")
+    w("")
+    w("## Raw results")
+    w("")
+    w("```")
+    with open(sys.argv[1]) as f:
+        for line in f:
+            if line.startswith("RESULT "):
+                w(line.rstrip("\n"))
+    w("```")
+    print("\n".join(out))
+
+
+if __name__ == "__main__":
+    main()
