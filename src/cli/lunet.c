@@ -24,7 +24,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include <lauxlib.h>
 #include <lua.h>
@@ -190,7 +189,8 @@ static const char usage_text[] =
 	"  --        stop handling options\n"
 	"  -         stop handling options and execute stdin\n"
 	"With no script and no -e, %s starts the interactive loop, where the\n"
-	"globals lunet, nn, optim and data are set and expressions print their value.\n";
+	"globals lunet, nn, optim and data are set and expressions print their value.\n"
+	"LUNET_INIT, if set, runs first: a chunk, or @file for a file (not with -E).\n";
 
 /* Bad option: names it, then the usage, on stderr. */
 static void print_usage(const char *badoption)
@@ -444,7 +444,7 @@ int main(int argc, char **argv)
 	lua_pushlightuserdata(L, argv);
 	int status = lua_pcall(L, 2, 1, 0);
 	int result = lua_toboolean(L, -1);
-	ln_cli_progname = "lunet";
+	ln_cli_progname = "lunet";  /* the REPL clears it; an error may skip the reset */
 	ln_cli_report(L, status);
 	lua_close(L);
 	return (result && status == LUA_OK) ? EXIT_SUCCESS : EXIT_FAILURE;
