@@ -237,6 +237,41 @@ printf 'v + 1\n' >"$TMP/in"
 run "$LUNET" -i "$TMP/setv.lua" <"$TMP/in"
 check "-i enters the REPL after the script" bash -c "[ $rc -eq 0 ] && [ \"\$(cat '$TMP/out')\" = 42 ]"
 
+# LUNET_INIT runs before the arguments; -E ignores it.
+LUNET_INIT='init_ran = "yes"' run "$LUNET" -e 'print(init_ran)' </dev/null
+check "LUNET_INIT runs first" out_is "yes"
+LUNET_INIT='init_ran = "yes"' run "$LUNET" -E -e 'print(init_ran)' </dev/null
+check "-E ignores LUNET_INIT" out_is "nil"
+printf 'init_file = 7\n' >"$TMP/init.lua"
+LUNET_INIT="@$TMP/init.lua" run "$LUNET" -e 'print(init_file)' </dev/null
+check "LUNET_INIT=@file" out_is "7"
+
+# ---- on a terminal ---------------------------------------------------------------
+
+# Through a pseudo-terminal (script(1), from util-linux): banner, prompts,
+# Tab completion of fields and methods, and the history file.
+if command -v script >/dev/null; then
+	mkdir -p "$TMP/home"
+	printf '1+1\nlunet.on\t\nx = lunet.ones(2)\nx:resh\t(1,2):size(1)\n' >"$TMP/in"
+	HOME="$TMP/home" timeout 60 script -qec "'$LUNET'" /dev/null <"$TMP/in" >"$TMP/tty" 2>"$TMP/err"
+	rc=$?
+	tr -d '\r' <"$TMP/tty" >"$TMP/out"
+	check "tty: banner" out_has "^lunet $VERSION \(Lua 5\.4\.[0-9]+\)\$"
+	check "tty: prompt and result" out_has '^> 1\+1$'
+	check "tty: Tab completes lunet.on to lunet.ones" out_has '^function: (builtin: )?0x'
+	check "tty: Tab completes a tensor method" out_has '^1$'
+	check "tty: exit code 0 at end of input" test "$rc" -eq 0
+	printf '%s\n' _HiStOrY_V2_ '1+1' lunet.ones 'x\040=\040lunet.ones(2)' 'x:reshape(1,2):size(1)' \
+		>"$TMP/expected_history"
+	check "tty: history saved in ~/.lunet_history" \
+		cmp -s "$TMP/expected_history" "$TMP/home/.lunet_history"
+	printf '2+3\n' >"$TMP/in"
+	env -u HOME timeout 60 script -qec "'$LUNET'" /dev/null <"$TMP/in" >"$TMP/tty" 2>"$TMP/err"
+	rc=$?
+	tr -d '\r' <"$TMP/tty" >"$TMP/out"
+	check "tty: works without HOME" bash -c "[ $rc -eq 0 ] && grep -qx 5 '$TMP/out'"
+fi
+
 # ---- Ctrl-C ------------------------------------------------------------------
 
 # wait_for FILE PATTERN: polls until FILE holds PATTERN (30 s at most).
