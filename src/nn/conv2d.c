@@ -407,10 +407,14 @@ ln_status ln_conv2d_new(ln_module **out, int64_t cin, int64_t cout, int64_t k, i
 		{"in_channels", cin, 1}, {"out_channels", cout, 1}, {"kernel size", k, 1},
 		{"stride", stride, 1}, {"padding", padding, 0},
 	};
-	for (size_t i = 0; i < sizeof args / sizeof args[0]; i++)
+	for (size_t i = 0; i < sizeof args / sizeof args[0]; i++) {
 		if (args[i].v < args[i].lo)
 			return ln_fail(err, LN_ERANGE, "Conv2d: %s must be >= %lld, got %lld", args[i].name,
 			               (long long)args[i].lo, (long long)args[i].v);
+		if (args[i].v > INT32_MAX)  /* keeps every size computation in range */
+			return ln_fail(err, LN_ERANGE, "Conv2d: %s must be <= %d, got %lld", args[i].name,
+			               INT32_MAX, (long long)args[i].v);
+	}
 	ln_module *m;
 	ln_status st = ln_module_alloc(&m, &ln_conv2d_class, err);
 	if (st != LN_OK)

@@ -262,6 +262,10 @@ static ln_status pool_new(ln_module **out, const ln_module_class *cls, int64_t k
 		               (long long)k);
 	if (stride <= 0)
 		stride = k;
+	if (k > INT32_MAX || stride > INT32_MAX)
+		return ln_fail(err, LN_ERANGE, "%s: %s must be <= %d, got %lld", cls->name,
+		               k > INT32_MAX ? "kernel size" : "stride", INT32_MAX,
+		               (long long)(k > INT32_MAX ? k : stride));
 	ln_module *m;
 	ln_status st = ln_module_alloc(&m, cls, err);
 	if (st != LN_OK)

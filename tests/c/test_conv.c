@@ -399,6 +399,8 @@ static void test_conv2d_errors(void **state)
 	assert_string_equal(err.msg, "Conv2d: padding must be >= 0, got -1");
 	assert_int_equal(ln_conv2d_new(&m, 1, 16, 0, 1, 0, &err), LN_ERANGE);
 	assert_string_equal(err.msg, "Conv2d: kernel size must be >= 1, got 0");
+	assert_int_equal(ln_conv2d_new(&m, 1, 16, 3, 1, INT64_C(1) << 40, &err), LN_ERANGE);
+	assert_string_equal(err.msg, "Conv2d: padding must be <= 2147483647, got 1099511627776");
 }
 
 /* ==== pooling ================================================================ */
@@ -589,6 +591,8 @@ static void test_pool_errors(void **state)
 	assert_string_equal(err.msg, "MaxPool2d: kernel size must be >= 1, got 0");
 	assert_int_equal(ln_avgpool2d_new(&m, -2, 1, &err), LN_ERANGE);
 	assert_string_equal(err.msg, "AvgPool2d: kernel size must be >= 1, got -2");
+	assert_int_equal(ln_maxpool2d_new(&m, 2, INT64_C(1) << 33, &err), LN_ERANGE);
+	assert_string_equal(err.msg, "MaxPool2d: stride must be <= 2147483647, got 8589934592");
 	double cfg[2] = {2, 0};
 	assert_int_equal(ln_maxpool2d_class.create(&m, cfg, &err), LN_OK);
 	assert_true(m->config[1] == 2);  /* stride 0 means stride = k */
