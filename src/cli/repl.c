@@ -14,6 +14,7 @@
  *     printf 'x = lunet.ones(2,3)\nx:sum()\n' | lunet
  * prints just the value.
  */
+#include <math.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -425,6 +426,19 @@ static void l_print(lua_State *L, int base)
 	if (n <= 0)
 		return;
 	luaL_checkstack(L, LUA_MINSTACK, "too many results to print");
+	/* A float with an integral value prints without ".0" (x:sum() shows 6,
+	 * as a calculator would); the value itself stays a float. */
+	for (int i = base + 1; i <= base + n; i++) {
+		if (lua_type(L, i) != LUA_TNUMBER || lua_isinteger(L, i))
+			continue;
+		lua_Number v = lua_tonumber(L, i);
+		if (v == floor(v) && fabs(v) < 1e15) {
+			char buf[32];
+			snprintf(buf, sizeof buf, "%.0f", v);
+			lua_pushstring(L, buf);
+			lua_replace(L, i);
+		}
+	}
 	lua_getglobal(L, "print");
 	lua_insert(L, base + 1);
 	if (lua_pcall(L, n, 0, 0) != LUA_OK)
