@@ -65,6 +65,7 @@ void lnL_open_tensor(lua_State *L);
 void lnL_open_nn(lua_State *L);
 void lnL_open_optim(lua_State *L);
 void lnL_open_data(lua_State *L);
+void lnL_open_save(lua_State *L);
 void lnL_open_sys(lua_State *L);    /* lunet.sys: mkdir, isatty, rng state (lsys.c) */
 
 #endif

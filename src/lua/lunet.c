@@ -97,6 +97,7 @@ int luaopen_lunet(lua_State *L)
 	lnL_open_nn(L);
 	lnL_open_optim(L);
 	lnL_open_data(L);
+	lnL_open_save(L);
 	lnL_open_sys(L);
 	run_embedded(L, lunet_idx);
 	lua_settop(L, lunet_idx);
