@@ -15,7 +15,7 @@ DESCRIPTION = {
     "tiny": "2-8-1 tanh, sigmoid+BCE, XOR, batch 4, Adam: 10,000 steps",
     "mlp64": "784-256-128-10 ReLU, cross-entropy, SGD momentum 0.9, batch 64: one epoch",
     "mlp256": "784-256-128-10 ReLU, cross-entropy, SGD momentum 0.9, batch 256: one epoch",
-    "cnn": "conv16-pool-conv32-pool-linear, cross-entropy, SGD momentum 0.9, batch 64",
+    "cnn": "conv 1-16 3x3 pad 1, ReLU, maxpool 2, conv 16-32 3x3 pad 1, ReLU, maxpool 2, linear 1568-10, cross-entropy, SGD momentum 0.9, batch 64: 200 steps",
 }
 
 
@@ -63,6 +63,16 @@ def main():
     w("measured in this one run, lunet and PyTorch interleaved; times exclude data loading")
     w("and a few warm-up steps.")
     w("")
+    try:
+        busy = float(facts.get("load_before", "0").split()[0]) >= 0.5 * float(facts.get("nproc", "1"))
+    except ValueError:
+        busy = False
+    if busy:
+        w(f"**The machine was busy** (load average {facts['load_before']} before the run on")
+        w(f"{facts['nproc']} CPUs): other processes competed for the cores, so absolute figures are")
+        w("low and noisy, the 2-thread ones most of all; the ratios, measured side by side, hold")
+        w("up better.")
+        w("")
     w("## Machine")
     w("")
     w("| fact | value |")

@@ -103,7 +103,7 @@ def cnn():
         nn.Conv2d(16, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
         nn.Flatten(), nn.Linear(1568, 10)))
     step, _ = classifier(model, xs, ys)
-    return step, 300, batch, 3
+    return step, 200, batch, 3
 
 
 def peak_rss_kb():
