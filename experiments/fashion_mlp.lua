@@ -1,24 +1,27 @@
 -- fashion_mlp.lua -- a 784-256-128-10 ReLU network on Fashion-MNIST,
 -- cross-entropy, SGD with momentum.  Prints per-epoch train loss, test
--- accuracy and time.
+-- accuracy and time; a progress bar within each epoch on a terminal.
 --
 --   lunet experiments/fashion_mlp.lua [--epochs=10] [--lr=0.05] [--batch=64] [--seed=1]
+--   lunet experiments/fashion_mlp.lua --help
+--   lunet experiments/fashion_mlp.lua --resume=runs/fashion_mlp/<timestamp> --epochs=20
+--
+-- Each run gets a directory runs/fashion_mlp/<timestamp>/ with its
+-- config.lua, metrics.csv (one row per epoch), a checkpoint after every
+-- epoch, and SVG plots of the metrics at the end.
 local lunet = lunet or require "lunet"
 local nn, optim, data = lunet.nn, lunet.optim, lunet.data
 
-local config = {epochs = 10, lr = 0.05, momentum = 0.9, batch = 64, seed = 1, dir = nil}
-for _, a in ipairs(arg or {}) do
-	local k, v = a:match("^%-%-([%w_]+)=(.*)$")
-	if not k or config[k] == nil and k ~= "dir" then
-		error("fashion_mlp: unknown argument " .. a .. " (expected --epochs=, --lr=, --momentum=, "
-		      .. "--batch=, --seed=, --dir=)", 0)
-	end
-	config[k] = tonumber(v) or v
-end
+local exp <close> = lunet.experiment{
+	name = "fashion_mlp",
+	description = "A 784-256-128-10 ReLU MLP on Fashion-MNIST (SGD with momentum).",
+	config = {epochs = 10, lr = 0.05, momentum = 0.9, batch = 64, seed = 1, dir = ""},
+}
+local config = exp.config
 
 lunet.seed(config.seed)
 local t0 = lunet.clock()
-local ds = data.fashion_mnist(config.dir)
+local ds = data.fashion_mnist(config.dir ~= "" and config.dir or nil)
 local train, test = ds.train, ds.test
 print(string.format("Fashion-MNIST: %d training and %d test images (loaded in %.1f s)",
                     train.x:size(1), test.x:size(1), lunet.clock() - t0))
@@ -33,6 +36,7 @@ local opt = optim.SGD(model, {lr = config.lr, momentum = config.momentum})
 print(model)
 print(string.format("epochs %d, batch %d, lr %g, momentum %g, seed %d", config.epochs,
                     config.batch, config.lr, config.momentum, config.seed))
+print("run directory " .. exp.dir)
 
 -- Fraction of the rows of x whose arg-max prediction equals y.
 local function accuracy(x, y)
@@ -52,20 +56,33 @@ local function accuracy(x, y)
 	return correct / n
 end
 
+-- On --resume, continue after the last saved epoch (0 on a fresh run).
+local done = exp:restore(model, opt)
+if done > 0 then
+	print(string.format("resumed after epoch %d", done))
+end
+
+local nbatches = (train.x:size(1) + config.batch - 1) // config.batch
 local acc
-for epoch = 1, config.epochs do
+for epoch = done + 1, config.epochs do
 	local start, total, batches = lunet.clock(), 0, 0
 	for xb, yb in data.batches(train.x, train.y, config.batch, {shuffle = true}) do
 		opt:zero_grad()
 		local z = model:forward(xb)
-		total = total + criterion:forward(z, yb)
+		local loss = criterion:forward(z, yb)
+		total = total + loss
 		model:backward(xb, criterion:backward(z, yb))
 		opt:step()
 		batches = batches + 1
+		exp:progress(batches, nbatches, {loss = total / batches})
 	end
 	local elapsed = lunet.clock() - start
 	acc = accuracy(test.x, test.y)
 	print(string.format("epoch %2d  train loss %.4f  test accuracy %.2f%%  %.1f s (%.0f samples/s)",
 	                    epoch, total / batches, 100 * acc, elapsed, train.x:size(1) / elapsed))
+	exp:log{epoch = epoch, train_loss = total / batches, test_accuracy = acc, seconds = elapsed}
+	exp:checkpoint(model, opt)
 end
-print(string.format("final test accuracy %.2f%% after %d epochs", 100 * acc, config.epochs))
+if acc then
+	print(string.format("final test accuracy %.2f%% after %d epochs", 100 * acc, config.epochs))
+end

@@ -525,6 +525,7 @@ local function new_experiment(opts)
 		end
 		self.resumed = ck
 		self.dir = dir
+		if type(ck.name) == "string" then self.name = ck.name end
 		header = config_header(dir .. "config.lua")
 		header[#header + 1] = string.format("resumed %s at epoch %s, step %s: %s",
 			os.date("%Y-%m-%d %H:%M:%S"), tostring(ck.epoch or "-"), tostring(ck.step or "-"),
@@ -667,6 +668,23 @@ function Experiment:progress(i, n, extra)
 		self._progress = p
 	end
 	p.i = i
+	-- Decide first whether anything is shown: most calls show nothing.
+	local tenth = i * 10 // n
+	if self.tty then
+		if i < n and now - p.drawn < 0.1 then return end
+		p.drawn = now
+		if i == n then
+			self.out:write("\r\27[K")
+			self.out:flush()
+			return
+		end
+	else
+		if tenth <= p.tenth then return end
+		p.tenth = tenth
+		if now - p.line_t < self.progress_every and not (i == n and p.printed) then return end
+		p.line_t = now
+		p.printed = true
+	end
 	local elapsed = now - p.t0
 	local rate = elapsed > 0 and (i - p.i0) / elapsed or 0
 	local eta = rate > 0 and (n - i) / rate or 0 / 0
@@ -676,33 +694,18 @@ function Experiment:progress(i, n, extra)
 	if ex ~= "" then stats = stats .. "  " .. ex end
 	local pct = string.format("%3d%%", i * 100 // n)
 	if self.tty then
-		if i < n and now - p.drawn < 0.1 then return end
-		p.drawn = now
-		if i == n then
-			self.out:write("\r\27[K")
-		else
-			local width = sys.term_width(self.out) or 80
-			local barw = math.max(10, math.min(30, width - 60))
-			local fill = i * barw // n
-			local bar = string.rep("=", fill) .. (fill < barw and ">" or "")
-			bar = bar .. string.rep(" ", barw - #bar)
-			local line = string.format("%s [%s] %s", pct, bar, stats)
-			if #line > width - 1 then line = line:sub(1, width - 1) end
-			self.out:write("\r", line, "\27[K")
-		end
-		self.out:flush()
+		local width = sys.term_width(self.out) or 80
+		local barw = math.max(10, math.min(30, width - 60))
+		local fill = i * barw // n
+		local bar = string.rep("=", fill) .. (fill < barw and ">" or "")
+		bar = bar .. string.rep(" ", barw - #bar)
+		local line = string.format("%s [%s] %s", pct, bar, stats)
+		if #line > width - 1 then line = line:sub(1, width - 1) end
+		self.out:write("\r", line, "\27[K")
 	else
-		local tenth = i * 10 // n
-		if tenth > p.tenth then
-			p.tenth = tenth
-			if now - p.line_t >= self.progress_every or i == n and p.printed then
-				p.line_t = now
-				p.printed = true
-				self.out:write(string.format("%s %s %s\n", self.name, pct, stats))
-				self.out:flush()
-			end
-		end
+		self.out:write(string.format("%s %s %s\n", self.name, pct, stats))
 	end
+	self.out:flush()
 end
 
 -- ---- checkpoints -------------------------------------------------------------------
@@ -732,10 +735,12 @@ end
 
 -- exp:checkpoint(model[, opt[, extra]]): saves to checkpoint.lunet in the
 -- run directory (atomically, through lunet.save) a table
---   {model=, opt=opt:state(), epoch=, step=, rng=, config=, metrics_rows=,
---    name=, time=, ...extra}
+--   {model=, opt=, epoch=, step=, rng=, config=, metrics_rows=, name=,
+--    time=, ...extra}
 -- where epoch and step are the last ones logged (extra may set them, and
--- any other numbers, strings, booleans or tensors to keep).
+-- any other numbers, strings, booleans or tensors to keep).  Loaded by
+-- hand, lunet.load(dir .. "checkpoint.lunet") gives the model and an
+-- optimiser over that model's parameters, ready to go on.
 function Experiment:checkpoint(model, opt, extra)
 	if not lunet.save then
 		error("exp:checkpoint: this build of lunet has no lunet.save", 2)
@@ -760,7 +765,7 @@ function Experiment:checkpoint(model, opt, extra)
 		if type(opt) ~= "userdata" and type(opt) ~= "table" or not opt.state then
 			error(string.format("exp:checkpoint: opt must be an optimizer, got %s", type(opt)), 2)
 		end
-		ck.opt = opt:state()
+		ck.opt = opt
 	end
 	for k, v in pairs(extra or {}) do ck[k] = v end
 	lunet.save(self.dir .. "checkpoint.lunet", ck)

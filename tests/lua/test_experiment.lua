@@ -517,8 +517,9 @@ end)
 
 -- ---- checkpoints -------------------------------------------------------------------------------------
 
+-- BatchNorm brings buffers (running statistics) that are not parameters.
 local function mlp()
-	return nn.Sequential{nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 3)}
+	return nn.Sequential{nn.Linear(4, 8), nn.BatchNorm(8), nn.ReLU(), nn.Linear(8, 3)}
 end
 
 local function train_step(model, opt, x, y)
@@ -582,6 +583,15 @@ if lunet.save and lunet.load then
 		-- the next step (which uses the momentum buffers) matches bit for bit
 		eq(train_step(model2, opt2, x, y), loss_next, "loss of the next step")
 		same_tensors(model2:parameters(), after, "parameter")
+		same_tensors({model2:get(2).running_mean, model2:get(2).running_var},
+			{model:get(2).running_mean, model:get(2).running_var}, "BatchNorm running statistic")
+		model:evaluate()
+		model2:evaluate()
+		same_tensors({model2:forward(x)}, {model:forward(x)}, "output in evaluate mode")
+		-- the checkpoint loaded by hand is a model and an optimiser over it
+		local raw = lunet.load(exp.dir .. "checkpoint.lunet")
+		check(nn.is_module(raw.model), "checkpoint.model is a module")
+		eq(raw.opt.steps, 3, "checkpoint.opt is an optimiser after 3 steps")
 		exp2:log{epoch = 2, loss = 0.9}
 		eq(read(exp.dir .. "metrics.csv"), "epoch,loss\n1,1.5\n2,0.9\n", "metrics continue")
 		check(read(exp.dir .. "config.lua"):find("-- resumed ", 1, true), "resume recorded")
@@ -593,8 +603,8 @@ if lunet.save and lunet.load then
 		local model = mlp()
 		exp:checkpoint(model)
 		local exp2 = new{name = "resume2", resume = exp.dir}
-		local other = nn.Sequential{nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 2)}
-		raises("exp:restore: parameter 3 of the model has shape {2,8}, the checkpoint's has {3,8}",
+		local other = nn.Sequential{nn.Linear(4, 8), nn.BatchNorm(8), nn.ReLU(), nn.Linear(8, 2)}
+		raises("exp:restore: parameter 5 of the model has shape {2,8}, the checkpoint's has {3,8}",
 			exp2.restore, exp2, other)
 	end)
 else
