@@ -1132,14 +1132,15 @@ static ln_status read_module(ln_reader *r, ln_module **out, uint64_t *id, ln_err
 	unsigned seen = 0;
 	for (int i = 0; i < nc; i++) {
 		char cname[STR_MAX];
-		if ((st = read_name(r, cname, "config", err)) != LN_OK ||
-		    (st = need(r, 8, err)) != LN_OK)
+		if ((st = read_name(r, cname, "config", err)) != LN_OK)
 			return st;
 		int j = name_index(cls->config_names, LN_MODULE_MAX_CONFIG, cname);
 		if (j < 0)
 			return bad(r, err, "%s has no config value '%s'", name, cname);
 		if (seen & (1u << j))
 			return bad(r, err, "%s config value '%s' appears twice", name, cname);
+		if ((st = need(r, 8, err)) != LN_OK)
+			return st;
 		seen |= 1u << j;
 		config[j] = get_f64(r);
 	}
@@ -1548,7 +1549,7 @@ ln_status ln_load_module(const char *path, ln_module **out, ln_error *err)
 	if ((st = ln_reader_new(&r, data, size, &e)) == LN_OK &&
 	    (st = ln_reader_peek(r, &tag, &e)) == LN_OK) {
 		if (tag != LN_SAVE_MODULE)
-			st = ln_fail(&e, LN_EFORMAT, "holds a %s, not a module", tag_names[tag]);
+			st = ln_fail(&e, LN_EFORMAT, "the root value is not a module (it is: %s)", tag_names[tag]);
 		else if ((st = ln_read_module(r, &m, &id, &e)) == LN_OK &&
 		         (st = ln_reader_finish(r, &e)) == LN_OK) {
 			ln_module_retain(m);
