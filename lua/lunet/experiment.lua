@@ -2,7 +2,7 @@
 -- overrides, a run directory, metrics.csv, a progress bar, resumable
 -- checkpoints and SVG plots of the metrics.  Called with the lunet table.
 --
---   local exp <close> = lunet.experiment{name = "mnist", config = {lr = 0.1, epochs = 5}}
+--   local exp <close> = lunet.experiment{name = "mnist", config = {lr = 0.1, epochs = 5, seed = 1}}
 --   local cfg = exp.config                      -- lunet mnist.lua --lr=0.05 --epochs=10
 --   lunet.seed(cfg.seed)
 --   local model = nn.Sequential{...}
@@ -23,7 +23,11 @@
 -- directory, with the configuration saved in its checkpoint (command-line
 -- overrides still apply, e.g. --epochs=20 to train longer), and
 -- exp:restore copies the saved parameters, optimiser state and random
--- state into the live objects.
+-- state into the live objects, so the run continues as if never stopped
+-- (bit for bit, given the same data order).  exp.resumed is the loaded
+-- checkpoint table (nil on a fresh run); rows of metrics.csv logged after
+-- the checkpoint was taken are dropped, to be logged again.  Reading a key
+-- that exp.config lacks is an error (a typo is not a silent nil).
 --
 -- Options of lunet.experiment{...}:
 --   name        run name (default: the script's file name without .lua)
