@@ -923,8 +923,8 @@ static ln_status read_shape(ln_reader *r, ln_save_shape *s, size_t bytes_per_ele
 	for (int d = 0; d < ndim; d++) {
 		uint64_t v = get_u64(r);
 		if (v < 1 || v > INT64_MAX)
-			return bad(r, err, "tensor size %lld in dimension %d (expected >= 1)",
-			           (long long)v, d + 1);
+			return bad(r, err, "tensor size %llu in dimension %d (expected 1..2^63-1)",
+			           (unsigned long long)v, d + 1);
 		if (v > room / numel)
 			return bad(r, err, "tensor data runs past the end of the payload");
 		numel *= v;
@@ -1061,8 +1061,13 @@ static ln_status create_module(ln_reader *r, const ln_module_class *cls, const d
 	if (st == LN_ENOMEM)
 		return ln_fail(err, LN_ENOMEM, "out of memory building a %s (or its saved config asks "
 		               "for more memory than its saved tensors account for)", cls->name);
-	if (st != LN_OK)
-		return bad(r, err, "cannot build a %s from its saved config: %s", cls->name, e.msg);
+	if (st != LN_OK) {
+		size_t n = strlen(cls->name);
+		const char *msg = e.msg;
+		if (strncmp(msg, cls->name, n) == 0 && strncmp(msg + n, ": ", 2) == 0)
+			msg += n + 2;  /* the class is named already */
+		return bad(r, err, "cannot build a %s from its saved config: %s", cls->name, msg);
+	}
 	return LN_OK;
 }
 
@@ -1282,7 +1287,7 @@ ln_status ln_read_optim(ln_reader *r, const ln_saved_optim **out, uint64_t *id, 
 			    memcmp(ks.size, s->shape[i].size, (size_t)ks.ndim * 8) != 0) {
 				char a[96], b[96];
 				return bad(r, err, "optimizer state '%s' of parameter %d has shape %s, the "
-				           "parameter %s", s->state_name[k], i + 1,
+				           "parameter has %s", s->state_name[k], i + 1,
 				           save_shape_str(&ks, a, sizeof a),
 				           save_shape_str(&s->shape[i], b, sizeof b));
 			}
