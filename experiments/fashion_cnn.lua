@@ -10,12 +10,14 @@
 --   lunet experiments/fashion_cnn.lua [--epochs=10] [--lr=0.05] [--optim=sgd|adam]
 --         [--batch=64] [--c1=16] [--c2=32] [--hidden=128] [--dropout=0.2]
 --         [--seed=1] [--dir=DIR] [--limit=N (train on the first N images only)]
+--         [--threads=N (threads for the matrix library; default: its own choice)]
 local lunet = lunet or require "lunet"
 local nn, optim, data = lunet.nn, lunet.optim, lunet.data
 
 local config = {
 	epochs = 10, lr = 0.05, optim = "sgd", momentum = 0.9, weight_decay = 5e-4, batch = 64,
 	c1 = 16, c2 = 32, hidden = 128, dropout = 0.2, seed = 1, dir = false, limit = false,
+	threads = false,
 }
 for _, a in ipairs(arg or {}) do
 	local k, v = a:match("^%-%-([%w_]+)=(.*)$")
@@ -32,6 +34,9 @@ if config.optim ~= "sgd" and config.optim ~= "adam" then
 	error("fashion_cnn: --optim must be sgd or adam, got " .. tostring(config.optim), 0)
 end
 
+if config.threads then
+	lunet.gemm_threads(config.threads)
+end
 lunet.seed(config.seed)
 local t0 = lunet.clock()
 local ds = data.fashion_mnist(config.dir or nil)
