@@ -35,6 +35,9 @@ if config.optim ~= "sgd" and config.optim ~= "adam" then
 end
 
 if config.threads then
+	if not lunet.gemm_threads then
+		error("fashion_cnn: --threads needs lunet.gemm_threads, which this build lacks", 0)
+	end
 	lunet.gemm_threads(config.threads)
 end
 lunet.seed(config.seed)
