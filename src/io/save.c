@@ -1425,6 +1425,8 @@ static void sync_dir(const char *path)
 
 ln_status ln_save_write_file(const char *path, const void *data, size_t size, ln_error *err)
 {
+	if (!*path)
+		return ln_fail(err, LN_EIO, "empty path");
 	size_t plen = strlen(path);
 	char *tmp = ln_malloc(plen + 32);
 	if (!tmp)
@@ -1468,6 +1470,8 @@ ln_status ln_save_read_file(const char *path, void **data, size_t *size, ln_erro
 {
 	*data = NULL;
 	*size = 0;
+	if (!*path)
+		return ln_fail(err, LN_EIO, "empty path");
 	int fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
 		return ln_fail(err, LN_EIO, "%s: cannot open: %s", path, strerror(errno));

@@ -182,7 +182,7 @@ ln_status ln_writer_finish(ln_writer *w, const void **data, size_t *size, ln_err
  *
  * Errors are LN_EFORMAT with a message saying what is wrong ("not a lunet
  * file", "truncated (...)", "checksum mismatch (file corrupted)", "format
- * version 7 is newer than this lunet (1)", "malformed payload at byte N:
+ * version 7 is newer than this lunet (1)", "malformed file at byte N:
  * ..."), or LN_ENOMEM.  The messages do not name the file: the caller
  * knows it.  After an error the reader can only be freed. */
 
@@ -208,6 +208,9 @@ typedef struct ln_save_atom {
 	size_t len;
 } ln_save_atom;
 ln_status ln_read_atom(ln_reader *r, ln_save_atom *out, ln_error *err);
+/* A table key: a string, a number (not NaN), an integer or a boolean;
+ * anything else is LN_EFORMAT. */
+ln_status ln_read_key(ln_reader *r, ln_save_atom *out, ln_error *err);
 
 /* A table: begin gives na (at most the bytes remaining), then na values
  * follow; hash gives nh, then nh key/value pairs; end marks the table
@@ -239,15 +242,11 @@ typedef struct ln_saved_optim {
 	int nstate;
 	char state_name[LN_OPTIM_MAX_STATE][LN_SAVE_NAME_MAX];
 	ln_save_shape *shape;  /* per parameter: its shape */
-	ln_tensor *state;   /* nparams*nstate tensors, [i*nstate + k], owned */
-	ln_module **owner;  /* per parameter: the module holding it, or NULL */
-	int *owner_index;   /* per parameter: its index in owner->param */
-	bool bound;         /* every parameter has an owner */
+	ln_tensor *state;      /* nparams*nstate tensors, [i*nstate + k], owned */
+	ln_module **owner;     /* per parameter: the module holding it, or NULL */
+	int *owner_index;      /* per parameter: its index in owner->param */
+	bool bound;            /* every parameter has an owner */
 } ln_saved_optim;
-
-/* A table key: a string, a number (not NaN), an integer or a boolean;
- * anything else is LN_EFORMAT. */
-ln_status ln_read_key(ln_reader *r, ln_save_atom *out, ln_error *err);
 
 /* An optimizer record; the record is owned by the reader (*out borrowed). */
 ln_status ln_read_optim(ln_reader *r, const ln_saved_optim **out, uint64_t *id, ln_error *err);

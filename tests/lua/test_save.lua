@@ -422,6 +422,8 @@ test("values that cannot be saved name where they are", function()
 	check_error(function() lunet.save(p, {x = closed}) end,
 		"lunet.save: cannot save a closed tensor at obj.x")
 	check_error(function() lunet.save(p) end, "bad argument #2")
+	check_error(function() lunet.save("", 1) end, "lunet.save: empty path")
+	check_error(function() lunet.load("") end, "lunet.load: empty path")
 	check(not exists(p), "no file was written")
 	eq(#temp_files(), 0, "no temporary file")
 end)
