@@ -254,6 +254,29 @@ test("errors name the layer and the shapes", function()
 	            "Conv2d", "{2,2,3,3}", "{2,2,3,4}")
 end)
 
+-- ---- saving --------------------------------------------------------------------------------
+
+test("a saved CNN loads with its statistics and gives identical outputs", function()
+	local m = nn.Sequential{
+		nn.Conv2d(1, 4, 3, {stride = 2, padding = 1}), nn.BatchNorm(4), nn.ReLU(), nn.MaxPool2d(2),
+		nn.AvgPool2d(2, 1), nn.Flatten(), nn.Linear(16, 3), nn.BatchNorm(3),
+	}
+	local x = lunet.randn(5, 1, 12, 12)
+	for _ = 1, 3 do m:forward(x) end  -- moves the running statistics
+	m:evaluate()
+	local y = m:forward(x):clone()
+	local path = os.tmpname()
+	lunet.save(path, m)
+	local m2 = lunet.load(path)
+	os.remove(path)
+	check(tostring(m2) == tostring(m), tostring(m2))
+	m2:evaluate()
+	check(max_diff(m2:forward(x), y) == 0, "identical outputs")
+	check(max_diff(m2:get(2).running_var, m:get(2).running_var) == 0, "running_var restored")
+	local c = m2:get(1)
+	check(c.stride == 2 and c.padding == 1 and c.k == 3, "Conv2d config restored")
+end)
+
 -- ---- learning ------------------------------------------------------------------------------
 
 -- Two classes of 6x6 images: a vertical or a horizontal bar, at a random
