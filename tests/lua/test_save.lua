@@ -364,11 +364,26 @@ test("optimizer listed before its model in a nested table", function()
 	local m = classifier()
 	local opt = optim.Adam(m, {lr = 1e-2})
 	train(m, opt, 2, 3)
-	lunet.save(path("nested.lnt"), {state = {optimizer = opt}, nets = {m}})
+	lunet.save(path("nested.lnt"), {state = {optimizer = opt, again = opt}, nets = {m}})
 	train(m, opt, 3, 4)
 	local ck = lunet.load(path("nested.lnt"))
+	check(ck.state.again == ck.state.optimizer, "one optimizer")
 	train(ck.nets[1], ck.state.optimizer, 3, 4)
 	same_params(m, ck.nets[1], "resumed")
+end)
+
+test("an optimizer over views of the model's tensors is bound to the model", function()
+	local lin = nn.Linear(10, 4)
+	local m = nn.Sequential{lin}
+	local opt = optim.SGD({lin.weight, lin.bias}, {lin.grad_weight, lin.grad_bias},
+		{lr = 0.1, momentum = 0.5})
+	train(m, opt, 2, 7)
+	lunet.save(path("views.lnt"), {m = m, opt = opt})
+	train(m, opt, 2, 8)
+	local ck = lunet.load(path("views.lnt"))
+	eq(type(ck.opt), "userdata", "rebuilt")
+	train(ck.m, ck.opt, 2, 8)
+	same_params(m, ck.m, "resumed")
 end)
 
 test("optimizer saved alone loads as its state, attachable with load_state", function()
@@ -549,6 +564,59 @@ test("every truncation of a small file fails cleanly", function()
 		write_file(q, good:sub(1, i - 1) .. string.char(good:byte(i) ~ 0x80) .. good:sub(i + 1))
 		check(not pcall(lunet.load, q), "a flipped byte at " .. i .. " must not load")
 	end
+end)
+
+-- CRC-32 (the IEEE polynomial, as zlib's crc32), to damage files in ways
+-- that pass the checksum and reach the parser.
+local crc_table = {}
+for i = 0, 255 do
+	local c = i
+	for _ = 1, 8 do c = (c & 1 ~= 0) and (0xEDB88320 ~ (c >> 1)) or (c >> 1) end
+	crc_table[i] = c
+end
+local function crc32(s)
+	local c = 0xFFFFFFFF
+	for i = 1, #s do c = crc_table[(c ~ s:byte(i)) & 0xFF] ~ (c >> 8) end
+	return c ~ 0xFFFFFFFF
+end
+
+test("damaged payloads with a valid checksum load or fail cleanly", function()
+	local m = nn.Sequential{nn.Linear(3, 4), nn.BatchNorm(4), nn.Sequential{nn.ReLU(), nn.Linear(4, 2)}}
+	local opt = optim.Adam(m, {lr = 0.01})
+	local shared, x = {1, 2}, lunet.randn(2, 2)
+	local p = path("fuzz.lnt")
+	lunet.save(p, {model = m, opt = opt, again = opt, s = shared, t = shared, x = x, y = x,
+		first = m:get(1), str = "abc", deep = {a = {b = {c = true}}}})
+	local good = read_file(p)
+	eq(string.unpack("<I4", good, #good - 3), crc32(good:sub(17, -5)), "the checksum is zlib's crc32")
+	local payload = good:sub(17, -5)
+	local q = path("fuzzed.lnt")
+	local rng = 12345
+	local function rand(n)  -- a small LCG, independent of lunet's rng
+		rng = (rng * 1103515245 + 12345) % 2147483648
+		return rng % n
+	end
+	local loaded, refused = 0, 0
+	for _ = 1, 300 do
+		local b = {payload:byte(1, -1)}
+		for _ = 1, 1 + rand(3) do
+			local at = 1 + rand(#b)
+			local how = rand(3)
+			if how == 0 then b[at] = b[at] ~ (1 << rand(8))
+			elseif how == 1 then b[at] = rand(256)
+			else for i = #b, at + 1, -1 do b[i] = nil end end
+		end
+		local body = string.char(table.unpack(b))
+		write_file(q, "LUNET\0" .. string.pack("<I2I8", 1, #body) .. body .. string.pack("<I4", crc32(body)))
+		local ok, v = pcall(lunet.load, q)
+		if ok then
+			loaded = loaded + 1
+		else
+			refused = refused + 1
+			check(tostring(v):find("lunet.load: " .. q .. ": ", 1, true), tostring(v))
+		end
+	end
+	check(refused > 150, "most damage is noticed: " .. refused .. " of 300")
 end)
 
 os.execute("rm -rf '" .. dir .. "'")
