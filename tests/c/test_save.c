@@ -510,6 +510,51 @@ static void test_module_roundtrip(void **state)
 	}
 }
 
+/* Every class of the registry, built from its config by name as the
+ * loader builds it, comes back with the same config, parameters and
+ * buffers (parameters randomised first, so that defaults cannot pass for
+ * saved values). */
+static void test_every_registry_class(void **state)
+{
+	static const struct { const char *name; double v; } values[] = {
+		{"nin", 3}, {"nout", 2}, {"bias", 1}, {"p", 0.25}, {"slope", 0.2}, {"cin", 2},
+		{"cout", 3}, {"k", 2}, {"stride", 1}, {"padding", 1}, {"n", 3}, {"eps", 1e-3},
+		{"momentum", 0.2},
+	};
+	int count;
+	const ln_module_class *const *classes = ln_module_classes(&count);
+	assert_true(count >= 15);
+	for (int c = 0; c < count; c++) {
+		const ln_module_class *cls = classes[c];
+		double config[LN_MODULE_MAX_CONFIG] = {0};
+		for (int i = 0; cls->config_names[i]; i++) {
+			bool found = false;
+			for (size_t j = 0; j < sizeof values / sizeof values[0]; j++)
+				if (strcmp(values[j].name, cls->config_names[i]) == 0) {
+					config[i] = values[j].v;
+					found = true;
+				}
+			if (!found)
+				fail_msg("%s: no test value for config '%s'", cls->name, cls->config_names[i]);
+		}
+		ln_error err;
+		ln_module *m, *l;
+		ok(cls->create(&m, config, &err), &err);
+		for (int i = 0; i < m->nparams; i++)
+			ln_tensor_uniform(&m->param[i], -1, 1);
+		for (int i = 0; i < m->nbuffers; i++)
+			ln_tensor_uniform(&m->buffer[i], 0.5f, 2);
+		m->training = c % 2 == 0;
+		char name[96];
+		snprintf(name, sizeof name, "class_%s.lnt", cls->name);
+		ok(ln_save_module(tpath(name), m, &err), &err);
+		ok(ln_load_module(tpath(name), &l, &err), &err);
+		expect_same_module(m, l);
+		ln_module_release(l);
+		ln_module_release(m);
+	}
+}
+
 /* A module in two containers is written once and loads as one module. */
 static void test_shared_module(void **state)
 {
@@ -1345,6 +1390,7 @@ int main(void)
 		cmocka_unit_test(test_values_roundtrip),
 		cmocka_unit_test(test_tensor_roundtrip),
 		cmocka_unit_test(test_module_roundtrip),
+		cmocka_unit_test(test_every_registry_class),
 		cmocka_unit_test(test_shared_module),
 		cmocka_unit_test(test_custom_module_refused),
 		cmocka_unit_test(test_every_truncation),
