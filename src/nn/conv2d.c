@@ -21,9 +21,10 @@
  * 28x28 and 16->32 on 14x14, 3x3, padding 1) a forward+backward took
  * 10-40% less time than with the batched product, with one or two gemm
  * threads, mostly in backward: the (K,P) block of dL/dcol stays in cache
- * for col2im, and nothing is transposed.  The
- * columns of the last forward are kept for backward.  All buffers live in
- * the module and are reused, so after the first step of a given shape
+ * for col2im, and nothing is transposed.
+ *
+ * The columns of the last forward are kept for backward.  All buffers live
+ * in the module and are reused, so after the first step of a given shape
  * nothing is allocated.
  *
  * The direct-loop kernels ln_conv2d_forward_ref/backward_ref are the
