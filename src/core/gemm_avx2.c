@@ -1,0 +1,246 @@
+/*
+ * gemm_avx2.c -- the AVX2+FMA twin of gemm_avx512.c, for x86-64 CPUs
+ * without AVX-512:
+ *
+ *     C (m,n) = alpha * op(A) op(B) + beta * C        row-major float32
+ *
+ * Same scheme (see gemm_avx512.c): op(B) packed into panels of NR = 16
+ * columns (two ymm), kc rows each, zero beyond n, or read in place when
+ * it is untransposed and small; A read in place; a micro-kernel of MR = 6
+ * rows by 16 columns keeps its 12 accumulators in registers.  A
+ * transposed B is packed through 8x8 register transposes.
+ *
+ * Compiled for AVX2+FMA by the target pragma below; gemm.c calls in only
+ * after __builtin_cpu_supports said the CPU has both.
+ */
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "gemm_kernels.h"
+
+#if defined(__x86_64__) && defined(__GNUC__)
+
+#pragma GCC push_options
+#pragma GCC target("avx2,fma")
+#include <immintrin.h>
+
+#define MR 6
+#define NR 16
+#define KC LN_GEMM_KC
+#define NC LN_GEMM_NC
+#define DIRECT_MAX (256 * 1024)  /* floats of an untransposed B read in place */
+
+/* Lane mask (all bits set in lane l < w) for maskload/maskstore. */
+static inline __m256i lanes(int64_t w)
+{
+	static const int32_t ramp[16] = {-1, -1, -1, -1, -1, -1, -1, -1, 0, 0, 0, 0, 0, 0, 0, 0};
+	int64_t s = w >= 8 ? 8 : w <= 0 ? 0 : w;
+	return _mm256_loadu_si256((const __m256i *)(ramp + 8 - s));
+}
+
+/* ---- packing op(B) ------------------------------------------------------------- */
+
+/* op(B) = B (k,n), row stride ldb:  pb[panel][p][jj] = b[p*ldb + j0 + jj], 0 beyond n. */
+static void pack_b_n(float *pb, const float *b, int64_t ldb, int64_t kc, int64_t nc)
+{
+	for (int64_t j0 = 0; j0 < nc; j0 += NR) {
+		int64_t w = nc - j0;
+		__m256i m0 = lanes(w), m1 = lanes(w - 8);
+		const float *src = b + j0;
+		if (w >= NR) {
+			for (int64_t p = 0; p < kc; p++, src += ldb, pb += NR) {
+				_mm256_store_ps(pb, _mm256_loadu_ps(src));
+				_mm256_store_ps(pb + 8, _mm256_loadu_ps(src + 8));
+			}
+		} else {
+			for (int64_t p = 0; p < kc; p++, src += ldb, pb += NR) {
+				_mm256_store_ps(pb, _mm256_maskload_ps(src, m0));
+				_mm256_store_ps(pb + 8, _mm256_maskload_ps(src + 8, m1));
+			}
+		}
+	}
+}
+
+/* In-register transpose of an 8x8 block: r[a][b] becomes r[b][a]. */
+static inline void transpose8(__m256 r[8])
+{
+	__m256 t[8], s[8];
+	for (int i = 0; i < 4; i++) {
+		t[2 * i] = _mm256_unpacklo_ps(r[2 * i], r[2 * i + 1]);
+		t[2 * i + 1] = _mm256_unpackhi_ps(r[2 * i], r[2 * i + 1]);
+	}
+	/* s[4i+j], 128-bit lane L: column 4L+j of rows 4i..4i+3 */
+	for (int i = 0; i < 2; i++) {
+		__m256d a = _mm256_castps_pd(t[4 * i]), b = _mm256_castps_pd(t[4 * i + 2]);
+		__m256d c = _mm256_castps_pd(t[4 * i + 1]), d = _mm256_castps_pd(t[4 * i + 3]);
+		s[4 * i] = _mm256_castpd_ps(_mm256_unpacklo_pd(a, b));
+		s[4 * i + 1] = _mm256_castpd_ps(_mm256_unpackhi_pd(a, b));
+		s[4 * i + 2] = _mm256_castpd_ps(_mm256_unpacklo_pd(c, d));
+		s[4 * i + 3] = _mm256_castpd_ps(_mm256_unpackhi_pd(c, d));
+	}
+	/* row 4L+j is lane L of s[j] then lane L of s[4+j] */
+	for (int j = 0; j < 4; j++) {
+		r[j] = _mm256_permute2f128_ps(s[j], s[4 + j], 0x20);
+		r[4 + j] = _mm256_permute2f128_ps(s[j], s[4 + j], 0x31);
+	}
+}
+
+/* op(B) = B^T, B (n,k) with row stride ldb:  pb[panel][p][jj] = b[(j0+jj)*ldb + p],
+ * 0 beyond n; blocks of 8 rows by 8 values of p go through transpose8. */
+static void pack_b_t(float *pb, const float *b, int64_t ldb, int64_t kc, int64_t nc)
+{
+	for (int64_t j0 = 0; j0 < nc; j0 += NR, pb += kc * NR) {
+		for (int h = 0; h < 2; h++) {
+			int64_t rows = nc - j0 - 8 * h;
+			for (int64_t p0 = 0; p0 < kc; p0 += 8) {
+				__m256i mp = lanes(kc - p0);
+				__m256 r[8];
+				for (int t = 0; t < 8; t++)
+					r[t] = t < rows ? _mm256_maskload_ps(b + (j0 + 8 * h + t) * ldb + p0, mp)
+					                : _mm256_setzero_ps();
+				transpose8(r);
+				int64_t np = kc - p0 < 8 ? kc - p0 : 8;
+				for (int64_t q = 0; q < np; q++)
+					_mm256_store_ps(pb + (p0 + q) * NR + 8 * h, r[q]);
+			}
+		}
+	}
+}
+
+/* ---- the micro-kernel ------------------------------------------------------------ */
+
+/* C (mr, 16 masked by m0|m1) = alpha op(A) (mr,kc) panel (kc,16) + beta C;
+ * op(A)[i][p] is a[i*lda + p], or a[p*lda + i] when at.  Row p of the
+ * panel is pb[p*ldp ...] (packed: ldp = 16; B in place: ldp = ldb); full
+ * says all 16 lanes are in, else only those of m0|m1 are read and
+ * written.  C is not read when beta == 0. */
+static inline __attribute__((always_inline)) void
+micro(const int mr, const bool at, int64_t kc, const float *a, int64_t lda, const float *pb,
+      int64_t ldp, float *c, int64_t ldc, float alpha, float beta, __m256i m0, __m256i m1,
+      const bool full)
+{
+	__m256 c0[MR], c1[MR];
+#pragma GCC unroll 6
+	for (int i = 0; i < mr; i++)
+		c0[i] = c1[i] = _mm256_setzero_ps();
+	if (at) {
+		for (int64_t p = 0; p < kc; p++) {
+			__m256 b0 = full ? _mm256_loadu_ps(pb) : _mm256_maskload_ps(pb, m0);
+			__m256 b1 = full ? _mm256_loadu_ps(pb + 8) : _mm256_maskload_ps(pb + 8, m1);
+#pragma GCC unroll 6
+			for (int i = 0; i < mr; i++) {
+				__m256 av = _mm256_broadcast_ss(a + i);
+				c0[i] = _mm256_fmadd_ps(av, b0, c0[i]);
+				c1[i] = _mm256_fmadd_ps(av, b1, c1[i]);
+			}
+			a += lda;
+			pb += ldp;
+		}
+	} else {
+		/* rows 3q..3q+2 are r[q][0], r[q][lda], r[q][2*lda] */
+		const float *r[2];
+		r[0] = a;
+		r[1] = mr > 3 ? a + 3 * lda : a;
+		const int64_t lda2 = 2 * lda;
+		for (int64_t p = 0; p < kc; p++) {
+			__m256 b0 = full ? _mm256_loadu_ps(pb) : _mm256_maskload_ps(pb, m0);
+			__m256 b1 = full ? _mm256_loadu_ps(pb + 8) : _mm256_maskload_ps(pb + 8, m1);
+#pragma GCC unroll 6
+			for (int i = 0; i < mr; i++) {
+				const float *ri = r[i / 3];
+				__m256 av = _mm256_broadcast_ss(i % 3 == 0 ? ri : i % 3 == 1 ? ri + lda : ri + lda2);
+				c0[i] = _mm256_fmadd_ps(av, b0, c0[i]);
+				c1[i] = _mm256_fmadd_ps(av, b1, c1[i]);
+			}
+			r[0]++;
+			r[1]++;
+			pb += ldp;
+		}
+	}
+	__m256 va = _mm256_set1_ps(alpha), vb = _mm256_set1_ps(beta);
+#pragma GCC unroll 6
+	for (int i = 0; i < mr; i++) {
+		float *ci = c + i * ldc;
+		__m256 x0 = _mm256_mul_ps(va, c0[i]), x1 = _mm256_mul_ps(va, c1[i]);
+		if (full) {
+			if (beta != 0.0f) {
+				x0 = _mm256_fmadd_ps(vb, _mm256_loadu_ps(ci), x0);
+				x1 = _mm256_fmadd_ps(vb, _mm256_loadu_ps(ci + 8), x1);
+			}
+			_mm256_storeu_ps(ci, x0);
+			_mm256_storeu_ps(ci + 8, x1);
+		} else {
+			if (beta != 0.0f) {
+				x0 = _mm256_fmadd_ps(vb, _mm256_maskload_ps(ci, m0), x0);
+				x1 = _mm256_fmadd_ps(vb, _mm256_maskload_ps(ci + 8, m1), x1);
+			}
+			_mm256_maskstore_ps(ci, m0, x0);
+			_mm256_maskstore_ps(ci + 8, m1, x1);
+		}
+	}
+}
+
+typedef void (*micro_fn)(int64_t kc, const float *a, int64_t lda, const float *pb, int64_t ldp,
+                         float *c, int64_t ldc, float alpha, float beta, __m256i m0, __m256i m1,
+                         bool full);
+
+#define KERNEL(mr, at, name)                                                                 \
+	static void name(int64_t kc, const float *a, int64_t lda, const float *pb, int64_t ldp,   \
+	                 float *c, int64_t ldc, float alpha, float beta, __m256i m0, __m256i m1,  \
+	                 bool full)                                                              \
+	{                                                                                        \
+		if (full)                                                                            \
+			micro(mr, at, kc, a, lda, pb, ldp, c, ldc, alpha, beta, m0, m1, true);           \
+		else                                                                                 \
+			micro(mr, at, kc, a, lda, pb, ldp, c, ldc, alpha, beta, m0, m1, false);          \
+	}
+#define KERNELS(mr) KERNEL(mr, false, micro_n##mr) KERNEL(mr, true, micro_t##mr)
+KERNELS(1) KERNELS(2) KERNELS(3) KERNELS(4) KERNELS(5) KERNELS(6)
+
+/* kernels[at][mr] */
+static const micro_fn kernels[2][MR + 1] = {
+	{NULL, micro_n1, micro_n2, micro_n3, micro_n4, micro_n5, micro_n6},
+	{NULL, micro_t1, micro_t2, micro_t3, micro_t4, micro_t5, micro_t6},
+};
+
+/* ---- the blocked product ---------------------------------------------------------- */
+
+/* As ln_gemm_avx512_part (gemm_kernels.h): rows [i0,i1), columns [j0,j1). */
+void ln_gemm_avx2_part(bool ta, bool tb, int64_t i0, int64_t i1, int64_t j0, int64_t j1,
+                       int64_t k, float alpha, const float *a, int64_t lda, const float *b,
+                       int64_t ldb, float beta, float *c, int64_t ldc, float *pb)
+{
+	int64_t nkb = (k + KC - 1) / KC;
+	int64_t kcb = ((k + nkb - 1) / nkb + 7) / 8 * 8;
+	const micro_fn *kern = kernels[ta ? 1 : 0];
+	bool direct = !tb && (k <= 64 || k * (j1 - j0) <= DIRECT_MAX);
+	for (int64_t jc = j0; jc < j1; jc += NC) {
+		int64_t nc = j1 - jc < NC ? j1 - jc : NC;
+		for (int64_t pc = 0; pc < k; pc += kcb) {
+			int64_t kc = k - pc < kcb ? k - pc : kcb;
+			if (tb)
+				pack_b_t(pb, b + jc * ldb + pc, ldb, kc, nc);
+			else if (!direct)
+				pack_b_n(pb, b + pc * ldb + jc, ldb, kc, nc);
+			float bt = pc == 0 ? beta : 1.0f;
+			for (int64_t ic = i0; ic < i1; ic += MR) {
+				int64_t mr = i1 - ic < MR ? i1 - ic : MR;
+				const float *ap = ta ? a + pc * lda + ic : a + ic * lda + pc;
+				for (int64_t jr = 0; jr < nc; jr += NR) {
+					int64_t w = nc - jr;
+					float *cp = c + ic * ldc + jc + jr;
+					if (direct)
+						kern[mr](kc, ap, lda, b + pc * ldb + jc + jr, ldb, cp, ldc, alpha, bt,
+						         lanes(w), lanes(w - 8), w >= NR);
+					else
+						kern[mr](kc, ap, lda, pb + jr * kc, NR, cp, ldc, alpha, bt, lanes(w),
+						         lanes(w - 8), w >= NR);
+				}
+			}
+		}
+	}
+}
+
+#pragma GCC pop_options
+
+#endif
