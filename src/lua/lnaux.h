@@ -59,6 +59,23 @@ void lnL_gcpressure(lua_State *L, size_t bytes);
  * unless warnings were turned off with lunet.warnings(false). */
 void lnL_warn_once(lua_State *L, const char *key, const char *msg);
 
+/* Modules and optimisers in Lua are userdata boxes holding one reference
+ * (NULL once closed), with metatables "lunet.nn.<Class>" and
+ * "lunet.optim.<Kind>".  These let other bindings (save/load) use them
+ * without knowing that layout. */
+struct ln_module;
+struct ln_optim;
+typedef struct lnL_module_box { struct ln_module *m; } lnL_module_box;
+typedef struct lnL_optim_box { struct ln_optim *opt; } lnL_optim_box;
+
+/* The module box at idx, or NULL if the value is not a module. */
+lnL_module_box *lnL_testmodule(lua_State *L, int idx);
+/* Pushes a new Lua object for m, taking one new reference to it.  Raises
+ * if m's class has no binding. */
+void lnL_pushmodule(lua_State *L, struct ln_module *m);
+/* The optimiser box at idx, or NULL if the value is not an optimiser. */
+lnL_optim_box *lnL_testoptim(lua_State *L, int idx);
+
 /* Each registers its functions into the table on top of the stack (the
  * lunet table); nn, optim and data create their sub-tables. */
 void lnL_open_tensor(lua_State *L);

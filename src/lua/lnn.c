@@ -33,7 +33,7 @@
 #define LOSS_MARK "__lunet_loss"
 #define EXTERNAL_REG "lunet.external"
 
-typedef struct module_box { ln_module *m; } module_box;
+typedef lnL_module_box module_box;
 typedef struct loss_box { ln_loss *c; } loss_box;
 
 /* The thread that called the binding function now running; external
@@ -119,7 +119,7 @@ static void check_options_table(lua_State *L, int arg, const char *fname)
 
 /* ---- module userdata ------------------------------------------------------- */
 
-static module_box *test_module(lua_State *L, int idx)
+lnL_module_box *lnL_testmodule(lua_State *L, int idx)
 {
 	if (lua_type(L, idx) != LUA_TUSERDATA || !lua_getmetatable(L, idx))
 		return NULL;
@@ -128,9 +128,10 @@ static module_box *test_module(lua_State *L, int idx)
 	return marked ? lua_touserdata(L, idx) : NULL;
 }
 
+
 static ln_module *check_module(lua_State *L, int idx)
 {
-	module_box *b = test_module(L, idx);
+	module_box *b = lnL_testmodule(L, idx);
 	if (!b)
 		luaL_typeerror(L, idx, "lunet module");
 	if (!b->m)
@@ -150,6 +151,18 @@ static module_box *new_module_box(lua_State *L, const ln_module_class *cls)
 	lua_newtable(L);
 	lua_setiuservalue(L, -2, 1);
 	return b;
+}
+
+void lnL_pushmodule(lua_State *L, ln_module *m)
+{
+	char mt[64];
+	snprintf(mt, sizeof mt, MODULE_MT_PREFIX "%s", m->cls->name);
+	if (luaL_getmetatable(L, mt) != LUA_TTABLE)
+		luaL_error(L, "no Lua binding for module class %s", m->cls->name);
+	lua_pop(L, 1);
+	module_box *b = new_module_box(L, m->cls);
+	ln_module_retain(m);
+	b->m = m;
 }
 
 /* Finishes a constructor: raises on failure, else returns the userdata. */
@@ -311,7 +324,7 @@ static void call_on_lua_children(lua_State *L, int idx, const char *name)
 				continue;
 			}
 			lua_pop(L, 1);
-		} else if (test_module(L, -1)) {
+		} else if (lnL_testmodule(L, -1)) {
 			lua_getfield(L, -1, name);
 			lua_insert(L, -2);
 			lua_call(L, 1, 0);
@@ -570,7 +583,7 @@ static void sequential_append(lua_State *L, ln_module *seq, int idx, const char 
 	ln_error err;
 	ln_module *child;
 	bool wrapped = false;
-	module_box *b = test_module(L, idx);
+	module_box *b = lnL_testmodule(L, idx);
 	if (b) {
 		child = check_module(L, idx);
 		if (child == seq)
@@ -1136,7 +1149,7 @@ static void register_loss_class(lua_State *L, const char *name, int methods_idx)
 /* nn.is_module(v) -> boolean */
 static int l_is_module(lua_State *L)
 {
-	lua_pushboolean(L, test_module(L, 1) != NULL);
+	lua_pushboolean(L, lnL_testmodule(L, 1) != NULL);
 	return 1;
 }
 

@@ -20,9 +20,7 @@
 #include "lnaux.h"
 #include "nn/optim.h"
 
-typedef struct optim_ud {
-	ln_optim *opt;  /* NULL until built, and after close */
-} optim_ud;
+typedef lnL_optim_box optim_ud;  /* opt: NULL until built, and after close */
 
 /* One metatable per optimiser name, so that type errors and tostring
  * name the class; all share the same methods. */
@@ -46,16 +44,23 @@ static int raise_optim(lua_State *L, const ln_error *err)
 	return luaL_error(L, "optim.%s", err->msg);
 }
 
-/* The optimiser at arg (any kind), or a type error. */
-static optim_ud *check_ud(lua_State *L, int arg)
+lnL_optim_box *lnL_testoptim(lua_State *L, int idx)
 {
 	for (int i = 0; MT_NAMES[i]; i++) {
-		optim_ud *u = luaL_testudata(L, arg, MT_NAMES[i]);
+		optim_ud *u = luaL_testudata(L, idx, MT_NAMES[i]);
 		if (u)
 			return u;
 	}
-	luaL_typeerror(L, arg, "lunet optimizer");
 	return NULL;
+}
+
+/* The optimiser at arg (any kind), or a type error. */
+static optim_ud *check_ud(lua_State *L, int arg)
+{
+	optim_ud *u = lnL_testoptim(L, arg);
+	if (!u)
+		luaL_typeerror(L, arg, "lunet optimizer");
+	return u;
 }
 
 static ln_optim *check_optim(lua_State *L, int arg)

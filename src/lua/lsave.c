@@ -32,9 +32,9 @@
  *     local opt = optim[st.kind](model, st.options)
  *     opt:load_state(st)
  *
- * Module and optimizer userdata are laid out here as lnn.c and loptim.c
- * lay them out: a box holding one pointer, with the metatables
- * "lunet.nn.<Class>" (marked with MODULE_MARK) and "lunet.optim.<Kind>".
+ * Module and optimizer userdata are reached through lnaux.h
+ * (lnL_testmodule, lnL_pushmodule, lnL_testoptim), so their layout stays
+ * private to lnn.c and loptim.c.
  */
 #include <assert.h>
 #include <stdio.h>
@@ -49,38 +49,11 @@
 #include "nn/module.h"
 #include "nn/optim.h"
 
-#define MODULE_MT_PREFIX "lunet.nn."
-#define MODULE_MARK "__lunet_module"
 #define WRITER_MT "lunet.save.writer"
 #define READER_MT "lunet.save.reader"
 
-typedef struct module_box { ln_module *m; } module_box;  /* as in lnn.c */
-typedef struct optim_box { ln_optim *opt; } optim_box;   /* as in loptim.c */
-
-static const char *const OPTIM_MT[] = {
-	"lunet.optim.SGD", "lunet.optim.Adam", "lunet.optim.AdamW", "lunet.optim.RMSprop", NULL,
-};
-
-/* The module box at idx, or NULL if the value is not a module. */
-static module_box *test_module(lua_State *L, int idx)
-{
-	if (lua_type(L, idx) != LUA_TUSERDATA || !lua_getmetatable(L, idx))
-		return NULL;
-	int marked = lua_getfield(L, -1, MODULE_MARK) != LUA_TNIL;
-	lua_pop(L, 2);
-	return marked ? lua_touserdata(L, idx) : NULL;
-}
-
-/* The optimizer box at idx, or NULL. */
-static optim_box *test_optim(lua_State *L, int idx)
-{
-	for (int i = 0; OPTIM_MT[i]; i++) {
-		optim_box *b = luaL_testudata(L, idx, OPTIM_MT[i]);
-		if (b)
-			return b;
-	}
-	return NULL;
-}
+typedef lnL_module_box module_box;
+typedef lnL_optim_box optim_box;
 
 /* ---- resources held across Lua calls ------------------------------------------
  *
@@ -369,7 +342,7 @@ static void save_userdata(saver *S, int idx)
 		lua_rawset(L, S->ids);
 		return;
 	}
-	module_box *mb = test_module(L, idx);
+	module_box *mb = lnL_testmodule(L, idx);
 	if (mb) {
 		if (!mb->m)
 			fail_at(S, "cannot save a closed module");
@@ -377,7 +350,7 @@ static void save_userdata(saver *S, int idx)
 			fail_status(S, &err);
 		return;
 	}
-	optim_box *ob = test_optim(L, idx);
+	optim_box *ob = lnL_testoptim(L, idx);
 	if (ob) {
 		if (!ob->opt)
 			fail_at(S, "cannot save a closed optimizer");
@@ -533,23 +506,16 @@ static void load_table(loader *Ld)
 	ln_read_table_end(Ld->r, id);
 }
 
-/* Pushes a new userdata for module m, as lnn.c makes them: metatable
- * "lunet.nn.<Class>", a user value table; it holds its own reference. */
 static void push_module(loader *Ld, ln_module *m)
 {
 	lua_State *L = Ld->L;
-	module_box *b = lua_newuserdatauv(L, sizeof *b, 1);
-	b->m = NULL;
 	char mt[96];
-	snprintf(mt, sizeof mt, MODULE_MT_PREFIX "%s", m->cls->name);
+	snprintf(mt, sizeof mt, "lunet.nn.%s", m->cls->name);
 	if (luaL_getmetatable(L, mt) != LUA_TTABLE)
 		luaL_error(L, "lunet.load: %s: no Lua binding for module class %s", Ld->path,
 		           m->cls->name);
-	lua_setmetatable(L, -2);
-	lua_newtable(L);
-	lua_setiuservalue(L, -2, 1);
-	ln_module_retain(m);
-	b->m = m;
+	lua_pop(L, 1);
+	lnL_pushmodule(L, m);
 }
 
 /* A module record: the root and the descendants that were new in it get
@@ -746,7 +712,7 @@ static void push_optim(loader *Ld, const ln_saved_optim *s)
 	if (lua_pcall(L, 3, 1, 0) != LUA_OK)
 		luaL_error(L, "lunet.load: %s: cannot rebuild the %s optimizer: %s", Ld->path, kind,
 		           lua_tostring(L, -1));
-	optim_box *ob = test_optim(L, -1);
+	optim_box *ob = lnL_testoptim(L, -1);
 	if (!ob || !ob->opt)
 		luaL_error(L, "lunet.load: %s: optim.%s did not return an optimizer", Ld->path, kind);
 	ln_error err;
