@@ -10,7 +10,10 @@
 --
 --   RESULT side=lunet workload=... threads=... steps=... samples=... seconds=...
 --          samples_per_s=... allocs_per_step=... peak_rss_kb=...
---          flops_per_step=... gemm_s_per_step=... gemm_gflops=...
+--          flops_per_step=... gemm_s_per_step=... gemm_gflops=... loss=...
+--
+-- loss is that of the last timed step: the two sides should agree
+-- roughly, a check that they train the same network on the same data.
 --
 -- Data loading, model construction and a few warm-up steps are outside
 -- the timed region.  Allocations are counted by lunet's allocator
@@ -83,7 +86,7 @@ local function gemm_bound(products, budget)
 end
 
 -- ---- workloads ---------------------------------------------------------------
--- Each returns step(i) (one training step on batch i), the number of
+-- Each returns step(i) (one training step on batch i, returning its loss), the number of
 -- timed steps, samples per step, warm-up steps, and the products of a step.
 -- Weights keep lunet's default initialisation, He normal (std
 -- sqrt(2/fan_in)) with zero biases; torch_bench.py sets the same.
@@ -97,9 +100,10 @@ local function tiny()
 	local function step()
 		opt:zero_grad()
 		local out = model:forward(x)
-		crit:forward(out, y)
+		local loss = crit:forward(out, y)
 		model:backward(x, crit:backward(out, y))
 		opt:step()
+		return loss
 	end
 	local products = {}
 	linear_products(products, 4, 2, 8)
@@ -127,9 +131,10 @@ local function classifier(model, batch, xs, ys)
 		local xb, yb = xs[(i - 1) % nb + 1], ys[(i - 1) % nb + 1]
 		opt:zero_grad()
 		local out = model:forward(xb)
-		crit:forward(out, yb)
+		local loss = crit:forward(out, yb)
 		model:backward(xb, crit:backward(out, yb))
 		opt:step()
+		return loss
 	end, nb
 end
 
@@ -176,7 +181,8 @@ collectgarbage()
 collectgarbage()
 local a0 = lunet.alloc_stats()
 local t0 = lunet.clock()
-for i = 1, nsteps do step(i) end
+local loss
+for i = 1, nsteps do loss = step(i) end
 local t1 = lunet.clock()
 local seconds = t1 - t0
 -- the timed window on the monotonic clock, for `perf report --time`
@@ -190,7 +196,7 @@ local gemm_s, flops = gemm_bound(products, workload == "tiny" and 0.02 or 0.1)
 
 print(string.format("RESULT side=lunet workload=%s threads=%d blas_threads=%d steps=%d samples=%d " ..
 	"seconds=%.6f samples_per_s=%.1f allocs_per_step=%.3f peak_rss_kb=%d flops_per_step=%.0f " ..
-	"gemm_s_per_step=%.9f gemm_gflops=%.3f",
+	"gemm_s_per_step=%.9f gemm_gflops=%.3f loss=%.4g",
 	workload, threads, lunet.gemm_threads(), nsteps, nsteps * per_step, seconds,
 	nsteps * per_step / seconds, allocs_per_step, peak_rss_kb(), flops, gemm_s,
-	flops / gemm_s * 1e-9))
+	flops / gemm_s * 1e-9, loss))

@@ -10,7 +10,9 @@ optimiser and hyper-parameters, the same warm-up and timed steps.  The
 last line printed is
 
     RESULT side=torch workload=... threads=... steps=... samples=... seconds=...
-           samples_per_s=... peak_rss_kb=...
+           samples_per_s=... peak_rss_kb=... loss=...
+
+loss is that of the last timed step, to compare with lunet's.
 """
 import gzip
 import os
@@ -68,6 +70,7 @@ def classifier(model, xs, ys):
         loss = crit(out, yb)
         loss.backward()
         opt.step()
+        return loss.item()
     return step, nb
 
 
@@ -84,6 +87,7 @@ def tiny():
         loss = crit(out, y)
         loss.backward()
         opt.step()
+        return loss.item()
     return step, 10000, 4, 100
 
 
@@ -134,13 +138,13 @@ def main():
         step(i)
     t0 = time.perf_counter()
     for i in range(1, nsteps + 1):
-        step(i)
+        loss = step(i)
     seconds = time.perf_counter() - t0
 
     print(f"RESULT side=torch workload={workload} threads={threads} "
           f"torch_threads={torch.get_num_threads()} steps={nsteps} samples={nsteps * per_step} "
           f"seconds={seconds:.6f} samples_per_s={nsteps * per_step / seconds:.1f} "
-          f"peak_rss_kb={peak_rss_kb()}")
+          f"peak_rss_kb={peak_rss_kb()} loss={loss:.4g}")
     return 0
 
 
