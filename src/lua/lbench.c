@@ -1,7 +1,6 @@
 /*
  * lbench.c -- measuring hooks for benchmarks and allocation checks:
  *
- *   lunet.clock()                      --> seconds (monotonic wall clock)
  *   lunet.alloc_stats()                --> {allocs=, frees=, failures=,
  *                                           bytes_live=, bytes_peak=}
  *   lunet.gemm_threads([n])            --> threads the matrix library uses
@@ -12,8 +11,9 @@
  * bench_gemm times the engine's own matrix product (ln_gemm, that is
  * cblas_sgemm) on buffers allocated once, outside the timed region, so
  * that a script can compare a training step against the time its matrix
- * products alone would take.  os.clock() is no substitute for
- * lunet.clock(): it counts processor time summed over all threads.
+ * products alone would take.  Scripts time their steps with lunet.clock()
+ * (lunet.c), a monotonic wall clock: os.clock() counts processor time
+ * summed over all threads.
  */
 #define _POSIX_C_SOURCE 200112L  /* clock_gettime */
 
@@ -34,13 +34,6 @@ static double now(void)
 	struct timespec ts;
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-/* lunet.clock() -> seconds as a float; only differences are meaningful. */
-static int l_clock(lua_State *L)
-{
-	lua_pushnumber(L, now());
-	return 1;
 }
 
 /* lunet.alloc_stats() -> a new table of the process-wide ln_malloc
@@ -166,7 +159,6 @@ static int l_bench_gemm(lua_State *L)
 void lnL_open_bench(lua_State *L)
 {
 	static const luaL_Reg funcs[] = {
-		{"clock", l_clock},
 		{"alloc_stats", l_alloc_stats},
 		{"gemm_threads", l_gemm_threads},
 		{"bench_gemm", l_bench_gemm},
