@@ -9,38 +9,10 @@ local lunet = lunet or require "lunet"
 local data = lunet.data
 
 local SEED = 9001
-lunet.seed(SEED)
-
-local passed, failed, skipped = 0, 0, 0
-
-local function test(name, fn)
-	local ok, err = pcall(fn)
-	if ok then
-		passed = passed + 1
-	else
-		failed = failed + 1
-		print(string.format("FAIL %s: %s (seed %d)", name, tostring(err), SEED))
-	end
-end
-
-local function eq(got, want, what)
-	if got ~= want then
-		error(string.format("%s: expected %s, got %s", what or "value", tostring(want),
-			tostring(got)), 2)
-	end
-end
-
-local function truthy(v, what)
-	if not v then error((what or "condition") .. " is false", 2) end
-end
-
-local function raises(want, fn, ...)
-	local ok, err = pcall(fn, ...)
-	if ok then error("expected an error containing '" .. want .. "', got success", 2) end
-	if not tostring(err):find(want, 1, true) then
-		error(string.format("expected an error containing '%s', got '%s'", want, tostring(err)), 2)
-	end
-end
+local harness = dofile((arg[0]:match("^(.*)/") or ".") .. "/harness.lua")
+local h = harness.new{seed = SEED}
+-- raises(want, fn, ...): fn(...) must fail with a message containing `want`.
+local test, eq, truthy, raises = h.test, h.eq, h.truthy, h.raises
 
 -- Temporary files, removed at the end.
 local tmpbase = os.tmpname()
@@ -329,11 +301,8 @@ if have_fashion then
 		truthy(math.abs(ds.test.x:get(1, 14 * 28 + 15) - v / 255) < 1e-7, "pixel scaling")
 	end)
 else
-	skipped = skipped + 1
-	print("skip fashion_mnist: " .. FASHION .. " not installed")
+	h.skip("fashion_mnist", FASHION .. " not installed")
 end
 
 for _, p in ipairs(tmpfiles) do os.remove(p) end
-print(string.format("%d passed, %d failed%s", passed, failed,
-	skipped > 0 and string.format(" (%d skipped)", skipped) or ""))
-if failed > 0 then error(failed .. " test(s) failed", 0) end
+h.done()

@@ -6,29 +6,17 @@ local lunet = lunet or require "lunet"
 local nn, optim = lunet.nn, lunet.optim
 
 local SEED = 20261127
-lunet.seed(SEED)
+local harness = dofile((arg[0]:match("^(.*)/") or ".") .. "/harness.lua")
+local h = harness.new{seed = SEED}
+-- raises(want, fn, ...): fn(...) must fail with a message containing `want`.
+local test, check, raises = h.test, h.check, h.raises
 
-local passed, failed = 0, 0
-
-local function test(name, fn)
-	local ok, err = pcall(fn)
-	if ok then
-		passed = passed + 1
-	else
-		failed = failed + 1
-		print(string.format("FAIL %s: %s (seed %d)", name, tostring(err), SEED))
-	end
-end
-
+-- Quotes both values (%q), as the strings compared here hold newlines.
 local function eq(got, want, what)
 	if got ~= want then
 		error(string.format("%s: expected %q, got %q", what or "value", tostring(want),
 			tostring(got)), 2)
 	end
-end
-
-local function check(cond, what)
-	if not cond then error(what or "check failed", 2) end
 end
 
 -- pcall(fn, ...) must fail with exactly the message `want`.
@@ -37,15 +25,6 @@ local function raises_exactly(want, fn, ...)
 	if ok then error("expected an error: " .. want, 2) end
 	if tostring(err) ~= want then
 		error(string.format("expected error %q, got %q", want, tostring(err)), 2)
-	end
-end
-
--- pcall(fn, ...) must fail with a message containing `want`.
-local function raises(want, fn, ...)
-	local ok, err = pcall(fn, ...)
-	if ok then error("expected an error: " .. want, 2) end
-	if not tostring(err):find(want, 1, true) then
-		error(string.format("expected an error containing %q, got %q", want, tostring(err)), 2)
 	end
 end
 
@@ -616,5 +595,4 @@ else
 end
 
 os.execute("rm -rf " .. shell_quote(ROOT))
-print(string.format("%d passed, %d failed", passed, failed))
-if failed > 0 then error(failed .. " test(s) failed", 0) end
+h.done()

@@ -3,35 +3,9 @@
 local lunet = lunet or require "lunet"
 local nn = lunet.nn
 
-local passed, failed = 0, 0
-local function test(name, fn)
-	lunet.seed(1234)
-	local ok, err = pcall(fn)
-	if ok then
-		passed = passed + 1
-	else
-		failed = failed + 1
-		io.stderr:write(string.format("FAIL %s (seed 1234): %s\n", name, tostring(err)))
-	end
-end
-
-local function check(cond, msg)
-	if not cond then
-		error(msg or "check failed", 2)
-	end
-end
-
--- Calls fn, expects an error whose message contains every string given.
-local function check_error(fn, ...)
-	local ok, err = pcall(fn)
-	check(not ok, "expected an error, got none")
-	err = tostring(err)
-	for _, want in ipairs{...} do
-		if not err:find(want, 1, true) then
-			error(string.format("error message %q lacks %q", err, want), 2)
-		end
-	end
-end
+local harness = dofile((arg[0]:match("^(.*)/") or ".") .. "/harness.lua")
+local h = harness.new{seed = 1234, reseed = true}
+local test, check, check_error = h.test, h.check, h.check_error
 
 local function check_grad(obj, x, target, opts)
 	local ok, err, where = nn.gradcheck(obj, x, target, opts)
@@ -367,7 +341,4 @@ test("softmax applied twice draws one warning; lunet.warnings(false) silences it
 	check(not out:find("NLLLoss takes", 1, true), "silenced: " .. out)
 end)
 
-print(string.format("%d passed, %d failed", passed, failed))
-if failed > 0 then
-	error(failed .. " test(s) failed")
-end
+h.done()

@@ -9,42 +9,10 @@ local lunet = lunet or require "lunet"
 local nn, optim = lunet.nn, lunet.optim
 
 local SEED = 424242
-lunet.seed(SEED)
-
-local passed, failed = 0, 0
-
-local function test(name, fn)
-	local ok, err = pcall(fn)
-	if ok then
-		passed = passed + 1
-	else
-		failed = failed + 1
-		print(string.format("FAIL %s: %s (seed %d)", name, tostring(err), SEED))
-	end
-end
-
-local function eq(got, want, what)
-	if got ~= want then
-		error(string.format("%s: expected %s, got %s", what or "value", tostring(want),
-			tostring(got)), 2)
-	end
-end
-
-local function near(got, want, tol, what)
-	tol = tol or 1e-6
-	if type(got) ~= "number" or not (math.abs(got - want) <= tol * math.max(1, math.abs(want))) then
-		error(string.format("%s: expected %.9g, got %s", what or "value", want, tostring(got)), 2)
-	end
-end
-
--- pcall(fn, ...) must fail with a message containing `want` (plain text).
-local function raises(want, fn, ...)
-	local ok, err = pcall(fn, ...)
-	if ok then error("expected an error containing '" .. want .. "', got success", 2) end
-	if not tostring(err):find(want, 1, true) then
-		error(string.format("expected an error containing '%s', got '%s'", want, tostring(err)), 2)
-	end
-end
+local harness = dofile((arg[0]:match("^(.*)/") or ".") .. "/harness.lua")
+local h = harness.new{seed = SEED}
+-- raises(want, fn, ...): fn(...) must fail with a message containing `want`.
+local test, eq, near, raises = h.test, h.eq, h.near, h.raises
 
 -- Two parameters p1 {2,2}, p2 {3} and their gradients.
 local P0 = {0.5, -1.0, 2.0, 0.25, -0.3, 0.8, 1.5}
@@ -447,5 +415,4 @@ test("schedules", function()
 	raises("optim.schedules.step: gamma must be a finite number, got nil", s.step, 0.1, 3)
 end)
 
-print(string.format("%d passed, %d failed", passed, failed))
-if failed > 0 then error(failed .. " test(s) failed", 0) end
+h.done()

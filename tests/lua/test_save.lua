@@ -10,42 +10,11 @@ local lunet = lunet or require "lunet"
 local nn, optim = lunet.nn, lunet.optim
 
 local SEED = 8675309
-local passed, failed = 0, 0
-
-local function test(name, fn)
-	lunet.seed(SEED)
-	local ok, err = pcall(fn)
-	if ok then
-		passed = passed + 1
-	else
-		failed = failed + 1
-		io.stderr:write(string.format("FAIL %s (seed %d): %s\n", name, SEED, tostring(err)))
-	end
-end
-
-local function check(cond, msg)
-	if not cond then error(msg or "check failed", 2) end
-end
-
-local function eq(got, want, what)
-	if got ~= want then
-		error(string.format("%s: expected %s, got %s", what or "value", tostring(want),
-			tostring(got)), 2)
-	end
-end
-
--- fn(...) must fail with a message containing every string given (plain).
-local function check_error(fn, ...)
-	local ok, err = pcall(fn)
-	check(not ok, "expected an error, got none")
-	err = tostring(err)
-	for _, want in ipairs{...} do
-		if not err:find(want, 1, true) then
-			error(string.format("error message %q lacks %q", err, want), 2)
-		end
-	end
-	return err
-end
+local harness = dofile((arg[0]:match("^(.*)/") or ".") .. "/harness.lua")
+local h = harness.new{seed = SEED, reseed = true}
+-- check_error(fn, ...): fn() must fail with a message containing every
+-- string given (plain).
+local test, check, eq, check_error = h.test, h.check, h.eq, h.check_error
 
 -- ---- files ----------------------------------------------------------------------
 
@@ -621,7 +590,4 @@ end)
 
 os.execute("rm -rf '" .. dir .. "'")
 
-print(string.format("%d passed, %d failed", passed, failed))
-if failed > 0 then
-	error(failed .. " test(s) failed")
-end
+h.done()

@@ -7,51 +7,13 @@
 local lunet = lunet or require "lunet"
 
 local SEED = 20240611
-lunet.seed(SEED)
+local harness = dofile((arg[0]:match("^(.*)/") or ".") .. "/harness.lua")
+local h = harness.new{seed = SEED}
+local test, eq, near, truthy = h.test, h.eq, h.near, h.truthy
 
-local passed, failed = 0, 0
-
-local function test(name, fn)
-	local ok, err = pcall(fn)
-	if ok then
-		passed = passed + 1
-	else
-		failed = failed + 1
-		print(string.format("FAIL %s: %s (seed %d)", name, tostring(err), SEED))
-	end
-end
-
-local function eq(got, want, what)
-	if got ~= want then
-		error(string.format("%s: expected %s, got %s", what or "value", tostring(want),
-			tostring(got)), 2)
-	end
-end
-
-local function near(got, want, tol, what)
-	tol = tol or 1e-6
-	if type(got) ~= "number" or not (math.abs(got - want) <= tol * math.max(1, math.abs(want))) then
-		error(string.format("%s: expected %.9g, got %s", what or "value", want, tostring(got)), 2)
-	end
-end
-
-local function truthy(v, what)
-	if not v then error((what or "condition") .. " is false", 2) end
-end
-
--- Calls fn and checks that it raises an error containing every string in
--- the list (plain find).
-local function raises(fn, ...)
-	local ok, err = pcall(fn)
-	if ok then error("expected an error, got none", 2) end
-	err = tostring(err)
-	for _, s in ipairs({...}) do
-		if not string.find(err, s, 1, true) then
-			error(string.format("error %q does not contain %q", err, s), 2)
-		end
-	end
-	return err
-end
+-- raises(fn, ...): fn() must raise an error containing every string in the
+-- list (plain find); the harness's check_error, under this file's name.
+local raises = h.check_error
 
 -- Deep comparison of nested tables of numbers (with tolerance).
 local function same(got, want, tol, path)
@@ -824,7 +786,4 @@ test("temporaries are collected (storage reported to the GC)", function()
 	eq(#ballast, 500000)
 end)
 
-print(string.format("%d passed, %d failed", passed, failed))
-if failed > 0 then
-	error(string.format("%d test(s) failed (seed %d)", failed, SEED))
-end
+h.done()

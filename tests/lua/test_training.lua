@@ -3,22 +3,11 @@
 local lunet = lunet or require "lunet"
 local nn, optim, data = lunet.nn, lunet.optim, lunet.data
 
-local passed, failed = 0, 0
-local function test(name, fn)
-	local ok, err = pcall(fn)
-	if ok then
-		passed = passed + 1
-	else
-		failed = failed + 1
-		io.stderr:write(string.format("FAIL %s: %s\n", name, tostring(err)))
-	end
-end
-
-local function check(cond, msg)
-	if not cond then
-		error(msg or "check failed", 2)
-	end
-end
+local harness = dofile((arg[0]:match("^(.*)/") or ".") .. "/harness.lua")
+-- 0x5eed is the generator's seed at start-up: seeding with it changes
+-- nothing, and a failure can name it.
+local h = harness.new{seed = 0x5eed}
+local test, check = h.test, h.check
 
 -- A synthetic 3-class problem: class c centred at a different point.
 local function blobs(n, dim)
@@ -127,7 +116,4 @@ test("a CNN step runs and lowers the loss on a fixed batch", function()
 	check(bn.running_mean:abs():max() > 0, "running statistics were updated in training")
 end)
 
-print(string.format("%d passed, %d failed", passed, failed))
-if failed > 0 then
-	error(failed .. " test(s) failed")
-end
+h.done()
