@@ -8,9 +8,14 @@
 -- the number of timed steps (for profiling a shortened run).  The last
 -- line printed is
 --
---   RESULT side=lunet workload=... threads=... steps=... samples=... seconds=...
---          samples_per_s=... allocs_per_step=... peak_rss_kb=...
---          flops_per_step=... gemm_s_per_step=... gemm_gflops=... loss=...
+--   RESULT side=lunet workload=... threads=... gemm_threads=... gemm_impl=...
+--          steps=... samples=... seconds=... samples_per_s=... allocs_per_step=...
+--          peak_rss_kb=... flops_per_step=... gemm_s_per_step=... gemm_gflops=...
+--          blas_s_per_step=... blas_gflops=... loss=...
+--
+-- gemm_* is the time of the step's matrix products alone, made by ln_gemm
+-- as the layers make them (lunet's own kernels where the CPU has them);
+-- blas_* the same products through OpenBLAS's cblas_sgemm.
 --
 -- loss is that of the last timed step: the two sides should agree
 -- roughly, a check that they train the same network on the same data.
@@ -29,7 +34,7 @@ if not WORKLOADS[workload] or not threads or threads < 1 or threads % 1 ~= 0 the
 end
 local steps_override = tonumber(arg[3])
 
-for _, f in ipairs{"clock", "alloc_stats", "bench_gemm", "gemm_threads"} do
+for _, f in ipairs{"clock", "alloc_stats", "bench_gemm", "gemm_threads", "gemm_impl"} do
 	if not lunet[f] then
 		error("lunet." .. f .. " is missing: this lunet was built without the bench hooks (src/lua/lbench.c)")
 	end
@@ -70,15 +75,17 @@ local function conv_products(list, N, cin, cout, k, P)
 	list[#list + 1] = {true, false, K, P, cout, 0, N}
 end
 
--- Times every product of a step; returns seconds per step and the FLOPs
--- of a step (2*m*n*k per product).  Each shape runs for ~budget seconds.
-local function gemm_bound(products, budget)
+-- Times every product of a step with the product code `impl` ("auto":
+-- what the layers use; "blas": OpenBLAS's cblas_sgemm); returns seconds
+-- per step and the FLOPs of a step (2*m*n*k per product).  Each shape
+-- runs for ~budget seconds.
+local function gemm_bound(products, budget, impl)
 	local total_s, flops = 0, 0
 	for _, p in ipairs(products) do
 		local ta, tb, m, n, k, beta, count = table.unpack(p)
-		local s = lunet.bench_gemm(m, n, k, ta, tb, 3, beta)
+		local s = lunet.bench_gemm(m, n, k, ta, tb, 3, beta, impl)
 		local iters = math.max(3, math.floor(budget / (s / 3)))
-		s = lunet.bench_gemm(m, n, k, ta, tb, iters, beta)
+		s = lunet.bench_gemm(m, n, k, ta, tb, iters, beta, impl)
 		total_s = total_s + count * s / iters
 		flops = flops + count * 2 * m * n * k
 	end
@@ -191,12 +198,16 @@ io.stderr:write(string.format("TIMED %.6f,%.6f\n", t0, t1))
 local a1 = lunet.alloc_stats()
 local allocs_per_step = (a1.allocs - a0.allocs) / nsteps
 
--- the GEMM-only bound for the same shapes, measured after the timed loop
-local gemm_s, flops = gemm_bound(products, workload == "tiny" and 0.02 or 0.1)
+-- the GEMM-only bounds for the same shapes, measured after the timed loop:
+-- lunet's own products as the layers make them, and cblas_sgemm
+local budget = workload == "tiny" and 0.01 or 0.05
+local gemm_s, flops = gemm_bound(products, budget, "auto")
+local blas_s = gemm_bound(products, budget, "blas")
 
-print(string.format("RESULT side=lunet workload=%s threads=%d blas_threads=%d steps=%d samples=%d " ..
-	"seconds=%.6f samples_per_s=%.1f allocs_per_step=%.3f peak_rss_kb=%d flops_per_step=%.0f " ..
-	"gemm_s_per_step=%.9f gemm_gflops=%.3f loss=%.4g",
-	workload, threads, lunet.gemm_threads(), nsteps, nsteps * per_step, seconds,
-	nsteps * per_step / seconds, allocs_per_step, peak_rss_kb(), flops, gemm_s,
-	flops / gemm_s * 1e-9, loss))
+print(string.format("RESULT side=lunet workload=%s threads=%d gemm_threads=%d gemm_impl=%s steps=%d " ..
+	"samples=%d seconds=%.6f samples_per_s=%.1f allocs_per_step=%.3f peak_rss_kb=%d " ..
+	"flops_per_step=%.0f gemm_s_per_step=%.9f gemm_gflops=%.3f blas_s_per_step=%.9f " ..
+	"blas_gflops=%.3f loss=%.4g",
+	workload, threads, lunet.gemm_threads(), (lunet.gemm_impl():gsub("%s", "")), nsteps,
+	nsteps * per_step, seconds, nsteps * per_step / seconds, allocs_per_step, peak_rss_kb(),
+	flops, gemm_s, flops / gemm_s * 1e-9, blas_s, flops / blas_s * 1e-9, loss))

@@ -78,7 +78,7 @@ def main():
     w("| fact | value |")
     w("|---|---|")
     for key in ["cpu", "nproc", "kernel", "OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE", "openblas",
-                "torch", "numpy", "lunet", "commit", "reps", "load_before", "load_after",
+                "torch", "numpy", "lunet", "lunet_gemm", "commit", "reps", "load_before", "load_after",
                 "wall_s"]:
         if key in facts:
             w(f"| {key} | {facts[key]} |")
@@ -111,28 +111,34 @@ def main():
     w("")
     w("FLOPs per training step count 2·m·n·k for every matrix product lunet makes (forward,")
     w("and both backward products of every layer, the first layer's input gradient")
-    w("included). The GEMM-only time is `cblas_sgemm` (through `ln_gemm`, via")
-    w("`lunet.bench_gemm`) on exactly those shapes, measured in the same lunet process right")
-    w("after the timed steps; **fraction** = GEMM-only time / step time, the share of the")
-    w("step that the matrix library alone would need. Both are the best (minimum) over the")
-    w("repetitions: interference from other processes only ever adds time, so minima are the")
-    w("steadier estimate. PyTorch's step time is shown beside it; PyTorch does less work per")
-    w("step for the MLPs: it skips the first layer's input gradient, 28% of their FLOPs.")
+    w("included). The GEMM-only times are those products alone, on exactly those shapes,")
+    w("measured with `lunet.bench_gemm` in the same lunet process right after its timed")
+    w("steps: through OpenBLAS's `cblas_sgemm` (what BENCH.md names, and what PyTorch's")
+    w("Linear layers call), and through `ln_gemm` as the layers call it (lunet's own kernels")
+    w("where the CPU has them; `gemm_impl` in the raw lines). **fraction** = GEMM-only time /")
+    w("step time: the step's speed as a share of the speed its products alone would allow")
+    w("(above 1 against cblas means lunet's step beats cblas's products alone). All times are")
+    w("the best (minimum) over the repetitions: interference from other processes only adds")
+    w("time, so minima are the steadier estimate. PyTorch does less work per step for the")
+    w("MLPs (it skips the first layer's input gradient, 28% of their FLOPs).")
     w("")
-    w("| workload | threads | MFLOP/step | GEMM-only ms/step | GEMM GFLOP/s | lunet ms/step"
-      " | lunet GFLOP/s | lunet fraction | torch ms/step |")
-    w("|---|---|---|---|---|---|---|---|---|")
+    w("| workload | threads | MFLOP/step | cblas ms/step | cblas GFLOP/s | ln_gemm ms/step"
+      " | ln_gemm GFLOP/s | lunet ms/step | lunet GFLOP/s | **fraction vs cblas** | fraction vs ln_gemm"
+      " | torch ms/step |")
+    w("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for wl in present:
         for t in threads:
             lu, to = groups.get((wl, t, "lunet"), []), groups.get((wl, t, "torch"), [])
             if not lu:
                 continue
             flops = lu[0]["flops_per_step"]
-            gemm = min(r["gemm_s_per_step"] for r in lu)
+            own = min(r["gemm_s_per_step"] for r in lu)
+            blas = min(r.get("blas_s_per_step", float("nan")) for r in lu)
             lstep = min(r["seconds"] / r["steps"] for r in lu)
             tstep = min(r["seconds"] / r["steps"] for r in to) if to else None
-            w(f"| {wl} | {t} | {fmt(flops / 1e6)} | {fmt(gemm * 1e3)} | {fmt(flops / gemm / 1e9)}"
-              f" | {fmt(lstep * 1e3)} | {fmt(flops / lstep / 1e9)} | **{gemm / lstep:.2f}**"
+            w(f"| {wl} | {t} | {fmt(flops / 1e6)} | {fmt(blas * 1e3)} | {fmt(flops / blas / 1e9)}"
+              f" | {fmt(own * 1e3)} | {fmt(flops / own / 1e9)} | {fmt(lstep * 1e3)}"
+              f" | {fmt(flops / lstep / 1e9)} | **{blas / lstep:.2f}** | {own / lstep:.2f}"
               f" | {fmt(tstep * 1e3 if tstep else None)} |")
     w("")
     w("## Memory")

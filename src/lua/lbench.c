@@ -3,15 +3,20 @@
  *
  *   lunet.alloc_stats()                --> {allocs=, frees=, failures=,
  *                                           bytes_live=, bytes_peak=}
- *   lunet.gemm_threads([n])            --> threads the matrix library uses
+ *   lunet.gemm_threads([n])            --> threads the matrix products use
  *                                          (sets it first when n is given)
- *   lunet.bench_gemm(m, n, k [, trans_a, trans_b, iters, beta])
+ *   lunet.gemm_impl([name])            --> which code makes the products:
+ *                                          "auto (avx512)", "openblas"...
+ *                                          (sets it first: "auto", "blas",
+ *                                          "avx512" or "avx2")
+ *   lunet.bench_gemm(m, n, k [, trans_a, trans_b, iters, beta, impl])
  *                                      --> seconds, GFLOP/s
  *
- * bench_gemm times the engine's own matrix product (ln_gemm, that is
- * cblas_sgemm) on buffers allocated once, outside the timed region, so
- * that a script can compare a training step against the time its matrix
- * products alone would take.  Scripts time their steps with lunet.clock()
+ * bench_gemm times ln_gemm -- the product the layers call -- on buffers
+ * allocated once, outside the timed region, so that a script can compare
+ * a training step against the time its matrix products alone would take;
+ * impl "blas" times OpenBLAS's cblas_sgemm instead (through ln_gemm, so
+ * products of a few hundred multiply-adds still take its plain loop).  Scripts time their steps with lunet.clock()
  * (lunet.c), a monotonic wall clock: os.clock() counts processor time
  * summed over all threads.
  */
@@ -21,6 +26,8 @@
 #include <stdbool.h>
 #include <stdint.h>
 #include <time.h>
+
+#include <string.h>
 
 #include "core/alloc.h"
 #include "core/gemm.h"
@@ -72,6 +79,39 @@ static int l_gemm_threads(lua_State *L)
 	return 1;
 }
 
+/* The ln_gemm_impl named by the string at arg ("auto", "blas", "avx512",
+ * "avx2"); raises "fname: ..." for any other. */
+static ln_gemm_impl check_impl(lua_State *L, int arg, const char *fname)
+{
+	static const char *const names[] = {"auto", "blas", "avx512", "avx2", NULL};
+	static const ln_gemm_impl impls[] = {LN_GEMM_AUTO, LN_GEMM_BLAS, LN_GEMM_AVX512, LN_GEMM_AVX2};
+	const char *name = luaL_checkstring(L, arg);
+	for (int i = 0; names[i]; i++)
+		if (strcmp(name, names[i]) == 0)
+			return impls[i];
+	return luaL_error(L, "%s: expected impl \"auto\", \"blas\", \"avx512\" or \"avx2\", got \"%s\"",
+	                  fname, name);
+}
+
+/* Sets the product code to `which`, raising "fname: ..." when this CPU
+ * cannot run it. */
+static void set_impl(lua_State *L, ln_gemm_impl which, const char *fname)
+{
+	ln_error err;
+	if (ln_gemm_set_impl(which, &err) != LN_OK)
+		lnL_error(L, fname, &err);
+}
+
+/* lunet.gemm_impl([name]) -> the name of the code ln_gemm uses
+ * (ln_gemm_impl_name), after selecting `name` when given. */
+static int l_gemm_impl(lua_State *L)
+{
+	if (!lua_isnoneornil(L, 1))
+		set_impl(L, check_impl(L, 1, "lunet.gemm_impl"), "lunet.gemm_impl");
+	lua_pushstring(L, ln_gemm_impl_name());
+	return 1;
+}
+
 /* Fills x (n floats) with a fixed pattern in [-1, 1): small, varied, and
  * never denormal, so the timing depends on the shapes only. */
 static void fill_pattern(float *x, int64_t n, uint32_t seed)
@@ -94,12 +134,14 @@ static int64_t check_dim(lua_State *L, int arg, const char *name)
 }
 
 /*
- * lunet.bench_gemm(m, n, k [, trans_a, trans_b, iters, beta])
+ * lunet.bench_gemm(m, n, k [, trans_a, trans_b, iters, beta, impl])
  *     -> seconds for `iters` calls (default 10), GFLOP/s (2*m*n*k per call)
  *
  * Times C (m,n) = op(A) op(B) + beta*C through ln_gemm, row-major, with
  * op(A) (m,k) and op(B) (k,n) stored transposed when trans_a / trans_b are
  * true, exactly as the layers call it.  One untimed call comes first.
+ * impl (default: the current setting) selects the product code for the
+ * measurement only; the setting is restored before returning.
  * The three buffers come from ln_malloc and are freed before returning
  * (nothing raises while they are held); an allocation failure frees what
  * was obtained and raises "lunet.bench_gemm: out of memory ...".
@@ -114,6 +156,8 @@ static int l_bench_gemm(lua_State *L)
 		return luaL_error(L, "lunet.bench_gemm: expected iters >= 1, got %I", iters);
 	if (!(beta == beta) || beta > 1e30 || beta < -1e30)
 		return luaL_error(L, "lunet.bench_gemm: expected a finite beta, got %f", beta);
+	const ln_gemm_impl saved = ln_gemm_get_impl();
+	const ln_gemm_impl which = lua_isnoneornil(L, 8) ? saved : check_impl(L, 8, "lunet.bench_gemm");
 	/* each product fits in int64 since every size is <= INT_MAX */
 	const int64_t na = m * k, nb = k * n, nc = m * n;
 	const int64_t lim = (int64_t)(ln_alloc_limit() / sizeof(float));
@@ -131,6 +175,14 @@ static int l_bench_gemm(lua_State *L)
 		return luaL_error(L, "lunet.bench_gemm: out of memory for m=%I, n=%I, k=%I",
 		                  (lua_Integer)m, (lua_Integer)n, (lua_Integer)k);
 	}
+	/* nothing raises from here until the buffers are freed */
+	ln_error err;
+	if (ln_gemm_set_impl(which, &err) != LN_OK) {
+		ln_free(a);
+		ln_free(b);
+		ln_free(c);
+		return lnL_error(L, "lunet.bench_gemm", &err);
+	}
 	fill_pattern(a, na, 1);
 	fill_pattern(b, nb, 2);
 	fill_pattern(c, nc, 3);
@@ -145,6 +197,7 @@ static int l_bench_gemm(lua_State *L)
 	for (lua_Integer i = 0; i < iters; i++)
 		ln_gemm(ta, tb, m, n, k, 1.0f, a, lda, b, ldb, fb, c, ldc);
 	double dt = now() - t0;
+	ln_gemm_set_impl(saved, NULL);  /* was accepted before: cannot fail */
 
 	ln_free(a);
 	ln_free(b);
@@ -161,6 +214,7 @@ void lnL_open_bench(lua_State *L)
 	static const luaL_Reg funcs[] = {
 		{"alloc_stats", l_alloc_stats},
 		{"gemm_threads", l_gemm_threads},
+		{"gemm_impl", l_gemm_impl},
 		{"bench_gemm", l_bench_gemm},
 		{NULL, NULL},
 	};

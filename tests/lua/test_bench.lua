@@ -1,6 +1,7 @@
 -- test_bench.lua -- the measuring hooks of src/lua/lbench.c that the
 -- benchmark (experiments/bench) relies on: lunet.alloc_stats,
--- lunet.bench_gemm, lunet.gemm_threads, with their errors.  No timing is
+-- lunet.bench_gemm, lunet.gemm_threads, lunet.gemm_impl, with their
+-- errors.  No timing is
 -- asserted, only what the values must be.
 local lunet = lunet or require "lunet"
 local nn, optim = lunet.nn, lunet.optim
@@ -134,6 +135,26 @@ test("gemm_threads reports and sets the matrix library's threads", function()
 	eq(lunet.gemm_threads(1), 1, "gemm_threads(1)")
 	eq(lunet.gemm_threads(n), n, "gemm_threads restored")
 	fails_with("lunet.gemm_threads: expected 1 <= n <= 1024, got 0", lunet.gemm_threads, 0)
+end)
+
+test("gemm_impl reports, selects and rejects implementations", function()
+	local was = lunet.gemm_impl()
+	eq(type(was), "string", "gemm_impl()")
+	eq(lunet.gemm_impl("blas"), "openblas", "gemm_impl('blas')")
+	eq(lunet.gemm_impl("auto"):sub(1, 4), "auto", "gemm_impl('auto')")
+	fails_with('lunet.gemm_impl: expected impl "auto", "blas", "avx512" or "avx2", got "fast"',
+		lunet.gemm_impl, "fast")
+	eq(lunet.gemm_impl(), was, "gemm_impl after a rejected name")
+end)
+
+test("bench_gemm with impl times that code and restores the setting", function()
+	local was = lunet.gemm_impl()
+	local s = lunet.bench_gemm(40, 30, 20, false, true, 3, 0, "blas")
+	assert(s >= 0)
+	eq(lunet.gemm_impl(), was, "gemm_impl after bench_gemm(..., 'blas')")
+	fails_with('lunet.bench_gemm: expected impl "auto", "blas", "avx512" or "avx2", got "gpu"',
+		lunet.bench_gemm, 4, 4, 4, false, false, 1, 0, "gpu")
+	eq(lunet.gemm_impl(), was, "gemm_impl after a rejected impl")
 end)
 
 print(string.format("%d passed, %d failed", passed, failed))
