@@ -8,8 +8,6 @@
  *     lunet.randperm(n)                      -> tensor {n}: 1..n shuffled
  */
 #include <math.h>
-#include <stdarg.h>
-#include <stdio.h>
 #include <string.h>
 
 #include "core/rng.h"
@@ -18,19 +16,6 @@
 #include "lnaux.h"
 
 #define CSV_MT "lunet.data.csvresult"
-
-/* Raises a printf-formatted Lua error (lua_pushfstring knows no %lld or
- * %g).  The message is built on the C stack; nothing is skipped. */
-static int raisef(lua_State *L, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static int raisef(lua_State *L, const char *fmt, ...)
-{
-	char msg[1024];
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(msg, sizeof msg, fmt, ap);
-	va_end(ap);
-	return luaL_error(L, "%s", msg);
-}
 
 /* Floats represent every integer up to 2^24 exactly: the largest n for
  * which a permutation stored in a float tensor is exact. */
@@ -79,7 +64,7 @@ static int l_csv(lua_State *L)
 				if (lua_isinteger(L, -1)) {
 					lua_Integer i = lua_tointeger(L, -1);
 					if (i < 1 || i > 1000000)
-						raisef(L, "%s: label column index must be in 1..1000000, got %lld", fn,
+						lnL_raisef(L, "%s: label column index must be in 1..1000000, got %lld", fn,
 						           (long long)i);
 					o.label_index = (int)(i - 1);
 				} else if (lua_type(L, -1) == LUA_TSTRING) {
@@ -149,7 +134,7 @@ static int l_randperm(lua_State *L)
 {
 	lua_Integer n = luaL_checkinteger(L, 1);
 	if (n < 1 || n > MAX_PERM)
-		return raisef(L, "lunet.randperm: n must be in 1..%lld, got %lld",
+		return lnL_raisef(L, "lunet.randperm: n must be in 1..%lld, got %lld",
 		                  (long long)MAX_PERM, (long long)n);
 	ln_tensor *t = lnL_newtensor(L);
 	ln_error err;
@@ -196,7 +181,7 @@ static int l_gather(lua_State *L)
 		                  ln_tensor_shape_str(idx, a, sizeof a));
 	int64_t count = dst->shape[0], nidx = idx->shape[0], nsrc = src->shape[0];
 	if (first < 1 || first - 1 + count > nidx)
-		return raisef(L, "%s: rows %lld..%lld of the index requested, it has %lld", fn,
+		return lnL_raisef(L, "%s: rows %lld..%lld of the index requested, it has %lld", fn,
 		                  (long long)first, (long long)(first - 1 + count), (long long)nidx);
 	int64_t row = ln_tensor_numel(dst) / count;
 	float *d = ln_tensor_data(dst);
@@ -205,7 +190,7 @@ static int l_gather(lua_State *L)
 	for (int64_t k = 0; k < count; k++) {
 		double v = ix[(first - 1 + k) * ixs];
 		if (!(v >= 1 && v <= (double)nsrc && v == floor(v)))
-			return raisef(L, "%s: index[%lld] = %g is not a row of the source (1..%lld)", fn,
+			return lnL_raisef(L, "%s: index[%lld] = %g is not a row of the source (1..%lld)", fn,
 			                  (long long)(first + k), v, (long long)nsrc);
 		int64_t r = (int64_t)v - 1;
 		if (ln_tensor_is_contiguous(src)) {

@@ -16,8 +16,7 @@
 /* Raises a Lua error with a printf-formatted message (lua_pushfstring,
  * behind luaL_error, knows no %lld or %g).  The message buffer lives on
  * the C stack, so the longjmp skips no heap memory.  Never returns. */
-static int raisef(lua_State *L, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static int raisef(lua_State *L, const char *fmt, ...)
+int lnL_raisef(lua_State *L, const char *fmt, ...)
 {
 	char msg[1024];
 	va_list ap;
@@ -77,9 +76,9 @@ ln_tensor *lnL_testtensor(lua_State *L, int arg)
 int lnL_error(lua_State *L, const char *fname, const ln_error *err)
 {
 	if (err == NULL || err->msg[0] == '\0')
-		return raisef(L, "%s: %s", fname,
-		              err ? ln_status_name(err->code) : "unknown error");
-	return raisef(L, "%s: %s", fname, err->msg);
+		return lnL_raisef(L, "%s: %s", fname,
+		                  err ? ln_status_name(err->code) : "unknown error");
+	return lnL_raisef(L, "%s: %s", fname, err->msg);
 }
 
 /* ==================================================================== */
@@ -134,18 +133,18 @@ static void fill_from_table(lua_State *L, int idx, int d, fill_ctx *c)
 		int type = lua_rawgeti(L, idx, (lua_Integer)i);
 		if (d == c->ndim - 1) {
 			if (type != LUA_TNUMBER)
-				raisef(L, "%s: expected a number at %s, got %s", c->fname,
-				       pos_str(where, sizeof where, d + 1, c->pos), type_name(L, -1));
+				lnL_raisef(L, "%s: expected a number at %s, got %s", c->fname,
+				           pos_str(where, sizeof where, d + 1, c->pos), type_name(L, -1));
 			*c->out++ = (float)lua_tonumber(L, -1);
 		} else {
 			if (type != LUA_TTABLE)
-				raisef(L, "%s: expected a table at %s, got %s", c->fname,
-				       pos_str(where, sizeof where, d + 1, c->pos), type_name(L, -1));
+				lnL_raisef(L, "%s: expected a table at %s, got %s", c->fname,
+				           pos_str(where, sizeof where, d + 1, c->pos), type_name(L, -1));
 			lua_Unsigned len = lua_rawlen(L, -1);
 			if ((int64_t)len != c->shape[d + 1])
-				raisef(L, "%s: ragged table: expected %lld elements at %s, got %lld",
-				       c->fname, (long long)c->shape[d + 1],
-				       pos_str(where, sizeof where, d + 1, c->pos), (long long)len);
+				lnL_raisef(L, "%s: ragged table: expected %lld elements at %s, got %lld",
+				           c->fname, (long long)c->shape[d + 1],
+				           pos_str(where, sizeof where, d + 1, c->pos), (long long)len);
 			fill_from_table(L, lua_gettop(L), d + 1, c);
 		}
 		lua_pop(L, 1);
@@ -168,13 +167,13 @@ static ln_tensor *table_to_tensor(lua_State *L, int idx, const char *fname)
 		lua_Unsigned len = lua_rawlen(L, -1);
 		if (len == 0) {
 			if (c.ndim == 0)
-				raisef(L, "%s: expected a non-empty table, got an empty table", fname);
-			raisef(L, "%s: expected a non-empty table at %s, got an empty table", fname,
-			       pos_str(where, sizeof where, c.ndim, c.pos));
+				lnL_raisef(L, "%s: expected a non-empty table, got an empty table", fname);
+			lnL_raisef(L, "%s: expected a non-empty table at %s, got an empty table", fname,
+			           pos_str(where, sizeof where, c.ndim, c.pos));
 		}
 		if (c.ndim == LN_MAX_DIMS)
-			raisef(L, "%s: expected at most %d nested tables, got more", fname,
-			       LN_MAX_DIMS);
+			lnL_raisef(L, "%s: expected at most %d nested tables, got more", fname,
+			           LN_MAX_DIMS);
 		c.shape[c.ndim] = (int64_t)len;
 		c.pos[c.ndim] = 1;
 		c.ndim++;
@@ -201,13 +200,13 @@ ln_tensor *lnL_totensor(lua_State *L, int arg, const char *fname)
 	ln_tensor *t = luaL_testudata(L, arg, LN_TENSOR_MT);
 	if (t != NULL) {
 		if (ln_tensor_is_empty(t))
-			raisef(L, "%s: tensor is closed", fname);
+			lnL_raisef(L, "%s: tensor is closed", fname);
 		return t;
 	}
 	if (lua_type(L, arg) == LUA_TTABLE)
 		return table_to_tensor(L, arg, fname);
-	raisef(L, "%s: expected a lunet.Tensor or a table of numbers, got %s", fname,
-	       type_name(L, arg));
+	lnL_raisef(L, "%s: expected a lunet.Tensor or a table of numbers, got %s", fname,
+	           type_name(L, arg));
 	return NULL;
 }
 
@@ -219,21 +218,21 @@ ln_tensor *lnL_totensor(lua_State *L, int arg, const char *fname)
 static int64_t check_size(lua_State *L, int idx, int dim, const char *fname)
 {
 	if (lua_type(L, idx) != LUA_TNUMBER)
-		raisef(L, "%s: expected sizes that are integers >= 1, got %s for dimension %d",
-		       fname, type_name(L, idx), dim);
+		lnL_raisef(L, "%s: expected sizes that are integers >= 1, got %s for dimension %d",
+		           fname, type_name(L, idx), dim);
 	int isint;
 	lua_Integer v = lua_tointegerx(L, idx, &isint);
 	if (!isint) {
 		lua_Number x = lua_tonumber(L, idx);
 		if (isnan(x))
-			raisef(L, "%s: expected sizes that are integers >= 1, got nan for dimension %d",
-			       fname, dim);
-		raisef(L, "%s: expected sizes that are integers >= 1, got %.14g for dimension %d",
-		       fname, (double)x, dim);
+			lnL_raisef(L, "%s: expected sizes that are integers >= 1, got nan for dimension %d",
+			           fname, dim);
+		lnL_raisef(L, "%s: expected sizes that are integers >= 1, got %.14g for dimension %d",
+		           fname, (double)x, dim);
 	}
 	if (v < 1)
-		raisef(L, "%s: expected sizes that are integers >= 1, got %lld for dimension %d",
-		       fname, (long long)v, dim);
+		lnL_raisef(L, "%s: expected sizes that are integers >= 1, got %lld for dimension %d",
+		           fname, (long long)v, dim);
 	return (int64_t)v;
 }
 
@@ -244,17 +243,17 @@ int lnL_checkshape(lua_State *L, int arg, int64_t shape[LN_MAX_DIMS], const char
 {
 	int top = lua_gettop(L);
 	if (arg > top)
-		raisef(L, "%s: expected a shape (sizes or a table of sizes), got no value", fname);
+		lnL_raisef(L, "%s: expected a shape (sizes or a table of sizes), got no value", fname);
 	if (lua_type(L, arg) == LUA_TTABLE) {
 		lua_Unsigned n = lua_rawlen(L, arg);
 		if (n == 0)
-			raisef(L, "%s: expected a non-empty table of sizes, got an empty table", fname);
+			lnL_raisef(L, "%s: expected a non-empty table of sizes, got an empty table", fname);
 		if (n > LN_MAX_DIMS)
-			raisef(L, "%s: expected at most %d dimensions, got %lld", fname, LN_MAX_DIMS,
-			       (long long)n);
+			lnL_raisef(L, "%s: expected at most %d dimensions, got %lld", fname, LN_MAX_DIMS,
+			           (long long)n);
 		if (top > arg)
-			raisef(L, "%s: expected nothing after the shape table, got %s", fname,
-			       type_name(L, arg + 1));
+			lnL_raisef(L, "%s: expected nothing after the shape table, got %s", fname,
+			           type_name(L, arg + 1));
 		for (int i = 0; i < (int)n; i++) {
 			lua_rawgeti(L, arg, i + 1);
 			shape[i] = check_size(L, -1, i + 1, fname);
@@ -264,7 +263,7 @@ int lnL_checkshape(lua_State *L, int arg, int64_t shape[LN_MAX_DIMS], const char
 	}
 	int n = top - arg + 1;
 	if (n > LN_MAX_DIMS)
-		raisef(L, "%s: expected at most %d dimensions, got %d", fname, LN_MAX_DIMS, n);
+		lnL_raisef(L, "%s: expected at most %d dimensions, got %d", fname, LN_MAX_DIMS, n);
 	for (int i = 0; i < n; i++)
 		shape[i] = check_size(L, arg + i, i + 1, fname);
 	return n;

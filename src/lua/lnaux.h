@@ -40,6 +40,12 @@ ln_tensor *lnL_totensor(lua_State *L, int arg, const char *fname);
 /* Raises the Lua error "fname: <err->msg>".  Never returns. */
 int lnL_error(lua_State *L, const char *fname, const ln_error *err);
 
+/* Raises a Lua error with a printf-formatted message, for the formats
+ * that luaL_error (lua_pushfstring) lacks: %lld, %zu, %g, widths.  The
+ * message is built in a 1024-byte buffer on the C stack (longer ones are
+ * cut short), so the longjmp skips no heap memory.  Never returns. */
+int lnL_raisef(lua_State *L, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
 /* Reads a shape from the arguments starting at arg: either integers
  * (2,3) or one table ({2,3}).  Raises "fname: ..." on bad sizes.
  * Returns ndim. */

@@ -16,7 +16,6 @@
  *   - New storage is reported to the collector with lnL_gcpressure.
  */
 #include <math.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -25,20 +24,6 @@
 #include "lnaux.h"
 
 #define SHAPE_BUF 200  /* "{a,b,...}" for LN_MAX_DIMS 20-digit sizes */
-
-/* Raises a Lua error with a printf-formatted message (lua_pushfstring,
- * behind luaL_error, knows no %lld or %g).  The message buffer lives on
- * the C stack, so the longjmp skips no heap memory.  Never returns. */
-static int raisef(lua_State *L, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static int raisef(lua_State *L, const char *fmt, ...)
-{
-	char msg[1024];
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(msg, sizeof msg, fmt, ap);
-	va_end(ap);
-	return luaL_error(L, "%s", msg);
-}
 
 /* ==================================================================== */
 /* Argument helpers                                                      */
@@ -80,9 +65,9 @@ static ln_tensor *checkt(lua_State *L, int arg, const char *fname)
 {
 	ln_tensor *t = luaL_testudata(L, arg, LN_TENSOR_MT);
 	if (t == NULL)
-		raisef(L, "%s: expected a lunet.Tensor, got %s", fname, tname(L, arg));
+		lnL_raisef(L, "%s: expected a lunet.Tensor, got %s", fname, tname(L, arg));
 	if (ln_tensor_is_empty(t))
-		raisef(L, "%s: tensor is closed", fname);
+		lnL_raisef(L, "%s: tensor is closed", fname);
 	return t;
 }
 
@@ -90,7 +75,7 @@ static ln_tensor *checkt(lua_State *L, int arg, const char *fname)
 static float checkvalue(lua_State *L, int arg, const char *fname)
 {
 	if (lua_type(L, arg) != LUA_TNUMBER)
-		raisef(L, "%s: expected a number, got %s", fname, tname(L, arg));
+		lnL_raisef(L, "%s: expected a number, got %s", fname, tname(L, arg));
 	return (float)lua_tonumber(L, arg);
 }
 
@@ -99,12 +84,12 @@ static lua_Integer checkint(lua_State *L, int arg, const char *fname, const char
 {
 	char buf[64];
 	if (lua_type(L, arg) != LUA_TNUMBER)
-		raisef(L, "%s: expected an integer %s, got %s", fname, what, tname(L, arg));
+		lnL_raisef(L, "%s: expected an integer %s, got %s", fname, what, tname(L, arg));
 	int isint;
 	lua_Integer v = lua_tointegerx(L, arg, &isint);
 	if (!isint)
-		raisef(L, "%s: expected an integer %s, got %s", fname, what,
-		       numstr(buf, sizeof buf, L, arg));
+		lnL_raisef(L, "%s: expected an integer %s, got %s", fname, what,
+		           numstr(buf, sizeof buf, L, arg));
 	return v;
 }
 
@@ -114,8 +99,8 @@ static int checkdim(lua_State *L, int arg, const ln_tensor *t, const char *fname
 	char buf[SHAPE_BUF];
 	lua_Integer d = checkint(L, arg, fname, "dimension");
 	if (d < 1 || d > t->ndim)
-		raisef(L, "%s: dimension %lld out of range for a tensor of shape %s", fname,
-		       (long long)d, shp(t, buf));
+		lnL_raisef(L, "%s: dimension %lld out of range for a tensor of shape %s", fname,
+		           (long long)d, shp(t, buf));
 	return (int)d - 1;
 }
 
@@ -124,8 +109,8 @@ static int64_t checkindex(lua_State *L, int arg, const ln_tensor *t, int dim, co
 {
 	lua_Integer i = checkint(L, arg, fname, "index");
 	if (i < 1 || i > t->shape[dim])
-		raisef(L, "%s: index %lld out of range for dimension %d of size %lld", fname,
-		       (long long)i, dim + 1, (long long)t->shape[dim]);
+		lnL_raisef(L, "%s: index %lld out of range for dimension %d of size %lld", fname,
+		           (long long)i, dim + 1, (long long)t->shape[dim]);
 	return (int64_t)i - 1;
 }
 
@@ -155,8 +140,8 @@ static ln_tensor *operand(lua_State *L, int arg, const char *fname, bool allow_n
 		return checkt(L, arg, fname);
 	if (type == LUA_TTABLE)
 		return lnL_totensor(L, arg, fname);
-	raisef(L, "%s: expected a lunet.Tensor%s, got %s", fname,
-	       allow_number ? " or a number" : " or a table of numbers", tname(L, arg));
+	lnL_raisef(L, "%s: expected a lunet.Tensor%s, got %s", fname,
+	           allow_number ? " or a number" : " or a table of numbers", tname(L, arg));
 	return NULL;
 }
 
@@ -182,8 +167,8 @@ static int l_tensor(lua_State *L)
 		pressure(L, t);
 		return 1;
 	}
-	return raisef(L, "%s: expected a table of numbers or a lunet.Tensor, got %s", fname,
-	              tname(L, 1));
+	return lnL_raisef(L, "%s: expected a table of numbers or a lunet.Tensor, got %s", fname,
+	                  tname(L, 1));
 }
 
 /* Pushes a new zeroed tensor of the shape given from arg on. */
@@ -219,8 +204,8 @@ static int l_full(lua_State *L)
 	const char *fname = "lunet.full";
 	int top = lua_gettop(L);
 	if (top < 2)
-		return raisef(L, "%s: expected a shape and a value, got %d argument%s", fname, top,
-		              top == 1 ? "" : "s");
+		return lnL_raisef(L, "%s: expected a shape and a value, got %d argument%s", fname, top,
+		                  top == 1 ? "" : "s");
 	float v = checkvalue(L, top, fname);
 	lua_settop(L, top - 1);
 	ln_tensor_fill(newshaped(L, 1, fname), v);
@@ -250,19 +235,19 @@ static int l_arange(lua_State *L)
 	int top = lua_gettop(L);
 	double a = 1, b, step = 1;
 	if (top == 0)
-		return raisef(L, "%s: expected a number of elements, got no value", fname);
+		return lnL_raisef(L, "%s: expected a number of elements, got no value", fname);
 	if (top > 3)
-		return raisef(L, "%s: expected at most 3 arguments (start, stop, step), got %d",
-		              fname, top);
+		return lnL_raisef(L, "%s: expected at most 3 arguments (start, stop, step), got %d",
+		                  fname, top);
 	for (int i = 1; i <= top; i++)
 		if (lua_type(L, i) != LUA_TNUMBER)
-			return raisef(L, "%s: expected numbers, got %s for argument %d", fname,
-			              tname(L, i), i);
+			return lnL_raisef(L, "%s: expected numbers, got %s for argument %d", fname,
+			                  tname(L, i), i);
 	if (top == 1) {
 		lua_Integer n = checkint(L, 1, fname, "number of elements");
 		if (n < 1)
-			return raisef(L, "%s: expected a number of elements >= 1, got %lld", fname,
-			              (long long)n);
+			return lnL_raisef(L, "%s: expected a number of elements >= 1, got %lld", fname,
+			                  (long long)n);
 		b = (double)n;
 	} else {
 		a = lua_tonumber(L, 1);
@@ -271,19 +256,19 @@ static int l_arange(lua_State *L)
 			step = lua_tonumber(L, 3);
 	}
 	if (!isfinite(a) || !isfinite(b) || !isfinite(step))
-		return raisef(L, "%s: expected finite numbers, got %s, %s, %s", fname,
-		              numstr(b1, sizeof b1, L, 1),
-		              top >= 2 ? numstr(b2, sizeof b2, L, 2) : "-",
-		              top >= 3 ? numstr(b3, sizeof b3, L, 3) : "1");
+		return lnL_raisef(L, "%s: expected finite numbers, got %s, %s, %s", fname,
+		                  numstr(b1, sizeof b1, L, 1),
+		                  top >= 2 ? numstr(b2, sizeof b2, L, 2) : "-",
+		                  top >= 3 ? numstr(b3, sizeof b3, L, 3) : "1");
 	if (step == 0)
-		return raisef(L, "%s: expected a non-zero step, got 0", fname);
+		return lnL_raisef(L, "%s: expected a non-zero step, got 0", fname);
 	double span = floor((b - a) / step);
 	if (span < 0)
-		return raisef(L, "%s: expected a non-empty range, got %.14g to %.14g step %.14g",
-		              fname, a, b, step);
+		return lnL_raisef(L, "%s: expected a non-empty range, got %.14g to %.14g step %.14g",
+		                  fname, a, b, step);
 	if (span >= 4.0e12)
-		return raisef(L, "%s: expected a range of fewer than 4e12 elements, got %.14g",
-		              fname, span + 1);
+		return lnL_raisef(L, "%s: expected a range of fewer than 4e12 elements, got %.14g",
+		                  fname, span + 1);
 	int64_t n = (int64_t)span + 1;
 	ln_tensor *t = lnL_newtensor(L);
 	ln_error err;
@@ -403,8 +388,8 @@ static int t_get(lua_State *L)
 	ln_tensor *t = checkt(L, 1, fname);
 	int n = lua_gettop(L) - 1;
 	if (n != t->ndim)
-		return raisef(L, "%s: expected %d indices for a tensor of shape %s, got %d", fname,
-		              t->ndim, shp(t, buf), n);
+		return lnL_raisef(L, "%s: expected %d indices for a tensor of shape %s, got %d", fname,
+		                  t->ndim, shp(t, buf), n);
 	lua_pushnumber(L, ln_tensor_data(t)[element_offset(L, 2, t, fname)]);
 	return 1;
 }
@@ -417,9 +402,9 @@ static int t_set(lua_State *L)
 	ln_tensor *t = checkt(L, 1, fname);
 	int n = lua_gettop(L) - 2;
 	if (n != t->ndim)
-		return raisef(L, "%s: expected %d indices and a value for a tensor of shape %s, "
-		              "got %d argument%s", fname, t->ndim, shp(t, buf), n + 1,
-		              n + 1 == 1 ? "" : "s");
+		return lnL_raisef(L, "%s: expected %d indices and a value for a tensor of shape %s, "
+		                  "got %d argument%s", fname, t->ndim, shp(t, buf), n + 1,
+		                  n + 1 == 1 ? "" : "s");
 	size_t off = element_offset(L, 2, t, fname);
 	ln_tensor_data(t)[off] = checkvalue(L, n + 2, fname);
 	lua_settop(L, 1);
@@ -433,8 +418,8 @@ static int t_item(lua_State *L)
 	char buf[SHAPE_BUF];
 	ln_tensor *t = checkt(L, 1, fname);
 	if (ln_tensor_numel(t) != 1)
-		return raisef(L, "%s: expected a tensor of one element, got shape %s", fname,
-		              shp(t, buf));
+		return lnL_raisef(L, "%s: expected a tensor of one element, got shape %s", fname,
+		                  shp(t, buf));
 	lua_pushnumber(L, *ln_tensor_data(t));
 	return 1;
 }
@@ -478,8 +463,8 @@ static void copy_into(lua_State *L, ln_tensor *dst, const ln_tensor *src, const 
 {
 	char b1[SHAPE_BUF], b2[SHAPE_BUF];
 	if (ln_tensor_numel(dst) != ln_tensor_numel(src))
-		raisef(L, "%s: expected a source of %lld elements (shape %s), got shape %s", fname,
-		       (long long)ln_tensor_numel(dst), shp(dst, b1), shp(src, b2));
+		lnL_raisef(L, "%s: expected a source of %lld elements (shape %s), got shape %s", fname,
+		           (long long)ln_tensor_numel(dst), shp(dst, b1), shp(src, b2));
 	ln_error err;
 	if (ln_tensor_copy(dst, src, &err) != LN_OK)
 		fail(L, fname, &err);
@@ -493,7 +478,7 @@ static int t_newindex(lua_State *L)
 	const char *fname = "Tensor:__newindex";
 	ln_tensor *t = checkt(L, 1, fname);
 	if (lua_type(L, 2) != LUA_TNUMBER)
-		return raisef(L, "%s: expected an integer index, got %s", fname, tname(L, 2));
+		return lnL_raisef(L, "%s: expected an integer index, got %s", fname, tname(L, 2));
 	int64_t i = checkindex(L, 2, t, 0, fname);
 	if (t->ndim == 1) {
 		ln_tensor_data(t)[i * t->stride[0]] = checkvalue(L, 3, fname);
@@ -506,8 +491,8 @@ static int t_newindex(lua_State *L)
 	else if (lua_type(L, 3) == LUA_TTABLE || luaL_testudata(L, 3, LN_TENSOR_MT))
 		src = operand(L, 3, fname, false, &v);
 	else
-		return raisef(L, "%s: expected a number or a lunet.Tensor, got %s", fname,
-		              tname(L, 3));
+		return lnL_raisef(L, "%s: expected a number or a lunet.Tensor, got %s", fname,
+		                  tname(L, 3));
 	ln_tensor *row = lnL_newtensor(L);
 	ln_error err;
 	if (ln_tensor_select(row, t, i, &err) != LN_OK)
@@ -638,22 +623,22 @@ static int reshape_shape(lua_State *L, int arg, const ln_tensor *t, int64_t shap
 	int top = lua_gettop(L);
 	int n, from_table = lua_type(L, arg) == LUA_TTABLE;
 	if (arg > top)
-		raisef(L, "%s: expected a shape (sizes or a table of sizes), got no value", fname);
+		lnL_raisef(L, "%s: expected a shape (sizes or a table of sizes), got no value", fname);
 	if (from_table) {
 		if (top > arg)
-			raisef(L, "%s: expected nothing after the shape table, got %s", fname,
-			       tname(L, arg + 1));
+			lnL_raisef(L, "%s: expected nothing after the shape table, got %s", fname,
+			           tname(L, arg + 1));
 		lua_Unsigned len = lua_rawlen(L, arg);
 		if (len == 0)
-			raisef(L, "%s: expected a non-empty table of sizes, got an empty table", fname);
+			lnL_raisef(L, "%s: expected a non-empty table of sizes, got an empty table", fname);
 		if (len > LN_MAX_DIMS)
-			raisef(L, "%s: expected at most %d dimensions, got %lld", fname, LN_MAX_DIMS,
-			       (long long)len);
+			lnL_raisef(L, "%s: expected at most %d dimensions, got %lld", fname, LN_MAX_DIMS,
+			           (long long)len);
 		n = (int)len;
 	} else {
 		n = top - arg + 1;
 		if (n > LN_MAX_DIMS)
-			raisef(L, "%s: expected at most %d dimensions, got %d", fname, LN_MAX_DIMS, n);
+			lnL_raisef(L, "%s: expected at most %d dimensions, got %d", fname, LN_MAX_DIMS, n);
 	}
 	int infer = -1;
 	int64_t known = 1;
@@ -666,18 +651,18 @@ static int reshape_shape(lua_State *L, int arg, const ln_tensor *t, int64_t shap
 		int isint = 0;
 		lua_Integer v = lua_type(L, idx) == LUA_TNUMBER ? lua_tointegerx(L, idx, &isint) : 0;
 		if (!isint || (v < 1 && v != -1))
-			raisef(L, "%s: expected sizes that are integers >= 1 (or one -1), got %s "
-			       "for dimension %d", fname,
-			       lua_type(L, idx) == LUA_TNUMBER ? numstr(vb, sizeof vb, L, idx)
-			                                       : tname(L, idx), i + 1);
+			lnL_raisef(L, "%s: expected sizes that are integers >= 1 (or one -1), got %s "
+			           "for dimension %d", fname,
+			           lua_type(L, idx) == LUA_TNUMBER ? numstr(vb, sizeof vb, L, idx)
+			                                           : tname(L, idx), i + 1);
 		if (v == -1) {
 			if (infer >= 0)
-				raisef(L, "%s: expected at most one -1 in the shape, got -1 for "
-				       "dimensions %d and %d", fname, infer + 1, i + 1);
+				lnL_raisef(L, "%s: expected at most one -1 in the shape, got -1 for "
+				           "dimensions %d and %d", fname, infer + 1, i + 1);
 			infer = i;
 		} else if (known > INT64_MAX / v) {
-			raisef(L, "%s: expected a shape with %lld elements, got a larger one", fname,
-			       (long long)ln_tensor_numel(t));
+			lnL_raisef(L, "%s: expected a shape with %lld elements, got a larger one", fname,
+			           (long long)ln_tensor_numel(t));
 		} else {
 			known *= v;
 		}
@@ -688,12 +673,12 @@ static int reshape_shape(lua_State *L, int arg, const ln_tensor *t, int64_t shap
 	int64_t numel = ln_tensor_numel(t);
 	if (infer >= 0) {
 		if (numel % known != 0)
-			raisef(L, "%s: cannot infer the -1 size: %lld elements of shape %s do not "
-			       "divide by %lld", fname, (long long)numel, shp(t, b1), (long long)known);
+			lnL_raisef(L, "%s: cannot infer the -1 size: %lld elements of shape %s do not "
+			           "divide by %lld", fname, (long long)numel, shp(t, b1), (long long)known);
 		shape[infer] = numel / known;
 	} else if (known != numel) {
-		raisef(L, "%s: expected a shape with %lld elements (as %s), got %s", fname,
-		       (long long)numel, shp(t, b1), ln_shape_str(b2, sizeof b2, n, shape));
+		lnL_raisef(L, "%s: expected a shape with %lld elements (as %s), got %s", fname,
+		           (long long)numel, shp(t, b1), ln_shape_str(b2, sizeof b2, n, shape));
 	}
 	return n;
 }
@@ -727,13 +712,13 @@ static int t_narrow(lua_State *L)
 	lua_Integer len = checkint(L, 4, fname, "length");
 	int64_t size = t->shape[d];
 	if (start < 1 || start > size)
-		return raisef(L, "%s: start %lld out of range for dimension %d of size %lld", fname,
-		              (long long)start, d + 1, (long long)size);
+		return lnL_raisef(L, "%s: start %lld out of range for dimension %d of size %lld", fname,
+		                  (long long)start, d + 1, (long long)size);
 	if (len < 1 || len > size - start + 1)
-		return raisef(L, "%s: expected a length between 1 and %lld (start %lld in "
-		              "dimension %d of size %lld), got %lld", fname,
-		              (long long)(size - start + 1), (long long)start, d + 1,
-		              (long long)size, (long long)len);
+		return lnL_raisef(L, "%s: expected a length between 1 and %lld (start %lld in "
+		                  "dimension %d of size %lld), got %lld", fname,
+		                  (long long)(size - start + 1), (long long)start, d + 1,
+		                  (long long)size, (long long)len);
 	ln_tensor *out = lnL_newtensor(L);
 	ln_error err;
 	if (ln_tensor_narrow(out, t, d, (int64_t)start - 1, (int64_t)len, &err) != LN_OK)
@@ -748,7 +733,7 @@ static int t_transpose(lua_State *L)
 	char buf[SHAPE_BUF];
 	ln_tensor *t = checkt(L, 1, fname);
 	if (t->ndim != 2)
-		return raisef(L, "%s: expected a 2-D tensor, got shape %s", fname, shp(t, buf));
+		return lnL_raisef(L, "%s: expected a 2-D tensor, got shape %s", fname, shp(t, buf));
 	ln_tensor *out = lnL_newtensor(L);
 	ln_error err;
 	if (ln_tensor_transpose(out, t, &err) != LN_OK)
@@ -773,10 +758,10 @@ static int arith(lua_State *L, ln_binop op, const char *fname)
 	ln_error err;
 	ln_status st;
 	if (a == NULL && b == NULL)
-		return raisef(L, "%s: expected at least one lunet.Tensor, got two numbers", fname);
+		return lnL_raisef(L, "%s: expected at least one lunet.Tensor, got two numbers", fname);
 	if (a && b && !ln_tensor_same_shape(a, b))
-		return raisef(L, "%s: expected tensors of the same shape, got %s and %s", fname,
-		              shp(a, b1), shp(b, b2));
+		return lnL_raisef(L, "%s: expected tensors of the same shape, got %s and %s", fname,
+		                  shp(a, b1), shp(b, b2));
 	ln_tensor *out = lnL_newtensor(L);
 	if (a && b)
 		st = ln_tensor_binary(out, op, a, b, &err);
@@ -809,8 +794,8 @@ static int arith_inplace(lua_State *L, ln_binop op, const char *fname)
 	float s = 0;
 	ln_tensor *b = operand(L, 2, fname, true, &s);
 	if (b && !ln_tensor_same_shape(t, b))
-		return raisef(L, "%s: expected tensors of the same shape, got %s and %s", fname,
-		              shp(t, b1), shp(b, b2));
+		return lnL_raisef(L, "%s: expected tensors of the same shape, got %s and %s", fname,
+		                  shp(t, b1), shp(b, b2));
 	ln_tensor tmp = LN_TENSOR_EMPTY;
 	ln_error err;
 	ln_status st = b ? ln_tensor_binary(&tmp, op, t, b, &err)
@@ -871,8 +856,8 @@ static int t_matmul(lua_State *L)
 	float unused;
 	ln_tensor *b = operand(L, 2, fname, false, &unused);
 	if (a->ndim != 2 || b->ndim != 2 || a->shape[1] != b->shape[0])
-		return raisef(L, "%s: expected shapes {m,k} and {k,n}, got %s and %s", fname,
-		              shp(a, b1), shp(b, b2));
+		return lnL_raisef(L, "%s: expected shapes {m,k} and {k,n}, got %s and %s", fname,
+		                  shp(a, b1), shp(b, b2));
 	ln_tensor *out = lnL_newtensor(L);
 	ln_error err;
 	if (ln_tensor_matmul(out, a, b, &err) != LN_OK)
@@ -971,12 +956,12 @@ static int t_allclose(lua_State *L)
 		if (lua_isnoneornil(L, arg))
 			continue;
 		if (lua_type(L, arg) != LUA_TNUMBER)
-			return raisef(L, "%s: expected %s to be a number >= 0, got %s", fname,
-			              names[i], tname(L, arg));
+			return lnL_raisef(L, "%s: expected %s to be a number >= 0, got %s", fname,
+			                  names[i], tname(L, arg));
 		tol[i] = lua_tonumber(L, arg);
 		if (!(tol[i] >= 0))
-			return raisef(L, "%s: expected %s to be a number >= 0, got %s", fname,
-			              names[i], numstr(buf, sizeof buf, L, arg));
+			return lnL_raisef(L, "%s: expected %s to be a number >= 0, got %s", fname,
+			                  names[i], numstr(buf, sizeof buf, L, arg));
 	}
 	float unused;
 	ln_tensor *b = operand(L, 2, fname, false, &unused);  /* may push */
