@@ -50,20 +50,32 @@
 
 /* ==== the plain loop ======================================================= */
 
-/* C = alpha op(A) op(B) + beta C with a float accumulator, sums in order
- * of p.  C is not read when beta == 0. */
+/* C = alpha op(A) op(B) + beta C with a float accumulator, each sum in
+ * order of p.  op(A)[i][p] is a[i*ra + p*sa] and op(B)[p][j] is
+ * b[p*sb + j*cb], so the loops have no branch.  The loops run a handful
+ * of times each: vectorised, their set-up would cost more than the
+ * arithmetic (measured: 6.5 thousand instructions per step of the tiny
+ * network against 2.5 thousand plain).  C is not read when beta == 0. */
+#if defined(__GNUC__) && !defined(__clang__)
+__attribute__((optimize("no-tree-vectorize")))
+#endif
 static void gemm_small(bool ta, bool tb, int64_t m, int64_t n, int64_t k, float alpha,
                        const float *a, int64_t lda, const float *b, int64_t ldb, float beta,
                        float *c, int64_t ldc)
 {
-	for (int64_t i = 0; i < m; i++)
+	int64_t ra = ta ? 1 : lda, sa = ta ? lda : 1;  /* steps of op(A) along i and p */
+	int64_t sb = tb ? 1 : ldb, cb = tb ? ldb : 1;  /* steps of op(B) along p and j */
+	for (int64_t i = 0; i < m; i++) {
+		const float *ai = a + i * ra;
+		float *ci = c + i * ldc;
 		for (int64_t j = 0; j < n; j++) {
+			const float *x = ai, *y = b + j * cb;
 			float acc = 0.0f;
-			for (int64_t p = 0; p < k; p++)
-				acc += OP_AT(a, ta, lda, i, p) * OP_AT(b, tb, ldb, p, j);
-			float *cij = &c[i * ldc + j];
-			*cij = beta == 0.0f ? alpha * acc : alpha * acc + beta * *cij;
+			for (int64_t p = k; p > 0; p--, x += sa, y += sb)
+				acc += *x * *y;
+			ci[j] = beta == 0.0f ? alpha * acc : alpha * acc + beta * ci[j];
 		}
+	}
 }
 
 /* C = beta C (C = 0 when beta == 0, whatever C held): the whole product

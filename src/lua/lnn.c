@@ -139,17 +139,24 @@ static ln_module *check_module(lua_State *L, int idx)
 	return b->m;
 }
 
+/* User values of a module userdata: 1 the table of children and script
+ * fields, then the tensor views last handed out for output and
+ * grad_input (push_cached_view). */
+enum { UV_FIELDS = 1, UV_OUTPUT, UV_GRAD_INPUT, UV_COUNT = UV_GRAD_INPUT };
+/* And of a loss userdata: its output and grad_input views. */
+enum { LUV_OUTPUT = 1, LUV_GRAD_INPUT, LUV_COUNT = LUV_GRAD_INPUT };
+
 /* Pushes a new empty module userdata of class cls; the caller stores the
  * module into the box.  If the constructor then fails, __gc sees NULL. */
 static module_box *new_module_box(lua_State *L, const ln_module_class *cls)
 {
-	module_box *b = lua_newuserdatauv(L, sizeof *b, 1);
+	module_box *b = lua_newuserdatauv(L, sizeof *b, UV_COUNT);
 	b->m = NULL;
 	char mt[64];
 	snprintf(mt, sizeof mt, MODULE_MT_PREFIX "%s", cls->name);
 	luaL_setmetatable(L, mt);
 	lua_newtable(L);
-	lua_setiuservalue(L, -2, 1);
+	lua_setiuservalue(L, -2, UV_FIELDS);
 	return b;
 }
 
@@ -193,31 +200,91 @@ static const ln_module_class *output_class(const ln_module *m)
 	return m->cls;
 }
 
-/* Pushes a view of t, or nil when t is empty. */
-static void push_view_or_nil(lua_State *L, const ln_tensor *t)
+/* True when the view v describes exactly the tensor t: same storage,
+ * offset, shape and strides. */
+static bool same_view(const ln_tensor *v, const ln_tensor *t)
 {
-	if (ln_tensor_is_empty(t))
-		lua_pushnil(L);
-	else
-		lnL_pushview(L, t);
+	if (v->storage != t->storage || v->offset != t->offset || v->ndim != t->ndim)
+		return false;
+	for (int d = 0; d < t->ndim; d++)
+		if (v->shape[d] != t->shape[d] || v->stride[d] != t->stride[d])
+			return false;
+	return true;
 }
 
-/* m:forward(x) -> output (the module's buffer, reused by the next call). */
+/*
+ * Pushes a view of the module's (or loss's) buffer t, or nil when t is
+ * empty.  The view is kept in user value `slot` of the userdata at idx and
+ * handed out again while it still describes t, so that a training loop
+ * does not create a new userdata (and garbage) per forward and backward.
+ * When the buffer was reallocated (new batch shape), or the script closed
+ * or reshaped the view it was given, a new view replaces the kept one.
+ */
+static void push_cached_view(lua_State *L, int idx, int slot, const ln_tensor *t)
+{
+	if (ln_tensor_is_empty(t)) {
+		lua_pushnil(L);
+		return;
+	}
+	lua_getiuservalue(L, idx, slot);
+	ln_tensor *v = lnL_testtensor(L, -1);
+	if (v && same_view(v, t))
+		return;
+	lua_pop(L, 1);
+	lnL_pushview(L, t);
+	lua_pushvalue(L, -1);
+	lua_setiuservalue(L, idx, slot);
+}
+
+/* t, or a contiguous copy of it pushed onto the stack; `cls:method` names
+ * the caller in the error raised if the copy fails.  The name is only
+ * formatted then: the common, contiguous case costs one check. */
+static const ln_tensor *contiguous_arg(lua_State *L, const ln_tensor *t, const char *cls,
+                                       const char *method)
+{
+	if (ln_tensor_is_contiguous(t))
+		return t;
+	char where[96];
+	int pushed;
+	snprintf(where, sizeof where, "%s:%s", cls, method);
+	return lnL_contiguous(L, t, where, &pushed);
+}
+
+/* The target argument of a loss: a tensor, or a table of numbers
+ * converted into one (pushed), made contiguous. */
+static const ln_tensor *target_arg(lua_State *L, int arg, const char *cls, const char *method)
+{
+	const ln_tensor *t = lnL_testtensor(L, arg);
+	if (!t || ln_tensor_is_empty(t)) {
+		char where[96];
+		snprintf(where, sizeof where, "%s:%s", cls, method);
+		t = lnL_totensor(L, arg, where);
+	}
+	return contiguous_arg(L, t, cls, method);
+}
+
+/* Raises "Class:method: msg" for a failed call (raise_status). */
+static int raise_method(lua_State *L, const char *cls, const char *method, const ln_error *err)
+{
+	char where[96];
+	snprintf(where, sizeof where, "%s:%s", cls, method);
+	return raise_status(L, where, cls, err);
+}
+
+/* m:forward(x) -> output (the module's buffer, reused by the next call;
+ * the same userdata while the buffer keeps its shape). */
 static int module_forward(lua_State *L)
 {
 	ln_module *m = check_module(L, 1);
 	ln_tensor *x = lnL_checktensor(L, 2);
-	char where[96];
-	snprintf(where, sizeof where, "%s:forward", m->cls->name);
-	int pushed;
-	const ln_tensor *xc = lnL_contiguous(L, x, where, &pushed);
+	const ln_tensor *xc = contiguous_arg(L, x, m->cls->name, "forward");
 	ln_error err;
 	current_L = L;
 	if (ln_module_forward(m, xc, &err) != LN_OK)
-		return raise_status(L, where, m->cls->name, &err);
+		return raise_method(L, m->cls->name, "forward", &err);
 	last_output.storage = m->output.storage;
 	last_output.cls = output_class(m);
-	lnL_pushview(L, &m->output);
+	push_cached_view(L, 1, UV_OUTPUT, &m->output);
 	return 1;
 }
 
@@ -227,23 +294,20 @@ static int module_backward(lua_State *L)
 	ln_module *m = check_module(L, 1);
 	ln_tensor *x = lnL_checktensor(L, 2);
 	ln_tensor *gy = lnL_checktensor(L, 3);
-	char where[96];
-	snprintf(where, sizeof where, "%s:backward", m->cls->name);
-	int pushed_x, pushed_gy;
-	const ln_tensor *xc = lnL_contiguous(L, x, where, &pushed_x);
-	const ln_tensor *gyc = lnL_contiguous(L, gy, where, &pushed_gy);
+	const ln_tensor *xc = contiguous_arg(L, x, m->cls->name, "backward");
+	const ln_tensor *gyc = contiguous_arg(L, gy, m->cls->name, "backward");
 	ln_error err;
 	current_L = L;
 	if (ln_module_backward(m, xc, gyc, &err) != LN_OK)
-		return raise_status(L, where, m->cls->name, &err);
-	lnL_pushview(L, &m->grad_input);
+		return raise_method(L, m->cls->name, "backward", &err);
+	push_cached_view(L, 1, UV_GRAD_INPUT, &m->grad_input);
 	return 1;
 }
 
 /* Children of a container, as stored in the user value: pushes the list. */
 static void push_children(lua_State *L, int idx)
 {
-	lua_getiuservalue(L, idx, 1);
+	lua_getiuservalue(L, idx, UV_FIELDS);
 	if (lua_getfield(L, -1, "children") == LUA_TNIL) {
 		lua_pop(L, 1);
 		lua_newtable(L);
@@ -275,7 +339,7 @@ static int module_parameters(lua_State *L)
 	int params = lua_gettop(L) - 1, grads = params + 1;
 	if (m->cls->param_names[0] == NULL && m->nchildren == 0 && m->nparams == 0)
 		return 2;
-	if (lua_getiuservalue(L, 1, 1) == LUA_TTABLE &&
+	if (lua_getiuservalue(L, 1, UV_FIELDS) == LUA_TTABLE &&
 	    lua_getfield(L, -1, "children") == LUA_TTABLE) {
 		int children = lua_gettop(L);
 		lua_Integer n = luaL_len(L, children);
@@ -308,7 +372,7 @@ static int module_parameters(lua_State *L)
  * having it; built-in children are handled in C by the caller. */
 static void call_on_lua_children(lua_State *L, int idx, const char *name)
 {
-	if (lua_getiuservalue(L, idx, 1) != LUA_TTABLE ||
+	if (lua_getiuservalue(L, idx, UV_FIELDS) != LUA_TTABLE ||
 	    lua_getfield(L, -1, "children") != LUA_TTABLE) {
 		lua_settop(L, idx);
 		return;
@@ -401,19 +465,20 @@ static int module_tostring(lua_State *L)
  * then fields a script stored on it. */
 static int module_index(lua_State *L)
 {
+	/* methods first: m:forward(x) looks its method up on every call */
+	lua_pushvalue(L, 2);
+	if (lua_rawget(L, lua_upvalueindex(1)) != LUA_TNIL)
+		return 1;
+	lua_pop(L, 1);
 	ln_module *m = check_module(L, 1);
 	if (lua_type(L, 2) == LUA_TSTRING) {
-		lua_pushvalue(L, 2);
-		if (lua_rawget(L, lua_upvalueindex(1)) != LUA_TNIL)
-			return 1;
-		lua_pop(L, 1);
 		const char *key = lua_tostring(L, 2);
 		if (strcmp(key, "output") == 0) {
-			push_view_or_nil(L, &m->output);
+			push_cached_view(L, 1, UV_OUTPUT, &m->output);
 			return 1;
 		}
 		if (strcmp(key, "grad_input") == 0) {
-			push_view_or_nil(L, &m->grad_input);
+			push_cached_view(L, 1, UV_GRAD_INPUT, &m->grad_input);
 			return 1;
 		}
 		if (strcmp(key, "training") == 0) {
@@ -453,7 +518,7 @@ static int module_index(lua_State *L)
 			}
 		}
 	}
-	lua_getiuservalue(L, 1, 1);
+	lua_getiuservalue(L, 1, UV_FIELDS);
 	lua_pushvalue(L, 2);
 	lua_rawget(L, -2);
 	return 1;
@@ -473,7 +538,7 @@ static int module_newindex(lua_State *L)
 		if (strcmp(key, "output") == 0 || strcmp(key, "grad_input") == 0)
 			return luaL_error(L, "%s: '%s' is read-only", m->cls->name, key);
 	}
-	lua_getiuservalue(L, 1, 1);
+	lua_getiuservalue(L, 1, UV_FIELDS);
 	lua_pushvalue(L, 2);
 	lua_pushvalue(L, 3);
 	lua_rawset(L, -3);
@@ -889,7 +954,7 @@ static ln_reduction check_reduction(lua_State *L, int opts, const char *fname)
 
 static loss_box *new_loss_box(lua_State *L, const char *name)
 {
-	loss_box *b = lua_newuserdatauv(L, sizeof *b, 0);
+	loss_box *b = lua_newuserdatauv(L, sizeof *b, LUV_COUNT);
 	b->c = NULL;
 	char mt[64];
 	snprintf(mt, sizeof mt, MODULE_MT_PREFIX "%s", name);
@@ -1008,39 +1073,30 @@ static void check_pairing(lua_State *L, const ln_loss *c, const ln_tensor *input
 static int loss_forward(lua_State *L)
 {
 	ln_loss *c = check_loss(L, 1);
-	char where[96];
-	snprintf(where, sizeof where, "%s:forward", c->cls->name);
 	ln_tensor *x = lnL_checktensor(L, 2);
-	int px;
-	const ln_tensor *xc = lnL_contiguous(L, x, where, &px);
-	ln_tensor *y = lnL_totensor(L, 3, where);
-	int py;
-	const ln_tensor *yc = lnL_contiguous(L, y, where, &py);
+	const ln_tensor *xc = contiguous_arg(L, x, c->cls->name, "forward");
+	const ln_tensor *yc = target_arg(L, 3, c->cls->name, "forward");
 	check_pairing(L, c, x);
 	double loss;
 	ln_error err;
 	if (ln_loss_forward(c, xc, yc, &loss, &err) != LN_OK)
-		return raise_status(L, where, c->cls->name, &err);
+		return raise_method(L, c->cls->name, "forward", &err);
 	lua_pushnumber(L, loss);
 	return 1;
 }
 
-/* c:backward(input, target) -> dL/dinput (the loss's buffer, reused). */
+/* c:backward(input, target) -> dL/dinput (the loss's buffer, reused; the
+ * same userdata while the buffer keeps its shape). */
 static int loss_backward(lua_State *L)
 {
 	ln_loss *c = check_loss(L, 1);
-	char where[96];
-	snprintf(where, sizeof where, "%s:backward", c->cls->name);
 	ln_tensor *x = lnL_checktensor(L, 2);
-	int px;
-	const ln_tensor *xc = lnL_contiguous(L, x, where, &px);
-	ln_tensor *y = lnL_totensor(L, 3, where);
-	int py;
-	const ln_tensor *yc = lnL_contiguous(L, y, where, &py);
+	const ln_tensor *xc = contiguous_arg(L, x, c->cls->name, "backward");
+	const ln_tensor *yc = target_arg(L, 3, c->cls->name, "backward");
 	ln_error err;
 	if (ln_loss_backward(c, xc, yc, &err) != LN_OK)
-		return raise_status(L, where, c->cls->name, &err);
-	lnL_pushview(L, &c->grad_input);
+		return raise_method(L, c->cls->name, "backward", &err);
+	push_cached_view(L, 1, LUV_GRAD_INPUT, &c->grad_input);
 	return 1;
 }
 
@@ -1055,18 +1111,19 @@ static int loss_tostring(lua_State *L)
 
 static int loss_index(lua_State *L)
 {
-	ln_loss *c = check_loss(L, 1);
-	const char *key = lua_tostring(L, 2);
+	/* methods first: c:forward(y, t) looks its method up on every call */
 	lua_pushvalue(L, 2);
 	if (lua_rawget(L, lua_upvalueindex(1)) != LUA_TNIL)
 		return 1;
 	lua_pop(L, 1);
+	ln_loss *c = check_loss(L, 1);
+	const char *key = lua_type(L, 2) == LUA_TSTRING ? lua_tostring(L, 2) : NULL;
 	if (!key)
 		return 0;
 	if (strcmp(key, "output") == 0) {
-		push_view_or_nil(L, &c->output);
+		push_cached_view(L, 1, LUV_OUTPUT, &c->output);
 	} else if (strcmp(key, "grad_input") == 0) {
-		push_view_or_nil(L, &c->grad_input);
+		push_cached_view(L, 1, LUV_GRAD_INPUT, &c->grad_input);
 	} else if (strcmp(key, "canonical") == 0) {
 		if (strcmp(c->cls->name, "OutputLoss") == 0)
 			lua_pushboolean(L, ln_output_loss_is_canonical(c));

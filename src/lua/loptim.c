@@ -27,6 +27,7 @@ typedef lnL_optim_box optim_ud;  /* opt: NULL until built, and after close */
 static const char *const MT_NAMES[] = {
 	"lunet.optim.SGD", "lunet.optim.Adam", "lunet.optim.AdamW", "lunet.optim.RMSprop", NULL,
 };
+#define OPTIM_MARK "__lunet_optim"  /* a field of each of those metatables */
 
 static const char *mt_name(const ln_optim_config *c)
 {
@@ -46,12 +47,13 @@ static int raise_optim(lua_State *L, const ln_error *err)
 
 lnL_optim_box *lnL_testoptim(lua_State *L, int idx)
 {
-	for (int i = 0; MT_NAMES[i]; i++) {
-		optim_ud *u = luaL_testudata(L, idx, MT_NAMES[i]);
-		if (u)
-			return u;
-	}
-	return NULL;
+	/* every optimiser metatable carries OPTIM_MARK (lnL_open_optim): one
+	 * lookup instead of a luaL_testudata per name */
+	if (lua_type(L, idx) != LUA_TUSERDATA || !lua_getmetatable(L, idx))
+		return NULL;
+	int marked = lua_getfield(L, -1, OPTIM_MARK) != LUA_TNIL;
+	lua_pop(L, 2);
+	return marked ? lua_touserdata(L, idx) : NULL;
 }
 
 /* The optimiser at arg (any kind), or a type error. */
@@ -498,10 +500,11 @@ static int m_gc(lua_State *L)
  * (steps taken); "kind"; the flags nesterov/decoupled/centered; else nil. */
 static int m_index(lua_State *L)
 {
-	ln_optim *opt = check_optim(L, 1);
+	/* methods first: opt:step() looks its method up on every call */
 	lua_pushvalue(L, 2);
 	if (lua_rawget(L, lua_upvalueindex(1)) != LUA_TNIL)
 		return 1;
+	ln_optim *opt = check_optim(L, 1);
 	if (lua_type(L, 2) != LUA_TSTRING)
 		return 1;  /* nil */
 	const char *k = lua_tostring(L, 2);
@@ -591,6 +594,8 @@ void lnL_open_optim(lua_State *L)
 	for (int i = 0; MT_NAMES[i]; i++) {
 		luaL_newmetatable(L, MT_NAMES[i]);
 		luaL_setfuncs(L, metamethods, 0);
+		lua_pushboolean(L, 1);
+		lua_setfield(L, -2, OPTIM_MARK);
 		lua_pushvalue(L, mt_methods);
 		lua_pushcclosure(L, m_index, 1);
 		lua_setfield(L, -2, "__index");

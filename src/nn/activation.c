@@ -49,11 +49,23 @@ static void sigmoid_backward_kernel(float *gx, const float *gy, const float *y, 
 		gx[i] = gy[i] * y[i] * (1.0f - y[i]);
 }
 
-/* y = tanh(x) */
+/* y = tanh(x), as sign(x) (1 - 2/(e^{2|x|} + 1)) from one exp in double:
+ * a third of tanhf's instructions, and correctly rounded but for a
+ * handful of 1-ulp double roundings (checked over every 7th float; glibc's
+ * tanhf is off by up to 2 ulp).  For |x| <= 2^-12, tanh x rounds to x (the
+ * x^3/3 term is below half an ulp); for |x| >= 9.1 it rounds to +-1.  NaN
+ * stays NaN. */
 static void tanh_forward_kernel(float *y, const float *x, int64_t n)
 {
-	for (int64_t i = 0; i < n; i++)
-		y[i] = tanhf(x[i]);
+	for (int64_t i = 0; i < n; i++) {
+		float v = x[i], a = fabsf(v);
+		if (!(a > 0x1p-12f))
+			y[i] = v;
+		else if (a >= 9.1f)
+			y[i] = copysignf(1.0f, v);
+		else
+			y[i] = copysignf((float)(1.0 - 2.0 / (exp(2.0 * (double)a) + 1.0)), v);
+	}
 }
 
 /* gx = gy * (1 - y^2) */

@@ -64,8 +64,7 @@ void ln_loss_release(ln_loss *c)
 static ln_status check_common(const ln_loss *c, const ln_tensor *input, const ln_tensor *target,
                               ln_error *err)
 {
-	char who[LN_LOSS_WHO_MAX];
-	ln_loss_who(c, who);
+	const char *who = ln_loss_who(c);
 	if (!input || ln_tensor_is_empty(input))
 		return ln_fail(err, LN_EARG, "%s: input is empty", who);
 	if (!target || ln_tensor_is_empty(target))
@@ -115,15 +114,9 @@ int ln_loss_describe(const ln_loss *c, char *buf, size_t size)
 
 /* ==== helpers for the loss files (loss_impl.h) =============================== */
 
-const char *ln_loss_who(const ln_loss *c, char *buf)
+const char *ln_loss_who(const ln_loss *c)
 {
-	if (c->cls == &ln_output_loss_class)
-		snprintf(buf, LN_LOSS_WHO_MAX, "OutputLoss(%s, %s)",
-		         ln_activation_name(ln_output_loss_activation(c)),
-		         ln_loss_kind_name(ln_output_loss_kind(c)));
-	else
-		snprintf(buf, LN_LOSS_WHO_MAX, "%s", c->cls->name);
-	return buf;
+	return c->cls == &ln_output_loss_class ? ln_output_loss_who(c) : c->cls->name;
 }
 
 char *ln_loss_pos_str(char *buf, size_t size, const ln_tensor *t, int64_t flat)

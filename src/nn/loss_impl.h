@@ -31,8 +31,13 @@ static inline double ln_loss_scale(const ln_loss *c, int64_t n)
 }
 
 /* The name that prefixes this loss's messages: the class name, or for
- * OutputLoss the pairing.  Writes into buf (LN_LOSS_WHO_MAX) and returns it. */
-const char *ln_loss_who(const ln_loss *c, char *buf);
+ * OutputLoss the pairing ("OutputLoss(sigmoid, bce)", at most
+ * LN_LOSS_WHO_MAX - 1 characters).  Owned by the loss or its class: valid
+ * while the loss lives.  No formatting happens here, so every forward and
+ * backward can afford it. */
+const char *ln_loss_who(const ln_loss *c);
+/* The same for an OutputLoss (output_loss.c); c must be one. */
+const char *ln_output_loss_who(const ln_loss *c);
 
 /* Describes the position of element `flat` (0-based, row-major) of a
  * contiguous tensor, 1-based: "position 5" (1-D), "row 3, column 2" (2-D),

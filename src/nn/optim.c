@@ -355,9 +355,12 @@ void ln_optim_step(ln_optim *opt)
 {
 	const ln_optim_config *c = &opt->cfg;
 	opt->steps++;
-	/* Adam's step-dependent scalars, in double. */
-	double bc1 = 1.0 - pow(c->beta1, (double)opt->steps);
-	double bc2 = 1.0 - pow(c->beta2, (double)opt->steps);
+	/* Adam's step-dependent scalars, in double (only Adam needs them). */
+	double bc1 = 1.0, bc2 = 1.0;
+	if (c->kind == LN_OPTIM_ADAM) {
+		bc1 = 1.0 - pow(c->beta1, (double)opt->steps);
+		bc2 = 1.0 - pow(c->beta2, (double)opt->steps);
+	}
 	for (int i = 0; i < opt->nslots; i++) {
 		ln_optim_slot *s = &opt->slots[i];
 		float *p = ln_tensor_data(&s->param);

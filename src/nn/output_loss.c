@@ -50,6 +50,7 @@ typedef struct output_loss {
 	ln_loss base;
 	ln_activation act;
 	ln_loss_kind kind;
+	char who[LN_LOSS_WHO_MAX];  /* "OutputLoss(sigmoid, bce)", for messages */
 } output_loss;
 
 /* ==== names ================================================================== */
@@ -303,9 +304,8 @@ static ln_status ol_forward(ln_loss *c, const ln_tensor *z, const ln_tensor *tar
                             ln_error *err)
 {
 	output_loss *o = (output_loss *)c;
-	char who[LN_LOSS_WHO_MAX];
+	const char *who = o->who;
 	ln_class_target t;
-	ln_loss_who(c, who);
 	ln_status st = ol_check(&t, o, who, z, target, err);
 	if (st == LN_OK)
 		st = ln_loss_ensure(&c->output, who, z, err);
@@ -335,9 +335,8 @@ static ln_status ol_backward(ln_loss *c, const ln_tensor *z, const ln_tensor *ta
                              ln_error *err)
 {
 	output_loss *o = (output_loss *)c;
-	char who[LN_LOSS_WHO_MAX];
+	const char *who = o->who;
 	ln_class_target t;
-	ln_loss_who(c, who);
 	ln_status st = ol_check(&t, o, who, z, target, err);
 	if (st == LN_OK)
 		st = ln_loss_ensure(&c->grad_input, who, z, err);
@@ -400,8 +399,11 @@ ln_status ln_output_loss_new(ln_loss **out, ln_activation act, ln_loss_kind kind
 	ln_status st = ln_loss_alloc(&c, &ln_output_loss_class, r, err);
 	if (st != LN_OK)
 		return st;
-	((output_loss *)c)->act = act;
-	((output_loss *)c)->kind = kind;
+	output_loss *o = (output_loss *)c;
+	o->act = act;
+	o->kind = kind;
+	snprintf(o->who, sizeof o->who, "OutputLoss(%s, %s)", ln_activation_name(act),
+	         ln_loss_kind_name(kind));
 	*out = c;
 	return LN_OK;
 }
@@ -423,6 +425,11 @@ ln_status ln_output_loss_new_by_name(ln_loss **out, const char *act, const char 
 		               kind ? kind : "(null)", names);
 	}
 	return ln_output_loss_new(out, (ln_activation)a, (ln_loss_kind)k, r, err);
+}
+
+const char *ln_output_loss_who(const ln_loss *c)
+{
+	return ((const output_loss *)c)->who;
 }
 
 bool ln_output_loss_is_canonical(const ln_loss *c)
