@@ -33,8 +33,6 @@
 #include "core/gemm.h"
 #include "lnaux.h"
 
-void lnL_open_bench(lua_State *L);
-
 /* Seconds since an arbitrary fixed point, from the monotonic clock. */
 static double now(void)
 {
