@@ -192,6 +192,7 @@ static ln_storage *storage_new(int64_t n)
 	}
 	s->capacity = (size_t)n;
 	s->refcount = 1;
+	s->zero_pending = false;
 	return s;
 }
 
@@ -523,6 +524,36 @@ ln_status ln_tensor_copy(ln_tensor *dst, const ln_tensor *src, ln_error *err)
 		d[od] = s[elem_iter_take(&es)];
 	}
 	return LN_OK;
+}
+
+void ln_storage_settle(ln_storage *s)
+{
+	s->zero_pending = false;
+	memset(s->data, 0, s->capacity * sizeof(float));
+}
+
+/* True when t is a contiguous view of all of its storage. */
+static bool covers_storage(const ln_tensor *t)
+{
+	return t->offset == 0 && (size_t)ln_tensor_numel(t) == t->storage->capacity &&
+	       ln_tensor_is_contiguous(t);
+}
+
+void ln_tensor_zero(ln_tensor *t)
+{
+	assert(!ln_tensor_is_empty(t));
+	if (covers_storage(t))
+		t->storage->zero_pending = true;
+	else
+		ln_tensor_fill(t, 0.0f);
+}
+
+bool ln_tensor_take_zero(ln_tensor *t)
+{
+	if (!t->storage->zero_pending || !covers_storage(t))
+		return false;
+	t->storage->zero_pending = false;
+	return true;
 }
 
 void ln_tensor_fill(ln_tensor *t, float value)

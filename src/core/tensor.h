@@ -32,6 +32,11 @@ typedef struct ln_storage {
 	float *data;      /* 64-byte aligned, from ln_malloc */
 	size_t capacity;  /* in floats */
 	long refcount;
+	/* All `capacity` floats are zero but were not written yet
+	 * (ln_tensor_zero); the first ln_tensor_data writes them, unless a
+	 * writer that overwrites everything takes the zero over first
+	 * (ln_tensor_take_zero). */
+	bool zero_pending;
 } ln_storage;
 
 typedef struct ln_tensor {
@@ -70,12 +75,38 @@ static inline bool ln_tensor_is_empty(const ln_tensor *t) { return t->storage ==
 int64_t ln_tensor_numel(const ln_tensor *t);
 bool ln_tensor_is_contiguous(const ln_tensor *t);
 bool ln_tensor_same_shape(const ln_tensor *a, const ln_tensor *b);
-/* Pointer to element 0 (storage->data + offset). */
-static inline float *ln_tensor_data(const ln_tensor *t) { return t->storage->data + t->offset; }
+/* Writes the zeros a storage owes (zero_pending), then clears the flag. */
+void ln_storage_settle(ln_storage *s);
+/* Pointer to element 0 (storage->data + offset).  Every access to tensor
+ * memory goes through here, which is what lets ln_tensor_zero be lazy. */
+static inline float *ln_tensor_data(const ln_tensor *t)
+{
+	if (__builtin_expect(t->storage->zero_pending, 0))
+		ln_storage_settle(t->storage);
+	return t->storage->data + t->offset;
+}
 /* Writes the tensor's shape as "{2,3}" into buf; returns buf. */
 char *ln_tensor_shape_str(const ln_tensor *t, char *buf, size_t bufsize);
 /* Offset (in floats, from ln_tensor_data) of the element at 0-based idx[ndim]. */
 size_t ln_tensor_index_offset(const ln_tensor *t, const int64_t *idx);
+
+/* ---- zeroing gradients ---------------------------------------------------- */
+
+/* Sets every element of t to zero.  When t covers its whole storage (as a
+ * parameter gradient does), nothing is written yet: the storage is marked
+ * and the zeros are written by the first ln_tensor_data on it -- or never,
+ * when the next writer overwrites all of it and says so with
+ * ln_tensor_take_zero.  That saves a pass over every gradient per training
+ * step (zero_grad, then a backward that would add into zeros).  Views of
+ * part of a storage are zeroed at once. */
+void ln_tensor_zero(ln_tensor *t);
+
+/* For a writer about to overwrite every element of t: true when t's
+ * contents are a pending zero (ln_tensor_zero over its whole storage), in
+ * which case the mark is dropped without writing anything and the caller
+ * must write all of t (an accumulation c += x becomes c = x).  False
+ * otherwise, with nothing changed. */
+bool ln_tensor_take_zero(ln_tensor *t);
 
 /* ---- views --------------------------------------------------------------- */
 

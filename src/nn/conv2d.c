@@ -344,6 +344,10 @@ static ln_status conv2d_backward(ln_module *m, const ln_tensor *x, const ln_tens
 	const int64_t kk = g.cin * g.k * g.k, pp = g.ho * g.wo, np = g.n * pp;
 	if ((st = ln_tensor_ensure(&m->grad_input, 4, x->shape, err)) != LN_OK)
 		return st;
+	/* gradients zeroed since the last backward (ln_tensor_zero) are
+	 * written, not added to: no pass to clear them, none to read them */
+	const float gw_beta = ln_tensor_take_zero(&m->grad[0]) ? 0.0f : 1.0f;
+	const bool gb_zero = ln_tensor_take_zero(&m->grad[1]);
 	const float *gyd = ln_tensor_data(gy), *w = ln_tensor_data(&m->param[0]),
 	            *col = ln_tensor_data(&c->col);
 	float *gw = ln_tensor_data(&m->grad[0]), *gb = ln_tensor_data(&m->grad[1]),
@@ -365,7 +369,7 @@ static ln_status conv2d_backward(ln_module *m, const ln_tensor *x, const ln_tens
 			for (int l = 0; l < 8; l++)
 				acc += lane[l];
 		}
-		gb[o] += (float)acc;
+		gb[o] = gb_zero ? (float)acc : gb[o] + (float)acc;
 	}
 
 	if (c->strategy == LN_CONV2D_BATCHED) {
@@ -380,7 +384,7 @@ static ln_status conv2d_backward(ln_module *m, const ln_tensor *x, const ln_tens
 			for (int64_t o = 0; o < g.cout; o++)
 				memcpy(t + o * np + n * pp, gyd + (n * g.cout + o) * pp,
 				       (size_t)pp * sizeof(float));
-		ln_gemm(false, true, g.cout, kk, np, 1.0f, t, np, col, np, 1.0f, gw, kk);
+		ln_gemm(false, true, g.cout, kk, np, 1.0f, t, np, col, np, gw_beta, gw, kk);
 		ln_gemm(true, false, kk, np, g.cout, 1.0f, w, kk, t, np, 0.0f, gcol, np);
 		for (int64_t n = 0; n < g.n; n++)
 			ln_conv2d_col2im(gx + n * g.cin * g.h * g.w, gcol + n * pp, np, &g);
@@ -393,7 +397,8 @@ static ln_status conv2d_backward(ln_module *m, const ln_tensor *x, const ln_tens
 		float *gcol = ln_tensor_data(&c->gcol);
 		for (int64_t n = 0; n < g.n; n++) {
 			const float *gyn = gyd + n * g.cout * pp;
-			ln_gemm(false, true, g.cout, kk, pp, 1.0f, gyn, pp, col + n * pp, np, 1.0f, gw, kk);
+			ln_gemm(false, true, g.cout, kk, pp, 1.0f, gyn, pp, col + n * pp, np,
+			        n == 0 ? gw_beta : 1.0f, gw, kk);
 			ln_gemm(true, false, kk, pp, g.cout, 1.0f, w, kk, gyn, pp, 0.0f, gcol, pp);
 			ln_conv2d_col2im(gx + n * g.cin * g.h * g.w, gcol, pp, &g);
 		}

@@ -42,10 +42,10 @@ void ln_linear_forward_naive(float *y, const float *x, const float *w, const flo
 		}
 }
 
-/* gb (nout) += sum_i gy[i,:], in double, rows in order.  Columns go in
- * blocks so that the accumulators stay on the stack and rows are read
- * contiguously. */
-static void bias_grad(float *gb, const float *gy, int64_t n, int64_t nout)
+/* gb (nout) += sum_i gy[i,:] (gb = ... when overwrite), in double, rows in
+ * order.  Columns go in blocks so that the accumulators stay on the stack
+ * and rows are read contiguously. */
+static void bias_grad(float *gb, const float *gy, int64_t n, int64_t nout, bool overwrite)
 {
 	enum { BLOCK = 256 };
 	double acc[BLOCK];
@@ -59,20 +59,29 @@ static void bias_grad(float *gb, const float *gy, int64_t n, int64_t nout)
 				acc[j] += row[j];
 		}
 		for (int64_t j = 0; j < nb; j++)
-			gb[j0 + j] = (float)(gb[j0 + j] + acc[j]);
+			gb[j0 + j] = overwrite ? (float)acc[j] : (float)(gb[j0 + j] + acc[j]);
 	}
 }
 
 /* gw (nout,nin) += gy^T (nout,N) x (N,nin);  gb (nout) += column sums of gy;
- * gx (N,nin) = gy (N,nout) W (nout,nin), overwritten.  The parameter
- * gradients are computed first, so gx may share memory with x. */
+ * gx (N,nin) = gy (N,nout) W (nout,nin), overwritten.  With gw_zero
+ * (gb_zero), gw (gb) is overwritten instead: its old contents are known
+ * to be zero and are not read.  The parameter gradients are computed
+ * first, so gx may share memory with x. */
+static void backward_kernel(float *gx, float *gw, float *gb, const float *gy, const float *x,
+                            const float *w, int64_t n, int64_t nin, int64_t nout, bool gw_zero,
+                            bool gb_zero)
+{
+	ln_gemm(true, false, nout, nin, n, 1.0f, gy, nout, x, nin, gw_zero ? 0.0f : 1.0f, gw, nin);
+	if (gb)
+		bias_grad(gb, gy, n, nout, gb_zero);
+	ln_gemm(false, false, n, nin, nout, 1.0f, gy, nout, w, nin, 0.0f, gx, nin);
+}
+
 void ln_linear_backward_kernel(float *gx, float *gw, float *gb, const float *gy, const float *x,
                                const float *w, int64_t n, int64_t nin, int64_t nout)
 {
-	ln_gemm(true, false, nout, nin, n, 1.0f, gy, nout, x, nin, 1.0f, gw, nin);
-	if (gb)
-		bias_grad(gb, gy, n, nout);
-	ln_gemm(false, false, n, nin, nout, 1.0f, gy, nout, w, nin, 0.0f, gx, nin);
+	backward_kernel(gx, gw, gb, gy, x, w, n, nin, nout, false, false);
 }
 
 void ln_linear_backward_naive(float *gx, float *gw, float *gb, const float *gy, const float *x,
@@ -151,9 +160,13 @@ static ln_status linear_backward(ln_module *m, const ln_tensor *x, const ln_tens
 		return ln_fail(err, LN_EARG, "the gradient is this layer's own grad_input buffer; pass a clone");
 	if ((s = ln_tensor_ensure(&m->grad_input, 2, (int64_t[]){n, nin}, err)) != LN_OK)
 		return s;
-	ln_linear_backward_kernel(ln_tensor_data(&m->grad_input), ln_tensor_data(&m->grad[W]),
-	                          has_bias(m) ? ln_tensor_data(&m->grad[B]) : NULL, ln_tensor_data(gy),
-	                          ln_tensor_data(x), ln_tensor_data(&m->param[W]), n, nin, nout);
+	/* gradients zeroed since the last backward (ln_tensor_zero) are
+	 * written, not added to: no pass to clear them, none to read them */
+	bool gw_zero = ln_tensor_take_zero(&m->grad[W]);
+	bool gb_zero = has_bias(m) && ln_tensor_take_zero(&m->grad[B]);
+	backward_kernel(ln_tensor_data(&m->grad_input), ln_tensor_data(&m->grad[W]),
+	                has_bias(m) ? ln_tensor_data(&m->grad[B]) : NULL, ln_tensor_data(gy),
+	                ln_tensor_data(x), ln_tensor_data(&m->param[W]), n, nin, nout, gw_zero, gb_zero);
 	return LN_OK;
 }
 

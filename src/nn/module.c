@@ -207,7 +207,7 @@ void ln_module_zero_grad(ln_module *m)
 {
 	for (int i = 0; i < m->nparams; i++)
 		if (!ln_tensor_is_empty(&m->grad[i]))
-			ln_tensor_fill(&m->grad[i], 0.0f);
+			ln_tensor_zero(&m->grad[i]);  /* lazily: tensor.h */
 	for (int i = 0; i < m->nchildren; i++)
 		ln_module_zero_grad(m->children[i]);
 }

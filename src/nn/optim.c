@@ -393,12 +393,12 @@ void ln_optim_step(ln_optim *opt)
 	}
 }
 
+/* Lazily where a gradient is a whole storage (ln_tensor_zero): the next
+ * backward then writes it instead of adding to zeros. */
 void ln_optim_zero_grad(ln_optim *opt)
 {
-	for (int i = 0; i < opt->nslots; i++) {
-		ln_tensor *g = &opt->slots[i].grad;
-		memset(ln_tensor_data(g), 0, (size_t)ln_tensor_numel(g) * sizeof(float));
-	}
+	for (int i = 0; i < opt->nslots; i++)
+		ln_tensor_zero(&opt->slots[i].grad);
 }
 
 /* ======================================================================
