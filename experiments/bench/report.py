@@ -71,14 +71,17 @@ def main():
         w(f"**The machine was busy** (load average {facts['load_before']} before the run on")
         w(f"{facts['nproc']} CPUs): other processes competed for the cores, so absolute figures are")
         w("low and noisy, the 2-thread ones most of all; the ratios, measured side by side, hold")
-        w("up better.")
+        w("up better. PyTorch's OpenMP threads spin-wait between parallel regions, so its")
+        w("2-thread figures suffer most when another process holds a core (`--env")
+        w("OMP_WAIT_POLICY=PASSIVE` avoids that; see extra_env below).")
         w("")
     w("## Machine")
     w("")
     w("| fact | value |")
     w("|---|---|")
     for key in ["cpu", "nproc", "kernel", "OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE", "openblas",
-                "torch", "numpy", "lunet", "lunet_gemm", "commit", "reps", "load_before", "load_after",
+                "torch", "numpy", "lunet", "lunet_gemm", "commit", "reps", "OMP_WAIT_POLICY",
+                "extra_env", "load_before", "load_after",
                 "wall_s"]:
         if key in facts:
             w(f"| {key} | {facts[key]} |")
