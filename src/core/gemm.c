@@ -32,6 +32,7 @@
 
 #include <cblas.h>
 
+#include "cpu.h"
 #include "gemm.h"
 #include "gemm_kernels.h"
 
@@ -102,19 +103,13 @@ typedef void (*part_fn)(bool ta, bool tb, int64_t i0, int64_t i1, int64_t j0, in
 static part_fn cpu_part(void)
 {
 #if defined(__x86_64__) && defined(__GNUC__)
-	__builtin_cpu_init();
-	if (__builtin_cpu_supports("avx512f"))
+	if (ln_cpu_avx512())
 		return ln_gemm_avx512_part;
-	if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
+	if (ln_cpu_avx2_fma())
 		return ln_gemm_avx2_part;
 #endif
 	return NULL;
 }
-
-/* cpu_part() once per process, for ln_gemm. */
-static pthread_once_t cpu_once = PTHREAD_ONCE_INIT;
-static part_fn cpu;
-static void probe_cpu(void) { cpu = cpu_part(); }
 
 ln_gemm_cpu_kind ln_gemm_cpu(void)
 {
@@ -344,8 +339,7 @@ void ln_gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float 
 		gemm_small(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
 		return;
 	}
-	pthread_once(&cpu_once, probe_cpu);
-	part_fn part = impl == LN_GEMM_AUTO ? cpu
+	part_fn part = impl == LN_GEMM_AUTO ? cpu_part()
 	             : impl == LN_GEMM_AVX512 ? ln_gemm_avx512_part
 	             : impl == LN_GEMM_AVX2 ? ln_gemm_avx2_part : NULL;
 	if (part && pthread_mutex_trylock(&pool.busy) == 0) {

@@ -89,8 +89,10 @@ void ln_conv2d_backward_ref(float *gx, float *gw, float *gb, const float *gy, co
  * (ho*wo columns). */
 void ln_conv2d_im2col(float *col, int64_t ld, const float *x_n, const ln_conv2d_geom *g);
 /* The adjoint: gx_n (cin,h,w) = sum of the column entries that im2col
- * copied from each input element (gx_n is overwritten). */
-void ln_conv2d_col2im(float *gx_n, const float *col, int64_t ld, const ln_conv2d_geom *g);
+ * copied from each input element (gx_n is overwritten).  col is scratch:
+ * entries that stand for padding may be set to zero (they are not part of
+ * the sum either way). */
+void ln_conv2d_col2im(float *gx_n, float *col, int64_t ld, const ln_conv2d_geom *g);
 
 /* How Conv2d multiplies: LN_CONV2D_BATCHED makes one product for the whole
  * batch (columns of all samples side by side, output transposed into

@@ -156,9 +156,68 @@ static inline void span(int64_t *j0, int64_t *j1, int64_t v, const ln_conv2d_geo
 		*j1 = *j0;
 }
 
+/*
+ * "Same" convolutions (stride 1, ho = h, wo = w, padding < h and w) have
+ * a simpler im2col: row (c,u,v) of col is the plane x[c] shifted by
+ * du = u-p rows and dv = v-p columns, zero where that reads outside it.
+ * Read as flat arrays of h*w values, out[t] = x[t + du*w + dv] for every
+ * output row whose input row exists -- one long copy instead of h short
+ * ones -- except the -dv first (dv < 0) or dv last (dv > 0) columns of
+ * each row, which wrapped around into the neighbouring input row and must
+ * be zero.  same_rows gives the output rows [*i0, *i1) whose input row is
+ * inside, and the flat range [*s0, *s1) whose source is inside the plane.
+ */
+static bool is_same_conv(const ln_conv2d_geom *g)
+{
+	return g->stride == 1 && g->ho == g->h && g->wo == g->w && g->padding < g->h &&
+	       g->padding < g->w;
+}
+
+static void same_rows(int64_t h, int64_t w, int64_t du, int64_t dv, int64_t *i0, int64_t *i1,
+                      int64_t *s0, int64_t *s1)
+{
+	*i0 = du < 0 ? -du : 0;
+	*i1 = du > 0 ? h - du : h;
+	const int64_t delta = du * w + dv;
+	*s0 = *i0 * w > -delta ? *i0 * w : -delta;
+	*s1 = *i1 * w < h * w - delta ? *i1 * w : h * w - delta;
+	if (*s1 < *s0)
+		*s1 = *s0;
+}
+
+/* Zeroes, in rows [i0, i1) of a (.,w) plane, the columns that a shift by
+ * dv wraps around. */
+static void zero_wrapped(float *out, int64_t w, int64_t i0, int64_t i1, int64_t dv)
+{
+	int64_t j0 = dv > 0 ? w - dv : 0, j1 = dv < 0 ? -dv : dv > 0 ? w : 0;
+	for (int64_t i = i0; i < i1; i++)
+		for (int64_t j = j0; j < j1; j++)
+			out[i * w + j] = 0;
+}
+
+/* One row of im2col for a same convolution (see above): out (h*w). */
+static void im2col_row_same(float *restrict out, const float *restrict xc, int64_t h, int64_t w,
+                            int64_t du, int64_t dv)
+{
+	int64_t i0, i1, s0, s1;
+	same_rows(h, w, du, dv, &i0, &i1, &s0, &s1);
+	memset(out, 0, (size_t)(s0 * (int64_t)sizeof(float)));
+	memcpy(out + s0, xc + s0 + du * w + dv, (size_t)(s1 - s0) * sizeof(float));
+	memset(out + s1, 0, (size_t)(h * w - s1) * sizeof(float));
+	zero_wrapped(out, w, i0, i1, dv);
+}
+
 void ln_conv2d_im2col(float *col, int64_t ld, const float *x_n, const ln_conv2d_geom *g)
 {
 	const int64_t k = g->k, s = g->stride, p = g->padding, wo = g->wo;
+	if (is_same_conv(g)) {
+		for (int64_t c = 0; c < g->cin; c++)
+			for (int64_t u = 0; u < k; u++)
+				for (int64_t v = 0; v < k; v++)
+					im2col_row_same(col + ((c * k + u) * k + v) * ld, x_n + c * g->h * g->w, g->h,
+					                g->w, u - p, v - p);
+		return;
+	}
 	for (int64_t c = 0; c < g->cin; c++)
 		for (int64_t u = 0; u < k; u++)
 			for (int64_t v = 0; v < k; v++) {
@@ -188,10 +247,33 @@ void ln_conv2d_im2col(float *col, int64_t ld, const float *x_n, const ln_conv2d_
 			}
 }
 
-void ln_conv2d_col2im(float *gx_n, const float *col, int64_t ld, const ln_conv2d_geom *g)
+/* One row of col2im for a same convolution: gc (h*w) += the entries of
+ * row that im2col_row_same copied from inside the plane, as one long sum
+ * (the wrapped-around entries of row are zeroed first, so that they add
+ * nothing). */
+static void col2im_row_same(float *restrict gc, float *restrict row, int64_t h, int64_t w,
+                            int64_t du, int64_t dv)
+{
+	int64_t i0, i1, s0, s1;
+	same_rows(h, w, du, dv, &i0, &i1, &s0, &s1);
+	zero_wrapped(row, w, i0, i1, dv);
+	const int64_t delta = du * w + dv;
+	for (int64_t t = s0; t < s1; t++)
+		gc[t + delta] += row[t];
+}
+
+void ln_conv2d_col2im(float *gx_n, float *col, int64_t ld, const ln_conv2d_geom *g)
 {
 	const int64_t k = g->k, s = g->stride, p = g->padding, wo = g->wo;
 	memset(gx_n, 0, (size_t)(g->cin * g->h * g->w) * sizeof(float));
+	if (is_same_conv(g)) {
+		for (int64_t c = 0; c < g->cin; c++)
+			for (int64_t u = 0; u < k; u++)
+				for (int64_t v = 0; v < k; v++)
+					col2im_row_same(gx_n + c * g->h * g->w, col + ((c * k + u) * k + v) * ld, g->h,
+					                g->w, u - p, v - p);
+		return;
+	}
 	for (int64_t c = 0; c < g->cin; c++)
 		for (int64_t u = 0; u < k; u++)
 			for (int64_t v = 0; v < k; v++) {

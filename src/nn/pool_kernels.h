@@ -1,0 +1,16 @@
+/*
+ * pool_kernels.h -- pooling kernels with a version for newer instruction
+ * sets (pool_avx512.c), for pool.c.
+ */
+#ifndef LN_POOL_KERNELS_H
+#define LN_POOL_KERNELS_H
+
+#include <stdint.h>
+
+/* y (planes,ho,wo), am (planes,ho,wo) = max and its offset over each 2x2
+ * window, stride 2, of x (planes,h,w): the walk of pool.c's
+ * maxpool2_forward_kernel.  Only when ln_cpu_avx512() says so. */
+void ln_maxpool2_forward_avx512(float *y, int32_t *am, const float *x, int64_t planes, int64_t h,
+                                int64_t w, int64_t ho, int64_t wo);
+
+#endif

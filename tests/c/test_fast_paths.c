@@ -1,0 +1,265 @@
+/*
+ * test_pool_fast.c -- MaxPool2d's 2x2/stride-2 paths (AVX-512 when the CPU
+ * has it, and the portable loop) against a window walk
+ * written out here: the maximum of each window, ties to the first element
+ * in row-major order, a NaN taking the place (the last NaN of a window
+ * keeps it), and backward routing each gradient to that element.  Inputs
+ * are drawn from a few values so that ties are common, with NaNs sprinkled
+ * in; odd sizes leave a last row and column that no window covers.
+ */
+#include <math.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "core/cpu.h"
+#include "core/rng.h"
+#include "core/tensor.h"
+#include "nn/conv.h"
+#include "nn/module.h"
+#include "testutil.h"
+
+#include <stdbool.h>
+
+#define SEED 4242u
+
+/* The offset within the plane of the element a 2x2 window at (i,j)
+ * selects, and its value. */
+static int64_t window_pick(const float *xp, int64_t w, int64_t i, int64_t j, float *val)
+{
+	int64_t at = 2 * i * w + 2 * j;
+	float best = xp[at];
+	for (int u = 0; u < 2; u++)
+		for (int v = 0; v < 2; v++) {
+			if (u == 0 && v == 0)
+				continue;
+			int64_t off = (2 * i + u) * w + 2 * j + v;
+			if (xp[off] > best || isnan(xp[off])) {
+				best = xp[off];
+				at = off;
+			}
+		}
+	*val = best;
+	return at;
+}
+
+static void check_shape(int64_t n, int64_t c, int64_t h, int64_t w)
+{
+	ln_module *m;
+	ln_error err;
+	assert_int_equal(ln_maxpool2d_new(&m, 2, 2, &err), LN_OK);
+	ln_tensor x = LN_TENSOR_EMPTY, gy = LN_TENSOR_EMPTY;
+	int64_t xs[4] = {n, c, h, w}, ho = h / 2, wo = w / 2;
+	assert_int_equal(ln_tensor_alloc(&x, 4, xs, NULL), LN_OK);
+	float *xd = ln_tensor_data(&x);
+	for (int64_t i = 0; i < n * c * h * w; i++) {
+		double r = ln_rng_uniform();
+		xd[i] = r < 0.05 ? NAN : (float)(int)(4 * ln_rng_uniform()) - 1.5f;
+	}
+	assert_int_equal(ln_module_forward(m, &x, &err), LN_OK);
+	assert_int_equal(ln_tensor_alloc(&gy, 4, m->output.shape, NULL), LN_OK);
+	float *g = ln_tensor_data(&gy);
+	for (int64_t q = 0; q < ln_tensor_numel(&gy); q++)
+		g[q] = (float)(q + 1);
+	assert_int_equal(ln_module_backward(m, &x, &gy, &err), LN_OK);
+
+	const float *y = ln_tensor_data(&m->output), *gx = ln_tensor_data(&m->grad_input);
+	for (int64_t pl = 0; pl < n * c; pl++) {
+		const float *xp = xd + pl * h * w;
+		for (int64_t i = 0; i < ho; i++)
+			for (int64_t j = 0; j < wo; j++) {
+				float want;
+				int64_t at = window_pick(xp, w, i, j, &want);
+				int64_t q = (pl * ho + i) * wo + j;
+				bool same = isnan(want) ? isnan(y[q]) : y[q] == want;
+				if (!same)
+					fail_msg("seed %u, {%lld,%lld,%lld,%lld}: output %lld is %g, expected %g", SEED,
+					         (long long)n, (long long)c, (long long)h, (long long)w, (long long)q,
+					         y[q], want);
+				/* windows do not overlap: the element's gradient is this window's */
+				if (gx[pl * h * w + at] != g[q])
+					fail_msg("seed %u, {%lld,%lld,%lld,%lld}: window %lld sent its gradient "
+					         "elsewhere than offset %lld", SEED, (long long)n, (long long)c,
+					         (long long)h, (long long)w, (long long)q, (long long)at);
+			}
+		/* every other element, including the uncovered edge, gets nothing */
+		double total = 0, want_total = 0;
+		for (int64_t e = 0; e < h * w; e++)
+			total += gx[pl * h * w + e];
+		for (int64_t q = 0; q < ho * wo; q++)
+			want_total += g[pl * ho * wo + q];
+		assert_true(total == want_total);
+	}
+	ln_tensor_release(&x);
+	ln_tensor_release(&gy);
+	ln_module_release(m);
+}
+
+static void shapes(void)
+{
+	ln_rng_seed(SEED);
+	check_shape(2, 3, 28, 28);
+	check_shape(3, 2, 14, 14);
+	check_shape(1, 4, 7, 9);  /* odd: last row and column uncovered */
+	check_shape(2, 1, 2, 2);
+	check_shape(1, 1, 3, 2);
+	check_shape(1, 2, 4, 70);  /* rows longer than one 16-lane block */
+}
+
+static void test_maxpool2_matches_walk(void **state)
+{
+	if (!ln_cpu_avx512())
+		print_message("no AVX-512 on this CPU: only the portable path is tested\n");
+	shapes();
+}
+
+static void test_maxpool2_portable_matches_walk(void **state)
+{
+	ln_cpu_use_portable(true);
+	shapes();
+	ln_cpu_use_portable(false);
+}
+
+/* ---- Conv2d, "same" convolutions -------------------------------------------
+ *
+ * Stride 1 with padding (k-1)/2 keeps the plane's size, and im2col/col2im
+ * then move whole shifted planes at once (conv2d.c).  Checked here against
+ * loops written out in the test, and the layer against the direct
+ * reference kernels, for kernels 1, 3 and 5, non-square planes, planes
+ * narrower than the kernel's reach, and both product strategies.
+ */
+
+static const struct same_case {
+	int64_t n, cin, h, w, cout, k;
+} same_cases[] = {
+	{2, 2, 5, 7, 3, 3}, {1, 3, 4, 4, 2, 5}, {2, 1, 3, 9, 2, 3}, {2, 3, 6, 5, 4, 1},
+	{1, 2, 28, 28, 3, 3}, {2, 2, 2, 3, 2, 3}, {1, 1, 3, 3, 1, 5},
+};
+
+static ln_conv2d_geom same_geom(const struct same_case *c)
+{
+	int64_t p = (c->k - 1) / 2;
+	return (ln_conv2d_geom){.n = c->n, .cin = c->cin, .h = c->h, .w = c->w, .cout = c->cout,
+	                        .k = c->k, .stride = 1, .padding = p, .ho = c->h, .wo = c->w};
+}
+
+/* im2col against its definition, and col2im against the sum of the
+ * entries that each input element went to. */
+static void test_same_im2col_col2im(void **state)
+{
+	ln_rng_seed(SEED);
+	for (size_t ci = 0; ci < sizeof same_cases / sizeof same_cases[0]; ci++) {
+		ln_conv2d_geom g = same_geom(&same_cases[ci]);
+		int64_t k = g.k, p = g.padding, kk = g.cin * k * k, pp = g.h * g.w, ld = pp + 3;
+		ln_tensor xt = LN_TENSOR_EMPTY, colt = LN_TENSOR_EMPTY, gct = LN_TENSOR_EMPTY,
+		          gxt = LN_TENSOR_EMPTY;
+		tu_tensor_uniform(&xt, 1, (int64_t[]){g.cin * pp}, -1.0f, 1.0f);
+		tu_tensor_uniform(&colt, 1, (int64_t[]){kk * ld}, -1.0f, 1.0f);
+		tu_tensor_uniform(&gct, 1, (int64_t[]){kk * ld}, -1.0f, 1.0f);
+		tu_tensor_uniform(&gxt, 1, (int64_t[]){g.cin * pp}, -1.0f, 1.0f);
+		const float *x = ln_tensor_data(&xt);
+		float *col = ln_tensor_data(&colt), *gc = ln_tensor_data(&gct), *gx = ln_tensor_data(&gxt);
+		/* the gradient columns before col2im may zero their padding entries */
+		ln_tensor gc0t = LN_TENSOR_EMPTY;
+		assert_int_equal(ln_tensor_clone(&gc0t, &gct, NULL), LN_OK);
+		const float *gc0 = ln_tensor_data(&gc0t);
+		ln_conv2d_im2col(col, ld, x, &g);
+		ln_conv2d_col2im(gx, gc, ld, &g);
+		for (int64_t c = 0; c < g.cin; c++)
+			for (int64_t u = 0; u < k; u++)
+				for (int64_t v = 0; v < k; v++)
+					for (int64_t i = 0; i < g.h; i++)
+						for (int64_t j = 0; j < g.w; j++) {
+							int64_t r = (c * k + u) * k + v, ih = i - p + u, iw = j - p + v;
+							bool in = ih >= 0 && ih < g.h && iw >= 0 && iw < g.w;
+							float want = in ? x[(c * g.h + ih) * g.w + iw] : 0.0f;
+							if (col[r * ld + i * g.w + j] != want)
+								fail_msg("case %zu: col[%lld][%lld] = %g, expected %g", ci,
+								         (long long)r, (long long)(i * g.w + j),
+								         col[r * ld + i * g.w + j], want);
+						}
+		for (int64_t c = 0; c < g.cin; c++)
+			for (int64_t ih = 0; ih < g.h; ih++)
+				for (int64_t iw = 0; iw < g.w; iw++) {
+					double want = 0;
+					for (int64_t u = 0; u < k; u++)
+						for (int64_t v = 0; v < k; v++) {
+							int64_t i = ih + p - u, j = iw + p - v;
+							if (i >= 0 && i < g.h && j >= 0 && j < g.w)
+								want += gc0[((c * k + u) * k + v) * ld + i * g.w + j];
+						}
+					float got = gx[(c * g.h + ih) * g.w + iw];
+					if (!(fabs(got - want) <= 1e-5 * (double)(k * k)))
+						fail_msg("case %zu: gx[%lld][%lld][%lld] = %.9g, expected %.9g", ci,
+						         (long long)c, (long long)ih, (long long)iw, got, want);
+				}
+		ln_tensor_release(&gc0t);
+		ln_tensor_release(&xt);
+		ln_tensor_release(&colt);
+		ln_tensor_release(&gct);
+		ln_tensor_release(&gxt);
+	}
+}
+
+/* The layer, both strategies, against ln_conv2d_forward_ref/backward_ref. */
+static void test_same_conv_layer(void **state)
+{
+	for (int strat = 0; strat < 2; strat++)
+		for (size_t ci = 0; ci < sizeof same_cases / sizeof same_cases[0]; ci++) {
+			const struct same_case *c = &same_cases[ci];
+			ln_conv2d_geom g = same_geom(c);
+			ln_rng_seed(SEED + ci);
+			ln_module *m;
+			ln_error err;
+			assert_int_equal(ln_conv2d_new(&m, c->cin, c->cout, c->k, 1, g.padding, &err), LN_OK);
+			ln_conv2d_set_strategy(m, strat ? LN_CONV2D_PER_SAMPLE : LN_CONV2D_BATCHED);
+			ln_tensor x = LN_TENSOR_EMPTY, gy = LN_TENSOR_EMPTY, b = LN_TENSOR_EMPTY;
+			tu_tensor_uniform(&x, 4, (int64_t[]){c->n, c->cin, c->h, c->w}, -1.0f, 1.0f);
+			tu_tensor_uniform(&b, 1, (int64_t[]){c->cout}, -1.0f, 1.0f);
+			ln_tensor_copy(&m->param[1], &b, NULL);
+			assert_int_equal(ln_module_forward(m, &x, &err), LN_OK);
+			int64_t ny = ln_tensor_numel(&m->output), nw = ln_tensor_numel(&m->param[0]);
+			int64_t nx = ln_tensor_numel(&x);
+			tu_tensor_uniform(&gy, 4, m->output.shape, -1.0f, 1.0f);
+			assert_int_equal(ln_module_backward(m, &x, &gy, &err), LN_OK);
+			float y[8192], gx[8192], gw[1024], gb[16];
+			assert_true(ny <= 8192 && nx <= 8192 && nw <= 1024 && c->cout <= 16);
+			memset(gw, 0, sizeof gw);
+			memset(gb, 0, sizeof gb);
+			ln_conv2d_forward_ref(y, ln_tensor_data(&x), ln_tensor_data(&m->param[0]),
+			                      ln_tensor_data(&m->param[1]), &g);
+			ln_conv2d_backward_ref(gx, gw, gb, ln_tensor_data(&gy), ln_tensor_data(&x),
+			                       ln_tensor_data(&m->param[0]), &g);
+			const float *got[4] = {ln_tensor_data(&m->output), ln_tensor_data(&m->grad_input),
+			                       ln_tensor_data(&m->grad[0]), ln_tensor_data(&m->grad[1])};
+			const float *want[4] = {y, gx, gw, gb};
+			const int64_t len[4] = {ny, nx, nw, c->cout};
+			const char *what[4] = {"output", "grad_input", "grad_weight", "grad_bias"};
+			double tol = 1e-5 * (double)(c->cin * c->k * c->k + c->n * c->h * c->w);
+			for (int t = 0; t < 4; t++)
+				for (int64_t e = 0; e < len[t]; e++)
+					if (!(fabs(got[t][e] - want[t][e]) <= tol))
+						fail_msg("seed %u, case %zu, strategy %d: %s[%lld] = %.9g, reference %.9g",
+						         SEED + (unsigned)ci, ci, strat, what[t], (long long)e, got[t][e],
+						         want[t][e]);
+			ln_tensor_release(&x);
+			ln_tensor_release(&gy);
+			ln_tensor_release(&b);
+			ln_module_release(m);
+		}
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_maxpool2_matches_walk),
+		cmocka_unit_test(test_maxpool2_portable_matches_walk),
+		cmocka_unit_test(test_same_im2col_col2im),
+		cmocka_unit_test(test_same_conv_layer),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
