@@ -8,11 +8,12 @@
  *           a call into a BLAS costs.
  *   own     lunet's packed kernels (gemm_avx512.c, or gemm_avx2.c on CPUs
  *           without AVX-512), chosen at run time from what the CPU
- *           reports, split over the worker threads when the product is
- *           large enough to pay for waking them.
+ *           reports (cpu.c), split over the worker threads (parallel.c)
+ *           when the product is large enough to pay for waking them.
  *   blas    OpenBLAS's cblas_sgemm: on CPUs with neither AVX-512 nor
  *           AVX2+FMA, when the caller asked for it (ln_gemm_set_impl), or
- *           when another thread is already using the pack buffers.
+ *           when another host thread is already using the worker pool and
+ *           its pack buffers.
  *
  * Why an own kernel at all: OpenBLAS picks its kernels from the CPU model
  * it recognises, and falls back to its SSE3 ("Prescott") kernels on models
@@ -23,11 +24,8 @@
  * ln_gemm_ref is the naive triple loop (double accumulator) kept beside
  * them as the reference the tests compare every path against.
  */
-#define _GNU_SOURCE  /* pthread_mutex_trylock and friends under -std=c11 */
 #include <assert.h>
 #include <limits.h>
-#include <pthread.h>
-#include <stdatomic.h>
 #include <string.h>
 
 #include <cblas.h>
@@ -35,6 +33,7 @@
 #include "cpu.h"
 #include "gemm.h"
 #include "gemm_kernels.h"
+#include "parallel.h"
 
 /* A(i,p) of op(A) stored row-major with leading dimension lda. */
 #define OP_AT(x, trans, ld, r, c) ((trans) ? (x)[(c) * (ld) + (r)] : (x)[(r) * (ld) + (c)])
@@ -170,20 +169,16 @@ const char *ln_gemm_impl_name(void)
 	}
 }
 
-/* ==== worker threads ============================================================
+/* ==== splitting a product ======================================================
  *
- * The packed kernels split a large product by columns of C (multiples of
- * 32, so that every worker packs its own part of op(B) and no two write
- * the same element): part w of nparts.  Worker w (1 <= w < nparts) is a
- * thread of this pool; part 0 runs on the calling thread.  Each part has
- * its own static pack buffer.  One product runs at a time: `busy` is held
- * for the whole product, and a second thread calling ln_gemm meanwhile
- * goes to cblas_sgemm instead of waiting.
+ * A large product is split by columns of C (multiples of 32, so that
+ * every part packs its own share of op(B) and no two write the same
+ * element) over ln_parallel_run's parts; part w packs into pack[w].
+ * Inside a part of some other split (a Conv2d sample range), a product
+ * runs whole on that part's buffer.
  */
 
-#define MAX_THREADS 8
-
-static float pack[MAX_THREADS][LN_GEMM_PACK] __attribute__((aligned(64)));
+static float pack[LN_PARALLEL_MAX][LN_GEMM_PACK] __attribute__((aligned(64)));
 
 typedef struct job {
 	part_fn part;
@@ -193,123 +188,20 @@ typedef struct job {
 	const float *a, *b;
 	float *c;
 	int64_t lda, ldb, ldc;
-	int nparts;
 } job;
 
-static struct {
-	pthread_mutex_t busy;   /* held by the thread running a packed product */
-	pthread_mutex_t mu;     /* guards the fields below */
-	pthread_cond_t wake, done;
-	int want;               /* threads asked for (ln_gemm_set_threads) */
-	int started;            /* worker threads running (never shrinks) */
-	job job;
-	unsigned long generation;  /* bumped for each threaded product */
-	int pending;            /* parts not yet finished */
-} pool = {
-	.busy = PTHREAD_MUTEX_INITIALIZER,
-	.mu = PTHREAD_MUTEX_INITIALIZER,
-	.wake = PTHREAD_COND_INITIALIZER,
-	.done = PTHREAD_COND_INITIALIZER,
-	.want = 0,
-};
-
-/* Columns [*j0, *j1) of part w of nparts: equal shares of whole 32-column
- * panels. */
-static void part_cols(const job *jb, int w, int64_t *j0, int64_t *j1)
+/* ln_part_fn: columns [j0, j1) of part w of nparts, equal shares of whole
+ * 32-column panels. */
+static void run_part(void *ctx, int w, int nparts)
 {
+	const job *jb = ctx;
 	int64_t panels = (jb->n + 31) / 32;
-	int64_t p0 = panels * w / jb->nparts, p1 = panels * (w + 1) / jb->nparts;
-	*j0 = p0 * 32 < jb->n ? p0 * 32 : jb->n;
-	*j1 = p1 * 32 < jb->n ? p1 * 32 : jb->n;
-}
-
-static void run_part(const job *jb, int w)
-{
-	int64_t j0, j1;
-	part_cols(jb, w, &j0, &j1);
+	int64_t p0 = panels * w / nparts, p1 = panels * (w + 1) / nparts;
+	int64_t j0 = p0 * 32 < jb->n ? p0 * 32 : jb->n;
+	int64_t j1 = p1 * 32 < jb->n ? p1 * 32 : jb->n;
 	if (j0 < j1)
 		jb->part(jb->ta, jb->tb, 0, jb->m, j0, j1, jb->k, jb->alpha, jb->a, jb->lda, jb->b,
 		         jb->ldb, jb->beta, jb->c, jb->ldc, pack[w]);
-}
-
-/* A worker: waits for a new generation that has a part for it, runs it,
- * reports it done. */
-static void *worker(void *arg)
-{
-	int w = (int)(intptr_t)arg;
-	unsigned long seen = 0;
-	pthread_mutex_lock(&pool.mu);
-	for (;;) {
-		while (pool.generation == seen)
-			pthread_cond_wait(&pool.wake, &pool.mu);
-		seen = pool.generation;
-		if (w >= pool.job.nparts)
-			continue;
-		job jb = pool.job;
-		pthread_mutex_unlock(&pool.mu);
-		run_part(&jb, w);
-		pthread_mutex_lock(&pool.mu);
-		if (--pool.pending == 0)
-			pthread_cond_signal(&pool.done);
-	}
-	return NULL;
-}
-
-/* Starts workers up to n-1 (with the mutex held); returns how many parts
- * a product may use. */
-static int ensure_workers(int n)
-{
-	if (n > MAX_THREADS)
-		n = MAX_THREADS;
-	while (pool.started < n - 1) {
-		pthread_t t;
-		pthread_attr_t at;
-		pthread_attr_init(&at);
-		pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
-		int r = pthread_create(&t, &at, worker, (void *)(intptr_t)(pool.started + 1));
-		pthread_attr_destroy(&at);
-		if (r != 0)
-			break;
-		pool.started++;
-	}
-	return pool.started + 1 < n ? pool.started + 1 : n;
-}
-
-/* The thread count asked for; OpenBLAS's until set.  With pool.mu held. */
-static int threads_wanted(void)
-{
-	if (pool.want == 0)
-		pool.want = openblas_get_num_threads();
-	return pool.want;
-}
-
-/* The packed product, threaded when large.  The caller holds pool.busy. */
-static void packed(job *jb)
-{
-	int nparts = 1;
-	int64_t panels = (jb->n + 31) / 32;
-	if (panels >= 2 && jb->m * jb->n * jb->k >= THREAD_MNK) {
-		pthread_mutex_lock(&pool.mu);
-		nparts = ensure_workers(threads_wanted());
-		if (nparts > panels)
-			nparts = (int)panels;
-		if (nparts > 1) {
-			jb->nparts = nparts;
-			pool.job = *jb;
-			pool.pending = nparts - 1;
-			pool.generation++;
-			pthread_cond_broadcast(&pool.wake);
-		}
-		pthread_mutex_unlock(&pool.mu);
-	}
-	jb->nparts = nparts;
-	run_part(jb, 0);
-	if (nparts > 1) {
-		pthread_mutex_lock(&pool.mu);
-		while (pool.pending > 0)
-			pthread_cond_wait(&pool.done, &pool.mu);
-		pthread_mutex_unlock(&pool.mu);
-	}
 }
 
 /* ==== the entry points ============================================================ */
@@ -342,13 +234,20 @@ void ln_gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float 
 	part_fn part = impl == LN_GEMM_AUTO ? cpu_part()
 	             : impl == LN_GEMM_AVX512 ? ln_gemm_avx512_part
 	             : impl == LN_GEMM_AVX2 ? ln_gemm_avx2_part : NULL;
-	if (part && pthread_mutex_trylock(&pool.busy) == 0) {
+	if (part) {
 		job jb = {.part = part, .ta = trans_a, .tb = trans_b, .m = m, .n = n, .k = k,
 		          .alpha = alpha, .beta = beta, .a = a, .b = b, .c = c,
-		          .lda = lda, .ldb = ldb, .ldc = ldc, .nparts = 1};
-		packed(&jb);
-		pthread_mutex_unlock(&pool.busy);
-		return;
+		          .lda = lda, .ldb = ldb, .ldc = ldc};
+		int me = ln_parallel_part();
+		if (me >= 0) {
+			part(trans_a, trans_b, 0, m, 0, n, k, alpha, a, lda, b, ldb, beta, c, ldc, pack[me]);
+			return;
+		}
+		int64_t panels = (n + 31) / 32;
+		int want = m * n * k >= THREAD_MNK ? (int)(panels < LN_PARALLEL_MAX ? panels
+		                                                                    : LN_PARALLEL_MAX) : 1;
+		if (ln_parallel_run(want, run_part, &jb) > 0)
+			return;
 	}
 	blas(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
 }
@@ -376,22 +275,17 @@ void ln_gemm_ref(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, fl
 	}
 }
 
-/* The thread count applies to both the packed kernels' workers and
- * OpenBLAS.  Until it is set, it is OpenBLAS's own (OPENBLAS_NUM_THREADS,
- * else the number of cores). */
+/* The thread count applies to lunet's splits (parallel.c) and to
+ * OpenBLAS.  Until set, it is OpenBLAS's own (OPENBLAS_NUM_THREADS, else
+ * the number of cores). */
 void ln_gemm_set_threads(int n)
 {
 	n = n < 1 ? 1 : n;
 	openblas_set_num_threads(n);
-	pthread_mutex_lock(&pool.mu);
-	pool.want = n;
-	pthread_mutex_unlock(&pool.mu);
+	ln_parallel_set_threads(n);
 }
 
 int ln_gemm_threads(void)
 {
-	pthread_mutex_lock(&pool.mu);
-	int n = threads_wanted();
-	pthread_mutex_unlock(&pool.mu);
-	return n;
+	return ln_parallel_threads();
 }

@@ -23,9 +23,12 @@
  * threads, mostly in backward: the (K,P) block of dL/dcol stays in cache
  * for col2im, and nothing is transposed.
  *
- * The columns of the last forward are kept for backward.  All buffers live
- * in the module and are reused, so after the first step of a given shape
- * nothing is allocated.
+ * Per sample, each sample's columns are built just before its products,
+ * in forward and again in backward, so that they are still in cache (see
+ * per_sample below), and the batch is split over the worker threads; the
+ * batched product keeps the columns of the last forward for backward.
+ * All buffers live in the module and are reused, so after the first step
+ * of a given shape (and thread count) nothing is allocated.
  *
  * The direct-loop kernels ln_conv2d_forward_ref/backward_ref are the
  * reference the fast path is tested against.
@@ -37,6 +40,7 @@
 #include <string.h>
 
 #include "../core/gemm.h"
+#include "../core/parallel.h"
 #include "conv.h"
 #include "nn_internal.h"
 
@@ -44,10 +48,12 @@ typedef struct conv2d {
 	ln_module base;
 	int64_t cin, cout, k, stride, padding;
 	ln_conv2d_strategy strategy;
-	ln_tensor col;   /* (K, N*P): im2col of the last forward's input */
+	ln_tensor col;   /* BATCHED (K, N*P): im2col of the last forward's input;
+	                    PER_SAMPLE (parts, K, P): one sample's columns per part */
 	ln_tensor tmp;   /* (cout, N*P): BATCHED products, before/after transposing */
-	ln_tensor gcol;  /* (K, N*P) batched or (K, P) per sample: dL/dcol */
-	bool have_cols;  /* col holds the columns of the input below */
+	ln_tensor gcol;  /* (K, N*P) batched or (parts, K, P) per sample: dL/dcol */
+	ln_tensor gwp;   /* PER_SAMPLE (parts, cout, K): each part's sum of gW terms */
+	bool have_cols;  /* the last forward succeeded (BATCHED: col holds its columns) */
 	int64_t in_shape[4];
 } conv2d;
 
@@ -347,6 +353,114 @@ static ln_status check_input(conv2d *c, const ln_tensor *x, ln_conv2d_geom *g, l
 	return LN_OK;
 }
 
+/* ==== per sample, over worker threads ============================================
+ *
+ * LN_CONV2D_PER_SAMPLE makes each sample's products on its own columns,
+ * built into a (K,P) buffer just before use -- in forward and again in
+ * backward -- so that they are still in cache for the product, instead of
+ * a (K, N*P) matrix for the whole batch that goes out to memory and back
+ * (7 MB for the benchmark CNN's second layer).  Samples are split into
+ * contiguous ranges over ln_parallel_run's parts, each part with its own
+ * columns, dL/dcol and gW sum; the gW sums are added up in part order
+ * afterwards, so the result depends on the thread count only through
+ * rounding.
+ *
+ *   forward    y_n (cout,P) = b 1^T + W (cout,K) col_n (K,P)
+ *   backward   gwp_part (cout,K) = sum over the part's samples of
+ *                                  gy_n (cout,P) col_n^T (P,K)
+ *              gcol (K,P) = W^T (K,cout) gy_n (cout,P);  gx_n = col2im(gcol)
+ *              gW (+)= sum over parts of gwp_part
+ */
+
+typedef struct per_sample_job {
+	conv2d *c;
+	const ln_conv2d_geom *g;
+	const float *x, *gy, *w, *b;
+	float *y, *gx, *col, *gcol, *gwp;
+} per_sample_job;
+
+/* ln_part_fn: the samples of part p of nparts. */
+static void per_sample_part(void *ctx, int p, int nparts)
+{
+	const per_sample_job *jb = ctx;
+	const ln_conv2d_geom *g = jb->g;
+	const int64_t kk = g->cin * g->k * g->k, pp = g->ho * g->wo, xs = g->cin * g->h * g->w;
+	const int64_t n0 = g->n * p / nparts, n1 = g->n * (p + 1) / nparts;
+	float *col = jb->col + p * kk * pp;
+	for (int64_t n = n0; n < n1; n++) {
+		ln_conv2d_im2col(col, pp, jb->x + n * xs, g);
+		if (!jb->gy) {
+			float *yn = jb->y + n * g->cout * pp;
+			for (int64_t o = 0; o < g->cout; o++)
+				for (int64_t q = 0; q < pp; q++)
+					yn[o * pp + q] = jb->b[o];
+			ln_gemm(false, false, g->cout, pp, kk, 1.0f, jb->w, kk, col, pp, 1.0f, yn, pp);
+			continue;
+		}
+		const float *gyn = jb->gy + n * g->cout * pp;
+		float *gcol = jb->gcol + p * kk * pp, *gwp = jb->gwp + p * g->cout * kk;
+		ln_gemm(false, true, g->cout, kk, pp, 1.0f, gyn, pp, col, pp, n == n0 ? 0.0f : 1.0f,
+		        gwp, kk);
+		ln_gemm(true, false, kk, pp, g->cout, 1.0f, jb->w, kk, gyn, pp, 0.0f, gcol, pp);
+		ln_conv2d_col2im(jb->gx + n * xs, gcol, pp, g);
+	}
+}
+
+/*
+ * Forward (gy == NULL: m->output from x) or backward (m->grad_input and
+ * gW from x and gy; gw_zero: gW's old contents are a pending zero, to be
+ * overwritten) of the per-sample strategy, split over the worker threads.
+ * Scratch for as many parts as there are threads is kept in the module.
+ */
+static ln_status per_sample(conv2d *c, const ln_conv2d_geom *g, const ln_tensor *x,
+                            const ln_tensor *gy, bool gw_zero, ln_error *err)
+{
+	ln_module *m = &c->base;
+	const int64_t kk = g->cin * g->k * g->k, pp = g->ho * g->wo;
+	int parts = ln_parallel_threads();
+	if (parts > LN_PARALLEL_MAX)
+		parts = LN_PARALLEL_MAX;
+	if (parts > g->n)
+		parts = (int)g->n;
+	ln_status st = ln_tensor_ensure(&c->col, 3, (int64_t[]){parts, kk, pp}, err);
+	if (st == LN_OK && gy)
+		st = ln_tensor_ensure(&c->gcol, 3, (int64_t[]){parts, kk, pp}, err);
+	if (st == LN_OK && gy)
+		st = ln_tensor_ensure(&c->gwp, 3, (int64_t[]){parts, g->cout, kk}, err);
+	if (st != LN_OK)
+		return st;
+	per_sample_job jb = {
+		.c = c, .g = g, .x = ln_tensor_data(x), .w = ln_tensor_data(&m->param[0]),
+		.b = ln_tensor_data(&m->param[1]), .y = ln_tensor_data(&m->output),
+		.col = ln_tensor_data(&c->col),
+	};
+	if (gy) {
+		jb.gy = ln_tensor_data(gy);
+		jb.gx = ln_tensor_data(&m->grad_input);
+		jb.gcol = ln_tensor_data(&c->gcol);
+		jb.gwp = ln_tensor_data(&c->gwp);
+	}
+	/* another thread's split holds the pool: all samples here, as one part */
+	int ran = ln_parallel_run(parts, per_sample_part, &jb);
+	if (ran == 0) {
+		per_sample_part(&jb, 0, 1);
+		ran = 1;
+	}
+	if (gy) {
+		float *gw = ln_tensor_data(&m->grad[0]);
+		const int64_t nw = g->cout * kk;
+		for (int p = 0; p < ran; p++) {
+			const float *part = jb.gwp + p * nw;
+			if (p == 0 && gw_zero)
+				memcpy(gw, part, (size_t)nw * sizeof(float));
+			else
+				for (int64_t e = 0; e < nw; e++)
+					gw[e] += part[e];
+		}
+	}
+	return LN_OK;
+}
+
 static ln_status conv2d_forward(ln_module *m, const ln_tensor *x, ln_error *err)
 {
 	conv2d *c = (conv2d *)m;
@@ -356,10 +470,18 @@ static ln_status conv2d_forward(ln_module *m, const ln_tensor *x, ln_error *err)
 		return st;
 	const int64_t kk = g.cin * g.k * g.k, pp = g.ho * g.wo, np = g.n * pp;
 	int64_t yshape[4] = {g.n, g.cout, g.ho, g.wo};
-	int64_t cshape[2] = {kk, np};
 	c->have_cols = false;
-	if ((st = ln_tensor_ensure(&m->output, 4, yshape, err)) != LN_OK ||
-	    (st = ln_tensor_ensure(&c->col, 2, cshape, err)) != LN_OK)
+	if ((st = ln_tensor_ensure(&m->output, 4, yshape, err)) != LN_OK)
+		return st;
+	if (c->strategy == LN_CONV2D_PER_SAMPLE) {
+		if ((st = per_sample(c, &g, x, NULL, false, err)) != LN_OK)
+			return st;
+		c->have_cols = true;
+		memcpy(c->in_shape, x->shape, sizeof c->in_shape);
+		return LN_OK;
+	}
+	int64_t cshape[2] = {kk, np};
+	if ((st = ln_tensor_ensure(&c->col, 2, cshape, err)) != LN_OK)
 		return st;
 	const float *xd = ln_tensor_data(x), *w = ln_tensor_data(&m->param[0]),
 	            *b = ln_tensor_data(&m->param[1]);
@@ -368,7 +490,7 @@ static ln_status conv2d_forward(ln_module *m, const ln_tensor *x, ln_error *err)
 	for (int64_t n = 0; n < g.n; n++)
 		ln_conv2d_im2col(col + n * pp, np, xd + n * g.cin * g.h * g.w, &g);
 
-	if (c->strategy == LN_CONV2D_BATCHED) {
+	{
 		/* tmp (cout, N*P) = W (cout,K) col (K, N*P); then
 		 * y[n,o,q] = tmp[o, n*P+q] + b[o] */
 		int64_t tshape[2] = {g.cout, np};
@@ -383,15 +505,6 @@ static ln_status conv2d_forward(ln_module *m, const ln_tensor *x, ln_error *err)
 				for (int64_t q = 0; q < pp; q++)
 					yo[q] = to[q] + b[o];
 			}
-	} else {
-		/* y_n (cout,P) = b 1^T + W (cout,K) col_n (K,P) */
-		for (int64_t n = 0; n < g.n; n++) {
-			float *yn = y + n * g.cout * pp;
-			for (int64_t o = 0; o < g.cout; o++)
-				for (int64_t q = 0; q < pp; q++)
-					yn[o * pp + q] = b[o];
-			ln_gemm(false, false, g.cout, pp, kk, 1.0f, w, kk, col + n * pp, np, 1.0f, yn, pp);
-		}
 	}
 	c->have_cols = true;
 	memcpy(c->in_shape, x->shape, sizeof c->in_shape);
@@ -430,8 +543,7 @@ static ln_status conv2d_backward(ln_module *m, const ln_tensor *x, const ln_tens
 	 * written, not added to: no pass to clear them, none to read them */
 	const float gw_beta = ln_tensor_take_zero(&m->grad[0]) ? 0.0f : 1.0f;
 	const bool gb_zero = ln_tensor_take_zero(&m->grad[1]);
-	const float *gyd = ln_tensor_data(gy), *w = ln_tensor_data(&m->param[0]),
-	            *col = ln_tensor_data(&c->col);
+	const float *gyd = ln_tensor_data(gy), *w = ln_tensor_data(&m->param[0]);
 	float *gw = ln_tensor_data(&m->grad[0]), *gb = ln_tensor_data(&m->grad[1]),
 	      *gx = ln_tensor_data(&m->grad_input);
 
@@ -454,7 +566,9 @@ static ln_status conv2d_backward(ln_module *m, const ln_tensor *x, const ln_tens
 		gb[o] = gb_zero ? (float)acc : gb[o] + (float)acc;
 	}
 
-	if (c->strategy == LN_CONV2D_BATCHED) {
+	if (c->strategy == LN_CONV2D_PER_SAMPLE)
+		return per_sample(c, &g, x, gy, gw_beta == 0.0f, err);
+	{
 		/* tmp (cout, N*P): tmp[o, n*P+q] = gy[n,o,q];
 		 * gW += tmp col^T;  gcol (K, N*P) = W^T tmp;  gx_n = col2im(gcol_n) */
 		int64_t tshape[2] = {g.cout, np}, gshape[2] = {kk, np};
@@ -462,6 +576,7 @@ static ln_status conv2d_backward(ln_module *m, const ln_tensor *x, const ln_tens
 		    (st = ln_tensor_ensure(&c->gcol, 2, gshape, err)) != LN_OK)
 			return st;
 		float *t = ln_tensor_data(&c->tmp), *gcol = ln_tensor_data(&c->gcol);
+		const float *col = ln_tensor_data(&c->col);
 		for (int64_t n = 0; n < g.n; n++)
 			for (int64_t o = 0; o < g.cout; o++)
 				memcpy(t + o * np + n * pp, gyd + (n * g.cout + o) * pp,
@@ -470,20 +585,6 @@ static ln_status conv2d_backward(ln_module *m, const ln_tensor *x, const ln_tens
 		ln_gemm(true, false, kk, np, g.cout, 1.0f, w, kk, t, np, 0.0f, gcol, np);
 		for (int64_t n = 0; n < g.n; n++)
 			ln_conv2d_col2im(gx + n * g.cin * g.h * g.w, gcol + n * pp, np, &g);
-	} else {
-		/* per sample: gW += gy_n col_n^T;  gcol (K,P) = W^T gy_n;
-		 * gx_n = col2im(gcol) */
-		int64_t gshape[2] = {kk, pp};
-		if ((st = ln_tensor_ensure(&c->gcol, 2, gshape, err)) != LN_OK)
-			return st;
-		float *gcol = ln_tensor_data(&c->gcol);
-		for (int64_t n = 0; n < g.n; n++) {
-			const float *gyn = gyd + n * g.cout * pp;
-			ln_gemm(false, true, g.cout, kk, pp, 1.0f, gyn, pp, col + n * pp, np,
-			        n == 0 ? gw_beta : 1.0f, gw, kk);
-			ln_gemm(true, false, kk, pp, g.cout, 1.0f, w, kk, gyn, pp, 0.0f, gcol, pp);
-			ln_conv2d_col2im(gx + n * g.cin * g.h * g.w, gcol, pp, &g);
-		}
 	}
 	return LN_OK;
 }
@@ -494,6 +595,7 @@ static void conv2d_destroy(ln_module *m)
 	ln_tensor_release(&c->col);
 	ln_tensor_release(&c->tmp);
 	ln_tensor_release(&c->gcol);
+	ln_tensor_release(&c->gwp);
 }
 
 void ln_conv2d_set_strategy(ln_module *m, ln_conv2d_strategy s)

@@ -17,6 +17,7 @@
 #include <cmocka.h>
 
 #include "core/cpu.h"
+#include "core/gemm.h"
 #include "core/rng.h"
 #include "core/tensor.h"
 #include "nn/conv.h"
@@ -205,17 +206,28 @@ static void test_same_im2col_col2im(void **state)
 	}
 }
 
-/* The layer, both strategies, against ln_conv2d_forward_ref/backward_ref. */
-static void test_same_conv_layer(void **state)
+/* The layer, both strategies, against ln_conv2d_forward_ref/backward_ref;
+ * stride 2 (not a same convolution) in the last case. */
+static void check_conv_layer(int threads)
 {
+	int before = ln_gemm_threads();
+	ln_gemm_set_threads(threads);
 	for (int strat = 0; strat < 2; strat++)
-		for (size_t ci = 0; ci < sizeof same_cases / sizeof same_cases[0]; ci++) {
-			const struct same_case *c = &same_cases[ci];
+		for (size_t ci = 0; ci <= sizeof same_cases / sizeof same_cases[0]; ci++) {
+			const struct same_case strided = {3, 2, 7, 6, 3, 3};
+			const bool last = ci == sizeof same_cases / sizeof same_cases[0];
+			const struct same_case *c = last ? &strided : &same_cases[ci];
 			ln_conv2d_geom g = same_geom(c);
+			if (last) {
+				g.stride = 2;
+				g.ho = (c->h + 2 * g.padding - c->k) / 2 + 1;
+				g.wo = (c->w + 2 * g.padding - c->k) / 2 + 1;
+			}
 			ln_rng_seed(SEED + ci);
 			ln_module *m;
 			ln_error err;
-			assert_int_equal(ln_conv2d_new(&m, c->cin, c->cout, c->k, 1, g.padding, &err), LN_OK);
+			assert_int_equal(ln_conv2d_new(&m, c->cin, c->cout, c->k, g.stride, g.padding, &err),
+			                 LN_OK);
 			ln_conv2d_set_strategy(m, strat ? LN_CONV2D_PER_SAMPLE : LN_CONV2D_BATCHED);
 			ln_tensor x = LN_TENSOR_EMPTY, gy = LN_TENSOR_EMPTY, b = LN_TENSOR_EMPTY;
 			tu_tensor_uniform(&x, 4, (int64_t[]){c->n, c->cin, c->h, c->w}, -1.0f, 1.0f);
@@ -225,6 +237,10 @@ static void test_same_conv_layer(void **state)
 			int64_t ny = ln_tensor_numel(&m->output), nw = ln_tensor_numel(&m->param[0]);
 			int64_t nx = ln_tensor_numel(&x);
 			tu_tensor_uniform(&gy, 4, m->output.shape, -1.0f, 1.0f);
+			/* twice, with zero_grad between: scratch of the first pass must
+			 * not leak into the second */
+			assert_int_equal(ln_module_backward(m, &x, &gy, &err), LN_OK);
+			ln_module_zero_grad(m);
 			assert_int_equal(ln_module_backward(m, &x, &gy, &err), LN_OK);
 			float y[8192], gx[8192], gw[1024], gb[16];
 			assert_true(ny <= 8192 && nx <= 8192 && nw <= 1024 && c->cout <= 16);
@@ -243,14 +259,28 @@ static void test_same_conv_layer(void **state)
 			for (int t = 0; t < 4; t++)
 				for (int64_t e = 0; e < len[t]; e++)
 					if (!(fabs(got[t][e] - want[t][e]) <= tol))
-						fail_msg("seed %u, case %zu, strategy %d: %s[%lld] = %.9g, reference %.9g",
-						         SEED + (unsigned)ci, ci, strat, what[t], (long long)e, got[t][e],
-						         want[t][e]);
+						fail_msg("seed %u, %d threads, case %zu, strategy %d: %s[%lld] = %.9g, "
+						         "reference %.9g", SEED + (unsigned)ci, threads, ci, strat, what[t],
+						         (long long)e, got[t][e], want[t][e]);
 			ln_tensor_release(&x);
 			ln_tensor_release(&gy);
 			ln_tensor_release(&b);
 			ln_module_release(m);
 		}
+	ln_gemm_set_threads(before);
+}
+
+static void test_same_conv_layer(void **state)
+{
+	check_conv_layer(1);
+}
+
+/* The per-sample strategy splits the batch over the worker threads: more
+ * threads than samples, and uneven shares, give the same numbers. */
+static void test_conv_layer_threads(void **state)
+{
+	check_conv_layer(2);
+	check_conv_layer(3);
 }
 
 int main(void)
@@ -260,6 +290,7 @@ int main(void)
 		cmocka_unit_test(test_maxpool2_portable_matches_walk),
 		cmocka_unit_test(test_same_im2col_col2im),
 		cmocka_unit_test(test_same_conv_layer),
+		cmocka_unit_test(test_conv_layer_threads),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

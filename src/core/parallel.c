@@ -1,0 +1,145 @@
+/*
+ * parallel.c -- the worker pool behind ln_parallel_run (parallel.h).
+ *
+ * Workers are plain pthreads, started when a split first asks for more
+ * parts than there are (never stopped: they sleep on a condition variable
+ * between splits).  A split publishes its job under `mu`, bumps
+ * `generation` and wakes every worker; worker w runs part w if w < n and
+ * reports back through `pending`.  `busy` is held by the thread that owns
+ * the pool for the whole split, so that one split runs at a time.
+ */
+#define _GNU_SOURCE  /* pthread_mutex_trylock and friends under -std=c11 */
+#include <pthread.h>
+#include <stdint.h>
+
+#include <cblas.h>
+
+#include "parallel.h"
+
+static struct {
+	pthread_mutex_t busy;   /* held by the thread running a split */
+	pthread_mutex_t mu;     /* guards the fields below */
+	pthread_cond_t wake, done;
+	int want;               /* thread count asked for; 0 until first asked */
+	int started;            /* worker threads running (never shrinks) */
+	ln_part_fn fn;          /* the current split */
+	void *ctx;
+	int nparts;
+	unsigned long generation;  /* bumped for each split with workers */
+	int pending;            /* worker parts not yet finished */
+} pool = {
+	.busy = PTHREAD_MUTEX_INITIALIZER,
+	.mu = PTHREAD_MUTEX_INITIALIZER,
+	.wake = PTHREAD_COND_INITIALIZER,
+	.done = PTHREAD_COND_INITIALIZER,
+};
+
+/* The part this thread runs; -1 outside a split. */
+static _Thread_local int current_part = -1;
+
+int ln_parallel_part(void)
+{
+	return current_part;
+}
+
+/* A worker: waits for a split that has a part for it, runs it, reports
+ * it done. */
+static void *worker(void *arg)
+{
+	int w = (int)(intptr_t)arg;
+	unsigned long seen = 0;
+	pthread_mutex_lock(&pool.mu);
+	for (;;) {
+		while (pool.generation == seen)
+			pthread_cond_wait(&pool.wake, &pool.mu);
+		seen = pool.generation;
+		if (w >= pool.nparts)
+			continue;
+		ln_part_fn fn = pool.fn;
+		void *ctx = pool.ctx;
+		int n = pool.nparts;
+		pthread_mutex_unlock(&pool.mu);
+		current_part = w;
+		fn(ctx, w, n);
+		current_part = -1;
+		pthread_mutex_lock(&pool.mu);
+		if (--pool.pending == 0)
+			pthread_cond_signal(&pool.done);
+	}
+	return NULL;
+}
+
+/* The thread count; OpenBLAS's own until set.  With pool.mu held. */
+static int wanted(void)
+{
+	if (pool.want == 0)
+		pool.want = openblas_get_num_threads();
+	return pool.want < 1 ? 1 : pool.want;
+}
+
+/* Starts workers up to n-1 (with pool.mu held); returns how many parts a
+ * split may have. */
+static int ensure_workers(int n)
+{
+	if (n > LN_PARALLEL_MAX)
+		n = LN_PARALLEL_MAX;
+	while (pool.started < n - 1) {
+		pthread_t t;
+		pthread_attr_t at;
+		pthread_attr_init(&at);
+		pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
+		int r = pthread_create(&t, &at, worker, (void *)(intptr_t)(pool.started + 1));
+		pthread_attr_destroy(&at);
+		if (r != 0)
+			break;
+		pool.started++;
+	}
+	return pool.started + 1 < n ? pool.started + 1 : n;
+}
+
+int ln_parallel_run(int nparts, ln_part_fn fn, void *ctx)
+{
+	if (current_part >= 0 || pthread_mutex_trylock(&pool.busy) != 0)
+		return 0;
+	int n = 1;
+	if (nparts > 1) {
+		pthread_mutex_lock(&pool.mu);
+		int avail = wanted() > 1 ? ensure_workers(wanted()) : 1;
+		n = nparts < avail ? nparts : avail;
+		if (n > 1) {
+			pool.fn = fn;
+			pool.ctx = ctx;
+			pool.nparts = n;
+			pool.pending = n - 1;
+			pool.generation++;
+			pthread_cond_broadcast(&pool.wake);
+		}
+		pthread_mutex_unlock(&pool.mu);
+	}
+	current_part = 0;
+	fn(ctx, 0, n);
+	current_part = -1;
+	if (n > 1) {
+		pthread_mutex_lock(&pool.mu);
+		while (pool.pending > 0)
+			pthread_cond_wait(&pool.done, &pool.mu);
+		pthread_mutex_unlock(&pool.mu);
+	}
+	pthread_mutex_unlock(&pool.busy);
+	return n;
+}
+
+void ln_parallel_set_threads(int n)
+{
+	pthread_mutex_lock(&pool.mu);
+	pool.want = n < 1 ? 1 : n;
+	pthread_mutex_unlock(&pool.mu);
+}
+
+int ln_parallel_threads(void)
+{
+	pthread_mutex_lock(&pool.mu);
+	int n = wanted();
+	pthread_mutex_unlock(&pool.mu);
+	return n;
+}
