@@ -2,8 +2,8 @@
  * parallel.c -- the worker pool behind ln_parallel_run (parallel.h).
  *
  * Workers are plain pthreads, started when a split first asks for more
- * parts than there are (never stopped: they sleep on a condition variable
- * between splits).  A split publishes its job under `mu`, bumps
+ * parts than there are (never stopped: between splits they spin a little,
+ * then sleep on a condition variable).  A split publishes its job under `mu`, bumps
  * `generation` and wakes every worker; worker w runs part w if w < n and
  * reports back through `pending`.  `busy` is held by the thread that owns
  * the pool for the whole split, so that one split runs at a time.
@@ -42,6 +42,39 @@ int ln_parallel_part(void)
 	return current_part;
 }
 
+/* Busy-waits up to SPIN rounds for *v to differ from old (or, for
+ * pending, to reach 0): splits come in quick succession in a training
+ * step (one per large product), and a thread that goes to sleep between
+ * them costs a wake-up each time (tens of microseconds on a virtual
+ * machine).  Returns whether it saw the change. */
+#define SPIN 2000
+static void cpu_relax(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+	__builtin_ia32_pause();
+#endif
+}
+
+static bool spin_until_changed(const unsigned long *v, unsigned long old)
+{
+	for (int i = 0; i < SPIN; i++) {
+		if (__atomic_load_n(v, __ATOMIC_ACQUIRE) != old)
+			return true;
+		cpu_relax();
+	}
+	return false;
+}
+
+static bool spin_until_zero(const int *v)
+{
+	for (int i = 0; i < SPIN; i++) {
+		if (__atomic_load_n(v, __ATOMIC_ACQUIRE) == 0)
+			return true;
+		cpu_relax();
+	}
+	return false;
+}
+
 /* A worker: waits for a split that has a part for it, runs it, reports
  * it done. */
 static void *worker(void *arg)
@@ -50,6 +83,11 @@ static void *worker(void *arg)
 	unsigned long seen = 0;
 	pthread_mutex_lock(&pool.mu);
 	for (;;) {
+		if (pool.generation == seen) {
+			pthread_mutex_unlock(&pool.mu);
+			spin_until_changed(&pool.generation, seen);
+			pthread_mutex_lock(&pool.mu);
+		}
 		while (pool.generation == seen)
 			pthread_cond_wait(&pool.wake, &pool.mu);
 		seen = pool.generation;
@@ -63,7 +101,7 @@ static void *worker(void *arg)
 		fn(ctx, w, n);
 		current_part = -1;
 		pthread_mutex_lock(&pool.mu);
-		if (--pool.pending == 0)
+		if (__atomic_sub_fetch(&pool.pending, 1, __ATOMIC_RELEASE) == 0)
 			pthread_cond_signal(&pool.done);
 	}
 	return NULL;
@@ -111,7 +149,7 @@ int ln_parallel_run(int nparts, ln_part_fn fn, void *ctx)
 			pool.ctx = ctx;
 			pool.nparts = n;
 			pool.pending = n - 1;
-			pool.generation++;
+			__atomic_store_n(&pool.generation, pool.generation + 1, __ATOMIC_RELEASE);
 			pthread_cond_broadcast(&pool.wake);
 		}
 		pthread_mutex_unlock(&pool.mu);
@@ -120,6 +158,7 @@ int ln_parallel_run(int nparts, ln_part_fn fn, void *ctx)
 	fn(ctx, 0, n);
 	current_part = -1;
 	if (n > 1) {
+		spin_until_zero(&pool.pending);
 		pthread_mutex_lock(&pool.mu);
 		while (pool.pending > 0)
 			pthread_cond_wait(&pool.done, &pool.mu);
