@@ -79,25 +79,6 @@ local function images(x)
 	return x:reshape(x:size(1), 1, 28, 28)
 end
 
--- Fraction of the images in x whose arg-max prediction equals y (evaluate
--- mode: BatchNorm uses its running statistics, Dropout is off).
-local function accuracy(x, y)
-	model:evaluate()
-	local n, correct, chunk = x:size(1), 0, 1000
-	for start = 1, n, chunk do
-		local len = math.min(chunk, n - start + 1)
-		local pred = model:forward(images(x:narrow(1, start, len))):argmax(2):reshape(-1)
-		local labels = y:narrow(1, start, len)
-		for i = 1, len do
-			if pred[i] == labels[i] then
-				correct = correct + 1
-			end
-		end
-	end
-	model:train()
-	return correct / n
-end
-
 -- Cosine decay from lr to 0 over the whole run, stepped once per batch.
 local batches_per_epoch = math.ceil(train.x:size(1) / config.batch)
 local total_steps, step = config.epochs * batches_per_epoch, 0
@@ -120,7 +101,7 @@ for epoch = 1, config.epochs do
 		batches = batches + 1
 	end
 	local elapsed = lunet.clock() - start
-	acc = accuracy(test.x, test.y)
+	acc = nn.accuracy(model, images(test.x), test.y)
 	print(string.format("epoch %2d  train loss %.4f  test accuracy %.2f%%  %.1f s (%.0f samples/s)",
 	                    epoch, total / batches, 100 * acc, elapsed, train.x:size(1) / elapsed))
 end

@@ -238,3 +238,42 @@ local function trace(m)
 end
 
 nn._module_methods.trace = trace
+
+-- ---- accuracy ---------------------------------------------------------------------
+
+--- nn.accuracy(model, x, y[, batch=1000]) -> the fraction of the rows of x
+-- whose arg-max output equals their class label in y (1-based, a tensor or
+-- a table).  Runs in evaluate mode, `batch` rows at a time, and puts the
+-- model back in the mode it was in.
+function nn.accuracy(model, x, y, batch)
+	batch = batch or 1000
+	if type(model) ~= "table" and not nn.is_module(model) then
+		error("nn.accuracy: expected a model, got " .. type(model), 2)
+	end
+	if not is_tensor(x) then
+		error("nn.accuracy: expected an input tensor, got " .. type(x), 2)
+	end
+	if math.type(batch) ~= "integer" or batch < 1 then
+		error("nn.accuracy: batch must be an integer >= 1, got " .. tostring(batch), 2)
+	end
+	local n = x:size(1)
+	if #y ~= n then
+		error(string.format("nn.accuracy: expected %d labels, got %d", n, #y), 2)
+	end
+	local was_training = model.training ~= false
+	model:evaluate()
+	local correct = 0
+	for start = 1, n, batch do
+		local len = math.min(batch, n - start + 1)
+		local pred = model:forward(x:narrow(1, start, len)):argmax(2):reshape(-1)
+		for i = 1, len do
+			if pred[i] == y[start + i - 1] then
+				correct = correct + 1
+			end
+		end
+	end
+	if was_training then
+		model:train()
+	end
+	return correct / n
+end

@@ -341,4 +341,19 @@ test("softmax applied twice draws one warning; lunet.warnings(false) silences it
 	check(not out:find("NLLLoss takes", 1, true), "silenced: " .. out)
 end)
 
+test("nn.accuracy counts arg-max hits in chunks and keeps the mode", function()
+	local m = nn.Sequential{nn.Identity(), nn.Dropout(0.5)}
+	-- rows whose arg-max is 1, 2, 3, 1, 2 against labels 1, 2, 1, 1, 3
+	local x = lunet.tensor{{5, 1, 0}, {0, 4, 1}, {1, 0, 9}, {3, 2, 1}, {0, 7, 6}}
+	local y = {1, 2, 1, 1, 3}
+	check(nn.accuracy(m, x, y) == 3 / 5, "3 of 5")
+	check(nn.accuracy(m, x, lunet.tensor(y), 2) == 3 / 5, "in chunks of 2, labels as a tensor")
+	check(m.training == true, "back in training mode")
+	m:evaluate()
+	nn.accuracy(m, x, y)
+	check(m.training == false, "left in evaluate mode")
+	check_error(function() nn.accuracy(m, x, {1, 2}) end, "nn.accuracy", "5 labels, got 2")
+	check_error(function() nn.accuracy(m, x, y, 0) end, "batch", "0")
+end)
+
 h.done()
