@@ -191,13 +191,14 @@ static void same_rows(int64_t h, int64_t w, int64_t du, int64_t dv, int64_t *i0,
 		*s1 = *s0;
 }
 
-/* Zeroes, in rows [i0, i1) of a (.,w) plane, the columns that a shift by
- * dv wraps around. */
+/* Zeroes, in rows [i0, i1) of a (.,w) plane, the |dv| columns that a
+ * shift by dv wraps around.  Column by column: along a row the compiler
+ * would make each run of |dv| (usually 1) floats a memset call. */
 static void zero_wrapped(float *out, int64_t w, int64_t i0, int64_t i1, int64_t dv)
 {
 	int64_t j0 = dv > 0 ? w - dv : 0, j1 = dv < 0 ? -dv : dv > 0 ? w : 0;
-	for (int64_t i = i0; i < i1; i++)
-		for (int64_t j = j0; j < j1; j++)
+	for (int64_t j = j0; j < j1; j++)
+		for (int64_t i = i0; i < i1; i++)
 			out[i * w + j] = 0;
 }
 
@@ -207,9 +208,12 @@ static void im2col_row_same(float *restrict out, const float *restrict xc, int64
 {
 	int64_t i0, i1, s0, s1;
 	same_rows(h, w, du, dv, &i0, &i1, &s0, &s1);
-	memset(out, 0, (size_t)(s0 * (int64_t)sizeof(float)));
+	/* the ends are at most a row and a bit: loops, not memset calls */
+	for (int64_t t = 0; t < s0; t++)
+		out[t] = 0;
 	memcpy(out + s0, xc + s0 + du * w + dv, (size_t)(s1 - s0) * sizeof(float));
-	memset(out + s1, 0, (size_t)(h * w - s1) * sizeof(float));
+	for (int64_t t = s1; t < h * w; t++)
+		out[t] = 0;
 	zero_wrapped(out, w, i0, i1, dv);
 }
 

@@ -218,8 +218,12 @@ static ln_status maxpool_backward(ln_module *m, const ln_tensor *x, const ln_ten
 	if ((st = check_grad(m, gy, y, err)) != LN_OK ||
 	    (st = ln_tensor_ensure(&m->grad_input, 4, x->shape, err)) != LN_OK)
 		return st;
-	maxpool_backward_kernel(ln_tensor_data(&m->grad_input), ln_tensor_data(gy), p->argmax,
-	                        y[0] * y[1], x->shape[2], x->shape[3], y[2], y[3]);
+	if (p->k == 2 && p->stride == 2 && ln_cpu_avx512())
+		ln_maxpool2_backward_avx512(ln_tensor_data(&m->grad_input), ln_tensor_data(gy), p->argmax,
+		                            y[0] * y[1], x->shape[2], x->shape[3], y[2], y[3]);
+	else
+		maxpool_backward_kernel(ln_tensor_data(&m->grad_input), ln_tensor_data(gy), p->argmax,
+		                        y[0] * y[1], x->shape[2], x->shape[3], y[2], y[3]);
 	return LN_OK;
 }
 

@@ -13,4 +13,9 @@
 void ln_maxpool2_forward_avx512(float *y, int32_t *am, const float *x, int64_t planes, int64_t h,
                                 int64_t w, int64_t ho, int64_t wo);
 
+/* gx (planes,h,w) = gy routed to the arg-max of each 2x2 window, 0
+ * elsewhere (pool.c's maxpool_backward_kernel for this case). */
+void ln_maxpool2_backward_avx512(float *gx, const float *gy, const int32_t *am, int64_t planes,
+                                 int64_t h, int64_t w, int64_t ho, int64_t wo);
+
 #endif
