@@ -51,6 +51,9 @@ double ln_ce_sum(float *p, const float *z, const ln_class_target *t)
 	return total;
 }
 
+/* Rows of at most this many classes keep their exponentials on the stack. */
+#define CE_ROW_MAX 64
+
 /* gz_ij = scale * (softmax(z)_ij * sum_k y_ik - y_ij);  gz, z (N,C). */
 void ln_ce_grad(float *gz, const float *z, const ln_class_target *t, double scale)
 {
@@ -58,6 +61,20 @@ void ln_ce_grad(float *gz, const float *z, const ln_class_target *t, double scal
 	for (int64_t i = 0; i < n; i++) {
 		const float *zi = z + i * c;
 		float *gi = gz + i * c;
+		if (t->labels && c <= CE_ROW_MAX) {
+			/* softmax as e_j / sum e with e_j = exp(z_j - max z): one exp per
+			 * logit (the general path below takes two) */
+			double e[CE_ROW_MAX], m = zi[0], sum = 0;
+			for (int64_t j = 1; j < c; j++)
+				if (zi[j] > m)
+					m = zi[j];
+			for (int64_t j = 0; j < c; j++)
+				sum += e[j] = exp((double)zi[j] - m);
+			int64_t l = ln_class_label(t, i);
+			for (int64_t j = 0; j < c; j++)
+				gi[j] = (float)(scale * (e[j] / sum - (j == l ? 1.0 : 0.0)));
+			continue;
+		}
 		double lse = ln_row_logsumexp(zi, c);
 		if (t->labels) {
 			int64_t l = ln_class_label(t, i);
