@@ -3,7 +3,7 @@
  *
  * Workers are plain pthreads, started when a split first asks for more
  * parts than there are (never stopped: between splits they spin a little,
- * then sleep on a condition variable).  A split publishes its job under `mu`, bumps
+ * unless OMP_WAIT_POLICY=PASSIVE, then sleep on a condition variable).  A split publishes its job under `mu`, bumps
  * `generation` and wakes every worker; worker w runs part w if w < n and
  * reports back through `pending`.  `busy` is held by the thread that owns
  * the pool for the whole split, so that one split runs at a time.
@@ -11,6 +11,8 @@
 #define _GNU_SOURCE  /* pthread_mutex_trylock and friends under -std=c11 */
 #include <pthread.h>
 #include <stdint.h>
+#include <stdlib.h>
+#include <strings.h>
 
 #include <cblas.h>
 
@@ -42,11 +44,13 @@ int ln_parallel_part(void)
 	return current_part;
 }
 
-/* Busy-waits up to SPIN rounds for *v to differ from old (or, for
- * pending, to reach 0): splits come in quick succession in a training
+/* Busy-waits up to spin_rounds() rounds for *v to differ from old (or,
+ * for pending, to reach 0): splits come in quick succession in a training
  * step (one per large product), and a thread that goes to sleep between
  * them costs a wake-up each time (tens of microseconds on a virtual
- * machine).  Returns whether it saw the change. */
+ * machine).  Returns whether it saw the change.  OMP_WAIT_POLICY=PASSIVE
+ * in the environment, the usual request of a machine shared with other
+ * work, turns the spinning off, as it does for OpenMP programs. */
 #define SPIN 2000
 static void cpu_relax(void)
 {
@@ -55,9 +59,25 @@ static void cpu_relax(void)
 #endif
 }
 
+static pthread_once_t policy_once = PTHREAD_ONCE_INIT;
+static int spin;
+
+static void read_policy(void)
+{
+	const char *p = getenv("OMP_WAIT_POLICY");
+	spin = p && strcasecmp(p, "passive") == 0 ? 0 : SPIN;
+}
+
+static int spin_rounds(void)
+{
+	pthread_once(&policy_once, read_policy);
+	return spin;
+}
+
 static bool spin_until_changed(const unsigned long *v, unsigned long old)
 {
-	for (int i = 0; i < SPIN; i++) {
+	const int rounds = spin_rounds();
+	for (int i = 0; i < rounds; i++) {
 		if (__atomic_load_n(v, __ATOMIC_ACQUIRE) != old)
 			return true;
 		cpu_relax();
@@ -67,7 +87,8 @@ static bool spin_until_changed(const unsigned long *v, unsigned long old)
 
 static bool spin_until_zero(const int *v)
 {
-	for (int i = 0; i < SPIN; i++) {
+	const int rounds = spin_rounds();
+	for (int i = 0; i < rounds; i++) {
 		if (__atomic_load_n(v, __ATOMIC_ACQUIRE) == 0)
 			return true;
 		cpu_relax();

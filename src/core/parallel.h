@@ -7,7 +7,9 @@
  * One split runs at a time in the process: a second thread that asks
  * while one is running gets 0 back and does its work some other way
  * (ln_gemm falls back to OpenBLAS).  The thread count is ln_gemm_threads
- * (gemm.h).  Nothing here allocates through ln_malloc.
+ * (gemm.h).  Between splits, idle threads spin briefly before they sleep;
+ * OMP_WAIT_POLICY=PASSIVE in the environment makes them sleep at once.
+ * Nothing here allocates through ln_malloc.
  */
 #ifndef LN_PARALLEL_H
 #define LN_PARALLEL_H
