@@ -410,29 +410,39 @@ static void per_sample_part(void *ctx, int p, int nparts)
 	}
 }
 
+/* Makes the per-sample scratch (columns; for backward also dL/dcol and
+ * the gW sums) for as many parts as there are threads, at most one per
+ * sample; *parts says how many.  Only allocation can fail, and it comes
+ * before anything is written. */
+static ln_status per_sample_buffers(conv2d *c, const ln_conv2d_geom *g, bool backward, int *parts,
+                                    ln_error *err)
+{
+	const int64_t kk = g->cin * g->k * g->k, pp = g->ho * g->wo;
+	int n = ln_parallel_threads();
+	if (n > LN_PARALLEL_MAX)
+		n = LN_PARALLEL_MAX;
+	if (n > g->n)
+		n = (int)g->n;
+	*parts = n;
+	ln_status st = ln_tensor_ensure(&c->col, 3, (int64_t[]){n, kk, pp}, err);
+	if (st == LN_OK && backward)
+		st = ln_tensor_ensure(&c->gcol, 3, (int64_t[]){n, kk, pp}, err);
+	if (st == LN_OK && backward)
+		st = ln_tensor_ensure(&c->gwp, 3, (int64_t[]){n, g->cout, kk}, err);
+	return st;
+}
+
 /*
  * Forward (gy == NULL: m->output from x) or backward (m->grad_input and
  * gW from x and gy; gw_zero: gW's old contents are a pending zero, to be
- * overwritten) of the per-sample strategy, split over the worker threads.
- * Scratch for as many parts as there are threads is kept in the module.
+ * overwritten) of the per-sample strategy, split over `parts` parts, with
+ * the scratch of per_sample_buffers.  Cannot fail.
  */
-static ln_status per_sample(conv2d *c, const ln_conv2d_geom *g, const ln_tensor *x,
-                            const ln_tensor *gy, bool gw_zero, ln_error *err)
+static void per_sample_run(conv2d *c, const ln_conv2d_geom *g, const ln_tensor *x,
+                           const ln_tensor *gy, int parts, bool gw_zero)
 {
 	ln_module *m = &c->base;
-	const int64_t kk = g->cin * g->k * g->k, pp = g->ho * g->wo;
-	int parts = ln_parallel_threads();
-	if (parts > LN_PARALLEL_MAX)
-		parts = LN_PARALLEL_MAX;
-	if (parts > g->n)
-		parts = (int)g->n;
-	ln_status st = ln_tensor_ensure(&c->col, 3, (int64_t[]){parts, kk, pp}, err);
-	if (st == LN_OK && gy)
-		st = ln_tensor_ensure(&c->gcol, 3, (int64_t[]){parts, kk, pp}, err);
-	if (st == LN_OK && gy)
-		st = ln_tensor_ensure(&c->gwp, 3, (int64_t[]){parts, g->cout, kk}, err);
-	if (st != LN_OK)
-		return st;
+	const int64_t kk = g->cin * g->k * g->k;
 	per_sample_job jb = {
 		.c = c, .g = g, .x = ln_tensor_data(x), .w = ln_tensor_data(&m->param[0]),
 		.b = ln_tensor_data(&m->param[1]), .y = ln_tensor_data(&m->output),
@@ -462,7 +472,6 @@ static ln_status per_sample(conv2d *c, const ln_conv2d_geom *g, const ln_tensor 
 					gw[e] += part[e];
 		}
 	}
-	return LN_OK;
 }
 
 static ln_status conv2d_forward(ln_module *m, const ln_tensor *x, ln_error *err)
@@ -478,8 +487,10 @@ static ln_status conv2d_forward(ln_module *m, const ln_tensor *x, ln_error *err)
 	if ((st = ln_tensor_ensure(&m->output, 4, yshape, err)) != LN_OK)
 		return st;
 	if (c->strategy == LN_CONV2D_PER_SAMPLE) {
-		if ((st = per_sample(c, &g, x, NULL, false, err)) != LN_OK)
+		int parts;
+		if ((st = per_sample_buffers(c, &g, false, &parts, err)) != LN_OK)
 			return st;
+		per_sample_run(c, &g, x, NULL, parts, false);
 		c->have_cols = true;
 		memcpy(c->in_shape, x->shape, sizeof c->in_shape);
 		return LN_OK;
@@ -543,6 +554,18 @@ static ln_status conv2d_backward(ln_module *m, const ln_tensor *x, const ln_tens
 	const int64_t kk = g.cin * g.k * g.k, pp = g.ho * g.wo, np = g.n * pp;
 	if ((st = ln_tensor_ensure(&m->grad_input, 4, x->shape, err)) != LN_OK)
 		return st;
+	/* all scratch first: nothing below fails, so a pending zero taken over
+	 * is always written */
+	int parts = 1;
+	if (c->strategy == LN_CONV2D_PER_SAMPLE) {
+		if ((st = per_sample_buffers(c, &g, true, &parts, err)) != LN_OK)
+			return st;
+	} else {
+		int64_t tshape[2] = {g.cout, np}, gshape[2] = {kk, np};
+		if ((st = ln_tensor_ensure(&c->tmp, 2, tshape, err)) != LN_OK ||
+		    (st = ln_tensor_ensure(&c->gcol, 2, gshape, err)) != LN_OK)
+			return st;
+	}
 	/* gradients zeroed since the last backward (ln_tensor_zero) are
 	 * written, not added to: no pass to clear them, none to read them */
 	const float gw_beta = ln_tensor_take_zero(&m->grad[0]) ? 0.0f : 1.0f;
@@ -570,15 +593,13 @@ static ln_status conv2d_backward(ln_module *m, const ln_tensor *x, const ln_tens
 		gb[o] = gb_zero ? (float)acc : gb[o] + (float)acc;
 	}
 
-	if (c->strategy == LN_CONV2D_PER_SAMPLE)
-		return per_sample(c, &g, x, gy, gw_beta == 0.0f, err);
+	if (c->strategy == LN_CONV2D_PER_SAMPLE) {
+		per_sample_run(c, &g, x, gy, parts, gw_beta == 0.0f);
+		return LN_OK;
+	}
 	{
 		/* tmp (cout, N*P): tmp[o, n*P+q] = gy[n,o,q];
 		 * gW += tmp col^T;  gcol (K, N*P) = W^T tmp;  gx_n = col2im(gcol_n) */
-		int64_t tshape[2] = {g.cout, np}, gshape[2] = {kk, np};
-		if ((st = ln_tensor_ensure(&c->tmp, 2, tshape, err)) != LN_OK ||
-		    (st = ln_tensor_ensure(&c->gcol, 2, gshape, err)) != LN_OK)
-			return st;
 		float *t = ln_tensor_data(&c->tmp), *gcol = ln_tensor_data(&c->gcol);
 		const float *col = ln_tensor_data(&c->col);
 		for (int64_t n = 0; n < g.n; n++)

@@ -16,6 +16,7 @@
 #include <cmocka.h>
 
 #include "core/alloc.h"
+#include "core/gemm.h"
 #include "core/rng.h"
 #include "core/tensor.h"
 #include "nn/conv.h"
@@ -202,6 +203,36 @@ static void test_optim_zero_grad(void **state)
 	ln_tensor_release(&g);
 }
 
+/* A backward that fails for lack of memory leaves a pending zero in
+ * place: the gradients still read as zero afterwards.  Conv2d's scratch
+ * grows with the thread count, which makes an allocation in backward. */
+static void test_failed_backward_keeps_zero(void **state)
+{
+	ln_rng_seed(SEED);
+	int before = ln_gemm_threads();
+	ln_gemm_set_threads(1);
+	ln_module *m;
+	assert_int_equal(ln_conv2d_new(&m, 2, 3, 3, 1, 1, NULL), LN_OK);
+	ln_tensor x = LN_TENSOR_EMPTY, gy = LN_TENSOR_EMPTY;
+	tu_tensor_uniform(&x, 4, (int64_t[]){2, 2, 5, 5}, -1.0f, 1.0f);
+	ln_error err;
+	assert_int_equal(ln_module_forward(m, &x, &err), LN_OK);
+	tu_tensor_uniform(&gy, 4, m->output.shape, -1.0f, 1.0f);
+	assert_int_equal(ln_module_backward(m, &x, &gy, &err), LN_OK);
+	ln_module_zero_grad(m);
+	ln_gemm_set_threads(2);
+	ln_alloc_fail_nth(1);
+	ln_status st = ln_module_backward(m, &x, &gy, &err);
+	ln_alloc_fail_nth(0);
+	assert_int_equal(st, LN_ENOMEM);
+	assert_all(&m->grad[0], 0.0f);
+	assert_all(&m->grad[1], 0.0f);
+	ln_gemm_set_threads(before);
+	ln_tensor_release(&x);
+	ln_tensor_release(&gy);
+	ln_module_release(m);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -211,6 +242,7 @@ int main(void)
 		cmocka_unit_test(test_linear_backward),
 		cmocka_unit_test(test_conv2d_backward),
 		cmocka_unit_test(test_optim_zero_grad),
+		cmocka_unit_test(test_failed_backward_keeps_zero),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
