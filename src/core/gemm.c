@@ -18,8 +18,9 @@
  * Why an own kernel at all: OpenBLAS picks its kernels from the CPU model
  * it recognises, and falls back to its SSE3 ("Prescott") kernels on models
  * it does not know -- as on a virtualised AVX-512 Xeon, where the MLP's
- * products ran at 15-20 GFLOP/s against 95-160 for gemm_avx512.c (and
- * 45-63 for BLIS's AVX2 kernels).  README.md has the table.
+ * products ran at about 32 GFLOP/s against 124-148 for gemm_avx512.c (and
+ * 74-89 for BLIS's AVX2 kernels, 79-87 for gemm_avx2.c).  README.md has
+ * the table.
  *
  * ln_gemm_ref is the naive triple loop (double accumulator) kept beside
  * them as the reference the tests compare every path against.
@@ -39,8 +40,8 @@
 #define OP_AT(x, trans, ld, r, c) ((trans) ? (x)[(c) * (ld) + (r)] : (x)[(r) * (ld) + (c)])
 
 /* At or below this many multiply-adds, the plain loop wins over both the
- * packed kernels and a BLAS call (measured on the tiny network's
- * products: 0.02-0.05 us against 0.04-0.1 us and 0.15-0.2 us). */
+ * packed kernels and a BLAS call (the tiny network's 4x8x2: 68 ns,
+ * against 105 ns through OpenBLAS and 168 ns through the packed kernel). */
 #define SMALL_MNK 512
 
 /* Products of at least this many multiply-adds are split over the worker
@@ -53,9 +54,10 @@
 /* C = alpha op(A) op(B) + beta C with a float accumulator, each sum in
  * order of p.  op(A)[i][p] is a[i*ra + p*sa] and op(B)[p][j] is
  * b[p*sb + j*cb], so the loops have no branch.  The loops run a handful
- * of times each: vectorised, their set-up would cost more than the
- * arithmetic (measured: 6.5 thousand instructions per step of the tiny
- * network against 2.5 thousand plain).  C is not read when beta == 0. */
+ * of times each, too few for vector code to pay for its set-up (the tiny
+ * network's six products: 4.7 thousand instructions per step like this,
+ * 6.2 thousand with a vectorised loop along j).  C is not read when
+ * beta == 0. */
 #if defined(__GNUC__) && !defined(__clang__)
 __attribute__((optimize("no-tree-vectorize")))
 #endif
@@ -227,7 +229,9 @@ void ln_gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float 
 		scale_c(m, n, beta, c, ldc);
 		return;
 	}
-	if (impl == LN_GEMM_AUTO && m * n * k <= SMALL_MNK) {
+	/* the count of multiply-adds, in double: m*n*k may not fit in int64 */
+	const double mnk = (double)m * (double)n * (double)k;
+	if (impl == LN_GEMM_AUTO && mnk <= SMALL_MNK) {
 		gemm_small(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
 		return;
 	}
@@ -244,8 +248,8 @@ void ln_gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float 
 			return;
 		}
 		int64_t panels = (n + 31) / 32;
-		int want = m * n * k >= THREAD_MNK ? (int)(panels < LN_PARALLEL_MAX ? panels
-		                                                                    : LN_PARALLEL_MAX) : 1;
+		int want = mnk >= THREAD_MNK ? (int)(panels < LN_PARALLEL_MAX ? panels : LN_PARALLEL_MAX)
+		                             : 1;
 		if (ln_parallel_run(want, run_part, &jb) > 0)
 			return;
 	}
