@@ -96,8 +96,8 @@ static void scale_c(int64_t m, int64_t n, float beta, float *c, int64_t ldc)
 
 /* ==== which kernels ========================================================== */
 
-typedef void (*part_fn)(bool ta, bool tb, int64_t i0, int64_t i1, int64_t j0, int64_t j1,
-                        int64_t k, float alpha, const float *a, int64_t lda, const float *b,
+typedef void (*part_fn)(bool ta, bool tb, int64_t n, int64_t i0, int64_t i1, int64_t j0,
+                        int64_t j1, int64_t k, float alpha, const float *a, int64_t lda, const float *b,
                         int64_t ldb, float beta, float *c, int64_t ldc, float *pb);
 
 /* The packed kernels this CPU can run, best first; NULL when neither. */
@@ -173,11 +173,15 @@ const char *ln_gemm_impl_name(void)
 
 /* ==== splitting a product ======================================================
  *
- * A large product is split by columns of C (multiples of 32, so that
- * every part packs its own share of op(B) and no two write the same
- * element) over ln_parallel_run's parts; part w packs into pack[w].
- * Inside a part of some other split (a Conv2d sample range), a product
- * runs whole on that part's buffer.
+ * A large product is split by columns of C into chunks of whole 32-column
+ * panels (so that every chunk packs its own share of op(B) and no two
+ * write the same element).  The parts of ln_parallel_run take chunks from
+ * a shared counter until none are left, so that a thread slowed down by
+ * other work on its core takes fewer (a fixed share per thread would make
+ * every product wait for the slowest); part w packs into pack[w].  Each
+ * element is computed the same way whoever computes it, so the result
+ * does not depend on the thread count.  Inside a part of some other split
+ * (a Conv2d sample range), a product runs whole on that part's buffer.
  */
 
 static float pack[LN_PARALLEL_MAX][LN_GEMM_PACK] __attribute__((aligned(64)));
@@ -190,20 +194,22 @@ typedef struct job {
 	const float *a, *b;
 	float *c;
 	int64_t lda, ldb, ldc;
+	int64_t chunk;  /* columns per chunk, a multiple of 32 */
+	int64_t next;   /* first column not yet taken (atomic) */
 } job;
 
-/* ln_part_fn: columns [j0, j1) of part w of nparts, equal shares of whole
- * 32-column panels. */
+/* ln_part_fn: takes chunks of columns until all are taken. */
 static void run_part(void *ctx, int w, int nparts)
 {
-	const job *jb = ctx;
-	int64_t panels = (jb->n + 31) / 32;
-	int64_t p0 = panels * w / nparts, p1 = panels * (w + 1) / nparts;
-	int64_t j0 = p0 * 32 < jb->n ? p0 * 32 : jb->n;
-	int64_t j1 = p1 * 32 < jb->n ? p1 * 32 : jb->n;
-	if (j0 < j1)
-		jb->part(jb->ta, jb->tb, 0, jb->m, j0, j1, jb->k, jb->alpha, jb->a, jb->lda, jb->b,
-		         jb->ldb, jb->beta, jb->c, jb->ldc, pack[w]);
+	job *jb = ctx;
+	for (;;) {
+		int64_t j0 = __atomic_fetch_add(&jb->next, jb->chunk, __ATOMIC_RELAXED);
+		if (j0 >= jb->n)
+			break;
+		int64_t j1 = j0 + jb->chunk < jb->n ? j0 + jb->chunk : jb->n;
+		jb->part(jb->ta, jb->tb, jb->n, 0, jb->m, j0, j1, jb->k, jb->alpha, jb->a, jb->lda,
+		         jb->b, jb->ldb, jb->beta, jb->c, jb->ldc, pack[w]);
+	}
 }
 
 /* ==== the entry points ============================================================ */
@@ -244,12 +250,20 @@ void ln_gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float 
 		          .lda = lda, .ldb = ldb, .ldc = ldc};
 		int me = ln_parallel_part();
 		if (me >= 0) {
-			part(trans_a, trans_b, 0, m, 0, n, k, alpha, a, lda, b, ldb, beta, c, ldc, pack[me]);
+			part(trans_a, trans_b, n, 0, m, 0, n, k, alpha, a, lda, b, ldb, beta, c, ldc,
+			     pack[me]);
 			return;
 		}
 		int64_t panels = (n + 31) / 32;
-		int want = mnk >= THREAD_MNK ? (int)(panels < LN_PARALLEL_MAX ? panels : LN_PARALLEL_MAX)
-		                             : 1;
+		int want = mnk >= THREAD_MNK ? ln_parallel_threads() : 1;
+		if (want > LN_PARALLEL_MAX)
+			want = LN_PARALLEL_MAX;
+		if (want > panels)
+			want = (int)panels;
+		/* about four chunks per thread; one chunk when not split */
+		int64_t per = want > 1 ? (panels + 4 * want - 1) / (4 * want) : panels;
+		jb.chunk = 32 * per;
+		jb.next = 0;
 		if (ln_parallel_run(want, run_part, &jb) > 0)
 			return;
 	}

@@ -307,14 +307,16 @@ static void gemm_dot(int64_t i0, int64_t i1, int64_t j0, int64_t j1, int64_t k, 
 /*
  * C (m,n) = alpha op(A) op(B) + beta C for rows [i0, i1) and columns
  * [j0, j1) of C, packing into pb (KC*NC floats, 64-byte aligned, owned by
- * the caller).  k >= 1.  Workers of a threaded product each take a range
- * of columns with their own pb.
+ * the caller).  k >= 1; n is the width of the whole product.  Workers of a
+ * threaded product each take ranges of columns with their own pb.
  */
-void ln_gemm_avx512_part(bool ta, bool tb, int64_t i0, int64_t i1, int64_t j0, int64_t j1,
-                         int64_t k, float alpha, const float *a, int64_t lda, const float *b,
+void ln_gemm_avx512_part(bool ta, bool tb, int64_t n, int64_t i0, int64_t i1, int64_t j0,
+                         int64_t j1, int64_t k, float alpha, const float *a, int64_t lda, const float *b,
                          int64_t ldb, float beta, float *c, int64_t ldc, float *pb)
 {
-	if (!ta && tb && j1 - j0 <= 16) {
+	/* decided on the whole product's width, not this part's: every part
+	 * of a split product must sum the same way */
+	if (!ta && tb && n <= 16) {
 		gemm_dot(i0, i1, j0, j1, k, alpha, a, lda, b, ldb, beta, c, ldc);
 		return;
 	}

@@ -15,15 +15,17 @@
 #define LN_GEMM_NC 1024
 #define LN_GEMM_PACK (LN_GEMM_KC * LN_GEMM_NC)
 
-/* Rows [i0,i1) and columns [j0,j1) of C with AVX-512F (gemm_avx512.c) or
- * AVX2+FMA (gemm_avx2.c); pb is a 64-byte aligned scratch buffer of
- * LN_GEMM_PACK floats.  m, n, k >= 1.  Only call them when the CPU has
- * the instructions (ln_gemm_cpu). */
-void ln_gemm_avx512_part(bool ta, bool tb, int64_t i0, int64_t i1, int64_t j0, int64_t j1,
-                         int64_t k, float alpha, const float *a, int64_t lda, const float *b,
+/* Rows [i0,i1) and columns [j0,j1) of C (n columns in all) with AVX-512F
+ * (gemm_avx512.c) or AVX2+FMA (gemm_avx2.c); pb is a 64-byte aligned
+ * scratch buffer of LN_GEMM_PACK floats.  k >= 1.  The way a sum is made
+ * depends on the whole product only, so that any split of the columns
+ * gives the same bits.  Only call them when the CPU has the instructions
+ * (ln_gemm_cpu). */
+void ln_gemm_avx512_part(bool ta, bool tb, int64_t n, int64_t i0, int64_t i1, int64_t j0,
+                         int64_t j1, int64_t k, float alpha, const float *a, int64_t lda, const float *b,
                          int64_t ldb, float beta, float *c, int64_t ldc, float *pb);
-void ln_gemm_avx2_part(bool ta, bool tb, int64_t i0, int64_t i1, int64_t j0, int64_t j1,
-                       int64_t k, float alpha, const float *a, int64_t lda, const float *b,
+void ln_gemm_avx2_part(bool ta, bool tb, int64_t n, int64_t i0, int64_t i1, int64_t j0,
+                       int64_t j1, int64_t k, float alpha, const float *a, int64_t lda, const float *b,
                        int64_t ldb, float beta, float *c, int64_t ldc, float *pb);
 
 #endif

@@ -363,72 +363,91 @@ static ln_status check_input(conv2d *c, const ln_tensor *x, ln_conv2d_geom *g, l
  * built into a (K,P) buffer just before use -- in forward and again in
  * backward -- so that they are still in cache for the product, instead of
  * a (K, N*P) matrix for the whole batch that goes out to memory and back
- * (7 MB for the benchmark CNN's second layer).  Samples are split into
- * contiguous ranges over ln_parallel_run's parts, each part with its own
- * columns, dL/dcol and gW sum; the gW sums are added up in part order
- * afterwards, so the result depends on the thread count only through
- * rounding.
+ * (7 MB for the benchmark CNN's second layer).  The batch is cut into
+ * SAMPLE_RUNS fixed runs of samples, each with its own gW sum, added up in
+ * run order afterwards; the parts of ln_parallel_run take runs from a
+ * shared counter (a thread slowed down by other work takes fewer), each
+ * part building columns and dL/dcol in its own buffers.  The result is
+ * the same, bit for bit, for any thread count.
  *
  *   forward    y_n (cout,P) = b 1^T + W (cout,K) col_n (K,P)
- *   backward   gwp_part (cout,K) = sum over the part's samples of
- *                                  gy_n (cout,P) col_n^T (P,K)
+ *   backward   gwp_run (cout,K) = sum over the run's samples of
+ *                                 gy_n (cout,P) col_n^T (P,K)
  *              gcol (K,P) = W^T (K,cout) gy_n (cout,P);  gx_n = col2im(gcol)
- *              gW (+)= sum over parts of gwp_part
+ *              gW (+)= sum over runs of gwp_run
  */
+
+/* The batch is cut into this many runs of samples (fewer for smaller
+ * batches), whatever the thread count; each run has its own gW sum. */
+#define SAMPLE_RUNS 8
 
 typedef struct per_sample_job {
 	conv2d *c;
 	const ln_conv2d_geom *g;
 	const float *x, *gy, *w, *b;
 	float *y, *gx, *col, *gcol, *gwp;
+	int runs;
+	int next;  /* first run not yet taken (atomic) */
 } per_sample_job;
 
-/* ln_part_fn: the samples of part p of nparts. */
+static int sample_runs(const ln_conv2d_geom *g)
+{
+	return g->n < SAMPLE_RUNS ? (int)g->n : SAMPLE_RUNS;
+}
+
+/* ln_part_fn: takes runs of samples until none are left, building
+ * columns in part p's buffers; run r's gW terms go to its own sum. */
 static void per_sample_part(void *ctx, int p, int nparts)
 {
-	const per_sample_job *jb = ctx;
+	per_sample_job *jb = ctx;
 	const ln_conv2d_geom *g = jb->g;
 	const int64_t kk = g->cin * g->k * g->k, pp = g->ho * g->wo, xs = g->cin * g->h * g->w;
-	const int64_t n0 = g->n * p / nparts, n1 = g->n * (p + 1) / nparts;
 	float *col = jb->col + p * kk * pp;
-	for (int64_t n = n0; n < n1; n++) {
-		ln_conv2d_im2col(col, pp, jb->x + n * xs, g);
-		if (!jb->gy) {
-			float *yn = jb->y + n * g->cout * pp;
-			for (int64_t o = 0; o < g->cout; o++)
-				for (int64_t q = 0; q < pp; q++)
-					yn[o * pp + q] = jb->b[o];
-			ln_gemm(false, false, g->cout, pp, kk, 1.0f, jb->w, kk, col, pp, 1.0f, yn, pp);
-			continue;
+	for (;;) {
+		const int r = __atomic_fetch_add(&jb->next, 1, __ATOMIC_RELAXED);
+		if (r >= jb->runs)
+			break;
+		const int64_t n0 = g->n * r / jb->runs, n1 = g->n * (r + 1) / jb->runs;
+		for (int64_t n = n0; n < n1; n++) {
+			ln_conv2d_im2col(col, pp, jb->x + n * xs, g);
+			if (!jb->gy) {
+				float *yn = jb->y + n * g->cout * pp;
+				for (int64_t o = 0; o < g->cout; o++)
+					for (int64_t q = 0; q < pp; q++)
+						yn[o * pp + q] = jb->b[o];
+				ln_gemm(false, false, g->cout, pp, kk, 1.0f, jb->w, kk, col, pp, 1.0f, yn, pp);
+				continue;
+			}
+			const float *gyn = jb->gy + n * g->cout * pp;
+			float *gcol = jb->gcol + p * kk * pp, *gwp = jb->gwp + r * g->cout * kk;
+			ln_gemm(false, true, g->cout, kk, pp, 1.0f, gyn, pp, col, pp, n == n0 ? 0.0f : 1.0f,
+			        gwp, kk);
+			ln_gemm(true, false, kk, pp, g->cout, 1.0f, jb->w, kk, gyn, pp, 0.0f, gcol, pp);
+			ln_conv2d_col2im(jb->gx + n * xs, gcol, pp, g);
 		}
-		const float *gyn = jb->gy + n * g->cout * pp;
-		float *gcol = jb->gcol + p * kk * pp, *gwp = jb->gwp + p * g->cout * kk;
-		ln_gemm(false, true, g->cout, kk, pp, 1.0f, gyn, pp, col, pp, n == n0 ? 0.0f : 1.0f,
-		        gwp, kk);
-		ln_gemm(true, false, kk, pp, g->cout, 1.0f, jb->w, kk, gyn, pp, 0.0f, gcol, pp);
-		ln_conv2d_col2im(jb->gx + n * xs, gcol, pp, g);
 	}
 }
 
-/* Makes the per-sample scratch (columns; for backward also dL/dcol and
- * the gW sums) for as many parts as there are threads, at most one per
- * sample; *parts says how many.  Only allocation can fail, and it comes
- * before anything is written. */
+/* Makes the per-sample scratch (columns, and for backward dL/dcol, for
+ * as many parts as there are threads, at most one per run; for backward
+ * also a gW sum per run); *parts says how many parts.  Only allocation can
+ * fail, and it comes before anything is written. */
 static ln_status per_sample_buffers(conv2d *c, const ln_conv2d_geom *g, bool backward, int *parts,
                                     ln_error *err)
 {
 	const int64_t kk = g->cin * g->k * g->k, pp = g->ho * g->wo;
+	const int runs = sample_runs(g);
 	int n = ln_parallel_threads();
 	if (n > LN_PARALLEL_MAX)
 		n = LN_PARALLEL_MAX;
-	if (n > g->n)
-		n = (int)g->n;
+	if (n > runs)
+		n = runs;
 	*parts = n;
 	ln_status st = ln_tensor_ensure(&c->col, 3, (int64_t[]){n, kk, pp}, err);
 	if (st == LN_OK && backward)
 		st = ln_tensor_ensure(&c->gcol, 3, (int64_t[]){n, kk, pp}, err);
 	if (st == LN_OK && backward)
-		st = ln_tensor_ensure(&c->gwp, 3, (int64_t[]){n, g->cout, kk}, err);
+		st = ln_tensor_ensure(&c->gwp, 3, (int64_t[]){runs, g->cout, kk}, err);
 	return st;
 }
 
@@ -446,7 +465,7 @@ static void per_sample_run(conv2d *c, const ln_conv2d_geom *g, const ln_tensor *
 	per_sample_job jb = {
 		.c = c, .g = g, .x = ln_tensor_data(x), .w = ln_tensor_data(&m->param[0]),
 		.b = ln_tensor_data(&m->param[1]), .y = ln_tensor_data(&m->output),
-		.col = ln_tensor_data(&c->col),
+		.col = ln_tensor_data(&c->col), .runs = sample_runs(g), .next = 0,
 	};
 	if (gy) {
 		jb.gy = ln_tensor_data(gy);
@@ -454,22 +473,20 @@ static void per_sample_run(conv2d *c, const ln_conv2d_geom *g, const ln_tensor *
 		jb.gcol = ln_tensor_data(&c->gcol);
 		jb.gwp = ln_tensor_data(&c->gwp);
 	}
-	/* another thread's split holds the pool: all samples here, as one part */
-	int ran = ln_parallel_run(parts, per_sample_part, &jb);
-	if (ran == 0) {
+	/* another thread's split holds the pool: all runs here, as one part */
+	if (ln_parallel_run(parts, per_sample_part, &jb) == 0)
 		per_sample_part(&jb, 0, 1);
-		ran = 1;
-	}
 	if (gy) {
+		/* the runs' sums in run order: the same bits for any thread count */
 		float *gw = ln_tensor_data(&m->grad[0]);
 		const int64_t nw = g->cout * kk;
-		for (int p = 0; p < ran; p++) {
-			const float *part = jb.gwp + p * nw;
-			if (p == 0 && gw_zero)
-				memcpy(gw, part, (size_t)nw * sizeof(float));
+		for (int r = 0; r < jb.runs; r++) {
+			const float *sum = jb.gwp + r * nw;
+			if (r == 0 && gw_zero)
+				memcpy(gw, sum, (size_t)nw * sizeof(float));
 			else
 				for (int64_t e = 0; e < nw; e++)
-					gw[e] += part[e];
+					gw[e] += sum[e];
 		}
 	}
 }
