@@ -97,8 +97,8 @@ static void scale_c(int64_t m, int64_t n, float beta, float *c, int64_t ldc)
 /* ==== which kernels ========================================================== */
 
 typedef void (*part_fn)(bool ta, bool tb, int64_t n, int64_t i0, int64_t i1, int64_t j0,
-                        int64_t j1, int64_t k, float alpha, const float *a, int64_t lda, const float *b,
-                        int64_t ldb, float beta, float *c, int64_t ldc, float *pb);
+                        int64_t j1, int64_t k, float alpha, const float *a, int64_t lda,
+                        const float *b, int64_t ldb, float beta, float *c, int64_t ldc, float *pb);
 
 /* The packed kernels this CPU can run, best first; NULL when neither. */
 static part_fn cpu_part(void)

@@ -207,8 +207,8 @@ static const micro_fn kernels[2][MR + 1] = {
 
 /* As ln_gemm_avx512_part (gemm_kernels.h): rows [i0,i1), columns [j0,j1). */
 void ln_gemm_avx2_part(bool ta, bool tb, int64_t n, int64_t i0, int64_t i1, int64_t j0,
-                       int64_t j1, int64_t k, float alpha, const float *a, int64_t lda, const float *b,
-                       int64_t ldb, float beta, float *c, int64_t ldc, float *pb)
+                       int64_t j1, int64_t k, float alpha, const float *a, int64_t lda,
+                       const float *b, int64_t ldb, float beta, float *c, int64_t ldc, float *pb)
 {
 	int64_t nkb = (k + KC - 1) / KC;
 	int64_t kcb = ((k + nkb - 1) / nkb + 7) / 8 * 8;

@@ -311,8 +311,9 @@ static void gemm_dot(int64_t i0, int64_t i1, int64_t j0, int64_t j1, int64_t k, 
  * threaded product each take ranges of columns with their own pb.
  */
 void ln_gemm_avx512_part(bool ta, bool tb, int64_t n, int64_t i0, int64_t i1, int64_t j0,
-                         int64_t j1, int64_t k, float alpha, const float *a, int64_t lda, const float *b,
-                         int64_t ldb, float beta, float *c, int64_t ldc, float *pb)
+                         int64_t j1, int64_t k, float alpha, const float *a, int64_t lda,
+                         const float *b, int64_t ldb, float beta, float *c, int64_t ldc,
+                         float *pb)
 {
 	/* decided on the whole product's width, not this part's: every part
 	 * of a split product must sum the same way */

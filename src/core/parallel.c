@@ -3,9 +3,10 @@
  *
  * Workers are plain pthreads, started when a split first asks for more
  * parts than there are (never stopped: between splits they spin a little,
- * unless OMP_WAIT_POLICY=PASSIVE, then sleep on a condition variable).  A split publishes its job under `mu`, bumps
- * `generation` and wakes every worker; worker w runs part w if w < n and
- * reports back through `pending`.  `busy` is held by the thread that owns
+ * unless OMP_WAIT_POLICY=PASSIVE, then sleep on a condition variable).  A
+ * split publishes its job under `mu`, bumps `generation` and wakes every
+ * worker; worker w runs part w if w < n and reports back through
+ * `pending`.  `busy` is held by the thread that owns
  * the pool for the whole split, so that one split runs at a time.
  */
 #define _GNU_SOURCE  /* pthread_mutex_trylock and friends under -std=c11 */
