@@ -22,10 +22,11 @@
  * gives the same bits.  Only call them when the CPU has the instructions
  * (ln_gemm_cpu). */
 void ln_gemm_avx512_part(bool ta, bool tb, int64_t n, int64_t i0, int64_t i1, int64_t j0,
-                         int64_t j1, int64_t k, float alpha, const float *a, int64_t lda, const float *b,
-                         int64_t ldb, float beta, float *c, int64_t ldc, float *pb);
+                         int64_t j1, int64_t k, float alpha, const float *a, int64_t lda,
+                         const float *b, int64_t ldb, float beta, float *c, int64_t ldc,
+                         float *pb);
 void ln_gemm_avx2_part(bool ta, bool tb, int64_t n, int64_t i0, int64_t i1, int64_t j0,
-                       int64_t j1, int64_t k, float alpha, const float *a, int64_t lda, const float *b,
-                       int64_t ldb, float beta, float *c, int64_t ldc, float *pb);
+                       int64_t j1, int64_t k, float alpha, const float *a, int64_t lda,
+                       const float *b, int64_t ldb, float beta, float *c, int64_t ldc, float *pb);
 
 #endif
