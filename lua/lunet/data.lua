@@ -64,6 +64,14 @@ local function is_tensor(v)
 	return lunet.is_tensor(v)
 end
 
+-- Raises "data.batches: <what> is closed" when the tensor t was closed
+-- (before the call, or by the loop body between two batches).
+local function check_open(t, what, level)
+	if t ~= nil and not pcall(t.dim, t) then
+		error("data.batches: " .. what .. " is closed", level + 1)
+	end
+end
+
 -- data.batches(x, y, n[, {shuffle=false, drop_last=false}]) -> iterator
 -- data.batches(x, n[, opts])                                 -> iterator of x only
 --
@@ -100,6 +108,8 @@ function data.batches(x, y, n, opts)
 			error("data.batches: unknown option '" .. tostring(k) .. "' (options: shuffle, drop_last)", 2)
 		end
 	end
+	check_open(x, "x", 2)
+	check_open(y, "y", 2)
 	local count = x:size(1)
 	if y and y:size(1) ~= count then
 		error(string.format("data.batches: x has %d samples but y has %d", count, y:size(1)), 2)
@@ -111,6 +121,8 @@ function data.batches(x, y, n, opts)
 	if not opts.shuffle then
 		return function()
 			if i > last then return nil end
+			check_open(x, "x", 2)
+			check_open(y, "y", 2)
 			local len = math.min(n, last - i + 1)
 			local xb = x:narrow(1, i, len)
 			local yb = y and y:narrow(1, i, len)
@@ -131,7 +143,14 @@ function data.batches(x, y, n, opts)
 	return function()
 		if i > last then return nil end
 		local len = math.min(n, last - i + 1)
+		check_open(x, "x", 2)
+		check_open(y, "y", 2)
 		local xb, yb = xbuf, ybuf
+		if not pcall(xb.dim, xb) or (yb and not pcall(yb.dim, yb)) then
+			-- the loop body closed the batch it was given: make a new one
+			xbuf, ybuf = buffer(x), y and buffer(y)
+			xb, yb = xbuf, ybuf
+		end
 		if len < size then
 			xb = xbuf:narrow(1, 1, len)
 			yb = ybuf and ybuf:narrow(1, 1, len)

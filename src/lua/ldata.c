@@ -21,10 +21,21 @@
  * which a permutation stored in a float tensor is exact. */
 #define MAX_PERM ((lua_Integer)1 << 24)
 
+/* The path argument at arg: a string with no NUL byte (a NUL would cut
+ * the name the system sees short, so another file would be used). */
+static const char *check_path(lua_State *L, int arg, const char *fn)
+{
+	size_t len;
+	const char *path = luaL_checklstring(L, arg, &len);
+	if (strlen(path) != len)
+		luaL_error(L, "%s: path contains a NUL byte", fn);
+	return path;
+}
+
 /* data.load_idx(path) -> new tensor of the file's shape (values as stored). */
 static int l_load_idx(lua_State *L)
 {
-	const char *path = luaL_checkstring(L, 1);
+	const char *path = check_path(L, 1, "data.load_idx");
 	ln_tensor *t = lnL_newtensor(L);
 	ln_error err;
 	if (ln_idx_load(t, path, &err) != LN_OK)
@@ -48,7 +59,7 @@ static int csv_gc(lua_State *L)
 static int l_csv(lua_State *L)
 {
 	static const char *fn = "data.csv";
-	const char *path = luaL_checkstring(L, 1);
+	const char *path = check_path(L, 1, fn);
 	ln_csv_options o = ln_csv_defaults();
 	if (!lua_isnoneornil(L, 2)) {
 		luaL_checktype(L, 2, LUA_TTABLE);
@@ -179,10 +190,17 @@ static int l_gather(lua_State *L)
 	if (idx->ndim != 1)
 		return luaL_error(L, "%s: index must be 1-D, got shape %s", fn,
 		                  ln_tensor_shape_str(idx, a, sizeof a));
+	if (dst->storage == src->storage || dst->storage == idx->storage)
+		return luaL_error(L, "%s: destination shares memory with the %s; gather into a "
+		                  "separate tensor", fn, dst->storage == src->storage ? "source" : "index");
 	int64_t count = dst->shape[0], nidx = idx->shape[0], nsrc = src->shape[0];
-	if (first < 1 || first - 1 + count > nidx)
+	/* first - 1 + count > nidx, written so that no huge first overflows */
+	if (first < 1 || first > nidx || count > nidx - (first - 1))
 		return lnL_raisef(L, "%s: rows %lld..%lld of the index requested, it has %lld", fn,
-		                  (long long)first, (long long)(first - 1 + count), (long long)nidx);
+		                  (long long)first,
+		                  first > INT64_MAX - (count - 1) ? (long long)INT64_MAX
+		                                                  : (long long)(first + (count - 1)),
+		                  (long long)nidx);
 	int64_t row = ln_tensor_numel(dst) / count;
 	float *d = ln_tensor_data(dst);
 	const float *ix = ln_tensor_data(idx);

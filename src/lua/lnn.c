@@ -66,7 +66,8 @@ static int raise_status(lua_State *L, const char *where, const char *cls, const 
 	return luaL_error(L, "%s: %s", where, msg);
 }
 
-static lua_Number opt_number(lua_State *L, int opts, const char *key, lua_Number def)
+static lua_Number opt_number(lua_State *L, int opts, const char *fname, const char *key,
+                             lua_Number def)
 {
 	if (lua_isnoneornil(L, opts))
 		return def;
@@ -74,14 +75,15 @@ static lua_Number opt_number(lua_State *L, int opts, const char *key, lua_Number
 	lua_Number v = def;
 	if (!lua_isnil(L, -1)) {
 		if (!lua_isnumber(L, -1))
-			luaL_error(L, "option '%s' must be a number, got %s", key, luaL_typename(L, -1));
+			luaL_error(L, "%s: option '%s' must be a number, got %s", fname, key,
+			           luaL_typename(L, -1));
 		v = lua_tonumber(L, -1);
 	}
 	lua_pop(L, 1);
 	return v;
 }
 
-static int opt_boolean(lua_State *L, int opts, const char *key, int def)
+static int opt_boolean(lua_State *L, int opts, const char *fname, const char *key, int def)
 {
 	if (lua_isnoneornil(L, opts))
 		return def;
@@ -89,7 +91,8 @@ static int opt_boolean(lua_State *L, int opts, const char *key, int def)
 	int v = def;
 	if (!lua_isnil(L, -1)) {
 		if (!lua_isboolean(L, -1))
-			luaL_error(L, "option '%s' must be a boolean, got %s", key, luaL_typename(L, -1));
+			luaL_error(L, "%s: option '%s' must be a boolean, got %s", fname, key,
+			           luaL_typename(L, -1));
 		v = lua_toboolean(L, -1);
 	}
 	lua_pop(L, 1);
@@ -107,7 +110,7 @@ static int64_t check_size(lua_State *L, int arg, const char *fname, const char *
 	}
 	lua_Integer v = lua_tointeger(L, arg);
 	if (v < 1)
-		luaL_error(L, "%s: %s must be >= 1, got %d", fname, what, (int)v);
+		luaL_error(L, "%s: %s must be >= 1, got %I", fname, what, (LUAI_UACINT)v);
 	return (int64_t)v;
 }
 
@@ -129,13 +132,32 @@ lnL_module_box *lnL_testmodule(lua_State *L, int idx)
 }
 
 
-static ln_module *check_module(lua_State *L, int idx)
+/* The class name of the module userdata at idx ("Linear"), from its
+ * metatable, for messages about a closed module. */
+static const char *box_class(lua_State *L, int idx)
+{
+	const char *name = "module";
+	int t = luaL_getmetafield(L, idx, "__name");
+	if (t == LUA_TSTRING) {
+		name = lua_tostring(L, -1);  /* kept alive by the metatable */
+		if (strncmp(name, MODULE_MT_PREFIX, strlen(MODULE_MT_PREFIX)) == 0)
+			name += strlen(MODULE_MT_PREFIX);
+	}
+	if (t != LUA_TNIL)
+		lua_pop(L, 1);
+	return name;
+}
+
+/* The open module at idx, or an error naming `method` ("forward") and
+ * what was found instead. */
+static ln_module *check_module(lua_State *L, int idx, const char *method)
 {
 	module_box *b = lnL_testmodule(L, idx);
 	if (!b)
-		luaL_typeerror(L, idx, "lunet module");
+		luaL_error(L, "module:%s: expected a lunet module as argument %d, got %s", method, idx,
+		           luaL_typename(L, idx));
 	if (!b->m)
-		luaL_error(L, "module is closed");
+		luaL_error(L, "%s:%s: module is closed", box_class(L, idx), method);
 	return b->m;
 }
 
@@ -271,17 +293,53 @@ static int raise_method(lua_State *L, const char *cls, const char *method, const
 	return raise_status(L, where, cls, err);
 }
 
+/*
+ * forward/backward may call back into Lua (custom modules in a
+ * Sequential), and a callback may close the very module being run, or run
+ * modules on another coroutine.  enter_callbacks takes a reference to m for
+ * the length of the call, so that m outlives a close from inside, and makes
+ * L the thread that callbacks run on; it returns the thread that was
+ * current before, for leave_callbacks to restore (a nested call from
+ * inside a coroutine must not leave the callbacks of the outer call on a
+ * coroutine that may be suspended or collected).
+ */
+static lua_State *enter_callbacks(lua_State *L, ln_module *m)
+{
+	lua_State *outer = current_L;
+	current_L = L;
+	ln_module_retain(m);
+	return outer;
+}
+
+/* Ends what enter_callbacks began: restores the thread and drops the
+ * reference.  Returns true when the call succeeded and m is still open
+ * (the box at index 1 still holds it, so m stays alive); else false with
+ * *err describing the failure, and m must no longer be touched. */
+static bool leave_callbacks(lua_State *L, ln_module *m, lua_State *outer, ln_status *st,
+                            ln_error *err, const char *method)
+{
+	current_L = outer;
+	module_box *b = lua_touserdata(L, 1);
+	bool open = b->m == m;
+	ln_module_release(m);
+	if (*st == LN_OK && !open)
+		*st = ln_fail(err, LN_ESTATE, "the module was closed during its own %s", method);
+	return *st == LN_OK;
+}
+
 /* m:forward(x) -> output (the module's buffer, reused by the next call;
  * the same userdata while the buffer keeps its shape). */
 static int module_forward(lua_State *L)
 {
-	ln_module *m = check_module(L, 1);
+	ln_module *m = check_module(L, 1, "forward");
 	ln_tensor *x = lnL_checktensor(L, 2);
 	const ln_tensor *xc = contiguous_arg(L, x, m->cls->name, "forward");
+	const char *cls = m->cls->name;  /* static: outlives m */
 	ln_error err;
-	current_L = L;
-	if (ln_module_forward(m, xc, &err) != LN_OK)
-		return raise_method(L, m->cls->name, "forward", &err);
+	lua_State *outer = enter_callbacks(L, m);
+	ln_status st = ln_module_forward(m, xc, &err);
+	if (!leave_callbacks(L, m, outer, &st, &err, "forward"))
+		return raise_method(L, cls, "forward", &err);
 	last_output.storage = m->output.storage;
 	last_output.cls = output_class(m);
 	push_cached_view(L, 1, UV_OUTPUT, &m->output);
@@ -291,15 +349,17 @@ static int module_forward(lua_State *L)
 /* m:backward(x, gy) -> grad_input; adds into the parameter gradients. */
 static int module_backward(lua_State *L)
 {
-	ln_module *m = check_module(L, 1);
+	ln_module *m = check_module(L, 1, "backward");
 	ln_tensor *x = lnL_checktensor(L, 2);
 	ln_tensor *gy = lnL_checktensor(L, 3);
 	const ln_tensor *xc = contiguous_arg(L, x, m->cls->name, "backward");
 	const ln_tensor *gyc = contiguous_arg(L, gy, m->cls->name, "backward");
+	const char *cls = m->cls->name;  /* static: outlives m */
 	ln_error err;
-	current_L = L;
-	if (ln_module_backward(m, xc, gyc, &err) != LN_OK)
-		return raise_method(L, m->cls->name, "backward", &err);
+	lua_State *outer = enter_callbacks(L, m);
+	ln_status st = ln_module_backward(m, xc, gyc, &err);
+	if (!leave_callbacks(L, m, outer, &st, &err, "backward"))
+		return raise_method(L, cls, "backward", &err);
 	push_cached_view(L, 1, UV_GRAD_INPUT, &m->grad_input);
 	return 1;
 }
@@ -333,12 +393,23 @@ static void append_all(lua_State *L, int dst, int src)
  * (built-in or a Lua table with its own parameters method). */
 static int module_parameters(lua_State *L)
 {
-	ln_module *m = check_module(L, 1);
+	ln_module *m = check_module(L, 1, "parameters");
 	lua_newtable(L);
 	lua_newtable(L);
 	int params = lua_gettop(L) - 1, grads = params + 1;
 	if (m->cls->param_names[0] == NULL && m->nchildren == 0 && m->nparams == 0)
 		return 2;
+	/* m's own tensors are taken now: a child's parameters method below
+	 * runs Lua, which may close m. */
+	int nown = m->nparams;
+	lua_createtable(L, nown, 0);
+	lua_createtable(L, nown, 0);
+	for (int i = 0; i < nown; i++) {
+		lnL_pushview(L, &m->param[i]);
+		lua_seti(L, grads + 1, i + 1);
+		lnL_pushview(L, &m->grad[i]);
+		lua_seti(L, grads + 2, i + 1);
+	}
 	if (lua_getiuservalue(L, 1, UV_FIELDS) == LUA_TTABLE &&
 	    lua_getfield(L, -1, "children") == LUA_TTABLE) {
 		int children = lua_gettop(L);
@@ -358,13 +429,10 @@ static int module_parameters(lua_State *L)
 			lua_pop(L, 2);
 		}
 	}
+	lua_settop(L, grads + 2);
+	append_all(L, params, grads + 1);
+	append_all(L, grads, grads + 2);
 	lua_settop(L, grads);
-	for (int i = 0; i < m->nparams; i++) {
-		lnL_pushview(L, &m->param[i]);
-		lua_seti(L, params, i + 1);
-		lnL_pushview(L, &m->grad[i]);
-		lua_seti(L, grads, i + 1);
-	}
 	return 2;
 }
 
@@ -401,7 +469,7 @@ static void call_on_lua_children(lua_State *L, int idx, const char *name)
 
 static int module_zero_grad(lua_State *L)
 {
-	ln_module *m = check_module(L, 1);
+	ln_module *m = check_module(L, 1, "zero_grad");
 	ln_module_zero_grad(m);
 	call_on_lua_children(L, 1, "zero_grad");
 	return 0;
@@ -409,7 +477,7 @@ static int module_zero_grad(lua_State *L)
 
 static int set_mode(lua_State *L, bool training)
 {
-	ln_module *m = check_module(L, 1);
+	ln_module *m = check_module(L, 1, training ? "train" : "evaluate");
 	ln_module_set_training(m, training);
 	call_on_lua_children(L, 1, training ? "train" : "evaluate");
 	lua_settop(L, 1);
@@ -423,7 +491,12 @@ static int module_evaluate(lua_State *L) { return set_mode(L, false); }
  * indented, as Torch does. */
 static int module_tostring(lua_State *L)
 {
-	ln_module *m = check_module(L, 1);
+	module_box *mb = lnL_testmodule(L, 1);
+	if (mb && !mb->m) {
+		lua_pushfstring(L, "%s (closed)", box_class(L, 1));
+		return 1;
+	}
+	ln_module *m = check_module(L, 1, "__tostring");
 	char line[256];
 	if (m->cls->describe)
 		m->cls->describe(m, line, sizeof line);
@@ -470,7 +543,7 @@ static int module_index(lua_State *L)
 	if (lua_rawget(L, lua_upvalueindex(1)) != LUA_TNIL)
 		return 1;
 	lua_pop(L, 1);
-	ln_module *m = check_module(L, 1);
+	ln_module *m = check_module(L, 1, "__index");
 	if (lua_type(L, 2) == LUA_TSTRING) {
 		const char *key = lua_tostring(L, 2);
 		if (strcmp(key, "output") == 0) {
@@ -528,7 +601,7 @@ static int module_index(lua_State *L)
  * module's own tensors are changed in place (m.weight:copy(t)). */
 static int module_newindex(lua_State *L)
 {
-	ln_module *m = check_module(L, 1);
+	ln_module *m = check_module(L, 1, "__newindex");
 	if (lua_type(L, 2) == LUA_TSTRING) {
 		const char *key = lua_tostring(L, 2);
 		for (int i = 0; i < m->nparams && m->cls->param_names[i]; i++)
@@ -650,7 +723,9 @@ static void sequential_append(lua_State *L, ln_module *seq, int idx, const char 
 	bool wrapped = false;
 	module_box *b = lnL_testmodule(L, idx);
 	if (b) {
-		child = check_module(L, idx);
+		if (!b->m)
+			luaL_error(L, "%s: the %s to add is closed", fname, box_class(L, idx));
+		child = b->m;
 		if (child == seq)
 			luaL_error(L, "%s: cannot add a Sequential to itself", fname);
 	} else if (lua_istable(L, idx)) {
@@ -702,7 +777,7 @@ static int l_sequential_new(lua_State *L)
 /* seq:add(m) -> seq */
 static int sequential_add(lua_State *L)
 {
-	ln_module *seq = check_module(L, 1);
+	ln_module *seq = check_module(L, 1, "add");
 	if (seq->cls != &ln_sequential_class)
 		return luaL_error(L, "%s:add: only a Sequential has add", seq->cls->name);
 	luaL_checkany(L, 2);
@@ -714,11 +789,11 @@ static int sequential_add(lua_State *L)
 /* seq:get(i) -> the i-th module, as added */
 static int sequential_get(lua_State *L)
 {
-	ln_module *seq = check_module(L, 1);
+	ln_module *seq = check_module(L, 1, "get");
 	lua_Integer i = luaL_checkinteger(L, 2);
 	if (i < 1 || i > seq->nchildren)
-		return luaL_error(L, "%s:get: index %d out of range 1..%d", seq->cls->name, (int)i,
-		                  seq->nchildren);
+		return luaL_error(L, "%s:get: index %I out of range 1..%d", seq->cls->name,
+		                  (LUAI_UACINT)i, seq->nchildren);
 	push_children(L, 1);
 	lua_geti(L, -1, i);
 	return 1;
@@ -726,7 +801,7 @@ static int sequential_get(lua_State *L)
 
 static int module_len(lua_State *L)
 {
-	ln_module *m = check_module(L, 1);
+	ln_module *m = check_module(L, 1, "__len");
 	lua_pushinteger(L, m->nchildren);
 	return 1;
 }
@@ -739,7 +814,7 @@ static int l_linear(lua_State *L)
 	int64_t nin = check_size(L, 1, "nn.Linear", "nin");
 	int64_t nout = check_size(L, 2, "nn.Linear", "nout");
 	check_options_table(L, 3, "nn.Linear");
-	int bias = opt_boolean(L, 3, "bias", 1);
+	int bias = opt_boolean(L, 3, "nn.Linear", "bias", 1);
 	module_box *b = new_module_box(L, &ln_linear_class);
 	ln_module *m = NULL;
 	ln_error err;
@@ -806,8 +881,8 @@ static int l_conv2d(lua_State *L)
 	int64_t cout = check_size(L, 2, "nn.Conv2d", "cout");
 	int64_t k = check_size(L, 3, "nn.Conv2d", "kernel size");
 	check_options_table(L, 4, "nn.Conv2d");
-	lua_Number stride = opt_number(L, 4, "stride", 1);
-	lua_Number padding = opt_number(L, 4, "padding", 0);
+	lua_Number stride = opt_number(L, 4, "nn.Conv2d", "stride", 1);
+	lua_Number padding = opt_number(L, 4, "nn.Conv2d", "padding", 0);
 	if (stride < 1 || stride != (int64_t)stride)
 		return luaL_error(L, "nn.Conv2d: stride must be an integer >= 1, got %s",
 		                  lua_pushfstring(L, "%f", stride));

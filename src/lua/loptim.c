@@ -65,11 +65,21 @@ static optim_ud *check_ud(lua_State *L, int arg)
 	return u;
 }
 
-static ln_optim *check_optim(lua_State *L, int arg)
+/* The open optimiser at arg; a closed one raises "<Kind>:<method>:
+ * optimizer is closed", the kind read from the metatable's name. */
+static ln_optim *check_optim(lua_State *L, int arg, const char *method)
 {
 	optim_ud *u = check_ud(L, arg);
-	if (!u->opt)
-		luaL_argerror(L, arg, "optimizer is closed");
+	if (!u->opt) {
+		const char *kind = "optim";
+		int t = luaL_getmetafield(L, arg, "__name");
+		if (t == LUA_TSTRING) {
+			kind = lua_tostring(L, -1);  /* kept alive by the metatable */
+			if (strncmp(kind, "lunet.optim.", 12) == 0)
+				kind += 12;
+		}
+		luaL_error(L, "%s:%s: optimizer is closed", kind, method);
+	}
 	return u->opt;
 }
 
@@ -262,13 +272,13 @@ static int optim_new(lua_State *L)
 
 static int m_step(lua_State *L)
 {
-	ln_optim_step(check_optim(L, 1));
+	ln_optim_step(check_optim(L, 1, "step"));
 	return 0;
 }
 
 static int m_zero_grad(lua_State *L)
 {
-	ln_optim_zero_grad(check_optim(L, 1));
+	ln_optim_zero_grad(check_optim(L, 1, "zero_grad"));
 	return 0;
 }
 
@@ -309,7 +319,7 @@ static void push_config(lua_State *L, const ln_optim *opt)
  * reads them, and they follow later steps. */
 static int m_state(lua_State *L)
 {
-	ln_optim *opt = check_optim(L, 1);
+	ln_optim *opt = check_optim(L, 1, "state");
 	lua_newtable(L);
 	lua_pushstring(L, ln_optim_name(ln_optim_get_config(opt)));
 	lua_setfield(L, -2, "kind");
@@ -377,7 +387,7 @@ static void read_config(lua_State *L, int idx, ln_optim_config *cfg, const char 
 static int m_load_state(lua_State *L)
 {
 	static const char *fn = "optim:load_state";
-	ln_optim *opt = check_optim(L, 1);
+	ln_optim *opt = check_optim(L, 1, "load_state");
 	luaL_checktype(L, 2, LUA_TTABLE);
 	const char *kind = ln_optim_name(ln_optim_get_config(opt));
 	lua_settop(L, 2);
@@ -504,7 +514,7 @@ static int m_index(lua_State *L)
 	lua_pushvalue(L, 2);
 	if (lua_rawget(L, lua_upvalueindex(1)) != LUA_TNIL)
 		return 1;
-	ln_optim *opt = check_optim(L, 1);
+	ln_optim *opt = check_optim(L, 1, "__index");
 	if (lua_type(L, 2) != LUA_TSTRING)
 		return 1;  /* nil */
 	const char *k = lua_tostring(L, 2);
@@ -537,7 +547,7 @@ static int m_index(lua_State *L)
  * "steps" (when restoring); nothing else. */
 static int m_newindex(lua_State *L)
 {
-	ln_optim *opt = check_optim(L, 1);
+	ln_optim *opt = check_optim(L, 1, "__newindex");
 	const char *k = luaL_checkstring(L, 2);
 	const char *who = ln_optim_name(ln_optim_get_config(opt));
 	double cur;

@@ -19,9 +19,12 @@ typedef struct external {
 } external;
 
 /* Moves the callback's result `r` into *dst, copying it into the reused
- * buffer *copy first if it is not contiguous.  Consumes r. */
+ * buffer *copy first if it is not contiguous.  Consumes r.  *dst is
+ * released first: the callback may have run this module again (a script
+ * calling the container from inside its own layer), which filled it. */
 static ln_status adopt(ln_tensor *dst, ln_tensor *copy, ln_tensor *r, ln_error *err)
 {
+	ln_tensor_release(dst);
 	if (ln_tensor_is_contiguous(r)) {
 		*dst = *r;
 		*r = LN_TENSOR_EMPTY;

@@ -1,0 +1,472 @@
+-- test_hostile.lua -- hostile input from a script: wrong types, nil,
+-- NaN, infinities, huge and negative sizes, closed tensors and modules,
+-- strided views, modules closed or re-entered from inside their own
+-- forward, truncated and foreign save files, data iterators whose
+-- tensors are closed mid-loop.  Every case must fail with a Lua error
+-- that names the function (checked by a fragment of the message) and
+-- leave the process sound; the sanitizer build runs this file too.
+local lunet = lunet or require "lunet"
+local nn, optim, data = lunet.nn, lunet.optim, lunet.data
+
+local SEED = 4242
+local harness = dofile((arg[0]:match("^(.*)/") or ".") .. "/harness.lua")
+local h = harness.new{seed = SEED, reseed = true}
+local test, check, eq, raises = h.test, h.check, h.eq, h.raises
+lunet.warnings(false)
+
+local NAN, INF = 0 / 0, 1 / 0
+local TMP = os.tmpname()
+os.remove(TMP)
+
+local function closed_tensor(...)
+	local t = lunet.rand(...)
+	t:close()
+	return t
+end
+local function closed(m)
+	getmetatable(m).__close(m)
+	return m
+end
+local function write_file(path, s)
+	local f = assert(io.open(path, "wb"))
+	f:write(s)
+	f:close()
+end
+local function read_file(path)
+	local f = assert(io.open(path, "rb"))
+	local s = f:read("a")
+	f:close()
+	return s
+end
+
+-- A Lua module for containers: identity unless told otherwise.
+local function lua_module(fwd, bwd)
+	return {
+		forward = fwd or function(_, x) return x end,
+		backward = bwd or function(_, _, g) return g end,
+	}
+end
+
+-- ---- the table of hostile calls ----------------------------------------------------
+-- Each entry: {message fragment, function, arguments...}; the fragment
+-- always carries the function's name.
+local cases = {
+	-- constructors: sizes
+	{"nn.Linear: nin must be an integer", nn.Linear, nil, 3},
+	{"nn.Linear: nin must be an integer", nn.Linear, "3", 3},
+	{"nn.Linear: nin must be an integer, got 1.5", nn.Linear, 1.5, 3},
+	{"nn.Linear: nin must be an integer, got ", nn.Linear, NAN, 3},
+	{"nn.Linear: nin must be an integer, got inf", nn.Linear, INF, 3},
+	{"nn.Linear: nin must be >= 1, got 0", nn.Linear, 0, 3},
+	{"nn.Linear: nout must be >= 1, got -1", nn.Linear, 3, -1},
+	{"nn.Linear: nout must be >= 1, got -9223372036854775808", nn.Linear, 3, math.mininteger},
+	{"nn.Linear: shape {1099511627776,1099511627776} has too many elements", nn.Linear,
+		1 << 40, 1 << 40},
+	{"nn.Linear: options must be a table", nn.Linear, 3, 2, 5},
+	{"nn.Linear: option 'bias' must be a boolean, got number", nn.Linear, 3, 2, {bias = 1}},
+	{"nn.Conv2d: option 'stride' must be a number, got string", nn.Conv2d, 1, 1, 3, {stride = "two"}},
+	{"nn.Conv2d: stride must be an integer >= 1, got 0", nn.Conv2d, 1, 1, 3, {stride = 0}},
+	{"nn.Conv2d: padding must be an integer >= 0, got -1", nn.Conv2d, 1, 1, 3, {padding = -1}},
+	{"nn.Conv2d: stride must be an integer >= 1, got inf", nn.Conv2d, 1, 1, 3, {stride = INF}},
+	{"nn.Conv2d: padding must be <= 2147483647", nn.Conv2d, 1, 1, 3, {padding = 1 << 40}},
+	{"nn.Conv2d: in_channels must be <= 2147483647", nn.Conv2d, 1 << 31, 1, 3},
+	{"nn.Conv2d", nn.Conv2d, 1, 1, 0},
+	{"nn.MaxPool2d: kernel size must be <= 2147483647", nn.MaxPool2d, 1 << 40},
+	{"nn.MaxPool2d: stride must be an integer, got ", nn.MaxPool2d, 2, NAN},
+	{"nn.MaxPool2d", nn.MaxPool2d, -2},
+	{"nn.BatchNorm: number of features 4611686018427387904 is too large", nn.BatchNorm, 1 << 62},
+	{"nn.BatchNorm", nn.BatchNorm, 0},
+	{"nn.Dropout: expected a probability p in [0,1), got 1", nn.Dropout, 1},
+	{"nn.Dropout: expected a probability p in [0,1)", nn.Dropout, NAN},
+	{"nn.Dropout", nn.Dropout, -0.1},
+	{"nn.LeakyReLU: expected a finite slope", nn.LeakyReLU, NAN},
+	{"nn.LeakyReLU: expected a finite slope", nn.LeakyReLU, -INF},
+	{"nn.OutputLoss", nn.OutputLoss, "identity", "bce"},
+	{"nn.OutputLoss", nn.OutputLoss, "softplus", "mse"},
+	{"bad argument #1 to 'OutputLoss' (string expected, got table)",
+		function() return nn.OutputLoss({}, "mse") end},
+	{"nn.Sequential", nn.Sequential, {5}},
+	{"nn.Sequential", nn.Sequential, {{forward = 1}}},
+	{"nn.Sequential", nn.Sequential, {function() end}},
+
+	-- module methods: shapes, closed and strided inputs
+	{"Linear:forward: expected input of shape {N,3}, got {2,4}",
+		function() return nn.Linear(3, 2):forward(lunet.rand(2, 4)) end},
+	{"Linear:forward", function() return nn.Linear(3, 2):forward(lunet.rand(3)) end},
+	{"bad argument #1 to 'forward' (tensor is closed)",
+		function() return nn.Linear(3, 2):forward(closed_tensor(2, 3)) end},
+	{"bad argument #1 to 'forward' (lunet.Tensor expected, got table)",
+		function() return nn.Linear(3, 2):forward({{1, 2, 3}}) end},
+	{"bad argument #1 to 'forward' (lunet.Tensor expected, got nil)",
+		function() return nn.Linear(3, 2):forward(nil) end},
+	{"Linear:backward: backward called before forward",
+		function() return nn.Linear(3, 2):backward(lunet.rand(2, 3), lunet.rand(2, 2)) end},
+	{"Linear:backward: expected gradient of shape {2,2}, got {3,2}", function()
+		local m = nn.Linear(3, 2)
+		m:forward(lunet.rand(2, 3))
+		return m:backward(lunet.rand(2, 3), lunet.rand(3, 2))
+	end},
+	{"Linear:backward", function()
+		local m = nn.Linear(3, 2)
+		m:forward(lunet.rand(2, 3))
+		return m:backward(lunet.rand(5, 3), lunet.rand(2, 2))
+	end},
+	{"bad argument #2 to 'backward' (tensor is closed)", function()
+		local m = nn.Linear(3, 2)
+		m:forward(lunet.rand(2, 3))
+		return m:backward(lunet.rand(2, 3), closed_tensor(2, 2))
+	end},
+	{"Linear:forward: module is closed",
+		function() return closed(nn.Linear(3, 2)):forward(lunet.rand(2, 3)) end},
+	{"Linear:backward: module is closed", function()
+		return closed(nn.Linear(3, 2)):backward(lunet.rand(2, 3), lunet.rand(2, 2)) end},
+	{"Linear:parameters: module is closed", function() return closed(nn.Linear(3, 2)):parameters() end},
+	{"Linear:zero_grad: module is closed", function() return closed(nn.Linear(3, 2)):zero_grad() end},
+	{"ReLU:train: module is closed", function() return closed(nn.ReLU()):train() end},
+	{"ReLU:evaluate: module is closed", function() return closed(nn.ReLU()):evaluate() end},
+	{"Sequential:__len: module is closed", function() return #closed(nn.Sequential()) end},
+	{"Linear:__index: module is closed", function() return closed(nn.Linear(3, 2)).weight end},
+	{"Linear:__newindex: module is closed", function() closed(nn.Linear(3, 2)).x = 1 end},
+	{"Linear: cannot replace 'weight'", function() nn.Linear(3, 2).weight = lunet.rand(2, 3) end},
+	{"Linear: 'output' is read-only", function() nn.Linear(3, 2).output = lunet.rand(2, 2) end},
+	{"Sequential:add: the Linear to add is closed",
+		function() return nn.Sequential():add(closed(nn.Linear(3, 2))) end},
+	{"Sequential:add: expected a module or a table with forward/backward, got number",
+		function() return nn.Sequential():add(5) end},
+	{"Sequential:add: a custom module needs forward and backward methods",
+		function() return nn.Sequential():add({forward = function() end}) end},
+	{"Linear:add: only a Sequential has add", function() return nn.Linear(3, 2):add(nn.ReLU()) end},
+	{"Sequential:add: cannot add a Sequential to itself",
+		function() local s = nn.Sequential(); return s:add(s) end},
+	{"Sequential:add: Sequential: cannot add a container to itself", function()
+		local a = nn.Sequential{nn.ReLU()}
+		local b = nn.Sequential{a}
+		return a:add(b)
+	end},
+	{"Sequential:add", function()
+		local r = nn.ReLU()
+		return nn.Sequential{r}:add(r)
+	end},
+	{"Sequential:get: index 1099511627776 out of range 1..1",
+		function() return nn.Sequential{nn.ReLU()}:get(1 << 40) end},
+	{"Sequential:get: index 0 out of range", function() return nn.Sequential{nn.ReLU()}:get(0) end},
+	{"Sequential:forward: has no layers", function() return nn.Sequential():forward(lunet.rand(2, 3)) end},
+	{"Conv2d:forward", function() return nn.Conv2d(1, 2, 3):forward(lunet.rand(2, 3)) end},
+	{"Conv2d:forward", function() return nn.Conv2d(1, 2, 3):forward(lunet.rand(1, 2, 5, 5)) end},
+	{"Conv2d:forward", function() return nn.Conv2d(1, 2, 7):forward(lunet.rand(1, 1, 5, 5)) end},
+	{"MaxPool2d:forward", function() return nn.MaxPool2d(4):forward(lunet.rand(1, 1, 3, 3)) end},
+	{"MaxPool2d:forward", function() return nn.MaxPool2d(2):forward(lunet.rand(4, 4)) end},
+	{"BatchNorm:forward", function() return nn.BatchNorm(3):forward(lunet.rand(2, 4)) end},
+	{"Linear:forward: expected input of shape {N,3}, got {2,4}",
+		function() return nn.Linear(3, 2):forward(lunet.rand(4, 3):transpose():narrow(1, 1, 2)) end},
+
+	-- custom Lua modules in a Sequential
+	{"Sequential:forward: layer 2 (External): boom", function()
+		local s = nn.Sequential{nn.ReLU(), lua_module(function() error("boom", 0) end)}
+		return s:forward(lunet.rand(2, 3))
+	end},
+	{"Sequential:forward: layer 1 (External): custom module's forward returned number", function()
+		return nn.Sequential{lua_module(function() return 5 end)}:forward(lunet.rand(2, 3))
+	end},
+	{"Sequential:forward: layer 1 (External): custom module's forward returned nil", function()
+		return nn.Sequential{lua_module(function() end)}:forward(lunet.rand(2, 3))
+	end},
+	{"Sequential:forward: layer 2 (Linear)", function()
+		local s = nn.Sequential{lua_module(function() return lunet.rand(7, 7) end), nn.Linear(3, 2)}
+		return s:forward(lunet.rand(2, 3))
+	end},
+	{"Sequential:forward: layer 1 (External)", function()
+		local s = nn.Sequential{lua_module(function() error({}) end)}
+		return s:forward(lunet.rand(2, 3))
+	end},
+	{"Sequential:forward: layer 1 (External)", function()
+		local s = nn.Sequential{lua_module(function(_, x) coroutine.yield(x) end)}
+		return coroutine.wrap(function() return s:forward(lunet.rand(2, 3)) end)()
+	end},
+	{"Sequential:backward: layer 2 (External): backward returned a gradient of shape {2,2} for an input of shape {2,3}",
+		function()
+			local s = nn.Sequential{nn.ReLU(), lua_module(nil, function() return lunet.rand(2, 2) end)}
+			local x = lunet.rand(2, 3)
+			s:forward(x)
+			return s:backward(x, lunet.rand(2, 3))
+		end},
+	{"Sequential:backward: layer 1 (External): custom module's backward returned string", function()
+		local s = nn.Sequential{lua_module(nil, function() return "g" end)}
+		local x = lunet.rand(2, 3)
+		s:forward(x)
+		return s:backward(x, lunet.rand(2, 3))
+	end},
+	{"Sequential:forward: the module was closed during its own forward", function()
+		local s
+		s = nn.Sequential{nn.Linear(3, 3), lua_module(function(_, x)
+			closed(s)
+			collectgarbage()
+			return x
+		end), nn.ReLU()}
+		return s:forward(lunet.rand(2, 3))
+	end},
+	{"Sequential:backward: the module was closed during its own backward", function()
+		local s
+		s = nn.Sequential{nn.Linear(3, 3), lua_module(nil, function(_, _, g)
+			closed(s)
+			collectgarbage()
+			return g
+		end), nn.ReLU()}
+		local x = lunet.rand(2, 3)
+		s:forward(x)
+		return s:backward(x, lunet.rand(2, 3))
+	end},
+
+	-- losses
+	{"MSELoss:forward", function() return nn.MSELoss():forward(lunet.rand(2, 3), lunet.rand(3, 2)) end},
+	{"MSELoss:forward", function() return nn.MSELoss():forward(lunet.rand(2, 3), closed_tensor(2, 3)) end},
+	{"bad argument #1 to 'forward' (tensor is closed)",
+		function() return nn.MSELoss():forward(closed_tensor(2, 3), lunet.rand(2, 3)) end},
+	{"MSELoss:forward", function()
+		return nn.MSELoss():forward(lunet.full({2, 3}, NAN), lunet.rand(2, 3)) end},
+	{"CrossEntropyLoss:forward", function()
+		return nn.CrossEntropyLoss():forward(lunet.rand(2, 3), {"1", "2"}) end},
+	{"CrossEntropyLoss:forward", function()
+		return nn.CrossEntropyLoss():forward(lunet.rand(2, 3), {1, 4}) end},
+	{"CrossEntropyLoss:forward", function()
+		return nn.CrossEntropyLoss():forward(lunet.rand(2, 3), {0, 1}) end},
+	{"CrossEntropyLoss:forward", function()
+		return nn.CrossEntropyLoss():forward(lunet.rand(2, 3), {1.5, 2}) end},
+	{"CrossEntropyLoss:forward", function()
+		return nn.CrossEntropyLoss():forward(lunet.rand(2, 3), {1, 2, 3}) end},
+	{"CrossEntropyLoss:forward", function()
+		return nn.CrossEntropyLoss():forward(lunet.rand(2, 3), {NAN, 1}) end},
+	{"CrossEntropyLoss:forward", function()
+		return nn.CrossEntropyLoss():forward(lunet.rand(2, 3), lunet.rand(3, 2)) end},
+	{"CrossEntropyLoss:forward", function()
+		return nn.CrossEntropyLoss():forward(lunet.rand(2, 3), lunet.tensor{{1}, {2}}) end},
+	{"CrossEntropyLoss:backward", function()
+		return nn.CrossEntropyLoss():backward(lunet.rand(2, 3), {1, 2 ^ 53}) end},
+	{"NLLLoss:forward", function() return nn.NLLLoss():forward(lunet.rand(2, 3), {-1, 1}) end},
+	{"BCELoss:forward", function() return nn.BCELoss():forward(lunet.full({2, 3}, 1.5), lunet.rand(2, 3)) end},
+	{"BCELoss:forward", function() return nn.BCELoss():forward(lunet.rand(2, 3), lunet.full({2, 3}, -1)) end},
+	{"BCEWithLogitsLoss:backward", function()
+		return nn.BCEWithLogitsLoss():backward(lunet.rand(2, 3), lunet.rand(2, 2)) end},
+	{"OutputLoss", function()
+		return nn.OutputLoss("softmax", "cross_entropy"):forward(lunet.rand(2, 3), {4, 1}) end},
+	{"nn.MSELoss", nn.MSELoss, {reduction = "bad"}},
+
+	-- optimisers
+	{"optim.SGD: lr must be >= 0", optim.SGD, {lunet.rand(2)}, {lunet.rand(2)}, {lr = -1}},
+	{"optim.SGD: lr must be >= 0, got nan", optim.SGD, {lunet.rand(2)}, {lunet.rand(2)}, {lr = NAN}},
+	{"optim.Adam", optim.Adam, {lunet.rand(2)}, {lunet.rand(2)}, {betas = {0.9, 1}}},
+	{"optim.Adam", optim.Adam, {lunet.rand(2)}, {lunet.rand(2)}, {betas = {"a"}}},
+	{"optim.SGD: parameter 1: tensor is empty", optim.SGD, {closed_tensor(2)}, {lunet.rand(2)}},
+	{"optim.SGD: parameter 1: tensor is not contiguous", optim.SGD,
+		{lunet.rand(3, 4):narrow(2, 1, 2)}, {lunet.rand(3, 2)}},
+	{"optim.SGD: parameter 1 has shape {3} but its gradient has shape {4}", optim.SGD,
+		{lunet.rand(3)}, {lunet.rand(4)}},
+	{"optim.SGD: no parameters to optimize", optim.SGD, {}, {}},
+	{"optim.SGD: parameter 1 is number", optim.SGD, {1}, {2}},
+	{"optim.RMSprop", optim.RMSprop, "model"},
+	{"optim.Adam: parameters 1 and 2 share memory", function()
+		local p = lunet.rand(3)
+		return optim.Adam({p, p}, {lunet.rand(3), lunet.rand(3)})
+	end},
+	{"SGD:step: optimizer is closed", function()
+		local o = optim.SGD({lunet.rand(2)}, {lunet.rand(2)})
+		o:close()
+		return o:step()
+	end},
+	{"optim.SGD: lr must be a number, got string", function()
+		local o = optim.SGD({lunet.rand(2)}, {lunet.rand(2)})
+		o.lr = "fast"
+	end},
+	{"optim:load_state", function()
+		local o = optim.Adam({lunet.rand(3)}, {lunet.rand(3)})
+		o:step()
+		local st = o:state()
+		return optim.Adam({lunet.rand(5)}, {lunet.rand(5)}):load_state(st)
+	end},
+	{"optim.schedules.cosine: total must be an integer >= 1, got 0", optim.schedules.cosine, 0.1, 0},
+
+	-- data
+	{"data.batches: x has 10 samples but y has 9", data.batches, lunet.rand(10, 3), lunet.rand(9), 4},
+	{"data.batches: y must be a tensor, got table", data.batches, lunet.rand(3, 3), {"a", "b", "c"}, 2},
+	{"data.batches: batch size must be an integer >= 1, got 0", data.batches, lunet.rand(3, 3), 0},
+	{"data.batches: batch size must be an integer >= 1", data.batches, lunet.rand(3, 3), NAN},
+	{"data.batches: x is closed", data.batches, closed_tensor(3, 3), 2},
+	{"data.batches: y is closed", data.batches, lunet.rand(3, 3), closed_tensor(3), 2},
+	{"data.batches: x is closed", function()
+		local x = lunet.rand(6, 3)
+		for _ in data.batches(x, 2) do x:close() end
+	end},
+	{"data.batches: x is closed", function()
+		local x = lunet.rand(6, 3)
+		for _ in data.batches(x, lunet.rand(6), 2, {shuffle = true}) do x:close() end
+	end},
+	{"data.batches: unknown option 'shufle'", data.batches, lunet.rand(3, 3), 2, {shufle = true}},
+	{"data.gather: destination shares memory with the source", function()
+		local t = lunet.rand(4, 2)
+		return data.gather(t, t, lunet.tensor{4, 3, 2, 1})
+	end},
+	{"data.gather: destination shares memory with the index", function()
+		local t = lunet.tensor{1, 2}
+		return data.gather(t, lunet.rand(4), t)
+	end},
+	{"data.gather: rows 9223372036854775807..9223372036854775807 of the index", data.gather,
+		lunet.rand(1, 2), lunet.rand(4, 2), lunet.tensor{1, 2}, math.maxinteger},
+	{"data.gather: index[1] = -nan is not a row", data.gather, lunet.rand(1, 2), lunet.rand(4, 2),
+		lunet.tensor{NAN}},
+	{"data.load_idx: path contains a NUL byte", data.load_idx, "a\0b"},
+	{"data.csv: path contains a NUL byte", data.csv, "a\0b"},
+	{"data.load_idx: /nonexistent/x: cannot open", data.load_idx, "/nonexistent/x"},
+	{"data.fashion_mnist: dir must be a string, got number", data.fashion_mnist, 5},
+
+	-- save / load
+	{"lunet.save: path contains a NUL byte", lunet.save, TMP .. "\0x", 1},
+	{"lunet.load: path contains a NUL byte", lunet.load, TMP .. "\0x"},
+	{"lunet.load", lunet.load, "/nonexistent/file.lunet"},
+	{"lunet.save", lunet.save, TMP, print},
+	{"lunet.save", lunet.save, TMP, coroutine.create(print)},
+	{"lunet.save", lunet.save, TMP, closed_tensor(2)},
+	{"lunet.save", lunet.save, "/nonexistent/dir/file", 1},
+	{"lunet.save", function()
+		local t = {}
+		t.self = t
+		return lunet.save(TMP, t)
+	end},
+	{"lunet.save", lunet.save, TMP, {[{}] = 1}},
+	{"lunet.save", function()
+		return lunet.save(TMP, nn.Sequential{nn.ReLU(), lua_module()})
+	end},
+
+	-- system helpers
+	{"lunet.sys.set_rng_state: the all-zero state", lunet.sys.set_rng_state, {0, 0, 0, 0}},
+	{"lunet.sys.set_rng_state: expected a table of 4 integers, got 2 entries",
+		lunet.sys.set_rng_state, {1, 2}},
+	{"lunet.sys.mkdir: path contains a NUL byte", lunet.sys.mkdir, "a\0b"},
+}
+
+for i, c in ipairs(cases) do
+	test(string.format("hostile %d: %s", i, c[1]), function()
+		raises(c[1], c[2], table.unpack(c, 3, c.n or #c))
+	end)
+end
+
+-- ---- lunet.load of damaged files ----------------------------------------------------
+
+test("lunet.load of truncations and random bytes: errors that say so", function()
+	local model = nn.Sequential{nn.Linear(3, 4), nn.BatchNorm(4), nn.ReLU(), nn.Linear(4, 2)}
+	lunet.save(TMP, {model = model, opt = optim.Adam(model), note = "x", n = 3})
+	local good = read_file(TMP)
+	local tried = 0
+	for len = 0, #good - 1, math.max(1, #good // 97) do
+		write_file(TMP, good:sub(1, len))
+		local msg = raises("lunet.load", lunet.load, TMP)
+		check(#msg < 1000, "message of sane length")
+		tried = tried + 1
+	end
+	local rnd = 12345
+	for _ = 1, 200 do
+		local bytes = {good:byte(1, -1)}
+		for _ = 1, 1 + rnd % 4 do
+			rnd = (rnd * 1103515245 + 12345) % 2147483648
+			local at = 1 + rnd % #bytes
+			bytes[at] = (bytes[at] + 1 + rnd % 255) % 256
+		end
+		local s = {}
+		for k = 1, #bytes do s[k] = string.char(bytes[k]) end
+		write_file(TMP, table.concat(s))
+		-- a flipped byte in a float may still load; anything else is an error
+		local ok, v = pcall(lunet.load, TMP)
+		if not ok then
+			check(type(v) == "string" and v:find("lunet.load", 1, true), "named: " .. tostring(v))
+		end
+		tried = tried + 1
+	end
+	write_file(TMP, "return os.exit(3)")
+	raises("lunet.load", lunet.load, TMP)
+	write_file(TMP, "")
+	raises("lunet.load", lunet.load, TMP)
+	check(tried > 250, "enough damaged files")
+end)
+
+-- ---- re-entrancy and coroutines ---------------------------------------------------
+
+test("custom layer run from a coroutine leaves later layers on the caller's thread", function()
+	local inner = nn.Sequential{nn.Linear(3, 3)}
+	local co
+	local threads = {}
+	local first = lua_module(function(_, x)
+		co = coroutine.create(function()
+			inner:forward(x)
+			coroutine.yield()
+		end)
+		assert(coroutine.resume(co))
+		return x
+	end)
+	local second = lua_module(function(_, x)
+		threads[#threads + 1] = coroutine.running()
+		return x
+	end)
+	local main = coroutine.running()
+	local s = nn.Sequential{first, second}
+	s:forward(lunet.rand(2, 3))
+	eq(#threads, 1, "second layer ran once")
+	check(threads[1] == main, "second layer ran on the caller's thread, not the suspended coroutine")
+	check(coroutine.status(co) == "suspended", "coroutine left as it was")
+end)
+
+test("a custom layer closing its container from parameters()", function()
+	local s
+	local c = lua_module()
+	c.parameters = function()
+		closed(s)
+		collectgarbage()
+		return {}, {}
+	end
+	s = nn.Sequential{nn.Linear(3, 3), c, nn.Linear(3, 2)}
+	local p, g = s:parameters()
+	eq(#p, 4, "parameters of both Linear layers")
+	eq(#g, 4, "their gradients")
+	eq(p[4]:numel(), 2, "bias of the last layer")
+	eq(tostring(s), "Sequential (closed)", "a closed module prints as such")
+end)
+
+test("container re-entered from its own custom layer", function()
+	local s
+	local depth = 0
+	s = nn.Sequential{nn.Linear(3, 3), lua_module(function(_, x)
+		depth = depth + 1
+		if depth < 3 then s:forward(lunet.rand(5, 3)) end
+		depth = depth - 1
+		return x
+	end), nn.ReLU()}
+	for _ = 1, 5 do
+		local y = s:forward(lunet.rand(2, 3))
+		eq(y:dim(), 2, "output is 2-D")
+	end
+end)
+
+test("optimiser over a model closed afterwards still steps its own references", function()
+	local m = nn.Linear(3, 2)
+	local p = m:parameters()
+	local w = p[1]:clone()
+	local o = optim.SGD(m, {lr = 1})
+	m:forward(lunet.rand(2, 3))
+	m:backward(lunet.rand(2, 3), lunet.ones(2, 2))
+	closed(m)
+	collectgarbage()
+	o:step()
+	check(not p[1]:allclose(w, 0, 0), "the weights moved")
+	o:zero_grad()
+end)
+
+test("batches whose buffers the loop closes are rebuilt", function()
+	local seen = 0
+	for xb, yb in data.batches(lunet.rand(7, 3), lunet.rand(7), 2, {shuffle = true}) do
+		seen = seen + xb:size(1)
+		xb:close()
+		yb:close()
+	end
+	eq(seen, 7, "every sample once")
+end)
+
+os.remove(TMP)
+h.done()
