@@ -244,6 +244,24 @@ static bool in_array(lua_State *L, int idx, lua_Integer na)
 	return k >= 1 && k <= na;
 }
 
+/* If the value at idx (a table or tensor) was written before, writes a
+ * reference to it and returns true; otherwise writes nothing. */
+static bool save_ref(saver *S, int idx)
+{
+	lua_State *L = S->L;
+	ln_error err;
+	lua_pushvalue(L, idx);
+	if (lua_rawget(L, S->ids) != LUA_TNUMBER) {
+		lua_pop(L, 1);
+		return false;
+	}
+	uint64_t id = (uint64_t)lua_tointeger(L, -1);
+	lua_pop(L, 1);
+	if (ln_write_ref(S->w, id, &err) != LN_OK)
+		fail_status(S, &err);
+	return true;
+}
+
 /* A table: its array part 1..na (up to the first nil), then every other
  * key.  Seen before: a ref.  Being written (we are inside it): a cycle. */
 static void save_table(saver *S, int idx)
@@ -255,15 +273,8 @@ static void save_table(saver *S, int idx)
 	if (lua_rawget(L, S->active) != LUA_TNIL)
 		luaL_error(L, "lunet.save: table cycle at key %s", push_path(S));
 	lua_pop(L, 1);
-	lua_pushvalue(L, idx);
-	if (lua_rawget(L, S->ids) == LUA_TNUMBER) {
-		id = (uint64_t)lua_tointeger(L, -1);
-		lua_pop(L, 1);
-		if (ln_write_ref(S->w, id, &err) != LN_OK)
-			fail_status(S, &err);
+	if (save_ref(S, idx))
 		return;
-	}
-	lua_pop(L, 1);
 
 	lua_Integer na = 0;
 	while (lua_rawgeti(L, idx, na + 1) != LUA_TNIL) {
@@ -325,16 +336,9 @@ static void save_userdata(saver *S, int idx)
 	if (t) {
 		if (ln_tensor_is_empty(t))
 			fail_at(S, "cannot save a closed tensor");
-		uint64_t id;
-		lua_pushvalue(L, idx);
-		if (lua_rawget(L, S->ids) == LUA_TNUMBER) {
-			id = (uint64_t)lua_tointeger(L, -1);
-			lua_pop(L, 1);
-			if (ln_write_ref(S->w, id, &err) != LN_OK)
-				fail_status(S, &err);
+		if (save_ref(S, idx))
 			return;
-		}
-		lua_pop(L, 1);
+		uint64_t id;
 		if (ln_write_tensor(S->w, t, &id, &err) != LN_OK)
 			fail_status(S, &err);
 		lua_pushvalue(L, idx);
