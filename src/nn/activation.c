@@ -112,19 +112,6 @@ static ln_status prepare_forward(ln_module *m, const ln_tensor *x, ln_error *err
 	return ln_tensor_ensure(&m->output, x->ndim, x->shape, err);
 }
 
-/* Checks that x is shaped like the last forward's output (the gradient
- * already is: module.c) and makes m->grad_input that shape. */
-static ln_status prepare_backward(ln_module *m, const ln_tensor *x, ln_error *err)
-{
-	if (!ln_tensor_same_shape(x, &m->output)) {
-		char want[128], got[128];
-		return ln_fail(err, LN_ESHAPE, "expected the input of the last forward, of shape %s, got %s",
-		               ln_tensor_shape_str(&m->output, want, sizeof want),
-		               ln_tensor_shape_str(x, got, sizeof got));
-	}
-	return ln_tensor_ensure(&m->grad_input, x->ndim, x->shape, err);
-}
-
 /* The pieces each class needs, by name: n, x, y, gy, gx. */
 #define FORWARD_PROLOGUE                                  \
 	ln_status s = prepare_forward(m, x, err);             \
@@ -133,7 +120,7 @@ static ln_status prepare_backward(ln_module *m, const ln_tensor *x, ln_error *er
 	int64_t n = ln_tensor_numel(x);                       \
 	float *y = ln_tensor_data(&m->output);
 #define BACKWARD_PROLOGUE                                 \
-	ln_status s = prepare_backward(m, x, err);            \
+	ln_status s = ln_module_prepare_backward(m, x, err);  \
 	if (s != LN_OK)                                       \
 		return s;                                         \
 	int64_t n = ln_tensor_numel(x);                       \

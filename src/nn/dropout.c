@@ -70,13 +70,7 @@ static ln_status dropout_backward(ln_module *m, const ln_tensor *x, const ln_ten
                                   ln_error *err)
 {
 	dropout *d = (dropout *)m;
-	if (!ln_tensor_same_shape(x, &m->output)) {
-		char want[128], got[128];
-		return ln_fail(err, LN_ESHAPE, "expected the input of the last forward, of shape %s, got %s",
-		               ln_tensor_shape_str(&m->output, want, sizeof want),
-		               ln_tensor_shape_str(x, got, sizeof got));
-	}
-	ln_status s = ln_tensor_ensure(&m->grad_input, x->ndim, x->shape, err);
+	ln_status s = ln_module_prepare_backward(m, x, err);
 	if (s != LN_OK)
 		return s;
 	int64_t n = ln_tensor_numel(x);

@@ -70,6 +70,17 @@ ln_status ln_config_int(int64_t *out, double v, const char *cls, const char *wha
 	return LN_OK;
 }
 
+ln_status ln_module_prepare_backward(ln_module *m, const ln_tensor *x, ln_error *err)
+{
+	if (!ln_tensor_same_shape(x, &m->output)) {
+		char want[128], got[128];
+		return ln_fail(err, LN_ESHAPE, "expected the input of the last forward, of shape %s, got %s",
+		               ln_tensor_shape_str(&m->output, want, sizeof want),
+		               ln_tensor_shape_str(x, got, sizeof got));
+	}
+	return ln_tensor_ensure(&m->grad_input, x->ndim, x->shape, err);
+}
+
 /* ---- lifetime ----------------------------------------------------------------- */
 
 ln_status ln_module_alloc(ln_module **out, const ln_module_class *cls, ln_error *err)

@@ -39,6 +39,11 @@ void ln_error_strip_prefix(ln_error *err, const char *name);
 ln_status ln_config_int(int64_t *out, double v, const char *cls, const char *what, int64_t lo,
                         int64_t hi, ln_error *err);
 
+/* For a layer whose output has its input's shape: checks that x is shaped
+ * like the last forward's output (LN_ESHAPE naming both shapes; gy already
+ * is: ln_module_backward) and makes m->grad_input that shape (LN_ENOMEM). */
+ln_status ln_module_prepare_backward(ln_module *m, const ln_tensor *x, ln_error *err);
+
 /* Called by module.c for External modules (external.c). */
 void ln_external_on_set_training(ln_module *m, bool training);
 
