@@ -300,15 +300,22 @@ static ln_status ol_check(ln_class_target *t, const output_loss *o, const char *
 	}
 }
 
+/* ol_check, then sizes out (the loss's output or grad_input) like z. */
+static ln_status ol_prepare(ln_class_target *t, const output_loss *o, ln_tensor *out,
+                            const ln_tensor *z, const ln_tensor *target, ln_error *err)
+{
+	ln_status st = ol_check(t, o, o->who, z, target, err);
+	if (st == LN_OK)
+		st = ln_loss_ensure(out, o->who, z, err);
+	return st;
+}
+
 static ln_status ol_forward(ln_loss *c, const ln_tensor *z, const ln_tensor *target, double *loss,
                             ln_error *err)
 {
 	output_loss *o = (output_loss *)c;
-	const char *who = o->who;
 	ln_class_target t;
-	ln_status st = ol_check(&t, o, who, z, target, err);
-	if (st == LN_OK)
-		st = ln_loss_ensure(&c->output, who, z, err);
+	ln_status st = ol_prepare(&t, o, &c->output, z, target, err);
 	if (st != LN_OK)
 		return st;
 	float *yhat = ln_tensor_data(&c->output);
@@ -335,11 +342,8 @@ static ln_status ol_backward(ln_loss *c, const ln_tensor *z, const ln_tensor *ta
                              ln_error *err)
 {
 	output_loss *o = (output_loss *)c;
-	const char *who = o->who;
 	ln_class_target t;
-	ln_status st = ol_check(&t, o, who, z, target, err);
-	if (st == LN_OK)
-		st = ln_loss_ensure(&c->grad_input, who, z, err);
+	ln_status st = ol_prepare(&t, o, &c->grad_input, z, target, err);
 	if (st != LN_OK)
 		return st;
 	float *gz = ln_tensor_data(&c->grad_input);
