@@ -16,9 +16,9 @@
  * allocated once, outside the timed region, so that a script can compare
  * a training step against the time its matrix products alone would take;
  * impl "blas" times OpenBLAS's cblas_sgemm instead (through ln_gemm, so
- * products of a few hundred multiply-adds still take its plain loop).  Scripts time their steps with lunet.clock()
- * (lunet.c), a monotonic wall clock: os.clock() counts processor time
- * summed over all threads.
+ * products of a few hundred multiply-adds still take its plain loop).
+ * Scripts time their steps with lunet.clock() (lunet.c), a monotonic wall
+ * clock: os.clock() counts processor time summed over all threads.
  */
 #define _POSIX_C_SOURCE 200112L  /* clock_gettime */
 
@@ -63,8 +63,9 @@ static int l_alloc_stats(lua_State *L)
 	return 1;
 }
 
-/* lunet.gemm_threads([n]) -> the number of threads OpenBLAS uses, after
- * setting it to n (n >= 1) when given. */
+/* lunet.gemm_threads([n]) -> the number of threads the matrix products
+ * use (lunet's kernels and OpenBLAS alike), after setting it to n
+ * (1 <= n <= 1024) when given. */
 static int l_gemm_threads(lua_State *L)
 {
 	if (!lua_isnoneornil(L, 1)) {
