@@ -21,21 +21,10 @@
  * which a permutation stored in a float tensor is exact. */
 #define MAX_PERM ((lua_Integer)1 << 24)
 
-/* The path argument at arg: a string with no NUL byte (a NUL would cut
- * the name the system sees short, so another file would be used). */
-static const char *check_path(lua_State *L, int arg, const char *fn)
-{
-	size_t len;
-	const char *path = luaL_checklstring(L, arg, &len);
-	if (strlen(path) != len)
-		luaL_error(L, "%s: path contains a NUL byte", fn);
-	return path;
-}
-
 /* data.load_idx(path) -> new tensor of the file's shape (values as stored). */
 static int l_load_idx(lua_State *L)
 {
-	const char *path = check_path(L, 1, "data.load_idx");
+	const char *path = lnL_checkpath(L, 1, "data.load_idx", NULL);
 	ln_tensor *t = lnL_newtensor(L);
 	ln_error err;
 	if (ln_idx_load(t, path, &err) != LN_OK)
@@ -59,7 +48,7 @@ static int csv_gc(lua_State *L)
 static int l_csv(lua_State *L)
 {
 	static const char *fn = "data.csv";
-	const char *path = check_path(L, 1, fn);
+	const char *path = lnL_checkpath(L, 1, fn, NULL);
 	ln_csv_options o = ln_csv_defaults();
 	if (!lua_isnoneornil(L, 2)) {
 		luaL_checktype(L, 2, LUA_TTABLE);

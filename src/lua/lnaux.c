@@ -290,6 +290,18 @@ const ln_tensor *lnL_contiguous(lua_State *L, const ln_tensor *t, const char *fn
 	return c;
 }
 
+/* lnaux.h: a string path with no NUL byte. */
+const char *lnL_checkpath(lua_State *L, int arg, const char *fname, size_t *len)
+{
+	size_t n;
+	const char *path = luaL_checklstring(L, arg, &n);
+	if (strlen(path) != n)
+		luaL_error(L, "%s: path contains a NUL byte", fname);
+	if (len)
+		*len = n;
+	return path;
+}
+
 /* Tensor storage lives outside the Lua heap, so the collector does not see
  * it grow.  Each new storage is reported as GC debt (LUA_GCSTEP with a
  * size in KiB adds that much debt and runs a step when it is due); bytes

@@ -51,6 +51,12 @@ int lnL_raisef(lua_State *L, const char *fmt, ...) __attribute__((format(printf,
  * Returns ndim. */
 int lnL_checkshape(lua_State *L, int arg, int64_t shape[LN_MAX_DIMS], const char *fname);
 
+/* The path argument at arg: a string with no NUL byte (a NUL would cut
+ * the name the system sees short, so another file would be used).
+ * Raises "fname: path contains a NUL byte".  *len (if len is not NULL)
+ * gets the length. */
+const char *lnL_checkpath(lua_State *L, int arg, const char *fname, size_t *len);
+
 /* Copies a non-contiguous tensor into a new contiguous one pushed onto the
  * stack and returns it; a contiguous tensor is returned as is (nothing
  * pushed).  *pushed tells which. */

@@ -411,21 +411,10 @@ static void save_value(saver *S, int idx)
 		fail_status(S, &err);
 }
 
-/* The path argument at arg: a string with no NUL byte (a NUL would cut
- * the name the system sees short, so another file would be used). */
-static const char *check_path(lua_State *L, int arg, const char *fn)
-{
-	size_t len;
-	const char *path = luaL_checklstring(L, arg, &len);
-	if (strlen(path) != len)
-		luaL_error(L, "%s: path contains a NUL byte", fn);
-	return path;
-}
-
 /* lunet.save(path, obj): writes obj to path atomically. */
 static int l_save(lua_State *L)
 {
-	const char *path = check_path(L, 1, "lunet.save");
+	const char *path = lnL_checkpath(L, 1, "lunet.save", NULL);
 	luaL_checkany(L, 2);
 	lua_settop(L, 2);
 	writer_box *wb = lua_newuserdatauv(L, sizeof *wb, 0);  /* 3 */
@@ -774,7 +763,7 @@ static void fix_placeholders(loader *Ld, int t, int built, int visited)
 /* lunet.load(path) -> the saved value. */
 static int l_load(lua_State *L)
 {
-	const char *path = check_path(L, 1, "lunet.load");
+	const char *path = lnL_checkpath(L, 1, "lunet.load", NULL);
 	lua_settop(L, 1);
 	reader_box *rb = lua_newuserdatauv(L, sizeof *rb, 0);  /* 2 */
 	rb->r = NULL;

@@ -55,11 +55,9 @@ static int make_one(const char *path)
 static int l_mkdir(lua_State *L)
 {
 	size_t len;
-	const char *path = luaL_checklstring(L, 1, &len);
+	const char *path = lnL_checkpath(L, 1, "lunet.sys.mkdir", &len);
 	if (len == 0)
 		return luaL_error(L, "lunet.sys.mkdir: empty path");
-	if (strlen(path) != len)
-		return luaL_error(L, "lunet.sys.mkdir: path contains a NUL byte");
 	/* Writable copy owned by the collector. */
 	char *p = lua_newuserdatauv(L, len + 1, 0);
 	memcpy(p, path, len + 1);
