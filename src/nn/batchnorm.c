@@ -24,7 +24,6 @@
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
-#include <string.h>
 
 #include "../core/alloc.h"
 #include "conv.h"
@@ -37,10 +36,8 @@ typedef struct batchnorm {
 	double *mean;     /* (n) mu used by the last forward; ln_malloc, freed by destroy */
 	double *invstd;   /* (n) 1/sqrt(var+eps) used by the last forward; same block */
 	double *tmp;      /* (2n) per-channel sums; same block */
-	bool have_fwd;    /* mean/invstd belong to an input of shape in_shape */
+	bool have_fwd;    /* mean/invstd belong to the last forward's input (shaped as output) */
 	bool fwd_training;
-	int in_ndim;
-	int64_t in_shape[4];
 } batchnorm;
 
 static int batchnorm_describe(const ln_module *m, char *buf, size_t size)
@@ -218,9 +215,6 @@ static ln_status batchnorm_forward(ln_module *m, const ln_tensor *x, ln_error *e
 	          ln_tensor_data(&m->param[1]), nb, sp);
 	b->have_fwd = true;
 	b->fwd_training = m->training;
-	b->in_ndim = x->ndim;
-	memset(b->in_shape, 0, sizeof b->in_shape);
-	memcpy(b->in_shape, x->shape, (size_t)x->ndim * sizeof x->shape[0]);
 	return LN_OK;
 }
 
@@ -235,12 +229,11 @@ static ln_status batchnorm_backward(ln_module *m, const ln_tensor *x, const ln_t
 		return st;
 	if (!b->have_fwd)
 		return ln_fail(err, LN_ESTATE, "BatchNorm: backward called before forward");
-	if (b->in_ndim != x->ndim ||
-	    memcmp(b->in_shape, x->shape, (size_t)x->ndim * sizeof x->shape[0]) != 0)
+	if (!ln_tensor_same_shape(x, &m->output))
 		return ln_fail(err, LN_ESTATE,
 		               "BatchNorm: backward expects the input of the last forward, of shape "
 		               "%s, got %s",
-		               ln_shape_str(want, sizeof want, b->in_ndim, b->in_shape),
+		               ln_tensor_shape_str(&m->output, want, sizeof want),
 		               ln_tensor_shape_str(x, got, sizeof got));
 	if (!ln_tensor_same_shape(gy, x))
 		return ln_fail(err, LN_ESHAPE, "BatchNorm: expected gradient of shape %s, got %s",
