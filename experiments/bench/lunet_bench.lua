@@ -3,7 +3,7 @@
 --
 --   OPENBLAS_NUM_THREADS=1 lunet experiments/bench/lunet_bench.lua WORKLOAD THREADS [STEPS]
 --
--- WORKLOAD is one of tiny, mlp64, mlp256, cnn (see BENCH.md and
+-- WORKLOAD is one of tiny, mlp64, mlp256, cnn (see README.md here and
 -- torch_bench.py, which mirrors this file line for line).  STEPS overrides
 -- the number of timed steps (for profiling a shortened run).  The last
 -- line printed is
