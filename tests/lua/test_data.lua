@@ -1,4 +1,4 @@
--- test_data.lua -- lunet.data from Lua (API.md, "Data"): randperm,
+-- test_data.lua -- lunet.data from Lua: randperm,
 -- mini-batches (every sample once per epoch, seeded order, short last
 -- batch, buffer reuse), load_idx and csv on files written here, and
 -- Fashion-MNIST when Debian's dataset-fashion-mnist is installed.

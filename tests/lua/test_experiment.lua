@@ -1,4 +1,4 @@
--- test_experiment.lua -- lunet.experiment (API.md, "Experiments"): run
+-- test_experiment.lua -- lunet.experiment: run
 -- directories under a temporary root, command-line overrides and their
 -- errors, config.lua, metrics.csv, progress output with a fake clock (no
 -- timing), SVG plots, <close>, and checkpoint/resume round trips.

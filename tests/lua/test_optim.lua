@@ -1,4 +1,4 @@
--- test_optim.lua -- lunet.optim from Lua (API.md, "Optimisers"): the
+-- test_optim.lua -- lunet.optim from Lua: the
 -- constructors with a model or with tables of tensors, updates checked
 -- against formulas written out here, lr get/set, state()/load_state(),
 -- schedules, and every documented error with its message.

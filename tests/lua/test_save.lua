@@ -1,4 +1,4 @@
--- test_save.lua -- lunet.save / lunet.load (API.md, "Saving"): round trips of
+-- test_save.lua -- lunet.save / lunet.load: round trips of
 -- every kind of value, models giving bit-identical outputs, optimizers that
 -- continue training exactly as an uninterrupted run, atomic writes, and the
 -- errors for what cannot be saved and for truncated, corrupted and foreign

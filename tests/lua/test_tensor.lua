@@ -1,4 +1,4 @@
--- test_tensor.lua -- the Lua surface of lunet tensors (API.md, "Tensors"):
+-- test_tensor.lua -- the Lua surface of lunet tensors:
 -- constructors, queries, element access, views, arithmetic, reductions,
 -- printing, lifetime, and every documented error with its message.
 --
