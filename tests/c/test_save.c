@@ -126,6 +126,20 @@ static void b_str(bytes *p, const char *s)
 	p->n += strlen(s);
 }
 
+/* A module record with no config, parameters or buffers (save.h, tag 8):
+ * tag, class name, training 1, nc 0, np 0, nb 0, then nk children, whose
+ * records the caller appends. */
+static void b_bare_module(bytes *p, const char *cls, uint64_t nchildren)
+{
+	b_u8(p, LN_SAVE_MODULE);
+	b_str(p, cls);
+	b_u8(p, 1);
+	b_u8(p, 0);
+	b_u8(p, 0);
+	b_u8(p, 0);
+	b_u64(p, nchildren);
+}
+
 /* A complete file image (header, payload, CRC) around a payload, in a
  * malloc'd buffer. */
 static unsigned char *wrap(const bytes *payload, size_t *size, unsigned version)
@@ -875,29 +889,11 @@ static void test_hostile_payloads(void **state)
 
 	/* a ReLU with a child, a Sequential whose child is a tensor */
 	RESET();
-	b_u8(&p, LN_SAVE_MODULE);
-	b_str(&p, "ReLU");
-	b_u8(&p, 1);
-	b_u8(&p, 0);
-	b_u8(&p, 0);
-	b_u8(&p, 0);
-	b_u64(&p, 1);
-	b_u8(&p, LN_SAVE_MODULE);
-	b_str(&p, "ReLU");
-	b_u8(&p, 1);
-	b_u8(&p, 0);
-	b_u8(&p, 0);
-	b_u8(&p, 0);
-	b_u64(&p, 0);
+	b_bare_module(&p, "ReLU", 1);
+	b_bare_module(&p, "ReLU", 0);
 	expect_bad_payload(&p, "cannot add child 1 to a ReLU");
 	RESET();
-	b_u8(&p, LN_SAVE_MODULE);
-	b_str(&p, "Sequential");
-	b_u8(&p, 1);
-	b_u8(&p, 0);
-	b_u8(&p, 0);
-	b_u8(&p, 0);
-	b_u64(&p, 1);
+	b_bare_module(&p, "Sequential", 1);
 	b_u8(&p, LN_SAVE_TENSOR);
 	expect_bad_payload(&p, "child 1 of a Sequential is a tensor");
 #undef RESET
