@@ -1,32 +1,27 @@
 /*
  * save.c -- the lunet file format (see save.h for the layout): a writer
  * that encodes values into a growing byte buffer, a reader that decodes
- * them from a file image after checking it whole, and the atomic file
- * write.
+ * them from a file image after checking it whole.  Files are written and
+ * read by file.c.
  *
  * The reader trusts nothing: every count and size is checked against the
  * bytes that remain before it is used, in the style of idx.c, and every
  * way a file can be wrong is an LN_EFORMAT value, never an assert.
  */
-#define _POSIX_C_SOURCE 200809L  /* fsync, O_CLOEXEC */
-
 #include "save.h"
 
 #include <assert.h>
-#include <errno.h>
-#include <fcntl.h>
 #include <limits.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 #include <zlib.h>
 
 #include "../core/alloc.h"
 #include "../core/rng.h"
+#include "file.h"
 #include "../nn/layers.h"
 
 #define STR_MAX LN_SAVE_NAME_MAX
@@ -1383,145 +1378,6 @@ ln_status ln_saved_optim_apply(const ln_saved_optim *s, ln_optim *opt, ln_error 
 	return LN_OK;
 }
 
-/* ==== files ========================================================================= */
-
-/* Writes all n bytes, retrying short writes and EINTR. */
-static int write_all(int fd, const unsigned char *p, size_t n)
-{
-	while (n > 0) {
-		size_t chunk = n > (size_t)1 << 30 ? (size_t)1 << 30 : n;
-		ssize_t k = write(fd, p, chunk);
-		if (k < 0) {
-			if (errno == EINTR)
-				continue;
-			return -1;
-		}
-		p += k;
-		n -= (size_t)k;
-	}
-	return 0;
-}
-
-/* Flushes the directory holding path, so that the rename is durable.
- * Best effort: some file systems refuse fsync on directories. */
-static void sync_dir(const char *path)
-{
-	const char *slash = strrchr(path, '/');
-	char dir[4096];
-	if (!slash)
-		snprintf(dir, sizeof dir, ".");
-	else if (slash == path)
-		snprintf(dir, sizeof dir, "/");
-	else if ((size_t)(slash - path) < sizeof dir)
-		snprintf(dir, sizeof dir, "%.*s", (int)(slash - path), path);
-	else
-		return;
-	int fd = open(dir, O_RDONLY | O_CLOEXEC);
-	if (fd >= 0) {
-		fsync(fd);
-		close(fd);
-	}
-}
-
-ln_status ln_save_write_file(const char *path, const void *data, size_t size, ln_error *err)
-{
-	if (!*path)
-		return ln_fail(err, LN_EIO, "empty path");
-	size_t plen = strlen(path);
-	char *tmp = ln_malloc(plen + 32);
-	if (!tmp)
-		return ln_fail(err, LN_ENOMEM, "%s: out of memory", path);
-	snprintf(tmp, plen + 32, "%s.tmp.%ld", path, (long)getpid());
-	const char *what;
-	int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0666);
-	if (fd < 0) {
-		ln_status st = ln_fail(err, LN_EIO, "%s: cannot create %s: %s", path, tmp,
-		                       strerror(errno));
-		ln_free(tmp);
-		return st;
-	}
-	if (write_all(fd, data, size) != 0)
-		what = "cannot write";
-	else if (fsync(fd) != 0)
-		what = "cannot flush to disk";
-	else
-		what = NULL;
-	int saved = errno;
-	if (close(fd) != 0 && !what) {
-		what = "cannot close";
-		saved = errno;
-	}
-	if (!what && rename(tmp, path) != 0) {
-		what = "cannot rename the temporary file over it";
-		saved = errno;
-	}
-	if (what) {
-		unlink(tmp);
-		ln_status st = ln_fail(err, LN_EIO, "%s: %s: %s", path, what, strerror(saved));
-		ln_free(tmp);
-		return st;
-	}
-	ln_free(tmp);
-	sync_dir(path);
-	return LN_OK;
-}
-
-ln_status ln_save_read_file(const char *path, void **data, size_t *size, ln_error *err)
-{
-	*data = NULL;
-	*size = 0;
-	if (!*path)
-		return ln_fail(err, LN_EIO, "empty path");
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return ln_fail(err, LN_EIO, "%s: cannot open: %s", path, strerror(errno));
-	struct stat sb;
-	if (fstat(fd, &sb) != 0) {
-		int e = errno;
-		close(fd);
-		return ln_fail(err, LN_EIO, "%s: cannot stat: %s", path, strerror(e));
-	}
-	if (S_ISDIR(sb.st_mode)) {
-		close(fd);
-		return ln_fail(err, LN_EIO, "%s: is a directory", path);
-	}
-	if (!S_ISREG(sb.st_mode)) {
-		close(fd);
-		return ln_fail(err, LN_EIO, "%s: not a regular file", path);
-	}
-	if (sb.st_size < 0 || (uint64_t)sb.st_size > ln_alloc_limit()) {
-		close(fd);
-		return ln_fail(err, LN_ERANGE, "%s: file of %lld bytes exceeds the allocation limit "
-		               "(%zu bytes)", path, (long long)sb.st_size, ln_alloc_limit());
-	}
-	size_t n = (size_t)sb.st_size;
-	unsigned char *buf = ln_malloc(n);
-	if (!buf) {
-		close(fd);
-		return ln_fail(err, LN_ENOMEM, "%s: out of memory reading %zu bytes", path, n);
-	}
-	size_t got = 0;
-	while (got < n) {
-		size_t chunk = n - got > (size_t)1 << 30 ? (size_t)1 << 30 : n - got;
-		ssize_t k = read(fd, buf + got, chunk);
-		if (k < 0) {
-			if (errno == EINTR)
-				continue;
-			int e = errno;
-			close(fd);
-			ln_free(buf);
-			return ln_fail(err, LN_EIO, "%s: read error: %s", path, strerror(e));
-		}
-		if (k == 0)
-			break;  /* the file shrank: the reader will call it truncated */
-		got += (size_t)k;
-	}
-	close(fd);
-	*data = buf;
-	*size = got;
-	return LN_OK;
-}
-
 /* ==== convenience ===================================================================== */
 
 ln_status ln_save_module(const char *path, const ln_module *m, ln_error *err)
@@ -1535,7 +1391,7 @@ ln_status ln_save_module(const char *path, const ln_module *m, ln_error *err)
 	ln_error e;
 	if ((st = ln_write_module(w, m, NULL, &e)) == LN_OK &&
 	    (st = ln_writer_finish(w, &data, &size, &e)) == LN_OK)
-		st = ln_save_write_file(path, data, size, err);
+		st = ln_file_write_atomic(path, data, size, err);
 	else
 		ln_fail(err, st, "%s: %s", path, e.msg);
 	ln_writer_free(w);
@@ -1547,7 +1403,7 @@ ln_status ln_load_module(const char *path, ln_module **out, ln_error *err)
 	*out = NULL;
 	void *data;
 	size_t size;
-	ln_status st = ln_save_read_file(path, &data, &size, err);
+	ln_status st = ln_file_read(path, &data, &size, err);
 	if (st != LN_OK)
 		return st;
 	ln_reader *r = NULL;

@@ -1,7 +1,7 @@
 /*
  * save.h -- the lunet file format: a versioned, checksummed, data-only
  * encoding of a tree of values (nil, booleans, numbers, strings, tables,
- * tensors, modules, optimizers), and the atomic file write around it.
+ * tensors, modules, optimizers).  file.h reads and writes the files.
  *
  * Loading never runs code: a file holds data only, and the only things
  * built from it are the values listed below (modules by class name,
@@ -272,20 +272,6 @@ ln_status ln_reader_finish(ln_reader *r, ln_error *err);
  * count.  Nothing changes on error (LN_EARG for a mismatch naming both
  * sides, or the errors of ln_optim_set_config). */
 ln_status ln_saved_optim_apply(const ln_saved_optim *s, ln_optim *opt, ln_error *err);
-
-/* ==== files =====================================================================*/
-
-/* Writes size bytes to path atomically: into "<path>.tmp.<pid>", flushed
- * to disk (fsync), then renamed over path.  On any failure the temporary
- * file is removed and an existing file at path is left untouched.
- * LN_EIO with "<path>: <what failed>: <strerror>", or LN_ENOMEM. */
-ln_status ln_save_write_file(const char *path, const void *data, size_t size, ln_error *err);
-
-/* Reads the whole regular file at path into *data (from ln_malloc; the
- * caller frees it with ln_free) of *size bytes.  LN_EIO ("<path>: cannot
- * open: <strerror>", "<path>: is a directory"...), LN_ERANGE (larger than
- * ln_alloc_limit()), LN_ENOMEM. */
-ln_status ln_save_read_file(const char *path, void **data, size_t *size, ln_error *err);
 
 /* ==== convenience =================================================================
  * A file holding one module as its root value. */

@@ -44,6 +44,7 @@
 #include <lua.h>
 
 #include "core/alloc.h"
+#include "io/file.h"
 #include "io/save.h"
 #include "lnaux.h"
 #include "nn/module.h"
@@ -64,7 +65,7 @@ typedef lnL_optim_box optim_box;
 typedef struct writer_box { ln_writer *w; } writer_box;
 typedef struct reader_box {
 	ln_reader *r;
-	void *data;  /* the file image, from ln_save_read_file */
+	void *data;  /* the file image, from ln_file_read */
 } reader_box;
 
 static int writer_gc(lua_State *L)
@@ -436,7 +437,7 @@ static int l_save(lua_State *L)
 	size_t size;
 	if (ln_writer_finish(wb->w, &data, &size, &err) != LN_OK)
 		return luaL_error(L, "lunet.save: %s: %s", path, err.msg);
-	if (ln_save_write_file(path, data, size, &err) != LN_OK)
+	if (ln_file_write_atomic(path, data, size, &err) != LN_OK)
 		return luaL_error(L, "lunet.save: %s", err.msg);
 	ln_writer_free(wb->w);
 	wb->w = NULL;
@@ -771,7 +772,7 @@ static int l_load(lua_State *L)
 	luaL_setmetatable(L, READER_MT);
 	ln_error err;
 	size_t size;
-	if (ln_save_read_file(path, &rb->data, &size, &err) != LN_OK)
+	if (ln_file_read(path, &rb->data, &size, &err) != LN_OK)
 		return luaL_error(L, "lunet.load: %s", err.msg);
 	if (ln_reader_new(&rb->r, rb->data, size, &err) != LN_OK)
 		return luaL_error(L, "lunet.load: %s: %s", path, err.msg);

@@ -10,9 +10,12 @@
  *     lunet.sys.rng_state()        -> {s1, s2, s3, s4}: the 4 words of the
  *                                     random source, as Lua integers
  *     lunet.sys.set_rng_state(t)   restores a state rng_state returned
+ *     lunet.sys.write_atomic(path, s)  writes the string s to path
+ *                                     atomically (io/file.h)
  *
- * Nothing here allocates C memory: paths are copied into a Lua userdata
- * that the collector frees, so raising an error leaks nothing.
+ * Nothing here keeps C memory across a Lua error: paths are copied into a
+ * Lua userdata that the collector frees, and write_atomic frees its
+ * scratch before it raises.
  */
 #include <errno.h>
 #include <stdint.h>
@@ -27,6 +30,7 @@
 #include <lualib.h>
 
 #include "core/rng.h"
+#include "io/file.h"
 #include "lnaux.h"
 
 /* Creates the directory `path` (already a writable copy) if missing.
@@ -160,6 +164,23 @@ static int l_set_rng_state(lua_State *L)
 	return 0;
 }
 
+/* lunet.sys.write_atomic(path, s): replaces the file at path by the bytes
+ * of s, atomically and durably (ln_file_write_atomic: a temporary file in
+ * the same directory, fsync, rename, fsync of the directory).  Either the
+ * old contents or the new ones survive a crash.  Raises
+ * "lunet.sys.write_atomic: <path>: <what failed>: <strerror>". */
+static int l_write_atomic(lua_State *L)
+{
+	static const char *fn = "lunet.sys.write_atomic";
+	const char *path = lnL_checkpath(L, 1, fn, NULL);
+	size_t len;
+	const char *s = luaL_checklstring(L, 2, &len);
+	ln_error err;
+	if (ln_file_write_atomic(path, s, len, &err) != LN_OK)
+		return lnL_error(L, fn, &err);
+	return 0;
+}
+
 void lnL_open_sys(lua_State *L)
 {
 	static const luaL_Reg funcs[] = {
@@ -168,6 +189,7 @@ void lnL_open_sys(lua_State *L)
 		{"term_width", l_term_width},
 		{"rng_state", l_rng_state},
 		{"set_rng_state", l_set_rng_state},
+		{"write_atomic", l_write_atomic},
 		{NULL, NULL},
 	};
 	luaL_newlib(L, funcs);

@@ -23,6 +23,7 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -31,6 +32,7 @@
 #include "core/alloc.h"
 #include "core/rng.h"
 #include "core/tensor.h"
+#include "io/file.h"
 #include "io/save.h"
 #include "nn/conv.h"
 #include "nn/layers.h"
@@ -1143,7 +1145,7 @@ static ln_status write_checkpoint(ln_module *m, ln_optim *opt, const char *path,
 	    (st = ln_write_table_hash(w, 0, err)) == LN_OK) {
 		ln_write_table_end(w);
 		if ((st = ln_writer_finish(w, &data, &size, err)) == LN_OK)
-			st = ln_save_write_file(path, data, size, err);
+			st = ln_file_write_atomic(path, data, size, err);
 	}
 	ln_writer_free(w);
 	return st;
@@ -1153,7 +1155,7 @@ static ln_status read_checkpoint(const char *path, ln_error *err)
 {
 	void *data;
 	size_t size;
-	ln_status st = ln_save_read_file(path, &data, &size, err);
+	ln_status st = ln_file_read(path, &data, &size, err);
 	if (st != LN_OK)
 		return st;
 	st = decode(data, size, err);
@@ -1231,7 +1233,7 @@ static void test_atomic_write(void **state)
 	/* a directory that does not exist */
 	char path[600];
 	snprintf(path, sizeof path, "%s/no/such/dir/x.lnt", tmpdir);
-	assert_int_equal(ln_save_write_file(path, "abc", 3, &err), LN_EIO);
+	assert_int_equal(ln_file_write_atomic(path, "abc", 3, &err), LN_EIO);
 	expect_msg(&err, path);
 	expect_msg(&err, "No such file or directory");
 
@@ -1244,7 +1246,7 @@ static void test_atomic_write(void **state)
 	small.rlim_max = old.rlim_max;
 	void (*prev)(int) = signal(SIGXFSZ, SIG_IGN);
 	assert_int_equal(setrlimit(RLIMIT_FSIZE, &small), 0);
-	ln_status st = ln_save_write_file(keep, big, sizeof big, &err);
+	ln_status st = ln_file_write_atomic(keep, big, sizeof big, &err);
 	assert_int_equal(setrlimit(RLIMIT_FSIZE, &old), 0);
 	signal(SIGXFSZ, prev);
 	assert_int_equal(st, LN_EIO);
@@ -1258,27 +1260,47 @@ static void test_atomic_write(void **state)
 	char inside[600];
 	snprintf(inside, sizeof inside, "%s/f", dir);
 	write_text(inside, "x");
-	assert_int_equal(ln_save_write_file(dir, "abc", 3, &err), LN_EIO);
+	assert_int_equal(ln_file_write_atomic(dir, "abc", 3, &err), LN_EIO);
 	expect_msg(&err, "cannot rename the temporary file over it");
 	assert_int_equal(count_temp_files("adir"), 0);
 	remove(inside);
 	rmdir(dir);
 
 	/* success replaces the old file */
-	ok(ln_save_write_file(keep, "new", 3, &err), &err);
+	ok(ln_file_write_atomic(keep, "new", 3, &err), &err);
 	expect_text(keep, "new");
 	assert_int_equal(count_temp_files("keep.lnt"), 0);
+
+	/* the temporary file of a writer that was killed (its process is
+	 * gone) is removed by the next write; one of a live process stays */
+	pid_t child = fork();
+	assert_true(child >= 0);
+	if (child == 0)
+		_exit(0);
+	assert_int_equal(waitpid(child, NULL, 0), child);
+	char stale[700], live[700];
+	snprintf(stale, sizeof stale, "%s.tmp.%ld", keep, (long)child);
+	snprintf(live, sizeof live, "%s.tmp.1", keep);
+	write_text(stale, "half");
+	write_text(live, "busy");
+	assert_int_equal(count_temp_files("keep.lnt"), 2);
+	ok(ln_file_write_atomic(keep, "newer", 5, &err), &err);
+	expect_text(keep, "newer");
+	assert_int_equal(count_temp_files("keep.lnt"), 1);
+	expect_text(live, "busy");
+	remove(live);
+	ok(ln_file_write_atomic(keep, "new", 3, &err), &err);
 
 	/* reading */
 	void *data;
 	size_t size;
-	ok(ln_save_read_file(keep, &data, &size, &err), &err);
+	ok(ln_file_read(keep, &data, &size, &err), &err);
 	assert_int_equal(size, 3);
 	assert_memory_equal(data, "new", 3);
 	ln_free(data);
-	assert_int_equal(ln_save_read_file(tmpdir, &data, &size, &err), LN_EIO);
+	assert_int_equal(ln_file_read(tmpdir, &data, &size, &err), LN_EIO);
 	expect_msg(&err, "is a directory");
-	assert_int_equal(ln_save_read_file(path, &data, &size, &err), LN_EIO);
+	assert_int_equal(ln_file_read(path, &data, &size, &err), LN_EIO);
 	expect_msg(&err, "cannot open: No such file or directory");
 	assert_null(data);
 	remove(keep);

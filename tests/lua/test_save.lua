@@ -481,6 +481,57 @@ test("an existing file survives failed saves", function()
 	eq(#temp_files(), 0, "no temporary file")
 end)
 
+-- A pid that no process has: that of a shell that has already exited.
+local function dead_pid()
+	local f = assert(io.popen("sh -c 'echo $$'"))
+	local pid = f:read("l")
+	f:close()
+	return pid
+end
+
+test("a temporary file left by a killed save is removed by the next save", function()
+	local p = path("stale.lnt")
+	local stale = p .. ".tmp." .. dead_pid()
+	write_file(stale, "half a file")
+	local live = p .. ".tmp.1"  -- pid 1 always exists: a writer at work
+	write_file(live, "being written")
+	lunet.save(p, {version = 1})
+	check(not exists(stale), "the stale temporary file is gone")
+	check(exists(live), "a running writer's temporary file is kept")
+	eq(lunet.load(p).version, 1, "saved")
+	os.remove(live)
+	eq(#temp_files(), 0, "no temporary file")
+end)
+
+test("lunet.sys.write_atomic replaces a file whole and reports what failed", function()
+	local p = path("text.csv")
+	lunet.sys.write_atomic(p, "a,b\n1,2\n")
+	eq(read_file(p), "a,b\n1,2\n", "written")
+	lunet.sys.write_atomic(p, "with\0nul")
+	eq(read_file(p), "with\0nul", "replaced, NUL bytes kept")
+	lunet.sys.write_atomic(p, "")
+	eq(read_file(p), "", "empty contents")
+	local stale = p .. ".tmp." .. dead_pid()
+	write_file(stale, "x")
+	lunet.sys.write_atomic(p, "again")
+	check(not exists(stale), "stale temporary file removed")
+	local q = path("no/such/dir/f.txt")
+	check_error(function() lunet.sys.write_atomic(q, "x") end,
+		"lunet.sys.write_atomic: " .. q .. ": cannot create", "No such file or directory")
+	local d = path("wdir")
+	assert(os.execute("mkdir '" .. d .. "' && touch '" .. d .. "/x'"))
+	check_error(function() lunet.sys.write_atomic(d, "x") end,
+		"lunet.sys.write_atomic: " .. d .. ": cannot rename the temporary file over it")
+	assert(os.execute("rm -r '" .. d .. "'"))
+	eq(read_file(p), "again", "unchanged by the failures")
+	check_error(function() lunet.sys.write_atomic("a\0b", "x") end,
+		"lunet.sys.write_atomic: path contains a NUL byte")
+	check_error(function() lunet.sys.write_atomic("", "x") end,
+		"lunet.sys.write_atomic: empty path")
+	check_error(function() lunet.sys.write_atomic(p) end, "bad argument #2")
+	eq(#temp_files(), 0, "no temporary file")
+end)
+
 -- ---- broken files -------------------------------------------------------------------------
 
 test("truncated, corrupted, foreign and newer files are errors that say which", function()
