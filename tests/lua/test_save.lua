@@ -381,6 +381,91 @@ test("optimizer saved alone loads as its state, attachable with load_state", fun
 	check(not pcall(function() return ck:step() end), "a state, not an optimizer")
 end)
 
+-- ---- files of format version 1 ----------------------------------------------------------
+
+-- Files written by a lunet whose format was version 1 (tests/data, made by
+-- make_v1_fixtures.lua): they load, give the outputs they gave, and their
+-- optimizers continue training to the very bits they reached then.
+local DATA = (arg[0]:match("^(.*)/") or ".") .. "/../data/"
+
+local function v1_file(name)
+	local p = DATA .. name
+	eq(string.unpack("<I2", read_file(p), 7), 1, name .. " is of format version 1")
+	return lunet.load(p)
+end
+
+test("a model file of format version 1 loads and gives the same outputs", function()
+	local m = v1_file("v1_model.lunet")
+	local io = v1_file("v1_model_io.lunet")
+	check(nn.is_module(m), "a module")
+	eq(m.training, false, "evaluate mode kept")
+	eq(#m, 9, "layers")
+	eq(m:get(1).padding, 1, "Conv2d padding")
+	eq(m:get(3).slope, 0.1, "LeakyReLU slope")
+	eq(m:get(7).p, 0.2, "Dropout p")
+	check(m:get(2).running_var:sum() ~= 3, "BatchNorm statistics kept")
+	same_tensor(io.y, m:forward(io.x), "output")
+end)
+
+-- Continues a version-1 checkpoint for the 3 steps its writer took after
+-- saving, and compares with the parameters it reached.
+local function continue_v1(ck, what)
+	local crit = nn.MSELoss()
+	for _ = 1, 3 do
+		ck.opt:zero_grad()
+		local z = ck.model:forward(ck.x)
+		crit:forward(z, ck.y)
+		ck.model:backward(ck.x, crit:backward(z, ck.y))
+		ck.opt:step()
+	end
+	local p = ck.model:parameters()
+	eq(#p, #ck.after, what .. " parameter count")
+	for i = 1, #p do same_tensor(ck.after[i], p[i], what .. " parameter " .. i) end
+end
+
+test("an SGD checkpoint of format version 1 continues training identically", function()
+	local ck = v1_file("v1_sgd.lunet")
+	eq(ck.epoch, 3, "epoch")
+	eq(ck.opt.kind, "SGD", "kind")
+	eq(ck.opt.steps, 3, "steps")
+	eq(ck.opt.lr, 0.05, "lr")
+	eq(ck.opt.momentum, 0.9, "momentum")
+	eq(ck.opt.nesterov, true, "nesterov")
+	eq(ck.opt.weight_decay, 1e-3, "weight_decay")
+	continue_v1(ck, "SGD")
+	eq(ck.opt.steps, 6, "steps after training")
+end)
+
+test("an Adam checkpoint of format version 1 continues training identically", function()
+	local ck = v1_file("v1_adam.lunet")
+	eq(ck.opt.kind, "Adam", "kind")
+	eq(ck.opt.steps, 3, "steps")
+	eq(ck.opt.betas[1], 0.8, "beta1")
+	eq(ck.opt.betas[2], 0.99, "beta2")
+	eq(ck.opt.eps, 1e-7, "eps")
+	continue_v1(ck, "Adam")
+	-- optimizers whose parameters no saved module holds load as their state
+	local st = ck.alone
+	eq(type(st), "table", "a state table")
+	eq(st.kind, "RMSprop", "kind")
+	eq(st.steps, 2, "steps")
+	eq(st.config.momentum, 0.5, "config.momentum")
+	eq(st.config.centered, true, "config.centered")
+	eq(st.options.lr, 1e-2, "options.lr")
+	local names = {}
+	for k in pairs(st.params[1]) do names[#names + 1] = k end
+	table.sort(names)
+	eq(table.concat(names, ","), "grad_avg,momentum_buffer,square_avg", "state names")
+	local w = lunet.zeros(3, 2)
+	local opt = optim[st.kind]({w}, {lunet.zeros(3, 2)}, st.options)
+	opt:load_state(st)
+	eq(opt.steps, 2, "attached")
+	same_tensor(st.params[1].grad_avg, opt:state().params[1].grad_avg, "grad_avg attached")
+	eq(ck.adamw.kind, "AdamW", "AdamW kind")
+	eq(ck.adamw.config.weight_decay, 1e-2, "AdamW default weight_decay")
+	eq(ck.adamw.options.decoupled, true, "AdamW decoupled")
+end)
+
 -- ---- what cannot be saved --------------------------------------------------------------
 
 test("values that cannot be saved name where they are", function()
