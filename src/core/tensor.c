@@ -958,15 +958,15 @@ bool ln_tensor_allclose(const ln_tensor *a, const ln_tensor *b, double rtol, dou
 }
 
 /* ======================================================================
- * Random fills (from the process-wide rng, in row-major order)
+ * Random fills (from the generator given, in row-major order)
  * ====================================================================== */
 
-void ln_tensor_rand(ln_tensor *t)
+void ln_tensor_rand(ln_tensor *t, ln_rng *rng)
 {
-	ln_tensor_uniform(t, 0.0f, 1.0f);
+	ln_tensor_uniform(t, rng, 0.0f, 1.0f);
 }
 
-void ln_tensor_randn(ln_tensor *t, float mean, float std)
+void ln_tensor_randn(ln_tensor *t, ln_rng *rng, float mean, float std)
 {
 	assert(!ln_tensor_is_empty(t));
 	float *d = ln_tensor_data(t);
@@ -974,13 +974,13 @@ void ln_tensor_randn(ln_tensor *t, float mean, float std)
 	iter1(&it, t);
 	do {
 		for (int64_t j = 0; j < it.len; j++)
-			d[it.off[0] + j * it.inc[0]] = (float)(mean + std * ln_rng_normal());
+			d[it.off[0] + j * it.inc[0]] = (float)(mean + std * ln_rng_normal(rng));
 	} while (row_iter_next(&it));
 }
 
 /* Uniform in [a,b).  The float rounding of a + (b-a)u can reach b; such
  * draws are pulled back to the largest float below b. */
-void ln_tensor_uniform(ln_tensor *t, float a, float b)
+void ln_tensor_uniform(ln_tensor *t, ln_rng *rng, float a, float b)
 {
 	assert(!ln_tensor_is_empty(t));
 	float *d = ln_tensor_data(t);
@@ -988,7 +988,7 @@ void ln_tensor_uniform(ln_tensor *t, float a, float b)
 	iter1(&it, t);
 	do {
 		for (int64_t j = 0; j < it.len; j++) {
-			float v = (float)((double)a + ((double)b - (double)a) * ln_rng_uniform());
+			float v = (float)((double)a + ((double)b - (double)a) * ln_rng_uniform(rng));
 			if (v >= b && b > a)
 				v = nextafterf(b, a);
 			d[it.off[0] + j * it.inc[0]] = v;

@@ -25,6 +25,7 @@
 #include <stdint.h>
 
 #include "error.h"
+#include "rng.h"
 
 #define LN_MAX_DIMS 8
 
@@ -173,8 +174,9 @@ bool ln_tensor_allclose(const ln_tensor *a, const ln_tensor *b, double rtol, dou
 
 /* ---- random ---------------------------------------------------------------- */
 
-void ln_tensor_rand(ln_tensor *t);                     /* uniform [0,1) */
-void ln_tensor_randn(ln_tensor *t, float mean, float std);
-void ln_tensor_uniform(ln_tensor *t, float a, float b);
+/* Fill t in row-major order with draws from rng (rng.h). */
+void ln_tensor_rand(ln_tensor *t, ln_rng *rng);                     /* uniform [0,1) */
+void ln_tensor_randn(ln_tensor *t, ln_rng *rng, float mean, float std);
+void ln_tensor_uniform(ln_tensor *t, ln_rng *rng, float a, float b);
 
 #endif

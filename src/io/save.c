@@ -1047,12 +1047,12 @@ static ln_status create_module(ln_reader *r, const ln_module_class *cls, const d
 	size_t limit = ln_alloc_limit();
 	size_t cap = limit <= 65536 || largest > (limit - 65536) / 8 ? limit : 8 * largest + 65536;
 	uint64_t rng[4];
-	ln_rng_get_state(rng);
+	ln_rng_get_state(ln_rng_global(), rng);
 	ln_alloc_set_limit(cap);
 	ln_error e;
-	ln_status st = cls->create(out, config, &e);
+	ln_status st = cls->create(out, NULL, config, &e);
 	ln_alloc_set_limit(limit);
-	ln_rng_set_state(rng);
+	ln_rng_set_state(ln_rng_global(), rng);
 	if (st == LN_ENOMEM)
 		return ln_fail(err, LN_ENOMEM, "out of memory building a %s (or its saved config asks "
 		               "for more memory than its saved tensors account for)", cls->name);

@@ -145,7 +145,7 @@ static int l_randperm(lua_State *L)
 	for (lua_Integer i = 0; i < n; i++)
 		p[i] = (float)(i + 1);
 	for (lua_Integer i = n - 1; i > 0; i--) {
-		lua_Integer j = (lua_Integer)ln_rng_below((uint64_t)i + 1);
+		lua_Integer j = (lua_Integer)ln_rng_below(ln_rng_global(), (uint64_t)i + 1);
 		float tmp = p[i];
 		p[i] = p[j];
 		p[j] = tmp;

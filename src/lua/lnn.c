@@ -818,7 +818,7 @@ static int l_linear(lua_State *L)
 	module_box *b = new_module_box(L, &ln_linear_class);
 	ln_module *m = NULL;
 	ln_error err;
-	ln_status st = ln_linear_new(&m, nin, nout, bias, &err);
+	ln_status st = ln_linear_new(&m, NULL, nin, nout, bias, &err);
 	return module_done(L, b, m, st, &err, "nn.Linear");
 }
 
@@ -892,7 +892,7 @@ static int l_conv2d(lua_State *L)
 	module_box *b = new_module_box(L, &ln_conv2d_class);
 	ln_module *m = NULL;
 	ln_error err;
-	ln_status st = ln_conv2d_new(&m, cin, cout, k, (int64_t)stride, (int64_t)padding, &err);
+	ln_status st = ln_conv2d_new(&m, NULL, cin, cout, k, (int64_t)stride, (int64_t)padding, &err);
 	return module_done(L, b, m, st, &err, "nn.Conv2d");
 }
 
@@ -926,7 +926,7 @@ static int l_batchnorm(lua_State *L)
 	module_box *b = new_module_box(L, &ln_batchnorm_class);
 	ln_module *m = NULL;
 	ln_error err;
-	ln_status st = ln_batchnorm_new(&m, n, &err);
+	ln_status st = ln_batchnorm_new(&m, NULL, n, &err);
 	return module_done(L, b, m, st, &err, "nn.BatchNorm");
 }
 
@@ -936,7 +936,7 @@ static int l_init_xavier(lua_State *L)
 {
 	ln_tensor *t = lnL_checktensor(L, 1);
 	ln_error err;
-	if (ln_init_xavier(t, &err) != LN_OK)
+	if (ln_init_xavier(t, ln_rng_global(), &err) != LN_OK)
 		return lnL_error(L, "nn.init.xavier", &err);
 	lua_settop(L, 1);
 	return 1;
@@ -946,7 +946,7 @@ static int l_init_he(lua_State *L)
 {
 	ln_tensor *t = lnL_checktensor(L, 1);
 	ln_error err;
-	if (ln_init_he(t, &err) != LN_OK)
+	if (ln_init_he(t, ln_rng_global(), &err) != LN_OK)
 		return lnL_error(L, "nn.init.he", &err);
 	lua_settop(L, 1);
 	return 1;
@@ -959,7 +959,7 @@ static int l_init_uniform(lua_State *L)
 	if (!(a <= b))
 		return luaL_error(L, "nn.init.uniform: expected a <= b, got %f and %f", a, b);
 	ln_error err;
-	if (ln_init_uniform(t, a, b, &err) != LN_OK)
+	if (ln_init_uniform(t, ln_rng_global(), a, b, &err) != LN_OK)
 		return lnL_error(L, "nn.init.uniform", &err);
 	lua_settop(L, 1);
 	return 1;
@@ -972,7 +972,7 @@ static int l_init_normal(lua_State *L)
 	if (!(std >= 0))
 		return luaL_error(L, "nn.init.normal: std must be >= 0, got %f", std);
 	ln_error err;
-	if (ln_init_normal(t, mean, std, &err) != LN_OK)
+	if (ln_init_normal(t, ln_rng_global(), mean, std, &err) != LN_OK)
 		return lnL_error(L, "nn.init.normal", &err);
 	lua_settop(L, 1);
 	return 1;

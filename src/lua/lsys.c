@@ -131,7 +131,7 @@ static int l_term_width(lua_State *L)
 static int l_rng_state(lua_State *L)
 {
 	uint64_t s[4];
-	ln_rng_get_state(s);
+	ln_rng_get_state(ln_rng_global(), s);
 	lua_createtable(L, 4, 0);
 	for (int i = 0; i < 4; i++) {
 		lua_pushinteger(L, (lua_Integer)s[i]);
@@ -160,7 +160,7 @@ static int l_set_rng_state(lua_State *L)
 	}
 	if ((s[0] | s[1] | s[2] | s[3]) == 0)
 		return luaL_error(L, "%s: the all-zero state is not a valid state", fn);
-	ln_rng_set_state(s);
+	ln_rng_set_state(ln_rng_global(), s);
 	return 0;
 }
 

@@ -215,14 +215,14 @@ static int l_full(lua_State *L)
 /* lunet.rand(shape): uniform in [0,1) from the seeded generator. */
 static int l_rand(lua_State *L)
 {
-	ln_tensor_rand(newshaped(L, 1, "lunet.rand"));
+	ln_tensor_rand(newshaped(L, 1, "lunet.rand"), ln_rng_global());
 	return 1;
 }
 
 /* lunet.randn(shape): N(0,1) from the seeded generator. */
 static int l_randn(lua_State *L)
 {
-	ln_tensor_randn(newshaped(L, 1, "lunet.randn"), 0.0f, 1.0f);
+	ln_tensor_randn(newshaped(L, 1, "lunet.randn"), ln_rng_global(), 0.0f, 1.0f);
 	return 1;
 }
 

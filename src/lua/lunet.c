@@ -54,7 +54,7 @@ static int l_warnings(lua_State *L)
 static int l_seed(lua_State *L)
 {
 	lua_Integer s = luaL_checkinteger(L, 1);
-	ln_rng_seed((uint64_t)s);
+	ln_rng_seed(ln_rng_global(), (uint64_t)s);
 	return 0;
 }
 

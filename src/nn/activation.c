@@ -172,7 +172,8 @@ ln_status ln_identity_new(ln_module **out, ln_error *err)
 	return new_plain(out, &ln_identity_class, err);
 }
 
-static ln_status identity_create(ln_module **out, const double *config, ln_error *err)
+static ln_status identity_create(ln_module **out, const ln_module_build *ctx, const double *config,
+                              ln_error *err)
 {
 	return ln_identity_new(out, err);
 }
@@ -201,7 +202,8 @@ ln_status ln_sigmoid_new(ln_module **out, ln_error *err)
 	return new_plain(out, &ln_sigmoid_class, err);
 }
 
-static ln_status sigmoid_create(ln_module **out, const double *config, ln_error *err)
+static ln_status sigmoid_create(ln_module **out, const ln_module_build *ctx, const double *config,
+                              ln_error *err)
 {
 	return ln_sigmoid_new(out, err);
 }
@@ -230,7 +232,8 @@ ln_status ln_tanh_new(ln_module **out, ln_error *err)
 	return new_plain(out, &ln_tanh_class, err);
 }
 
-static ln_status tanh_create(ln_module **out, const double *config, ln_error *err)
+static ln_status tanh_create(ln_module **out, const ln_module_build *ctx, const double *config,
+                              ln_error *err)
 {
 	return ln_tanh_new(out, err);
 }
@@ -259,7 +262,8 @@ ln_status ln_relu_new(ln_module **out, ln_error *err)
 	return new_plain(out, &ln_relu_class, err);
 }
 
-static ln_status relu_create(ln_module **out, const double *config, ln_error *err)
+static ln_status relu_create(ln_module **out, const ln_module_build *ctx, const double *config,
+                              ln_error *err)
 {
 	return ln_relu_new(out, err);
 }
@@ -299,7 +303,8 @@ ln_status ln_leaky_relu_new(ln_module **out, double slope, ln_error *err)
 	return LN_OK;
 }
 
-static ln_status leaky_relu_create(ln_module **out, const double *config, ln_error *err)
+static ln_status leaky_relu_create(ln_module **out, const ln_module_build *ctx, const double *config,
+                              ln_error *err)
 {
 	return ln_leaky_relu_new(out, config[0], err);
 }

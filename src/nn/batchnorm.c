@@ -254,8 +254,8 @@ static void batchnorm_destroy(ln_module *m)
 	b->mean = b->invstd = b->tmp = NULL;
 }
 
-ln_status ln_batchnorm_new_ex(ln_module **out, int64_t n, double eps, double momentum,
-                              ln_error *err)
+ln_status ln_batchnorm_new_ex(ln_module **out, const ln_module_build *ctx, int64_t n, double eps,
+                              double momentum, ln_error *err)
 {
 	*out = NULL;
 	if (n < 1)
@@ -280,15 +280,12 @@ ln_status ln_batchnorm_new_ex(ln_module **out, int64_t n, double eps, double mom
 	m->config[0] = (double)n;
 	m->config[1] = eps;
 	m->config[2] = momentum;
-	m->nparams = 2;
-	m->nbuffers = 2;
-	int64_t shape[1] = {n};
-	for (int i = 0; i < 2 && st == LN_OK; i++)
-		if ((st = ln_tensor_alloc(&m->param[i], 1, shape, err)) != LN_OK ||
-		    (st = ln_tensor_alloc(&m->grad[i], 1, shape, err)) != LN_OK ||
-		    (st = ln_tensor_alloc(&m->buffer[i], 1, shape, err)) != LN_OK)
-			break;
-	if (st == LN_OK) {
+	const int64_t shape[1] = {n};
+	if ((st = ln_module_add_param(m, ctx, "weight", LN_PARAM_ONES, 1, shape, err)) == LN_OK &&
+	    (st = ln_module_add_param(m, ctx, "bias", LN_PARAM_ZEROS, 1, shape, err)) == LN_OK &&
+	    (st = ln_module_add_buffer(m, ctx, "running_mean", LN_PARAM_ZEROS, 1, shape, err)) ==
+	        LN_OK &&
+	    (st = ln_module_add_buffer(m, ctx, "running_var", LN_PARAM_ONES, 1, shape, err)) == LN_OK) {
 		b->mean = ln_malloc(4 * (size_t)n * sizeof(double));
 		if (!b->mean)
 			st = ln_fail(err, LN_ENOMEM, "BatchNorm: out of memory for %lld channels",
@@ -300,26 +297,25 @@ ln_status ln_batchnorm_new_ex(ln_module **out, int64_t n, double eps, double mom
 	}
 	b->invstd = b->mean + n;
 	b->tmp = b->mean + 2 * n;
-	ln_tensor_fill(&m->param[0], 1.0f);   /* weight (gamma) = 1, bias (beta) = 0 */
-	ln_tensor_fill(&m->buffer[1], 1.0f);  /* running_var = 1, running_mean = 0 */
 	*out = m;
 	return LN_OK;
 }
 
-ln_status ln_batchnorm_new(ln_module **out, int64_t n, ln_error *err)
+ln_status ln_batchnorm_new(ln_module **out, const ln_module_build *ctx, int64_t n, ln_error *err)
 {
-	return ln_batchnorm_new_ex(out, n, 1e-5, 0.1, err);
+	return ln_batchnorm_new_ex(out, ctx, n, 1e-5, 0.1, err);
 }
 
 /* config {n, eps, momentum}. */
-static ln_status batchnorm_create(ln_module **out, const double *config, ln_error *err)
+static ln_status batchnorm_create(ln_module **out, const ln_module_build *ctx,
+                                  const double *config, ln_error *err)
 {
 	int64_t n;
 	*out = NULL;
 	ln_status st = ln_config_int(&n, config[0], "BatchNorm", "n", 1, INT64_MAX, err);
 	if (st != LN_OK)
 		return st;
-	return ln_batchnorm_new_ex(out, n, config[1], config[2], err);
+	return ln_batchnorm_new_ex(out, ctx, n, config[1], config[2], err);
 }
 
 const ln_module_class ln_batchnorm_class = {

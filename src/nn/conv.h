@@ -9,7 +9,7 @@
  *
  *     ln_module *conv;
  *     ln_error err;
- *     if (ln_conv2d_new(&conv, 1, 16, 3, 1, 1, &err) != LN_OK)
+ *     if (ln_conv2d_new(&conv, NULL, 1, 16, 3, 1, 1, &err) != LN_OK)
  *         fprintf(stderr, "%s\n", err.msg);
  *     ln_module_forward(conv, &x, &err);          // x {64,1,28,28}
  *     ln_module_backward(conv, &x, &gy, &err);    // gy {64,16,28,28}
@@ -17,7 +17,8 @@
  *
  * Constructors return one reference in *out (release with
  * ln_module_release); on failure *out is NULL and the status is
- * LN_ERANGE (a size out of range, message naming it) or LN_ENOMEM.
+ * LN_ERANGE (a size out of range, or parameters over ctx's budget; the
+ * message names it) or LN_ENOMEM.  ctx may be NULL (module.h).
  */
 #ifndef LN_CONV_H
 #define LN_CONV_H
@@ -40,8 +41,8 @@ extern const ln_module_class ln_batchnorm_class;
  * PyTorch, params "weight" {cout,cin,k,k} (He normal, fan_in = cin*k*k)
  * and "bias" {cout} (zero).  cin, cout, k, stride >= 1, padding >= 0.
  * Config: cin, cout, k, stride, padding. */
-ln_status ln_conv2d_new(ln_module **out, int64_t cin, int64_t cout, int64_t k, int64_t stride,
-                        int64_t padding, ln_error *err);
+ln_status ln_conv2d_new(ln_module **out, const ln_module_build *ctx, int64_t cin, int64_t cout,
+                        int64_t k, int64_t stride, int64_t padding, ln_error *err);
 
 /* MaxPool2d(k, stride): the maximum over each k x k window; stride <= 0
  * means stride = k.  No padding; output size floor((H-k)/stride)+1.
@@ -56,10 +57,10 @@ ln_status ln_avgpool2d_new(ln_module **out, int64_t k, int64_t stride, ln_error 
  * momentum 0.1 (as PyTorch).  Params "weight" {n} (ones) and "bias" {n}
  * (zeros); buffers "running_mean" {n} (zeros) and "running_var" {n}
  * (ones).  Config: n, eps, momentum. */
-ln_status ln_batchnorm_new(ln_module **out, int64_t n, ln_error *err);
+ln_status ln_batchnorm_new(ln_module **out, const ln_module_build *ctx, int64_t n, ln_error *err);
 /* The same with explicit eps > 0 and momentum in [0,1]. */
-ln_status ln_batchnorm_new_ex(ln_module **out, int64_t n, double eps, double momentum,
-                              ln_error *err);
+ln_status ln_batchnorm_new_ex(ln_module **out, const ln_module_build *ctx, int64_t n, double eps,
+                              double momentum, ln_error *err);
 
 /* ---- Conv2d kernels (used by the module; exposed for tests and benchmarks) */
 

@@ -646,8 +646,8 @@ void ln_conv2d_set_strategy(ln_module *m, ln_conv2d_strategy s)
 	((conv2d *)m)->strategy = s;
 }
 
-ln_status ln_conv2d_new(ln_module **out, int64_t cin, int64_t cout, int64_t k, int64_t stride,
-                        int64_t padding, ln_error *err)
+ln_status ln_conv2d_new(ln_module **out, const ln_module_build *ctx, int64_t cin, int64_t cout,
+                        int64_t k, int64_t stride, int64_t padding, ln_error *err)
 {
 	*out = NULL;
 	const struct { const char *name; int64_t v, lo; } args[] = {
@@ -679,22 +679,19 @@ ln_status ln_conv2d_new(ln_module **out, int64_t cin, int64_t cout, int64_t k, i
 	m->config[2] = (double)k;
 	m->config[3] = (double)stride;
 	m->config[4] = (double)padding;
-	m->nparams = 2;
-	int64_t wshape[4] = {cout, cin, k, k}, bshape[1] = {cout};
-	if ((st = ln_tensor_alloc(&m->param[0], 4, wshape, err)) != LN_OK ||
-	    (st = ln_tensor_alloc(&m->grad[0], 4, wshape, err)) != LN_OK ||
-	    (st = ln_tensor_alloc(&m->param[1], 1, bshape, err)) != LN_OK ||
-	    (st = ln_tensor_alloc(&m->grad[1], 1, bshape, err)) != LN_OK) {
+	if ((st = ln_module_add_param(m, ctx, "weight", LN_PARAM_HE, 4, (int64_t[]){cout, cin, k, k},
+	                              err)) != LN_OK ||
+	    (st = ln_module_add_param(m, ctx, "bias", LN_PARAM_ZEROS, 1, (int64_t[]){cout}, err)) !=
+	        LN_OK) {
 		ln_module_release(m);
 		return st;
 	}
-	/* He (Kaiming) normal init for the ReLU that usually follows; bias 0 */
-	ln_tensor_randn(&m->param[0], 0.0f, (float)sqrt(2.0 / (double)(cin * k * k)));
 	*out = m;
 	return LN_OK;
 }
 
-static ln_status conv2d_create(ln_module **out, const double *config, ln_error *err)
+static ln_status conv2d_create(ln_module **out, const ln_module_build *ctx, const double *config,
+                               ln_error *err)
 {
 	int64_t v[5];
 	*out = NULL;
@@ -704,7 +701,7 @@ static ln_status conv2d_create(ln_module **out, const double *config, ln_error *
 		if (st != LN_OK)
 			return st;
 	}
-	return ln_conv2d_new(out, v[0], v[1], v[2], v[3], v[4], err);
+	return ln_conv2d_new(out, ctx, v[0], v[1], v[2], v[3], v[4], err);
 }
 
 const ln_module_class ln_conv2d_class = {

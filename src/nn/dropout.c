@@ -30,7 +30,7 @@ static void dropout_forward_kernel(float *y, float *mask, const float *x, double
 {
 	float scale = (float)(1.0 / (1.0 - p));
 	for (int64_t i = 0; i < n; i++) {
-		mask[i] = ln_rng_uniform() < p ? 0.0f : scale;
+		mask[i] = ln_rng_uniform(ln_rng_global()) < p ? 0.0f : scale;
 		y[i] = x[i] * mask[i];
 	}
 }
@@ -101,7 +101,8 @@ ln_status ln_dropout_new(ln_module **out, double p, ln_error *err)
 	return LN_OK;
 }
 
-static ln_status dropout_create(ln_module **out, const double *config, ln_error *err)
+static ln_status dropout_create(ln_module **out, const ln_module_build *ctx, const double *config,
+                              ln_error *err)
 {
 	return ln_dropout_new(out, config[0], err);
 }

@@ -44,7 +44,8 @@ ln_status ln_flatten_new(ln_module **out, ln_error *err)
 	return ln_module_alloc(out, &ln_flatten_class, err);
 }
 
-static ln_status flatten_create(ln_module **out, const double *config, ln_error *err)
+static ln_status flatten_create(ln_module **out, const ln_module_build *ctx, const double *config,
+                              ln_error *err)
 {
 	return ln_flatten_new(out, err);
 }

@@ -25,44 +25,44 @@ ln_status ln_init_fans(const ln_tensor *t, double *fan_in, double *fan_out, ln_e
 	return LN_OK;
 }
 
-ln_status ln_init_xavier(ln_tensor *t, ln_error *err)
+ln_status ln_init_xavier(ln_tensor *t, ln_rng *rng, ln_error *err)
 {
 	double fan_in, fan_out;
 	ln_status s = ln_init_fans(t, &fan_in, &fan_out, err);
 	if (s != LN_OK)
 		return s;
 	float a = (float)sqrt(6.0 / (fan_in + fan_out));
-	ln_tensor_uniform(t, -a, a);
+	ln_tensor_uniform(t, rng, -a, a);
 	return LN_OK;
 }
 
-ln_status ln_init_he(ln_tensor *t, ln_error *err)
+ln_status ln_init_he(ln_tensor *t, ln_rng *rng, ln_error *err)
 {
 	double fan_in, fan_out;
 	ln_status s = ln_init_fans(t, &fan_in, &fan_out, err);
 	if (s != LN_OK)
 		return s;
-	ln_tensor_randn(t, 0.0f, (float)sqrt(2.0 / fan_in));
+	ln_tensor_randn(t, rng, 0.0f, (float)sqrt(2.0 / fan_in));
 	return LN_OK;
 }
 
-ln_status ln_init_uniform(ln_tensor *t, double a, double b, ln_error *err)
+ln_status ln_init_uniform(ln_tensor *t, ln_rng *rng, double a, double b, ln_error *err)
 {
 	if (ln_tensor_is_empty(t))
 		return ln_fail(err, LN_EARG, "expected a non-empty tensor, got an empty one");
 	if (!(fabs(a) <= FLT_MAX) || !(fabs(b) <= FLT_MAX) || a > b)
 		return ln_fail(err, LN_ERANGE, "expected finite float bounds with a <= b, got a=%g, b=%g", a, b);
-	ln_tensor_uniform(t, (float)a, (float)b);
+	ln_tensor_uniform(t, rng, (float)a, (float)b);
 	return LN_OK;
 }
 
-ln_status ln_init_normal(ln_tensor *t, double mean, double std, ln_error *err)
+ln_status ln_init_normal(ln_tensor *t, ln_rng *rng, double mean, double std, ln_error *err)
 {
 	if (ln_tensor_is_empty(t))
 		return ln_fail(err, LN_EARG, "expected a non-empty tensor, got an empty one");
 	if (!(fabs(mean) <= FLT_MAX) || !(std >= 0 && std <= FLT_MAX))
 		return ln_fail(err, LN_ERANGE, "expected a finite mean and a finite std >= 0, got mean=%g, std=%g",
 		               mean, std);
-	ln_tensor_randn(t, (float)mean, (float)std);
+	ln_tensor_randn(t, rng, (float)mean, (float)std);
 	return LN_OK;
 }

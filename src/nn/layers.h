@@ -8,7 +8,7 @@
  *
  *     ln_module *seq, *l1, *act, *l2;
  *     ln_sequential_new(&seq, &err);
- *     ln_linear_new(&l1, 784, 256, true, &err);
+ *     ln_linear_new(&l1, NULL, 784, 256, true, &err);  // NULL: default build
  *     ln_sequential_add(seq, l1, &err);  ln_module_release(l1);  // seq holds it
  *     ...
  *     ln_module_forward(seq, &x, &err);        // seq->output
@@ -44,8 +44,10 @@ extern const ln_module_class ln_external_class;
  * y = x W^T + b on x {N,nin}; weight {nout,nin}, bias {nout} (param 0 and
  * 1; no bias param when bias is false).  Weight starts He-normal
  * (N(0, 2/nin), for ReLU networks), bias at zero; nn.init.* overrides.
- * Config: nin, nout, bias (0/1).  LN_ERANGE unless nin, nout >= 1. */
-ln_status ln_linear_new(ln_module **out, int64_t nin, int64_t nout, bool bias, ln_error *err);
+ * Config: nin, nout, bias (0/1).  LN_ERANGE unless nin, nout >= 1, or
+ * when the parameters exceed ctx's budget (ctx may be NULL: module.h). */
+ln_status ln_linear_new(ln_module **out, const ln_module_build *ctx, int64_t nin, int64_t nout,
+                        bool bias, ln_error *err);
 
 /* Kernels, exposed so that the fast and naive forms can be tested against
  * each other.  All buffers contiguous, row-major.

@@ -9,7 +9,6 @@
 #include <string.h>
 
 #include "../core/gemm.h"
-#include "init.h"
 #include "layers.h"
 #include "nn_internal.h"
 
@@ -170,18 +169,8 @@ static ln_status linear_backward(ln_module *m, const ln_tensor *x, const ln_tens
 	return LN_OK;
 }
 
-/* Allocates a parameter and its zeroed gradient of the same shape. */
-static ln_status add_param(ln_module *m, int ndim, const int64_t *shape, ln_error *err)
-{
-	int i = m->nparams;
-	ln_status s = ln_tensor_alloc(&m->param[i], ndim, shape, err);
-	if (s == LN_OK)
-		s = ln_tensor_alloc(&m->grad[i], ndim, shape, err);
-	m->nparams = i + 1;  /* so that release frees whatever was allocated */
-	return s;
-}
-
-ln_status ln_linear_new(ln_module **out, int64_t nin, int64_t nout, bool bias, ln_error *err)
+ln_status ln_linear_new(ln_module **out, const ln_module_build *ctx, int64_t nin, int64_t nout,
+                        bool bias, ln_error *err)
 {
 	if (nin < 1 || nout < 1)
 		return ln_fail(err, LN_ERANGE, "Linear: expected sizes nin >= 1 and nout >= 1, got %lld and %lld",
@@ -194,11 +183,9 @@ ln_status ln_linear_new(ln_module **out, int64_t nin, int64_t nout, bool bias, l
 	m->config[0] = (double)nin;
 	m->config[1] = (double)nout;
 	m->config[2] = bias ? 1 : 0;
-	s = add_param(m, 2, (int64_t[]){nout, nin}, err);
+	s = ln_module_add_param(m, ctx, "weight", LN_PARAM_HE, 2, (int64_t[]){nout, nin}, err);
 	if (s == LN_OK && bias)
-		s = add_param(m, 1, (int64_t[]){nout}, err);
-	if (s == LN_OK)
-		s = ln_init_he(&m->param[W], err);  /* the bias stays at zero */
+		s = ln_module_add_param(m, ctx, "bias", LN_PARAM_ZEROS, 1, (int64_t[]){nout}, err);
 	if (s != LN_OK) {
 		ln_module_release(m);
 		ln_error_prefix(err, "Linear: ");
@@ -208,7 +195,8 @@ ln_status ln_linear_new(ln_module **out, int64_t nin, int64_t nout, bool bias, l
 	return LN_OK;
 }
 
-static ln_status linear_create(ln_module **out, const double *config, ln_error *err)
+static ln_status linear_create(ln_module **out, const ln_module_build *ctx, const double *config,
+                               ln_error *err)
 {
 	int64_t nin, nout, bias;
 	ln_status s = ln_config_int(&nin, config[0], "Linear", "nin", 1, INT64_MAX, err);
@@ -218,7 +206,7 @@ static ln_status linear_create(ln_module **out, const double *config, ln_error *
 		s = ln_config_int(&bias, config[2], "Linear", "bias", 0, 1, err);
 	if (s != LN_OK)
 		return s;
-	return ln_linear_new(out, nin, nout, bias != 0, err);
+	return ln_linear_new(out, ctx, nin, nout, bias != 0, err);
 }
 
 static int linear_describe(const ln_module *m, char *buf, size_t size)

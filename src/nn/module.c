@@ -6,10 +6,12 @@
 #include <assert.h>
 #include <math.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 
 #include "../core/alloc.h"
+#include "init.h"
 #include "layers.h"
 #include "module.h"
 #include "nn_internal.h"
@@ -96,6 +98,95 @@ ln_status ln_module_alloc(ln_module **out, const ln_module_class *cls, ln_error 
 	m->training = true;
 	*out = m;
 	return LN_OK;
+}
+
+/* ---- parameters and buffers ---------------------------------------------------- */
+
+/* Bytes of m's parameters and buffers (not the gradients). */
+static size_t held_bytes(const ln_module *m)
+{
+	size_t n = 0;
+	for (int i = 0; i < m->nparams; i++)
+		n += (size_t)ln_tensor_numel(&m->param[i]) * sizeof(float);
+	for (int i = 0; i < m->nbuffers; i++)
+		n += (size_t)ln_tensor_numel(&m->buffer[i]) * sizeof(float);
+	return n;
+}
+
+/* Bytes of a float tensor of `shape`, or SIZE_MAX when that does not fit
+ * (ln_tensor_alloc then reports the shape). */
+static size_t shape_bytes(int ndim, const int64_t *shape)
+{
+	size_t n = sizeof(float);
+	for (int d = 0; d < ndim; d++) {
+		if (shape[d] < 1)
+			return SIZE_MAX;
+		if ((uint64_t)shape[d] > SIZE_MAX / n)
+			return SIZE_MAX;
+		n *= (size_t)shape[d];
+	}
+	return n;
+}
+
+/* Allocates *t of shape (and *grad, when not NULL) for tensor `name` of m,
+ * within ctx's budget, and fills *t as init says. */
+static ln_status add_tensor(ln_module *m, const ln_module_build *ctx, const char *name,
+                            ln_param_init init, int ndim, const int64_t *shape, ln_tensor *t,
+                            ln_tensor *grad, ln_error *err)
+{
+	size_t budget = ctx ? ctx->budget : 0;
+	if (budget > 0) {
+		size_t have = held_bytes(m), need = shape_bytes(ndim, shape);
+		if (need > budget || have > budget - need) {
+			char s[128];
+			return ln_fail(err, LN_ERANGE,
+			               "%s of shape %s needs %zu bytes, over the budget of %zu bytes "
+			               "(%zu already taken)",
+			               name, ln_shape_str(s, sizeof s, ndim, shape), need, budget, have);
+		}
+	}
+	ln_tensor a = LN_TENSOR_EMPTY, g = LN_TENSOR_EMPTY;
+	ln_status s = ln_tensor_alloc(&a, ndim, shape, err);
+	if (s == LN_OK && grad)
+		s = ln_tensor_alloc(&g, ndim, shape, err);
+	if (s == LN_OK && init == LN_PARAM_ONES)
+		ln_tensor_fill(&a, 1.0f);
+	if (s == LN_OK && init == LN_PARAM_HE)
+		s = ln_init_he(&a, ctx && ctx->rng ? ctx->rng : ln_rng_global(), err);
+	if (s != LN_OK) {
+		ln_tensor_release(&a);
+		ln_tensor_release(&g);
+		return s;
+	}
+	*t = a;
+	if (grad)
+		*grad = g;
+	return LN_OK;
+}
+
+ln_status ln_module_add_param(ln_module *m, const ln_module_build *ctx, const char *name,
+                              ln_param_init init, int ndim, const int64_t *shape, ln_error *err)
+{
+	int i = m->nparams;
+	assert(i < LN_MODULE_MAX_PARAMS && m->cls->param_names[i] &&
+	       strcmp(m->cls->param_names[i], name) == 0);
+	ln_status s = add_tensor(m, ctx, name, init, ndim, shape, &m->param[i], &m->grad[i], err);
+	if (s == LN_OK)
+		m->nparams = i + 1;
+	return s;
+}
+
+ln_status ln_module_add_buffer(ln_module *m, const ln_module_build *ctx, const char *name,
+                               ln_param_init init, int ndim, const int64_t *shape,
+                               ln_error *err)
+{
+	int i = m->nbuffers;
+	assert(i < LN_MODULE_MAX_BUFFERS && m->cls->buffer_names[i] &&
+	       strcmp(m->cls->buffer_names[i], name) == 0);
+	ln_status s = add_tensor(m, ctx, name, init, ndim, shape, &m->buffer[i], NULL, err);
+	if (s == LN_OK)
+		m->nbuffers = i + 1;
+	return s;
 }
 
 void ln_module_retain(ln_module *m)

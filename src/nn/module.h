@@ -35,6 +35,7 @@
 #include <stddef.h>
 
 #include "../core/error.h"
+#include "../core/rng.h"
 #include "../core/tensor.h"
 
 #define LN_MODULE_MAX_PARAMS 4
@@ -42,6 +43,21 @@
 #define LN_MODULE_MAX_CONFIG 8
 
 typedef struct ln_module ln_module;
+
+/* How a module is built: where its initial weights come from, and how many
+ * bytes of parameters and buffers it may claim.  Every constructor of a
+ * class with parameters takes one, as does ln_module_class.create; NULL
+ * means the default: the process-wide generator, no budget.  The loader
+ * passes a generator of its own (so that loading leaves lunet.seed's
+ * sequence alone) and the bytes the file holds for the module, so that a
+ * config claiming more is an error before anything that size is
+ * allocated.  Read during construction only; the module keeps no pointer
+ * to it. */
+typedef struct ln_module_build {
+	ln_rng *rng;    /* initial weights are drawn from it; NULL: ln_rng_global() */
+	size_t budget;  /* bytes of parameters and buffers (their gradients not
+	                   counted) the module may hold; 0: no limit */
+} ln_module_build;
 
 typedef struct ln_module_class {
 	const char *name;  /* "Linear" */
@@ -57,8 +73,10 @@ typedef struct ln_module_class {
 	const char *buffer_names[LN_MODULE_MAX_BUFFERS + 1];
 	const char *config_names[LN_MODULE_MAX_CONFIG + 1];
 	/* Builds a module from its config values (same order as config_names),
-	 * as the loader will: the registry's constructor by name. */
-	ln_status (*create)(ln_module **out, const double *config, ln_error *err);
+	 * as the loader does: the registry's constructor by name.  ctx may be
+	 * NULL (ln_module_build). */
+	ln_status (*create)(ln_module **out, const ln_module_build *ctx, const double *config,
+	                    ln_error *err);
 	/* Writes a one-line description, "Linear(784 -> 256)"; returns as
 	 * snprintf. */
 	int (*describe)(const ln_module *m, char *buf, size_t size);
@@ -84,6 +102,29 @@ struct ln_module {
 /* Allocates a zeroed struct of cls->size bytes with refcount 1, training
  * on.  Concrete constructors call this, then fill config and params. */
 ln_status ln_module_alloc(ln_module **out, const ln_module_class *cls, ln_error *err);
+
+/* The default values of a new parameter or buffer. */
+typedef enum ln_param_init {
+	LN_PARAM_ZEROS,  /* biases, running means */
+	LN_PARAM_ONES,   /* scales such as BatchNorm's weight, running variances */
+	LN_PARAM_HE,     /* He normal N(0, 2/fan_in) from the build's generator
+	                    (init.h), for the ReLU that usually follows */
+} ln_param_init;
+
+/* Appends parameter `name` (the class's next entry in param_names,
+ * asserted) of `shape` to m, with its gradient (zeros), filled as `init`
+ * says.  Checks ctx's budget against the bytes m's parameters and buffers
+ * would then hold: over it, LN_ERANGE naming the tensor, its shape and
+ * both sizes, and nothing is allocated.  Also LN_ERANGE for an impossible
+ * shape and LN_ENOMEM; on failure m keeps what it had, and releasing it
+ * frees everything. */
+ln_status ln_module_add_param(ln_module *m, const ln_module_build *ctx, const char *name,
+                              ln_param_init init, int ndim, const int64_t *shape, ln_error *err);
+/* The same for a buffer (the class's next buffer_names entry), which has
+ * no gradient. */
+ln_status ln_module_add_buffer(ln_module *m, const ln_module_build *ctx, const char *name,
+                               ln_param_init init, int ndim, const int64_t *shape,
+                               ln_error *err);
 void ln_module_retain(ln_module *m);
 void ln_module_release(ln_module *m);
 

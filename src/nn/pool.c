@@ -355,12 +355,14 @@ static ln_status pool_create(ln_module **out, const ln_module_class *cls, const 
 	return pool_new(out, cls, k, stride, err);
 }
 
-static ln_status maxpool_create(ln_module **out, const double *config, ln_error *err)
+static ln_status maxpool_create(ln_module **out, const ln_module_build *ctx, const double *config,
+                              ln_error *err)
 {
 	return pool_create(out, &ln_maxpool2d_class, config, err);
 }
 
-static ln_status avgpool_create(ln_module **out, const double *config, ln_error *err)
+static ln_status avgpool_create(ln_module **out, const ln_module_build *ctx, const double *config,
+                              ln_error *err)
 {
 	return pool_create(out, &ln_avgpool2d_class, config, err);
 }

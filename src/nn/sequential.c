@@ -97,7 +97,8 @@ ln_status ln_sequential_add(ln_module *seq, ln_module *child, ln_error *err)
 	return LN_OK;
 }
 
-static ln_status sequential_create(ln_module **out, const double *config, ln_error *err)
+static ln_status sequential_create(ln_module **out, const ln_module_build *ctx, const double *config,
+                              ln_error *err)
 {
 	return ln_sequential_new(out, err);
 }

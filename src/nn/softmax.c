@@ -153,12 +153,14 @@ ln_status ln_log_softmax_new(ln_module **out, ln_error *err)
 	return ln_module_alloc(out, &ln_log_softmax_class, err);
 }
 
-static ln_status softmax_create(ln_module **out, const double *config, ln_error *err)
+static ln_status softmax_create(ln_module **out, const ln_module_build *ctx, const double *config,
+                              ln_error *err)
 {
 	return ln_softmax_new(out, err);
 }
 
-static ln_status log_softmax_create(ln_module **out, const double *config, ln_error *err)
+static ln_status log_softmax_create(ln_module **out, const ln_module_build *ctx, const double *config,
+                              ln_error *err)
 {
 	return ln_log_softmax_new(out, err);
 }

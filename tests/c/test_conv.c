@@ -28,7 +28,7 @@ static ln_module *conv_new(int64_t cin, int64_t cout, int64_t k, int64_t s, int6
 {
 	ln_module *m;
 	ln_error err;
-	if (ln_conv2d_new(&m, cin, cout, k, s, p, &err) != LN_OK)
+	if (ln_conv2d_new(&m, NULL, cin, cout, k, s, p, &err) != LN_OK)
 		fail_msg("ln_conv2d_new: %s", err.msg);
 	return m;
 }
@@ -55,7 +55,7 @@ static ln_module *batchnorm_new(int64_t n)
 {
 	ln_module *m;
 	ln_error err;
-	if (ln_batchnorm_new(&m, n, &err) != LN_OK)
+	if (ln_batchnorm_new(&m, NULL, n, &err) != LN_OK)
 		fail_msg("ln_batchnorm_new: %s", err.msg);
 	return m;
 }
@@ -78,7 +78,7 @@ static void fill_uniform(ln_tensor *t, float lo, float hi)
 {
 	float *d = ln_tensor_data(t);
 	for (int64_t i = 0; i < ln_tensor_numel(t); i++)
-		d[i] = lo + (hi - lo) * (float)ln_rng_uniform();
+		d[i] = lo + (hi - lo) * (float)ln_rng_uniform(ln_rng_global());
 }
 
 /* Largest |a-b| / (atol + rtol |b|) over n floats: <= 1 means allclose. */
@@ -155,7 +155,7 @@ static void test_conv2d_gradcheck(void **state)
 	for (int strat = 0; strat < 2; strat++)
 		for (size_t i = 0; i < NCONV; i++) {
 			const struct conv_case *c = &conv_cases[i];
-			ln_rng_seed(SEED + i);
+			ln_rng_seed(ln_rng_global(), SEED + i);
 			ln_module *m = conv_new(c->cin, c->cout, c->k, c->s, c->p);
 			ln_conv2d_set_strategy(m, strat ? LN_CONV2D_PER_SAMPLE : LN_CONV2D_BATCHED);
 			fill_uniform(&m->param[1], -0.5f, 0.5f);
@@ -178,7 +178,7 @@ static void test_conv2d_matches_reference(void **state)
 	for (int strat = 0; strat < 2; strat++)
 		for (size_t i = 0; i < NCONV; i++) {
 			const struct conv_case *c = &conv_cases[i];
-			ln_rng_seed(SEED + 100 + i);
+			ln_rng_seed(ln_rng_global(), SEED + 100 + i);
 			ln_module *m = conv_new(c->cin, c->cout, c->k, c->s, c->p);
 			ln_conv2d_set_strategy(m, strat ? LN_CONV2D_PER_SAMPLE : LN_CONV2D_BATCHED);
 			fill_uniform(&m->param[1], -1.0f, 1.0f);
@@ -305,7 +305,7 @@ static void test_conv2d_col2im_is_adjoint(void **state)
 
 static void test_conv2d_init_and_describe(void **state)
 {
-	ln_rng_seed(SEED);
+	ln_rng_seed(ln_rng_global(), SEED);
 	ln_module *m = conv_new(16, 32, 3, 1, 1);
 	char buf[128];
 	m->cls->describe(m, buf, sizeof buf);
@@ -335,12 +335,12 @@ static void test_conv2d_init_and_describe(void **state)
 	/* created from config, as the loader does */
 	double cfg[5] = {1, 16, 3, 2, 0};
 	ln_error err;
-	assert_int_equal(ln_conv2d_class.create(&m, cfg, &err), LN_OK);
+	assert_int_equal(ln_conv2d_class.create(&m, NULL, cfg, &err), LN_OK);
 	m->cls->describe(m, buf, sizeof buf);
 	assert_string_equal(buf, "Conv2d(1 -> 16, 3x3, stride 2, padding 0)");
 	ln_module_release(m);
 	cfg[2] = 2.5;
-	assert_int_equal(ln_conv2d_class.create(&m, cfg, &err), LN_ERANGE);
+	assert_int_equal(ln_conv2d_class.create(&m, NULL, cfg, &err), LN_ERANGE);
 	assert_null(m);
 	assert_non_null(strstr(err.msg, "2.5"));
 }
@@ -391,16 +391,16 @@ static void test_conv2d_errors(void **state)
 	ln_module_release(m);
 
 	/* constructor arguments */
-	assert_int_equal(ln_conv2d_new(&m, 0, 16, 3, 1, 0, &err), LN_ERANGE);
+	assert_int_equal(ln_conv2d_new(&m, NULL, 0, 16, 3, 1, 0, &err), LN_ERANGE);
 	assert_null(m);
 	assert_string_equal(err.msg, "Conv2d: in_channels must be >= 1, got 0");
-	assert_int_equal(ln_conv2d_new(&m, 1, 16, 3, 0, 0, &err), LN_ERANGE);
+	assert_int_equal(ln_conv2d_new(&m, NULL, 1, 16, 3, 0, 0, &err), LN_ERANGE);
 	assert_string_equal(err.msg, "Conv2d: stride must be >= 1, got 0");
-	assert_int_equal(ln_conv2d_new(&m, 1, 16, 3, 1, -1, &err), LN_ERANGE);
+	assert_int_equal(ln_conv2d_new(&m, NULL, 1, 16, 3, 1, -1, &err), LN_ERANGE);
 	assert_string_equal(err.msg, "Conv2d: padding must be >= 0, got -1");
-	assert_int_equal(ln_conv2d_new(&m, 1, 16, 0, 1, 0, &err), LN_ERANGE);
+	assert_int_equal(ln_conv2d_new(&m, NULL, 1, 16, 0, 1, 0, &err), LN_ERANGE);
 	assert_string_equal(err.msg, "Conv2d: kernel size must be >= 1, got 0");
-	assert_int_equal(ln_conv2d_new(&m, 1, 16, 3, 1, INT64_C(1) << 40, &err), LN_ERANGE);
+	assert_int_equal(ln_conv2d_new(&m, NULL, 1, 16, 3, 1, INT64_C(1) << 40, &err), LN_ERANGE);
 	assert_string_equal(err.msg, "Conv2d: padding must be <= 2147483647, got 1099511627776");
 }
 
@@ -415,7 +415,7 @@ static void distinct_values(ln_tensor *x)
 	for (int64_t i = 0; i < n; i++)
 		d[i] = 0.1f * (float)(i - n / 2);
 	for (int64_t i = n - 1; i > 0; i--) {
-		int64_t j = (int64_t)ln_rng_below((uint64_t)i + 1);
+		int64_t j = (int64_t)ln_rng_below(ln_rng_global(), (uint64_t)i + 1);
 		float t = d[i];
 		d[i] = d[j];
 		d[j] = t;
@@ -432,7 +432,7 @@ static void test_maxpool_gradcheck(void **state)
 		{3, 1, 5, 8, 3, 3},  /* leftover rows/columns are dropped */
 	};
 	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-		ln_rng_seed(SEED + i);
+		ln_rng_seed(ln_rng_global(), SEED + i);
 		const int64_t *c = cases[i];
 		ln_module *m = maxpool_new(c[4], c[5]);
 		ln_tensor x;
@@ -532,7 +532,7 @@ static void test_avgpool(void **state)
 		{1, 1, 4, 4, 4, 1},
 	};
 	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-		ln_rng_seed(SEED + i);
+		ln_rng_seed(ln_rng_global(), SEED + i);
 		const int64_t *c = cases[i];
 		ln_module *m = avgpool_new(c[4], c[5]);
 		ln_tensor x;
@@ -595,7 +595,7 @@ static void test_pool_errors(void **state)
 	assert_int_equal(ln_maxpool2d_new(&m, 2, INT64_C(1) << 33, &err), LN_ERANGE);
 	assert_string_equal(err.msg, "MaxPool2d: stride must be <= 2147483647, got 8589934592");
 	double cfg[2] = {2, 0};
-	assert_int_equal(ln_maxpool2d_class.create(&m, cfg, &err), LN_OK);
+	assert_int_equal(ln_maxpool2d_class.create(&m, NULL, cfg, &err), LN_OK);
 	assert_true(m->config[1] == 2);  /* stride 0 means stride = k */
 	ln_module_release(m);
 }
@@ -617,7 +617,7 @@ static void test_batchnorm_gradcheck(void **state)
 	static const int64_t s4[4] = {3, 2, 4, 5};
 	for (int training = 1; training >= 0; training--)
 		for (int four = 0; four < 2; four++) {
-			ln_rng_seed(SEED + 2 * four + training);
+			ln_rng_seed(ln_rng_global(), SEED + 2 * four + training);
 			ln_module *m = batchnorm_new(four ? 2 : 4);
 			batchnorm_randomise(m);
 			ln_module_set_training(m, training);
@@ -637,7 +637,7 @@ static void test_batchnorm_gradcheck(void **state)
  * Evaluate: running statistics used, and left unchanged. */
 static void test_batchnorm_train_evaluate(void **state)
 {
-	ln_rng_seed(SEED);
+	ln_rng_seed(ln_rng_global(), SEED);
 	for (int four = 0; four < 2; four++) {
 		const int64_t C = 3, nb = 5, sp = four ? 6 : 1;
 		int64_t s2[2] = {nb, C}, s4[4] = {nb, C, 2, 3};
@@ -741,7 +741,7 @@ static void test_batchnorm_train_evaluate(void **state)
  * zero over each channel (the mean has no gradient through xhat). */
 static void test_batchnorm_training_backward_centres(void **state)
 {
-	ln_rng_seed(SEED);
+	ln_rng_seed(ln_rng_global(), SEED);
 	ln_module *m = batchnorm_new(2);
 	int64_t s[4] = {4, 2, 3, 3};
 	ln_tensor x, gy;
@@ -779,15 +779,15 @@ static void test_batchnorm_errors(void **state)
 	ln_module_release(m);
 
 	ln_error err;
-	assert_int_equal(ln_batchnorm_new(&m, 0, &err), LN_ERANGE);
+	assert_int_equal(ln_batchnorm_new(&m, NULL, 0, &err), LN_ERANGE);
 	assert_null(m);
 	assert_string_equal(err.msg, "BatchNorm: number of features must be >= 1, got 0");
-	assert_int_equal(ln_batchnorm_new_ex(&m, 4, 1e-5, 1.5, &err), LN_ERANGE);
+	assert_int_equal(ln_batchnorm_new_ex(&m, NULL, 4, 1e-5, 1.5, &err), LN_ERANGE);
 	assert_string_equal(err.msg, "BatchNorm: momentum must be in [0,1], got 1.5");
-	assert_int_equal(ln_batchnorm_new_ex(&m, 4, 0, 0.1, &err), LN_ERANGE);
+	assert_int_equal(ln_batchnorm_new_ex(&m, NULL, 4, 0, 0.1, &err), LN_ERANGE);
 	assert_string_equal(err.msg, "BatchNorm: eps must be positive, got 0");
 	double cfg[3] = {4, 1e-3, 0.2};
-	assert_int_equal(ln_batchnorm_class.create(&m, cfg, &err), LN_OK);
+	assert_int_equal(ln_batchnorm_class.create(&m, NULL, cfg, &err), LN_OK);
 	assert_true(m->config[0] == 4 && m->config[1] == 1e-3 && m->config[2] == 0.2);
 	ln_module_release(m);
 }
@@ -798,10 +798,10 @@ static void test_batchnorm_errors(void **state)
 static ln_status make_module(int which, ln_module **m, ln_error *err)
 {
 	switch (which) {
-	case 0: return ln_conv2d_new(m, 2, 3, 3, 1, 1, err);
+	case 0: return ln_conv2d_new(m, NULL, 2, 3, 3, 1, 1, err);
 	case 1: return ln_maxpool2d_new(m, 2, 2, err);
 	case 2: return ln_avgpool2d_new(m, 2, 2, err);
-	default: return ln_batchnorm_new(m, 2, err);
+	default: return ln_batchnorm_new(m, NULL, 2, err);
 	}
 }
 
@@ -866,7 +866,7 @@ static void test_enomem(void **state)
 static void test_steady_state_no_alloc(void **state)
 {
 	for (int strat = 0; strat < 2; strat++) {
-		ln_rng_seed(SEED);
+		ln_rng_seed(ln_rng_global(), SEED);
 		ln_module *mods[5] = {conv_new(1, 4, 3, 1, 1), batchnorm_new(4), maxpool_new(2, 2),
 		                      conv_new(4, 6, 3, 1, 1), avgpool_new(2, 2)};
 		ln_conv2d_set_strategy(mods[0], strat ? LN_CONV2D_PER_SAMPLE : LN_CONV2D_BATCHED);
@@ -907,21 +907,21 @@ static void test_steady_state_sequential(void **state)
 {
 	ln_error err;
 	ln_module *seq, *child;
-	ln_rng_seed(SEED);
+	ln_rng_seed(ln_rng_global(), SEED);
 	assert_int_equal(ln_sequential_new(&seq, &err), LN_OK);
 	for (int i = 0; i < 10; i++) {
 		ln_status st;
 		switch (i) {
-		case 0: st = ln_conv2d_new(&child, 1, 4, 3, 1, 1, &err); break;
-		case 1: st = ln_batchnorm_new(&child, 4, &err); break;
+		case 0: st = ln_conv2d_new(&child, NULL, 1, 4, 3, 1, 1, &err); break;
+		case 1: st = ln_batchnorm_new(&child, NULL, 4, &err); break;
 		case 2: st = ln_relu_new(&child, &err); break;
 		case 3: st = ln_maxpool2d_new(&child, 2, 2, &err); break;
-		case 4: st = ln_conv2d_new(&child, 4, 8, 3, 1, 1, &err); break;
-		case 5: st = ln_batchnorm_new(&child, 8, &err); break;
+		case 4: st = ln_conv2d_new(&child, NULL, 4, 8, 3, 1, 1, &err); break;
+		case 5: st = ln_batchnorm_new(&child, NULL, 8, &err); break;
 		case 6: st = ln_relu_new(&child, &err); break;
 		case 7: st = ln_maxpool2d_new(&child, 2, 2, &err); break;
 		case 8: st = ln_flatten_new(&child, &err); break;
-		default: st = ln_linear_new(&child, 8 * 3 * 3, 10, true, &err); break;
+		default: st = ln_linear_new(&child, NULL, 8 * 3 * 3, 10, true, &err); break;
 		}
 		if (st != LN_OK || ln_sequential_add(seq, child, &err) != LN_OK)
 			fail_msg("building the network: %s", err.msg);

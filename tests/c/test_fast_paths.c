@@ -60,8 +60,8 @@ static void check_pass(ln_module *m, int64_t n, int64_t c, int64_t h, int64_t w,
 	assert_int_equal(ln_tensor_alloc(&x, 4, xs, NULL), LN_OK);
 	float *xd = ln_tensor_data(&x);
 	for (int64_t i = 0; i < n * c * h * w; i++) {
-		double r = ln_rng_uniform();
-		xd[i] = r < 0.05 ? NAN : (float)(int)(4 * ln_rng_uniform()) - 1.5f;
+		double r = ln_rng_uniform(ln_rng_global());
+		xd[i] = r < 0.05 ? NAN : (float)(int)(4 * ln_rng_uniform(ln_rng_global())) - 1.5f;
 	}
 	assert_int_equal(ln_module_forward(m, &x, &err), LN_OK);
 	assert_int_equal(ln_tensor_alloc(&gy, 4, m->output.shape, NULL), LN_OK);
@@ -117,7 +117,7 @@ static void check_shape(int64_t n, int64_t c, int64_t h, int64_t w)
 
 static void shapes(void)
 {
-	ln_rng_seed(SEED);
+	ln_rng_seed(ln_rng_global(), SEED);
 	check_shape(2, 3, 28, 28);
 	check_shape(3, 2, 14, 14);
 	check_shape(1, 4, 7, 9);  /* odd: last row and column uncovered */
@@ -167,7 +167,7 @@ static ln_conv2d_geom same_geom(const struct same_case *c)
  * entries that each input element went to. */
 static void test_same_im2col_col2im(void **state)
 {
-	ln_rng_seed(SEED);
+	ln_rng_seed(ln_rng_global(), SEED);
 	for (size_t ci = 0; ci < sizeof same_cases / sizeof same_cases[0]; ci++) {
 		ln_conv2d_geom g = same_geom(&same_cases[ci]);
 		int64_t k = g.k, p = g.padding, kk = g.cin * k * k, pp = g.h * g.w, ld = pp + 3;
@@ -238,10 +238,10 @@ static void check_conv_layer(int threads)
 				g.ho = (c->h + 2 * g.padding - c->k) / 2 + 1;
 				g.wo = (c->w + 2 * g.padding - c->k) / 2 + 1;
 			}
-			ln_rng_seed(SEED + ci);
+			ln_rng_seed(ln_rng_global(), SEED + ci);
 			ln_module *m;
 			ln_error err;
-			assert_int_equal(ln_conv2d_new(&m, c->cin, c->cout, c->k, g.stride, g.padding, &err),
+			assert_int_equal(ln_conv2d_new(&m, NULL, c->cin, c->cout, c->k, g.stride, g.padding, &err),
 			                 LN_OK);
 			ln_conv2d_set_strategy(m, strat ? LN_CONV2D_PER_SAMPLE : LN_CONV2D_BATCHED);
 			ln_tensor x = LN_TENSOR_EMPTY, gy = LN_TENSOR_EMPTY, b = LN_TENSOR_EMPTY;
@@ -307,10 +307,10 @@ static void test_conv_same_bits_any_threads(void **state)
 	ln_tensor ref[4];
 	for (int threads = 1; threads <= 3; threads++) {
 		ln_gemm_set_threads(threads);
-		ln_rng_seed(SEED);
+		ln_rng_seed(ln_rng_global(), SEED);
 		ln_module *m;
 		ln_error err;
-		assert_int_equal(ln_conv2d_new(&m, 3, 4, 3, 1, 1, &err), LN_OK);
+		assert_int_equal(ln_conv2d_new(&m, NULL, 3, 4, 3, 1, 1, &err), LN_OK);
 		ln_tensor x = LN_TENSOR_EMPTY, gy = LN_TENSOR_EMPTY;
 		tu_tensor_uniform(&x, 4, (int64_t[]){13, 3, 9, 8}, -1.0f, 1.0f);
 		assert_int_equal(ln_module_forward(m, &x, &err), LN_OK);

@@ -69,7 +69,7 @@ static float *padded(int64_t rows, int64_t cols, int64_t ld)
 	assert_non_null(m);
 	for (int64_t i = 0; i < rows; i++)
 		for (int64_t j = 0; j < ld; j++)
-			m[i * ld + j] = j < cols ? (float)(2.0 * ln_rng_uniform() - 1.0) : SENTINEL;
+			m[i * ld + j] = j < cols ? (float)(2.0 * ln_rng_uniform(ln_rng_global()) - 1.0) : SENTINEL;
 	return m;
 }
 
@@ -125,7 +125,7 @@ static void test_blas_matches_ref(void **state)
 		{ 64, 64, 64 },
 	};
 	static const float ab[][2] = { { 1.0f, 0.0f }, { 1.5f, -0.5f }, { -0.25f, 2.0f } };
-	ln_rng_seed(SEED);
+	ln_rng_seed(ln_rng_global(), SEED);
 	for (size_t s = 0; s < sizeof sizes / sizeof sizes[0]; s++)
 		for (int t = 0; t < 4; t++)
 			for (size_t q = 0; q < sizeof ab / sizeof ab[0]; q++)
@@ -137,7 +137,7 @@ static void test_blas_matches_ref(void **state)
 /* With beta == 0, C's old contents (here NaN) must not reach the result. */
 static void test_beta_zero_ignores_c(void **state)
 {
-	ln_rng_seed(SEED);
+	ln_rng_seed(ln_rng_global(), SEED);
 	const int64_t m = 9, n = 11, k = 6;
 	float *a = padded(m, k, k), *b = padded(k, n, n);
 	float *c = ln_malloc((size_t)(m * n) * sizeof(float));
@@ -166,7 +166,7 @@ static void test_threads(void **state)
 	ln_gemm_set_threads(0);  /* clamped to 1 */
 	assert_int_equal(ln_gemm_threads(), 1);
 	/* results do not depend on the thread count beyond rounding */
-	ln_rng_seed(SEED);
+	ln_rng_seed(ln_rng_global(), SEED);
 	check_case(false, true, 70, 90, 110, 1.0f, 0.0f, 1);
 	ln_gemm_set_threads(2);
 	assert_true(ln_gemm_threads() >= 1 && ln_gemm_threads() <= 2);

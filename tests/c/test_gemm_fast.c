@@ -30,7 +30,7 @@ static float *padded(int64_t rows, int64_t cols, int64_t ld)
 	assert_non_null(m);
 	for (int64_t i = 0; i < rows; i++)
 		for (int64_t j = 0; j < ld; j++)
-			m[i * ld + j] = j < cols ? (float)(2.0 * ln_rng_uniform() - 1.0) : SENTINEL;
+			m[i * ld + j] = j < cols ? (float)(2.0 * ln_rng_uniform(ln_rng_global()) - 1.0) : SENTINEL;
 	return m;
 }
 
@@ -125,7 +125,7 @@ static const float alpha_beta[][2] = {{1.0f, 0.0f}, {1.0f, 1.0f}, {-0.75f, 0.5f}
 
 static void sweep(ln_gemm_impl which)
 {
-	ln_rng_seed(SEED);
+	ln_rng_seed(ln_rng_global(), SEED);
 	for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++)
 		for (int t = 0; t < 4; t++)
 			for (size_t q = 0; q < sizeof alpha_beta / sizeof alpha_beta[0]; q++)
@@ -163,7 +163,7 @@ static void test_small_matches_ref(void **state)
 		{4, 8, 2}, {8, 2, 4}, {4, 2, 8}, {4, 1, 8}, {1, 8, 4}, {4, 8, 1}, {8, 8, 8}, {3, 5, 7},
 	};
 	assert_true(use(LN_GEMM_AUTO));
-	ln_rng_seed(SEED);
+	ln_rng_seed(ln_rng_global(), SEED);
 	for (size_t s = 0; s < sizeof small / sizeof small[0]; s++)
 		for (int t = 0; t < 4; t++)
 			for (size_t q = 0; q < sizeof alpha_beta / sizeof alpha_beta[0]; q++)
@@ -179,7 +179,7 @@ static void test_large_matches_ref(void **state)
 	for (size_t i = 0; i < 2; i++) {
 		if (!use(impls[i]))
 			continue;
-		ln_rng_seed(SEED);
+		ln_rng_seed(ln_rng_global(), SEED);
 		check(impls[i], false, false, 13, 1100, 300, 1.0f, 1.0f, 3);
 		check(impls[i], false, true, 13, 1100, 300, 1.0f, 0.0f, 3);
 		check(impls[i], true, false, 30, 1030, 70, 1.0f, 0.0f, 0);
@@ -217,7 +217,7 @@ static void test_degenerate(void **state)
 static void test_threads_same_bits(void **state)
 {
 	const int64_t m = 64, n = 784, k = 256;
-	ln_rng_seed(SEED);
+	ln_rng_seed(ln_rng_global(), SEED);
 	float *a = padded(m, k, k), *b = padded(k, n, n), *w = padded(n, k, k);
 	float *c1 = ln_malloc((size_t)(m * n) * sizeof(float));
 	float *c2 = ln_malloc((size_t)(m * n) * sizeof(float));
@@ -269,7 +269,7 @@ static void test_set_impl(void **state)
 static void test_no_allocation(void **state)
 {
 	const int64_t m = 64, n = 256, k = 784;
-	ln_rng_seed(SEED);
+	ln_rng_seed(ln_rng_global(), SEED);
 	float *a = padded(m, k, k), *w = padded(n, k, k);
 	float *c = ln_malloc((size_t)(m * n) * sizeof(float));
 	assert_non_null(c);

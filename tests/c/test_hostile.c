@@ -67,14 +67,14 @@ static const ln_external_ops re_ops = {
 static void test_reentrant_forward_no_leak(void **state)
 {
 	(void)state;
-	ln_rng_seed(7);
+	ln_rng_seed(ln_rng_global(), 7);
 	ln_alloc_stats before, after;
 	ln_alloc_get_stats(&before);
 	ln_error err;
 	ln_module *seq = NULL, *lin = NULL, *ext = NULL;
 	reenter r = {.depth = 0, .inner_batch = 5};
 	assert_int_equal(ln_sequential_new(&seq, &err), LN_OK);
-	assert_int_equal(ln_linear_new(&lin, 3, 3, true, &err), LN_OK);
+	assert_int_equal(ln_linear_new(&lin, NULL, 3, 3, true, &err), LN_OK);
 	assert_int_equal(ln_external_new(&ext, &re_ops, &r, &err), LN_OK);
 	r.seq = seq;
 	assert_int_equal(ln_sequential_add(seq, lin, &err), LN_OK);

@@ -15,6 +15,7 @@
 
 #include "core/alloc.h"
 #include "core/rng.h"
+#include "nn/conv.h"
 #include "nn/init.h"
 #include "nn/layers.h"
 #include "nn/module.h"
@@ -35,7 +36,7 @@ static ln_module *linear(int64_t nin, int64_t nout, bool bias)
 {
 	ln_module *m = NULL;
 	ln_error err;
-	return must(ln_linear_new(&m, nin, nout, bias, &err), &m, &err);
+	return must(ln_linear_new(&m, NULL, nin, nout, bias, &err), &m, &err);
 }
 
 static ln_module *plain(ln_status (*ctor)(ln_module **, ln_error *))
@@ -312,7 +313,7 @@ static void test_flatten_shapes(void **state)
  * block of the bias reduction. */
 static void test_linear_kernels_match_naive(void **state)
 {
-	ln_rng_seed(SEED);
+	ln_rng_seed(ln_rng_global(), SEED);
 	const int64_t n = 7, nin = 13, nout = 300;
 	ln_tensor x, w, b, gy;
 	tu_tensor_uniform(&x, 2, (int64_t[]){n, nin}, -1, 1);
@@ -362,7 +363,7 @@ static void test_linear_kernels_match_naive(void **state)
 
 static void test_linear_default_init(void **state)
 {
-	ln_rng_seed(SEED);
+	ln_rng_seed(ln_rng_global(), SEED);
 	ln_module *m = linear(400, 50, true);
 	const float *w = ln_tensor_data(&m->param[0]);
 	double s = 0, s2 = 0;
@@ -383,7 +384,7 @@ static void test_linear_default_init(void **state)
 
 static void test_gradcheck_layers(void **state)
 {
-	ln_rng_seed(SEED);
+	ln_rng_seed(ln_rng_global(), SEED);
 	ln_tensor x;
 	const int64_t shape[] = {3, 4};
 	away_from_kink(&x, 2, shape);
@@ -417,7 +418,7 @@ static void test_gradcheck_layers(void **state)
 
 static void test_gradcheck_sequential(void **state)
 {
-	ln_rng_seed(SEED);
+	ln_rng_seed(ln_rng_global(), SEED);
 	ln_tensor x;
 	away_from_kink(&x, 2, (int64_t[]){4, 6});
 	ln_module *inner = seq_of(2, linear(5, 4, false), leaky(0.1));
@@ -532,7 +533,7 @@ static ln_module *external(ext_tanh *e)
 
 static void test_external_gradcheck(void **state)
 {
-	ln_rng_seed(SEED);
+	ln_rng_seed(ln_rng_global(), SEED);
 	ln_tensor x;
 	tu_tensor_uniform(&x, 2, (int64_t[]){3, 4}, -2, 2);
 
@@ -576,7 +577,7 @@ static void test_external_gradcheck(void **state)
 
 static void test_external_errors_and_hooks(void **state)
 {
-	ln_rng_seed(SEED);
+	ln_rng_seed(ln_rng_global(), SEED);
 	ln_error err;
 	ln_tensor x;
 	tu_tensor_uniform(&x, 2, (int64_t[]){2, 3}, -1, 1);
@@ -649,7 +650,7 @@ static void test_external_errors_and_hooks(void **state)
 
 static void test_dropout(void **state)
 {
-	ln_rng_seed(SEED);
+	ln_rng_seed(ln_rng_global(), SEED);
 	const double p = 0.25;
 	const float scale = (float)(1 / (1 - p));
 	ln_module *d = dropout(p);
@@ -698,7 +699,7 @@ static void test_dropout(void **state)
 
 static void test_dropout_statistics(void **state)
 {
-	ln_rng_seed(SEED);
+	ln_rng_seed(ln_rng_global(), SEED);
 	const double p = 0.3;
 	const int64_t n = 200000;
 	ln_module *d = dropout(p);
@@ -721,10 +722,10 @@ static void test_dropout_statistics(void **state)
 	/* same seed, same mask */
 	ln_tensor first = LN_TENSOR_EMPTY;
 	ln_error err;
-	ln_rng_seed(7);
+	ln_rng_seed(ln_rng_global(), 7);
 	forward_ok(d, &x);
 	assert_int_equal(ln_tensor_clone(&first, &d->output, &err), LN_OK);
-	ln_rng_seed(7);
+	ln_rng_seed(ln_rng_global(), 7);
 	forward_ok(d, &x);
 	assert_memory_equal(ln_tensor_data(&first), ln_tensor_data(&d->output), n * sizeof(float));
 	/* p = 0 in training keeps everything */
@@ -849,9 +850,9 @@ static void test_constructor_errors(void **state)
 {
 	ln_error err;
 	ln_module *m = NULL;
-	assert_int_equal(ln_linear_new(&m, 0, 3, true, &err), LN_ERANGE);
+	assert_int_equal(ln_linear_new(&m, NULL, 0, 3, true, &err), LN_ERANGE);
 	assert_string_equal(err.msg, "Linear: expected sizes nin >= 1 and nout >= 1, got 0 and 3");
-	assert_int_equal(ln_linear_new(&m, 3, -1, true, &err), LN_ERANGE);
+	assert_int_equal(ln_linear_new(&m, NULL, 3, -1, true, &err), LN_ERANGE);
 	assert_string_equal(err.msg, "Linear: expected sizes nin >= 1 and nout >= 1, got 3 and -1");
 	assert_int_equal(ln_dropout_new(&m, 1.0, &err), LN_ERANGE);
 	assert_string_equal(err.msg, "Dropout: expected a probability p in [0,1), got 1");
@@ -863,7 +864,7 @@ static void test_constructor_errors(void **state)
 	assert_null(m);
 	/* a huge Linear fails cleanly instead of asking the system */
 	uint64_t live = live_bytes();
-	assert_int_equal(ln_linear_new(&m, INT64_C(1) << 40, INT64_C(1) << 40, true, &err) == LN_OK, 0);
+	assert_int_equal(ln_linear_new(&m, NULL, INT64_C(1) << 40, INT64_C(1) << 40, true, &err) == LN_OK, 0);
 	assert_null(m);
 	assert_true(strncmp(err.msg, "Linear: ", 8) == 0);
 	assert_int_equal(live_bytes(), live);
@@ -948,8 +949,8 @@ static void test_walks(void **state)
 
 typedef ln_status (*ctor_fn)(ln_module **out, ln_error *err);
 
-static ln_status new_linear(ln_module **o, ln_error *e) { return ln_linear_new(o, 5, 4, true, e); }
-static ln_status new_linear_nb(ln_module **o, ln_error *e) { return ln_linear_new(o, 5, 4, false, e); }
+static ln_status new_linear(ln_module **o, ln_error *e) { return ln_linear_new(o, NULL, 5, 4, true, e); }
+static ln_status new_linear_nb(ln_module **o, ln_error *e) { return ln_linear_new(o, NULL, 5, 4, false, e); }
 static ln_status new_leaky(ln_module **o, ln_error *e) { return ln_leaky_relu_new(o, 0.1, e); }
 static ln_status new_dropout(ln_module **o, ln_error *e) { return ln_dropout_new(o, 0.5, e); }
 static ln_status new_ext(ln_module **o, ln_error *e)
@@ -1041,7 +1042,7 @@ static void test_enomem_constructors(void **state)
  * freed nothing is left allocated. */
 static void test_enomem_first_step(void **state)
 {
-	ln_rng_seed(SEED);
+	ln_rng_seed(ln_rng_global(), SEED);
 	for (size_t k = 0; k < sizeof ctors / sizeof ctors[0]; k++) {
 		for (int phase = 0; phase < 2; phase++) {
 			int failures = 0;
@@ -1101,7 +1102,7 @@ static void train_step(ln_module *m, const ln_tensor *x, const ln_tensor *gy)
 
 static void test_steady_state_no_alloc(void **state)
 {
-	ln_rng_seed(SEED);
+	ln_rng_seed(ln_rng_global(), SEED);
 	ln_tensor x, gy, x4, gy4;
 	tu_tensor_uniform(&x, 2, (int64_t[]){16, 20}, -1, 1);
 	tu_tensor_uniform(&gy, 2, (int64_t[]){16, 5}, -1, 1);
@@ -1149,7 +1150,7 @@ static void test_steady_state_no_alloc(void **state)
 
 static void test_init(void **state)
 {
-	ln_rng_seed(SEED);
+	ln_rng_seed(ln_rng_global(), SEED);
 	ln_error err;
 	ln_tensor w, c, v;
 	tu_tensor(&w, 2, (int64_t[]){50, 30}, NULL);
@@ -1160,12 +1161,12 @@ static void test_init(void **state)
 	assert_int_equal(ln_init_fans(&c, &fi, &fo, &err), LN_OK);
 	assert_true(fi == 36 && fo == 72);
 
-	assert_int_equal(ln_init_xavier(&w, &err), LN_OK);
+	assert_int_equal(ln_init_xavier(&w, ln_rng_global(), &err), LN_OK);
 	double a = sqrt(6.0 / 80);
 	assert_true(ln_tensor_max(&w) <= a && ln_tensor_min(&w) >= -a);
 	assert_true(ln_tensor_max(&w) > 0.9 * a && ln_tensor_min(&w) < -0.9 * a);
 
-	assert_int_equal(ln_init_he(&c, &err), LN_OK);
+	assert_int_equal(ln_init_he(&c, ln_rng_global(), &err), LN_OK);
 	double s2 = 0;
 	const float *d = ln_tensor_data(&c);
 	for (int i = 0; i < 288; i++)
@@ -1173,27 +1174,92 @@ static void test_init(void **state)
 	/* std sqrt(2/36); 288 samples estimate it within ~4% (1 sd) */
 	assert_true(fabs(sqrt(s2 / 288) / sqrt(2.0 / 36) - 1) < 0.15);
 
-	assert_int_equal(ln_init_uniform(&w, -0.5, 0.25, &err), LN_OK);
+	assert_int_equal(ln_init_uniform(&w, ln_rng_global(), -0.5, 0.25, &err), LN_OK);
 	assert_true(ln_tensor_max(&w) < 0.25 && ln_tensor_min(&w) >= -0.5);
-	assert_int_equal(ln_init_normal(&w, 3, 0, &err), LN_OK);
+	assert_int_equal(ln_init_normal(&w, ln_rng_global(), 3, 0, &err), LN_OK);
 	assert_true(ln_tensor_max(&w) == 3 && ln_tensor_min(&w) == 3);
 
 	tu_tensor(&v, 1, (int64_t[]){10}, NULL);
-	assert_int_equal(ln_init_xavier(&v, &err), LN_ESHAPE);
+	assert_int_equal(ln_init_xavier(&v, ln_rng_global(), &err), LN_ESHAPE);
 	assert_string_equal(err.msg, "expected a weight of at least 2 dimensions ({out,in} or "
 	                             "{out,in,k,k}) to compute fan_in/fan_out, got {10}");
-	assert_int_equal(ln_init_he(&v, &err), LN_ESHAPE);
-	assert_int_equal(ln_init_uniform(&v, 1, 0, &err), LN_ERANGE);
+	assert_int_equal(ln_init_he(&v, ln_rng_global(), &err), LN_ESHAPE);
+	assert_int_equal(ln_init_uniform(&v, ln_rng_global(), 1, 0, &err), LN_ERANGE);
 	assert_string_equal(err.msg, "expected finite float bounds with a <= b, got a=1, b=0");
-	assert_int_equal(ln_init_uniform(&v, 0, INFINITY, &err), LN_ERANGE);
-	assert_int_equal(ln_init_normal(&v, 0, -1, &err), LN_ERANGE);
+	assert_int_equal(ln_init_uniform(&v, ln_rng_global(), 0, INFINITY, &err), LN_ERANGE);
+	assert_int_equal(ln_init_normal(&v, ln_rng_global(), 0, -1, &err), LN_ERANGE);
 	assert_string_equal(err.msg, "expected a finite mean and a finite std >= 0, got mean=0, std=-1");
-	assert_int_equal(ln_init_normal(&v, NAN, 1, &err), LN_ERANGE);
+	assert_int_equal(ln_init_normal(&v, ln_rng_global(), NAN, 1, &err), LN_ERANGE);
 	ln_tensor empty = LN_TENSOR_EMPTY;
-	assert_int_equal(ln_init_uniform(&empty, 0, 1, &err), LN_EARG);
+	assert_int_equal(ln_init_uniform(&empty, ln_rng_global(), 0, 1, &err), LN_EARG);
 	ln_tensor_release(&w);
 	ln_tensor_release(&c);
 	ln_tensor_release(&v);
+}
+
+/* ---- the build context ------------------------------------------------------------------------- */
+
+/* Initial weights come from the context's generator, never from the
+ * process-wide one when another is given; the budget stops a config that
+ * claims more parameter memory before anything that size is allocated. */
+static void test_build_context(void **state)
+{
+	ln_error err;
+	ln_rng a = LN_RNG_INIT, b = LN_RNG_INIT;
+	ln_rng_seed(&a, 7);
+	ln_rng_seed(&b, 7);
+	ln_module_build ca = {.rng = &a}, cb = {.rng = &b};
+	ln_rng_seed(ln_rng_global(), SEED);
+	uint64_t global_before[4], global_after[4];
+	ln_rng_get_state(ln_rng_global(), global_before);
+	ln_module *m1 = NULL, *m2 = NULL, *m3 = NULL;
+	assert_int_equal(ln_linear_new(&m1, &ca, 5, 4, true, &err), LN_OK);
+	assert_int_equal(ln_linear_class.create(&m2, &cb, (const double[]){5, 4, 1}, &err), LN_OK);
+	ln_rng_get_state(ln_rng_global(), global_after);
+	assert_memory_equal(global_before, global_after, sizeof global_before);
+	/* the same seed gives the same weights, by constructor or by config */
+	assert_memory_equal(ln_tensor_data(&m1->param[0]), ln_tensor_data(&m2->param[0]),
+	                    20 * sizeof(float));
+	assert_true(ln_tensor_max(&m1->param[0]) != 0);
+	/* the default context draws from the process-wide generator */
+	assert_int_equal(ln_linear_new(&m3, NULL, 5, 4, true, &err), LN_OK);
+	ln_rng_get_state(ln_rng_global(), global_after);
+	assert_memory_not_equal(global_before, global_after, sizeof global_before);
+	ln_module_release(m1);
+	ln_module_release(m2);
+	ln_module_release(m3);
+
+	/* Linear(3 -> 2) holds 6 + 2 floats: 32 bytes exactly fit */
+	ln_module_build tight = {.budget = 32};
+	assert_int_equal(ln_linear_new(&m1, &tight, 3, 2, true, &err), LN_OK);
+	ln_module_release(m1);
+	m1 = NULL;
+	tight.budget = 31;
+	assert_int_equal(ln_linear_new(&m1, &tight, 3, 2, true, &err), LN_ERANGE);
+	assert_null(m1);
+	assert_non_null(strstr(err.msg, "bias of shape {2} needs 8 bytes, over the budget of 31 bytes "
+	                                 "(24 already taken)"));
+	/* a huge config fails before allocating anything */
+	uint64_t live = live_bytes();
+	ln_alloc_stats st0, st1;
+	ln_alloc_get_stats(&st0);
+	tight.budget = 1 << 20;
+	assert_int_equal(ln_linear_class.create(&m1, &tight, (const double[]){1 << 20, 1 << 20, 1},
+	                                        &err), LN_ERANGE);
+	ln_alloc_get_stats(&st1);
+	assert_null(m1);
+	assert_non_null(strstr(err.msg, "weight of shape {1048576,1048576} needs 4398046511104 bytes"));
+	/* the module struct only: the weight was neither allocated nor tried */
+	assert_int_equal(st1.allocs - st0.allocs, 1);
+	assert_int_equal(st1.failures, st0.failures);
+	assert_int_equal(live_bytes(), live);
+	/* buffers count too: BatchNorm(4) holds 4 tensors of 16 bytes */
+	tight.budget = 63;
+	assert_int_equal(ln_batchnorm_new(&m1, &tight, 4, &err), LN_ERANGE);
+	assert_non_null(strstr(err.msg, "running_var of shape {4}"));
+	tight.budget = 64;
+	assert_int_equal(ln_batchnorm_new(&m1, &tight, 4, &err), LN_OK);
+	ln_module_release(m1);
 }
 
 /* ---- registry and config ----------------------------------------------------------------------------- */
@@ -1234,7 +1300,7 @@ static void test_registry(void **state)
 		assert_int_equal(nc, orig[i]->nconfig);
 		ln_module *copy = NULL;
 		ln_error err;
-		assert_int_equal(c->create(&copy, orig[i]->config, &err), LN_OK);
+		assert_int_equal(c->create(&copy, NULL, orig[i]->config, &err), LN_OK);
 		copy->cls->describe(copy, b, sizeof b);
 		assert_string_equal(a, b);
 		assert_int_equal(copy->nparams, orig[i]->nparams);
@@ -1247,12 +1313,12 @@ static void test_registry(void **state)
 	/* configs from a file are checked */
 	ln_module *m = NULL;
 	ln_error err;
-	assert_int_equal(ln_linear_class.create(&m, (const double[]){NAN, 3, 1}, &err), LN_ERANGE);
+	assert_int_equal(ln_linear_class.create(&m, NULL, (const double[]){NAN, 3, 1}, &err), LN_ERANGE);
 	assert_string_equal(err.msg, "Linear: expected nin to be an integer >= 1, got nan");
-	assert_int_equal(ln_linear_class.create(&m, (const double[]){2.5, 3, 1}, &err), LN_ERANGE);
-	assert_int_equal(ln_linear_class.create(&m, (const double[]){2, 3, 2}, &err), LN_ERANGE);
+	assert_int_equal(ln_linear_class.create(&m, NULL, (const double[]){2.5, 3, 1}, &err), LN_ERANGE);
+	assert_int_equal(ln_linear_class.create(&m, NULL, (const double[]){2, 3, 2}, &err), LN_ERANGE);
 	assert_string_equal(err.msg, "Linear: expected bias to be an integer in [0, 1], got 2");
-	assert_int_equal(ln_dropout_class.create(&m, (const double[]){1.5}, &err), LN_ERANGE);
+	assert_int_equal(ln_dropout_class.create(&m, NULL, (const double[]){1.5}, &err), LN_ERANGE);
 	assert_null(m);
 }
 
@@ -1279,6 +1345,7 @@ int main(void)
 		cmocka_unit_test(test_enomem_first_step),
 		cmocka_unit_test(test_steady_state_no_alloc),
 		cmocka_unit_test(test_init),
+		cmocka_unit_test(test_build_context),
 		cmocka_unit_test(test_registry),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -38,7 +38,7 @@ static const ln_reduction reductions[] = { LN_REDUCE_MEAN, LN_REDUCE_SUM };
 
 static int setup(void **state)
 {
-	ln_rng_seed(SEED);
+	ln_rng_seed(ln_rng_global(), SEED);
 	return 0;
 }
 
@@ -94,7 +94,7 @@ static void labels(ln_tensor *t, int64_t n, int64_t c)
 	tu_tensor(t, 1, (int64_t[]){ n }, NULL);
 	float *d = ln_tensor_data(t);
 	for (int64_t i = 0; i < n; i++)
-		d[i] = (float)(1 + ln_rng_below((uint64_t)c));
+		d[i] = (float)(1 + ln_rng_below(ln_rng_global(), (uint64_t)c));
 }
 
 /* {N,C} one-hot rows of the given labels. */

@@ -265,10 +265,10 @@ static ln_module *make_mlp(void)
 	ln_error err;
 	ln_module *seq, *m;
 	ok(ln_sequential_new(&seq, &err), &err);
-	add(seq, must(ln_linear_new(&m, 6, 16, true, &err), &m, &err));
+	add(seq, must(ln_linear_new(&m, NULL, 6, 16, true, &err), &m, &err));
 	add(seq, must(ln_relu_new(&m, &err), &m, &err));
 	add(seq, must(ln_dropout_new(&m, 0.5, &err), &m, &err));
-	add(seq, must(ln_linear_new(&m, 16, 4, true, &err), &m, &err));
+	add(seq, must(ln_linear_new(&m, NULL, 16, 4, true, &err), &m, &err));
 	return seq;
 }
 
@@ -279,12 +279,12 @@ static ln_module *make_cnn(void)
 	ln_error err;
 	ln_module *seq, *m;
 	ok(ln_sequential_new(&seq, &err), &err);
-	add(seq, must(ln_conv2d_new(&m, 1, 4, 3, 1, 1, &err), &m, &err));
-	add(seq, must(ln_batchnorm_new(&m, 4, &err), &m, &err));
+	add(seq, must(ln_conv2d_new(&m, NULL, 1, 4, 3, 1, 1, &err), &m, &err));
+	add(seq, must(ln_batchnorm_new(&m, NULL, 4, &err), &m, &err));
 	add(seq, must(ln_relu_new(&m, &err), &m, &err));
 	add(seq, must(ln_maxpool2d_new(&m, 2, 2, &err), &m, &err));
 	add(seq, must(ln_flatten_new(&m, &err), &m, &err));
-	add(seq, must(ln_linear_new(&m, 64, 3, false, &err), &m, &err));
+	add(seq, must(ln_linear_new(&m, NULL, 64, 3, false, &err), &m, &err));
 	for (int i = 0; i < 3; i++) {
 		ln_tensor x;
 		tu_tensor_uniform(&x, 4, (int64_t[]){5, 1, 8, 8}, -2, 3);
@@ -508,10 +508,10 @@ static void test_module_roundtrip(void **state)
 		const char *path = tpath(k ? "cnn.lnt" : "mlp.lnt");
 		ok(ln_save_module(path, m, &err), &err);
 		uint64_t rng_before[4], rng_after[4];
-		ln_rng_get_state(rng_before);
+		ln_rng_get_state(ln_rng_global(), rng_before);
 		ln_module *l;
 		ok(ln_load_module(path, &l, &err), &err);
-		ln_rng_get_state(rng_after);
+		ln_rng_get_state(ln_rng_global(), rng_after);
 		assert_memory_equal(rng_before, rng_after, sizeof rng_before);
 		expect_same_module(m, l);
 		assert_true(l->children[0]->training && !l->children[1]->training);
@@ -555,11 +555,11 @@ static void test_every_registry_class(void **state)
 		}
 		ln_error err;
 		ln_module *m, *l;
-		ok(cls->create(&m, config, &err), &err);
+		ok(cls->create(&m, NULL, config, &err), &err);
 		for (int i = 0; i < m->nparams; i++)
-			ln_tensor_uniform(&m->param[i], -1, 1);
+			ln_tensor_uniform(&m->param[i], ln_rng_global(), -1, 1);
 		for (int i = 0; i < m->nbuffers; i++)
-			ln_tensor_uniform(&m->buffer[i], 0.5f, 2);
+			ln_tensor_uniform(&m->buffer[i], ln_rng_global(), 0.5f, 2);
 		m->training = c % 2 == 0;
 		char name[96];
 		snprintf(name, sizeof name, "class_%s.lnt", cls->name);
@@ -578,7 +578,7 @@ static void test_shared_module(void **state)
 	ln_module *a, *b, *lin;
 	ok(ln_sequential_new(&a, &err), &err);
 	ok(ln_sequential_new(&b, &err), &err);
-	ok(ln_linear_new(&lin, 3, 2, true, &err), &err);
+	ok(ln_linear_new(&lin, NULL, 3, 2, true, &err), &err);
 	ok(ln_sequential_add(a, lin, &err), &err);
 	ok(ln_sequential_add(b, lin, &err), &err);
 	ln_module_release(lin);
@@ -946,7 +946,7 @@ static void test_hostile_config_allocates_little(void **state)
 static void run_steps(ln_module *m, ln_optim *opt, int steps, uint64_t seed)
 {
 	ln_error err;
-	ln_rng_seed(seed);
+	ln_rng_seed(ln_rng_global(), seed);
 	for (int s = 0; s < steps; s++) {
 		ln_tensor x, gy;
 		tu_tensor_uniform(&x, 2, (int64_t[]){8, 6}, -1, 1);
@@ -1347,15 +1347,15 @@ static void test_fuzz_payload(void **state)
 	for (int iter = 0; iter < 4000; iter++) {
 		memcpy(p->b, (const unsigned char *)data + 16, plen);
 		p->n = plen;
-		int nmut = 1 + (int)ln_rng_below(3);
+		int nmut = 1 + (int)ln_rng_below(ln_rng_global(), 3);
 		for (int k = 0; k < nmut; k++) {
-			size_t at = (size_t)ln_rng_below(plen);
-			switch (ln_rng_below(4)) {
-			case 0: p->b[at] ^= (unsigned char)(1u << ln_rng_below(8)); break;
-			case 1: p->b[at] = (unsigned char)ln_rng_below(256); break;
+			size_t at = (size_t)ln_rng_below(ln_rng_global(), plen);
+			switch (ln_rng_below(ln_rng_global(), 4)) {
+			case 0: p->b[at] ^= (unsigned char)(1u << ln_rng_below(ln_rng_global(), 8)); break;
+			case 1: p->b[at] = (unsigned char)ln_rng_below(ln_rng_global(), 256); break;
 			case 2:
 				if (at + 8 <= plen) {
-					uint64_t v = interesting[ln_rng_below(sizeof interesting / 8)];
+					uint64_t v = interesting[ln_rng_below(ln_rng_global(), sizeof interesting / 8)];
 					for (int i = 0; i < 8; i++)
 						p->b[at + i] = (unsigned char)(v >> (8 * i));
 				}
@@ -1403,7 +1403,7 @@ static void test_load_module_root(void **state)
 
 int main(void)
 {
-	ln_rng_seed(20240601);
+	ln_rng_seed(ln_rng_global(), 20240601);
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_values_roundtrip),
 		cmocka_unit_test(test_tensor_roundtrip),

@@ -63,7 +63,7 @@ static void random_tensor(ln_tensor *t, int ndim, const int64_t *shape, float lo
 	arange(t, ndim, shape);
 	float *d = ln_tensor_data(t);
 	for (int64_t i = 0; i < ln_tensor_numel(t); i++)
-		d[i] = lo + (hi - lo) * (float)ln_rng_uniform();
+		d[i] = lo + (hi - lo) * (float)ln_rng_uniform(ln_rng_global());
 }
 
 /* Element at a multi-index of up to 3 dims, through shape and strides only
@@ -176,9 +176,9 @@ static void test_shape_str(void **state)
  * default state, so a run without lunet.seed is reproducible. */
 static void test_rng_default_state(void **state)
 {
-	uint64_t first = ln_rng_next();
-	ln_rng_seed(0x5eed);
-	assert_true(ln_rng_next() == first);
+	uint64_t first = ln_rng_next(ln_rng_global());
+	ln_rng_seed(ln_rng_global(), 0x5eed);
+	assert_true(ln_rng_next(ln_rng_global()) == first);
 }
 
 static void test_rng_known_answers(void **state)
@@ -186,71 +186,71 @@ static void test_rng_known_answers(void **state)
 	/* splitmix64 from 0: its first output is 0xe220a8397b1dcdaf (Vigna's
 	 * reference splitmix64.c); it becomes state word 0. */
 	uint64_t st[4];
-	ln_rng_seed(0);
-	ln_rng_get_state(st);
+	ln_rng_seed(ln_rng_global(), 0);
+	ln_rng_get_state(ln_rng_global(), st);
 	assert_true(st[0] == 0xe220a8397b1dcdafULL);
 	/* xoshiro256** from state {1,2,3,4} (reference xoshiro256starstar.c) */
 	const uint64_t s1234[4] = { 1, 2, 3, 4 };
-	ln_rng_set_state(s1234);
-	assert_true(ln_rng_next() == 11520u);
-	assert_true(ln_rng_next() == 0u);
-	assert_true(ln_rng_next() == 1509978240u);
-	assert_true(ln_rng_next() == 1215971899390074240ULL);
+	ln_rng_set_state(ln_rng_global(), s1234);
+	assert_true(ln_rng_next(ln_rng_global()) == 11520u);
+	assert_true(ln_rng_next(ln_rng_global()) == 0u);
+	assert_true(ln_rng_next(ln_rng_global()) == 1509978240u);
+	assert_true(ln_rng_next(ln_rng_global()) == 1215971899390074240ULL);
 }
 
 static void test_rng_reproducible(void **state)
 {
 	uint64_t a[16], b[16];
-	ln_rng_seed(SEED);
+	ln_rng_seed(ln_rng_global(), SEED);
 	for (int i = 0; i < 16; i++)
-		a[i] = ln_rng_next();
-	ln_rng_seed(SEED);
+		a[i] = ln_rng_next(ln_rng_global());
+	ln_rng_seed(ln_rng_global(), SEED);
 	for (int i = 0; i < 16; i++)
-		b[i] = ln_rng_next();
+		b[i] = ln_rng_next(ln_rng_global());
 	assert_memory_equal(a, b, sizeof a);
-	ln_rng_seed(SEED + 1);
-	assert_true(ln_rng_next() != a[0]);
+	ln_rng_seed(ln_rng_global(), SEED + 1);
+	assert_true(ln_rng_next(ln_rng_global()) != a[0]);
 
 	/* get/set state resumes the exact sequence */
-	ln_rng_seed(SEED);
-	(void)ln_rng_next();
+	ln_rng_seed(ln_rng_global(), SEED);
+	(void)ln_rng_next(ln_rng_global());
 	uint64_t st[4];
-	ln_rng_get_state(st);
-	double u1 = ln_rng_uniform(), u2 = ln_rng_uniform();
-	ln_rng_set_state(st);
-	assert_true(ln_rng_uniform() == u1);
-	assert_true(ln_rng_uniform() == u2);
+	ln_rng_get_state(ln_rng_global(), st);
+	double u1 = ln_rng_uniform(ln_rng_global()), u2 = ln_rng_uniform(ln_rng_global());
+	ln_rng_set_state(ln_rng_global(), st);
+	assert_true(ln_rng_uniform(ln_rng_global()) == u1);
+	assert_true(ln_rng_uniform(ln_rng_global()) == u2);
 }
 
 static void test_rng_normal_cache_reset(void **state)
 {
 	/* after an odd number of normals one is cached; seeding must drop it */
-	ln_rng_seed(SEED);
-	double n1 = ln_rng_normal(), n2 = ln_rng_normal();
-	ln_rng_seed(SEED);
-	assert_true(ln_rng_normal() == n1);  /* spare (n2) pending */
-	ln_rng_seed(SEED);
-	assert_true(ln_rng_normal() == n1);
-	assert_true(ln_rng_normal() == n2);
+	ln_rng_seed(ln_rng_global(), SEED);
+	double n1 = ln_rng_normal(ln_rng_global()), n2 = ln_rng_normal(ln_rng_global());
+	ln_rng_seed(ln_rng_global(), SEED);
+	assert_true(ln_rng_normal(ln_rng_global()) == n1);  /* spare (n2) pending */
+	ln_rng_seed(ln_rng_global(), SEED);
+	assert_true(ln_rng_normal(ln_rng_global()) == n1);
+	assert_true(ln_rng_normal(ln_rng_global()) == n2);
 
 	uint64_t st[4];
-	ln_rng_seed(SEED);
-	ln_rng_get_state(st);
-	double m1 = ln_rng_normal();  /* leaves a spare */
-	ln_rng_set_state(st);
-	assert_true(ln_rng_normal() == m1);
+	ln_rng_seed(ln_rng_global(), SEED);
+	ln_rng_get_state(ln_rng_global(), st);
+	double m1 = ln_rng_normal(ln_rng_global());  /* leaves a spare */
+	ln_rng_set_state(ln_rng_global(), st);
+	assert_true(ln_rng_normal(ln_rng_global()) == m1);
 }
 
 static void test_rng_distributions(void **state)
 {
-	ln_rng_seed(SEED);
+	ln_rng_seed(ln_rng_global(), SEED);
 	const int n = 200000;
 	double sum = 0, sq = 0, usum = 0;
 	for (int i = 0; i < n; i++) {
-		double u = ln_rng_uniform();
+		double u = ln_rng_uniform(ln_rng_global());
 		assert_true(u >= 0.0 && u < 1.0);
 		usum += u;
-		double z = ln_rng_normal();
+		double z = ln_rng_normal(ln_rng_global());
 		assert_true(isfinite(z));
 		sum += z;
 		sq += z * z;
@@ -262,17 +262,17 @@ static void test_rng_distributions(void **state)
 
 	int counts[7] = { 0 };
 	for (int i = 0; i < 70000; i++) {
-		uint64_t r = ln_rng_below(7);
+		uint64_t r = ln_rng_below(ln_rng_global(), 7);
 		assert_true(r < 7);
 		counts[r]++;
 	}
 	for (int i = 0; i < 7; i++)
 		assert_true(abs(counts[i] - 10000) < 500);
 	for (int i = 0; i < 100; i++)
-		assert_true(ln_rng_below(1) == 0);
+		assert_true(ln_rng_below(ln_rng_global(), 1) == 0);
 	uint64_t big = (UINT64_C(1) << 63) + 12345;
 	for (int i = 0; i < 100; i++)
-		assert_true(ln_rng_below(big) < big);
+		assert_true(ln_rng_below(ln_rng_global(), big) < big);
 }
 
 /* ---- creation, references ---------------------------------------------------- */
@@ -802,7 +802,7 @@ static void test_binary_strided(void **state)
 {
 	ln_error err;
 	ln_tensor b1, v1, b2, v2, o = LN_TENSOR_EMPTY;
-	ln_rng_seed(SEED);
+	ln_rng_seed(ln_rng_global(), SEED);
 	const int64_t s1[3] = { 3, 4, 5 }, s2[3] = { 3, 5, 4 };
 	random_tensor(&b1, 3, s1, 0.5f, 2.0f);
 	random_tensor(&b2, 3, s2, 0.5f, 2.0f);
@@ -885,7 +885,7 @@ static void test_unary(void **state)
 {
 	ln_error err;
 	ln_tensor b, v = LN_TENSOR_EMPTY, o = LN_TENSOR_EMPTY;
-	ln_rng_seed(SEED);
+	ln_rng_seed(ln_rng_global(), SEED);
 	const int64_t s[2] = { 5, 7 };
 	random_tensor(&b, 2, s, -3.0f, 3.0f);
 	assert_int_equal(ln_tensor_narrow(&v, &b, 1, 2, 4, &err), LN_OK);
@@ -1003,7 +1003,7 @@ static double ref_reduce(const ln_tensor *t, ln_reduce op, int dim, int64_t i, i
 static void test_reduce_dim(void **state)
 {
 	ln_error err;
-	ln_rng_seed(SEED);
+	ln_rng_seed(ln_rng_global(), SEED);
 	ln_tensor b, v = LN_TENSOR_EMPTY;
 	const int64_t s[3] = { 3, 4, 6 };
 	random_tensor(&b, 3, s, -1.0f, 1.0f);
@@ -1140,7 +1140,7 @@ static void test_matmul(void **state)
 static void test_matmul_layouts(void **state)
 {
 	ln_error err;
-	ln_rng_seed(SEED);
+	ln_rng_seed(ln_rng_global(), SEED);
 	ln_tensor ba, bb;
 	const int64_t sa[2] = { 9, 13 }, sb[2] = { 11, 8 };
 	random_tensor(&ba, 2, sa, -1.0f, 1.0f);
@@ -1315,8 +1315,8 @@ static void test_random_fills(void **state)
 	const int64_t s[2] = { 200, 250 };
 	arange(&t, 2, s);
 	const int64_t n = 50000;
-	ln_rng_seed(SEED);
-	ln_tensor_rand(&t);
+	ln_rng_seed(ln_rng_global(), SEED);
+	ln_tensor_rand(&t, ln_rng_global());
 	double sum = 0;
 	for (int64_t i = 0; i < n; i++) {
 		float x = ln_tensor_data(&t)[i];
@@ -1325,7 +1325,7 @@ static void test_random_fills(void **state)
 	}
 	assert_true(fabs(sum / n - 0.5) < 5 * sqrt(1.0 / 12 / n));
 
-	ln_tensor_uniform(&t, -3.0f, 5.0f);
+	ln_tensor_uniform(&t, ln_rng_global(), -3.0f, 5.0f);
 	sum = 0;
 	for (int64_t i = 0; i < n; i++) {
 		float x = ln_tensor_data(&t)[i];
@@ -1334,7 +1334,7 @@ static void test_random_fills(void **state)
 	}
 	assert_true(fabs(sum / n - 1.0) < 5 * 8 * sqrt(1.0 / 12 / n));
 
-	ln_tensor_randn(&t, 2.0f, 0.5f);
+	ln_tensor_randn(&t, ln_rng_global(), 2.0f, 0.5f);
 	double s1 = 0, s2 = 0;
 	for (int64_t i = 0; i < n; i++) {
 		double x = ln_tensor_data(&t)[i];
@@ -1348,19 +1348,19 @@ static void test_random_fills(void **state)
 	/* same seed, same values */
 	ln_tensor u;
 	arange(&u, 2, s);
-	ln_rng_seed(SEED);
-	ln_tensor_randn(&u, 2.0f, 0.5f);
-	ln_rng_seed(SEED);
-	ln_tensor_rand(&t);
-	ln_tensor_uniform(&t, -3.0f, 5.0f);
-	ln_tensor_randn(&t, 2.0f, 0.5f);
-	ln_rng_seed(SEED);
-	ln_tensor_rand(&t);
-	ln_tensor_uniform(&t, -3.0f, 5.0f);
+	ln_rng_seed(ln_rng_global(), SEED);
+	ln_tensor_randn(&u, ln_rng_global(), 2.0f, 0.5f);
+	ln_rng_seed(ln_rng_global(), SEED);
+	ln_tensor_rand(&t, ln_rng_global());
+	ln_tensor_uniform(&t, ln_rng_global(), -3.0f, 5.0f);
+	ln_tensor_randn(&t, ln_rng_global(), 2.0f, 0.5f);
+	ln_rng_seed(ln_rng_global(), SEED);
+	ln_tensor_rand(&t, ln_rng_global());
+	ln_tensor_uniform(&t, ln_rng_global(), -3.0f, 5.0f);
 	float first = ln_tensor_data(&t)[0];
-	ln_rng_seed(SEED);
-	ln_tensor_rand(&u);
-	ln_tensor_uniform(&u, -3.0f, 5.0f);
+	ln_rng_seed(ln_rng_global(), SEED);
+	ln_tensor_rand(&u, ln_rng_global());
+	ln_tensor_uniform(&u, ln_rng_global(), -3.0f, 5.0f);
 	assert_memory_equal(ln_tensor_data(&t), ln_tensor_data(&u), (size_t)n * sizeof(float));
 	assert_float_equal(ln_tensor_data(&u)[0], first, 0);
 	ln_tensor_release(&u);
@@ -1369,7 +1369,7 @@ static void test_random_fills(void **state)
 	/* fills of a view touch only the view */
 	ln_tensor base, v;
 	strided_fixture(&base, &v);
-	ln_tensor_uniform(&v, 100.0f, 101.0f);
+	ln_tensor_uniform(&v, ln_rng_global(), 100.0f, 101.0f);
 	for (int64_t i = 0; i < 24; i++) {
 		float x = ln_tensor_data(&base)[i];
 		if (i % 4 == 1 || i % 4 == 2)
@@ -1377,13 +1377,13 @@ static void test_random_fills(void **state)
 		else
 			assert_float_equal(x, (float)i, 0);
 	}
-	ln_tensor_randn(&v, -50.0f, 1.0f);
-	ln_tensor_rand(&v);
+	ln_tensor_randn(&v, ln_rng_global(), -50.0f, 1.0f);
+	ln_tensor_rand(&v, ln_rng_global());
 	for (int64_t i = 0; i < 24; i++)
 		if (i % 4 == 0 || i % 4 == 3)
 			assert_float_equal(ln_tensor_data(&base)[i], (float)i, 0);
 	/* a degenerate range gives its one value */
-	ln_tensor_uniform(&v, 4.0f, 4.0f);
+	ln_tensor_uniform(&v, ln_rng_global(), 4.0f, 4.0f);
 	for (int64_t i = 0; i < 12; i++)
 		assert_float_equal(nth(&v, i), 4.0f, 0);
 	ln_tensor_release(&v);

@@ -24,7 +24,7 @@ void tu_tensor_uniform(ln_tensor *t, int ndim, const int64_t *shape, float lo, f
 	tu_tensor(t, ndim, shape, NULL);
 	float *d = ln_tensor_data(t);
 	for (int64_t i = 0; i < ln_tensor_numel(t); i++)
-		d[i] = lo + (hi - lo) * (float)ln_rng_uniform();
+		d[i] = lo + (hi - lo) * (float)ln_rng_uniform(ln_rng_global());
 }
 
 static double rel_err(double a, double n)
