@@ -83,3 +83,27 @@ char *ln_shape_str(char *buf, size_t bufsize, int ndim, const int64_t *shape)
 	buf[len] = '\0';
 	return buf;
 }
+
+/* Shifts the message right to make room for the prefix; what no longer
+ * fits in LN_ERROR_MSG_MAX is cut from the end of the message. */
+void ln_error_prefix(ln_error *err, const char *fmt, ...)
+{
+	if (!err)
+		return;
+	char prefix[LN_ERROR_MSG_MAX];
+	va_list ap;
+	va_start(ap, fmt);
+	int n = vsnprintf(prefix, sizeof prefix, fmt, ap);
+	va_end(ap);
+	if (n < 0)
+		return;
+	size_t plen = strlen(prefix);
+	size_t mlen = strnlen(err->msg, LN_ERROR_MSG_MAX - 1);
+	if (plen > LN_ERROR_MSG_MAX - 1)
+		plen = LN_ERROR_MSG_MAX - 1;
+	if (plen + mlen > LN_ERROR_MSG_MAX - 1)
+		mlen = LN_ERROR_MSG_MAX - 1 - plen;
+	memmove(err->msg + plen, err->msg, mlen);
+	memcpy(err->msg, prefix, plen);
+	err->msg[plen + mlen] = '\0';
+}

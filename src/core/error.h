@@ -4,8 +4,9 @@
  * Public C functions of lunet never abort, exit or print on bad input.
  * They return an ln_status and, when the caller passes a non-NULL
  * ln_error *, write a human-readable message into it.  The message names
- * what was expected and what arrived; the Lua binding prefixes the name of
- * the function the script called:
+ * what was expected and what arrived; the caller that knows the context
+ * puts it in front, once (the Lua binding prefixes the name of the
+ * function the script called):
  *
  *     ln_error err;
  *     if (ln_tensor_alloc(&t, 2, shape, &err) != LN_OK)
@@ -41,6 +42,11 @@ typedef struct ln_error {
  * and returns code, so that callers can write `return ln_fail(err, ...)`. */
 ln_status ln_fail(ln_error *err, ln_status code, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
+
+/* Puts a printf-formatted prefix in front of err->msg, for a caller that
+ * adds its context to a callee's message ("layer 3 (Linear): ").  The end
+ * of the message is cut if the whole does not fit.  err may be NULL. */
+void ln_error_prefix(ln_error *err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 /* Short constant name of a status ("LN_ESHAPE"). */
 const char *ln_status_name(ln_status code);

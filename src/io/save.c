@@ -1056,13 +1056,8 @@ static ln_status create_module(ln_reader *r, const ln_module_class *cls, const d
 	if (st == LN_ENOMEM)
 		return ln_fail(err, LN_ENOMEM, "out of memory building a %s (or its saved config asks "
 		               "for more memory than its saved tensors account for)", cls->name);
-	if (st != LN_OK) {
-		size_t n = strlen(cls->name);
-		const char *msg = e.msg;
-		if (strncmp(msg, cls->name, n) == 0 && strncmp(msg + n, ": ", 2) == 0)
-			msg += n + 2;  /* the class is named already */
-		return bad(r, err, "cannot build a %s from its saved config: %s", cls->name, msg);
-	}
+	if (st != LN_OK)
+		return bad(r, err, "cannot build a %s from its saved config: %s", cls->name, e.msg);
 	return LN_OK;
 }
 

@@ -49,23 +49,6 @@ static struct {
 
 /* ---- helpers -------------------------------------------------------------- */
 
-/* Raises "where: msg", dropping a leading "<Class>: " or
- * "<Class>:<method>: " from msg that would repeat what `where` says. */
-static int raise_status(lua_State *L, const char *where, const char *cls, const ln_error *err)
-{
-	const char *msg = err->msg;
-	size_t n = strlen(cls);
-	if (strncmp(msg, cls, n) == 0 && msg[n] == ':') {
-		/* the method name, if any, runs to the next ": " without spaces */
-		const char *rest = msg + n + 1 + strcspn(msg + n + 1, ": ");
-		if (rest[0] == ':' && rest[1] == ' ')
-			msg = rest + 2;
-		else if (msg[n + 1] == ' ')
-			msg += n + 2;
-	}
-	return luaL_error(L, "%s: %s", where, msg);
-}
-
 static lua_Number opt_number(lua_State *L, int opts, const char *fname, const char *key,
                              lua_Number def)
 {
@@ -199,7 +182,7 @@ static int module_done(lua_State *L, module_box *b, ln_module *m, ln_status st, 
                        const char *fname)
 {
 	if (st != LN_OK)
-		return raise_status(L, fname, fname + strlen("nn."), err);
+		return lnL_error(L, fname, err);
 	b->m = m;
 	return 1;
 }
@@ -285,12 +268,21 @@ static const ln_tensor *target_arg(lua_State *L, int arg, const char *cls, const
 	return contiguous_arg(L, t, cls, method);
 }
 
-/* Raises "Class:method: msg" for a failed call (raise_status). */
+/* Raises "Class:method: msg" for a failed call. */
 static int raise_method(lua_State *L, const char *cls, const char *method, const ln_error *err)
 {
-	char where[96];
-	snprintf(where, sizeof where, "%s:%s", cls, method);
-	return raise_status(L, where, cls, err);
+	return lnL_raisef(L, "%s:%s: %s", cls, method, err->msg);
+}
+
+/* Raises "Class:method: msg" for a failed loss call; an OutputLoss names
+ * its pairing too ("OutputLoss:forward: OutputLoss(softmax,
+ * cross_entropy): ..."). */
+static int raise_loss(lua_State *L, const ln_loss *c, const char *method, const ln_error *err)
+{
+	const char *pairing = ln_loss_pairing(c);
+	if (pairing)
+		return lnL_raisef(L, "%s:%s: %s: %s", c->cls->name, method, pairing, err->msg);
+	return raise_method(L, c->cls->name, method, err);
 }
 
 /*
@@ -337,7 +329,7 @@ static int module_forward(lua_State *L)
 	const char *cls = m->cls->name;  /* static: outlives m */
 	ln_error err;
 	lua_State *outer = enter_callbacks(L, m);
-	ln_status st = ln_module_forward(m, xc, &err);
+	ln_status st = ln_module_forward_unprefixed(m, xc, &err);
 	if (!leave_callbacks(L, m, outer, &st, &err, "forward"))
 		return raise_method(L, cls, "forward", &err);
 	last_output.storage = m->output.storage;
@@ -357,7 +349,7 @@ static int module_backward(lua_State *L)
 	const char *cls = m->cls->name;  /* static: outlives m */
 	ln_error err;
 	lua_State *outer = enter_callbacks(L, m);
-	ln_status st = ln_module_backward(m, xc, gyc, &err);
+	ln_status st = ln_module_backward_unprefixed(m, xc, gyc, &err);
 	if (!leave_callbacks(L, m, outer, &st, &err, "backward"))
 		return raise_method(L, cls, "backward", &err);
 	push_cached_view(L, 1, UV_GRAD_INPUT, &m->grad_input);
@@ -1062,21 +1054,9 @@ static int l_plain_loss(lua_State *L)
 	loss_box *b = new_loss_box(L, pl->name);
 	ln_error err;
 	if (pl->create(&b->c, red, &err) != LN_OK)
-		return raise_status(L, fname, pl->name, &err);
+		return lnL_error(L, fname, &err);
 	return 1;
 }
-
-/* Lists the valid names of one kind for an error message. */
-static void valid_names(char *buf, size_t size, const char *(*name)(int), int count)
-{
-	size_t len = 0;
-	buf[0] = '\0';
-	for (int i = 0; i < count && len < size; i++)
-		len += (size_t)snprintf(buf + len, size - len, "%s%s", i ? ", " : "", name(i));
-}
-
-static const char *act_name(int i) { return ln_activation_name((ln_activation)i); }
-static const char *kind_name(int i) { return ln_loss_kind_name((ln_loss_kind)i); }
 
 /* nn.OutputLoss(activation, loss[, {reduction=}]) */
 static int l_output_loss(lua_State *L)
@@ -1084,22 +1064,10 @@ static int l_output_loss(lua_State *L)
 	const char *an = luaL_checkstring(L, 1);
 	const char *kn = luaL_checkstring(L, 2);
 	ln_reduction red = check_reduction(L, 3, "nn.OutputLoss");
-	int act = ln_activation_from_name(an), kind = ln_loss_kind_from_name(kn);
-	char names[128];
-	if (act < 0) {
-		valid_names(names, sizeof names, act_name, LN_ACT_COUNT);
-		return luaL_error(L, "nn.OutputLoss: unknown activation \"%s\" (expected one of %s)", an,
-		                  names);
-	}
-	if (kind < 0) {
-		valid_names(names, sizeof names, kind_name, LN_LOSS_KIND_COUNT);
-		return luaL_error(L, "nn.OutputLoss: unknown loss \"%s\" (expected one of %s)", kn,
-		                  names);
-	}
 	loss_box *b = new_loss_box(L, "OutputLoss");
 	ln_error err;
-	if (ln_output_loss_new(&b->c, (ln_activation)act, (ln_loss_kind)kind, red, &err) != LN_OK)
-		return raise_status(L, "nn.OutputLoss", "OutputLoss", &err);
+	if (ln_output_loss_new_by_name(&b->c, an, kn, red, &err) != LN_OK)
+		return lnL_error(L, "nn.OutputLoss", &err);
 	return 1;
 }
 
@@ -1154,8 +1122,8 @@ static int loss_forward(lua_State *L)
 	check_pairing(L, c, x);
 	double loss;
 	ln_error err;
-	if (ln_loss_forward(c, xc, yc, &loss, &err) != LN_OK)
-		return raise_method(L, c->cls->name, "forward", &err);
+	if (ln_loss_forward_unprefixed(c, xc, yc, &loss, &err) != LN_OK)
+		return raise_loss(L, c, "forward", &err);
 	lua_pushnumber(L, loss);
 	return 1;
 }
@@ -1169,8 +1137,8 @@ static int loss_backward(lua_State *L)
 	const ln_tensor *xc = contiguous_arg(L, x, c->cls->name, "backward");
 	const ln_tensor *yc = target_arg(L, 3, c->cls->name, "backward");
 	ln_error err;
-	if (ln_loss_backward(c, xc, yc, &err) != LN_OK)
-		return raise_method(L, c->cls->name, "backward", &err);
+	if (ln_loss_backward_unprefixed(c, xc, yc, &err) != LN_OK)
+		return raise_loss(L, c, "backward", &err);
 	push_cached_view(L, 1, LUV_GRAD_INPUT, &c->grad_input);
 	return 1;
 }

@@ -120,7 +120,7 @@ static ln_status prepare_forward(ln_module *m, const ln_tensor *x, ln_error *err
 	int64_t n = ln_tensor_numel(x);                       \
 	float *y = ln_tensor_data(&m->output);
 #define BACKWARD_PROLOGUE                                 \
-	ln_status s = ln_module_prepare_backward(m, x, err);  \
+	ln_status s = ln_tensor_ensure(&m->grad_input, x->ndim, x->shape, err); \
 	if (s != LN_OK)                                       \
 		return s;                                         \
 	int64_t n = ln_tensor_numel(x);                       \
@@ -292,7 +292,7 @@ static ln_status leaky_relu_backward(ln_module *m, const ln_tensor *x, const ln_
 ln_status ln_leaky_relu_new(ln_module **out, double slope, ln_error *err)
 {
 	if (!isfinite(slope) || fabs(slope) > 1e30)
-		return ln_fail(err, LN_ERANGE, "LeakyReLU: expected a finite slope, got %g", slope);
+		return ln_fail(err, LN_ERANGE, "expected a finite slope, got %g", slope);
 	ln_module *m;
 	ln_status s = ln_module_alloc(&m, &ln_leaky_relu_class, err);
 	if (s != LN_OK)

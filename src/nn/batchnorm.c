@@ -36,8 +36,7 @@ typedef struct batchnorm {
 	double *mean;     /* (n) mu used by the last forward; ln_malloc, freed by destroy */
 	double *invstd;   /* (n) 1/sqrt(var+eps) used by the last forward; same block */
 	double *tmp;      /* (2n) per-channel sums; same block */
-	bool have_fwd;    /* mean/invstd belong to the last forward's input (shaped as output) */
-	bool fwd_training;
+	bool fwd_training;  /* the last successful forward used batch statistics */
 } batchnorm;
 
 static int batchnorm_describe(const ln_module *m, char *buf, size_t size)
@@ -54,7 +53,7 @@ static ln_status check_input(const batchnorm *b, const ln_tensor *x, int64_t *nb
 	char got[96];
 	if ((x->ndim != 2 && x->ndim != 4) || x->shape[1] != b->n)
 		return ln_fail(err, LN_ESHAPE,
-		               "BatchNorm: expected input of shape {N,%lld} or {N,%lld,H,W}, got %s",
+		               "expected input of shape {N,%lld} or {N,%lld,H,W}, got %s",
 		               (long long)b->n, (long long)b->n, ln_tensor_shape_str(x, got, sizeof got));
 	*nb = x->shape[0];
 	*sp = x->ndim == 4 ? x->shape[2] * x->shape[3] : 1;
@@ -194,11 +193,10 @@ static ln_status batchnorm_forward(ln_module *m, const ln_tensor *x, ln_error *e
 	if (m->training && nb * sp < 2) {
 		char got[96];
 		return ln_fail(err, LN_ESHAPE,
-		               "BatchNorm: expected more than 1 value per channel in training mode, "
+		               "expected more than 1 value per channel in training mode, "
 		               "got input of shape %s",
 		               ln_tensor_shape_str(x, got, sizeof got));
 	}
-	b->have_fwd = false;
 	if ((st = ln_tensor_ensure(&m->output, x->ndim, x->shape, err)) != LN_OK)
 		return st;
 	const float *xd = ln_tensor_data(x);
@@ -213,32 +211,20 @@ static ln_status batchnorm_forward(ln_module *m, const ln_tensor *x, ln_error *e
 	}
 	normalize(b, ln_tensor_data(&m->output), xd, ln_tensor_data(&m->param[0]),
 	          ln_tensor_data(&m->param[1]), nb, sp);
-	b->have_fwd = true;
 	b->fwd_training = m->training;
 	return LN_OK;
 }
 
+/* x is the last forward's input (ln_module_backward), so mean and invstd
+ * belong to it. */
 static ln_status batchnorm_backward(ln_module *m, const ln_tensor *x, const ln_tensor *gy,
                                     ln_error *err)
 {
 	batchnorm *b = (batchnorm *)m;
 	int64_t nb = 0, sp = 0;
-	char got[96], want[96];
 	ln_status st = check_input(b, x, &nb, &sp, err);
 	if (st != LN_OK)
 		return st;
-	if (!b->have_fwd)
-		return ln_fail(err, LN_ESTATE, "BatchNorm: backward called before forward");
-	if (!ln_tensor_same_shape(x, &m->output))
-		return ln_fail(err, LN_ESTATE,
-		               "BatchNorm: backward expects the input of the last forward, of shape "
-		               "%s, got %s",
-		               ln_tensor_shape_str(&m->output, want, sizeof want),
-		               ln_tensor_shape_str(x, got, sizeof got));
-	if (!ln_tensor_same_shape(gy, x))
-		return ln_fail(err, LN_ESHAPE, "BatchNorm: expected gradient of shape %s, got %s",
-		               ln_tensor_shape_str(x, want, sizeof want),
-		               ln_tensor_shape_str(gy, got, sizeof got));
 	if ((st = ln_tensor_ensure(&m->grad_input, x->ndim, x->shape, err)) != LN_OK)
 		return st;
 	bn_backward_kernel(b, ln_tensor_data(&m->grad_input), ln_tensor_data(&m->grad[0]),
@@ -259,14 +245,14 @@ ln_status ln_batchnorm_new_ex(ln_module **out, const ln_module_build *ctx, int64
 {
 	*out = NULL;
 	if (n < 1)
-		return ln_fail(err, LN_ERANGE, "BatchNorm: number of features must be >= 1, got %lld",
+		return ln_fail(err, LN_ERANGE, "number of features must be >= 1, got %lld",
 		               (long long)n);
 	if (!(eps > 0) || !isfinite(eps))
-		return ln_fail(err, LN_ERANGE, "BatchNorm: eps must be positive, got %g", eps);
+		return ln_fail(err, LN_ERANGE, "eps must be positive, got %g", eps);
 	if (!(momentum >= 0 && momentum <= 1))
-		return ln_fail(err, LN_ERANGE, "BatchNorm: momentum must be in [0,1], got %g", momentum);
+		return ln_fail(err, LN_ERANGE, "momentum must be in [0,1], got %g", momentum);
 	if ((uint64_t)n > SIZE_MAX / (4 * sizeof(double)))
-		return ln_fail(err, LN_ERANGE, "BatchNorm: number of features %lld is too large",
+		return ln_fail(err, LN_ERANGE, "number of features %lld is too large",
 		               (long long)n);
 	ln_module *m;
 	ln_status st = ln_module_alloc(&m, &ln_batchnorm_class, err);
@@ -288,7 +274,7 @@ ln_status ln_batchnorm_new_ex(ln_module **out, const ln_module_build *ctx, int64
 	    (st = ln_module_add_buffer(m, ctx, "running_var", LN_PARAM_ONES, 1, shape, err)) == LN_OK) {
 		b->mean = ln_malloc(4 * (size_t)n * sizeof(double));
 		if (!b->mean)
-			st = ln_fail(err, LN_ENOMEM, "BatchNorm: out of memory for %lld channels",
+			st = ln_fail(err, LN_ENOMEM, "out of memory for %lld channels",
 			             (long long)n);
 	}
 	if (st != LN_OK) {
@@ -312,7 +298,7 @@ static ln_status batchnorm_create(ln_module **out, const ln_module_build *ctx,
 {
 	int64_t n;
 	*out = NULL;
-	ln_status st = ln_config_int(&n, config[0], "BatchNorm", "n", 1, INT64_MAX, err);
+	ln_status st = ln_config_int(&n, config[0], "n", 1, INT64_MAX, err);
 	if (st != LN_OK)
 		return st;
 	return ln_batchnorm_new_ex(out, ctx, n, config[1], config[2], err);

@@ -68,11 +68,11 @@ void ln_bce_logits_grad(float *gz, const float *z, const float *y, int64_t m, do
 
 static ln_status bce_check(const ln_tensor *input, const ln_tensor *target, ln_error *err)
 {
-	ln_status st = ln_loss_check_same_shape("BCELoss", input, target, err);
+	ln_status st = ln_loss_check_same_shape(input, target, err);
 	if (st == LN_OK)
-		st = ln_loss_check_unit("BCELoss", "input", input, err);
+		st = ln_loss_check_unit("input", input, err);
 	if (st == LN_OK)
-		st = ln_loss_check_unit("BCELoss", "target", target, err);
+		st = ln_loss_check_unit("target", target, err);
 	return st;
 }
 
@@ -92,7 +92,7 @@ static ln_status bce_backward(ln_loss *c, const ln_tensor *input, const ln_tenso
 {
 	ln_status st = bce_check(input, target, err);
 	if (st == LN_OK)
-		st = ln_loss_ensure(&c->grad_input, "BCELoss", input, err);
+		st = ln_tensor_ensure(&c->grad_input, input->ndim, input->shape, err);
 	if (st != LN_OK)
 		return st;
 	bce_grad(ln_tensor_data(&c->grad_input), ln_tensor_data(input), ln_tensor_data(target),
@@ -117,9 +117,9 @@ ln_status ln_bce_loss_new(ln_loss **out, ln_reduction r, ln_error *err)
 
 static ln_status logits_check(const ln_tensor *input, const ln_tensor *target, ln_error *err)
 {
-	ln_status st = ln_loss_check_same_shape("BCEWithLogitsLoss", input, target, err);
+	ln_status st = ln_loss_check_same_shape(input, target, err);
 	if (st == LN_OK)
-		st = ln_loss_check_unit("BCEWithLogitsLoss", "target", target, err);
+		st = ln_loss_check_unit("target", target, err);
 	return st;
 }
 
@@ -140,7 +140,7 @@ static ln_status logits_backward(ln_loss *c, const ln_tensor *input, const ln_te
 {
 	ln_status st = logits_check(input, target, err);
 	if (st == LN_OK)
-		st = ln_loss_ensure(&c->grad_input, "BCEWithLogitsLoss", input, err);
+		st = ln_tensor_ensure(&c->grad_input, input->ndim, input->shape, err);
 	if (st != LN_OK)
 		return st;
 	ln_bce_logits_grad(ln_tensor_data(&c->grad_input), ln_tensor_data(input),

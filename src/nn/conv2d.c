@@ -53,8 +53,9 @@ typedef struct conv2d {
 	ln_tensor tmp;   /* (cout, N*P): BATCHED products, before/after transposing */
 	ln_tensor gcol;  /* (K, N*P) batched or (parts, K, P) per sample: dL/dcol */
 	ln_tensor gwp;   /* PER_SAMPLE (parts, cout, K): each part's sum of gW terms */
-	bool have_cols;  /* the last forward succeeded (BATCHED: col holds its columns) */
-	int64_t in_shape[4];
+	/* How the last successful forward multiplied: backward follows it (a
+	 * BATCHED forward leaves its columns in col). */
+	ln_conv2d_strategy fwd_strategy;
 } conv2d;
 
 /* ==== reference kernels (direct loops, double accumulation) ============== */
@@ -340,19 +341,19 @@ static ln_status check_input(conv2d *c, const ln_tensor *x, ln_conv2d_geom *g, l
 {
 	char got[96];
 	if (x->ndim != 4 || x->shape[1] != c->cin)
-		return ln_fail(err, LN_ESHAPE, "Conv2d: expected input of shape {N,%lld,H,W}, got %s",
+		return ln_fail(err, LN_ESHAPE, "expected input of shape {N,%lld,H,W}, got %s",
 		               (long long)c->cin, ln_tensor_shape_str(x, got, sizeof got));
 	int64_t hp = x->shape[2] + 2 * c->padding, wp = x->shape[3] + 2 * c->padding;
 	if (hp < c->k || wp < c->k)
 		return ln_fail(err, LN_ESHAPE,
-		               "Conv2d: input of shape %s is smaller than the %lldx%lld kernel "
+		               "input of shape %s is smaller than the %lldx%lld kernel "
 		               "(%lldx%lld after padding %lld)",
 		               ln_tensor_shape_str(x, got, sizeof got), (long long)c->k, (long long)c->k,
 		               (long long)hp, (long long)wp, (long long)c->padding);
 	geom_of(g, c, x);
 	int64_t kk = c->cin * c->k * c->k, np = g->n * g->ho * g->wo;
 	if (np > INT32_MAX || kk > INT32_MAX || np > INT64_MAX / kk)
-		return ln_fail(err, LN_ERANGE, "Conv2d: input of shape %s is too large",
+		return ln_fail(err, LN_ERANGE, "input of shape %s is too large",
 		               ln_tensor_shape_str(x, got, sizeof got));
 	return LN_OK;
 }
@@ -500,16 +501,14 @@ static ln_status conv2d_forward(ln_module *m, const ln_tensor *x, ln_error *err)
 		return st;
 	const int64_t kk = g.cin * g.k * g.k, pp = g.ho * g.wo, np = g.n * pp;
 	int64_t yshape[4] = {g.n, g.cout, g.ho, g.wo};
-	c->have_cols = false;
 	if ((st = ln_tensor_ensure(&m->output, 4, yshape, err)) != LN_OK)
 		return st;
+	c->fwd_strategy = c->strategy;
 	if (c->strategy == LN_CONV2D_PER_SAMPLE) {
 		int parts;
 		if ((st = per_sample_buffers(c, &g, false, &parts, err)) != LN_OK)
 			return st;
 		per_sample_run(c, &g, x, NULL, parts, false);
-		c->have_cols = true;
-		memcpy(c->in_shape, x->shape, sizeof c->in_shape);
 		return LN_OK;
 	}
 	int64_t cshape[2] = {kk, np};
@@ -538,43 +537,25 @@ static ln_status conv2d_forward(ln_module *m, const ln_tensor *x, ln_error *err)
 					yo[q] = to[q] + b[o];
 			}
 	}
-	c->have_cols = true;
-	memcpy(c->in_shape, x->shape, sizeof c->in_shape);
 	return LN_OK;
 }
 
+/* x is the last forward's input (which passed check_input) and gy has its
+ * output's shape (ln_module_backward). */
 static ln_status conv2d_backward(ln_module *m, const ln_tensor *x, const ln_tensor *gy,
                                  ln_error *err)
 {
 	conv2d *c = (conv2d *)m;
 	ln_conv2d_geom g;
-	ln_status st = check_input(c, x, &g, err);
-	if (st != LN_OK)
-		return st;
-	if (!c->have_cols)
-		return ln_fail(err, LN_ESTATE, "Conv2d: backward called before forward");
-	if (memcmp(c->in_shape, x->shape, sizeof c->in_shape) != 0) {
-		char got[96], want[96];
-		return ln_fail(err, LN_ESTATE,
-		               "Conv2d: backward expects the input of the last forward, of shape %s, "
-		               "got %s",
-		               ln_shape_str(want, sizeof want, 4, c->in_shape),
-		               ln_tensor_shape_str(x, got, sizeof got));
-	}
-	int64_t yshape[4] = {g.n, g.cout, g.ho, g.wo};
-	if (gy->ndim != 4 || memcmp(gy->shape, yshape, sizeof yshape) != 0) {
-		char got[96], want[96];
-		return ln_fail(err, LN_ESHAPE, "Conv2d: expected gradient of shape %s, got %s",
-		               ln_shape_str(want, sizeof want, 4, yshape),
-		               ln_tensor_shape_str(gy, got, sizeof got));
-	}
+	geom_of(&g, c, x);
+	ln_status st;
 	const int64_t kk = g.cin * g.k * g.k, pp = g.ho * g.wo, np = g.n * pp;
 	if ((st = ln_tensor_ensure(&m->grad_input, 4, x->shape, err)) != LN_OK)
 		return st;
 	/* all scratch first: nothing below fails, so a pending zero taken over
 	 * is always written */
 	int parts = 1;
-	if (c->strategy == LN_CONV2D_PER_SAMPLE) {
+	if (c->fwd_strategy == LN_CONV2D_PER_SAMPLE) {
 		if ((st = per_sample_buffers(c, &g, true, &parts, err)) != LN_OK)
 			return st;
 	} else {
@@ -610,7 +591,7 @@ static ln_status conv2d_backward(ln_module *m, const ln_tensor *x, const ln_tens
 		gb[o] = gb_zero ? (float)acc : gb[o] + (float)acc;
 	}
 
-	if (c->strategy == LN_CONV2D_PER_SAMPLE) {
+	if (c->fwd_strategy == LN_CONV2D_PER_SAMPLE) {
 		per_sample_run(c, &g, x, gy, parts, gw_beta == 0.0f);
 		return LN_OK;
 	}
@@ -656,10 +637,10 @@ ln_status ln_conv2d_new(ln_module **out, const ln_module_build *ctx, int64_t cin
 	};
 	for (size_t i = 0; i < sizeof args / sizeof args[0]; i++) {
 		if (args[i].v < args[i].lo)
-			return ln_fail(err, LN_ERANGE, "Conv2d: %s must be >= %lld, got %lld", args[i].name,
+			return ln_fail(err, LN_ERANGE, "%s must be >= %lld, got %lld", args[i].name,
 			               (long long)args[i].lo, (long long)args[i].v);
 		if (args[i].v > INT32_MAX)  /* keeps every size computation in range */
-			return ln_fail(err, LN_ERANGE, "Conv2d: %s must be <= %d, got %lld", args[i].name,
+			return ln_fail(err, LN_ERANGE, "%s must be <= %d, got %lld", args[i].name,
 			               INT32_MAX, (long long)args[i].v);
 	}
 	ln_module *m;
@@ -696,7 +677,7 @@ static ln_status conv2d_create(ln_module **out, const ln_module_build *ctx, cons
 	int64_t v[5];
 	*out = NULL;
 	for (int i = 0; i < 5; i++) {
-		ln_status st = ln_config_int(&v[i], config[i], "Conv2d", ln_conv2d_class.config_names[i],
+		ln_status st = ln_config_int(&v[i], config[i], ln_conv2d_class.config_names[i],
 		                             i == 4 ? 0 : 1, INT32_MAX, err);
 		if (st != LN_OK)
 			return st;

@@ -126,9 +126,9 @@ static void nll_grad(float *gx, const ln_class_target *t, double scale)
 static ln_status class_check(ln_class_target *t, const ln_loss *c, const ln_tensor *input,
                              const ln_tensor *target, ln_error *err)
 {
-	ln_status st = ln_loss_check_2d(c->cls->name, input, err);
+	ln_status st = ln_loss_check_2d(input, err);
 	if (st == LN_OK)
-		st = ln_loss_class_target(t, c->cls->name, input, target, err);
+		st = ln_loss_class_target(t, input, target, err);
 	return st;
 }
 
@@ -149,7 +149,7 @@ static ln_status ce_backward(ln_loss *c, const ln_tensor *input, const ln_tensor
 	ln_class_target t;
 	ln_status st = class_check(&t, c, input, target, err);
 	if (st == LN_OK)
-		st = ln_loss_ensure(&c->grad_input, c->cls->name, input, err);
+		st = ln_tensor_ensure(&c->grad_input, input->ndim, input->shape, err);
 	if (st != LN_OK)
 		return st;
 	ln_ce_grad(ln_tensor_data(&c->grad_input), ln_tensor_data(input), &t, ln_loss_scale(c, t.n));
@@ -186,7 +186,7 @@ static ln_status nll_backward(ln_loss *c, const ln_tensor *input, const ln_tenso
 	ln_class_target t;
 	ln_status st = class_check(&t, c, input, target, err);
 	if (st == LN_OK)
-		st = ln_loss_ensure(&c->grad_input, c->cls->name, input, err);
+		st = ln_tensor_ensure(&c->grad_input, input->ndim, input->shape, err);
 	if (st != LN_OK)
 		return st;
 	nll_grad(ln_tensor_data(&c->grad_input), &t, ln_loss_scale(c, t.n));

@@ -70,7 +70,7 @@ static ln_status dropout_backward(ln_module *m, const ln_tensor *x, const ln_ten
                                   ln_error *err)
 {
 	dropout *d = (dropout *)m;
-	ln_status s = ln_module_prepare_backward(m, x, err);
+	ln_status s = ln_tensor_ensure(&m->grad_input, x->ndim, x->shape, err);
 	if (s != LN_OK)
 		return s;
 	int64_t n = ln_tensor_numel(x);
@@ -90,7 +90,7 @@ static void dropout_destroy(ln_module *m)
 ln_status ln_dropout_new(ln_module **out, double p, ln_error *err)
 {
 	if (!(p >= 0 && p < 1))
-		return ln_fail(err, LN_ERANGE, "Dropout: expected a probability p in [0,1), got %g", p);
+		return ln_fail(err, LN_ERANGE, "expected a probability p in [0,1), got %g", p);
 	ln_module *m;
 	ln_status s = ln_module_alloc(&m, &ln_dropout_class, err);
 	if (s != LN_OK)

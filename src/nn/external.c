@@ -116,7 +116,7 @@ void ln_external_on_set_training(ln_module *m, bool training)
 ln_status ln_external_new(ln_module **out, const ln_external_ops *ops, void *ctx, ln_error *err)
 {
 	if (!ops || !ops->forward || !ops->backward)
-		return ln_fail(err, LN_EARG, "External: forward and backward callbacks are required");
+		return ln_fail(err, LN_EARG, "forward and backward callbacks are required");
 	ln_module *m;
 	ln_status s = ln_module_alloc(&m, &ln_external_class, err);
 	if (s != LN_OK)
@@ -137,10 +137,10 @@ ln_status ln_external_set_params(ln_module *m, int n, const ln_tensor *params,
                                  const ln_tensor *grads, ln_error *err)
 {
 	if (m->cls != &ln_external_class)
-		return ln_fail(err, LN_EARG, "External: set_params expects an External module, got a %s",
+		return ln_fail(err, LN_EARG, "set_params expects an External module, got a %s",
 		               m->cls->name);
 	if (n < 0 || n > LN_MODULE_MAX_PARAMS)
-		return ln_fail(err, LN_ERANGE, "External: expected at most %d parameters, got %d",
+		return ln_fail(err, LN_ERANGE, "expected at most %d parameters, got %d",
 		               LN_MODULE_MAX_PARAMS, n);
 	for (int i = 0; i < n; i++) {
 		if (ln_tensor_is_empty(&params[i]) || !ln_tensor_same_shape(&params[i], &grads[i])) {
@@ -150,7 +150,7 @@ ln_status ln_external_set_params(ln_module *m, int n, const ln_tensor *params,
 			if (!ln_tensor_is_empty(&grads[i]))
 				ln_tensor_shape_str(&grads[i], gs, sizeof gs);
 			return ln_fail(err, LN_ESHAPE,
-			               "External: parameter %d has shape %s but its gradient has shape %s",
+			               "parameter %d has shape %s but its gradient has shape %s",
 			               i + 1, ps, gs);
 		}
 	}

@@ -24,14 +24,7 @@ static ln_status flatten_forward(ln_module *m, const ln_tensor *x, ln_error *err
 static ln_status flatten_backward(ln_module *m, const ln_tensor *x, const ln_tensor *gy,
                                   ln_error *err)
 {
-	int64_t numel = ln_tensor_numel(x);
-	if (x->shape[0] != m->output.shape[0] || numel != ln_tensor_numel(&m->output)) {
-		char got[128];
-		return ln_fail(err, LN_ESHAPE,
-		               "expected the input of the last forward, of %lld elements in %lld rows, got %s",
-		               (long long)ln_tensor_numel(&m->output), (long long)m->output.shape[0],
-		               ln_tensor_shape_str(x, got, sizeof got));
-	}
+	int64_t numel = ln_tensor_numel(x);  /* x is the last forward's input */
 	ln_status s = ln_tensor_ensure(&m->grad_input, x->ndim, x->shape, err);
 	if (s != LN_OK)
 		return s;

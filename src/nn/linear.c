@@ -142,19 +142,13 @@ static ln_status linear_forward(ln_module *m, const ln_tensor *x, ln_error *err)
 	return LN_OK;
 }
 
+/* x is the last forward's input and gy has the output's shape
+ * (ln_module_backward). */
 static ln_status linear_backward(ln_module *m, const ln_tensor *x, const ln_tensor *gy,
                                  ln_error *err)
 {
-	ln_status s = check_input(m, x, err);
-	if (s != LN_OK)
-		return s;
+	ln_status s;
 	int64_t n = x->shape[0], nin = nin_of(m), nout = nout_of(m);
-	if (n != gy->shape[0]) {
-		char got[128];
-		return ln_fail(err, LN_ESHAPE,
-		               "expected the input of the last forward, of shape {%lld,%lld}, got %s",
-		               (long long)gy->shape[0], (long long)nin, ln_tensor_shape_str(x, got, sizeof got));
-	}
 	if (gy->storage == m->grad_input.storage)
 		return ln_fail(err, LN_EARG, "the gradient is this layer's own grad_input buffer; pass a clone");
 	if ((s = ln_tensor_ensure(&m->grad_input, 2, (int64_t[]){n, nin}, err)) != LN_OK)
@@ -173,7 +167,7 @@ ln_status ln_linear_new(ln_module **out, const ln_module_build *ctx, int64_t nin
                         bool bias, ln_error *err)
 {
 	if (nin < 1 || nout < 1)
-		return ln_fail(err, LN_ERANGE, "Linear: expected sizes nin >= 1 and nout >= 1, got %lld and %lld",
+		return ln_fail(err, LN_ERANGE, "expected sizes nin >= 1 and nout >= 1, got %lld and %lld",
 		               (long long)nin, (long long)nout);
 	ln_module *m;
 	ln_status s = ln_module_alloc(&m, &ln_linear_class, err);
@@ -188,7 +182,6 @@ ln_status ln_linear_new(ln_module **out, const ln_module_build *ctx, int64_t nin
 		s = ln_module_add_param(m, ctx, "bias", LN_PARAM_ZEROS, 1, (int64_t[]){nout}, err);
 	if (s != LN_OK) {
 		ln_module_release(m);
-		ln_error_prefix(err, "Linear: ");
 		return s;
 	}
 	*out = m;
@@ -199,11 +192,11 @@ static ln_status linear_create(ln_module **out, const ln_module_build *ctx, cons
                                ln_error *err)
 {
 	int64_t nin, nout, bias;
-	ln_status s = ln_config_int(&nin, config[0], "Linear", "nin", 1, INT64_MAX, err);
+	ln_status s = ln_config_int(&nin, config[0], "nin", 1, INT64_MAX, err);
 	if (s == LN_OK)
-		s = ln_config_int(&nout, config[1], "Linear", "nout", 1, INT64_MAX, err);
+		s = ln_config_int(&nout, config[1], "nout", 1, INT64_MAX, err);
 	if (s == LN_OK)
-		s = ln_config_int(&bias, config[2], "Linear", "bias", 0, 1, err);
+		s = ln_config_int(&bias, config[2], "bias", 0, 1, err);
 	if (s != LN_OK)
 		return s;
 	return ln_linear_new(out, ctx, nin, nout, bias != 0, err);

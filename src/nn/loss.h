@@ -12,9 +12,8 @@
  *   - one-hot / probability rows: a tensor of the input's shape {N,C}.
  * Labels out of range or not integral, wrong lengths, NaN inputs, and
  * BCELoss inputs or targets outside [0,1] fail with a message that names
- * the loss and the values.  Positions in messages are 1-based, as a Lua
- * script counts them ("CrossEntropyLoss: input has NaN at row 3, column
- * 2").  Every input must be finite (NaN and +-inf are LN_ENAN), and so
+ * the values.  Positions in messages are 1-based, as a Lua script counts
+ * them ("input has NaN at row 3, column 2").  Every input must be finite (NaN and +-inf are LN_ENAN), and so
  * must every target; probability rows must be non-negative (they need not
  * sum to 1: the gradient is exact either way).  The mean divides by the
  * batch size N, not by the element count, for every loss.
@@ -59,10 +58,28 @@ ln_status ln_loss_alloc(ln_loss **out, const ln_loss_class *cls, ln_reduction re
                         ln_error *err);
 void ln_loss_retain(ln_loss *c);
 void ln_loss_release(ln_loss *c);
+/* *loss = L(input, target) (loss may be NULL; NAN on failure), after the
+ * checks every loss shares (non-empty contiguous input and target, finite
+ * input: LN_EARG, LN_ENAN).  Messages start with the loss's name,
+ * "CrossEntropyLoss: " or for an OutputLoss its pairing
+ * "OutputLoss(softmax, cross_entropy): ". */
 ln_status ln_loss_forward(ln_loss *c, const ln_tensor *input, const ln_tensor *target,
                           double *loss, ln_error *err);
+/* c->grad_input = dL/dinput, overwritten (the buffer is reused while the
+ * shape stays the same).  Recomputes what it needs from input, so it does
+ * not depend on a previous forward.  Messages as ln_loss_forward's. */
 ln_status ln_loss_backward(ln_loss *c, const ln_tensor *input, const ln_tensor *target,
                            ln_error *err);
+/* The same with the class's own message, for callers that put their own
+ * context in front (the Lua binding). */
+ln_status ln_loss_forward_unprefixed(ln_loss *c, const ln_tensor *input, const ln_tensor *target,
+                                     double *loss, ln_error *err);
+ln_status ln_loss_backward_unprefixed(ln_loss *c, const ln_tensor *input, const ln_tensor *target,
+                                      ln_error *err);
+/* The pairing an OutputLoss's messages are given under,
+ * "OutputLoss(sigmoid, bce)"; NULL for every other loss.  Valid while c
+ * lives. */
+const char *ln_loss_pairing(const ln_loss *c);
 /* One-line description, as snprintf: "CrossEntropyLoss()",
  * "MSELoss(reduction=sum)", "OutputLoss(softmax, cross_entropy) [canonical]". */
 int ln_loss_describe(const ln_loss *c, char *buf, size_t size);
@@ -104,7 +121,7 @@ int ln_loss_kind_names(char *buf, size_t size);
 ln_status ln_output_loss_new(ln_loss **out, ln_activation act, ln_loss_kind kind,
                              ln_reduction r, ln_error *err);
 /* As ln_output_loss_new, by name; an unknown name fails with LN_EARG and
- * lists the valid ones ("OutputLoss: unknown activation 'softplus' (valid:
+ * lists the valid ones ("unknown activation "softplus" (expected one of
  * identity, sigmoid, tanh, relu, softmax)"). */
 ln_status ln_output_loss_new_by_name(ln_loss **out, const char *act, const char *kind,
                                      ln_reduction r, ln_error *err);

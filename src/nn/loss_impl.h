@@ -5,8 +5,7 @@
  * OutputLoss(softmax, cross_entropy) are one piece of arithmetic).
  *
  * Private to src/nn/{loss,mse,bce,cross_entropy,output_loss}.c; not part of
- * the public API.  Every check takes `who`, the name put in front of the
- * message ("CrossEntropyLoss", "OutputLoss(softmax, cross_entropy)").
+ * the public API.  Messages name no loss: the caller adds that (loss.h).
  * Positions in messages are 1-based, as a Lua script counts them.
  */
 #ifndef LN_LOSS_IMPL_H
@@ -21,8 +20,8 @@
 /* The OutputLoss class (output_loss.c), to recognise its instances. */
 extern const ln_loss_class ln_output_loss_class;
 
-/* Large enough for any message prefix ("OutputLoss(softmax, cross_entropy)"). */
-#define LN_LOSS_WHO_MAX 64
+/* Large enough for any pairing name ("OutputLoss(softmax, cross_entropy)"). */
+#define LN_LOSS_PAIRING_MAX 64
 
 /* 1/N for LN_REDUCE_MEAN, 1 for LN_REDUCE_SUM; n = input->shape[0]. */
 static inline double ln_loss_scale(const ln_loss *c, int64_t n)
@@ -30,14 +29,8 @@ static inline double ln_loss_scale(const ln_loss *c, int64_t n)
 	return c->reduction == LN_REDUCE_SUM ? 1.0 : 1.0 / (double)n;
 }
 
-/* The name that prefixes this loss's messages: the class name, or for
- * OutputLoss the pairing ("OutputLoss(sigmoid, bce)", at most
- * LN_LOSS_WHO_MAX - 1 characters).  Owned by the loss or its class: valid
- * while the loss lives.  No formatting happens here, so every forward and
- * backward can afford it. */
-const char *ln_loss_who(const ln_loss *c);
-/* The same for an OutputLoss (output_loss.c); c must be one. */
-const char *ln_output_loss_who(const ln_loss *c);
+/* ln_loss_pairing for an OutputLoss (output_loss.c); c must be one. */
+const char *ln_output_loss_pairing(const ln_loss *c);
 
 /* Describes the position of element `flat` (0-based, row-major) of a
  * contiguous tensor, 1-based: "position 5" (1-D), "row 3, column 2" (2-D),
@@ -45,29 +38,22 @@ const char *ln_output_loss_who(const ln_loss *c);
 char *ln_loss_pos_str(char *buf, size_t size, const ln_tensor *t, int64_t flat);
 
 /* LN_ENAN unless every element of t (contiguous) is finite:
- * "<who>: <what> has NaN at row 3, column 2" (also "inf", "-inf"). */
-ln_status ln_loss_check_finite(const char *who, const char *what, const ln_tensor *t,
-                               ln_error *err);
+ * "<what> has NaN at row 3, column 2" (also "inf", "-inf"). */
+ln_status ln_loss_check_finite(const char *what, const ln_tensor *t, ln_error *err);
 
 /* LN_ESHAPE unless target has the input's shape:
- * "<who>: expected target of shape {64,10}, got {64,9}". */
-ln_status ln_loss_check_same_shape(const char *who, const ln_tensor *input,
-                                   const ln_tensor *target, ln_error *err);
+ * "expected target of shape {64,10}, got {64,9}". */
+ln_status ln_loss_check_same_shape(const ln_tensor *input, const ln_tensor *target,
+                                   ln_error *err);
 
 /* LN_ERANGE unless every element of t lies in [0,1]:
- * "<who>: <what> 1.5 at row 2, column 1 is outside [0,1]"; NaN and
- * infinities first fail as in ln_loss_check_finite (LN_ENAN). */
-ln_status ln_loss_check_unit(const char *who, const char *what, const ln_tensor *t,
-                             ln_error *err);
+ * "<what> 1.5 at row 2, column 1 is outside [0,1]"; NaN and infinities
+ * first fail as in ln_loss_check_finite (LN_ENAN). */
+ln_status ln_loss_check_unit(const char *what, const ln_tensor *t, ln_error *err);
 
-/* LN_ESHAPE unless input is {N,C}:
- * "<who>: expected input of shape {N,C}, got {2,3,4}". */
-ln_status ln_loss_check_2d(const char *who, const ln_tensor *input, ln_error *err);
-
-/* Makes t a contiguous buffer shaped like `like` (ln_tensor_ensure: no
- * allocation once the shape is stable); a failure's message gets the
- * "<who>: " prefix. */
-ln_status ln_loss_ensure(ln_tensor *t, const char *who, const ln_tensor *like, ln_error *err);
+/* LN_ESHAPE unless input is {N,C}: "expected input of shape {N,C}, got
+ * {2,3,4}". */
+ln_status ln_loss_check_2d(const ln_tensor *input, ln_error *err);
 
 /* ---- class targets ----------------------------------------------------------- */
 
@@ -88,8 +74,8 @@ typedef struct ln_class_target {
  *   LN_ERANGE "label 11 at position 5 is out of range 1..10",
  *   LN_ERANGE "target -0.5 at row 2, column 3 is negative; probability rows
  *              must be non-negative". */
-ln_status ln_loss_class_target(ln_class_target *t, const char *who, const ln_tensor *input,
-                               const ln_tensor *target, ln_error *err);
+ln_status ln_loss_class_target(ln_class_target *t, const ln_tensor *input, const ln_tensor *target,
+                               ln_error *err);
 
 /* Class index (0-based) of the label of row i; only when t->labels. */
 static inline int64_t ln_class_label(const ln_class_target *t, int64_t i)

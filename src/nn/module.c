@@ -5,7 +5,6 @@
  */
 #include <assert.h>
 #include <math.h>
-#include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
@@ -16,71 +15,21 @@
 #include "module.h"
 #include "nn_internal.h"
 
-/* ---- errors ----------------------------------------------------------------- */
+/* ---- config ---------------------------------------------------------------------- */
 
-void ln_error_prefix(ln_error *err, const char *fmt, ...)
-{
-	if (!err)
-		return;
-	char prefix[LN_ERROR_MSG_MAX];
-	va_list ap;
-	va_start(ap, fmt);
-	int n = vsnprintf(prefix, sizeof prefix, fmt, ap);
-	va_end(ap);
-	if (n < 0)
-		return;
-	size_t plen = strlen(prefix);
-	size_t mlen = strnlen(err->msg, LN_ERROR_MSG_MAX - 1);
-	if (plen > LN_ERROR_MSG_MAX - 1)
-		plen = LN_ERROR_MSG_MAX - 1;
-	if (plen + mlen > LN_ERROR_MSG_MAX - 1)
-		mlen = LN_ERROR_MSG_MAX - 1 - plen;
-	memmove(err->msg + plen, err->msg, mlen);
-	memcpy(err->msg, prefix, plen);
-	err->msg[plen + mlen] = '\0';
-}
-
-void ln_error_strip_prefix(ln_error *err, const char *name)
-{
-	static const char *const tails[] = {": ", ":forward: ", ":backward: "};
-	if (!err)
-		return;
-	size_t n = strlen(name);
-	if (strncmp(err->msg, name, n) != 0)
-		return;
-	for (size_t i = 0; i < sizeof tails / sizeof tails[0]; i++) {
-		size_t t = strlen(tails[i]);
-		if (strncmp(err->msg + n, tails[i], t) == 0) {
-			memmove(err->msg, err->msg + n + t, strlen(err->msg + n + t) + 1);
-			return;
-		}
-	}
-}
-
-ln_status ln_config_int(int64_t *out, double v, const char *cls, const char *what, int64_t lo,
-                        int64_t hi, ln_error *err)
+ln_status ln_config_int(int64_t *out, double v, const char *what, int64_t lo, int64_t hi,
+                        ln_error *err)
 {
 	/* 9.2e18 is below INT64_MAX: the cast below is defined. */
 	if (!isfinite(v) || v != floor(v) || v < (double)lo || v > (double)hi || fabs(v) > 9.2e18) {
 		if (hi == INT64_MAX)
-			return ln_fail(err, LN_ERANGE, "%s: expected %s to be an integer >= %lld, got %g",
-			               cls, what, (long long)lo, v);
-		return ln_fail(err, LN_ERANGE, "%s: expected %s to be an integer in [%lld, %lld], got %g",
-		               cls, what, (long long)lo, (long long)hi, v);
+			return ln_fail(err, LN_ERANGE, "expected %s to be an integer >= %lld, got %g", what,
+			               (long long)lo, v);
+		return ln_fail(err, LN_ERANGE, "expected %s to be an integer in [%lld, %lld], got %g",
+		               what, (long long)lo, (long long)hi, v);
 	}
 	*out = (int64_t)v;
 	return LN_OK;
-}
-
-ln_status ln_module_prepare_backward(ln_module *m, const ln_tensor *x, ln_error *err)
-{
-	if (!ln_tensor_same_shape(x, &m->output)) {
-		char want[128], got[128];
-		return ln_fail(err, LN_ESHAPE, "expected the input of the last forward, of shape %s, got %s",
-		               ln_tensor_shape_str(&m->output, want, sizeof want),
-		               ln_tensor_shape_str(x, got, sizeof got));
-	}
-	return ln_tensor_ensure(&m->grad_input, x->ndim, x->shape, err);
 }
 
 /* ---- lifetime ----------------------------------------------------------------- */
@@ -90,7 +39,7 @@ ln_status ln_module_alloc(ln_module **out, const ln_module_class *cls, ln_error 
 	assert(out && cls && cls->size >= sizeof(ln_module));
 	ln_module *m = ln_calloc(1, cls->size);
 	if (!m)
-		return ln_fail(err, LN_ENOMEM, "%s: out of memory allocating the module (%zu bytes)",
+		return ln_fail(err, LN_ENOMEM, "out of memory allocating a %s module (%zu bytes)",
 		               cls->name, cls->size);
 	/* ln_calloc zeroes: every tensor is LN_TENSOR_EMPTY, counts are 0. */
 	m->cls = cls;
@@ -237,18 +186,36 @@ static ln_status check_arg(const ln_tensor *t, const char *what, ln_error *err)
 	return LN_OK;
 }
 
+/* LN_ESHAPE naming both shapes unless x is shaped as the input of the
+ * last successful forward (there is one): the one check behind "is this
+ * the input of the last forward", for every class. */
+static ln_status check_last_input(const ln_module *m, const ln_tensor *x, ln_error *err)
+{
+	if (x->ndim == m->in_ndim &&
+	    memcmp(x->shape, m->in_shape, (size_t)x->ndim * sizeof x->shape[0]) == 0)
+		return LN_OK;
+	char want[128], got[128];
+	return ln_fail(err, LN_ESHAPE, "expected the input of the last forward, of shape %s, got %s",
+	               ln_shape_str(want, sizeof want, m->in_ndim, m->in_shape),
+	               ln_tensor_shape_str(x, got, sizeof got));
+}
+
 ln_status ln_module_forward_unprefixed(ln_module *m, const ln_tensor *x, ln_error *err)
 {
 	assert(m && x);
+	m->in_ndim = 0;  /* until this forward succeeds, no backward can follow it */
 	ln_status s = check_arg(x, "input", err);
 	if (s != LN_OK)
 		return s;
-	s = m->cls->forward(m, x, err);
-	if (s != LN_OK) {
-		ln_error_strip_prefix(err, m->cls->name);
+	/* x's shape before the call: x may be a view the forward reshapes */
+	int ndim = x->ndim;
+	int64_t shape[LN_MAX_DIMS];
+	memcpy(shape, x->shape, sizeof shape);
+	if ((s = m->cls->forward(m, x, err)) != LN_OK)
 		return s;
-	}
 	assert(!ln_tensor_is_empty(&m->output) && ln_tensor_is_contiguous(&m->output));
+	m->in_ndim = ndim;
+	memcpy(m->in_shape, shape, sizeof shape);
 	return LN_OK;
 }
 
@@ -256,7 +223,7 @@ ln_status ln_module_backward_unprefixed(ln_module *m, const ln_tensor *x, const 
                                         ln_error *err)
 {
 	assert(m && x && gy);
-	if (ln_tensor_is_empty(&m->output))
+	if (m->in_ndim == 0)
 		return ln_fail(err, LN_ESTATE, "backward called before forward");
 	ln_status s = check_arg(x, "input", err);
 	if (s == LN_OK)
@@ -269,11 +236,9 @@ ln_status ln_module_backward_unprefixed(ln_module *m, const ln_tensor *x, const 
 		               ln_tensor_shape_str(&m->output, want, sizeof want),
 		               ln_tensor_shape_str(gy, got, sizeof got));
 	}
-	s = m->cls->backward(m, x, gy, err);
-	if (s != LN_OK) {
-		ln_error_strip_prefix(err, m->cls->name);
+	if ((s = check_last_input(m, x, err)) != LN_OK ||
+	    (s = m->cls->backward(m, x, gy, err)) != LN_OK)
 		return s;
-	}
 	assert(!ln_tensor_is_empty(&m->grad_input) && ln_tensor_is_contiguous(&m->grad_input));
 	return LN_OK;
 }

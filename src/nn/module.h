@@ -8,12 +8,21 @@
  *
  * Protocol (the same as the Lua one):
  *   forward(m, x)       computes m->output from x.  Validates x's shape and
- *                       fails with LN_ESHAPE naming the layer and both
- *                       shapes ("Linear: expected input of shape {N,784},
- *                       got {64,785}").
+ *                       fails with LN_ESHAPE naming both shapes ("expected
+ *                       input of shape {N,784}, got {64,785}").
  *   backward(m, x, gy)  given the x of the last forward and gy = dL/dy,
  *                       overwrites m->grad_input with dL/dx and ADDS the
- *                       parameter gradients into m->grad[i].
+ *                       parameter gradients into m->grad[i].  That x is
+ *                       the last forward's input and gy has the output's
+ *                       shape is checked before the class is called.
+ *
+ * Error messages follow one rule: a class never puts its own name in front
+ * of its messages; the caller that knows the context adds it once.
+ * ln_module_forward/backward add "<Class>: " / "<Class>:backward: " for a C
+ * caller holding any module; a container calls the *_unprefixed forms and
+ * adds the child's position ("layer 3 (Linear): "), the Lua binding adds
+ * the method ("Linear:forward: ") or constructor ("nn.Linear: "), the
+ * loader the class and record it was building.
  * Both reuse m->output / m->grad_input across calls (ln_tensor_ensure), so
  * a steady-state step allocates nothing.  Inputs are contiguous (the
  * binding makes them so); output/grad_input are contiguous.
@@ -97,6 +106,11 @@ struct ln_module {
 	double config[LN_MODULE_MAX_CONFIG];
 	int nchildren;          /* containers only */
 	ln_module **children;   /* owned references, array from ln_malloc */
+	/* The shape of the input of the last successful forward (in_ndim 0:
+	 * none since creation or since a forward failed); backward accepts
+	 * only an input of this shape.  Kept by ln_module_forward. */
+	int in_ndim;
+	int64_t in_shape[LN_MAX_DIMS];
 };
 
 /* Allocates a zeroed struct of cls->size bytes with refcount 1, training
@@ -129,10 +143,17 @@ void ln_module_retain(ln_module *m);
 void ln_module_release(ln_module *m);
 
 /* The class's forward/backward, with the checks every module shares
- * (non-empty contiguous input; backward's gy shaped like the output of the
- * last forward).  Errors carry the class name. */
+ * (non-empty contiguous input; backward after a successful forward, with
+ * that forward's input shape and gy shaped like its output: LN_ESTATE,
+ * LN_ESHAPE).  Messages start with "<Class>: " (forward) or
+ * "<Class>:backward: ". */
 ln_status ln_module_forward(ln_module *m, const ln_tensor *x, ln_error *err);
 ln_status ln_module_backward(ln_module *m, const ln_tensor *x, const ln_tensor *gy, ln_error *err);
+/* The same with the class's own message, for callers that put their own
+ * context in front (containers, the Lua binding). */
+ln_status ln_module_forward_unprefixed(ln_module *m, const ln_tensor *x, ln_error *err);
+ln_status ln_module_backward_unprefixed(ln_module *m, const ln_tensor *x, const ln_tensor *gy,
+                                        ln_error *err);
 
 /* Sets training mode on m and all its descendants. */
 void ln_module_set_training(ln_module *m, bool training);

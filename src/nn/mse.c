@@ -33,9 +33,9 @@ void ln_mse_grad(float *gx, const float *x, const float *y, int64_t m, double sc
 
 static ln_status mse_check(const ln_tensor *input, const ln_tensor *target, ln_error *err)
 {
-	ln_status st = ln_loss_check_same_shape("MSELoss", input, target, err);
+	ln_status st = ln_loss_check_same_shape(input, target, err);
 	if (st == LN_OK)
-		st = ln_loss_check_finite("MSELoss", "target", target, err);
+		st = ln_loss_check_finite("target", target, err);
 	return st;
 }
 
@@ -55,7 +55,7 @@ static ln_status mse_backward(ln_loss *c, const ln_tensor *input, const ln_tenso
 {
 	ln_status st = mse_check(input, target, err);
 	if (st == LN_OK)
-		st = ln_loss_ensure(&c->grad_input, "MSELoss", input, err);
+		st = ln_tensor_ensure(&c->grad_input, input->ndim, input->shape, err);
 	if (st != LN_OK)
 		return st;
 	ln_mse_grad(ln_tensor_data(&c->grad_input), ln_tensor_data(input), ln_tensor_data(target),

@@ -50,7 +50,7 @@ typedef struct output_loss {
 	ln_loss base;
 	ln_activation act;
 	ln_loss_kind kind;
-	char who[LN_LOSS_WHO_MAX];  /* "OutputLoss(sigmoid, bce)", for messages */
+	char pairing[LN_LOSS_PAIRING_MAX];  /* "OutputLoss(sigmoid, bce)", for messages */
 } output_loss;
 
 /* ==== names ================================================================== */
@@ -276,27 +276,27 @@ static void chain_softmax_backward(float *gz, const float *z, const float *y, in
 /* ==== the loss ===================================================================== */
 
 /* Validates input and target for this pairing; fills *t for cross_entropy. */
-static ln_status ol_check(ln_class_target *t, const output_loss *o, const char *who,
-                          const ln_tensor *z, const ln_tensor *target, ln_error *err)
+static ln_status ol_check(ln_class_target *t, const output_loss *o, const ln_tensor *z,
+                          const ln_tensor *target, ln_error *err)
 {
 	ln_status st = LN_OK;
 	if (o->act == LN_ACT_SOFTMAX)
-		st = ln_loss_check_2d(who, z, err);
+		st = ln_loss_check_2d(z, err);
 	if (st != LN_OK)
 		return st;
 	switch (o->kind) {
 	case LN_LOSS_MSE:
-		st = ln_loss_check_same_shape(who, z, target, err);
+		st = ln_loss_check_same_shape(z, target, err);
 		if (st == LN_OK)
-			st = ln_loss_check_finite(who, "target", target, err);
+			st = ln_loss_check_finite("target", target, err);
 		return st;
 	case LN_LOSS_BCE:
-		st = ln_loss_check_same_shape(who, z, target, err);
+		st = ln_loss_check_same_shape(z, target, err);
 		if (st == LN_OK)
-			st = ln_loss_check_unit(who, "target", target, err);
+			st = ln_loss_check_unit("target", target, err);
 		return st;
 	default:
-		return ln_loss_class_target(t, who, z, target, err);
+		return ln_loss_class_target(t, z, target, err);
 	}
 }
 
@@ -304,9 +304,9 @@ static ln_status ol_check(ln_class_target *t, const output_loss *o, const char *
 static ln_status ol_prepare(ln_class_target *t, const output_loss *o, ln_tensor *out,
                             const ln_tensor *z, const ln_tensor *target, ln_error *err)
 {
-	ln_status st = ol_check(t, o, o->who, z, target, err);
+	ln_status st = ol_check(t, o, z, target, err);
 	if (st == LN_OK)
-		st = ln_loss_ensure(out, o->who, z, err);
+		st = ln_tensor_ensure(out, z->ndim, z->shape, err);
 	return st;
 }
 
@@ -389,16 +389,16 @@ ln_status ln_output_loss_new(ln_loss **out, ln_activation act, ln_loss_kind kind
 	*out = NULL;
 	if ((unsigned)act >= LN_ACT_COUNT) {
 		ln_activation_names(names, sizeof names);
-		return ln_fail(err, LN_EARG, "OutputLoss: unknown activation %d (valid: %s)", (int)act,
+		return ln_fail(err, LN_EARG, "unknown activation %d (valid: %s)", (int)act,
 		               names);
 	}
 	if ((unsigned)kind >= LN_LOSS_KIND_COUNT) {
 		ln_loss_kind_names(names, sizeof names);
-		return ln_fail(err, LN_EARG, "OutputLoss: unknown loss %d (valid: %s)", (int)kind, names);
+		return ln_fail(err, LN_EARG, "unknown loss %d (valid: %s)", (int)kind, names);
 	}
 	const char *why = undefined_why(act, kind);
 	if (why)
-		return ln_fail(err, LN_EARG, "OutputLoss: %s", why);
+		return ln_fail(err, LN_EARG, "%s", why);
 	ln_loss *c;
 	ln_status st = ln_loss_alloc(&c, &ln_output_loss_class, r, err);
 	if (st != LN_OK)
@@ -406,7 +406,7 @@ ln_status ln_output_loss_new(ln_loss **out, ln_activation act, ln_loss_kind kind
 	output_loss *o = (output_loss *)c;
 	o->act = act;
 	o->kind = kind;
-	snprintf(o->who, sizeof o->who, "OutputLoss(%s, %s)", ln_activation_name(act),
+	snprintf(o->pairing, sizeof o->pairing, "OutputLoss(%s, %s)", ln_activation_name(act),
 	         ln_loss_kind_name(kind));
 	*out = c;
 	return LN_OK;
@@ -420,20 +420,20 @@ ln_status ln_output_loss_new_by_name(ln_loss **out, const char *act, const char 
 	*out = NULL;
 	if (a < 0) {
 		ln_activation_names(names, sizeof names);
-		return ln_fail(err, LN_EARG, "OutputLoss: unknown activation '%s' (valid: %s)",
+		return ln_fail(err, LN_EARG, "unknown activation \"%s\" (expected one of %s)",
 		               act ? act : "(null)", names);
 	}
 	if (k < 0) {
 		ln_loss_kind_names(names, sizeof names);
-		return ln_fail(err, LN_EARG, "OutputLoss: unknown loss '%s' (valid: %s)",
+		return ln_fail(err, LN_EARG, "unknown loss \"%s\" (expected one of %s)",
 		               kind ? kind : "(null)", names);
 	}
 	return ln_output_loss_new(out, (ln_activation)a, (ln_loss_kind)k, r, err);
 }
 
-const char *ln_output_loss_who(const ln_loss *c)
+const char *ln_output_loss_pairing(const ln_loss *c)
 {
-	return ((const output_loss *)c)->who;
+	return ((const output_loss *)c)->pairing;
 }
 
 bool ln_output_loss_is_canonical(const ln_loss *c)

@@ -28,10 +28,9 @@
 typedef struct pool2d {
 	ln_module base;
 	int64_t k, stride;
-	int32_t *argmax;    /* MaxPool2d: (N,C,ho,wo) offsets into the (H,W) plane */
+	int32_t *argmax;    /* MaxPool2d: (N,C,ho,wo) offsets into the (H,W) plane of the
+	                       last successful forward's input */
 	size_t argmax_cap;  /* in elements; from ln_malloc, freed by destroy */
-	int64_t in_shape[4];
-	bool have_argmax;   /* argmax belongs to an input of shape in_shape */
 } pool2d;
 
 static int pool_describe(const ln_module *m, char *buf, size_t size)
@@ -47,32 +46,21 @@ static ln_status check_input(const ln_module *m, const ln_tensor *x, int64_t y[4
 	const pool2d *p = (const pool2d *)m;
 	char got[96];
 	if (x->ndim != 4)
-		return ln_fail(err, LN_ESHAPE, "%s: expected input of shape {N,C,H,W}, got %s",
-		               m->cls->name, ln_tensor_shape_str(x, got, sizeof got));
+		return ln_fail(err, LN_ESHAPE, "expected input of shape {N,C,H,W}, got %s",
+		               ln_tensor_shape_str(x, got, sizeof got));
 	if (x->shape[2] < p->k || x->shape[3] < p->k)
 		return ln_fail(err, LN_ESHAPE,
-		               "%s: input of shape %s is smaller than the %lldx%lld window",
-		               m->cls->name, ln_tensor_shape_str(x, got, sizeof got), (long long)p->k,
+		               "input of shape %s is smaller than the %lldx%lld window",
+		               ln_tensor_shape_str(x, got, sizeof got), (long long)p->k,
 		               (long long)p->k);
 	if (x->shape[2] * x->shape[3] > INT32_MAX)
-		return ln_fail(err, LN_ERANGE, "%s: input of shape %s is too large", m->cls->name,
+		return ln_fail(err, LN_ERANGE, "input of shape %s is too large",
 		               ln_tensor_shape_str(x, got, sizeof got));
 	y[0] = x->shape[0];
 	y[1] = x->shape[1];
 	y[2] = (x->shape[2] - p->k) / p->stride + 1;
 	y[3] = (x->shape[3] - p->k) / p->stride + 1;
 	return LN_OK;
-}
-
-/* Backward's checks: gy shaped like the output for x. */
-static ln_status check_grad(const ln_module *m, const ln_tensor *gy, const int64_t y[4],
-                            ln_error *err)
-{
-	if (gy->ndim == 4 && memcmp(gy->shape, y, 4 * sizeof y[0]) == 0)
-		return LN_OK;
-	char got[96], want[96];
-	return ln_fail(err, LN_ESHAPE, "%s: expected gradient of shape %s, got %s", m->cls->name,
-	               ln_shape_str(want, sizeof want, 4, y), ln_tensor_shape_str(gy, got, sizeof got));
 }
 
 /* ==== MaxPool2d ============================================================= */
@@ -177,46 +165,31 @@ static ln_status maxpool_forward(ln_module *m, const ln_tensor *x, ln_error *err
 	ln_status st = check_input(m, x, y, err);
 	if (st != LN_OK)
 		return st;
-	p->have_argmax = false;
 	if ((st = ln_tensor_ensure(&m->output, 4, y, err)) != LN_OK)
 		return st;
 	size_t need = (size_t)ln_tensor_numel(&m->output);
 	if (need > p->argmax_cap) {
 		int32_t *a = ln_malloc(need * sizeof(int32_t));
 		if (!a)
-			return ln_fail(err, LN_ENOMEM,
-			               "MaxPool2d: out of memory for %zu arg-max indices", need);
+			return ln_fail(err, LN_ENOMEM, "out of memory for %zu arg-max indices", need);
 		ln_free(p->argmax);
 		p->argmax = a;
 		p->argmax_cap = need;
 	}
 	maxpool_forward_kernel(ln_tensor_data(&m->output), p->argmax, ln_tensor_data(x),
 	                       y[0] * y[1], x->shape[2], x->shape[3], y[2], y[3], p->k, p->stride);
-	memcpy(p->in_shape, x->shape, sizeof p->in_shape);
-	p->have_argmax = true;
 	return LN_OK;
 }
 
+/* x is the last forward's input and gy has its output's shape y
+ * (ln_module_backward), so argmax belongs to them. */
 static ln_status maxpool_backward(ln_module *m, const ln_tensor *x, const ln_tensor *gy,
                                   ln_error *err)
 {
 	pool2d *p = (pool2d *)m;
-	int64_t y[4];
-	ln_status st = check_input(m, x, y, err);
+	const int64_t *y = m->output.shape;
+	ln_status st = ln_tensor_ensure(&m->grad_input, 4, x->shape, err);
 	if (st != LN_OK)
-		return st;
-	if (!p->have_argmax)
-		return ln_fail(err, LN_ESTATE, "MaxPool2d: backward called before forward");
-	if (memcmp(p->in_shape, x->shape, sizeof p->in_shape) != 0) {
-		char got[96], want[96];
-		return ln_fail(err, LN_ESTATE,
-		               "MaxPool2d: backward expects the input of the last forward, of shape "
-		               "%s, got %s",
-		               ln_shape_str(want, sizeof want, 4, p->in_shape),
-		               ln_tensor_shape_str(x, got, sizeof got));
-	}
-	if ((st = check_grad(m, gy, y, err)) != LN_OK ||
-	    (st = ln_tensor_ensure(&m->grad_input, 4, x->shape, err)) != LN_OK)
 		return st;
 	if (p->k == 2 && p->stride == 2 && ln_cpu_avx512())
 		ln_maxpool2_backward_avx512(ln_tensor_data(&m->grad_input), ln_tensor_data(gy), p->argmax,
@@ -289,14 +262,14 @@ static ln_status avgpool_forward(ln_module *m, const ln_tensor *x, ln_error *err
 	return LN_OK;
 }
 
+/* As maxpool_backward. */
 static ln_status avgpool_backward(ln_module *m, const ln_tensor *x, const ln_tensor *gy,
                                   ln_error *err)
 {
 	pool2d *p = (pool2d *)m;
-	int64_t y[4];
-	ln_status st = check_input(m, x, y, err);
-	if (st != LN_OK || (st = check_grad(m, gy, y, err)) != LN_OK ||
-	    (st = ln_tensor_ensure(&m->grad_input, 4, x->shape, err)) != LN_OK)
+	const int64_t *y = m->output.shape;
+	ln_status st = ln_tensor_ensure(&m->grad_input, 4, x->shape, err);
+	if (st != LN_OK)
 		return st;
 	avgpool_backward_kernel(ln_tensor_data(&m->grad_input), ln_tensor_data(gy), y[0] * y[1],
 	                        x->shape[2], x->shape[3], y[2], y[3], p->k, p->stride);
@@ -310,12 +283,11 @@ static ln_status pool_new(ln_module **out, const ln_module_class *cls, int64_t k
 {
 	*out = NULL;
 	if (k < 1)
-		return ln_fail(err, LN_ERANGE, "%s: kernel size must be >= 1, got %lld", cls->name,
-		               (long long)k);
+		return ln_fail(err, LN_ERANGE, "kernel size must be >= 1, got %lld", (long long)k);
 	if (stride <= 0)
 		stride = k;
 	if (k > INT32_MAX || stride > INT32_MAX)
-		return ln_fail(err, LN_ERANGE, "%s: %s must be <= %d, got %lld", cls->name,
+		return ln_fail(err, LN_ERANGE, "%s must be <= %d, got %lld",
 		               k > INT32_MAX ? "kernel size" : "stride", INT32_MAX,
 		               (long long)(k > INT32_MAX ? k : stride));
 	ln_module *m;
@@ -349,8 +321,8 @@ static ln_status pool_create(ln_module **out, const ln_module_class *cls, const 
 	int64_t k, stride;
 	ln_status st;
 	*out = NULL;
-	if ((st = ln_config_int(&k, config[0], cls->name, "k", 1, INT32_MAX, err)) != LN_OK ||
-	    (st = ln_config_int(&stride, config[1], cls->name, "stride", 0, INT32_MAX, err)) != LN_OK)
+	if ((st = ln_config_int(&k, config[0], "k", 1, INT32_MAX, err)) != LN_OK ||
+	    (st = ln_config_int(&stride, config[1], "stride", 0, INT32_MAX, err)) != LN_OK)
 		return st;
 	return pool_new(out, cls, k, stride, err);
 }

@@ -74,19 +74,19 @@ static bool contains(const ln_module *root, const ln_module *target)
 ln_status ln_sequential_add(ln_module *seq, ln_module *child, ln_error *err)
 {
 	if (seq->cls != &ln_sequential_class)
-		return ln_fail(err, LN_EARG, "Sequential: add expects a Sequential, got a %s", seq->cls->name);
+		return ln_fail(err, LN_EARG, "add expects a Sequential, got a %s", seq->cls->name);
 	if (contains(child, seq))
 		return ln_fail(err, LN_EARG,
-		               "Sequential: cannot add a container to itself or to one of its own layers");
+		               "cannot add a container to itself or to one of its own layers");
 	if (contains(seq, child))
 		return ln_fail(err, LN_EARG,
-		               "Sequential: this %s is already inside the container; a module keeps one "
+		               "this %s is already inside the container; a module keeps one "
 		               "output buffer, so it can sit at one place only (create another)",
 		               child->cls->name);
 	int n = seq->nchildren;
 	ln_module **a = ln_malloc((size_t)(n + 1) * sizeof *a);
 	if (!a)
-		return ln_fail(err, LN_ENOMEM, "Sequential: out of memory adding layer %d", n + 1);
+		return ln_fail(err, LN_ENOMEM, "out of memory adding layer %d", n + 1);
 	if (n > 0)
 		memcpy(a, seq->children, (size_t)n * sizeof *a);
 	a[n] = child;

@@ -112,7 +112,7 @@ static ln_status run_forward(ln_module *m, const ln_tensor *x, fwd_kernel k, ln_
 static ln_status run_backward(ln_module *m, const ln_tensor *x, const ln_tensor *gy, bwd_kernel k,
                               ln_error *err)
 {
-	ln_status s = ln_module_prepare_backward(m, x, err);
+	ln_status s = ln_tensor_ensure(&m->grad_input, x->ndim, x->shape, err);
 	if (s != LN_OK)
 		return s;
 	int64_t c = x->shape[x->ndim - 1];

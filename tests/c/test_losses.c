@@ -600,12 +600,12 @@ static void test_output_loss_undefined(void **state)
 {
 	static const struct { ln_activation a; ln_loss_kind k; const char *msg; } cases[] = {
 		{ LN_ACT_IDENTITY, LN_LOSS_BCE,
-		  "OutputLoss: bce needs outputs in (0,1); identity outputs are unbounded (use sigmoid, "
+		  "bce needs outputs in (0,1); identity outputs are unbounded (use sigmoid, "
 		  "or BCEWithLogitsLoss" },
-		{ LN_ACT_TANH, LN_LOSS_BCE, "OutputLoss: bce needs outputs in (0,1); tanh outputs lie in (-1,1)" },
-		{ LN_ACT_RELU, LN_LOSS_BCE, "OutputLoss: bce needs outputs in (0,1); relu outputs lie in [0,inf)" },
+		{ LN_ACT_TANH, LN_LOSS_BCE, "bce needs outputs in (0,1); tanh outputs lie in (-1,1)" },
+		{ LN_ACT_RELU, LN_LOSS_BCE, "bce needs outputs in (0,1); relu outputs lie in [0,inf)" },
 		{ LN_ACT_IDENTITY, LN_LOSS_CROSS_ENTROPY,
-		  "OutputLoss: cross_entropy needs a probability distribution over classes; only softmax "
+		  "cross_entropy needs a probability distribution over classes; only softmax "
 		  "produces one (identity" },
 		{ LN_ACT_SIGMOID, LN_LOSS_CROSS_ENTROPY, "only softmax produces one (sigmoid outputs" },
 		{ LN_ACT_TANH, LN_LOSS_CROSS_ENTROPY, "only softmax produces one (tanh" },
@@ -656,10 +656,10 @@ static void test_names(void **state)
 	ln_loss *c = NULL;
 	ln_error err;
 	assert_int_equal(ln_output_loss_new_by_name(&c, "softplus", "mse", LN_REDUCE_MEAN, &err), LN_EARG);
-	assert_string_equal(err.msg, "OutputLoss: unknown activation 'softplus' (valid: identity, "
+	assert_string_equal(err.msg, "unknown activation \"softplus\" (expected one of identity, "
 	                             "sigmoid, tanh, relu, softmax)");
 	assert_int_equal(ln_output_loss_new_by_name(&c, "softmax", "nll", LN_REDUCE_MEAN, &err), LN_EARG);
-	assert_string_equal(err.msg, "OutputLoss: unknown loss 'nll' (valid: mse, bce, cross_entropy)");
+	assert_string_equal(err.msg, "unknown loss \"nll\" (expected one of mse, bce, cross_entropy)");
 	assert_null(c);
 	assert_int_equal(ln_output_loss_new(&c, (ln_activation)7, LN_LOSS_MSE, LN_REDUCE_MEAN, &err), LN_EARG);
 	assert_non_null(strstr(err.msg, "unknown activation 7 (valid: identity,"));
@@ -673,7 +673,7 @@ static void test_names(void **state)
 	ln_loss_release(c);
 	/* an unknown reduction */
 	assert_int_equal(ln_mse_loss_new(&c, (ln_reduction)5, &err), LN_EARG);
-	assert_non_null(strstr(err.msg, "MSELoss: unknown reduction 5"));
+	assert_non_null(strstr(err.msg, "unknown reduction 5"));
 	assert_null(c);
 }
 
@@ -968,7 +968,7 @@ static void test_enomem_constructors(void **state)
 	ln_alloc_fail_nth(0);
 	assert_int_equal(st, LN_ENOMEM);
 	assert_null(c);
-	assert_non_null(strstr(err.msg, "OutputLoss: out of memory"));
+	assert_non_null(strstr(err.msg, "out of memory allocating OutputLoss"));
 	assert_int_equal(stats_now().bytes_live, s0.bytes_live);
 }
 

@@ -116,6 +116,19 @@ local cases = {
 		m:forward(lunet.rand(2, 3))
 		return m:backward(lunet.rand(2, 3), closed_tensor(2, 2))
 	end},
+	-- every class checks backward's input the same way, in one place
+	{"MaxPool2d:backward: expected the input of the last forward, of shape {2,1,4,4}, got {2,1,6,6}",
+		function()
+			local m = nn.MaxPool2d(2)
+			m:forward(lunet.rand(2, 1, 4, 4))
+			return m:backward(lunet.rand(2, 1, 6, 6), lunet.rand(2, 1, 2, 2))
+		end},
+	{"Conv2d:backward: backward called before forward", function()
+		local m = nn.Conv2d(1, 2, 3)
+		m:forward(lunet.rand(2, 1, 5, 5))
+		pcall(m.forward, m, lunet.rand(2, 2, 5, 5))  -- fails: nothing left to follow
+		return m:backward(lunet.rand(2, 1, 5, 5), lunet.rand(2, 2, 3, 3))
+	end},
 	{"Linear:forward: module is closed",
 		function() return closed(nn.Linear(3, 2)):forward(lunet.rand(2, 3)) end},
 	{"Linear:backward: module is closed", function()
@@ -138,7 +151,7 @@ local cases = {
 	{"Linear:add: only a Sequential has add", function() return nn.Linear(3, 2):add(nn.ReLU()) end},
 	{"Sequential:add: cannot add a Sequential to itself",
 		function() local s = nn.Sequential(); return s:add(s) end},
-	{"Sequential:add: Sequential: cannot add a container to itself", function()
+	{"Sequential:add: cannot add a container to itself", function()
 		local a = nn.Sequential{nn.ReLU()}
 		local b = nn.Sequential{a}
 		return a:add(b)
