@@ -1050,7 +1050,7 @@ static ln_status create_module(ln_reader *r, const ln_module_class *cls, const d
 	ln_rng_get_state(ln_rng_global(), rng);
 	ln_alloc_set_limit(cap);
 	ln_error e;
-	ln_status st = cls->create(out, NULL, config, &e);
+	ln_status st = ln_module_create(out, cls, NULL, config, &e);
 	ln_alloc_set_limit(limit);
 	ln_rng_set_state(ln_rng_global(), rng);
 	if (st == LN_ENOMEM)

@@ -814,45 +814,44 @@ static int l_linear(lua_State *L)
 	return module_done(L, b, m, st, &err, "nn.Linear");
 }
 
-/* Layers without arguments share one constructor; the upvalue points at
- * their entry in this table. */
-typedef struct plain_layer {
-	const ln_module_class *cls;
-	ln_status (*create)(ln_module **out, ln_error *err);
-} plain_layer;
-
-static const plain_layer plain_layers[] = {
-	{&ln_identity_class, ln_identity_new},
-	{&ln_sigmoid_class, ln_sigmoid_new},
-	{&ln_tanh_class, ln_tanh_new},
-	{&ln_relu_class, ln_relu_new},
-	{&ln_softmax_class, ln_softmax_new},
-	{&ln_log_softmax_class, ln_log_softmax_new},
-	{&ln_flatten_class, ln_flatten_new},
+/* Layers without arguments share one constructor; the upvalue is their
+ * class. */
+static const ln_module_class *const plain_layers[] = {
+	&ln_softmax_class,
+	&ln_log_softmax_class,
+	&ln_flatten_class,
 };
 
 static int l_plain(lua_State *L)
 {
-	const plain_layer *pl = lua_touserdata(L, lua_upvalueindex(1));
+	const ln_module_class *cls = lua_touserdata(L, lua_upvalueindex(1));
 	luaL_argcheck(L, lua_isnone(L, 1), 1, "this layer takes no arguments");
-	module_box *b = new_module_box(L, pl->cls);
+	module_box *b = new_module_box(L, cls);
 	ln_module *m = NULL;
 	ln_error err;
-	ln_status st = pl->create(&m, &err);
+	ln_status st = ln_module_create(&m, cls, NULL, NULL, &err);
 	char fname[64];
-	snprintf(fname, sizeof fname, "nn.%s", pl->cls->name);
+	snprintf(fname, sizeof fname, "nn.%s", cls->name);
 	return module_done(L, b, m, st, &err, fname);
 }
 
-/* nn.LeakyReLU([slope=0.01]) */
-static int l_leaky_relu(lua_State *L)
+/* nn.<Activation>([param]): every row of the activation table; the
+ * upvalue is the row.  LeakyReLU's slope defaults to its row's. */
+static int l_activation(lua_State *L)
 {
-	double slope = luaL_optnumber(L, 1, 0.01);
-	module_box *b = new_module_box(L, &ln_leaky_relu_class);
+	const ln_activation_def *d = lua_touserdata(L, lua_upvalueindex(1));
+	double param = 0;
+	if (d->cls.config_names[0])
+		param = luaL_optnumber(L, 1, d->param_default);
+	else
+		luaL_argcheck(L, lua_isnone(L, 1), 1, "this layer takes no arguments");
+	module_box *b = new_module_box(L, &d->cls);
 	ln_module *m = NULL;
 	ln_error err;
-	ln_status st = ln_leaky_relu_new(&m, slope, &err);
-	return module_done(L, b, m, st, &err, "nn.LeakyReLU");
+	ln_status st = ln_module_create(&m, &d->cls, NULL, &param, &err);
+	char fname[64];
+	snprintf(fname, sizeof fname, "nn.%s", d->cls.name);
+	return module_done(L, b, m, st, &err, fname);
 }
 
 /* nn.Dropout([p=0.5]) */
@@ -1279,10 +1278,8 @@ void lnL_open_nn(lua_State *L)
 	int methods = lua_gettop(L);
 	lua_pushvalue(L, methods);
 	lua_setfield(L, nn, "_module_methods");
-	int nclasses;
-	const ln_module_class *const *classes = ln_module_classes(&nclasses);
-	for (int i = 0; i < nclasses; i++)
-		register_module_class(L, classes[i]->name, methods);
+	for (int i = 0, n = ln_module_class_count(); i < n; i++)
+		register_module_class(L, ln_module_class_at(i)->name, methods);
 
 	luaL_newlib(L, loss_methods);
 	int lmethods = lua_gettop(L);
@@ -1291,7 +1288,6 @@ void lnL_open_nn(lua_State *L)
 
 	static const luaL_Reg ctors[] = {
 		{"Linear", l_linear},
-		{"LeakyReLU", l_leaky_relu},
 		{"Dropout", l_dropout},
 		{"Sequential", l_sequential_new},
 		{"Conv2d", l_conv2d},
@@ -1313,9 +1309,16 @@ void lnL_open_nn(lua_State *L)
 	lua_setfield(L, nn, "BatchNorm2d");
 
 	for (size_t i = 0; i < sizeof plain_layers / sizeof plain_layers[0]; i++) {
-		lua_pushlightuserdata(L, (void *)&plain_layers[i]);
+		lua_pushlightuserdata(L, (void *)plain_layers[i]);
 		lua_pushcclosure(L, l_plain, 1);
-		lua_setfield(L, nn, plain_layers[i].cls->name);
+		lua_setfield(L, nn, plain_layers[i]->name);
+	}
+	int nact;
+	const ln_activation_def *act = ln_activation_defs(&nact);
+	for (int i = 0; i < nact; i++) {
+		lua_pushlightuserdata(L, (void *)&act[i]);
+		lua_pushcclosure(L, l_activation, 1);
+		lua_setfield(L, nn, act[i].cls.name);
 	}
 	for (size_t i = 0; i < sizeof plain_losses / sizeof plain_losses[0]; i++) {
 		register_loss_class(L, plain_losses[i].name, lmethods);

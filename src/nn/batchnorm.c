@@ -293,8 +293,8 @@ ln_status ln_batchnorm_new(ln_module **out, const ln_module_build *ctx, int64_t 
 }
 
 /* config {n, eps, momentum}. */
-static ln_status batchnorm_create(ln_module **out, const ln_module_build *ctx,
-                                  const double *config, ln_error *err)
+static ln_status batchnorm_create(ln_module **out, const ln_module_class *cls,
+                                  const ln_module_build *ctx, const double *config, ln_error *err)
 {
 	int64_t n;
 	*out = NULL;

@@ -671,8 +671,8 @@ ln_status ln_conv2d_new(ln_module **out, const ln_module_build *ctx, int64_t cin
 	return LN_OK;
 }
 
-static ln_status conv2d_create(ln_module **out, const ln_module_build *ctx, const double *config,
-                               ln_error *err)
+static ln_status conv2d_create(ln_module **out, const ln_module_class *cls,
+                               const ln_module_build *ctx, const double *config, ln_error *err)
 {
 	int64_t v[5];
 	*out = NULL;

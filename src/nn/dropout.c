@@ -101,8 +101,8 @@ ln_status ln_dropout_new(ln_module **out, double p, ln_error *err)
 	return LN_OK;
 }
 
-static ln_status dropout_create(ln_module **out, const ln_module_build *ctx, const double *config,
-                              ln_error *err)
+static ln_status dropout_create(ln_module **out, const ln_module_class *cls,
+                                const ln_module_build *ctx, const double *config, ln_error *err)
 {
 	return ln_dropout_new(out, config[0], err);
 }

@@ -37,12 +37,6 @@ ln_status ln_flatten_new(ln_module **out, ln_error *err)
 	return ln_module_alloc(out, &ln_flatten_class, err);
 }
 
-static ln_status flatten_create(ln_module **out, const ln_module_build *ctx, const double *config,
-                              ln_error *err)
-{
-	return ln_flatten_new(out, err);
-}
-
 static int flatten_describe(const ln_module *m, char *buf, size_t size)
 {
 	return snprintf(buf, size, "Flatten");
@@ -56,6 +50,6 @@ const ln_module_class ln_flatten_class = {
 	.param_names = {NULL},
 	.buffer_names = {NULL},
 	.config_names = {NULL},
-	.create = flatten_create,
+	.create = ln_module_create_plain,
 	.describe = flatten_describe,
 };

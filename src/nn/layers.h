@@ -27,11 +27,6 @@
 #include "module.h"
 
 extern const ln_module_class ln_linear_class;
-extern const ln_module_class ln_identity_class;
-extern const ln_module_class ln_sigmoid_class;
-extern const ln_module_class ln_tanh_class;
-extern const ln_module_class ln_relu_class;
-extern const ln_module_class ln_leaky_relu_class;
 extern const ln_module_class ln_softmax_class;
 extern const ln_module_class ln_log_softmax_class;
 extern const ln_module_class ln_dropout_class;
@@ -65,13 +60,28 @@ void ln_linear_backward_naive(float *gx, float *gw, float *gb, const float *gy, 
                               const float *w, int64_t n, int64_t nin, int64_t nout);
 
 /* ---- activations (activation.c) ---------------------------------------------
- * Elementwise, any shape.  LeakyReLU: y = x for x > 0, slope*x otherwise;
- * slope must be finite (LN_ERANGE). */
-ln_status ln_identity_new(ln_module **out, ln_error *err);
-ln_status ln_sigmoid_new(ln_module **out, ln_error *err);
-ln_status ln_tanh_new(ln_module **out, ln_error *err);
-ln_status ln_relu_new(ln_module **out, ln_error *err);
-ln_status ln_leaky_relu_new(ln_module **out, double slope, ln_error *err);
+ *
+ * The elementwise activations, any shape, in one table: Identity, Sigmoid,
+ * Tanh, ReLU, LeakyReLU (y = x for x > 0, slope*x otherwise; config
+ * "slope", default 0.01).  A row is the module class and its two kernels;
+ * the registry and the Lua binding list the rows, so a new activation is
+ * two kernels and one row in activation.c. */
+typedef struct ln_activation_def {
+	ln_module_class cls;  /* first member: a module's cls points at its row */
+	/* y (n) = f(x); a is the parameter (0 for the rows without one) */
+	void (*forward)(float *y, const float *x, int64_t n, float a);
+	/* gx (n) = gy f'(x), from x or from y = f(x) (both given) */
+	void (*backward)(float *gx, const float *gy, const float *x, const float *y, int64_t n,
+	                 float a);
+	double param_default;  /* for the parameter cls.config_names[0] names, if any */
+} ln_activation_def;
+
+/* The rows of the table; *count set to their number. */
+const ln_activation_def *ln_activation_defs(int *count);
+/* Builds the activation called name ("ReLU"); param is its parameter
+ * (LeakyReLU's slope; finite, else LN_ERANGE) and is ignored by the rows
+ * without one.  LN_EARG for an unknown name. */
+ln_status ln_activation_new(ln_module **out, const char *name, double param, ln_error *err);
 
 /* ---- Softmax, LogSoftmax (softmax.c) ----------------------------------------
  * Over the last dimension of x {N,...,C} (usually {N,C}); at least 2-D.

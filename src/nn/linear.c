@@ -188,8 +188,8 @@ ln_status ln_linear_new(ln_module **out, const ln_module_build *ctx, int64_t nin
 	return LN_OK;
 }
 
-static ln_status linear_create(ln_module **out, const ln_module_build *ctx, const double *config,
-                               ln_error *err)
+static ln_status linear_create(ln_module **out, const ln_module_class *cls,
+                               const ln_module_build *ctx, const double *config, ln_error *err)
 {
 	int64_t nin, nout, bias;
 	ln_status s = ln_config_int(&nin, config[0], "nin", 1, INT64_MAX, err);

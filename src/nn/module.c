@@ -49,6 +49,20 @@ ln_status ln_module_alloc(ln_module **out, const ln_module_class *cls, ln_error 
 	return LN_OK;
 }
 
+ln_status ln_module_create(ln_module **out, const ln_module_class *cls,
+                           const ln_module_build *ctx, const double *config, ln_error *err)
+{
+	assert(cls->create);
+	return cls->create(out, cls, ctx, config, err);
+}
+
+ln_status ln_module_create_plain(ln_module **out, const ln_module_class *cls,
+                                 const ln_module_build *ctx, const double *config,
+                                 ln_error *err)
+{
+	return ln_module_alloc(out, cls, err);
+}
+
 /* ---- parameters and buffers ---------------------------------------------------- */
 
 /* Bytes of m's parameters and buffers (not the gradients). */

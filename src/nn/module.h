@@ -81,11 +81,12 @@ typedef struct ln_module_class {
 	const char *param_names[LN_MODULE_MAX_PARAMS + 1];
 	const char *buffer_names[LN_MODULE_MAX_BUFFERS + 1];
 	const char *config_names[LN_MODULE_MAX_CONFIG + 1];
-	/* Builds a module from its config values (same order as config_names),
+	/* Builds a module of class cls (this class; classes that share code
+	 * share a create) from its config values (same order as config_names),
 	 * as the loader does: the registry's constructor by name.  ctx may be
 	 * NULL (ln_module_build). */
-	ln_status (*create)(ln_module **out, const ln_module_build *ctx, const double *config,
-	                    ln_error *err);
+	ln_status (*create)(ln_module **out, const struct ln_module_class *cls,
+	                    const ln_module_build *ctx, const double *config, ln_error *err);
 	/* Writes a one-line description, "Linear(784 -> 256)"; returns as
 	 * snprintf. */
 	int (*describe)(const ln_module *m, char *buf, size_t size);
@@ -116,6 +117,18 @@ struct ln_module {
 /* Allocates a zeroed struct of cls->size bytes with refcount 1, training
  * on.  Concrete constructors call this, then fill config and params. */
 ln_status ln_module_alloc(ln_module **out, const ln_module_class *cls, ln_error *err);
+
+/* Builds a module of class cls from its config (cls->create): how the
+ * loader and a C caller that holds a class build one.  ctx may be NULL.
+ * Errors are the class's (LN_ERANGE for a bad config value, naming it). */
+ln_status ln_module_create(ln_module **out, const ln_module_class *cls,
+                           const ln_module_build *ctx, const double *config, ln_error *err);
+
+/* The create of a class with no config and nothing to build beyond the
+ * module itself (ln_module_alloc). */
+ln_status ln_module_create_plain(ln_module **out, const ln_module_class *cls,
+                                 const ln_module_build *ctx, const double *config,
+                                 ln_error *err);
 
 /* The default values of a new parameter or buffer. */
 typedef enum ln_param_init {
@@ -170,7 +183,8 @@ int ln_module_visit_params(ln_module *m, int (*fn)(ln_module *owner, int index, 
 
 /* The class with this name, or NULL. */
 const ln_module_class *ln_module_class_find(const char *name);
-/* All classes, in registry order; *count set to their number. */
-const ln_module_class *const *ln_module_classes(int *count);
+/* The number of classes, and class i (0 <= i < count), in registry order. */
+int ln_module_class_count(void);
+const ln_module_class *ln_module_class_at(int i);
 
 #endif

@@ -315,8 +315,8 @@ ln_status ln_avgpool2d_new(ln_module **out, int64_t k, int64_t stride, ln_error 
 }
 
 /* config {k, stride}: integers, k >= 1, stride >= 0 (0: stride = k). */
-static ln_status pool_create(ln_module **out, const ln_module_class *cls, const double *config,
-                             ln_error *err)
+static ln_status pool_create(ln_module **out, const ln_module_class *cls,
+                             const ln_module_build *ctx, const double *config, ln_error *err)
 {
 	int64_t k, stride;
 	ln_status st;
@@ -325,18 +325,6 @@ static ln_status pool_create(ln_module **out, const ln_module_class *cls, const 
 	    (st = ln_config_int(&stride, config[1], "stride", 0, INT32_MAX, err)) != LN_OK)
 		return st;
 	return pool_new(out, cls, k, stride, err);
-}
-
-static ln_status maxpool_create(ln_module **out, const ln_module_build *ctx, const double *config,
-                              ln_error *err)
-{
-	return pool_create(out, &ln_maxpool2d_class, config, err);
-}
-
-static ln_status avgpool_create(ln_module **out, const ln_module_build *ctx, const double *config,
-                              ln_error *err)
-{
-	return pool_create(out, &ln_avgpool2d_class, config, err);
 }
 
 const ln_module_class ln_maxpool2d_class = {
@@ -348,7 +336,7 @@ const ln_module_class ln_maxpool2d_class = {
 	.param_names = {NULL},
 	.buffer_names = {NULL},
 	.config_names = {"k", "stride", NULL},
-	.create = maxpool_create,
+	.create = pool_create,
 	.describe = pool_describe,
 };
 
@@ -361,6 +349,6 @@ const ln_module_class ln_avgpool2d_class = {
 	.param_names = {NULL},
 	.buffer_names = {NULL},
 	.config_names = {"k", "stride", NULL},
-	.create = avgpool_create,
+	.create = pool_create,
 	.describe = pool_describe,
 };

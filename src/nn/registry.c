@@ -1,8 +1,9 @@
 /*
- * registry.c -- the one table of module classes that can be built by
- * name from a config (the loader's constructors, and the Lua metatables
- * "lunet.nn.<name>").  Files store class names, never positions, so the
- * order below may change freely.
+ * registry.c -- the one list of module classes that can be built by name
+ * from a config (the loader's constructors, and the Lua metatables
+ * "lunet.nn.<name>"): the table below, then the rows of the activation
+ * table (activation.c).  Files store class names, never positions, so the
+ * order may change freely.
  *
  * External (layers.h) is deliberately absent: it wraps callbacks that no
  * config can describe, so it can be neither loaded nor saved.
@@ -17,11 +18,6 @@
 enum {
 	/* layers.h */
 	CLASS_LINEAR,
-	CLASS_IDENTITY,
-	CLASS_SIGMOID,
-	CLASS_TANH,
-	CLASS_RELU,
-	CLASS_LEAKY_RELU,
 	CLASS_SOFTMAX,
 	CLASS_LOG_SOFTMAX,
 	CLASS_DROPOUT,
@@ -37,11 +33,6 @@ enum {
 
 static const ln_module_class *const classes[] = {
 	[CLASS_LINEAR] = &ln_linear_class,
-	[CLASS_IDENTITY] = &ln_identity_class,
-	[CLASS_SIGMOID] = &ln_sigmoid_class,
-	[CLASS_TANH] = &ln_tanh_class,
-	[CLASS_RELU] = &ln_relu_class,
-	[CLASS_LEAKY_RELU] = &ln_leaky_relu_class,
 	[CLASS_SOFTMAX] = &ln_softmax_class,
 	[CLASS_LOG_SOFTMAX] = &ln_log_softmax_class,
 	[CLASS_DROPOUT] = &ln_dropout_class,
@@ -57,16 +48,27 @@ static const ln_module_class *const classes[] = {
 static_assert(sizeof classes / sizeof classes[0] == CLASS_COUNT,
               "registry: one entry per class in the enum");
 
-const ln_module_class *ln_module_class_find(const char *name)
+int ln_module_class_count(void)
 {
-	for (int i = 0; i < CLASS_COUNT; i++)
-		if (strcmp(classes[i]->name, name) == 0)
-			return classes[i];
-	return NULL;
+	int nact;
+	ln_activation_defs(&nact);
+	return CLASS_COUNT + nact;
 }
 
-const ln_module_class *const *ln_module_classes(int *count)
+const ln_module_class *ln_module_class_at(int i)
 {
-	*count = CLASS_COUNT;
-	return classes;
+	int nact;
+	const ln_activation_def *act = ln_activation_defs(&nact);
+	assert(i >= 0 && i < CLASS_COUNT + nact);
+	return i < CLASS_COUNT ? classes[i] : &act[i - CLASS_COUNT].cls;
+}
+
+const ln_module_class *ln_module_class_find(const char *name)
+{
+	for (int i = 0, n = ln_module_class_count(); i < n; i++) {
+		const ln_module_class *cls = ln_module_class_at(i);
+		if (strcmp(cls->name, name) == 0)
+			return cls;
+	}
+	return NULL;
 }

@@ -97,12 +97,6 @@ ln_status ln_sequential_add(ln_module *seq, ln_module *child, ln_error *err)
 	return LN_OK;
 }
 
-static ln_status sequential_create(ln_module **out, const ln_module_build *ctx, const double *config,
-                              ln_error *err)
-{
-	return ln_sequential_new(out, err);
-}
-
 static int sequential_describe(const ln_module *m, char *buf, size_t size)
 {
 	return snprintf(buf, size, "Sequential");
@@ -116,6 +110,6 @@ const ln_module_class ln_sequential_class = {
 	.param_names = {NULL},
 	.buffer_names = {NULL},
 	.config_names = {NULL},
-	.create = sequential_create,
+	.create = ln_module_create_plain,
 	.describe = sequential_describe,
 };

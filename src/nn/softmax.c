@@ -153,18 +153,6 @@ ln_status ln_log_softmax_new(ln_module **out, ln_error *err)
 	return ln_module_alloc(out, &ln_log_softmax_class, err);
 }
 
-static ln_status softmax_create(ln_module **out, const ln_module_build *ctx, const double *config,
-                              ln_error *err)
-{
-	return ln_softmax_new(out, err);
-}
-
-static ln_status log_softmax_create(ln_module **out, const ln_module_build *ctx, const double *config,
-                              ln_error *err)
-{
-	return ln_log_softmax_new(out, err);
-}
-
 static int describe(const ln_module *m, char *buf, size_t size)
 {
 	return snprintf(buf, size, "%s", m->cls->name);
@@ -178,7 +166,7 @@ const ln_module_class ln_softmax_class = {
 	.param_names = {NULL},
 	.buffer_names = {NULL},
 	.config_names = {NULL},
-	.create = softmax_create,
+	.create = ln_module_create_plain,
 	.describe = describe,
 };
 
@@ -190,6 +178,6 @@ const ln_module_class ln_log_softmax_class = {
 	.param_names = {NULL},
 	.buffer_names = {NULL},
 	.config_names = {NULL},
-	.create = log_softmax_create,
+	.create = ln_module_create_plain,
 	.describe = describe,
 };

@@ -339,12 +339,12 @@ static void test_conv2d_init_and_describe(void **state)
 	/* created from config, as the loader does */
 	double cfg[5] = {1, 16, 3, 2, 0};
 	ln_error err;
-	assert_int_equal(ln_conv2d_class.create(&m, NULL, cfg, &err), LN_OK);
+	assert_int_equal(ln_module_create(&m, &ln_conv2d_class, NULL, cfg, &err), LN_OK);
 	m->cls->describe(m, buf, sizeof buf);
 	assert_string_equal(buf, "Conv2d(1 -> 16, 3x3, stride 2, padding 0)");
 	ln_module_release(m);
 	cfg[2] = 2.5;
-	assert_int_equal(ln_conv2d_class.create(&m, NULL, cfg, &err), LN_ERANGE);
+	assert_int_equal(ln_module_create(&m, &ln_conv2d_class, NULL, cfg, &err), LN_ERANGE);
 	assert_null(m);
 	assert_non_null(strstr(err.msg, "2.5"));
 }
@@ -599,7 +599,7 @@ static void test_pool_errors(void **state)
 	assert_int_equal(ln_maxpool2d_new(&m, 2, INT64_C(1) << 33, &err), LN_ERANGE);
 	assert_string_equal(err.msg, "stride must be <= 2147483647, got 8589934592");
 	double cfg[2] = {2, 0};
-	assert_int_equal(ln_maxpool2d_class.create(&m, NULL, cfg, &err), LN_OK);
+	assert_int_equal(ln_module_create(&m, &ln_maxpool2d_class, NULL, cfg, &err), LN_OK);
 	assert_true(m->config[1] == 2);  /* stride 0 means stride = k */
 	ln_module_release(m);
 }
@@ -791,7 +791,7 @@ static void test_batchnorm_errors(void **state)
 	assert_int_equal(ln_batchnorm_new_ex(&m, NULL, 4, 0, 0.1, &err), LN_ERANGE);
 	assert_string_equal(err.msg, "eps must be positive, got 0");
 	double cfg[3] = {4, 1e-3, 0.2};
-	assert_int_equal(ln_batchnorm_class.create(&m, NULL, cfg, &err), LN_OK);
+	assert_int_equal(ln_module_create(&m, &ln_batchnorm_class, NULL, cfg, &err), LN_OK);
 	assert_true(m->config[0] == 4 && m->config[1] == 1e-3 && m->config[2] == 0.2);
 	ln_module_release(m);
 }
@@ -918,11 +918,11 @@ static void test_steady_state_sequential(void **state)
 		switch (i) {
 		case 0: st = ln_conv2d_new(&child, NULL, 1, 4, 3, 1, 1, &err); break;
 		case 1: st = ln_batchnorm_new(&child, NULL, 4, &err); break;
-		case 2: st = ln_relu_new(&child, &err); break;
+		case 2: st = ln_activation_new(&child, "ReLU", 0, &err); break;
 		case 3: st = ln_maxpool2d_new(&child, 2, 2, &err); break;
 		case 4: st = ln_conv2d_new(&child, NULL, 4, 8, 3, 1, 1, &err); break;
 		case 5: st = ln_batchnorm_new(&child, NULL, 8, &err); break;
-		case 6: st = ln_relu_new(&child, &err); break;
+		case 6: st = ln_activation_new(&child, "ReLU", 0, &err); break;
 		case 7: st = ln_maxpool2d_new(&child, 2, 2, &err); break;
 		case 8: st = ln_flatten_new(&child, &err); break;
 		default: st = ln_linear_new(&child, NULL, 8 * 3 * 3, 10, true, &err); break;

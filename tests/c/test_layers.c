@@ -46,11 +46,18 @@ static ln_module *plain(ln_status (*ctor)(ln_module **, ln_error *))
 	return must(ctor(&m, &err), &m, &err);
 }
 
+static ln_module *act(const char *name)
+{
+	ln_module *m = NULL;
+	ln_error err;
+	return must(ln_activation_new(&m, name, 0, &err), &m, &err);
+}
+
 static ln_module *leaky(double slope)
 {
 	ln_module *m = NULL;
 	ln_error err;
-	return must(ln_leaky_relu_new(&m, slope, &err), &m, &err);
+	return must(ln_activation_new(&m, "LeakyReLU", slope, &err), &m, &err);
 }
 
 static ln_module *dropout(double p)
@@ -245,11 +252,11 @@ static void test_activation_values(void **state)
 		ln_module *m;
 		double want[4];
 	} cases[] = {
-		{plain(ln_identity_new), {-2, 0, 3, -100}},
-		{plain(ln_relu_new), {0, 0, 3, 0}},
+		{act("Identity"), {-2, 0, 3, -100}},
+		{act("ReLU"), {0, 0, 3, 0}},
 		{leaky(0.1), {-0.2, 0, 3, -10}},
-		{plain(ln_sigmoid_new), {0.11920292202211755, 0.5, 0.9525741268224334, 3.720075976020836e-44}},
-		{plain(ln_tanh_new), {-0.9640275800758169, 0, 0.9950547536867305, -1}},
+		{act("Sigmoid"), {0.11920292202211755, 0.5, 0.9525741268224334, 3.720075976020836e-44}},
+		{act("Tanh"), {-0.9640275800758169, 0, 0.9950547536867305, -1}},
 	};
 	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
 		forward_ok(cases[i].m, &x);
@@ -389,14 +396,31 @@ static void test_gradcheck_layers(void **state)
 	const int64_t shape[] = {3, 4};
 	away_from_kink(&x, 2, shape);
 	ln_module *ms[] = {
-		linear(4, 5, true), linear(4, 5, false), plain(ln_identity_new), plain(ln_sigmoid_new),
-		plain(ln_tanh_new), plain(ln_relu_new), leaky(0.2), plain(ln_softmax_new),
+		linear(4, 5, true), linear(4, 5, false), act("Identity"), act("Sigmoid"),
+		act("Tanh"), act("ReLU"), leaky(0.2), plain(ln_softmax_new),
 		plain(ln_log_softmax_new), plain(ln_flatten_new),
 	};
 	for (size_t i = 0; i < sizeof ms / sizeof ms[0]; i++) {
 		expect_gradcheck(ms[i], &x, 1e-2);
 		ln_module_release(ms[i]);
 	}
+	/* every row of the activation table, with its default parameter: a
+	 * new row is checked without being named here */
+	int nact;
+	const ln_activation_def *rows = ln_activation_defs(&nact);
+	assert_true(nact >= 5);
+	for (int i = 0; i < nact; i++) {
+		ln_module *m = NULL;
+		ln_error err;
+		must(ln_module_create(&m, &rows[i].cls, NULL, &rows[i].param_default, &err), &m, &err);
+		assert_ptr_equal(ln_module_class_find(rows[i].cls.name), &rows[i].cls);
+		expect_gradcheck(m, &x, 1e-2);
+		ln_module_release(m);
+	}
+	ln_module *m = NULL;
+	ln_error err;
+	assert_int_equal(ln_activation_new(&m, "Swish", 0, &err), LN_EARG);
+	assert_string_equal(err.msg, "no activation called \"Swish\"");
 	ln_tensor_release(&x);
 
 	/* Softmax over the last dimension of a 3-D input; Flatten of 4-D */
@@ -422,11 +446,11 @@ static void test_gradcheck_sequential(void **state)
 	ln_tensor x;
 	away_from_kink(&x, 2, (int64_t[]){4, 6});
 	ln_module *inner = seq_of(2, linear(5, 4, false), leaky(0.1));
-	ln_module *m = seq_of(5, linear(6, 5, true), plain(ln_tanh_new), inner, linear(4, 3, true),
+	ln_module *m = seq_of(5, linear(6, 5, true), act("Tanh"), inner, linear(4, 3, true),
 	                      plain(ln_log_softmax_new));
 	expect_gradcheck(m, &x, 1e-2);
 	/* with Flatten in front, on 4-D input, and a Softmax head */
-	ln_module *m2 = seq_of(5, plain(ln_flatten_new), linear(6, 5, true), plain(ln_sigmoid_new),
+	ln_module *m2 = seq_of(5, plain(ln_flatten_new), linear(6, 5, true), act("Sigmoid"),
 	                       linear(5, 3, true), plain(ln_softmax_new));
 	ln_tensor x4;
 	tu_tensor_uniform(&x4, 4, (int64_t[]){2, 1, 2, 3}, -1, 1);
@@ -770,13 +794,13 @@ static void test_shape_errors(void **state)
 	ln_tensor_release(&x2);
 
 	/* a child's error names its position and class */
-	ln_module *s = seq_of(3, linear(5, 785, true), plain(ln_relu_new), linear(784, 10, true));
+	ln_module *s = seq_of(3, linear(5, 785, true), act("ReLU"), linear(784, 10, true));
 	tu_tensor(&x2, 2, (int64_t[]){64, 5}, NULL);
 	assert_int_equal(ln_module_forward(s, &x2, &err), LN_ESHAPE);
 	assert_string_equal(err.msg, "Sequential: layer 3 (Linear): expected input of shape {N,784}, got {64,785}");
 	/* nested containers nest the positions */
 	ln_module_retain(s);
-	ln_module *outer = seq_of(2, plain(ln_identity_new), s);
+	ln_module *outer = seq_of(2, act("Identity"), s);
 	assert_int_equal(ln_module_forward(outer, &x2, &err), LN_ESHAPE);
 	assert_string_equal(err.msg, "Sequential: layer 2 (Sequential): layer 3 (Linear): expected "
 	                             "input of shape {N,784}, got {64,785}");
@@ -784,7 +808,7 @@ static void test_shape_errors(void **state)
 	ln_module_release(s);
 
 	/* backward through a Sequential */
-	s = seq_of(2, linear(5, 4, true), plain(ln_tanh_new));
+	s = seq_of(2, linear(5, 4, true), act("Tanh"));
 	forward_ok(s, &x2);
 	ln_tensor gy2;
 	tu_tensor(&gy2, 2, (int64_t[]){64, 3}, NULL);
@@ -809,7 +833,7 @@ static void test_shape_errors(void **state)
 	ln_tensor_release(&v);
 
 	/* activations check backward's x against the forward's */
-	ln_module *r = plain(ln_relu_new);
+	ln_module *r = act("ReLU");
 	forward_ok(r, &x2);
 	tu_tensor(&gy2, 2, (int64_t[]){64, 5}, NULL);
 	assert_int_equal(ln_module_backward(r, &x, &gy2, &err), LN_ESHAPE);
@@ -853,7 +877,7 @@ static void test_backward_follows_last_forward(void **state)
 {
 	ln_rng_seed(ln_rng_global(), SEED);
 	ln_error err;
-	ln_module *mods[8] = {linear(4, 3, true), plain(ln_relu_new), dropout(0.5), plain(ln_flatten_new)};
+	ln_module *mods[8] = {linear(4, 3, true), act("ReLU"), dropout(0.5), plain(ln_flatten_new)};
 	assert_int_equal(ln_conv2d_new(&mods[4], NULL, 4, 2, 1, 1, 0, &err), LN_OK);
 	assert_int_equal(ln_maxpool2d_new(&mods[5], 1, 1, &err), LN_OK);
 	assert_int_equal(ln_avgpool2d_new(&mods[6], 1, 1, &err), LN_OK);
@@ -900,7 +924,7 @@ static void test_constructor_errors(void **state)
 	assert_int_equal(ln_dropout_new(&m, -0.1, &err), LN_ERANGE);
 	assert_string_equal(err.msg, "expected a probability p in [0,1), got -0.1");
 	assert_int_equal(ln_dropout_new(&m, NAN, &err), LN_ERANGE);
-	assert_int_equal(ln_leaky_relu_new(&m, INFINITY, &err), LN_ERANGE);
+	assert_int_equal(ln_activation_new(&m, "LeakyReLU", INFINITY, &err), LN_ERANGE);
 	assert_string_equal(err.msg, "expected a finite slope, got inf");
 	assert_null(m);
 	/* a huge Linear fails cleanly instead of asking the system */
@@ -914,7 +938,7 @@ static void test_constructor_errors(void **state)
 static void test_sequential_add_rules(void **state)
 {
 	ln_error err;
-	ln_module *s = plain(ln_sequential_new), *r = plain(ln_relu_new), *l = linear(2, 2, true);
+	ln_module *s = plain(ln_sequential_new), *r = act("ReLU"), *l = linear(2, 2, true);
 	assert_int_equal(ln_sequential_add(s, r, &err), LN_OK);
 	assert_int_equal(r->refcount, 2);
 	assert_int_equal(ln_sequential_add(s, r, &err), LN_EARG);
@@ -952,7 +976,7 @@ static void test_walks(void **state)
 	ln_module_retain(l1);
 	ln_module_retain(l2);
 	ln_module_retain(l3);
-	ln_module *inner = seq_of(2, l2, plain(ln_relu_new));
+	ln_module *inner = seq_of(2, l2, act("ReLU"));
 	ln_module *s = seq_of(4, l1, dropout(0.5), inner, l3);
 	plist l = {.n = 0};
 	assert_int_equal(ln_module_visit_params(s, collect, &l), 0);
@@ -992,7 +1016,11 @@ typedef ln_status (*ctor_fn)(ln_module **out, ln_error *err);
 
 static ln_status new_linear(ln_module **o, ln_error *e) { return ln_linear_new(o, NULL, 5, 4, true, e); }
 static ln_status new_linear_nb(ln_module **o, ln_error *e) { return ln_linear_new(o, NULL, 5, 4, false, e); }
-static ln_status new_leaky(ln_module **o, ln_error *e) { return ln_leaky_relu_new(o, 0.1, e); }
+static ln_status new_leaky(ln_module **o, ln_error *e) { return ln_activation_new(o, "LeakyReLU", 0.1, e); }
+static ln_status new_identity(ln_module **o, ln_error *e) { return ln_activation_new(o, "Identity", 0, e); }
+static ln_status new_sigmoid(ln_module **o, ln_error *e) { return ln_activation_new(o, "Sigmoid", 0, e); }
+static ln_status new_tanh(ln_module **o, ln_error *e) { return ln_activation_new(o, "Tanh", 0, e); }
+static ln_status new_relu(ln_module **o, ln_error *e) { return ln_activation_new(o, "ReLU", 0, e); }
 static ln_status new_dropout(ln_module **o, ln_error *e) { return ln_dropout_new(o, 0.5, e); }
 static ln_status new_ext(ln_module **o, ln_error *e)
 {
@@ -1005,7 +1033,7 @@ static ln_status new_mlp(ln_module **o, ln_error *e)
 	ln_status st = ln_sequential_new(&s, e);
 	if (st != LN_OK)
 		return st;
-	ctor_fn parts[] = {new_linear, ln_relu_new, new_dropout, ln_identity_new, ln_softmax_new};
+	ctor_fn parts[] = {new_linear, new_relu, new_dropout, new_identity, ln_softmax_new};
 	for (size_t i = 0; i < sizeof parts / sizeof parts[0]; i++) {
 		st = parts[i](&c, e);
 		if (st == LN_OK) {
@@ -1027,8 +1055,8 @@ static const struct {
 	int64_t in_cols;  /* the input is {3,in_cols} */
 } ctors[] = {
 	{"Linear", new_linear, 5},      {"Linear", new_linear_nb, 5},
-	{"Identity", ln_identity_new, 4}, {"Sigmoid", ln_sigmoid_new, 4},
-	{"Tanh", ln_tanh_new, 4},        {"ReLU", ln_relu_new, 4},
+	{"Identity", new_identity, 4}, {"Sigmoid", new_sigmoid, 4},
+	{"Tanh", new_tanh, 4},        {"ReLU", new_relu, 4},
 	{"LeakyReLU", new_leaky, 4},     {"Softmax", ln_softmax_new, 4},
 	{"LogSoftmax", ln_log_softmax_new, 4}, {"Dropout", new_dropout, 4},
 	{"Flatten", ln_flatten_new, 4},  {"Sequential", new_mlp, 5},
@@ -1067,7 +1095,7 @@ static void test_enomem_constructors(void **state)
 		assert_true(failures >= 1);
 	}
 	/* sequential_add */
-	ln_module *s = plain(ln_sequential_new), *r = plain(ln_relu_new);
+	ln_module *s = plain(ln_sequential_new), *r = act("ReLU");
 	ln_error err;
 	ln_alloc_fail_nth(1);
 	assert_int_equal(ln_sequential_add(s, r, &err), LN_ENOMEM);
@@ -1148,7 +1176,7 @@ static void test_steady_state_no_alloc(void **state)
 	ln_tensor x, gy, x4, gy4;
 	tu_tensor_uniform(&x, 2, (int64_t[]){16, 20}, -1, 1);
 	tu_tensor_uniform(&gy, 2, (int64_t[]){16, 5}, -1, 1);
-	ln_module *m = seq_of(4, linear(20, 12, true), plain(ln_relu_new), linear(12, 5, true),
+	ln_module *m = seq_of(4, linear(20, 12, true), act("ReLU"), linear(12, 5, true),
 	                      plain(ln_softmax_new));
 	train_step(m, &x, &gy);
 	train_step(m, &x, &gy);
@@ -1158,10 +1186,10 @@ static void test_steady_state_no_alloc(void **state)
 
 	/* every layer of this file, 4-D input, nested containers */
 	ext_tanh e = {.factor = 1};
-	ln_module *inner = seq_of(3, plain(ln_tanh_new), dropout(0.5), leaky(0.1));
+	ln_module *inner = seq_of(3, act("Tanh"), dropout(0.5), leaky(0.1));
 	ln_module *big = seq_of(11, plain(ln_flatten_new), linear(12, 8, false), inner,
-	                        plain(ln_identity_new), plain(ln_sigmoid_new), external(&e),
-	                        linear(8, 6, true), plain(ln_relu_new), linear(6, 4, true),
+	                        act("Identity"), act("Sigmoid"), external(&e),
+	                        linear(8, 6, true), act("ReLU"), linear(6, 4, true),
 	                        plain(ln_log_softmax_new), plain(ln_softmax_new));
 	tu_tensor_uniform(&x4, 4, (int64_t[]){16, 3, 2, 2}, -1, 1);
 	tu_tensor_uniform(&gy4, 2, (int64_t[]){16, 4}, -1, 1);
@@ -1256,7 +1284,7 @@ static void test_build_context(void **state)
 	ln_rng_get_state(ln_rng_global(), global_before);
 	ln_module *m1 = NULL, *m2 = NULL, *m3 = NULL;
 	assert_int_equal(ln_linear_new(&m1, &ca, 5, 4, true, &err), LN_OK);
-	assert_int_equal(ln_linear_class.create(&m2, &cb, (const double[]){5, 4, 1}, &err), LN_OK);
+	assert_int_equal(ln_module_create(&m2, &ln_linear_class, &cb, (const double[]){5, 4, 1}, &err), LN_OK);
 	ln_rng_get_state(ln_rng_global(), global_after);
 	assert_memory_equal(global_before, global_after, sizeof global_before);
 	/* the same seed gives the same weights, by constructor or by config */
@@ -1286,7 +1314,7 @@ static void test_build_context(void **state)
 	ln_alloc_stats st0, st1;
 	ln_alloc_get_stats(&st0);
 	tight.budget = 1 << 20;
-	assert_int_equal(ln_linear_class.create(&m1, &tight, (const double[]){1 << 20, 1 << 20, 1},
+	assert_int_equal(ln_module_create(&m1, &ln_linear_class, &tight, (const double[]){1 << 20, 1 << 20, 1},
 	                                        &err), LN_ERANGE);
 	ln_alloc_get_stats(&st1);
 	assert_null(m1);
@@ -1308,8 +1336,11 @@ static void test_build_context(void **state)
 
 static void test_registry(void **state)
 {
-	int n;
-	const ln_module_class *const *cls = ln_module_classes(&n);
+	int n = ln_module_class_count();
+	const ln_module_class *cls[64];
+	assert_true(n <= 64);
+	for (int i = 0; i < n; i++)
+		cls[i] = ln_module_class_at(i);
 	const char *mine[] = {"Linear", "Identity", "Sigmoid", "Tanh", "ReLU", "LeakyReLU",
 	                      "Softmax", "LogSoftmax", "Dropout", "Flatten", "Sequential"};
 	assert_true(n >= (int)(sizeof mine / sizeof mine[0]));
@@ -1342,7 +1373,7 @@ static void test_registry(void **state)
 		assert_int_equal(nc, orig[i]->nconfig);
 		ln_module *copy = NULL;
 		ln_error err;
-		assert_int_equal(c->create(&copy, NULL, orig[i]->config, &err), LN_OK);
+		assert_int_equal(ln_module_create(&copy, c, NULL, orig[i]->config, &err), LN_OK);
 		copy->cls->describe(copy, b, sizeof b);
 		assert_string_equal(a, b);
 		assert_int_equal(copy->nparams, orig[i]->nparams);
@@ -1355,12 +1386,12 @@ static void test_registry(void **state)
 	/* configs from a file are checked */
 	ln_module *m = NULL;
 	ln_error err;
-	assert_int_equal(ln_linear_class.create(&m, NULL, (const double[]){NAN, 3, 1}, &err), LN_ERANGE);
+	assert_int_equal(ln_module_create(&m, &ln_linear_class, NULL, (const double[]){NAN, 3, 1}, &err), LN_ERANGE);
 	assert_string_equal(err.msg, "expected nin to be an integer >= 1, got nan");
-	assert_int_equal(ln_linear_class.create(&m, NULL, (const double[]){2.5, 3, 1}, &err), LN_ERANGE);
-	assert_int_equal(ln_linear_class.create(&m, NULL, (const double[]){2, 3, 2}, &err), LN_ERANGE);
+	assert_int_equal(ln_module_create(&m, &ln_linear_class, NULL, (const double[]){2.5, 3, 1}, &err), LN_ERANGE);
+	assert_int_equal(ln_module_create(&m, &ln_linear_class, NULL, (const double[]){2, 3, 2}, &err), LN_ERANGE);
 	assert_string_equal(err.msg, "expected bias to be an integer in [0, 1], got 2");
-	assert_int_equal(ln_dropout_class.create(&m, NULL, (const double[]){1.5}, &err), LN_ERANGE);
+	assert_int_equal(ln_module_create(&m, &ln_dropout_class, NULL, (const double[]){1.5}, &err), LN_ERANGE);
 	assert_null(m);
 }
 
