@@ -35,6 +35,14 @@ extern "C" {
  * package.preload. */
 int luaopen_lunet(lua_State *L);
 
+/* For runners, after printing the error that ends a script: when this
+ * process joined an MPI job of several ranks (lunet.dist.init), says
+ * which rank failed and ends the whole job with exit status `code`
+ * (MPI_Abort), so that the other ranks do not wait for ever inside a
+ * collective call; it does not return then.  Otherwise it returns at
+ * once. */
+void lunet_dist_abort(int code);
+
 #ifdef __cplusplus
 }
 #endif

@@ -72,7 +72,38 @@ local function check_open(t, what, level)
 	end
 end
 
--- data.batches(x, y, n[, {shuffle=false, drop_last=false}]) -> iterator
+-- The share of a batch of `len` samples that rank `rank` of `size`
+-- takes: positions first .. first+count-1 of the batch (1-based).  The
+-- batch is cut into size contiguous pieces whose lengths differ by at most
+-- one, the longer ones to the lower ranks.
+local function shard_of(len, rank, size)
+	local q, r = len // size, len % size
+	local count = q + (rank < r and 1 or 0)
+	local first = 1 + rank * q + math.min(rank, r)
+	return first, count
+end
+
+-- The rank and size for shard=true, checking that the job is up and that
+-- every rank holds as many samples.
+local function shard_setup(count)
+	local dist = lunet.dist
+	if not dist.initialized() then
+		if not dist.available then
+			error("data.batches: shard=true needs lunet.dist, but this lunet was built " ..
+				"without MPI (configure it with cmake -DLUNET_MPI=ON)", 3)
+		end
+		error("data.batches: shard=true needs lunet.dist.init() first", 3)
+	end
+	local counts = lunet.tensor{count, -count}
+	dist.allreduce(counts, "max")
+	if counts[1] ~= count or -counts[2] ~= count then
+		error(string.format("data.batches: shard=true needs the same samples on every " ..
+			"rank, but x has from %d to %d samples across ranks", -counts[2], counts[1]), 3)
+	end
+	return dist.rank(), dist.size()
+end
+
+-- data.batches(x, y, n[, {shuffle=false, drop_last=false, shard=false}]) -> iterator
 -- data.batches(x, n[, opts])                                 -> iterator of x only
 --
 --   for xb, yb in data.batches(x, y, 64, {shuffle=true}) do ... end
@@ -88,6 +119,18 @@ end
 -- overwrite it (shuffle) - clone() a batch to keep it - and writing into a
 -- batch without shuffle writes into x/y.  No copy of the whole data set is
 -- made.
+--
+-- shard=true (under lunet.dist, every rank holding the same x and y):
+-- n is the global batch, and each rank takes its own contiguous piece of
+-- every batch of n, of n // size or n // size + 1 samples (the longer
+-- pieces go to the lower ranks).  Every rank draws the permutation (as one
+-- process would, so the random streams stay in step) and then takes rank
+-- 0's, so all ranks cut the same order.  The batches of all ranks together
+-- are exactly the batches one process would make, and
+-- dist.average_gradients, which weights each rank's gradient by the size
+-- of its piece, gives the gradient one process would compute on the whole
+-- batch.  A last batch with fewer samples than ranks is skipped by every
+-- rank (a rank cannot take an empty piece).
 function data.batches(x, y, n, opts)
 	if type(y) == "number" then y, n, opts = nil, y, n end
 	if not is_tensor(x) then
@@ -103,9 +146,13 @@ function data.batches(x, y, n, opts)
 	if type(opts) ~= "table" then
 		error("data.batches: options must be a table, got " .. type(opts), 2)
 	end
-	for k in pairs(opts) do
-		if k ~= "shuffle" and k ~= "drop_last" then
-			error("data.batches: unknown option '" .. tostring(k) .. "' (options: shuffle, drop_last)", 2)
+	for k, v in pairs(opts) do
+		if k ~= "shuffle" and k ~= "drop_last" and k ~= "shard" then
+			error("data.batches: unknown option '" .. tostring(k) ..
+				"' (options: shuffle, drop_last, shard)", 2)
+		end
+		if v ~= nil and type(v) ~= "boolean" then
+			error("data.batches: option '" .. k .. "' must be a boolean, got " .. type(v), 2)
 		end
 	end
 	check_open(x, "x", 2)
@@ -114,35 +161,52 @@ function data.batches(x, y, n, opts)
 	if y and y:size(1) ~= count then
 		error(string.format("data.batches: x has %d samples but y has %d", count, y:size(1)), 2)
 	end
+	local rank, size = 0, 1
+	if opts.shard then rank, size = shard_setup(count) end
+	local set_share = opts.shard and lunet.dist._set_share
 	local last = count
 	if opts.drop_last then last = count - count % n end
 	local i = 1
 
+	-- the next batch as (first sample position, length) of this rank's
+	-- piece, or nil at the end; advances i past the whole batch
+	local function next_piece()
+		if i > last then return nil end
+		local len = math.min(n, last - i + 1)
+		if len < size then return nil end  -- fewer samples than ranks: skipped by all
+		local first, piece = shard_of(len, rank, size)
+		first = i + first - 1
+		i = i + len
+		if set_share then set_share(piece) end
+		return first, piece
+	end
+
 	if not opts.shuffle then
 		return function()
-			if i > last then return nil end
+			local first, len = next_piece()
+			if not first then return nil end
 			check_open(x, "x", 2)
 			check_open(y, "y", 2)
-			local len = math.min(n, last - i + 1)
-			local xb = x:narrow(1, i, len)
-			local yb = y and y:narrow(1, i, len)
-			i = i + len
+			local xb = x:narrow(1, first, len)
+			local yb = y and y:narrow(1, first, len)
 			return xb, yb
 		end
 	end
 
 	local perm = lunet.randperm(count)
-	local size = math.min(n, count)
+	if size > 1 then lunet.dist.broadcast(perm, 0) end
+	local size_b = math.min(n, count)
+	size_b = size_b // size + (size_b % size > 0 and 1 or 0)
 	local function buffer(t)
 		local shape = t:shape()
-		shape[1] = size
+		shape[1] = size_b
 		return lunet.zeros(shape)
 	end
 	local xbuf = buffer(x)
 	local ybuf = y and buffer(y)
 	return function()
-		if i > last then return nil end
-		local len = math.min(n, last - i + 1)
+		local first, len = next_piece()
+		if not first then return nil end
 		check_open(x, "x", 2)
 		check_open(y, "y", 2)
 		local xb, yb = xbuf, ybuf
@@ -151,13 +215,12 @@ function data.batches(x, y, n, opts)
 			xbuf, ybuf = buffer(x), y and buffer(y)
 			xb, yb = xbuf, ybuf
 		end
-		if len < size then
+		if len < size_b then
 			xb = xbuf:narrow(1, 1, len)
 			yb = ybuf and ybuf:narrow(1, 1, len)
 		end
-		data.gather(xb, x, perm, i)
-		if yb then data.gather(yb, y, perm, i) end
-		i = i + len
+		data.gather(xb, x, perm, first)
+		if yb then data.gather(yb, y, perm, first) end
 		return xb, yb
 	end
 end

@@ -446,6 +446,8 @@ int main(int argc, char **argv)
 	int result = lua_toboolean(L, -1);
 	ln_cli_progname = "lunet";  /* the REPL clears it; an error may skip the reset */
 	ln_cli_report(L, status);
+	if (!(result && status == LUA_OK))
+		lunet_dist_abort(EXIT_FAILURE);  /* under mpirun: end every rank */
 	lua_close(L);
 	return (result && status == LUA_OK) ? EXIT_SUCCESS : EXIT_FAILURE;
 }

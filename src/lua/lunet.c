@@ -100,6 +100,7 @@ int luaopen_lunet(lua_State *L)
 	lnL_open_save(L);
 	lnL_open_sys(L);
 	lnL_open_bench(L);
+	lnL_open_dist(L);
 	run_embedded(L, lunet_idx);
 	lua_settop(L, lunet_idx);
 	return 1;

@@ -156,7 +156,7 @@ test("batches errors", function()
 	raises("data.batches: batch size must be an integer >= 1, got 0", data.batches, x, y, 0)
 	raises("data.batches: batch size must be an integer >= 1, got 2.5", data.batches, x, y, 2.5)
 	raises("data.batches: x must be a tensor, got table", data.batches, {1, 2}, y, 4)
-	raises("data.batches: unknown option 'shufle' (options: shuffle, drop_last)", data.batches, x,
+	raises("data.batches: unknown option 'shufle' (options: shuffle, drop_last, shard)", data.batches, x,
 		y, 4, {shufle = true})
 end)
 
