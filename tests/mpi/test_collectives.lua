@@ -9,18 +9,9 @@
 -- A failed check raises at once: the runner prints it and ends the job.
 local lunet = lunet or require "lunet"
 local nn, dist = lunet.nn, lunet.dist
-local harness = dofile((arg[0]:match("^(.*)/") or ".") .. "/../lua/harness.lua")
-local eq, raises = harness.eq, harness.raises
-
-local rank, size = dist.init()
-assert(size >= 2, "run under mpirun with at least 2 ranks")
-
--- The largest |a - b| over all elements and all ranks.
-local function maxdiff(a, b)
-	local d = lunet.tensor{(a - b):abs():max()}
-	dist.allreduce(d, "max")
-	return d[1]
-end
+local common = dofile((arg[0]:match("^(.*)/") or ".") .. "/common.lua")
+local rank, size, maxdiff = common.rank, common.size, common.maxdiff
+local eq, raises = common.harness.eq, common.harness.raises
 
 -- ---- allreduce and broadcast on tensors of several sizes ----------------------
 local sum_factor = size * (size + 1) / 2   -- sum over ranks of (rank + 1)

@@ -16,18 +16,9 @@
 -- Run by CTest under `mpirun --oversubscribe -np 2` and `-np 3`.
 local lunet = lunet or require "lunet"
 local nn, optim, data, dist = lunet.nn, lunet.optim, lunet.data, lunet.dist
-local harness = dofile((arg[0]:match("^(.*)/") or ".") .. "/../lua/harness.lua")
-local eq, raises = harness.eq, harness.raises
-
-local rank, size = dist.init()
-assert(size >= 2, "run under mpirun with at least 2 ranks")
-
--- The largest |a - b| over all elements and all ranks.
-local function maxdiff(a, b)
-	local d = lunet.tensor{(a - b):abs():max()}
-	dist.allreduce(d, "max")
-	return d[1]
-end
+local common = dofile((arg[0]:match("^(.*)/") or ".") .. "/common.lua")
+local rank, size, maxdiff = common.rank, common.size, common.maxdiff
+local eq, raises = common.harness.eq, common.harness.raises
 
 -- ---- data: the same on every rank ---------------------------------------------------
 local N, B, C = 53, 16, 4
