@@ -28,6 +28,7 @@
 #include "../core/alloc.h"
 #include "conv.h"
 #include "nn_internal.h"
+#include "state_dict.h"
 
 typedef struct batchnorm {
 	ln_module base;
@@ -37,6 +38,7 @@ typedef struct batchnorm {
 	double *invstd;   /* (n) 1/sqrt(var+eps) used by the last forward; same block */
 	double *tmp;      /* (2n) per-channel sums; same block */
 	bool fwd_training;  /* the last successful forward used batch statistics */
+	int64_t batches;    /* forwards in training mode (PyTorch's num_batches_tracked) */
 } batchnorm;
 
 static int batchnorm_describe(const ln_module *m, char *buf, size_t size)
@@ -203,6 +205,7 @@ static ln_status batchnorm_forward(ln_module *m, const ln_tensor *x, ln_error *e
 	float *rmean = ln_tensor_data(&m->buffer[0]), *rvar = ln_tensor_data(&m->buffer[1]);
 	if (m->training) {
 		batch_stats(b, xd, nb, sp, rmean, rvar);
+		b->batches++;
 	} else {
 		for (int64_t c = 0; c < b->n; c++) {
 			b->mean[c] = rmean[c];
@@ -292,6 +295,14 @@ ln_status ln_batchnorm_new(ln_module **out, const ln_module_build *ctx, int64_t 
 	return ln_batchnorm_new_ex(out, ctx, n, 1e-5, 0.1, err);
 }
 
+/* PyTorch's names: the default ones, then the counter of training
+ * batches, which PyTorch keeps as an integer buffer. */
+static void batchnorm_state(ln_module *m, ln_state_visitor *v)
+{
+	ln_state_default(m, v);
+	ln_state_integer(v, "num_batches_tracked", &((batchnorm *)m)->batches);
+}
+
 /* config {n, eps, momentum}. */
 static ln_status batchnorm_create(ln_module **out, const ln_module_class *cls,
                                   const ln_module_build *ctx, const double *config, ln_error *err)
@@ -315,4 +326,5 @@ const ln_module_class ln_batchnorm_class = {
 	.config_names = {"n", "eps", "momentum", NULL},
 	.create = batchnorm_create,
 	.describe = batchnorm_describe,
+	.state = batchnorm_state,
 };

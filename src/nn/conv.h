@@ -56,7 +56,9 @@ ln_status ln_avgpool2d_new(ln_module **out, int64_t k, int64_t stride, ln_error 
 /* BatchNorm(n) over {N,n} or per channel over {N,n,H,W}, eps 1e-5,
  * momentum 0.1 (as PyTorch).  Params "weight" {n} (ones) and "bias" {n}
  * (zeros); buffers "running_mean" {n} (zeros) and "running_var" {n}
- * (ones).  Config: n, eps, momentum. */
+ * (ones).  Config: n, eps, momentum.  It counts its forwards in training
+ * mode, named num_batches_tracked in its state (state_dict.h); lunet's
+ * own file format does not keep the count. */
 ln_status ln_batchnorm_new(ln_module **out, const ln_module_build *ctx, int64_t n, ln_error *err);
 /* The same with explicit eps > 0 and momentum in [0,1]. */
 ln_status ln_batchnorm_new_ex(ln_module **out, const ln_module_build *ctx, int64_t n, double eps,

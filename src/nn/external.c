@@ -9,6 +9,7 @@
 
 #include "layers.h"
 #include "nn_internal.h"
+#include "state_dict.h"
 
 typedef struct external {
 	ln_module base;
@@ -175,6 +176,9 @@ static int external_describe(const ln_module *m, char *buf, size_t size)
 }
 
 /* Not in the registry: it cannot be built from a config (nor saved). */
+/* Its parameters, if any, belong to the code outside C: that code names them. */
+static void external_state(ln_module *m, ln_state_visitor *v) { ln_state_opaque(v, m); }
+
 const ln_module_class ln_external_class = {
 	.name = "External",
 	.size = sizeof(external),
@@ -186,4 +190,5 @@ const ln_module_class ln_external_class = {
 	.config_names = {NULL},
 	.create = NULL,
 	.describe = external_describe,
+	.state = external_state,
 };

@@ -52,6 +52,7 @@
 #define LN_MODULE_MAX_CONFIG 8
 
 typedef struct ln_module ln_module;
+typedef struct ln_state_visitor ln_state_visitor;  /* state_dict.h */
 
 /* How a module is built: where its initial weights come from, and how many
  * bytes of parameters and buffers it may claim.  Every constructor of a
@@ -90,6 +91,11 @@ typedef struct ln_module_class {
 	/* Writes a one-line description, "Linear(784 -> 256)"; returns as
 	 * snprintf. */
 	int (*describe)(const ln_module *m, char *buf, size_t size);
+	/* Names m's state under PyTorch's names for the same layer, by calling
+	 * the ln_state_* functions of state_dict.h.  May be NULL: parameters
+	 * and buffers under param_names and buffer_names, then the children
+	 * as "0", "1", ... (ln_state_default, torch.nn.Sequential's naming). */
+	void (*state)(ln_module *m, ln_state_visitor *v);
 } ln_module_class;
 
 struct ln_module {
