@@ -85,6 +85,9 @@ lnL_module_box *lnL_testmodule(lua_State *L, int idx);
 /* Pushes a new Lua object for m, taking one new reference to it.  Raises
  * if m's class has no binding. */
 void lnL_pushmodule(lua_State *L, struct ln_module *m);
+/* Pushes the Lua table behind a custom module (an External wrapping a Lua
+ * table placed in a container), or nil if m is not one. */
+void lnL_pushexternal(lua_State *L, struct ln_module *m);
 /* The optimiser box at idx, or NULL if the value is not an optimiser. */
 lnL_optim_box *lnL_testoptim(lua_State *L, int idx);
 
@@ -98,5 +101,8 @@ void lnL_open_save(lua_State *L);
 void lnL_open_bench(lua_State *L);  /* lunet.alloc_stats, gemm_threads, bench_gemm (lbench.c) */
 void lnL_open_sys(lua_State *L);    /* lunet.sys: mkdir, isatty, rng state (lsys.c) */
 void lnL_open_dist(lua_State *L);   /* lunet.dist: MPI data parallelism (ldist.c) */
+/* state_dict/load_state_dict on every module, lunet.save_safetensors and
+ * lunet.load_safetensors (linterop.c); after lnL_open_nn. */
+void lnL_open_interop(lua_State *L);
 
 #endif

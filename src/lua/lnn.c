@@ -622,6 +622,15 @@ static void push_external(lua_State *L, void *ctx)
 	lua_remove(L, -2);
 }
 
+void lnL_pushexternal(lua_State *L, ln_module *m)
+{
+	void *ctx = ln_external_ctx(m);
+	if (ctx)
+		push_external(L, ctx);
+	else
+		lua_pushnil(L);
+}
+
 /* Calls tbl:<method>(args...) under pcall and refs the tensor it returns
  * into out.  Lua errors become LN_EARG with their message. */
 static ln_status call_external(void *ctx, const char *method, const ln_tensor *x,

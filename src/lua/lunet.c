@@ -98,6 +98,7 @@ int luaopen_lunet(lua_State *L)
 	lnL_open_optim(L);
 	lnL_open_data(L);
 	lnL_open_save(L);
+	lnL_open_interop(L);
 	lnL_open_sys(L);
 	lnL_open_bench(L);
 	lnL_open_dist(L);
