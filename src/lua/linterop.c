@@ -28,7 +28,7 @@
 
 #include "core/alloc.h"
 #include "io/safetensors.h"
-#include "io/save.h"
+#include "io/file.h"
 #include "lnaux.h"
 #include "nn/module.h"
 #include "nn/state_dict.h"
@@ -578,7 +578,7 @@ static int l_save_safetensors(lua_State *L)
 	ln_error err;
 	if (ln_safetensors_encode(&buf, &size, items, n, meta, k, &err) != LN_OK)
 		return lnL_error(L, fname, &err);
-	ln_status st = ln_save_write_file(path, buf, size, &err);
+	ln_status st = ln_file_write_atomic(path, buf, size, &err);
 	ln_free(buf);
 	if (st != LN_OK)
 		return lnL_error(L, fname, &err);
@@ -615,7 +615,7 @@ static int l_load_safetensors(lua_State *L)
 	luaL_setmetatable(L, ST_BOX_MT);
 	size_t size;
 	ln_error err;
-	if (ln_save_read_file(path, &b->data, &size, &err) != LN_OK)
+	if (ln_file_read(path, &b->data, &size, &err) != LN_OK)
 		return lnL_error(L, fname, &err);
 	if (ln_safetensors_parse(&b->f, b->data, size, &err) != LN_OK)
 		return lnL_raisef(L, "%s: %s: %s", fname, path, err.msg);
