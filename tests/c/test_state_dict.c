@@ -68,7 +68,7 @@ static void test_sequential_names(void **state)
 	ln_module *seq = sequential(), *lin, *relu, *inner, *conv, *bn, *last;
 	assert_int_equal(ln_linear_new(&lin, NULL, 3, 4, true, &err), LN_OK);
 	add(seq, lin);
-	assert_int_equal(ln_relu_new(&relu, &err), LN_OK);
+	assert_int_equal(ln_activation_new(&relu, "ReLU", 0, &err), LN_OK);
 	add(seq, relu);
 	inner = add(seq, sequential());
 	assert_int_equal(ln_conv2d_new(&conv, NULL, 1, 2, 3, 1, 1, &err), LN_OK);
@@ -181,7 +181,7 @@ static void test_class_hook(void **state)
 	/* inside a Sequential, its keys get the position as prefix */
 	ln_module *seq = sequential();
 	ln_module *relu;
-	assert_int_equal(ln_relu_new(&relu, &err), LN_OK);
+	assert_int_equal(ln_activation_new(&relu, "ReLU", 0, &err), LN_OK);
 	add(seq, relu);
 	add(seq, m);
 	memset(&s, 0, sizeof s);
