@@ -25,9 +25,10 @@
  *   value      the root value
  *   bindings   for each optimizer record in the value, in the order they
  *              appear: u64 n (its parameter count), then n times
- *              { u64 owner, u8 index }: owner is 1 + the object id of the
- *              module holding that parameter (0: no module in this file
- *              holds it), index the parameter's position in that module.
+ *              { u64 owner, str name }: owner is 1 + the object id of the
+ *              module holding that parameter, name the parameter's name in
+ *              that module ("weight"); owner 0 (no module in this file
+ *              holds it) is followed by no name.
  *
  * A value is a tag byte and a body; str below is { u64 length, bytes }
  * and a tensor body is { u8 ndim (1..8), ndim x i64 size (each >= 1),
@@ -49,13 +50,22 @@
  *                   u8 np, np x { str name, tensor body }     parameters
  *                   u8 nb, nb x { str name, tensor body }     buffers
  *                   u64 nk, nk x { a module value, or a ref to one }  children
- *   9    optimizer  u8 kind (0 SGD, 1 Adam, 2 RMSprop),
- *                   u8 flags (1 nesterov, 2 decoupled, 4 centered),
- *                   f64 lr, momentum, weight_decay, beta1, beta2, eps, alpha,
+ *   9    optimizer  str name (an optimizer description's, optim.c: "SGD",
+ *                   "Adam", "RMSprop"),
+ *                   u8 nv, nv x { str name, f64 value }   hyper-parameters
+ *                   (flags as 0 or 1; one left out takes its default),
  *                   i64 steps, u8 ns, ns x str state name,
  *                   u64 n, n x { u8 ndim, ndim x i64 size (the parameter's
- *                   shape), ns x tensor body (its state, in name order) }
+ *                   shape), ns x tensor body (its state, in the order named) }
  *   10   ref        u64 object id: the same object again
+ *
+ * Version 1 differs in the optimizer record and its bindings only: the
+ * record was { u8 kind (0 SGD, 1 Adam, 2 RMSprop), u8 flags (1 nesterov,
+ * 2 decoupled, 4 centered), f64 lr, momentum, weight_decay, beta1, beta2,
+ * eps, alpha (those the kind has are used), then steps and state as
+ * above }, and a binding was { u64 owner, u8 index } with the parameter's
+ * position in its module.  Readers read both versions; writers write
+ * LN_SAVE_VERSION.
  *
  * Objects.  Every table, tensor, module and optimizer record is an object,
  * numbered from 0 in the order its tag appears (a module's children follow
@@ -70,23 +80,27 @@
  * shape the module has and copies it in.  Gradients, outputs and forward
  * caches are not saved (gradients load as zero).  A module of a class
  * outside the registry (External: a custom module written in Lua) cannot
- * be saved.  Loading consumes no random numbers: the rng state around
- * create() is restored.
+ * be saved.  Loading changes nothing process-wide: create() gets a build
+ * context (ln_module_build) whose generator, the reader's own, draws the
+ * initial weights that the saved ones replace, so lunet.seed's sequence
+ * is left alone.
  *
- * Optimizers are saved as their kind, hyper-parameters, step count and
- * per-parameter state (the buffers of optim.h, by name).  Their parameters
- * are not saved with them: the bindings section says, for each parameter,
- * which module in the same file holds it, so that a loader can rebuild the
- * optimizer over the loaded model's parameters.  An optimizer whose
- * parameters are not all held by saved modules loads as its state alone
- * (ln_saved_optim), to be applied to a new optimizer with
- * ln_saved_optim_apply.
+ * Optimizers are saved by name: the name of their description, each
+ * hyper-parameter and each state tensor with its name, and their step
+ * count.  Their parameters are not saved with them: the bindings section
+ * says, for each parameter, which module in the same file holds it and
+ * under which name, as the optimizer recorded it when it was built
+ * (ln_optim_owner), so that a loader can rebuild the optimizer over the
+ * loaded model's parameters.  An optimizer whose parameters are not all
+ * held by saved modules loads as its state alone (ln_saved_optim), to be
+ * applied to a new optimizer with ln_saved_optim_apply.
  *
  * Hostile input.  Every length is checked against the bytes remaining
  * before anything is allocated, so memory committed by a load is bounded by
- * a small multiple of the file's size; modules are built under an
- * allocation cap derived from the size of their saved tensors (a config
- * claiming a huge layer with tiny weights fails instead of allocating).
+ * a small multiple of the file's size; a module is built with a budget of
+ * the bytes its record holds for its parameters and buffers (a config
+ * claiming a huge layer with tiny weights fails, LN_ENOMEM, before
+ * anything that size is allocated).
  */
 #ifndef LN_SAVE_H
 #define LN_SAVE_H
@@ -102,7 +116,7 @@
 
 #define LN_SAVE_MAGIC "LUNET"       /* followed by a NUL: 6 bytes */
 #define LN_SAVE_MAGIC_LEN 6
-#define LN_SAVE_VERSION 1
+#define LN_SAVE_VERSION 2
 #define LN_SAVE_HEADER_LEN 16
 #define LN_SAVE_TRAILER_LEN 4
 #define LN_SAVE_MAX_DEPTH 128
@@ -240,7 +254,7 @@ typedef struct ln_saved_optim {
 	int64_t steps;
 	int nparams;
 	int nstate;
-	char state_name[LN_OPTIM_MAX_STATE][LN_SAVE_NAME_MAX];
+	const char *state_name[LN_OPTIM_MAX_STATE];  /* the description's names */
 	ln_save_shape *shape;  /* per parameter: its shape */
 	ln_tensor *state;      /* nparams*nstate tensors, [i*nstate + k], owned */
 	ln_module **owner;     /* per parameter: the module holding it, or NULL */
@@ -267,11 +281,19 @@ const ln_saved_optim *ln_reader_optim(const ln_reader *r, uint64_t id);
 ln_status ln_reader_finish(ln_reader *r, ln_error *err);
 
 /* Makes opt continue from a saved state: checks kind, parameter count and
- * shapes, state names, then applies the configuration
- * (ln_optim_set_config), copies the state tensors and sets the step
- * count.  Nothing changes on error (LN_EARG for a mismatch naming both
- * sides, or the errors of ln_optim_set_config). */
+ * shapes, that the state tensors are the ones opt has (by name, in any
+ * order), then applies the configuration (ln_optim_set_config), copies
+ * the state tensors and sets the step count.  Nothing changes on error
+ * (LN_EARG for a mismatch naming both sides, or the errors of
+ * ln_optim_set_config). */
 ln_status ln_saved_optim_apply(const ln_saved_optim *s, ln_optim *opt, ln_error *err);
+
+/* Rebuilds a bound optimizer (s->bound) over its owners' parameters, each
+ * owned by its module as when it was saved, and applies its state: the
+ * optimizer continues exactly where the saved one stopped.  *out is new
+ * (ln_optim_free).  Errors: LN_EARG for an unbound record, those of
+ * ln_optim_new and ln_saved_optim_apply. */
+ln_status ln_saved_optim_build(const ln_saved_optim *s, ln_optim **out, ln_error *err);
 
 /* ==== convenience =================================================================
  * A file holding one module as its root value. */

@@ -6,12 +6,14 @@
  * acquired is anchored in a userdata on the Lua stack, so that no longjmp
  * ever skips a free: the userdata's __gc releases it.
  */
+#include <assert.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 
 #include "lnaux.h"
+#include "nn/module.h"
 
 /* Raises a Lua error with a printf-formatted message (lua_pushfstring,
  * behind luaL_error, knows no %lld or %g).  The message buffer lives on
@@ -49,6 +51,55 @@ ln_tensor *lnL_pushview(lua_State *L, const ln_tensor *src)
 	ln_tensor *t = lnL_newtensor(L);
 	ln_tensor_ref(t, src);
 	return t;
+}
+
+/* A parameter view carries two user values: the module userdata it came
+ * from, and i+1 for parameter i (-(i+1) for its gradient). */
+enum { PV_MODULE = 1, PV_INDEX, PV_COUNT = PV_INDEX };
+
+ln_tensor *lnL_pushparam(lua_State *L, int module_idx, int i, bool grad)
+{
+	module_idx = lua_absindex(L, module_idx);
+	lnL_module_box *b = lnL_testmodule(L, module_idx);
+	assert(b && b->m && i >= 0 && i < b->m->nparams);
+	ln_tensor *t = lua_newuserdatauv(L, sizeof(ln_tensor), PV_COUNT);
+	*t = LN_TENSOR_EMPTY;
+	luaL_setmetatable(L, LN_TENSOR_MT);
+	ln_tensor_ref(t, grad ? &b->m->grad[i] : &b->m->param[i]);
+	lua_pushvalue(L, module_idx);
+	lua_setiuservalue(L, -2, PV_MODULE);
+	lua_pushinteger(L, grad ? -(i + 1) : i + 1);
+	lua_setiuservalue(L, -2, PV_INDEX);
+	return t;
+}
+
+bool lnL_paramowner(lua_State *L, int idx, struct ln_module **m, int *i, bool *grad)
+{
+	idx = lua_absindex(L, idx);
+	ln_tensor *t = lnL_testtensor(L, idx);
+	if (!t || ln_tensor_is_empty(t))
+		return false;
+	if (lua_getiuservalue(L, idx, PV_MODULE) == LUA_TNONE) {
+		lua_pop(L, 1);
+		return false;
+	}
+	lnL_module_box *b = lnL_testmodule(L, -1);
+	lua_getiuservalue(L, idx, PV_INDEX);
+	lua_Integer k = lua_tointeger(L, -1);
+	lua_pop(L, 2);
+	if (!b || !b->m || k == 0)
+		return false;
+	int j = (int)(k < 0 ? -k : k) - 1;
+	if (j >= b->m->nparams)
+		return false;
+	/* it still describes that tensor (no reshape of the userdata since) */
+	const ln_tensor *src = k < 0 ? &b->m->grad[j] : &b->m->param[j];
+	if (t->storage != src->storage || t->offset != src->offset || !ln_tensor_same_shape(t, src))
+		return false;
+	*m = b->m;
+	*i = j;
+	*grad = k < 0;
+	return true;
 }
 
 /* The tensor at arg; a type error in the standard Lua form when it is not a

@@ -10,6 +10,8 @@
 #ifndef LN_LNAUX_H
 #define LN_LNAUX_H
 
+#include <stdbool.h>
+
 #include <lauxlib.h>
 #include <lua.h>
 
@@ -82,6 +84,18 @@ typedef struct lnL_optim_box { struct ln_optim *opt; } lnL_optim_box;
 
 /* The module box at idx, or NULL if the value is not a module. */
 lnL_module_box *lnL_testmodule(lua_State *L, int idx);
+/* Pushes a view of parameter i of the open module at module_idx (of its
+ * gradient when grad) that remembers where it came from: an optimiser
+ * built from a plain table of such views knows which module holds each
+ * tensor (lnL_paramowner), as one built from the model does. */
+ln_tensor *lnL_pushparam(lua_State *L, int module_idx, int i, bool grad);
+/* For a tensor at idx that lnL_pushparam made and that still describes
+ * that tensor of a module that is still open: the module (borrowed), the
+ * index and whether it is the gradient.  False for any other value. */
+bool lnL_paramowner(lua_State *L, int idx, struct ln_module **m, int *i, bool *grad);
+/* Pushes the Lua table behind an External module (a custom module written
+ * in Lua, inside a container), or nil if m is not one (lnn.c). */
+void lnL_pushexternal(lua_State *L, struct ln_module *m);
 /* Pushes a new Lua object for m, taking one new reference to it.  Raises
  * if m's class has no binding. */
 void lnL_pushmodule(lua_State *L, struct ln_module *m);
@@ -90,6 +104,15 @@ void lnL_pushmodule(lua_State *L, struct ln_module *m);
 void lnL_pushexternal(lua_State *L, struct ln_module *m);
 /* The optimiser box at idx, or NULL if the value is not an optimiser. */
 lnL_optim_box *lnL_testoptim(lua_State *L, int idx);
+/* Pushes a new, empty optimiser userdata for the optimiser called name
+ * ("SGD", "AdamW"; metatable lunet.optim.<name>); the caller stores the
+ * optimiser into the box, which then owns it. */
+lnL_optim_box *lnL_newoptim(lua_State *L, const char *name);
+/* Pushes the hyper-parameters of c by name: as opt:state() gives them
+ * ({lr=, beta1=, beta2=, decoupled=...}), or as its constructor takes them
+ * when `options` (pairs as one table: betas = {b1, b2}). */
+struct ln_optim_config;
+void lnL_pushoptimconfig(lua_State *L, const struct ln_optim_config *c, bool options);
 
 /* Each registers its functions into the table on top of the stack (the
  * lunet table); nn, optim and data create their sub-tables. */

@@ -397,9 +397,9 @@ static int module_parameters(lua_State *L)
 	lua_createtable(L, nown, 0);
 	lua_createtable(L, nown, 0);
 	for (int i = 0; i < nown; i++) {
-		lnL_pushview(L, &m->param[i]);
+		lnL_pushparam(L, 1, i, false);
 		lua_seti(L, grads + 1, i + 1);
-		lnL_pushview(L, &m->grad[i]);
+		lnL_pushparam(L, 1, i, true);
 		lua_seti(L, grads + 2, i + 1);
 	}
 	if (lua_getiuservalue(L, 1, UV_FIELDS) == LUA_TTABLE &&
@@ -557,11 +557,11 @@ static int module_index(lua_State *L)
 		for (int i = 0; i < m->nparams && m->cls->param_names[i]; i++) {
 			const char *p = m->cls->param_names[i];
 			if (strcmp(key, p) == 0) {
-				lnL_pushview(L, &m->param[i]);
+				lnL_pushparam(L, 1, i, false);
 				return 1;
 			}
 			if (strncmp(key, "grad_", 5) == 0 && strcmp(key + 5, p) == 0) {
-				lnL_pushview(L, &m->grad[i]);
+				lnL_pushparam(L, 1, i, true);
 				return 1;
 			}
 		}

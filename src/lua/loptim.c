@@ -1,15 +1,31 @@
 /*
- * loptim.c -- lunet.optim: SGD, Adam, AdamW and RMSprop for Lua.
+ * loptim.c -- lunet.optim: one constructor per optimiser description
+ * (src/nn/optim.c), all driven by that description.
  *
  *     local opt = optim.SGD(model, {lr=0.1, momentum=0.9})
  *     local opt = optim.Adam(params, grads, {lr=1e-3, betas={0.9,0.999}})
  *     opt:zero_grad()  opt:step()  opt.lr = 0.01  opt.steps
  *     local st = opt:state()   opt:load_state(st)
  *
+ * The options a constructor accepts, their types, the fields of an
+ * optimiser, tostring and state()/load_state() all come from the
+ * description's list of values: nothing here names a hyper-parameter.
+ *
+ * Parameters.  Built from a model, an optimiser takes the parameters of
+ * the module tree in C (ln_optim_new_module), each with the module that
+ * holds it.  A custom module written in Lua inside a container keeps its
+ * tensors in Lua: its own parameters method is asked for them.  A plain
+ * table of tensors (with the grads as a second table) is accepted too;
+ * views that a module handed out (m.weight, m:parameters()) still say
+ * which module holds them (lnL_paramowner).
+ *
  * An optimiser is a full userdata holding an ln_optim pointer, born NULL
  * and filled once the C optimiser is built, so that a failure in between
  * leaves nothing to free; __gc releases it.  The C optimiser keeps its own
  * views of the parameters and gradients: the model may be collected first.
+ *
+ * Errors name the constructor or method ("optim.SGD: ", "SGD:step: "),
+ * added here to the C messages, which never name the optimiser.
  */
 #include <math.h>
 #include <stddef.h>
@@ -18,42 +34,36 @@
 
 #include "core/alloc.h"
 #include "lnaux.h"
+#include "nn/layers.h"
+#include "nn/module.h"
 #include "nn/optim.h"
 
 typedef lnL_optim_box optim_ud;  /* opt: NULL until built, and after close */
 
-/* One metatable per optimiser name, so that type errors and tostring
- * name the class; all share the same methods. */
-static const char *const MT_NAMES[] = {
-	"lunet.optim.SGD", "lunet.optim.Adam", "lunet.optim.AdamW", "lunet.optim.RMSprop", NULL,
-};
-#define OPTIM_MARK "__lunet_optim"  /* a field of each of those metatables */
-
-static const char *mt_name(const ln_optim_config *c)
-{
-	switch (c->kind) {
-	case LN_OPTIM_SGD: return MT_NAMES[0];
-	case LN_OPTIM_ADAM: return c->decoupled ? MT_NAMES[2] : MT_NAMES[1];
-	default: return MT_NAMES[3];
-	}
-}
-
-/* Raises "optim.<msg>" for a C error whose message starts with the
- * optimiser's name ("SGD: lr must be >= 0, got -0.1"). */
-static int raise_optim(lua_State *L, const ln_error *err)
-{
-	return luaL_error(L, "optim.%s", err->msg);
-}
+#define MT_PREFIX "lunet.optim."
+/* A field of every optimiser metatable holding the optimiser's name: it
+ * marks the metatable as an optimiser's and names it in messages. */
+#define OPTIM_KIND "__lunet_optim"
+#define PLIST_MT "lunet.optim.plist"
 
 lnL_optim_box *lnL_testoptim(lua_State *L, int idx)
 {
-	/* every optimiser metatable carries OPTIM_MARK (lnL_open_optim): one
-	 * lookup instead of a luaL_testudata per name */
+	/* one lookup instead of a luaL_testudata per name */
 	if (lua_type(L, idx) != LUA_TUSERDATA || !lua_getmetatable(L, idx))
 		return NULL;
-	int marked = lua_getfield(L, -1, OPTIM_MARK) != LUA_TNIL;
+	int marked = lua_getfield(L, -1, OPTIM_KIND) == LUA_TSTRING;
 	lua_pop(L, 2);
 	return marked ? lua_touserdata(L, idx) : NULL;
+}
+
+lnL_optim_box *lnL_newoptim(lua_State *L, const char *name)
+{
+	optim_ud *u = lua_newuserdatauv(L, sizeof *u, 0);
+	u->opt = NULL;
+	char mt[64];
+	snprintf(mt, sizeof mt, MT_PREFIX "%s", name);
+	luaL_setmetatable(L, mt);
+	return u;
 }
 
 /* The optimiser at arg (any kind), or a type error. */
@@ -66,202 +76,353 @@ static optim_ud *check_ud(lua_State *L, int arg)
 }
 
 /* The open optimiser at arg; a closed one raises "<Kind>:<method>:
- * optimizer is closed", the kind read from the metatable's name. */
+ * optimizer is closed", the kind read from the metatable. */
 static ln_optim *check_optim(lua_State *L, int arg, const char *method)
 {
 	optim_ud *u = check_ud(L, arg);
 	if (!u->opt) {
-		const char *kind = "optim";
-		int t = luaL_getmetafield(L, arg, "__name");
-		if (t == LUA_TSTRING) {
-			kind = lua_tostring(L, -1);  /* kept alive by the metatable */
-			if (strncmp(kind, "lunet.optim.", 12) == 0)
-				kind += 12;
-		}
-		luaL_error(L, "%s:%s: optimizer is closed", kind, method);
+		luaL_getmetafield(L, arg, OPTIM_KIND);  /* a string: lnL_testoptim checked it */
+		luaL_error(L, "%s:%s: optimizer is closed", lua_tostring(L, -1), method);
 	}
 	return u->opt;
+}
+
+/* Raises "<prefix><name>: <msg>" for a C error of the optimiser called name. */
+static int raise_optim(lua_State *L, const char *prefix, const char *name, const ln_error *err)
+{
+	return lnL_raisef(L, "%s%s: %s", prefix, name, err->msg);
+}
+
+/* ======================================================================
+ * Hyper-parameters as Lua values
+ * ====================================================================== */
+
+/* True when value i is the first of a pair (Adam's beta1 of "betas"). */
+static bool pair_starts(const ln_optim_desc *d, int i, int n)
+{
+	return d->values[i].pair && i + 1 < n && d->values[i + 1].pair &&
+	       strcmp(d->values[i].pair, d->values[i + 1].pair) == 0;
+}
+
+static void push_value(lua_State *L, const ln_optim_config *c, int i)
+{
+	if (c->desc->values[i].type == LN_OPTIM_BOOL)
+		lua_pushboolean(L, c->v[i] != 0);
+	else
+		lua_pushnumber(L, c->v[i]);
+}
+
+void lnL_pushoptimconfig(lua_State *L, const ln_optim_config *c, bool options)
+{
+	const ln_optim_desc *d = c->desc;
+	int n = ln_optim_desc_nvalues(d);
+	lua_createtable(L, 0, n);
+	for (int i = 0; i < n; i++) {
+		if (options && pair_starts(d, i, n)) {
+			lua_createtable(L, 2, 0);
+			lua_pushnumber(L, c->v[i]);
+			lua_rawseti(L, -2, 1);
+			lua_pushnumber(L, c->v[i + 1]);
+			lua_rawseti(L, -2, 2);
+			lua_setfield(L, -2, d->values[i].pair);
+			i++;
+			continue;
+		}
+		push_value(L, c, i);
+		lua_setfield(L, -2, d->values[i].name);
+	}
+}
+
+/* The option names of d, as a constructor takes them: "lr, betas, eps". */
+static const char *option_list(const ln_optim_desc *d, char *buf, size_t size)
+{
+	int n = ln_optim_desc_nvalues(d);
+	size_t used = 0;
+	buf[0] = '\0';
+	for (int i = 0; i < n && used < size; i++) {
+		const char *name = pair_starts(d, i, n) ? d->values[i++].pair : d->values[i].name;
+		int w = snprintf(buf + used, size - used, "%s%s", used ? ", " : "", name);
+		if (w < 0)
+			break;
+		used += (size_t)w;
+	}
+	return buf;
+}
+
+/* The value at -1 as value i of cfg, or an error "<fn>: <pre><name><post>
+ * must be a number/boolean, got <type>" (pre and post: "option '" and "'",
+ * "config." and ""). */
+static void read_value(lua_State *L, ln_optim_config *cfg, int i, const char *fn,
+                       const char *pre, const char *post)
+{
+	const ln_optim_value *e = &cfg->desc->values[i];
+	bool flag = e->type == LN_OPTIM_BOOL;
+	if (lua_type(L, -1) != (flag ? LUA_TBOOLEAN : LUA_TNUMBER))
+		lnL_raisef(L, "%s: %s%s%s must be a %s, got %s", fn, pre, e->name, post,
+		           flag ? "boolean" : "number", luaL_typename(L, -1));
+	double v = flag ? lua_toboolean(L, -1) : lua_tonumber(L, -1);
+	ln_optim_config_set(cfg, e->name, v, NULL);
+}
+
+/* The value at -1 as the pair that starts at value i: a table of two
+ * numbers. */
+static void read_pair(lua_State *L, ln_optim_config *cfg, int i, const char *fn)
+{
+	const char *pair = cfg->desc->values[i].pair;
+	if (!lua_istable(L, -1) || lua_rawlen(L, -1) != 2)
+		lnL_raisef(L, "%s: option '%s' must be a table of two numbers", fn, pair);
+	for (int k = 0; k < 2; k++) {
+		if (lua_rawgeti(L, -1, k + 1) != LUA_TNUMBER)
+			lnL_raisef(L, "%s: option '%s' must be a table of two numbers, element %d is %s", fn,
+			           pair, k + 1, luaL_typename(L, -1));
+		ln_optim_config_set(cfg, cfg->desc->values[i + k].name, lua_tonumber(L, -1), NULL);
+		lua_pop(L, 1);
+	}
+}
+
+/* Reads the options table at idx (or none) into cfg; every key must be an
+ * option of the description, with a value of its type. */
+static void read_options(lua_State *L, int idx, ln_optim_config *cfg, const char *fn)
+{
+	if (lua_isnoneornil(L, idx))
+		return;
+	if (!lua_istable(L, idx))
+		luaL_error(L, "%s: options must be a table, got %s", fn, luaL_typename(L, idx));
+	const ln_optim_desc *d = cfg->desc;
+	int n = ln_optim_desc_nvalues(d);
+	lua_pushnil(L);
+	while (lua_next(L, idx)) {
+		if (lua_type(L, -2) != LUA_TSTRING)
+			luaL_error(L, "%s: option names must be strings, got %s", fn, luaL_typename(L, -2));
+		const char *k = lua_tostring(L, -2);
+		int i, found = 0;
+		for (i = 0; i < n; i++) {
+			if (pair_starts(d, i, n)) {
+				if (strcmp(k, d->values[i].pair) == 0) {
+					read_pair(L, cfg, i, fn);
+					found = 1;
+					break;
+				}
+				i++;
+			} else if (strcmp(k, d->values[i].name) == 0) {
+				read_value(L, cfg, i, fn, "option '", "'");
+				found = 1;
+				break;
+			}
+		}
+		if (!found) {
+			char list[256];
+			lnL_raisef(L, "%s: unknown option '%s' (options: %s)", fn, k,
+			           option_list(d, list, sizeof list));
+		}
+		lua_pop(L, 1);
+	}
+}
+
+/* ======================================================================
+ * Parameters
+ * ====================================================================== */
+
+/* The parameters an optimiser is being built over, in a userdata whose
+ * __gc frees the array, so that a Lua error while they are gathered
+ * leaks nothing.  The tensors point into the modules of the tree, which
+ * `root` keeps alive (a custom module's parameters method runs Lua, which
+ * may close the model), or into tensor userdata anchored in the `keep`
+ * table. */
+typedef struct plist {
+	ln_optim_entry *v;
+	int n, cap;
+	ln_module *root;  /* one reference, or NULL */
+} plist;
+
+/* Frees what pl holds (idempotent). */
+static void plist_clear(plist *pl)
+{
+	ln_free(pl->v);
+	pl->v = NULL;
+	if (pl->root)
+		ln_module_release(pl->root);
+	pl->root = NULL;
+}
+
+static int plist_gc(lua_State *L)
+{
+	plist_clear(luaL_checkudata(L, 1, PLIST_MT));
+	return 0;
+}
+
+static void plist_add(lua_State *L, plist *pl, const ln_tensor *p, const ln_tensor *g,
+                      ln_module *owner, int index, const char *fn)
+{
+	if (pl->n == pl->cap) {
+		if (pl->cap >= 1000000)
+			lnL_raisef(L, "%s: too many parameter tensors (more than %d)", fn, pl->cap);
+		int cap = pl->cap ? 2 * pl->cap : 16;
+		ln_optim_entry *v = ln_malloc((size_t)cap * sizeof *v);
+		if (!v)
+			lnL_raisef(L, "%s: out of memory", fn);
+		if (pl->n)
+			memcpy(v, pl->v, (size_t)pl->n * sizeof *v);
+		ln_free(pl->v);
+		pl->v = v;
+		pl->cap = cap;
+	}
+	pl->v[pl->n++] = (ln_optim_entry){p, g, owner, index};
+}
+
+/* Adds the tensors of the tables at pidx (parameters) and gidx
+ * (gradients), anchoring them in `keep`.  A parameter and gradient that a
+ * module handed out as its own pair keep that module as their owner. */
+static void add_tables(lua_State *L, plist *pl, int pidx, int gidx, int keep, const char *fn)
+{
+	lua_Unsigned np = lua_rawlen(L, pidx), ng = lua_rawlen(L, gidx);
+	if (np != ng)
+		lnL_raisef(L, "%s: %d parameters but %d gradients", fn, (int)np, (int)ng);
+	if (np > 1000000)
+		lnL_raisef(L, "%s: too many parameter tensors (%d)", fn, (int)np);
+	for (lua_Unsigned i = 1; i <= np; i++) {
+		ln_tensor *t[2];
+		for (int k = 0; k < 2; k++) {
+			lua_rawgeti(L, k == 0 ? pidx : gidx, (lua_Integer)i);
+			t[k] = lnL_testtensor(L, -1);
+			if (!t[k])
+				lnL_raisef(L, "%s: %s %d is %s, expected lunet.Tensor", fn,
+				           k == 0 ? "parameter" : "gradient", pl->n + 1, luaL_typename(L, -1));
+		}
+		ln_module *mp, *mg;
+		int ip, ig;
+		bool gp, gg;
+		bool owned = lnL_paramowner(L, -2, &mp, &ip, &gp) && lnL_paramowner(L, -1, &mg, &ig, &gg) &&
+		             mp == mg && ip == ig && !gp && gg;
+		for (int k = 0; k < 2; k++)
+			lua_rawseti(L, keep, (lua_Integer)lua_rawlen(L, keep) + 1);
+		plist_add(L, pl, t[0], t[1], owned ? mp : NULL, owned ? ip : 0, fn);
+	}
+}
+
+/* Calls the parameters method of the Lua table at idx (a custom module or
+ * a model written in Lua) and adds what it returns.  A custom module
+ * inside a container that has no parameters method has no parameters. */
+static void add_lua_model(lua_State *L, plist *pl, int idx, int keep, bool required,
+                          const char *fn)
+{
+	if (lua_getfield(L, idx, "parameters") == LUA_TNIL && !required) {
+		lua_pop(L, 1);
+		return;
+	}
+	lua_pushvalue(L, idx);
+	lua_call(L, 1, 2);
+	int top = lua_gettop(L);
+	if (!lua_istable(L, top - 1) || !lua_istable(L, top)) {
+		if (!required) {  /* as m:parameters() does for such a child */
+			lua_settop(L, top - 2);
+			return;
+		}
+		lnL_raisef(L, "%s: model:parameters() must return two tables, got %s and %s", fn,
+		           luaL_typename(L, top - 1), luaL_typename(L, top));
+	}
+	add_tables(L, pl, top - 1, top, keep, fn);
+	lua_settop(L, top - 2);
+}
+
+static bool has_external(const ln_module *m)
+{
+	if (m->cls == &ln_external_class)
+		return true;
+	for (int i = 0; i < m->nchildren; i++)
+		if (has_external(m->children[i]))
+			return true;
+	return false;
+}
+
+/* Adds the parameters of the module tree m in the order of
+ * ln_module_visit_params, a custom module's (from Lua) in its place. */
+static void add_tree(lua_State *L, plist *pl, ln_module *m, int keep, const char *fn)
+{
+	if (m->cls == &ln_external_class) {
+		lnL_pushexternal(L, m);
+		if (lua_istable(L, -1))
+			add_lua_model(L, pl, lua_gettop(L), keep, false, fn);
+		lua_pop(L, 1);
+		return;
+	}
+	for (int i = 0; i < m->nparams; i++)
+		plist_add(L, pl, &m->param[i], &m->grad[i], m, i, fn);
+	for (int i = 0; i < m->nchildren; i++)
+		add_tree(L, pl, m->children[i], keep, fn);
 }
 
 /* ======================================================================
  * Construction
  * ====================================================================== */
 
-/* Options each kind accepts, for the "unknown option" message. */
-static const char *options_of(ln_optim_kind kind)
-{
-	switch (kind) {
-	case LN_OPTIM_SGD: return "lr, momentum, nesterov, weight_decay";
-	case LN_OPTIM_ADAM: return "lr, betas, eps, weight_decay, decoupled";
-	default: return "lr, alpha, eps, momentum, weight_decay, centered";
-	}
-}
-
-static double opt_number(lua_State *L, const char *who, const char *key)
-{
-	if (lua_type(L, -1) != LUA_TNUMBER)
-		luaL_error(L, "optim.%s: option '%s' must be a number, got %s", who, key,
-		           luaL_typename(L, -1));
-	return lua_tonumber(L, -1);
-}
-
-static bool opt_bool(lua_State *L, const char *who, const char *key)
-{
-	if (lua_type(L, -1) != LUA_TBOOLEAN)
-		luaL_error(L, "optim.%s: option '%s' must be a boolean, got %s", who, key,
-		           luaL_typename(L, -1));
-	return lua_toboolean(L, -1);
-}
-
-/* Reads the options table at idx (or none) into cfg; every key must be
- * one the kind knows. */
-static void read_options(lua_State *L, int idx, ln_optim_config *cfg, const char *who)
-{
-	if (lua_isnoneornil(L, idx))
-		return;
-	if (!lua_istable(L, idx))
-		luaL_error(L, "optim.%s: options must be a table, got %s", who, luaL_typename(L, idx));
-	lua_pushnil(L);
-	while (lua_next(L, idx)) {
-		if (lua_type(L, -2) != LUA_TSTRING)
-			luaL_error(L, "optim.%s: option names must be strings, got %s", who,
-			           luaL_typename(L, -2));
-		const char *k = lua_tostring(L, -2);
-		ln_optim_kind kind = cfg->kind;
-		bool ok = true;
-		if (strcmp(k, "lr") == 0)
-			cfg->lr = opt_number(L, who, k);
-		else if (strcmp(k, "weight_decay") == 0)
-			cfg->weight_decay = opt_number(L, who, k);
-		else if (strcmp(k, "momentum") == 0 && kind != LN_OPTIM_ADAM)
-			cfg->momentum = opt_number(L, who, k);
-		else if (strcmp(k, "nesterov") == 0 && kind == LN_OPTIM_SGD)
-			cfg->nesterov = opt_bool(L, who, k);
-		else if (strcmp(k, "eps") == 0 && kind != LN_OPTIM_SGD)
-			cfg->eps = opt_number(L, who, k);
-		else if (strcmp(k, "alpha") == 0 && kind == LN_OPTIM_RMSPROP)
-			cfg->alpha = opt_number(L, who, k);
-		else if (strcmp(k, "centered") == 0 && kind == LN_OPTIM_RMSPROP)
-			cfg->centered = opt_bool(L, who, k);
-		else if (strcmp(k, "decoupled") == 0 && kind == LN_OPTIM_ADAM)
-			cfg->decoupled = opt_bool(L, who, k);
-		else if (strcmp(k, "betas") == 0 && kind == LN_OPTIM_ADAM) {
-			if (!lua_istable(L, -1) || lua_rawlen(L, -1) != 2)
-				luaL_error(L, "optim.%s: option 'betas' must be a table of two numbers", who);
-			for (int i = 1; i <= 2; i++) {
-				if (lua_rawgeti(L, -1, i) != LUA_TNUMBER)
-					luaL_error(L, "optim.%s: option 'betas' must be a table of two numbers, "
-					           "element %d is %s", who, i, luaL_typename(L, -1));
-				*(i == 1 ? &cfg->beta1 : &cfg->beta2) = lua_tonumber(L, -1);
-				lua_pop(L, 1);
-			}
-		} else
-			ok = false;
-		if (!ok)
-			luaL_error(L, "optim.%s: unknown option '%s' (options: %s)", who, k,
-			           options_of(kind));
-		lua_pop(L, 1);
-	}
-}
-
-/* Leaves the params table at index `base` and the grads table at base+1,
- * from either (model, opts) or (params, grads, opts); returns the index
- * of the options. */
-static int get_param_tables(lua_State *L, const char *who, int base)
-{
-	int t = lua_type(L, 1);
-	if (lnL_testtensor(L, 1))
-		luaL_error(L, "optim.%s: expected a model or a table of parameter tensors, got a "
-		           "lunet.Tensor (pass {t} and {grad})", who);
-	if (t == LUA_TTABLE) {
-		/* A model table has a parameters method; anything else is taken
-		 * as a list of parameter tensors. */
-		int has_method = lua_getfield(L, 1, "parameters") != LUA_TNIL;
-		lua_pop(L, 1);
-		if (!has_method) {
-			if (!lua_istable(L, 2))
-				luaL_error(L, "optim.%s: a table of parameters needs a table of gradients as "
-				           "argument 2, got %s", who, luaL_typename(L, 2));
-			lua_pushvalue(L, 1);
-			lua_pushvalue(L, 2);
-			lua_replace(L, base + 1);
-			lua_replace(L, base);
-			return 3;
-		}
-	}
-	if (t != LUA_TTABLE && t != LUA_TUSERDATA)
-		luaL_error(L, "optim.%s: expected a model or a table of parameter tensors, got %s", who,
-		           luaL_typename(L, 1));
-	lua_getfield(L, 1, "parameters");
-	if (lua_isnil(L, -1))
-		luaL_error(L, "optim.%s: expected a model (with a parameters method) or a table of "
-		           "parameter tensors", who);
-	lua_pushvalue(L, 1);
-	lua_call(L, 1, 2);
-	if (!lua_istable(L, -2) || !lua_istable(L, -1))
-		luaL_error(L, "optim.%s: model:parameters() must return two tables, got %s and %s",
-		           who, luaL_typename(L, -2), luaL_typename(L, -1));
-	lua_replace(L, base + 1);
-	lua_replace(L, base);
-	return 2;
-}
-
-/* The i-th (1-based) element of the table at idx as a tensor, or an error
- * naming what was found. */
-static ln_tensor *list_tensor(lua_State *L, int idx, int i, const char *what, const char *who)
-{
-	lua_rawgeti(L, idx, i);
-	ln_tensor *t = lnL_testtensor(L, -1);
-	if (!t)
-		luaL_error(L, "optim.%s: %s %d is %s, expected lunet.Tensor", who, what, i,
-		           luaL_typename(L, -1));
-	lua_pop(L, 1);  /* still referenced by the table */
-	return t;
-}
-
-/* Shared constructor: kind and the AdamW defaults come from upvalues. */
+/* optim.<Name>(model, [opts]) or optim.<Name>(params, grads, [opts]).
+ * The name (a description's or a variant's) is upvalue 1. */
 static int optim_new(lua_State *L)
 {
-	ln_optim_config cfg = ln_optim_defaults((ln_optim_kind)lua_tointeger(L, lua_upvalueindex(1)));
-	if (lua_toboolean(L, lua_upvalueindex(2))) {  /* AdamW */
-		cfg.decoupled = true;
-		cfg.weight_decay = 1e-2;
-	}
-	const char *who = ln_optim_name(&cfg);
-	/* Reserve slots above the arguments: base = params, base+1 = grads. */
+	const char *ctor = lua_tostring(L, lua_upvalueindex(1));
+	char fn[64];
+	snprintf(fn, sizeof fn, "optim.%s", ctor);
+	ln_optim_config cfg;
+	ln_optim_config_init(&cfg, ctor, NULL);  /* the name is one of the table's */
 	lua_settop(L, 3);
-	lua_pushnil(L);
-	lua_pushnil(L);
-	int base = 4;
-	int opts = get_param_tables(L, who, base);
-	read_options(L, opts, &cfg, who);
-	who = ln_optim_name(&cfg);  /* decoupled=true makes Adam "AdamW" */
 
-	lua_Unsigned np = lua_rawlen(L, base), ng = lua_rawlen(L, base + 1);
-	if (np != ng)
-		luaL_error(L, "optim.%s: %d parameters but %d gradients", who, (int)np, (int)ng);
-	if (np > 1000000)
-		luaL_error(L, "optim.%s: too many parameter tensors (%d)", who, (int)np);
-	int n = (int)np;
-	/* Scratch arrays of tensor values (no references taken) in a userdata,
-	 * so that an error below frees them with the userdata. */
-	size_t cnt = n > 0 ? (size_t)n : 1;
-	ln_tensor *ps = lua_newuserdatauv(L, 2 * cnt * sizeof(ln_tensor), 0);
-	ln_tensor *gs = ps + cnt;
-	for (int i = 0; i < n; i++) {
-		ps[i] = *list_tensor(L, base, i + 1, "parameter", who);
-		gs[i] = *list_tensor(L, base + 1, i + 1, "gradient", who);
+	/* what to optimise: a model (module or Lua table with a parameters
+	 * method), or a table of tensors with a table of gradients */
+	int t = lua_type(L, 1), opts = 2;
+	lnL_module_box *mb = lnL_testmodule(L, 1);
+	bool lua_model = false;
+	if (lnL_testtensor(L, 1))
+		lnL_raisef(L, "%s: expected a model or a table of parameter tensors, got a "
+		           "lunet.Tensor (pass {t} and {grad})", fn);
+	if (t == LUA_TTABLE) {
+		lua_model = lua_getfield(L, 1, "parameters") != LUA_TNIL;
+		lua_pop(L, 1);
+		if (!lua_model) {
+			if (!lua_istable(L, 2))
+				lnL_raisef(L, "%s: a table of parameters needs a table of gradients as "
+				           "argument 2, got %s", fn, luaL_typename(L, 2));
+			opts = 3;
+		}
+	} else if (!mb) {
+		lnL_raisef(L, "%s: expected a model or a table of parameter tensors, got %s", fn,
+		           luaL_typename(L, 1));
 	}
+	if (mb && !mb->m)
+		lnL_raisef(L, "%s: the model is closed", fn);
+	read_options(L, opts, &cfg, fn);
+	const char *name = ln_optim_name(&cfg);  /* decoupled=true makes Adam "AdamW" */
 
-	optim_ud *u = lua_newuserdatauv(L, sizeof *u, 0);
-	u->opt = NULL;
-	luaL_setmetatable(L, mt_name(&cfg));
+	optim_ud *u = lnL_newoptim(L, name);  /* 4 */
 	ln_error err;
-	if (ln_optim_new(&u->opt, &cfg, n, ps, gs, &err) != LN_OK)
-		return raise_optim(L, &err);
+	ln_status st;
+	if (mb && !has_external(mb->m)) {
+		st = ln_optim_new_module(&u->opt, &cfg, mb->m, &err);
+	} else {
+		plist *pl = lua_newuserdatauv(L, sizeof *pl, 0);  /* 5 */
+		*pl = (plist){NULL, 0, 0, NULL};
+		luaL_setmetatable(L, PLIST_MT);
+		lua_newtable(L);  /* 6: keep */
+		if (mb) {
+			pl->root = mb->m;
+			ln_module_retain(pl->root);
+			add_tree(L, pl, pl->root, 6, fn);
+		} else if (lua_model) {
+			add_lua_model(L, pl, 1, 6, true, fn);
+		} else {
+			add_tables(L, pl, 1, 2, 6, fn);
+		}
+		st = ln_optim_new(&u->opt, &cfg, pl->n, pl->v, &err);
+		plist_clear(pl);
+		lua_settop(L, 4);
+	}
+	if (st != LN_OK)
+		return raise_optim(L, "optim.", name, &err);
 	size_t bytes = 0;
+	int n = ln_optim_nparams(u->opt);
 	for (int i = 0; i < n; i++)
-		bytes += (size_t)ln_tensor_numel(&ps[i]) * sizeof(float) * (size_t)ln_optim_nstate(u->opt);
+		bytes += (size_t)ln_tensor_numel(ln_optim_param(u->opt, i)) * sizeof(float) *
+		         (size_t)ln_optim_nstate(u->opt);
 	lnL_gcpressure(L, bytes);
 	return 1;
 }
@@ -282,38 +443,6 @@ static int m_zero_grad(lua_State *L)
 	return 0;
 }
 
-/* Pushes {lr=..., ...}: the hyper-parameters of c. */
-static void push_config(lua_State *L, const ln_optim *opt)
-{
-	static const char *const names[] = {"lr", "momentum", "weight_decay", "beta1", "beta2",
-	                                    "eps", "alpha", NULL};
-	const ln_optim_config *c = ln_optim_get_config(opt);
-	lua_newtable(L);
-	for (int i = 0; names[i]; i++) {
-		double v;
-		if (ln_optim_get(opt, names[i], &v)) {
-			lua_pushnumber(L, v);
-			lua_setfield(L, -2, names[i]);
-		}
-	}
-	switch (c->kind) {
-	case LN_OPTIM_SGD:
-		lua_pushboolean(L, c->nesterov);
-		lua_setfield(L, -2, "nesterov");
-		break;
-	case LN_OPTIM_ADAM:
-		lua_pushboolean(L, c->decoupled);
-		lua_setfield(L, -2, "decoupled");
-		break;
-	case LN_OPTIM_RMSPROP:
-		lua_pushboolean(L, c->centered);
-		lua_setfield(L, -2, "centered");
-		break;
-	default:
-		break;
-	}
-}
-
 /* opt:state() -> {kind=, steps=, config={...}, params={{name=tensor,...},...}}.
  * The state tensors are views of the optimiser's own buffers: a saver
  * reads them, and they follow later steps. */
@@ -325,7 +454,7 @@ static int m_state(lua_State *L)
 	lua_setfield(L, -2, "kind");
 	lua_pushinteger(L, (lua_Integer)ln_optim_step_count(opt));
 	lua_setfield(L, -2, "steps");
-	push_config(L, opt);
+	lnL_pushoptimconfig(L, ln_optim_get_config(opt), false);
 	lua_setfield(L, -2, "config");
 	int n = ln_optim_nparams(opt), ns = ln_optim_nstate(opt);
 	lua_createtable(L, n, 0);
@@ -341,42 +470,29 @@ static int m_state(lua_State *L)
 	return 1;
 }
 
-/* Reads the fields of a config table (as push_config writes it) at idx
- * into cfg: numbers and the flags; absent fields keep their value. */
+/* Reads a config table (as state() writes it) at idx into cfg: each key
+ * must be a value of the description, of its type; absent ones keep
+ * their value. */
 static void read_config(lua_State *L, int idx, ln_optim_config *cfg, const char *fn)
 {
-	static const struct {
-		const char *name;
-		size_t off;
-	} nums[] = {
-		{"lr", offsetof(ln_optim_config, lr)},
-		{"momentum", offsetof(ln_optim_config, momentum)},
-		{"weight_decay", offsetof(ln_optim_config, weight_decay)},
-		{"beta1", offsetof(ln_optim_config, beta1)},
-		{"beta2", offsetof(ln_optim_config, beta2)},
-		{"eps", offsetof(ln_optim_config, eps)},
-		{"alpha", offsetof(ln_optim_config, alpha)},
-	}, flags[] = {
-		{"nesterov", offsetof(ln_optim_config, nesterov)},
-		{"decoupled", offsetof(ln_optim_config, decoupled)},
-		{"centered", offsetof(ln_optim_config, centered)},
-	};
-	for (size_t j = 0; j < sizeof nums / sizeof nums[0]; j++) {
-		int t = lua_getfield(L, idx, nums[j].name);
-		if (t == LUA_TNUMBER)
-			*(double *)((char *)cfg + nums[j].off) = lua_tonumber(L, -1);
-		else if (t != LUA_TNIL)
-			luaL_error(L, "%s: config.%s must be a number, got %s", fn, nums[j].name,
-			           luaL_typename(L, -1));
-		lua_pop(L, 1);
-	}
-	for (size_t j = 0; j < sizeof flags / sizeof flags[0]; j++) {
-		int t = lua_getfield(L, idx, flags[j].name);
-		if (t == LUA_TBOOLEAN)
-			*(bool *)((char *)cfg + flags[j].off) = lua_toboolean(L, -1);
-		else if (t != LUA_TNIL)
-			luaL_error(L, "%s: config.%s must be a boolean, got %s", fn, flags[j].name,
-			           luaL_typename(L, -1));
+	const ln_optim_desc *d = cfg->desc;
+	lua_pushnil(L);
+	while (lua_next(L, idx)) {
+		int i = lua_type(L, -2) == LUA_TSTRING ? ln_optim_value_index(d, lua_tostring(L, -2))
+		                                        : -1;
+		if (i < 0) {
+			char list[256] = "";
+			size_t used = 0;
+			for (int j = 0; j < ln_optim_desc_nvalues(d) && used < sizeof list; j++)
+				used += (size_t)snprintf(list + used, sizeof list - used, "%s%s",
+				                         j ? ", " : "", d->values[j].name);
+			lnL_raisef(L, "%s: config has no value %s%s%s (%s has: %s)", fn,
+			           lua_type(L, -2) == LUA_TSTRING ? "'" : "",
+			           lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2)
+			                                           : luaL_typename(L, -2),
+			           lua_type(L, -2) == LUA_TSTRING ? "'" : "", d->name, list);
+		}
+		read_value(L, cfg, i, fn, "config.", "");
 		lua_pop(L, 1);
 	}
 }
@@ -410,7 +526,7 @@ static int m_load_state(lua_State *L)
 	if (!lua_isnil(L, 6) && !lua_istable(L, 6))
 		luaL_error(L, "%s: 'config' must be a table", fn);
 
-	/* Check pass. */
+	/* Check pass: every state tensor, by name. */
 	for (int i = 0; i < n; i++) {
 		if (lua_rawgeti(L, 5, i + 1) != LUA_TTABLE)
 			luaL_error(L, "%s: params[%d] must be a table", fn, i + 1);
@@ -418,13 +534,13 @@ static int m_load_state(lua_State *L)
 			const char *name = ln_optim_state_name(opt, k);
 			lua_getfield(L, -1, name);
 			ln_tensor *t = lnL_testtensor(L, -1);
-			if (!t)
+			if (!t || ln_tensor_is_empty(t))
 				luaL_error(L, "%s: params[%d].%s must be a tensor, got %s", fn, i + 1, name,
-				           luaL_typename(L, -1));
+				           t ? "a closed tensor" : luaL_typename(L, -1));
 			const ln_tensor *p = ln_optim_param(opt, i);
 			if (!ln_tensor_same_shape(t, p)) {
 				char a[64], b[64];
-				luaL_error(L, "%s: params[%d].%s has shape %s, the parameter has shape %s", fn,
+				lnL_raisef(L, "%s: params[%d].%s has shape %s, the parameter has shape %s", fn,
 				           i + 1, name, ln_tensor_shape_str(t, a, sizeof a),
 				           ln_tensor_shape_str(p, b, sizeof b));
 			}
@@ -439,7 +555,7 @@ static int m_load_state(lua_State *L)
 		read_config(L, 6, &cfg, fn);
 	ln_error err;
 	if (ln_optim_set_config(opt, &cfg, &err) != LN_OK)
-		return luaL_error(L, "%s: %s", fn, err.msg);
+		return lnL_raisef(L, "%s: %s: %s", fn, kind, err.msg);
 	/* Copy pass: nothing below fails. */
 	for (int i = 0; i < n; i++) {
 		lua_rawgeti(L, 5, i + 1);
@@ -454,27 +570,6 @@ static int m_load_state(lua_State *L)
 	return 0;
 }
 
-/* Formats "SGD(lr=0.1, momentum=0.9, nesterov=false, weight_decay=0)". */
-static void describe(const ln_optim *opt, char *buf, size_t size)
-{
-	const ln_optim_config *c = ln_optim_get_config(opt);
-	switch (c->kind) {
-	case LN_OPTIM_SGD:
-		snprintf(buf, size, "SGD(lr=%g, momentum=%g, nesterov=%s, weight_decay=%g)", c->lr,
-		         c->momentum, c->nesterov ? "true" : "false", c->weight_decay);
-		break;
-	case LN_OPTIM_ADAM:
-		snprintf(buf, size, "%s(lr=%g, betas={%g,%g}, eps=%g, weight_decay=%g)",
-		         ln_optim_name(c), c->lr, c->beta1, c->beta2, c->eps, c->weight_decay);
-		break;
-	default:
-		snprintf(buf, size, "RMSprop(lr=%g, alpha=%g, eps=%g, momentum=%g, weight_decay=%g%s)",
-		         c->lr, c->alpha, c->eps, c->momentum, c->weight_decay,
-		         c->centered ? ", centered=true" : "");
-		break;
-	}
-}
-
 /* tostring(opt): configuration, parameter count and steps taken. */
 static int m_tostring(lua_State *L)
 {
@@ -484,15 +579,15 @@ static int m_tostring(lua_State *L)
 		return 1;
 	}
 	char desc[256];
-	describe(u->opt, desc, sizeof desc);
+	ln_optim_describe(ln_optim_get_config(u->opt), desc, sizeof desc);
 	long long values = 0;
 	int n = ln_optim_nparams(u->opt);
 	for (int i = 0; i < n; i++)
 		values += (long long)ln_tensor_numel(ln_optim_param(u->opt, i));
+	long long steps = (long long)ln_optim_step_count(u->opt);
 	char buf[400];
 	snprintf(buf, sizeof buf, "%s over %d tensor%s (%lld values), %lld step%s", desc, n,
-	         n == 1 ? "" : "s", values, (long long)ln_optim_step_count(u->opt),
-	         ln_optim_step_count(u->opt) == 1 ? "" : "s");
+	         n == 1 ? "" : "s", values, steps, steps == 1 ? "" : "s");
 	lua_pushstring(L, buf);
 	return 1;
 }
@@ -506,8 +601,18 @@ static int m_gc(lua_State *L)
 	return 0;
 }
 
-/* opt.<key>: a method; a hyper-parameter ("lr", "momentum", ...); "steps"
- * (steps taken); "kind"; the flags nesterov/decoupled/centered; else nil. */
+/* Index of the pair called name in d (its first value), or -1. */
+static int pair_index(const ln_optim_desc *d, const char *name)
+{
+	int n = ln_optim_desc_nvalues(d);
+	for (int i = 0; i < n; i++)
+		if (pair_starts(d, i, n) && strcmp(d->values[i].pair, name) == 0)
+			return i;
+	return -1;
+}
+
+/* opt.<key>: a method; a hyper-parameter (a number or a boolean); a pair
+ * ({b1, b2}); "steps"; "kind"; else nil. */
 static int m_index(lua_State *L)
 {
 	/* methods first: opt:step() looks its method up on every call */
@@ -519,27 +624,22 @@ static int m_index(lua_State *L)
 		return 1;  /* nil */
 	const char *k = lua_tostring(L, 2);
 	const ln_optim_config *c = ln_optim_get_config(opt);
-	double v;
-	if (ln_optim_get(opt, k, &v))
-		lua_pushnumber(L, v);
-	else if (strcmp(k, "steps") == 0)
-		lua_pushinteger(L, (lua_Integer)ln_optim_step_count(opt));
-	else if (strcmp(k, "kind") == 0)
-		lua_pushstring(L, ln_optim_name(c));
-	else if (strcmp(k, "nesterov") == 0 && c->kind == LN_OPTIM_SGD)
-		lua_pushboolean(L, c->nesterov);
-	else if (strcmp(k, "decoupled") == 0 && c->kind == LN_OPTIM_ADAM)
-		lua_pushboolean(L, c->decoupled);
-	else if (strcmp(k, "centered") == 0 && c->kind == LN_OPTIM_RMSPROP)
-		lua_pushboolean(L, c->centered);
-	else if (strcmp(k, "betas") == 0 && c->kind == LN_OPTIM_ADAM) {
+	int i;
+	if ((i = ln_optim_value_index(c->desc, k)) >= 0) {
+		push_value(L, c, i);
+	} else if ((i = pair_index(c->desc, k)) >= 0) {
 		lua_createtable(L, 2, 0);
-		lua_pushnumber(L, c->beta1);
+		lua_pushnumber(L, c->v[i]);
 		lua_rawseti(L, -2, 1);
-		lua_pushnumber(L, c->beta2);
+		lua_pushnumber(L, c->v[i + 1]);
 		lua_rawseti(L, -2, 2);
-	} else
+	} else if (strcmp(k, "steps") == 0) {
+		lua_pushinteger(L, (lua_Integer)ln_optim_step_count(opt));
+	} else if (strcmp(k, "kind") == 0) {
+		lua_pushstring(L, ln_optim_name(c));
+	} else {
 		lua_pushnil(L);
+	}
 	return 1;
 }
 
@@ -549,26 +649,36 @@ static int m_newindex(lua_State *L)
 {
 	ln_optim *opt = check_optim(L, 1, "__newindex");
 	const char *k = luaL_checkstring(L, 2);
-	const char *who = ln_optim_name(ln_optim_get_config(opt));
-	double cur;
+	const ln_optim_config *cur = ln_optim_get_config(opt);
+	const char *name = ln_optim_name(cur);
+	char fn[64];
+	snprintf(fn, sizeof fn, "optim.%s", name);
 	ln_error err;
-	if (ln_optim_get(opt, k, &cur)) {
-		if (lua_type(L, 3) != LUA_TNUMBER)
-			return luaL_error(L, "optim.%s: %s must be a number, got %s", who, k,
-			                  luaL_typename(L, 3));
-		if (ln_optim_set(opt, k, lua_tonumber(L, 3), &err) != LN_OK)
-			return raise_optim(L, &err);
+	int i = ln_optim_value_index(cur->desc, k);
+	if (i >= 0) {
+		ln_optim_config c = *cur;
+		lua_settop(L, 3);
+		read_value(L, &c, i, fn, "", "");
+		if (ln_optim_set_config(opt, &c, &err) != LN_OK)
+			return raise_optim(L, "optim.", name, &err);
+		return 0;
+	}
+	if ((i = pair_index(cur->desc, k)) >= 0) {
+		ln_optim_config c = *cur;
+		lua_settop(L, 3);
+		read_pair(L, &c, i, fn);
+		if (ln_optim_set_config(opt, &c, &err) != LN_OK)
+			return raise_optim(L, "optim.", name, &err);
 		return 0;
 	}
 	if (strcmp(k, "steps") == 0) {
 		if (!lua_isinteger(L, 3))
-			return luaL_error(L, "optim.%s: steps must be an integer, got %s", who,
-			                  luaL_typename(L, 3));
+			return luaL_error(L, "%s: steps must be an integer, got %s", fn, luaL_typename(L, 3));
 		if (ln_optim_set_step_count(opt, (int64_t)lua_tointeger(L, 3), &err) != LN_OK)
-			return raise_optim(L, &err);
+			return raise_optim(L, "optim.", name, &err);
 		return 0;
 	}
-	return luaL_error(L, "optim.%s: cannot set field '%s'", who, k);
+	return luaL_error(L, "%s: cannot set field '%s'", fn, k);
 }
 
 static const luaL_Reg methods[] = {
@@ -588,39 +698,44 @@ static const luaL_Reg metamethods[] = {
 	{NULL, NULL},
 };
 
-/* Pushes a constructor closure for a kind (adamw: decoupled defaults). */
-static void push_ctor(lua_State *L, ln_optim_kind kind, bool adamw)
+/* The metatable of the optimiser called name and its constructor
+ * optim.<name>, into the lunet.optim table on top of the stack; the
+ * methods table is at `methods_idx`. */
+static void open_one(lua_State *L, const char *name, int methods_idx)
 {
-	lua_pushinteger(L, kind);
-	lua_pushboolean(L, adamw);
-	lua_pushcclosure(L, optim_new, 2);
+	char mt[64];
+	snprintf(mt, sizeof mt, MT_PREFIX "%s", name);
+	luaL_newmetatable(L, mt);
+	luaL_setfuncs(L, metamethods, 0);
+	lua_pushstring(L, name);
+	lua_setfield(L, -2, OPTIM_KIND);
+	lua_pushvalue(L, methods_idx);
+	lua_pushcclosure(L, m_index, 1);
+	lua_setfield(L, -2, "__index");
+	lua_pop(L, 1);
+
+	lua_pushstring(L, name);
+	lua_pushcclosure(L, optim_new, 1);
+	lua_setfield(L, -2, name);
 }
 
 void lnL_open_optim(lua_State *L)
 {
-	/* The methods table, shared by every metatable's __index. */
-	luaL_newlib(L, methods);
-	int mt_methods = lua_gettop(L);
-	for (int i = 0; MT_NAMES[i]; i++) {
-		luaL_newmetatable(L, MT_NAMES[i]);
-		luaL_setfuncs(L, metamethods, 0);
-		lua_pushboolean(L, 1);
-		lua_setfield(L, -2, OPTIM_MARK);
-		lua_pushvalue(L, mt_methods);
-		lua_pushcclosure(L, m_index, 1);
-		lua_setfield(L, -2, "__index");
-		lua_pop(L, 1);
-	}
+	luaL_newmetatable(L, PLIST_MT);
+	lua_pushcfunction(L, plist_gc);
+	lua_setfield(L, -2, "__gc");
 	lua_pop(L, 1);
 
+	luaL_newlib(L, methods);  /* shared by every metatable's __index */
+	int methods_idx = lua_gettop(L);
 	lua_newtable(L);  /* lunet.optim */
-	push_ctor(L, LN_OPTIM_SGD, false);
-	lua_setfield(L, -2, "SGD");
-	push_ctor(L, LN_OPTIM_ADAM, false);
-	lua_setfield(L, -2, "Adam");
-	push_ctor(L, LN_OPTIM_ADAM, true);
-	lua_setfield(L, -2, "AdamW");
-	push_ctor(L, LN_OPTIM_RMSPROP, false);
-	lua_setfield(L, -2, "RMSprop");
-	lua_setfield(L, -2, "optim");
+	int count;
+	const ln_optim_desc *const *descs = ln_optim_descs(&count);
+	for (int i = 0; i < count; i++) {
+		open_one(L, descs[i]->name, methods_idx);
+		if (descs[i]->variant.name)
+			open_one(L, descs[i]->variant.name, methods_idx);
+	}
+	lua_setfield(L, -3, "optim");
+	lua_pop(L, 1);
 }

@@ -8,8 +8,7 @@
  * Saving walks the Lua value and hands each piece to the writer of
  * io/save.c (the format is documented in save.h); loading reads the
  * pieces back and rebuilds the Lua values.  Loading never runs code: no
- * chunk is loaded and no function or metamethod is called, except the
- * optimizer constructors of lunet.optim when an optimizer is rebuilt.
+ * chunk is loaded and no function or metamethod is called.
  *
  * What can be saved: nil, booleans, numbers (integers stay integers),
  * strings, tables (their raw contents, keys being strings, numbers or
@@ -22,9 +21,10 @@
  * Fields a script stored on a module are not saved.
  *
  * Optimizers.  An optimizer saved in the same file as the modules that
- * hold its parameters ({model = m, opt = o}) is rebuilt on load over the
- * loaded modules' parameters, with its hyper-parameters, step count and
- * state: training continues exactly where it stopped.  An optimizer saved
+ * hold its parameters ({model = m, opt = o}) is rebuilt on load, in C,
+ * over the loaded modules' parameters (ln_saved_optim_build), with its
+ * hyper-parameters, step count and state: training continues exactly
+ * where it stopped.  An optimizer saved
  * without them loads as its state table (the form of opt:state(), plus
  * `options` for the constructor), to be attached to a new one:
  *
@@ -450,7 +450,6 @@ typedef struct loader {
 	lua_State *L;
 	ln_reader *r;
 	const char *path;
-	int lunet;    /* stack index of the lunet table (for lunet.optim) */
 	int objs;     /* stack index: object id -> Lua value */
 	int mods;     /* stack index: ln_module * (light userdata) -> its userdata */
 	int pending;  /* stack index: placeholder table -> optimizer id */
@@ -614,54 +613,6 @@ static void load_value(loader *Ld)
 
 /* ---- optimizers ------------------------------------------------------------------ */
 
-static void set_number(lua_State *L, const char *k, double v)
-{
-	lua_pushnumber(L, v);
-	lua_setfield(L, -2, k);
-}
-
-static void set_boolean(lua_State *L, const char *k, bool v)
-{
-	lua_pushboolean(L, v);
-	lua_setfield(L, -2, k);
-}
-
-/* Pushes the constructor options of a configuration (what optim.<Kind>
- * accepts) when `ctor`, else its config table as opt:state() gives it. */
-static void push_options(lua_State *L, const ln_optim_config *c, bool ctor)
-{
-	lua_newtable(L);
-	set_number(L, "lr", c->lr);
-	set_number(L, "weight_decay", c->weight_decay);
-	switch (c->kind) {
-	case LN_OPTIM_SGD:
-		set_number(L, "momentum", c->momentum);
-		set_boolean(L, "nesterov", c->nesterov);
-		break;
-	case LN_OPTIM_ADAM:
-		if (ctor) {
-			lua_createtable(L, 2, 0);
-			lua_pushnumber(L, c->beta1);
-			lua_rawseti(L, -2, 1);
-			lua_pushnumber(L, c->beta2);
-			lua_rawseti(L, -2, 2);
-			lua_setfield(L, -2, "betas");
-		} else {
-			set_number(L, "beta1", c->beta1);
-			set_number(L, "beta2", c->beta2);
-		}
-		set_number(L, "eps", c->eps);
-		set_boolean(L, "decoupled", c->decoupled);
-		break;
-	default:
-		set_number(L, "alpha", c->alpha);
-		set_number(L, "eps", c->eps);
-		set_number(L, "momentum", c->momentum);
-		set_boolean(L, "centered", c->centered);
-		break;
-	}
-}
-
 /* Pushes a saved optimizer that has no model to attach to as its state:
  * {kind=, steps=, config={...}, params={{<state name>=tensor, ...}, ...},
  * options={...}}. */
@@ -672,9 +623,9 @@ static void push_state(lua_State *L, const ln_saved_optim *s)
 	lua_setfield(L, -2, "kind");
 	lua_pushinteger(L, (lua_Integer)s->steps);
 	lua_setfield(L, -2, "steps");
-	push_options(L, &s->config, false);
+	lnL_pushoptimconfig(L, &s->config, false);
 	lua_setfield(L, -2, "config");
-	push_options(L, &s->config, true);
+	lnL_pushoptimconfig(L, &s->config, true);
 	lua_setfield(L, -2, "options");
 	lua_createtable(L, s->nparams, 0);
 	for (int i = 0; i < s->nparams; i++) {
@@ -688,9 +639,8 @@ static void push_state(lua_State *L, const ln_saved_optim *s)
 	lua_setfield(L, -2, "params");
 }
 
-/* Pushes the optimizer of a saved record: rebuilt with lunet.optim over
- * the loaded modules' parameters when it is bound to them, else its
- * state. */
+/* Pushes the optimizer of a saved record: rebuilt in C over the loaded
+ * modules' parameters when it is bound to them, else its state. */
 static void push_optim(loader *Ld, const ln_saved_optim *s)
 {
 	lua_State *L = Ld->L;
@@ -699,31 +649,15 @@ static void push_optim(loader *Ld, const ln_saved_optim *s)
 		return;
 	}
 	const char *kind = ln_optim_name(&s->config);
-	int base = lua_gettop(L);
-	lua_getfield(L, Ld->lunet, "optim");
-	if (!lua_istable(L, -1) || lua_getfield(L, -1, kind) != LUA_TFUNCTION)
-		luaL_error(L, "lunet.load: %s: lunet.optim.%s is missing", Ld->path, kind);
-	lua_remove(L, -2);
-	lua_createtable(L, s->nparams, 0);
-	lua_createtable(L, s->nparams, 0);
-	for (int i = 0; i < s->nparams; i++) {
-		ln_module *m = s->owner[i];
-		lnL_pushview(L, &m->param[s->owner_index[i]]);
-		lua_rawseti(L, -3, i + 1);
-		lnL_pushview(L, &m->grad[s->owner_index[i]]);
-		lua_rawseti(L, -2, i + 1);
-	}
-	push_options(L, &s->config, true);
-	if (lua_pcall(L, 3, 1, 0) != LUA_OK)
-		luaL_error(L, "lunet.load: %s: cannot rebuild the %s optimizer: %s", Ld->path, kind,
-		           lua_tostring(L, -1));
-	optim_box *ob = lnL_testoptim(L, -1);
-	if (!ob || !ob->opt)
-		luaL_error(L, "lunet.load: %s: optim.%s did not return an optimizer", Ld->path, kind);
+	lnL_optim_box *ob = lnL_newoptim(L, kind);
 	ln_error err;
-	if (ln_saved_optim_apply(s, ob->opt, &err) != LN_OK)
-		fail_load(Ld, &err);
-	assert(lua_gettop(L) == base + 1);
+	if (ln_saved_optim_build(s, &ob->opt, &err) != LN_OK)
+		lnL_raisef(L, "lunet.load: %s: cannot rebuild the %s optimizer: %s", Ld->path, kind,
+		           err.msg);
+	size_t bytes = 0;
+	for (int i = 0; i < s->nparams * s->nstate; i++)
+		bytes += (size_t)ln_tensor_numel(&s->state[i]) * sizeof(float);
+	lnL_gcpressure(L, bytes);
 }
 
 /* Replaces the placeholders left for optimizers in the table at t (and
@@ -776,36 +710,35 @@ static int l_load(lua_State *L)
 		return luaL_error(L, "lunet.load: %s", err.msg);
 	if (ln_reader_new(&rb->r, rb->data, size, &err) != LN_OK)
 		return luaL_error(L, "lunet.load: %s: %s", path, err.msg);
-	lua_pushvalue(L, lua_upvalueindex(1));  /* 3: lunet */
-	lua_newtable(L);  /* 4: objs */
-	lua_newtable(L);  /* 5: mods */
-	lua_newtable(L);  /* 6: pending */
-	loader Ld = {L, rb->r, path, 3, 4, 5, 6, 0};
-	load_value(&Ld);  /* 7: the root */
+	lua_newtable(L);  /* 3: objs */
+	lua_newtable(L);  /* 4: mods */
+	lua_newtable(L);  /* 5: pending */
+	loader Ld = {L, rb->r, path, 3, 4, 5, 0};
+	load_value(&Ld);  /* 6: the root */
 	if (ln_reader_finish(rb->r, &err) != LN_OK)
 		return fail_load(&Ld, &err);
 	if (Ld.noptims > 0) {
-		lua_newtable(L);  /* 8: built, optimizer id -> optimizer */
+		lua_newtable(L);  /* 7: built, optimizer id -> optimizer */
 		uint64_t n = ln_reader_nobjects(rb->r);
 		for (uint64_t id = 0; id < n; id++) {
 			const ln_saved_optim *s = ln_reader_optim(rb->r, id);
 			if (!s)
 				continue;
 			push_optim(&Ld, s);
-			lua_rawseti(L, 8, (lua_Integer)id);
+			lua_rawseti(L, 7, (lua_Integer)id);
 		}
-		lua_newtable(L);  /* 9: visited */
-		lua_pushvalue(L, 7);
-		if (lua_rawget(L, 6) == LUA_TNUMBER) {  /* the root is an optimizer */
-			lua_rawget(L, 8);
-			lua_replace(L, 7);
+		lua_newtable(L);  /* 8: visited */
+		lua_pushvalue(L, 6);
+		if (lua_rawget(L, 5) == LUA_TNUMBER) {  /* the root is an optimizer */
+			lua_rawget(L, 7);
+			lua_replace(L, 6);
 		} else {
 			lua_pop(L, 1);
-			if (lua_istable(L, 7))
-				fix_placeholders(&Ld, 7, 8, 9);
+			if (lua_istable(L, 6))
+				fix_placeholders(&Ld, 6, 7, 8);
 		}
 	}
-	lua_pushvalue(L, 7);
+	lua_pushvalue(L, 6);
 	/* The reader's references go now; the values hold their own. */
 	ln_reader_free(rb->r);
 	ln_free(rb->data);
@@ -827,7 +760,6 @@ void lnL_open_save(lua_State *L)
 
 	lua_pushcfunction(L, l_save);
 	lua_setfield(L, -2, "save");
-	lua_pushvalue(L, -1);  /* the lunet table, for lunet.optim */
-	lua_pushcclosure(L, l_load, 1);
+	lua_pushcfunction(L, l_load);
 	lua_setfield(L, -2, "load");
 }

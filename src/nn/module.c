@@ -102,6 +102,8 @@ static ln_status add_tensor(ln_module *m, const ln_module_build *ctx, const char
 		size_t have = held_bytes(m), need = shape_bytes(ndim, shape);
 		if (need > budget || have > budget - need) {
 			char s[128];
+			if (ctx->over_budget)
+				*ctx->over_budget = true;
 			return ln_fail(err, LN_ERANGE,
 			               "%s of shape %s needs %zu bytes, over the budget of %zu bytes "
 			               "(%zu already taken)",

@@ -67,6 +67,11 @@ typedef struct ln_module_build {
 	ln_rng *rng;    /* initial weights are drawn from it; NULL: ln_rng_global() */
 	size_t budget;  /* bytes of parameters and buffers (their gradients not
 	                   counted) the module may hold; 0: no limit */
+	/* When not NULL, set to true when a tensor did not fit the budget, so
+	 * that the caller can tell that LN_ERANGE from the class's own range
+	 * checks without reading the message (the loader reports it as a
+	 * config asking for more than the file holds). */
+	bool *over_budget;
 } ln_module_build;
 
 typedef struct ln_module_class {

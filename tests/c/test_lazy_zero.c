@@ -183,10 +183,9 @@ static void test_optim_zero_grad(void **state)
 	assert_int_equal(ln_tensor_alloc(&g, 1, (int64_t[]){8}, NULL), LN_OK);
 	fill_ramp(&p, 1.0f);
 	fill_ramp(&g, 3.0f);
-	ln_optim_config cfg = ln_optim_defaults(LN_OPTIM_SGD);
-	cfg.lr = 0.5;
+	ln_optim_config cfg = tu_optim_config("SGD", "lr", 0.5, NULL);
 	ln_optim *opt;
-	assert_int_equal(ln_optim_new(&opt, &cfg, 1, &p, &g, NULL), LN_OK);
+	assert_int_equal(tu_optim_new(&opt, &cfg, 1, &p, &g, NULL), LN_OK);
 	ln_alloc_stats s0, s1;
 	ln_alloc_get_stats(&s0);
 	ln_optim_zero_grad(opt);

@@ -381,7 +381,7 @@ static void test_values_roundtrip(void **state)
 	ok(ln_writer_finish(w, &data, &size, &err), &err);
 
 	const unsigned char *f = data;
-	assert_memory_equal(f, "LUNET\0\1\0", 8);
+	assert_memory_equal(f, "LUNET\0\2\0", 8);
 
 	ln_reader *r;
 	ln_save_atom a;
@@ -722,7 +722,7 @@ static void test_header_errors(void **state)
 	size_t size;
 	unsigned char *f = wrap(&p, &size, 7);
 	assert_int_equal(decode(f, size, &err), LN_EFORMAT);
-	expect_msg(&err, "format version 7 is newer than this lunet (1)");
+	expect_msg(&err, "format version 7 is newer than this lunet (2)");
 	free(f);
 	f = wrap(&p, &size, 0);
 	assert_int_equal(decode(f, size, &err), LN_EFORMAT);
@@ -959,44 +959,20 @@ static void run_steps(ln_module *m, ln_optim *opt, int steps, uint64_t seed)
 	}
 }
 
-/* Collects a module's parameters and gradients (at most 16). */
-typedef struct plist {
-	int n;
-	ln_tensor p[16], g[16];
-} plist;
-
-static int collect(ln_module *owner, int i, void *ctx)
-{
-	plist *l = ctx;
-	l->p[l->n] = owner->param[i];
-	l->g[l->n] = owner->grad[i];
-	l->n++;
-	return 0;
-}
-
 static ln_optim *optim_over(ln_module *m, const ln_optim_config *cfg)
 {
-	plist l = {0};
-	ln_module_visit_params(m, collect, &l);
 	ln_optim *opt;
 	ln_error err;
-	ok(ln_optim_new(&opt, cfg, l.n, l.p, l.g, &err), &err);
+	ok(ln_optim_new_module(&opt, cfg, m, &err), &err);
 	return opt;
 }
 
 static void test_optim_roundtrip(void **state)
 {
 	ln_optim_config cfgs[3];
-	cfgs[0] = ln_optim_defaults(LN_OPTIM_SGD);
-	cfgs[0].lr = 0.05;
-	cfgs[0].momentum = 0.9;
-	cfgs[0].nesterov = true;
-	cfgs[1] = ln_optim_defaults(LN_OPTIM_ADAM);
-	cfgs[1].decoupled = true;
-	cfgs[1].weight_decay = 0.01;
-	cfgs[2] = ln_optim_defaults(LN_OPTIM_RMSPROP);
-	cfgs[2].centered = true;
-	cfgs[2].momentum = 0.5;
+	cfgs[0] = tu_optim_config("SGD", "lr", 0.05, "momentum", 0.9, "nesterov", 1.0, NULL);
+	cfgs[1] = tu_optim_config("Adam", "decoupled", 1.0, "weight_decay", 0.01, NULL);
+	cfgs[2] = tu_optim_config("RMSprop", "centered", 1.0, "momentum", 0.5, NULL);
 	for (int k = 0; k < 3; k++) {
 		ln_error err;
 		ln_module *m = make_mlp();
@@ -1041,15 +1017,14 @@ static void test_optim_roundtrip(void **state)
 		assert_true(s->owner[3] == lm->children[3] && s->owner_index[3] == 1);
 
 		/* rebuild over the loaded model's parameters */
-		plist l = {0};
-		for (int i = 0; i < s->nparams; i++) {
-			l.p[i] = s->owner[i]->param[s->owner_index[i]];
-			l.g[i] = s->owner[i]->grad[s->owner_index[i]];
-		}
 		ln_optim *lopt;
-		ok(ln_optim_new(&lopt, &s->config, s->nparams, l.p, l.g, &err), &err);
-		ok(ln_saved_optim_apply(s, lopt, &err), &err);
+		ok(ln_saved_optim_build(s, &lopt, &err), &err);
 		assert_int_equal(ln_optim_step_count(lopt), 3);
+		for (int i = 0; i < s->nparams; i++) {
+			int index;
+			assert_ptr_equal(ln_optim_owner(lopt, i, &index), s->owner[i]);
+			assert_int_equal(index, s->owner_index[i]);
+		}
 
 		run_steps(m, opt, 4, 99);
 		run_steps(lm, lopt, 4, 99);
@@ -1072,8 +1047,7 @@ static void test_optim_alone(void **state)
 {
 	ln_error err;
 	ln_module *m = make_mlp();
-	ln_optim_config cfg = ln_optim_defaults(LN_OPTIM_ADAM);
-	cfg.lr = 0.01;
+	ln_optim_config cfg = tu_optim_config("Adam", "lr", 0.01, NULL);
 	ln_optim *opt = optim_over(m, &cfg);
 	run_steps(m, opt, 2, 5);
 	ln_writer *w;
@@ -1093,16 +1067,17 @@ static void test_optim_alone(void **state)
 	assert_string_equal(s->state_name[0], "exp_avg");
 	assert_string_equal(s->state_name[1], "exp_avg_sq");
 
-	ln_optim_config sgd = ln_optim_defaults(LN_OPTIM_SGD);
+	ln_optim_config sgd = tu_optim_config("SGD", "lr", 0.1, NULL);
 	ln_optim *wrong = optim_over(m, &sgd);
 	assert_int_equal(ln_saved_optim_apply(s, wrong, &err), LN_EARG);
 	expect_msg(&err, "saved state is for Adam, the optimizer is SGD");
 	ln_optim_free(wrong);
 
-	ln_optim_config def = ln_optim_defaults(LN_OPTIM_ADAM);
+	ln_optim_config def = tu_optim_config("Adam", NULL);
 	ln_optim *fresh = optim_over(m, &def);
 	ok(ln_saved_optim_apply(s, fresh, &err), &err);
-	assert_true(ln_optim_get_config(fresh)->lr == 0.01);
+	double lr;
+	assert_true(ln_optim_get(fresh, "lr", &lr) && lr == 0.01);
 	assert_int_equal(ln_optim_step_count(fresh), 2);
 	for (int i = 0; i < 4; i++)
 		for (int k = 0; k < 2; k++)
@@ -1165,7 +1140,7 @@ static ln_status read_checkpoint(const char *path, ln_error *err)
 static void test_enomem(void **state)
 {
 	ln_module *m = make_cnn();
-	ln_optim_config cfg = ln_optim_defaults(LN_OPTIM_ADAM);
+	ln_optim_config cfg = tu_optim_config("Adam", NULL);
 	ln_optim *opt = optim_over(m, &cfg);
 	const char *path = tpath("enomem.lnt");
 	ln_error err;
@@ -1313,8 +1288,7 @@ static void test_fuzz_payload(void **state)
 {
 	ln_error err;
 	ln_module *m = make_cnn();
-	ln_optim_config cfg = ln_optim_defaults(LN_OPTIM_SGD);
-	cfg.momentum = 0.9;
+	ln_optim_config cfg = tu_optim_config("SGD", "lr", 1e-3, "momentum", 0.9, NULL);
 	ln_optim *opt = optim_over(m, &cfg);
 	ln_tensor t;
 	tu_tensor_uniform(&t, 2, (int64_t[]){3, 2}, -1, 1);

@@ -136,3 +136,33 @@ double tu_gradcheck_loss(ln_loss *c, const ln_tensor *x, const ln_tensor *target
 	ln_tensor_release(&g);
 	return worst;
 }
+
+/* ---- optimisers ------------------------------------------------------------ */
+
+ln_optim_config tu_optim_config(const char *name, ...)
+{
+	ln_optim_config c;
+	ln_error err;
+	if (ln_optim_config_init(&c, name, &err) != LN_OK)
+		fail_msg("%s", err.msg);
+	va_list ap;
+	va_start(ap, name);
+	const char *k;
+	while ((k = va_arg(ap, const char *)) != NULL) {
+		double v = va_arg(ap, double);
+		if (ln_optim_config_set(&c, k, v, &err) != LN_OK)
+			fail_msg("%s: %s", name, err.msg);
+	}
+	va_end(ap);
+	return c;
+}
+
+ln_status tu_optim_new(ln_optim **out, const ln_optim_config *c, int n, const ln_tensor *p,
+                       const ln_tensor *g, ln_error *err)
+{
+	ln_optim_entry e[64];
+	assert_true(n >= 0 && n <= 64);
+	for (int i = 0; i < n; i++)
+		e[i] = (ln_optim_entry){&p[i], &g[i], NULL, 0};
+	return ln_optim_new(out, c, n, e, err);
+}

@@ -11,6 +11,7 @@
 #include "core/tensor.h"
 #include "nn/loss.h"
 #include "nn/module.h"
+#include "nn/optim.h"
 
 /* Allocates t with the given shape and fills it from vals (row-major) or,
  * when vals is NULL, uniformly in [lo,hi) from the seeded rng.  Fails the
@@ -30,5 +31,15 @@ double tu_gradcheck_module(ln_module *m, const ln_tensor *x, double eps);
 /* The same for a loss, whose forward is already a number: checks
  * dL/dinput only. */
 double tu_gradcheck_loss(ln_loss *c, const ln_tensor *x, const ln_tensor *target, double eps);
+
+/* The defaults of the optimiser called name with the values that follow
+ * set, as name/value pairs ending with NULL:
+ *     tu_optim_config("SGD", "lr", 0.1, "momentum", 0.9, NULL)
+ * (flags as 0 or 1).  Fails the test on an unknown name. */
+ln_optim_config tu_optim_config(const char *name, ...);
+
+/* ln_optim_new over the pairs (p[i], g[i]), i < n, owned by no module. */
+ln_status tu_optim_new(ln_optim **out, const ln_optim_config *c, int n, const ln_tensor *p,
+                       const ln_tensor *g, ln_error *err);
 
 #endif

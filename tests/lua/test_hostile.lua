@@ -282,12 +282,12 @@ local cases = {
 		return optim.Adam({p, p}, {lunet.rand(3), lunet.rand(3)})
 	end},
 	{"SGD:step: optimizer is closed", function()
-		local o = optim.SGD({lunet.rand(2)}, {lunet.rand(2)})
+		local o = optim.SGD({lunet.rand(2)}, {lunet.rand(2)}, {lr = 0.1})
 		o:close()
 		return o:step()
 	end},
 	{"optim.SGD: lr must be a number, got string", function()
-		local o = optim.SGD({lunet.rand(2)}, {lunet.rand(2)})
+		local o = optim.SGD({lunet.rand(2)}, {lunet.rand(2)}, {lr = 0.1})
 		o.lr = "fast"
 	end},
 	{"optim:load_state", function()

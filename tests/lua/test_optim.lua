@@ -275,7 +275,7 @@ test("state() exposes the buffers; load_state() resumes exactly", function()
 
 	-- every buffer name of each kind
 	local names = {}
-	for k in pairs(optim.SGD(ps, gs, {momentum = 0.5}):state().params[1]) do names[#names + 1] = k end
+	for k in pairs(optim.SGD(ps, gs, {lr = 0.1, momentum = 0.5}):state().params[1]) do names[#names + 1] = k end
 	eq(table.concat(names, ","), "momentum_buffer", "SGD state names")
 	names = {}
 	for k in pairs(optim.RMSprop(ps, gs, {momentum = 0.5, centered = true}):state().params[2]) do
@@ -292,7 +292,7 @@ test("load_state errors change nothing", function()
 	raises("optim:load_state: state is for SGD, this optimizer is Adam", function()
 		optim.Adam(ps, gs):load_state(st)
 	end)
-	local one = optim.SGD({ps[1]}, {gs[1]}, {momentum = 0.9})
+	local one = optim.SGD({ps[1]}, {gs[1]}, {lr = 0.1, momentum = 0.9})
 	raises("optim:load_state: state has 2 parameters, this optimizer has 1", function()
 		one:load_state(st)
 	end)
@@ -310,11 +310,11 @@ end)
 
 test("a closed optimiser raises", function()
 	local ps, gs = problem()
-	local opt = optim.SGD(ps, gs)
+	local opt = optim.SGD(ps, gs, {lr = 0.1})
 	opt:close()
 	raises("optimizer is closed", function() opt:step() end)
 	eq(tostring(opt), "optimizer (closed)", "tostring of a closed optimizer")
-	do local o <close> = optim.SGD(ps, gs) end
+	do local o <close> = optim.SGD(ps, gs, {lr = 0.1}) end
 end)
 
 -- ---------------------------------------------------------------------------
@@ -324,9 +324,9 @@ end)
 test("invalid hyper-parameters", function()
 	local ps, gs = problem()
 	raises("optim.SGD: lr must be >= 0, got -0.1", optim.SGD, ps, gs, {lr = -0.1})
-	raises("optim.SGD: momentum must be >= 0, got -0.5", optim.SGD, ps, gs, {momentum = -0.5})
-	raises("optim.SGD: weight_decay must be >= 0, got -1", optim.SGD, ps, gs, {weight_decay = -1})
-	raises("optim.SGD: nesterov requires momentum > 0, got 0", optim.SGD, ps, gs, {nesterov = true})
+	raises("optim.SGD: momentum must be >= 0, got -0.5", optim.SGD, ps, gs, {lr = 0.1, momentum = -0.5})
+	raises("optim.SGD: weight_decay must be >= 0, got -1", optim.SGD, ps, gs, {lr = 0.1, weight_decay = -1})
+	raises("optim.SGD: nesterov requires momentum > 0, got 0", optim.SGD, ps, gs, {lr = 0.1, nesterov = true})
 	raises("optim.Adam: beta1 must be in [0,1), got 1", optim.Adam, ps, gs, {betas = {1, 0.999}})
 	raises("optim.Adam: beta2 must be in [0,1), got -0.5", optim.Adam, ps, gs, {betas = {0.9, -0.5}})
 	raises("optim.Adam: eps must be >= 0, got -1", optim.Adam, ps, gs, {eps = -1})

@@ -644,7 +644,7 @@ test("truncated, corrupted, foreign and newer files are errors that say which", 
 
 	write_file(q, good:sub(1, 6) .. string.char(7) .. good:sub(8))
 	check_error(function() lunet.load(q) end,
-		"lunet.load: " .. q .. ": format version 7 is newer than this lunet (1)")
+		"lunet.load: " .. q .. ": format version 7 is newer than this lunet (2)")
 
 	check_error(function() lunet.load(path("nothing.lnt")) end,
 		"lunet.load: " .. path("nothing.lnt") .. ": cannot open: No such file or directory")
