@@ -98,9 +98,9 @@
  * Hostile input.  Every length is checked against the bytes remaining
  * before anything is allocated, so memory committed by a load is bounded by
  * a small multiple of the file's size; a module is built with a budget of
- * the bytes its record holds for its parameters and buffers (a config
- * claiming a huge layer with tiny weights fails, LN_ENOMEM, before
- * anything that size is allocated).
+ * a few times the bytes its record holds for its parameters and buffers
+ * (a config claiming a huge layer with tiny weights fails, LN_ENOMEM,
+ * before anything that size is allocated).
  */
 #ifndef LN_SAVE_H
 #define LN_SAVE_H

@@ -480,15 +480,17 @@ static ln_status skim_tensors(ln_reader *r, size_t *bytes, ln_error *err)
 /* Builds a module of class cls from config through a build context that
  * leaves the process alone: initial weights (which the saved ones
  * replace) come from the reader's own generator, and the parameters and
- * buffers may take no more bytes than the record holds for them, so that
- * a hostile config cannot make create allocate what the file does not pay
- * for.  (A record with no tensors gets a budget of one byte: 0 would mean
- * no limit.) */
+ * buffers may take a few times the bytes the record holds for them and no
+ * more, so that a hostile config cannot make create allocate what the
+ * file does not pay for.  (The slack lets a record whose tensors merely
+ * have the wrong shapes fail on those shapes, naming them.) */
 static ln_status create_module(ln_reader *r, const ln_module_class *cls, const double *config,
                                size_t bytes, ln_module **out, ln_error *err)
 {
 	bool over = false;
-	ln_module_build ctx = {&r->rng, bytes > 0 ? bytes : 1, &over};
+	size_t slack = 65536;
+	size_t budget = bytes > (SIZE_MAX - slack) / 8 ? SIZE_MAX : 8 * bytes + slack;
+	ln_module_build ctx = {&r->rng, budget, &over};
 	ln_error e;
 	ln_status st = ln_module_create(out, cls, &ctx, config, &e);
 	if (over)

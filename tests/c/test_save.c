@@ -1041,6 +1041,224 @@ static void test_optim_roundtrip(void **state)
 	}
 }
 
+/* A tensor body {n} holding v, v+1, ... */
+static void b_vector(bytes *p, int n, float v)
+{
+	b_u8(p, 1);
+	b_u64(p, (uint64_t)n);
+	for (int i = 0; i < n; i++)
+		b_f32(p, v + (float)i);
+}
+
+/* An RMSprop record written by hand, its hyper-parameters and its state
+ * tensors in another order than the description's and some values left
+ * out: everything is matched by name, the missing values take their
+ * defaults, and the state goes where its name says. */
+static void test_optim_state_by_name(void **state)
+{
+	bytes p = {.n = 0};
+	b_u8(&p, LN_SAVE_OPTIM);
+	b_str(&p, "RMSprop");
+	b_u8(&p, 3);
+	b_str(&p, "centered");
+	b_f64(&p, 1);
+	b_str(&p, "momentum");
+	b_f64(&p, 0.5);
+	b_str(&p, "lr");
+	b_f64(&p, 0.02);
+	b_u64(&p, 4);  /* steps */
+	b_u8(&p, 3);
+	b_str(&p, "grad_avg");
+	b_str(&p, "square_avg");
+	b_str(&p, "momentum_buffer");
+	b_u64(&p, 1);  /* one parameter of shape {3} */
+	b_u8(&p, 1);
+	b_u64(&p, 3);
+	b_vector(&p, 3, 10);  /* grad_avg */
+	b_vector(&p, 3, 20);  /* square_avg */
+	b_vector(&p, 3, 30);  /* momentum_buffer */
+	b_u64(&p, 1);  /* bindings: no module holds it */
+	b_u64(&p, 0);
+	size_t size;
+	unsigned char *f = wrap(&p, &size, LN_SAVE_VERSION);
+	ln_error err;
+	ln_reader *r;
+	const ln_saved_optim *s;
+	uint64_t id;
+	ok(ln_reader_new(&r, f, size, &err), &err);
+	ok(ln_read_optim(r, &s, &id, &err), &err);
+	ok(ln_reader_finish(r, &err), &err);
+	assert_false(s->bound);
+	assert_string_equal(ln_optim_name(&s->config), "RMSprop");
+	double v;
+	assert_true(ln_optim_config_get(&s->config, "lr", &v) && v == 0.02);
+	assert_true(ln_optim_config_get(&s->config, "alpha", &v) && v == 0.99);  /* default */
+	assert_true(ln_optim_config_get(&s->config, "centered", &v) && v == 1);
+
+	ln_tensor w, g;
+	tu_tensor(&w, 1, (int64_t[]){3}, NULL);
+	tu_tensor(&g, 1, (int64_t[]){3}, NULL);
+	ln_optim_config cfg = tu_optim_config("RMSprop", "momentum", 0.9, "centered", 1.0, NULL);
+	ln_optim *opt;
+	ok(tu_optim_new(&opt, &cfg, 1, &w, &g, &err), &err);
+	ok(ln_saved_optim_apply(s, opt, &err), &err);
+	assert_int_equal(ln_optim_step_count(opt), 4);
+	assert_true(ln_optim_get(opt, "lr", &v) && v == 0.02);
+	assert_true(ln_optim_get(opt, "momentum", &v) && v == 0.5);
+	static const struct {
+		const char *name;
+		float first;
+	} want[] = {{"square_avg", 20}, {"momentum_buffer", 30}, {"grad_avg", 10}};
+	for (int k = 0; k < 3; k++) {
+		assert_string_equal(ln_optim_state_name(opt, k), want[k].name);
+		const float *d = ln_tensor_data(ln_optim_state(opt, 0, k));
+		for (int i = 0; i < 3; i++)
+			assert_float_equal(d[i], want[k].first + (float)i, 0);
+	}
+	ln_optim_free(opt);
+
+	/* an optimizer without one of the saved tensors is refused, unchanged */
+	cfg = tu_optim_config("RMSprop", "momentum", 0.9, NULL);
+	ok(tu_optim_new(&opt, &cfg, 1, &w, &g, &err), &err);
+	assert_int_equal(ln_saved_optim_apply(s, opt, &err), LN_EARG);
+	assert_string_equal(err.msg, "saved state has 'grad_avg', the optimizer has no such state");
+	assert_int_equal(ln_optim_step_count(opt), 0);
+	assert_true(ln_optim_get(opt, "lr", &v) && v == 0.01);
+	ln_optim_free(opt);
+	ln_reader_free(r);
+	free(f);
+	ln_tensor_release(&w);
+	ln_tensor_release(&g);
+}
+
+/* Optimizer records and bindings that are wrong by name. */
+static void test_optim_hostile(void **state)
+{
+	bytes p;
+#define RESET() (p.n = 0)
+	RESET();
+	b_u8(&p, LN_SAVE_OPTIM);
+	b_str(&p, "Lion");
+	expect_bad_payload(&p, "unknown optimizer 'Lion'");
+
+	RESET();
+	b_u8(&p, LN_SAVE_OPTIM);
+	b_str(&p, "SGD");
+	b_u8(&p, 1);
+	b_str(&p, "beta1");
+	expect_bad_payload(&p, "SGD has no hyper-parameter 'beta1'");
+
+	RESET();
+	b_u8(&p, LN_SAVE_OPTIM);
+	b_str(&p, "SGD");
+	b_u8(&p, 2);
+	b_str(&p, "lr");
+	b_f64(&p, 0.1);
+	b_str(&p, "lr");
+	b_f64(&p, 0.2);
+	expect_bad_payload(&p, "SGD hyper-parameter 'lr' appears twice");
+
+	/* SGD's lr has no default: a record without it is refused */
+	RESET();
+	b_u8(&p, LN_SAVE_OPTIM);
+	b_str(&p, "SGD");
+	b_u8(&p, 0);
+	b_u64(&p, 0);
+	b_u8(&p, 0);
+	expect_bad_payload(&p, "optimizer config: lr is required: it has no default");
+
+	RESET();
+	b_u8(&p, LN_SAVE_OPTIM);
+	b_str(&p, "Adam");
+	b_u8(&p, 1);
+	b_str(&p, "beta2");
+	b_f64(&p, 1.5);
+	b_u64(&p, 0);
+	b_u8(&p, 0);
+	expect_bad_payload(&p, "optimizer config: beta2 must be in [0,1), got 1.5");
+
+	RESET();
+	b_u8(&p, LN_SAVE_OPTIM);
+	b_str(&p, "Adam");
+	b_u8(&p, 0);
+	b_u64(&p, 0);
+	b_u8(&p, 2);
+	b_str(&p, "exp_avg");
+	b_str(&p, "momentum_buffer");
+	expect_bad_payload(&p, "Adam has no state 'momentum_buffer'");
+
+	RESET();
+	b_u8(&p, LN_SAVE_OPTIM);
+	b_str(&p, "Adam");
+	b_u8(&p, 0);
+	b_u64(&p, 0);
+	b_u8(&p, 2);
+	b_str(&p, "exp_avg");
+	b_str(&p, "exp_avg");
+	expect_bad_payload(&p, "Adam state 'exp_avg' appears twice");
+
+	/* {Linear(1,1) without bias, SGD bound to its "bias"} */
+	RESET();
+	b_u8(&p, LN_SAVE_TABLE);
+	b_u64(&p, 2);
+	b_u8(&p, LN_SAVE_MODULE);
+	b_str(&p, "Linear");
+	b_u8(&p, 1);
+	b_u8(&p, 3);
+	b_str(&p, "nin");
+	b_f64(&p, 1);
+	b_str(&p, "nout");
+	b_f64(&p, 1);
+	b_str(&p, "bias");
+	b_f64(&p, 0);
+	b_u8(&p, 1);
+	b_str(&p, "weight");
+	b_u8(&p, 2);
+	b_u64(&p, 1);
+	b_u64(&p, 1);
+	b_f32(&p, 0.5f);
+	b_u8(&p, 0);
+	b_u64(&p, 0);
+	b_u8(&p, LN_SAVE_OPTIM);
+	b_str(&p, "SGD");
+	b_u8(&p, 1);
+	b_str(&p, "lr");
+	b_f64(&p, 0.1);
+	b_u64(&p, 0);
+	b_u8(&p, 0);
+	b_u64(&p, 1);
+	b_u8(&p, 2);
+	b_u64(&p, 1);
+	b_u64(&p, 1);
+	b_u64(&p, 0);  /* no hash part */
+	b_u64(&p, 1);  /* bindings */
+	b_u64(&p, 2);  /* object 1: the Linear */
+	b_str(&p, "bias");
+	expect_bad_payload(&p, "parameter 1 of optimizer 2 is bound to parameter bias of a Linear, "
+	                       "which does not fit it");
+#undef RESET
+}
+
+/* Loading changes nothing process-wide: the global generator draws the
+ * same numbers as without the load, and the allocation limit stays. */
+static void test_load_leaves_process_alone(void **state)
+{
+	ln_module *m = make_cnn();
+	ln_writer *w;
+	size_t size;
+	const void *data = image_of_module(m, &w, &size);
+	ln_rng_seed(ln_rng_global(), 77);
+	double want = ln_rng_uniform(ln_rng_global());
+	ln_rng_seed(ln_rng_global(), 77);
+	size_t limit = ln_alloc_limit();
+	ln_error err;
+	ok(decode(data, size, &err), &err);
+	assert_int_equal(ln_alloc_limit(), limit);
+	assert_true(ln_rng_uniform(ln_rng_global()) == want);
+	ln_writer_free(w);
+	ln_module_release(m);
+}
+
 /* An optimizer saved alone is unbound; its state applies to a new
  * optimizer of the same kind, and mismatches are refused unchanged. */
 static void test_optim_alone(void **state)
@@ -1392,6 +1610,9 @@ int main(void)
 		cmocka_unit_test(test_fuzz_payload),
 		cmocka_unit_test(test_optim_roundtrip),
 		cmocka_unit_test(test_optim_alone),
+		cmocka_unit_test(test_optim_state_by_name),
+		cmocka_unit_test(test_optim_hostile),
+		cmocka_unit_test(test_load_leaves_process_alone),
 		cmocka_unit_test(test_write_depth),
 		cmocka_unit_test(test_enomem),
 		cmocka_unit_test(test_atomic_write),

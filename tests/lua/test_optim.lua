@@ -373,6 +373,95 @@ test("invalid options and arguments", function()
 	eq(w[1], 0.5, "custom model updated")
 end)
 
+test("SGD has no default learning rate", function()
+	local ps, gs = problem()
+	raises("optim.SGD: lr is required: it has no default", optim.SGD, ps, gs)
+	raises("optim.SGD: lr is required: it has no default", optim.SGD, nn.Linear(2, 2))
+	raises("optim.SGD: lr is required: it has no default", optim.SGD, ps, gs, {momentum = 0.9})
+	near(optim.SGD(ps, gs, {lr = 0.3}).lr, 0.3, 0, "given")
+end)
+
+test("options, fields and tostring follow each optimiser's description", function()
+	local ps, gs = problem()
+	raises("optim.Adam: unknown option 'momentum' (options: lr, betas, eps, weight_decay, decoupled)",
+		optim.Adam, ps, gs, {momentum = 0.9})
+	raises("optim.AdamW: unknown option 'alpha' (options: lr, betas, eps, weight_decay, decoupled)",
+		optim.AdamW, ps, gs, {alpha = 0.9})
+	raises("optim.RMSprop: unknown option 'betas' (options: lr, alpha, eps, momentum, weight_decay, "
+		.. "centered)", optim.RMSprop, ps, gs, {betas = {0.9, 0.99}})
+	raises("optim.RMSprop: option 'centered' must be a boolean, got number", optim.RMSprop, ps, gs,
+		{centered = 1})
+	raises("optim.RMSprop: option 'alpha' must be a number, got boolean", optim.RMSprop, ps, gs,
+		{alpha = true})
+	raises("optim.Adam: option 'betas' must be a table of two numbers, element 2 is string",
+		optim.Adam, ps, gs, {betas = {0.9, "x"}})
+	raises("optim.SGD: option names must be strings, got number", optim.SGD, ps, gs, {0.1})
+	-- flags are fields too, validated as options are
+	local sgd = optim.SGD(ps, gs, {lr = 0.1, momentum = 0.9})
+	sgd.nesterov = true
+	eq(sgd.nesterov, true, "nesterov set")
+	raises("optim.SGD: nesterov must be a boolean, got number", function() sgd.nesterov = 1 end)
+	raises("optim.SGD: nesterov requires momentum > 0, got 0", function() sgd.momentum = 0 end)
+	eq(sgd.momentum, 0.9, "momentum unchanged")
+	sgd.nesterov = false
+	sgd.momentum = 0
+	raises("optim.SGD: nesterov requires momentum > 0, got 0", function() sgd.nesterov = true end)
+	local rms = optim.RMSprop(ps, gs, {centered = true})
+	raises("optim.RMSprop: cannot change centered after construction", function()
+		rms.centered = false
+	end)
+	eq(rms.centered, true, "centered unchanged")
+	local adam = optim.Adam(ps, gs)
+	adam.betas = {0.8, 0.9}
+	eq(adam.beta1, 0.8, "beta1 through betas")
+	near(adam.betas[2], 0.9, 0, "betas[2]")
+	raises("optim.Adam: cannot change decoupled after construction", function()
+		adam.decoupled = true
+	end)
+	eq(tostring(optim.RMSprop(ps, gs, {lr = 0.5, centered = true})),
+		"RMSprop(lr=0.5, alpha=0.99, eps=1e-08, momentum=0, weight_decay=0, centered=true) over "
+		.. "2 tensors (7 values), 0 steps", "RMSprop tostring")
+	eq(tostring(optim.AdamW(ps, gs)):match("^[^)]*%)"),
+		"AdamW(lr=0.001, betas={0.9,0.999}, eps=1e-08, weight_decay=0.01)", "AdamW tostring")
+	-- state().config and load_state's config are checked by name
+	local st = adam:state()
+	eq(st.config.decoupled, false, "flags in the config")
+	st.config.momentum = 0.9
+	raises("optim:load_state: config has no value 'momentum' (Adam has: lr, beta1, beta2, eps, "
+		.. "weight_decay, decoupled)", function() adam:load_state(st) end)
+	st.config.momentum = nil
+	st.config.eps = "small"
+	raises("optim:load_state: config.eps must be a number, got string", function()
+		adam:load_state(st)
+	end)
+end)
+
+test("a custom Lua module inside a Sequential has its parameters optimised", function()
+	local w, gw = lunet.tensor{1, 2}, lunet.zeros(2)
+	local custom = {
+		forward = function(self, x) return x end,
+		backward = function(self, x, gy) return gy end,
+		parameters = function(self) return {w}, {gw} end,
+	}
+	local lin = nn.Linear(2, 2)
+	local model = nn.Sequential{lin, nn.Sequential{nn.ReLU(), custom}, nn.Linear(2, 1)}
+	local opt = optim.SGD(model, {lr = 0.5})
+	local params = model:parameters()
+	eq(#opt:state().params, #params, "every parameter, the custom one included")
+	eq(tostring(opt):match("over (%d+) tensors"), tostring(#params), "tensor count")
+	gw:fill(1)
+	lin.grad_bias:fill(2)
+	local b = lin.bias:clone()
+	opt:step()
+	eq(w[1], 0.5, "custom parameter updated")
+	eq(w[2], 1.5, "custom parameter updated")
+	near(lin.bias[1], b[1] - 1, 1e-6, "built-in parameter updated")
+	-- a custom module without parameters adds none
+	local plain = {forward = custom.forward, backward = custom.backward}
+	local m2 = nn.Sequential{nn.Linear(2, 2), plain}
+	eq(tostring(optim.Adam(m2)):match("over (%d+) tensors"), "2", "only the Linear's")
+end)
+
 -- ---------------------------------------------------------------------------
 -- schedules
 -- ---------------------------------------------------------------------------

@@ -381,6 +381,63 @@ test("optimizer saved alone loads as its state, attachable with load_state", fun
 	check(not pcall(function() return ck:step() end), "a state, not an optimizer")
 end)
 
+test("an optimizer's state is saved and restored by name", function()
+	local m = classifier()
+	local opt = optim.RMSprop(m, {lr = 2e-3, momentum = 0.5, centered = true})
+	train(m, opt, 2, 12)
+	local p = path("byname.lnt")
+	lunet.save(p, opt)
+	local bytes = read_file(p)
+	eq(string.unpack("<I2", bytes, 7), 2, "written in format version 2")
+	for _, name in ipairs{"RMSprop", "lr", "alpha", "eps", "momentum", "weight_decay", "centered",
+		"square_avg", "momentum_buffer", "grad_avg"} do
+		check(bytes:find(name, 1, true), name .. " is in the file by name")
+	end
+	local st = lunet.load(p)
+	local keys = {}
+	for k in pairs(st.config) do keys[#keys + 1] = k end
+	table.sort(keys)
+	eq(table.concat(keys, ","), "alpha,centered,eps,lr,momentum,weight_decay", "config by name")
+	eq(st.config.lr, 2e-3, "lr")
+	eq(st.config.centered, true, "centered")
+	local want = opt:state()
+	for i, t in ipairs(want.params) do
+		for name, tensor in pairs(t) do same_tensor(tensor, st.params[i][name], name .. " " .. i) end
+	end
+	-- restored into a new optimizer by name, it takes the same next steps
+	local m2 = classifier()
+	local p1, p2 = m:parameters(), m2:parameters()
+	for i = 1, #p1 do p2[i]:copy(p1[i]) end
+	local opt2 = optim.RMSprop(m2, st.options)
+	opt2:load_state(st)
+	train(m, opt, 2, 13)
+	train(m2, opt2, 2, 13)
+	same_params(m, m2, "after restoring by name")
+end)
+
+test("an optimizer over model:parameters() is bound to the model", function()
+	local m = classifier()
+	local opt = optim.Adam(m:parameters())
+	local params, grads = m:parameters()
+	local opt2 = optim.SGD(params, grads, {lr = 0.1, momentum = 0.9})
+	train(m, opt, 2, 14)
+	lunet.save(path("params.lnt"), {m = m, opt = opt, opt2 = opt2})
+	local ck = lunet.load(path("params.lnt"))
+	eq(type(ck.opt), "userdata", "rebuilt")
+	eq(type(ck.opt2), "userdata", "rebuilt")
+	train(m, opt, 2, 15)
+	train(ck.m, ck.opt, 2, 15)
+	same_params(m, ck.m, "resumed")
+	-- views that are not a module's own pair load as state only
+	local lin = m:get(1)
+	local o3 = optim.SGD({lin.weight:view(-1)}, {lin.grad_weight:view(-1)}, {lr = 0.1})
+	lunet.save(path("reshaped.lnt"), {m = m, opt = o3})
+	eq(type(lunet.load(path("reshaped.lnt")).opt), "table", "a state")
+	local o4 = optim.SGD({lin.weight}, {lunet.zeros(12, 10)}, {lr = 0.1})
+	lunet.save(path("mixed.lnt"), {m = m, opt = o4})
+	eq(type(lunet.load(path("mixed.lnt")).opt), "table", "a state")
+end)
+
 -- ---- files of format version 1 ----------------------------------------------------------
 
 -- Files written by a lunet whose format was version 1 (tests/data, made by
