@@ -292,12 +292,20 @@ ln_status ln_write_ref(ln_writer *w, uint64_t id, ln_error *err)
 	return LN_OK;
 }
 
-/* A named tensor body (parameter or buffer). */
-static ln_status write_named_tensor(ln_writer *w, const char *name, const ln_tensor *t,
-                                    ln_error *err)
+/* A section of named tensor bodies (a module's parameters or buffers):
+ * u8 n, n x { str name, tensor body }. */
+static ln_status write_named_tensors(ln_writer *w, int n, const char *const *names,
+                                     const ln_tensor *t, ln_error *err)
 {
-	ln_status st = write_str(w, name, strlen(name), err);
-	return st != LN_OK ? st : write_tensor_body(w, t, err);
+	ln_status st = reserve(w, 1, err);
+	if (st != LN_OK)
+		return st;
+	put_u8(w, (unsigned)n);
+	for (int i = 0; i < n; i++)
+		if ((st = write_str(w, names[i], strlen(names[i]), err)) != LN_OK ||
+		    (st = write_tensor_body(w, &t[i], err)) != LN_OK)
+			return st;
+	return LN_OK;
 }
 
 /* `where` names m for messages: "" at the top, else "layer 2.3". */
@@ -341,19 +349,10 @@ static ln_status write_module(ln_writer *w, const ln_module *m, uint64_t *id, co
 		put_f64(w, m->config[i]);
 	}
 	assert(m->nparams <= ln_save_count_names(cls->param_names, LN_MODULE_MAX_PARAMS));
-	if ((st = reserve(w, 1, err)) != LN_OK)
-		return st;
-	put_u8(w, (unsigned)m->nparams);
-	for (int i = 0; i < m->nparams; i++)
-		if ((st = write_named_tensor(w, cls->param_names[i], &m->param[i], err)) != LN_OK)
-			return st;
 	assert(m->nbuffers <= ln_save_count_names(cls->buffer_names, LN_MODULE_MAX_BUFFERS));
-	if ((st = reserve(w, 1, err)) != LN_OK)
+	if ((st = write_named_tensors(w, m->nparams, cls->param_names, m->param, err)) != LN_OK ||
+	    (st = write_named_tensors(w, m->nbuffers, cls->buffer_names, m->buffer, err)) != LN_OK)
 		return st;
-	put_u8(w, (unsigned)m->nbuffers);
-	for (int i = 0; i < m->nbuffers; i++)
-		if ((st = write_named_tensor(w, cls->buffer_names[i], &m->buffer[i], err)) != LN_OK)
-			return st;
 	if ((st = reserve(w, 8, err)) != LN_OK)
 		return st;
 	put_u64(w, (uint64_t)m->nchildren);

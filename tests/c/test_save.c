@@ -142,6 +142,32 @@ static void b_bare_module(bytes *p, const char *cls, uint64_t nchildren)
 	b_u64(p, nchildren);
 }
 
+/* A Linear record without bias (tag 8): config nin, nout, bias 0, then
+ * its weight saved with shape {w0,w1} (whatever the config says), every
+ * element v, no buffers, no children. */
+static void b_linear(bytes *p, double nin, double nout, uint64_t w0, uint64_t w1, float v)
+{
+	b_u8(p, LN_SAVE_MODULE);
+	b_str(p, "Linear");
+	b_u8(p, 1);
+	b_u8(p, 3);
+	b_str(p, "nin");
+	b_f64(p, nin);
+	b_str(p, "nout");
+	b_f64(p, nout);
+	b_str(p, "bias");
+	b_f64(p, 0);
+	b_u8(p, 1);
+	b_str(p, "weight");
+	b_u8(p, 2);
+	b_u64(p, w0);
+	b_u64(p, w1);
+	for (uint64_t i = 0; i < w0 * w1; i++)
+		b_f32(p, v);
+	b_u8(p, 0);
+	b_u64(p, 0);
+}
+
 /* A complete file image (header, payload, CRC) around a payload, in a
  * malloc'd buffer. */
 static unsigned char *wrap(const bytes *payload, size_t *size, unsigned version)
@@ -867,25 +893,7 @@ static void test_hostile_payloads(void **state)
 
 	/* Linear(2,3) whose weight is saved as {2,2} */
 	RESET();
-	b_u8(&p, LN_SAVE_MODULE);
-	b_str(&p, "Linear");
-	b_u8(&p, 1);
-	b_u8(&p, 3);
-	b_str(&p, "nin");
-	b_f64(&p, 2);
-	b_str(&p, "nout");
-	b_f64(&p, 3);
-	b_str(&p, "bias");
-	b_f64(&p, 0);
-	b_u8(&p, 1);
-	b_str(&p, "weight");
-	b_u8(&p, 2);
-	b_u64(&p, 2);
-	b_u64(&p, 2);
-	for (int i = 0; i < 4; i++)
-		b_f32(&p, 1.0f);
-	b_u8(&p, 0);
-	b_u64(&p, 0);
+	b_linear(&p, 2, 3, 2, 2, 1.0f);
 	expect_bad_payload(&p, "Linear parameter 'weight' has shape {3,2}, the file has {2,2}");
 
 	/* a ReLU with a child, a Sequential whose child is a tensor */
@@ -906,24 +914,7 @@ static void test_hostile_payloads(void **state)
 static void test_hostile_config_allocates_little(void **state)
 {
 	bytes p = {.n = 0};
-	b_u8(&p, LN_SAVE_MODULE);
-	b_str(&p, "Linear");
-	b_u8(&p, 1);
-	b_u8(&p, 3);
-	b_str(&p, "nin");
-	b_f64(&p, 8000);
-	b_str(&p, "nout");
-	b_f64(&p, 8000);
-	b_str(&p, "bias");
-	b_f64(&p, 0);
-	b_u8(&p, 1);
-	b_str(&p, "weight");
-	b_u8(&p, 2);
-	b_u64(&p, 1);
-	b_u64(&p, 1);
-	b_f32(&p, 1.0f);
-	b_u8(&p, 0);
-	b_u64(&p, 0);
+	b_linear(&p, 8000, 8000, 1, 1, 1.0f);
 	size_t size;
 	unsigned char *f = wrap(&p, &size, LN_SAVE_VERSION);
 	size_t limit = ln_alloc_limit();
@@ -1201,24 +1192,7 @@ static void test_optim_hostile(void **state)
 	RESET();
 	b_u8(&p, LN_SAVE_TABLE);
 	b_u64(&p, 2);
-	b_u8(&p, LN_SAVE_MODULE);
-	b_str(&p, "Linear");
-	b_u8(&p, 1);
-	b_u8(&p, 3);
-	b_str(&p, "nin");
-	b_f64(&p, 1);
-	b_str(&p, "nout");
-	b_f64(&p, 1);
-	b_str(&p, "bias");
-	b_f64(&p, 0);
-	b_u8(&p, 1);
-	b_str(&p, "weight");
-	b_u8(&p, 2);
-	b_u64(&p, 1);
-	b_u64(&p, 1);
-	b_f32(&p, 0.5f);
-	b_u8(&p, 0);
-	b_u64(&p, 0);
+	b_linear(&p, 1, 1, 1, 1, 0.5f);
 	b_u8(&p, LN_SAVE_OPTIM);
 	b_str(&p, "SGD");
 	b_u8(&p, 1);
