@@ -228,7 +228,7 @@ static void read_options(lua_State *L, int idx, ln_optim_config *cfg, const char
  * leaks nothing.  The tensors point into the modules of the tree, which
  * `root` keeps alive (a custom module's parameters method runs Lua, which
  * may close the model), or into tensor userdata anchored in the `keep`
- * table. */
+ * table; each entry holds a reference to its owner. */
 typedef struct plist {
 	ln_optim_entry *v;
 	int n, cap;
@@ -238,8 +238,12 @@ typedef struct plist {
 /* Frees what pl holds (idempotent). */
 static void plist_clear(plist *pl)
 {
+	for (int i = 0; pl->v && i < pl->n; i++)
+		if (pl->v[i].owner)
+			ln_module_release(pl->v[i].owner);
 	ln_free(pl->v);
 	pl->v = NULL;
+	pl->n = 0;
 	if (pl->root)
 		ln_module_release(pl->root);
 	pl->root = NULL;
@@ -267,6 +271,10 @@ static void plist_add(lua_State *L, plist *pl, const ln_tensor *p, const ln_tens
 		pl->v = v;
 		pl->cap = cap;
 	}
+	/* an owner outside the model's tree (a view handed out by another
+	 * module) could be closed by a parameters method that runs later */
+	if (owner)
+		ln_module_retain(owner);
 	pl->v[pl->n++] = (ln_optim_entry){p, g, owner, index};
 }
 

@@ -462,6 +462,36 @@ test("a custom Lua module inside a Sequential has its parameters optimised", fun
 	eq(tostring(optim.Adam(m2)):match("over (%d+) tensors"), "2", "only the Linear's")
 end)
 
+test("a parameters method that closes modules while the optimiser gathers them", function()
+	local lin = nn.Linear(2, 2)
+	local function passthrough(params)
+		return {
+			forward = function(self, x) return x end,
+			backward = function(self, x, gy) return gy end,
+			parameters = params,
+		}
+	end
+	local a = passthrough(function() return lin:parameters() end)
+	local model
+	local b = passthrough(function()
+		getmetatable(lin).__close(lin)
+		getmetatable(model).__close(model)
+		collectgarbage()
+		collectgarbage()
+		return {}, {}
+	end)
+	model = nn.Sequential{nn.Linear(2, 2), a, b}
+	local w = lin.weight
+	local opt = optim.SGD(model, {lr = 1})
+	collectgarbage()
+	eq(#opt:state().params, 4, "the Linear in the model and the one behind a")
+	local before = w:clone()
+	lin = nil
+	collectgarbage()
+	opt:step()  -- zero gradients: nothing moves, nothing crashes
+	eq(w:allclose(before, 0, 0), true, "unchanged")
+end)
+
 -- ---------------------------------------------------------------------------
 -- schedules
 -- ---------------------------------------------------------------------------
