@@ -87,10 +87,11 @@ static ln_optim *check_optim(lua_State *L, int arg, const char *method)
 	return u->opt;
 }
 
-/* Raises "<prefix><name>: <msg>" for a C error of the optimiser called name. */
-static int raise_optim(lua_State *L, const char *prefix, const char *name, const ln_error *err)
+/* Raises "optim.<name>: <msg>" for a C error of the optimiser called
+ * name: the context goes in front once, the C message is used whole. */
+static int fail_optim(lua_State *L, const char *name, const ln_error *err)
 {
-	return lnL_raisef(L, "%s%s: %s", prefix, name, err->msg);
+	return lnL_raisef(L, "optim.%s: %s", name, err->msg);
 }
 
 /* ======================================================================
@@ -425,7 +426,7 @@ static int optim_new(lua_State *L)
 		lua_settop(L, 4);
 	}
 	if (st != LN_OK)
-		return raise_optim(L, "optim.", name, &err);
+		return fail_optim(L, name, &err);
 	size_t bytes = 0;
 	int n = ln_optim_nparams(u->opt);
 	for (int i = 0; i < n; i++)
@@ -668,7 +669,7 @@ static int m_newindex(lua_State *L)
 		lua_settop(L, 3);
 		read_value(L, &c, i, fn, "", "");
 		if (ln_optim_set_config(opt, &c, &err) != LN_OK)
-			return raise_optim(L, "optim.", name, &err);
+			return fail_optim(L, name, &err);
 		return 0;
 	}
 	if ((i = pair_index(cur->desc, k)) >= 0) {
@@ -676,14 +677,14 @@ static int m_newindex(lua_State *L)
 		lua_settop(L, 3);
 		read_pair(L, &c, i, fn);
 		if (ln_optim_set_config(opt, &c, &err) != LN_OK)
-			return raise_optim(L, "optim.", name, &err);
+			return fail_optim(L, name, &err);
 		return 0;
 	}
 	if (strcmp(k, "steps") == 0) {
 		if (!lua_isinteger(L, 3))
 			return luaL_error(L, "%s: steps must be an integer, got %s", fn, luaL_typename(L, 3));
 		if (ln_optim_set_step_count(opt, (int64_t)lua_tointeger(L, 3), &err) != LN_OK)
-			return raise_optim(L, "optim.", name, &err);
+			return fail_optim(L, name, &err);
 		return 0;
 	}
 	return luaL_error(L, "%s: cannot set field '%s'", fn, k);
