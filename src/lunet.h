@@ -43,6 +43,21 @@ int luaopen_lunet(lua_State *L);
  * once. */
 void lunet_dist_abort(int code);
 
+/* Raises the Lua error "interrupted!" (after the position, as luaL_error
+ * gives it) and records it as an interrupt: a run of lunet.experiment that
+ * it stops then prints its summary and ends with one line saying where it
+ * stopped and how to resume, instead of a traceback.  Call it where a host
+ * turns Ctrl-C into a Lua error: from a hook that a SIGINT handler sets
+ * with lua_sethook, as lua.c and the lunet runner do.  Does not return.
+ * A message handler (lua_pcall's msgh) should pass that error value on
+ * unchanged (lunet_is_interrupt), without appending a traceback: the
+ * experiment recognises it by its identity. */
+int lunet_interrupt(lua_State *L);
+
+/* Whether the value at idx is the error that the last lunet_interrupt
+ * raised. */
+int lunet_is_interrupt(lua_State *L, int idx);
+
 #ifdef __cplusplus
 }
 #endif

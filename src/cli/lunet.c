@@ -8,8 +8,10 @@
  * The structure is that of Lua 5.4's lua.c: main() creates the state and
  * calls pmain() under lua_pcall, so that even a memory error while opening
  * the libraries is reported rather than fatal; every chunk runs through
- * ln_cli_docall(), whose message handler adds a traceback; Ctrl-C sets a
- * hook that raises "interrupted!" at the next Lua instruction.
+ * ln_cli_docall(), whose message handler adds a traceback (except to an
+ * error object with __tostring, printed as it says, and to a Ctrl-C);
+ * Ctrl-C sets a hook that raises "interrupted!" (lunet_interrupt) at the
+ * next Lua instruction.
  *
  * Where lunet differs from lua.c:
  *   - the globals lunet, nn, optim and data are set before anything runs;
@@ -42,12 +44,14 @@ const char *ln_cli_progname = "lunet";
 static lua_State *volatile global_L;
 
 /* Hook set by the signal handler: runs at the next Lua instruction (call,
- * return, line or count event), removes itself and raises the error. */
+ * return, line or count event), removes itself and raises the error
+ * "interrupted!" through lunet_interrupt, which marks it as a Ctrl-C for
+ * lunet.experiment. */
 static void lstop(lua_State *L, lua_Debug *ar)
 {
 	(void)ar;
 	lua_sethook(L, NULL, 0, 0);
-	luaL_error(L, "interrupted!");
+	lunet_interrupt(L);
 }
 
 static void setsignal(int sig, void (*handler)(int), struct sigaction *old)
@@ -91,9 +95,13 @@ int ln_cli_report(lua_State *L, int status)
 }
 
 /* Message handler: turns the error object into a string (through
- * __tostring if it has one) and appends a traceback. */
+ * __tostring if it has one) and appends a traceback.  A Ctrl-C passes
+ * unchanged: its message says where it stopped, and lunet.experiment must
+ * see the very value lunet_interrupt raised to report the run. */
 static int msghandler(lua_State *L)
 {
+	if (lunet_is_interrupt(L, 1))
+		return 1;
 	const char *msg = lua_tostring(L, 1);
 	if (msg == NULL) {
 		if (luaL_callmeta(L, 1, "__tostring") && lua_type(L, -1) == LUA_TSTRING)

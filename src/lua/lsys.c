@@ -12,6 +12,8 @@
  *     lunet.sys.set_rng_state(t)   restores a state rng_state returned
  *     lunet.sys.write_atomic(path, s)  writes the string s to path
  *                                     atomically (io/file.h)
+ *     lunet.sys.is_interrupt(e)    -> whether the error value e is the one
+ *                                     lunet_interrupt raised (a Ctrl-C)
  *
  * Nothing here keeps C memory across a Lua error: paths are copied into a
  * Lua userdata that the collector frees, and write_atomic frees its
@@ -32,6 +34,7 @@
 #include "core/rng.h"
 #include "io/file.h"
 #include "lnaux.h"
+#include "lunet.h"
 
 /* Creates the directory `path` (already a writable copy) if missing.
  * Returns 1 if created, 0 if a directory was already there, -1 with
@@ -181,6 +184,43 @@ static int l_write_atomic(lua_State *L)
 	return 0;
 }
 
+/* The registry field holding the error value of the last lunet_interrupt. */
+#define INTERRUPT_KEY "lunet.interrupt"
+
+/* lunet_interrupt (lunet.h): raises "<where>interrupted!", as lua.c's
+ * Ctrl-C hook does, and records that value in the registry so that
+ * lunet.sys.is_interrupt can tell it from any other error. */
+int lunet_interrupt(lua_State *L)
+{
+	luaL_where(L, 1);
+	lua_pushliteral(L, "interrupted!");
+	lua_concat(L, 2);
+	lua_pushvalue(L, -1);
+	lua_setfield(L, LUA_REGISTRYINDEX, INTERRUPT_KEY);
+	return lua_error(L);
+}
+
+/* lunet_is_interrupt (lunet.h): whether the value at idx is the error
+ * value that the last lunet_interrupt raised. */
+int lunet_is_interrupt(lua_State *L, int idx)
+{
+	idx = lua_absindex(L, idx);
+	lua_getfield(L, LUA_REGISTRYINDEX, INTERRUPT_KEY);
+	int yes = !lua_isnil(L, -1) && lua_rawequal(L, idx, -1);
+	lua_pop(L, 1);
+	return yes;
+}
+
+/* lunet.sys.is_interrupt(e) -> true if e is the error value that the last
+ * lunet_interrupt raised.  lunet.experiment asks it when a run ends on an
+ * error, to report a Ctrl-C as one line saying how to resume. */
+static int l_is_interrupt(lua_State *L)
+{
+	luaL_checkany(L, 1);
+	lua_pushboolean(L, lunet_is_interrupt(L, 1));
+	return 1;
+}
+
 void lnL_open_sys(lua_State *L)
 {
 	static const luaL_Reg funcs[] = {
@@ -190,6 +230,7 @@ void lnL_open_sys(lua_State *L)
 		{"rng_state", l_rng_state},
 		{"set_rng_state", l_set_rng_state},
 		{"write_atomic", l_write_atomic},
+		{"is_interrupt", l_is_interrupt},
 		{NULL, NULL},
 	};
 	luaL_newlib(L, funcs);

@@ -309,6 +309,7 @@ if wait_for "$TMP/out" ready; then
 	wait_exit "$pid"
 	check "SIGINT interrupts a running chunk" \
 		bash -c "[ $rc -eq 1 ] && grep -q '^lunet: interrupted!' '$TMP/err'"
+	check "SIGINT: one line, no traceback" test "$(wc -l <"$TMP/err")" -eq 1
 else
 	kill -KILL "$pid" 2>/dev/null
 	rc=999
