@@ -1,4 +1,5 @@
-/* embedded.h -- the pure-Lua parts of lunet, compiled into the library. */
+/* embedded.h -- the pure-Lua parts of lunet (the .lua files of lua/lunet),
+ * compiled into the library by cmake/embed_lua.cmake and run by lunet.c. */
 #ifndef LN_EMBEDDED_H
 #define LN_EMBEDDED_H
 

@@ -67,18 +67,76 @@ static int l_clock(lua_State *L)
 	return 1;
 }
 
-/* Runs each embedded script as a chunk called with the lunet table; a
- * script extends that table (or a sub-table) in place. */
+/* ---- the embedded pure-Lua parts ------------------------------------------------
+ *
+ * Each file lua/lunet/NAME.lua is compiled in as the script "lunet.NAME"
+ * and runs once, as a chunk called with two arguments:
+ *
+ *     local lunet, import = ...
+ *
+ * A script either extends the lunet table (or a sub-table) in place, or
+ * returns a table of helpers for the other scripts and leaves lunet alone
+ * (csv.lua, plot.lua): import("plot") runs the script "lunet.plot" if it
+ * has not run yet and returns what it returned (true if nothing).  So the
+ * scripts may run in any order, and helpers stay out of the public API.
+ * import's upvalues: 1 = the lunet table, 2 = the table of results by name
+ * (false while a script runs, which catches an import cycle). */
+
+static const ln_embedded_script *find_script(const char *name)
+{
+	for (const ln_embedded_script *s = ln_embedded_scripts; s->name; s++)
+		if (strncmp(s->name, "lunet.", 6) == 0 && strcmp(s->name + 6, name) == 0)
+			return s;
+	return NULL;
+}
+
+/* import(name) -> the value the embedded script "lunet.<name>" returned. */
+static int l_import(lua_State *L)
+{
+	const char *name = luaL_checkstring(L, 1);
+	lua_settop(L, 1);
+	int t = lua_getfield(L, lua_upvalueindex(2), name);
+	if (t == LUA_TBOOLEAN && !lua_toboolean(L, -1))
+		return luaL_error(L, "lunet: import cycle: the script '%s' imports itself", name);
+	if (t != LUA_TNIL)
+		return 1;
+	lua_pop(L, 1);
+	const ln_embedded_script *s = find_script(name);
+	if (s == NULL)
+		return luaL_error(L, "lunet: no embedded script '%s'", name);
+	lua_pushboolean(L, 0);  /* running */
+	lua_setfield(L, lua_upvalueindex(2), name);
+	char chunkname[128];
+	snprintf(chunkname, sizeof chunkname, "=[lunet] %s", name);
+	if (luaL_loadbufferx(L, s->code, s->len, chunkname, "t") != LUA_OK)
+		return lua_error(L);
+	lua_pushvalue(L, lua_upvalueindex(1));
+	lua_pushvalue(L, lua_upvalueindex(1));
+	lua_pushvalue(L, lua_upvalueindex(2));
+	lua_pushcclosure(L, l_import, 2);  /* the same import, for the script */
+	lua_call(L, 2, 1);
+	if (lua_isnil(L, -1)) {
+		lua_pop(L, 1);
+		lua_pushboolean(L, 1);
+	}
+	lua_pushvalue(L, -1);
+	lua_setfield(L, lua_upvalueindex(2), name);
+	return 1;
+}
+
+/* Runs every embedded script once, through import. */
 static void run_embedded(lua_State *L, int lunet_idx)
 {
+	lua_pushvalue(L, lunet_idx);
+	lua_newtable(L);
+	lua_pushcclosure(L, l_import, 2);
+	int import = lua_gettop(L);
 	for (const ln_embedded_script *s = ln_embedded_scripts; s->name; s++) {
-		char chunkname[128];
-		snprintf(chunkname, sizeof chunkname, "=[lunet] %s", s->name + strlen("lunet."));
-		if (luaL_loadbufferx(L, s->code, s->len, chunkname, "t") != LUA_OK)
-			lua_error(L);
-		lua_pushvalue(L, lunet_idx);
+		lua_pushvalue(L, import);
+		lua_pushstring(L, s->name + strlen("lunet."));
 		lua_call(L, 1, 0);
 	}
+	lua_pop(L, 1);
 }
 
 int luaopen_lunet(lua_State *L)
