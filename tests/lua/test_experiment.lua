@@ -141,6 +141,74 @@ test("name defaults to the script name; bad names and options are errors", funct
 		new, {name = "x", config = {resume = "no"}})
 end)
 
+local OPTIONS = "(options: args, clock, config, description, help, name, one_of, output, " ..
+	"progress_every, resume, root, tty)"
+
+test("the options table: wrong types are errors naming the option and listing them all", function()
+	raises_exactly("lunet.experiment: option 'tty' must be a boolean, got string " .. OPTIONS,
+		new, {name = "x", tty = "yes"})
+	raises_exactly("lunet.experiment: option 'progress_every' must be a number, got string " .. OPTIONS,
+		new, {name = "x", progress_every = "10"})
+	raises_exactly("lunet.experiment: option 'name' must be a string, got number " .. OPTIONS,
+		new, {name = 3})
+	raises_exactly("lunet.experiment: option 'config' must be a table, got string " .. OPTIONS,
+		new, {name = "x", config = "lr=0.1"})
+	raises_exactly("lunet.experiment: option 'clock' must be a function, got number " .. OPTIONS,
+		new, {name = "x", clock = 0})
+	raises_exactly("lunet.experiment: option 'output' must be an open file, got string " .. OPTIONS,
+		new, {name = "x", output = "log.txt"})
+	local closed = sink()
+	closed:close()
+	raises_exactly("lunet.experiment: option 'output' must be an open file, got closed file " .. OPTIONS,
+		new, {name = "x", output = closed})
+	raises_exactly("lunet.experiment: unknown option 'choices' " .. OPTIONS,
+		new, {name = "x", choices = {}})
+	raises_exactly("lunet.experiment: progress_every must be a number >= 0, got -1",
+		new, {name = "x", progress_every = -1})
+end)
+
+test("help and one_of name keys of config, of the right types", function()
+	raises_exactly("lunet.experiment: help.lrr: no such key in config (known: epochs, lr)",
+		new, {name = "x", config = {lr = 0.1, epochs = 2}, help = {lrr = "learning rate"}})
+	raises_exactly("lunet.experiment: help.lr must be a string of one line, got table",
+		new, {name = "x", config = {lr = 0.1}, help = {lr = {}}})
+	raises_exactly('lunet.experiment: help.lr must be a string of one line, got "a\\\nb"',
+		new, {name = "x", config = {lr = 0.1}, help = {lr = "a\nb"}})
+	raises_exactly("lunet.experiment: one_of.opt: no such key in config (known: lr)",
+		new, {name = "x", config = {lr = 0.1}, one_of = {opt = {"sgd"}}})
+	raises_exactly("lunet.experiment: one_of.opt must be a non-empty list, got string",
+		new, {name = "x", config = {opt = "sgd"}, one_of = {opt = "sgd"}})
+	raises_exactly("lunet.experiment: one_of.opt must be a non-empty list, got table",
+		new, {name = "x", config = {opt = "sgd"}, one_of = {opt = {}}})
+	raises_exactly("lunet.experiment: one_of.n[2] must be of the default's type (integer), got number",
+		new, {name = "x", config = {n = 1}, one_of = {n = {1, 2.5}}})
+	raises_exactly("lunet.experiment: one_of.opt does not hold the default sgd",
+		new, {name = "x", config = {opt = "sgd"}, one_of = {opt = {"adam", "rmsprop"}}})
+end)
+
+test("one_of: an override outside the list is an error listing it", function()
+	local function run(args)
+		return new{name = "oneof", config = {opt = "sgd", n = 2}, args = args,
+			one_of = {opt = {"sgd", "adam"}, n = {1, 2, 4}}}
+	end
+	eq(run{"--opt=adam", "--n=4"}.config.opt, "adam", "allowed value")
+	raises_exactly("lunet.experiment: bad value --opt=rmsprop: expected one of sgd|adam (known: n, opt)",
+		run, {"--opt=rmsprop"})
+	raises_exactly("lunet.experiment: bad value --n=3: expected one of 1|2|4 (known: n, opt)",
+		run, {"--n=3"})
+end)
+
+test("a command-line mistake is an error object that prints as its one line", function()
+	local ok, err = pcall(new, {name = "x", config = {lr = 0.1}, args = {"--lr=fast"}})
+	eq(ok, false, "pcall")
+	eq(type(err), "table", "error object")
+	eq(err.message, "lunet.experiment: bad value --lr=fast: expected a number (known: lr)", "message")
+	eq(tostring(err), err.message, "tostring")
+	-- a string that reads like a Ctrl-C is not one: interrupts are known by identity
+	eq(lunet.sys.is_interrupt("interrupted!"), false, "is_interrupt of a look-alike")
+	eq(lunet.sys.is_interrupt(err), false, "is_interrupt of another error")
+end)
+
 -- ---- command-line overrides ----------------------------------------------------------------------
 
 local DEFAULTS = {lr = 0.1, epochs = 5, shuffle = true, optimizer = "sgd", weight_decay = 0.0}
@@ -256,6 +324,32 @@ test("the global arg is parsed; --help lists the keys and exits 0", function()
 	out, status = run_child(CHILD, "--lrr=1")
 	check(status ~= 0, "an unknown option fails the script")
 	check(out:find("lunet.experiment: unknown option --lrr (known: epochs, lr, tag)", 1, true), out)
+end)
+
+test("--help shows each key's type or choices and its help line; a mistake is one line", function()
+	if not EXE then error("no lunet executable (arg[-1] / LUNET_EXE)") end
+	local code = [[
+		local exp = lunet.experiment{name = "child", config = {lr = 0.1, opt = "sgd", layers = 2},
+			help = {lr = "learning rate", opt = "the optimiser"}, one_of = {opt = {"sgd", "adam"}}}
+		print("dir=" .. exp.dir)
+	]]
+	local out, status = run_child(code, "--help")
+	eq(status, 0, "--help exit status: " .. out)
+	check(out:find("\n  %-%-lr=0%.1%s+number%s+learning rate\n"), "lr line: " .. out)
+	check(out:find("\n  %-%-opt=sgd%s+sgd|adam%s+the optimiser\n"), "opt line: " .. out)
+	check(out:find("\n  %-%-layers=2%s+integer\n"), "a key without help shows its type: " .. out)
+	out, status = run_child(code, "--opt=rmsprop")
+	check(status ~= 0, "a bad choice fails the script")
+	eq(out, "lunet: lunet.experiment: bad value --opt=rmsprop: expected one of sgd|adam " ..
+		"(known: layers, lr, opt)\n", "the whole output")
+	out, status = run_child(code, "--layers=two")
+	check(status ~= 0, "a bad type fails the script")
+	eq(out, "lunet: lunet.experiment: bad value --layers=two: expected an integer " ..
+		"(known: layers, lr, opt)\n", "the whole output")
+	out, status = run_child(code, "--resume=" .. ROOT .. "/no_run")
+	check(status ~= 0, "a bad --resume fails the script")
+	eq(out, "lunet: lunet.experiment: cannot resume from " .. ROOT .. "/no_run/: no checkpoint.lunet there\n",
+		"the whole output")
 end)
 
 test("LUNET_RUNS sets the root; the root option wins over it", function()
@@ -494,6 +588,88 @@ test("<close> finishes the experiment", function()
 	check(exists(dir .. "loss.svg"), "plots written on error too")
 end)
 
+-- Names in dir (ls -A), sorted, as one string.
+local function listing(dir)
+	local p = assert(io.popen("ls -A " .. shell_quote(dir) .. " 2>/dev/null"))
+	local names = {}
+	for name in p:lines() do names[#names + 1] = name end
+	p:close()
+	table.sort(names)
+	return table.concat(names, " ")
+end
+
+test("a run that fails before its first logged row leaves no run directory", function()
+	local root = ROOT .. "/failing"
+	local out, path = sink()
+	local dir
+	local ok, err = pcall(function()
+		local exp <close> = new{name = "early", root = root, output = out}
+		dir = exp.dir
+		check(exists(dir .. "config.lua"), "config.lua written at the start")
+		error("no data", 0)
+	end)
+	eq(ok, false, "the error propagates")
+	eq(err, "no data", "the original error")
+	check(not exists(dir .. "config.lua"), "config.lua removed")
+	eq(listing(root), "", "neither the run directory nor <root>/early/ is left")
+	out:flush()
+	eq(read(path), "early: nothing logged; run directory " .. dir .. " removed\n", "the note")
+	-- <root>/<name>/ made by another run stays; so does a run that logged a row
+	lunet.sys.mkdir(root .. "/early/other")
+	local kept
+	pcall(function()
+		local exp <close> = new{name = "early", root = root}
+		exp:log{epoch = 1, loss = 1}
+		kept = exp.dir
+		error("after a row", 0)
+	end)
+	check(exists(kept .. "metrics.csv") and exists(kept .. "loss.svg"), "a run with a row is kept")
+	pcall(function()
+		local exp <close> = new{name = "early", root = root}
+		dir = exp.dir
+		error("again", 0)
+	end)
+	check(not exists(dir .. "config.lua"), "the second empty run is removed")
+	local rest = listing(root .. "/early")
+	eq(rest, kept:match("([^/]+)/$") .. " other", "<root>/early/ holds the other runs")
+end)
+
+test("an empty run with a checkpoint, or with the script's own files, is kept", function()
+	local root = ROOT .. "/failing2"
+	local dir
+	pcall(function()
+		local exp <close> = new{name = "own", root = root}
+		dir = exp.dir
+		local f = assert(io.open(exp:path("notes.txt"), "w"))
+		f:write("mine")
+		f:close()
+		error("late", 0)
+	end)
+	eq(read(dir .. "notes.txt"), "mine", "the script's file is kept")
+	check(read(dir .. "config.lua"):find("return {", 1, true), "config.lua written back")
+	if lunet.save then
+		pcall(function()
+			local exp <close> = new{name = "ck", root = root}
+			dir = exp.dir
+			exp:checkpoint(nn.Linear(2, 2))
+			error("after a checkpoint", 0)
+		end)
+		check(exists(dir .. "checkpoint.lunet") and exists(dir .. "config.lua"), "a checkpointed run is kept")
+	end
+	-- a run that ends normally with nothing logged is kept too
+	local exp = new{name = "quiet", root = root}
+	exp:finish()
+	check(exists(exp.dir .. "config.lua"), "an empty run that did not fail is kept")
+end)
+
+test("the run's files are written atomically: no temporary files are left", function()
+	local exp = new{name = "atomic"}
+	for e = 1, 3 do exp:log{epoch = e, loss = 1 / e} end
+	exp:log{epoch = 4, loss = 0.2, lr = 0.1}   -- widens: metrics.csv rewritten
+	exp:finish()
+	eq(listing(exp.dir), "config.lua loss.svg lr.svg metrics.csv", "files of the run")
+end)
+
 -- ---- checkpoints -------------------------------------------------------------------------------------
 
 -- BatchNorm brings buffers (running statistics) that are not parameters.
@@ -575,6 +751,29 @@ if lunet.save and lunet.load then
 		eq(read(exp.dir .. "metrics.csv"), "epoch,loss\n1,1.5\n2,0.9\n", "metrics continue")
 		check(read(exp.dir .. "config.lua"):find("-- resumed ", 1, true), "resume recorded")
 		exp2:finish()
+	end)
+
+	test("resume reads back strings with commas, quotes and line breaks; a bad metrics.csv is named", function()
+		local exp = new{name = "resume3"}
+		exp:log{epoch = 1, note = 'two\nlines, "quoted"', loss = 0.5}
+		exp:log{epoch = 2, note = " padded ", loss = 0 / 0}
+		exp:checkpoint(mlp())
+		local exp2 = new{name = "resume3", resume = exp.dir}
+		eq(#exp2.metrics, 2, "rows read back")
+		eq(exp2.metrics[1].note, 'two\nlines, "quoted"', "string with a line break, comma and quotes")
+		eq(exp2.metrics[2].note, " padded ", "string with outer spaces")
+		eq(math.type(exp2.metrics[1].epoch), "integer", "epoch as an integer")
+		check(exp2.metrics[2].loss ~= exp2.metrics[2].loss, "nan read back as nan")
+		local f = assert(io.open(exp.dir .. "metrics.csv", "w"))
+		f:write('epoch,loss\n1,0.5\n2,"0.25\n')
+		f:close()
+		raises_exactly("lunet.experiment: cannot resume from " .. exp.dir .. ": " .. exp.dir ..
+			"metrics.csv:3: unclosed quote", new, {name = "resume3", resume = exp.dir})
+		f = assert(io.open(exp.dir .. "metrics.csv", "w"))
+		f:write("epoch,loss\n1,0.5,7\n")
+		f:close()
+		raises_exactly("lunet.experiment: cannot resume from " .. exp.dir .. ": " .. exp.dir ..
+			"metrics.csv:2: 3 cells under a header of 2", new, {name = "resume3", resume = exp.dir})
 	end)
 
 	test("restore into a model of another shape is an error", function()
