@@ -5,46 +5,52 @@
 --               -> Flatten Linear(1568->128) BatchNorm ReLU Dropout Linear(128->10)
 --
 -- cross-entropy, SGD with Nesterov momentum (or Adam) and a cosine learning
--- rate schedule.  Prints per-epoch train loss, test accuracy and time.
+-- rate schedule.  Prints per-epoch train loss, test accuracy and time; a
+-- progress bar within each epoch on a terminal.
 --
---   lunet experiments/fashion_cnn.lua [--epochs=10] [--lr=0.05] [--optim=sgd|adam]
---         [--batch=64] [--c1=16] [--c2=32] [--hidden=128] [--dropout=0.2]
---         [--seed=1] [--dir=DIR] [--limit=N (train on the first N images only)]
---         [--threads=N (threads for the matrix library; default: its own choice)]
+--   lunet experiments/fashion_cnn.lua [--epochs=10] [--lr=0.05] [--optim=sgd|adam] [--data=DIR] ...
+--   lunet experiments/fashion_cnn.lua --help
+--   lunet experiments/fashion_cnn.lua --resume=runs/fashion_cnn/<timestamp> --epochs=20
+--
+-- Each run gets a directory runs/fashion_cnn/<timestamp>/ with its
+-- config.lua, metrics.csv (one row per epoch), a checkpoint after every
+-- epoch, and SVG plots of the metrics at the end.
 local lunet = lunet or require "lunet"
 local nn, optim, data = lunet.nn, lunet.optim, lunet.data
 
-local config = {
-	epochs = 10, lr = 0.05, optim = "sgd", momentum = 0.9, weight_decay = 5e-4, batch = 64,
-	c1 = 16, c2 = 32, hidden = 128, dropout = 0.2, seed = 1, dir = false, limit = false,
-	threads = false,
+local exp <close> = lunet.experiment{
+	name = "fashion_cnn",
+	description = "Two conv blocks with BatchNorm on Fashion-MNIST (SGD with Nesterov momentum, or Adam).",
+	config = {
+		epochs = 10, lr = 0.05, optim = "sgd", momentum = 0.9, weight_decay = 5e-4, batch = 64,
+		c1 = 16, c2 = 32, hidden = 128, dropout = 0.2, seed = 1, data = "", limit = 0, threads = 0,
+	},
+	one_of = {optim = {"sgd", "adam"}},
+	help = {
+		epochs = "passes over the training set",
+		lr = "learning rate at the start (cosine decay to 0 over the run)",
+		optim = "optimiser: SGD with Nesterov momentum, or Adam",
+		momentum = "SGD's momentum",
+		weight_decay = "L2 penalty on the parameters",
+		batch = "images per training step",
+		c1 = "channels of the first conv block",
+		c2 = "channels of the second conv block",
+		hidden = "width of the hidden linear layer",
+		dropout = "dropout probability before the last layer",
+		seed = "seed of the random source (weights, shuffling, dropout)",
+		data = "directory holding the Fashion-MNIST .gz files (\"\": the system's copy)",
+		limit = "train on the first N training images only (0: all of them)",
+		threads = "threads for the matrix products (0: lunet's own choice)",
+	},
 }
-for _, a in ipairs(arg or {}) do
-	local k, v = a:match("^%-%-([%w_]+)=(.*)$")
-	if not k or config[k] == nil then
-		local names = {}
-		for name in pairs(config) do names[#names + 1] = "--" .. name .. "=" end
-		table.sort(names)
-		error("fashion_cnn: unknown argument " .. a .. " (expected " .. table.concat(names, ", ")
-		      .. ")", 0)
-	end
-	config[k] = tonumber(v) or v
-end
-if config.optim ~= "sgd" and config.optim ~= "adam" then
-	error("fashion_cnn: --optim must be sgd or adam, got " .. tostring(config.optim), 0)
-end
+local config = exp.config
 
-if config.threads then
-	if not lunet.gemm_threads then
-		error("fashion_cnn: --threads needs lunet.gemm_threads, which this build lacks", 0)
-	end
-	lunet.gemm_threads(config.threads)
-end
+if config.threads > 0 then lunet.gemm_threads(config.threads) end
 lunet.seed(config.seed)
 local t0 = lunet.clock()
-local ds = data.fashion_mnist(config.dir or nil)
+local ds = data.fashion_mnist(config.data ~= "" and config.data or nil)
 local train, test = ds.train, ds.test
-if config.limit then
+if config.limit > 0 and config.limit < train.x:size(1) then
 	train = {x = train.x:narrow(1, 1, config.limit), y = train.y:narrow(1, 1, config.limit)}
 end
 print(string.format("Fashion-MNIST: %d training and %d test images (loaded in %.1f s)",
@@ -73,25 +79,27 @@ for _, p in ipairs((model:parameters())) do nparams = nparams + p:numel() end
 print(string.format("%d parameters; epochs %d, batch %d, %s lr %g, weight decay %g, seed %d",
                     nparams, config.epochs, config.batch, config.optim, config.lr,
                     config.weight_decay, config.seed))
+print("run directory " .. exp.dir)
+
+-- On --resume, continue after the last saved epoch (0 on a fresh run).
+local done = exp:restore(model, opt)
+if done > 0 then
+	print(string.format("resumed after epoch %d", done))
+end
 
 -- Images as {n,1,28,28}.
 local function images(x)
 	return x:reshape(x:size(1), 1, 28, 28)
 end
 
--- Cosine decay from lr to 0 over the whole run, stepped once per batch.
-local batches_per_epoch = math.ceil(train.x:size(1) / config.batch)
-local total_steps, step = config.epochs * batches_per_epoch, 0
-local function schedule()
-	opt.lr = 0.5 * config.lr * (1 + math.cos(math.pi * step / total_steps))
-	step = step + 1
-end
-
-local acc, run_start = nil, lunet.clock()
-for epoch = 1, config.epochs do
+local nbatches = (train.x:size(1) + config.batch - 1) // config.batch
+-- The learning rate decays from lr to 0 over the whole run, once per batch.
+local schedule = optim.schedules.cosine(config.lr, config.epochs * nbatches)
+local acc
+for epoch = done + 1, config.epochs do
 	local start, total, batches = lunet.clock(), 0, 0
 	for xb, yb in data.batches(train.x, train.y, config.batch, {shuffle = true}) do
-		schedule()
+		opt.lr = schedule((epoch - 1) * nbatches + batches)
 		opt:zero_grad()
 		local input = images(xb)
 		local z = model:forward(input)
@@ -99,11 +107,15 @@ for epoch = 1, config.epochs do
 		model:backward(input, criterion:backward(z, yb))
 		opt:step()
 		batches = batches + 1
+		exp:progress(batches, nbatches, {loss = total / batches})
 	end
 	local elapsed = lunet.clock() - start
 	acc = nn.accuracy(model, images(test.x), test.y)
 	print(string.format("epoch %2d  train loss %.4f  test accuracy %.2f%%  %.1f s (%.0f samples/s)",
 	                    epoch, total / batches, 100 * acc, elapsed, train.x:size(1) / elapsed))
+	exp:log{epoch = epoch, train_loss = total / batches, test_accuracy = acc, seconds = elapsed}
+	exp:checkpoint(model, opt)
 end
-print(string.format("final test accuracy %.2f%% after %d epochs (%.0f s)", 100 * acc,
-                    config.epochs, lunet.clock() - run_start))
+if acc then
+	print(string.format("final test accuracy %.2f%% after %d epochs", 100 * acc, config.epochs))
+end

@@ -2,7 +2,7 @@
 -- cross-entropy, SGD with momentum and a cosine learning-rate decay.  Prints per-epoch train loss, test
 -- accuracy and time; a progress bar within each epoch on a terminal.
 --
---   lunet experiments/fashion_mlp.lua [--epochs=15] [--lr=0.05] [--batch=64] [--seed=1]
+--   lunet experiments/fashion_mlp.lua [--epochs=15] [--lr=0.05] [--batch=64] [--seed=1] [--data=DIR]
 --   lunet experiments/fashion_mlp.lua --help
 --   lunet experiments/fashion_mlp.lua --resume=runs/fashion_mlp/<timestamp> --epochs=20
 --
@@ -15,13 +15,21 @@ local nn, optim, data = lunet.nn, lunet.optim, lunet.data
 local exp <close> = lunet.experiment{
 	name = "fashion_mlp",
 	description = "A 784-256-128-10 ReLU MLP on Fashion-MNIST (SGD with momentum).",
-	config = {epochs = 15, lr = 0.05, momentum = 0.9, batch = 64, seed = 1, dir = ""},
+	config = {epochs = 15, lr = 0.05, momentum = 0.9, batch = 64, seed = 1, data = ""},
+	help = {
+		epochs = "passes over the training set",
+		lr = "learning rate at the start (cosine decay to 0 over the run)",
+		momentum = "SGD's momentum",
+		batch = "images per training step",
+		seed = "seed of the random source (weights and shuffling)",
+		data = "directory holding the Fashion-MNIST .gz files (\"\": the system's copy)",
+	},
 }
 local config = exp.config
 
 lunet.seed(config.seed)
 local t0 = lunet.clock()
-local ds = data.fashion_mnist(config.dir ~= "" and config.dir or nil)
+local ds = data.fashion_mnist(config.data ~= "" and config.data or nil)
 local train, test = ds.train, ds.test
 print(string.format("Fashion-MNIST: %d training and %d test images (loaded in %.1f s)",
                     train.x:size(1), test.x:size(1), lunet.clock() - t0))
