@@ -1,10 +1,9 @@
 #!/bin/bash
 # test_cli.sh BUILD_DIR SOURCE_DIR -- the `lunet` runner and REPL.
 #
-# Each check prints FAIL with what it expected and what arrived; the script
-# ends with "N passed, M failed" and exits non-zero if anything failed.
-# Under the sanitizer build the environment (ASAN_OPTIONS...) comes from
-# CTest, and any sanitizer report in stderr fails the check that ran it.
+# The checks (run, check, out_has...) come from lib.sh: each prints FAIL
+# with what it expected and what arrived; the script ends with "N passed,
+# M failed" and exits non-zero if anything failed.
 set -u
 
 BUILD=$(cd "${1:?usage: test_cli.sh BUILD_DIR SOURCE_DIR}" && pwd)
@@ -13,46 +12,10 @@ LUNET="$BUILD/lunet"
 TMP=$(mktemp -d)
 trap 'rm -rf "$TMP"' EXIT
 
-passed=0
-failed=0
+. "$SRC/tests/sh/lib.sh"
 
 # The version the build stamps in, read from the project declaration.
 VERSION=$(sed -n 's/^project(lunet VERSION \([0-9.]*\).*/\1/p' "$SRC/CMakeLists.txt")
-
-fail() {
-	failed=$((failed + 1))
-	echo "FAIL: $1"
-	shift
-	for line in "$@"; do echo "    $line"; done
-	echo "    --- stdout:"; sed 's/^/    | /' "$TMP/out"
-	echo "    --- stderr:"; sed 's/^/    | /' "$TMP/err"
-}
-
-# run CMD...: runs CMD (stdin as redirected by the caller: input is written
-# to $TMP/in first, never piped, which would run `run` in a subshell);
-# sets rc, and leaves stdout/stderr in $TMP/out and $TMP/err.
-run() {
-	"$@" >"$TMP/out" 2>"$TMP/err"
-	rc=$?
-}
-
-# check NAME COND...: COND is a shell command (usually a test or grep);
-# a sanitizer report in stderr fails the check too.
-check() {
-	local name=$1
-	shift
-	if grep -qE 'Sanitizer|runtime error:' "$TMP/err"; then
-		fail "$name" "sanitizer report in stderr"
-	elif "$@"; then
-		passed=$((passed + 1))
-	else
-		fail "$name" "condition: $*" "exit code: $rc"
-	fi
-}
-
-out_has() { grep -qE -- "$1" "$TMP/out"; }
-err_has() { grep -qE -- "$1" "$TMP/err"; }
-out_is() { [ "$(cat "$TMP/out")" = "$1" ]; }
 
 if [ ! -x "$LUNET" ]; then
 	echo "FAIL: $LUNET is not built"
@@ -338,5 +301,4 @@ else
 	fail "REPL SIGINT test: lunet never started the loop"
 fi
 
-echo "$passed passed, $failed failed"
-[ "$failed" -eq 0 ]
+finish

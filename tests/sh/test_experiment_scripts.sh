@@ -12,8 +12,8 @@
 # chosen epoch and step (stop_hook.lua, through LUNET_INIT), so that where
 # it lands is known.
 #
-# Each check prints FAIL with what it expected and what arrived; the script
-# ends with "N passed, M failed" and exits non-zero if anything failed.
+# The checks come from lib.sh; the script ends with "N passed, M failed"
+# and exits non-zero if anything failed.
 set -u
 
 BUILD=$(cd "${1:?usage: test_experiment_scripts.sh BUILD_DIR SOURCE_DIR}" && pwd)
@@ -23,39 +23,9 @@ TMP=$(mktemp -d)
 trap 'rm -rf "$TMP"' EXIT
 unset LUNET_INIT LUNET_RUNS
 
-passed=0
-failed=0
+. "$SRC/tests/sh/lib.sh"
+exec </dev/null  # no run reads its input
 
-fail() {
-	failed=$((failed + 1))
-	echo "FAIL: $1"
-	shift
-	for line in "$@"; do echo "    $line"; done
-	echo "    --- stdout:"; sed 's/^/    | /' "$TMP/out"
-	echo "    --- stderr:"; sed 's/^/    | /' "$TMP/err"
-}
-
-# run CMD...: leaves stdout/stderr in $TMP/out and $TMP/err, sets rc.
-run() {
-	"$@" </dev/null >"$TMP/out" 2>"$TMP/err"
-	rc=$?
-}
-
-# check NAME COND...: a sanitizer report in stderr fails the check too.
-check() {
-	local name=$1
-	shift
-	if grep -qE 'Sanitizer|runtime error:' "$TMP/err"; then
-		fail "$name" "sanitizer report in stderr"
-	elif "$@"; then
-		passed=$((passed + 1))
-	else
-		fail "$name" "condition: $*" "exit code: $rc"
-	fi
-}
-
-out_has() { grep -qE -- "$1" "$TMP/out"; }
-err_is() { [ "$(cat "$TMP/err")" = "$1" ]; }
 # The directories directly under $1 (none if $1 does not exist).
 subdirs() { find "$1" -mindepth 1 -maxdepth 1 -type d 2>/dev/null; }
 
@@ -201,5 +171,4 @@ if command -v script >/dev/null; then
 	check "tty: no traceback" bash -c "! grep -q traceback '$TMP/out'"
 fi
 
-echo "$passed passed, $failed failed"
-[ "$failed" -eq 0 ]
+finish
