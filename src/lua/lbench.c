@@ -11,6 +11,9 @@
  *                                          "avx512" or "avx2")
  *   lunet.bench_gemm(m, n, k [, trans_a, trans_b, iters, beta, impl])
  *                                      --> seconds, GFLOP/s
+ *   lunet.bench_fma(isa [, iters])     --> seconds, GFLOP/s of one core's
+ *                                          fused multiply-adds ("avx512"
+ *                                          or "avx2")
  *
  * bench_gemm times ln_gemm -- the product the layers call -- on buffers
  * allocated once, outside the timed region, so that a script can compare
@@ -19,6 +22,8 @@
  * products of a few hundred multiply-adds still take its plain loop).
  * Scripts time their steps with lunet.clock() (lunet.c), a monotonic wall
  * clock: os.clock() counts processor time summed over all threads.
+ * bench_fma measures the ceiling both are compared with: the FMA
+ * throughput of the core it runs on (core/peak.h).
  */
 #define _POSIX_C_SOURCE 200112L  /* clock_gettime */
 
@@ -31,6 +36,7 @@
 
 #include "core/alloc.h"
 #include "core/gemm.h"
+#include "core/peak.h"
 #include "lnaux.h"
 
 /* Seconds since an arbitrary fixed point, from the monotonic clock. */
@@ -206,6 +212,43 @@ static int l_bench_gemm(lua_State *L)
 	return 2;
 }
 
+/*
+ * lunet.bench_fma(isa [, iters]) -> seconds for `iters` rounds (default
+ * 10^7) of ln_peak_fma's chains, GFLOP/s (2 * LN_PEAK_CHAINS * lanes per
+ * round: 384 for "avx512", 192 for "avx2")
+ *
+ * Runs on the calling thread only: the figure is one core's peak.  A
+ * short untimed call comes first.  Raises "lunet.bench_fma: ..." for an
+ * unknown isa, iters < 1, or an instruction set this CPU cannot run.
+ */
+static int l_bench_fma(lua_State *L)
+{
+	static const char *const names[] = {"avx512", "avx2", NULL};
+	static const ln_peak_isa isas[] = {LN_PEAK_AVX512, LN_PEAK_AVX2};
+	const char *name = luaL_checkstring(L, 1);
+	int which = -1;
+	for (int i = 0; names[i]; i++)
+		if (strcmp(name, names[i]) == 0)
+			which = i;
+	if (which < 0)
+		return luaL_error(L, "lunet.bench_fma: expected isa \"avx512\" or \"avx2\", got \"%s\"", name);
+	lua_Integer iters = luaL_optinteger(L, 2, 10000000);
+	if (iters < 1)
+		return luaL_error(L, "lunet.bench_fma: expected iters >= 1, got %I", iters);
+
+	float out[LN_PEAK_CHAINS * LN_PEAK_MAX_LANES];
+	ln_error err;
+	if (ln_peak_fma(out, isas[which], 1000, &err) != LN_OK)
+		return lnL_error(L, "lunet.bench_fma", &err);
+	double t0 = now();
+	ln_peak_fma(out, isas[which], (int64_t)iters, NULL);  /* accepted above: cannot fail */
+	double dt = now() - t0;
+	const double flops = 2.0 * LN_PEAK_CHAINS * ln_peak_lanes(isas[which]) * (double)iters;
+	lua_pushnumber(L, dt);
+	lua_pushnumber(L, dt > 0 ? flops / dt * 1e-9 : 0.0);
+	return 2;
+}
+
 /* Registers the functions above into the table on top of the stack (the
  * lunet table). */
 void lnL_open_bench(lua_State *L)
@@ -215,6 +258,7 @@ void lnL_open_bench(lua_State *L)
 		{"gemm_threads", l_gemm_threads},
 		{"gemm_impl", l_gemm_impl},
 		{"bench_gemm", l_bench_gemm},
+		{"bench_fma", l_bench_fma},
 		{NULL, NULL},
 	};
 	luaL_setfuncs(L, funcs, 0);

@@ -121,7 +121,7 @@ void lnL_open_nn(lua_State *L);
 void lnL_open_optim(lua_State *L);
 void lnL_open_data(lua_State *L);
 void lnL_open_save(lua_State *L);
-void lnL_open_bench(lua_State *L);  /* lunet.alloc_stats, gemm_threads, bench_gemm (lbench.c) */
+void lnL_open_bench(lua_State *L);  /* lunet.alloc_stats, gemm_threads, bench_gemm, bench_fma (lbench.c) */
 void lnL_open_sys(lua_State *L);    /* lunet.sys: mkdir, isatty, rng state (lsys.c) */
 void lnL_open_dist(lua_State *L);   /* lunet.dist: MPI data parallelism (ldist.c) */
 /* state_dict/load_state_dict on every module, lunet.save_safetensors and

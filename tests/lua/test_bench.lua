@@ -1,7 +1,7 @@
 -- test_bench.lua -- the measuring hooks of src/lua/lbench.c that the
 -- benchmark (experiments/bench) relies on: lunet.alloc_stats,
--- lunet.bench_gemm, lunet.gemm_threads, lunet.gemm_impl, with their
--- errors.  No timing is asserted, only what the values must be.
+-- lunet.bench_gemm, lunet.bench_fma, lunet.gemm_threads, lunet.gemm_impl,
+-- with their errors.  No timing is asserted, only what the values must be.
 local lunet = lunet or require "lunet"
 local nn, optim = lunet.nn, lunet.optim
 
@@ -150,6 +150,45 @@ test("bench_gemm with impl times that code and restores the setting", function()
 	fails_with('lunet.bench_gemm: expected impl "auto", "blas", "avx512" or "avx2", got "gpu"',
 		lunet.bench_gemm, 4, 4, 4, false, false, 1, 0, "gpu")
 	eq(lunet.gemm_impl(), was, "gemm_impl after a rejected impl")
+end)
+
+test("bench_fma returns seconds and GFLOP/s = 2*12*lanes*iters / seconds", function()
+	local ran = 0
+	for isa, lanes in pairs{avx512 = 16, avx2 = 8} do
+		local ok, s, gf = pcall(lunet.bench_fma, isa, 2000)
+		if ok then
+			ran = ran + 1
+			eq(type(s), "number", isa .. " seconds")
+			assert(s >= 0 and gf >= 0, isa .. ": negative time or GFLOP/s")
+			if s > 0 then
+				local want = 2 * 12 * lanes * 2000 / s * 1e-9
+				assert(math.abs(gf - want) <= 1e-9 * want,
+					string.format("%s GFLOP/s %.9g, expected %.9g", isa, gf, want))
+			end
+		else
+			-- the only acceptable failure: the CPU lacks the instruction set
+			local want = isa == "avx512" and "lunet.bench_fma: this CPU has no AVX-512"
+				or "lunet.bench_fma: this CPU has no AVX2 and FMA"
+			eq(s, want, isa .. " error")
+		end
+	end
+	-- an x86-64 machine with neither runs no vector FMA at all; say so
+	if ran == 0 then print("note: bench_fma: neither AVX-512 nor AVX2 on this CPU") end
+end)
+
+test("bench_fma allocates nothing", function()
+	local before = lunet.alloc_stats()
+	pcall(lunet.bench_fma, "avx2", 100)
+	pcall(lunet.bench_fma, "avx512", 100)
+	eq(lunet.alloc_stats().allocs, before.allocs, "allocations")
+end)
+
+test("bench_fma errors name the function and the value", function()
+	fails_with('lunet.bench_fma: expected isa "avx512" or "avx2", got "sse"', lunet.bench_fma, "sse")
+	fails_with("lunet.bench_fma: expected iters >= 1, got 0", lunet.bench_fma, "avx2", 0)
+	fails_with("lunet.bench_fma: expected iters >= 1, got -5", lunet.bench_fma, "avx512", -5)
+	fails_with("number has no integer representation", lunet.bench_fma, "avx2", 1.5)
+	fails_with("string expected", lunet.bench_fma)
 end)
 
 print(string.format("%d passed, %d failed", passed, failed))
