@@ -10,9 +10,13 @@
 --
 --   RESULT side=lunet workload=... threads=... gemm_threads=... gemm_impl=...
 --          steps=... samples=... seconds=... samples_per_s=... allocs_per_step=...
---          peak_rss_kb=... flops_per_step=... gemm_s_per_step=... gemm_gflops=...
---          blas_s_per_step=... blas_gflops=... loss=...
+--          peak_rss_kb=... flops_per_step=... needed_flops_per_step=...
+--          gemm_s_per_step=... gemm_gflops=... blas_s_per_step=... blas_gflops=... loss=...
 --
+-- flops_per_step counts the products lunet makes in a step;
+-- needed_flops_per_step leaves out the first layer's input gradient,
+-- which no one reads (PyTorch does not compute it): the work a training
+-- step needs, the same for both sides.
 -- gemm_* is the time of the step's matrix products alone, made by ln_gemm
 -- as the layers make them (lunet's own kernels where the CPU has them);
 -- blas_* the same products through OpenBLAS's cblas_sgemm.
@@ -52,44 +56,46 @@ local function peak_rss_kb()
 end
 
 -- ---- the matrix products of one training step ----------------------------
--- Each entry is {trans_a, trans_b, m, n, k, beta, count}: count calls of
--- ln_gemm with these arguments, as the layers make them (see
--- src/nn/linear.c and src/nn/conv2d.c).
+-- Each entry is {trans_a, trans_b, m, n, k, beta, count, needed}: count
+-- calls of ln_gemm with these arguments, as the layers make them (see
+-- src/nn/linear.c and src/nn/conv2d.c); needed is false for the input
+-- gradient of the first layer (first = true below), made but unused.
 
 -- Linear nin->nout at batch N: forward y = x W^T (beta 1: y starts as the
 -- bias), backward gW += gy^T x and gx = gy W.
-local function linear_products(list, N, nin, nout)
-	list[#list + 1] = {false, true, N, nout, nin, 1, 1}
-	list[#list + 1] = {true, false, nout, nin, N, 1, 1}
-	list[#list + 1] = {false, false, N, nin, nout, 0, 1}
+local function linear_products(list, N, nin, nout, first)
+	list[#list + 1] = {false, true, N, nout, nin, 1, 1, true}
+	list[#list + 1] = {true, false, nout, nin, N, 1, 1, true}
+	list[#list + 1] = {false, false, N, nin, nout, 0, 1, not first}
 end
 
 -- Conv2d lowered to products per sample (conv2d.c's default strategy),
 -- with K = cin*k*k and P = output pixels per sample: forward
 -- y_n = W col_n (beta 1: y_n starts as the bias), backward
 -- gW += gy_n col_n^T and gcol = W^T gy_n, each once per sample.
-local function conv_products(list, N, cin, cout, k, P)
+local function conv_products(list, N, cin, cout, k, P, first)
 	local K = cin * k * k
-	list[#list + 1] = {false, false, cout, P, K, 1, N}
-	list[#list + 1] = {false, true, cout, K, P, 1, N}
-	list[#list + 1] = {true, false, K, P, cout, 0, N}
+	list[#list + 1] = {false, false, cout, P, K, 1, N, true}
+	list[#list + 1] = {false, true, cout, K, P, 1, N, true}
+	list[#list + 1] = {true, false, K, P, cout, 0, N, not first}
 end
 
 -- Times every product of a step with the product code `impl` ("auto":
 -- what the layers use; "blas": OpenBLAS's cblas_sgemm); returns seconds
--- per step and the FLOPs of a step (2*m*n*k per product).  Each shape
--- runs for ~budget seconds.
+-- per step, the FLOPs of a step (2*m*n*k per product) and those of its
+-- needed products.  Each shape runs for ~budget seconds.
 local function gemm_bound(products, budget, impl)
-	local total_s, flops = 0, 0
+	local total_s, flops, needed = 0, 0, 0
 	for _, p in ipairs(products) do
-		local ta, tb, m, n, k, beta, count = table.unpack(p)
+		local ta, tb, m, n, k, beta, count, is_needed = table.unpack(p)
 		local s = lunet.bench_gemm(m, n, k, ta, tb, 3, beta, impl)
 		local iters = math.max(3, math.floor(budget / (s / 3)))
 		s = lunet.bench_gemm(m, n, k, ta, tb, iters, beta, impl)
 		total_s = total_s + count * s / iters
 		flops = flops + count * 2 * m * n * k
+		if is_needed then needed = needed + count * 2 * m * n * k end
 	end
-	return total_s, flops
+	return total_s, flops, needed
 end
 
 -- ---- workloads ---------------------------------------------------------------
@@ -113,7 +119,7 @@ local function tiny()
 		return loss
 	end
 	local products = {}
-	linear_products(products, 4, 2, 8)
+	linear_products(products, 4, 2, 8, true)
 	linear_products(products, 4, 8, 1)
 	return step, 10000, 4, 100, products
 end
@@ -151,7 +157,7 @@ local function mlp(batch)
 		nn.Linear(128, 10)}
 	local step, nb = classifier(model, batch, xs, ys)
 	local products = {}
-	linear_products(products, batch, 784, 256)
+	linear_products(products, batch, 784, 256, true)
 	linear_products(products, batch, 256, 128)
 	linear_products(products, batch, 128, 10)
 	return step, nb, batch, 5, products   -- one epoch
@@ -166,7 +172,7 @@ local function cnn()
 		nn.Flatten(), nn.Linear(1568, 10)}
 	local step = classifier(model, batch, xs, ys)
 	local products = {}
-	conv_products(products, batch, 1, 16, 3, 28 * 28)
+	conv_products(products, batch, 1, 16, 3, 28 * 28, true)
 	conv_products(products, batch, 16, 32, 3, 14 * 14)
 	linear_products(products, batch, 1568, 10)
 	return step, 200, batch, 3, products
@@ -201,13 +207,13 @@ local allocs_per_step = (a1.allocs - a0.allocs) / nsteps
 -- the GEMM-only bounds for the same shapes, measured after the timed loop:
 -- lunet's own products as the layers make them, and cblas_sgemm
 local budget = workload == "tiny" and 0.01 or 0.05
-local gemm_s, flops = gemm_bound(products, budget, "auto")
+local gemm_s, flops, needed_flops = gemm_bound(products, budget, "auto")
 local blas_s = gemm_bound(products, budget, "blas")
 
 print(string.format("RESULT side=lunet workload=%s threads=%d gemm_threads=%d gemm_impl=%s steps=%d " ..
 	"samples=%d seconds=%.6f samples_per_s=%.1f allocs_per_step=%.3f peak_rss_kb=%d " ..
-	"flops_per_step=%.0f gemm_s_per_step=%.9f gemm_gflops=%.3f blas_s_per_step=%.9f " ..
+	"flops_per_step=%.0f needed_flops_per_step=%.0f gemm_s_per_step=%.9f gemm_gflops=%.3f blas_s_per_step=%.9f " ..
 	"blas_gflops=%.3f loss=%.4g",
 	workload, threads, lunet.gemm_threads(), (lunet.gemm_impl():gsub("%s", "")), nsteps,
 	nsteps * per_step, seconds, nsteps * per_step / seconds, allocs_per_step, peak_rss_kb(),
-	flops, gemm_s, flops / gemm_s * 1e-9, blas_s, flops / blas_s * 1e-9, loss))
+	flops, needed_flops, gemm_s, flops / gemm_s * 1e-9, blas_s, flops / blas_s * 1e-9, loss))

@@ -1,6 +1,8 @@
 """torch_bench.py -- PyTorch's side of the benchmark, the reference.
 
     OPENBLAS_NUM_THREADS=1 /usr/bin/python3 experiments/bench/torch_bench.py WORKLOAD THREADS [STEPS]
+    OPENBLAS_NUM_THREADS=1 /usr/bin/python3 experiments/bench/torch_bench.py \
+        --calibrate THREADS [--tries N] WORKLOAD...
 
 Mirrors lunet_bench.lua: the same data (Fashion-MNIST read from the IDX
 files of Debian's dataset-fashion-mnist with gzip + numpy, pre-loaded,
@@ -9,11 +11,24 @@ shapes, the same initialisation (He normal, zero biases), the same
 optimiser and hyper-parameters, the same warm-up and timed steps.  The
 last line printed is
 
-    RESULT side=torch workload=... threads=... steps=... samples=... seconds=...
-           samples_per_s=... peak_rss_kb=... loss=...
+    RESULT side=torch workload=... threads=... coretype=... blas_core=... steps=...
+           samples=... seconds=... samples_per_s=... peak_rss_kb=... loss=...
 
-loss is that of the last timed step, to compare with lunet's.
+loss is that of the last timed step, to compare with lunet's.  coretype
+is OPENBLAS_CORETYPE as this process got it ("default" when unset), and
+blas_core the kernel set the OpenBLAS that PyTorch loaded says it runs
+(openblas_get_corename), which shows that the setting took effect.
+
+--calibrate is the short measurement `run` uses to pick the fastest core
+type: in one process, each WORKLOAD in turn is built and warmed up as
+below, then CALIB_STEPS of its training steps are timed TRIES times (5 by
+default); one line per workload gives the best:
+
+    CALIB side=torch workload=... threads=... coretype=... blas_core=...
+          steps=... tries=... seconds=...
 """
+import ctypes
+import functools
 import gzip
 import os
 import struct
@@ -25,6 +40,12 @@ import torch
 import torch.nn as nn
 
 FASHION_DIR = "/usr/share/datasets/fashion-mnist"
+WORKLOADS = ("tiny", "mlp64", "mlp256", "cnn")
+# timed steps of a calibration try: 0.05-0.15 s with OpenBLAS's slowest
+# kernels on the machines measured; many short tries rather than a few
+# long ones, so that the best of them is likely one no other process
+# interrupted
+CALIB_STEPS = {"tiny": 200, "mlp64": 40, "mlp256": 10, "cnn": 6}
 
 
 def load_idx(path):
@@ -38,12 +59,20 @@ def load_idx(path):
     return np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndim).reshape(shape)
 
 
-def fashion(batch, shape):
-    """Pre-loaded training set as lists of batch views (slices)."""
+@functools.lru_cache(maxsize=None)
+def fashion_tensors():
+    """The training set, images as floats in [0,1] (60000, 784) and labels;
+    read once per process (calibration builds several workloads)."""
     x = load_idx(os.path.join(FASHION_DIR, "train-images-idx3-ubyte.gz"))
     y = load_idx(os.path.join(FASHION_DIR, "train-labels-idx1-ubyte.gz"))
-    x = torch.from_numpy(x.astype(np.float32) / 255.0).reshape(shape)
-    y = torch.from_numpy(y.astype(np.int64))
+    return (torch.from_numpy(x.astype(np.float32) / 255.0).reshape(60000, 784),
+            torch.from_numpy(y.astype(np.int64)))
+
+
+def fashion(batch, shape):
+    """Pre-loaded training set as lists of batch views (slices)."""
+    x, y = fashion_tensors()
+    x = x.reshape(shape)
     nb = x.shape[0] // batch
     return ([x[i * batch:(i + 1) * batch] for i in range(nb)],
             [y[i * batch:(i + 1) * batch] for i in range(nb)])
@@ -110,6 +139,67 @@ def cnn():
     return step, 200, batch, 3
 
 
+def blas_core():
+    """The kernel set of the OpenBLAS loaded in this process, as it reports
+    it ("Haswell", "SkylakeX", "Prescott"...), or "unknown"."""
+    with open("/proc/self/maps") as f:
+        paths = {line.split()[-1] for line in f if "libopenblas" in line}
+    for path in sorted(paths):
+        try:
+            lib = ctypes.CDLL(path)
+            lib.openblas_get_corename.restype = ctypes.c_char_p
+            return lib.openblas_get_corename().decode()
+        except (OSError, AttributeError):
+            continue
+    return "unknown"
+
+
+def coretype():
+    """OPENBLAS_CORETYPE as this process got it, "default" when unset."""
+    return os.environ.get("OPENBLAS_CORETYPE") or "default"
+
+
+def build(workload):
+    """(step, timed steps, samples per step, warm-up steps) of a workload,
+    from the same seed every time."""
+    torch.manual_seed(1)
+    if workload == "tiny":
+        return tiny()
+    if workload == "cnn":
+        return cnn()
+    return mlp(64 if workload == "mlp64" else 256)
+
+
+def calibrate(threads, tries, workloads):
+    """CALIB lines: the best of `tries` timings of CALIB_STEPS steps of each
+    workload, after its warm-up."""
+    core = blas_core()
+    for workload in workloads:
+        step, _, _, warmup = build(workload)
+        for i in range(1, warmup + 1):
+            step(i)
+        n, i, best = CALIB_STEPS[workload], warmup, float("inf")
+        for _ in range(tries):
+            t0 = time.perf_counter()
+            for _ in range(n):
+                i += 1
+                step(i)
+            best = min(best, time.perf_counter() - t0)
+        print(f"CALIB side=torch workload={workload} threads={threads} coretype={coretype()} "
+              f"blas_core={core} steps={n} tries={tries} seconds={best:.6f}", flush=True)
+
+
+def usage():
+    sys.stderr.write("usage: torch_bench.py tiny|mlp64|mlp256|cnn THREADS [STEPS]\n"
+                     "       torch_bench.py --calibrate THREADS [--tries N] WORKLOAD...\n")
+    return 2
+
+
+def positive(text):
+    """int(text) when it is a positive integer, else None."""
+    return int(text) if text.isdigit() and int(text) > 0 else None
+
+
 def peak_rss_kb():
     with open("/proc/self/status") as f:
         for line in f:
@@ -119,20 +209,28 @@ def peak_rss_kb():
 
 
 def main():
-    if len(sys.argv) < 3 or sys.argv[1] not in ("tiny", "mlp64", "mlp256", "cnn"):
-        sys.stderr.write("usage: torch_bench.py tiny|mlp64|mlp256|cnn THREADS [STEPS]\n")
-        return 2
-    workload, threads = sys.argv[1], int(sys.argv[2])
+    args = sys.argv[1:]
+    if args[:1] == ["--calibrate"]:
+        if len(args) < 3 or positive(args[1]) is None:
+            return usage()
+        threads, rest, tries = positive(args[1]), args[2:], 5
+        if rest[:1] == ["--tries"]:
+            if len(rest) < 3 or positive(rest[1]) is None:
+                return usage()
+            tries, rest = positive(rest[1]), rest[2:]
+        if not rest or any(w not in WORKLOADS for w in rest):
+            return usage()
+        torch.set_num_threads(threads)
+        calibrate(threads, tries, rest)
+        return 0
+    if not 2 <= len(args) <= 3 or args[0] not in WORKLOADS or positive(args[1]) is None \
+            or (len(args) == 3 and positive(args[2]) is None):
+        return usage()
+    workload, threads = args[0], positive(args[1])
     torch.set_num_threads(threads)
-    torch.manual_seed(1)
-    if workload == "tiny":
-        step, nsteps, per_step, warmup = tiny()
-    elif workload == "cnn":
-        step, nsteps, per_step, warmup = cnn()
-    else:
-        step, nsteps, per_step, warmup = mlp(64 if workload == "mlp64" else 256)
-    if len(sys.argv) > 3:
-        nsteps = int(sys.argv[3])
+    step, nsteps, per_step, warmup = build(workload)
+    if len(args) == 3:
+        nsteps = positive(args[2])
 
     for i in range(1, warmup + 1):
         step(i)
@@ -142,7 +240,8 @@ def main():
     seconds = time.perf_counter() - t0
 
     print(f"RESULT side=torch workload={workload} threads={threads} "
-          f"torch_threads={torch.get_num_threads()} steps={nsteps} samples={nsteps * per_step} "
+          f"torch_threads={torch.get_num_threads()} coretype={coretype()} blas_core={blas_core()} "
+          f"steps={nsteps} samples={nsteps * per_step} "
           f"seconds={seconds:.6f} samples_per_s={nsteps * per_step / seconds:.1f} "
           f"peak_rss_kb={peak_rss_kb()} loss={loss:.4g}")
     return 0

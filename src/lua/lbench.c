@@ -11,9 +11,10 @@
  *                                          "avx512" or "avx2")
  *   lunet.bench_gemm(m, n, k [, trans_a, trans_b, iters, beta, impl])
  *                                      --> seconds, GFLOP/s
- *   lunet.bench_fma(isa [, iters])     --> seconds, GFLOP/s of one core's
- *                                          fused multiply-adds ("avx512"
- *                                          or "avx2")
+ *   lunet.bench_fma(isa [, iters])     --> seconds (of processor time),
+ *                                          GFLOP/s of one core's fused
+ *                                          multiply-adds ("avx512" or
+ *                                          "avx2")
  *
  * bench_gemm times ln_gemm -- the product the layers call -- on buffers
  * allocated once, outside the timed region, so that a script can compare
@@ -44,6 +45,16 @@ static double now(void)
 {
 	struct timespec ts;
 	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* Processor time of the calling thread, in seconds: it stops while the
+ * thread waits for a core, so it measures a core's speed even on a
+ * machine that other processes share. */
+static double thread_cpu_time(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
 	return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
@@ -217,8 +228,10 @@ static int l_bench_gemm(lua_State *L)
  * 10^7) of ln_peak_fma's chains, GFLOP/s (2 * LN_PEAK_CHAINS * lanes per
  * round: 384 for "avx512", 192 for "avx2")
  *
- * Runs on the calling thread only: the figure is one core's peak.  A
- * short untimed call comes first.  Raises "lunet.bench_fma: ..." for an
+ * Runs on the calling thread only, and the seconds are that thread's
+ * processor time, not wall time: the figure is one core's peak, which
+ * time slices taken by other processes would only hide.  A short untimed
+ * call comes first.  Raises "lunet.bench_fma: ..." for an
  * unknown isa, iters < 1, or an instruction set this CPU cannot run.
  */
 static int l_bench_fma(lua_State *L)
@@ -240,9 +253,9 @@ static int l_bench_fma(lua_State *L)
 	ln_error err;
 	if (ln_peak_fma(out, isas[which], 1000, &err) != LN_OK)
 		return lnL_error(L, "lunet.bench_fma", &err);
-	double t0 = now();
+	double t0 = thread_cpu_time();
 	ln_peak_fma(out, isas[which], (int64_t)iters, NULL);  /* accepted above: cannot fail */
-	double dt = now() - t0;
+	double dt = thread_cpu_time() - t0;
 	const double flops = 2.0 * LN_PEAK_CHAINS * ln_peak_lanes(isas[which]) * (double)iters;
 	lua_pushnumber(L, dt);
 	lua_pushnumber(L, dt > 0 ? flops / dt * 1e-9 : 0.0);
