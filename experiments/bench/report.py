@@ -130,6 +130,25 @@ def min_step(rs):
     return min(r["seconds"] / r["steps"] for r in rs) if rs else None
 
 
+def best_times(run, wl, t):
+    """The figures both limit tables use for a workload and thread count,
+    best (least) times over the repetitions: FLOPs per step (made, and
+    needed), seconds per step of ln_gemm's and cblas's products, of lunet's
+    step and of the reference's; None without lunet runs."""
+    lu = run.get(wl, t, "lunet")
+    if not lu:
+        return None
+    flops = lu[0]["flops_per_step"]
+    return {
+        "flops": flops,
+        "needed": lu[0].get("needed_flops_per_step", flops),
+        "own": min(r["gemm_s_per_step"] for r in lu),
+        "blas": min(r.get("blas_s_per_step", float("nan")) for r in lu),
+        "lstep": min_step(lu),
+        "tstep": min_step(run.reference(wl, t)[1]),
+    }
+
+
 def header(run, w):
     facts = run.facts
     w(f"# lunet against PyTorch, {facts.get('date', '?')}")
@@ -286,14 +305,10 @@ def limit_section(run, w):
       " | torch ms/step |")
     w("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for wl, t in run.pairs():
-        lu = run.get(wl, t, "lunet")
-        if not lu:
+        b = best_times(run, wl, t)
+        if b is None:
             continue
-        flops = lu[0]["flops_per_step"]
-        own = min(r["gemm_s_per_step"] for r in lu)
-        blas = min(r.get("blas_s_per_step", float("nan")) for r in lu)
-        lstep = min_step(lu)
-        tstep = min_step(run.reference(wl, t)[1])
+        flops, own, blas, lstep, tstep = b["flops"], b["own"], b["blas"], b["lstep"], b["tstep"]
         w(f"| {wl} | {t} | {fmt(flops / 1e6)} | {fmt(blas * 1e3)} | {fmt(flops / blas / 1e9)}"
           f" | {fmt(own * 1e3)} | {fmt(flops / own / 1e9)} | {fmt(lstep * 1e3)}"
           f" | {fmt(flops / lstep / 1e9)} | **{blas / lstep:.2f}** | {own / lstep:.2f}"
@@ -322,17 +337,14 @@ def peak_section(run, w):
       " | **lunet step / peak** | torch step GFLOP/s | torch step / peak |")
     w("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for wl, t in run.pairs():
-        lu = run.get(wl, t, "lunet")
-        if not lu:
+        b = best_times(run, wl, t)
+        if b is None:
             continue
-        p = one * t
-        flops = lu[0]["flops_per_step"]
-        needed = lu[0].get("needed_flops_per_step", flops)
-        own = flops / min(r["gemm_s_per_step"] for r in lu) / 1e9
-        blas = flops / min(r["blas_s_per_step"] for r in lu) / 1e9
-        lstep = needed / min_step(lu) / 1e9
-        tmin = min_step(run.reference(wl, t)[1])
-        tstep = needed / tmin / 1e9 if tmin else None
+        p, needed = one * t, b["needed"]
+        own = b["flops"] / b["own"] / 1e9
+        blas = b["flops"] / b["blas"] / 1e9
+        lstep = needed / b["lstep"] / 1e9
+        tstep = needed / b["tstep"] / 1e9 if b["tstep"] else None
         w(f"| {wl} | {t} | {fmt(p)} | {fmt(needed / 1e6)} | {fmt(own)} | **{own / p:.2f}**"
           f" | {fmt(blas)} | {blas / p:.2f} | {fmt(lstep)} | **{lstep / p:.2f}**"
           f" | {fmt(tstep)} | {f'{tstep / p:.2f}' if tstep else '-'} |")
