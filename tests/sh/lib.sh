@@ -1,5 +1,5 @@
-# lib.sh -- the checks shared by the shell tests of the runner
-# (test_cli.sh, test_experiment_scripts.sh).  Sourced after TMP is set;
+# lib.sh -- the checks shared by the shell tests of the runner and the
+# scripts (test_cli.sh, test_experiment_scripts.sh, test_bench.sh).  Sourced after TMP is set;
 # its name does not match test_*.sh, so CTest does not run it alone.
 #
 #   run CMD...          runs CMD with stdin as the caller redirected it (input
