@@ -1,6 +1,7 @@
 # lib.sh -- the checks shared by the shell tests of the runner and the
-# scripts (test_cli.sh, test_experiment_scripts.sh, test_bench.sh).  Sourced after TMP is set;
-# its name does not match test_*.sh, so CTest does not run it alone.
+# scripts (test_cli.sh, test_experiment_scripts.sh, test_bench.sh).
+# Sourced after TMP is set; its name does not match test_*.sh, so CTest
+# does not run it alone.
 #
 #   run CMD...          runs CMD with stdin as the caller redirected it (input
 #                       is written to a file first, never piped, which would
