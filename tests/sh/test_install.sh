@@ -137,10 +137,11 @@ if [ -n "$pcfile" ] && [ -n "$header" ] && [ -n "$shared_lib" ]; then
 	read -r -a pc_flags <<<"$(pkg-config --cflags --libs lunet lua5.4)"
 	if cc "${HOST_CFLAGS[@]}" -o "$TMP/host" "$TMP/host.c" "${pc_flags[@]}" 2>"$TMP/cc.log"; then
 		ok
-		out=$(LD_LIBRARY_PATH="$(dirname "$shared_lib")" "$TMP/host" 2>&1)
+		# No LD_LIBRARY_PATH: lunet.pc's rpath finds the library.
+		out=$(env -u LD_LIBRARY_PATH "$TMP/host" 2>&1)
 		if [ "$out" = "$host_expect" ]; then ok; else
 			fail "host linked to the installed liblunet.so" "expected: $host_expect" "got: $out"; fi
-		deps=$(LD_LIBRARY_PATH="$(dirname "$shared_lib")" ldd "$TMP/host")
+		deps=$(env -u LD_LIBRARY_PATH ldd "$TMP/host")
 		if grep -qF "$(dirname "$shared_lib")/liblunet.so" <<<"$deps"; then ok; else
 			fail "host loads liblunet.so from the prefix" "$deps"; fi
 	else
