@@ -84,6 +84,22 @@ ln_status ln_dist_allreduce(float *data, size_t n, ln_dist_op op, ln_error *err)
  * LN_ERANGE when root is not a rank. */
 ln_status ln_dist_broadcast(float *data, size_t n, int root, ln_error *err);
 
+/* The non-blocking form of ln_dist_allreduce, for overlapping the
+ * reduction with other work: starts it and returns a request in *out
+ * (from ln_malloc).  data must stay valid and untouched until
+ * ln_dist_wait; n must fit an int (LN_ERANGE otherwise) and is not
+ * checked across ranks.  Every rank must start the same reductions in the
+ * same order. */
+typedef struct ln_dist_request ln_dist_request;
+ln_status ln_dist_iallreduce(float *data, size_t n, ln_dist_op op, ln_dist_request **out,
+                             ln_error *err);
+/* Lets MPI progress the reduction; *done set true once it has completed
+ * (then ln_dist_wait returns at once). */
+ln_status ln_dist_test(ln_dist_request *r, bool *done, ln_error *err);
+/* Waits for the reduction to complete (dividing by the size for MEAN) and
+ * frees the request, on failure too. */
+ln_status ln_dist_wait(ln_dist_request *r, ln_error *err);
+
 /* Returns once every rank has called it. */
 ln_status ln_dist_barrier(ln_error *err);
 

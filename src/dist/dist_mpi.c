@@ -16,6 +16,7 @@
 
 #include <mpi.h>
 
+#include "../core/alloc.h"
 #include "dist.h"
 
 /* Largest count handed to one MPI call (MPI counts are int). */
@@ -210,6 +211,69 @@ ln_status ln_dist_broadcast(float *data, size_t n, int root, ln_error *err)
 			return mpi_fail(err, rc, "MPI_Bcast");
 	}
 	return LN_OK;
+}
+
+struct ln_dist_request {
+	MPI_Request req;
+	float *data;
+	size_t n;
+	ln_dist_op op;
+	bool done;
+};
+
+ln_status ln_dist_iallreduce(float *data, size_t n, ln_dist_op op, ln_dist_request **out,
+                             ln_error *err)
+{
+	if (need_init(err) != LN_OK)
+		return LN_ESTATE;
+	if (n > (size_t)INT_MAX)
+		return ln_fail(err, LN_ERANGE, "%zu elements are too many for one non-blocking "
+		               "reduction (at most %d)", n, INT_MAX);
+	ln_dist_request *r = ln_malloc(sizeof *r);
+	if (!r)
+		return ln_fail(err, LN_ENOMEM, "out of memory for a request");
+	MPI_Op mop = op == LN_DIST_MAX ? MPI_MAX : op == LN_DIST_MIN ? MPI_MIN : MPI_SUM;
+	int rc = MPI_Iallreduce(MPI_IN_PLACE, data, (int)n, MPI_FLOAT, mop, MPI_COMM_WORLD, &r->req);
+	if (rc != MPI_SUCCESS) {
+		ln_free(r);
+		return mpi_fail(err, rc, "MPI_Iallreduce");
+	}
+	r->data = data;
+	r->n = n;
+	r->op = op;
+	r->done = false;
+	*out = r;
+	return LN_OK;
+}
+
+ln_status ln_dist_test(ln_dist_request *r, bool *done, ln_error *err)
+{
+	int flag = r->done;
+	if (!r->done) {
+		int rc = MPI_Test(&r->req, &flag, MPI_STATUS_IGNORE);
+		if (rc != MPI_SUCCESS)
+			return mpi_fail(err, rc, "MPI_Test");
+		r->done = flag != 0;
+	}
+	*done = r->done;
+	return LN_OK;
+}
+
+ln_status ln_dist_wait(ln_dist_request *r, ln_error *err)
+{
+	ln_status s = LN_OK;
+	if (!r->done) {
+		int rc = MPI_Wait(&r->req, MPI_STATUS_IGNORE);
+		if (rc != MPI_SUCCESS)
+			s = mpi_fail(err, rc, "MPI_Wait");
+	}
+	if (s == LN_OK && r->op == LN_DIST_MEAN) {
+		float size = (float)world_size;
+		for (size_t i = 0; i < r->n; i++)
+			r->data[i] /= size;
+	}
+	ln_free(r);
+	return s;
 }
 
 ln_status ln_dist_barrier(ln_error *err)

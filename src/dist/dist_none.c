@@ -35,6 +35,27 @@ ln_status ln_dist_broadcast(float *data, size_t n, int root, ln_error *err)
 
 ln_status ln_dist_barrier(ln_error *err) { return no_mpi(err); }
 
+ln_status ln_dist_iallreduce(float *data, size_t n, ln_dist_op op, ln_dist_request **out,
+                             ln_error *err)
+{
+	(void)data, (void)n, (void)op, (void)out;
+	return no_mpi(err);
+}
+
+/* No request can exist without MPI. */
+ln_status ln_dist_test(ln_dist_request *r, bool *done, ln_error *err)
+{
+	(void)r;
+	*done = true;
+	return no_mpi(err);
+}
+
+ln_status ln_dist_wait(ln_dist_request *r, ln_error *err)
+{
+	(void)r;
+	return no_mpi(err);
+}
+
 ln_status ln_dist_check_same(int64_t value, const char *what, ln_error *err)
 {
 	(void)value, (void)what;

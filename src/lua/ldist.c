@@ -4,9 +4,12 @@
  *     dist.available                       true when built with MPI
  *     dist.init()            -> rank, size  joins the job (idempotent)
  *     dist.initialized()     -> boolean
+ *     dist.launched()        -> boolean     started by mpirun or srun (environment)
  *     dist.rank()  dist.size()              0 .. size-1, and size
  *     dist.allreduce(t[, op])  -> t         op "sum" (default), "mean", "max", "min"
  *     dist.broadcast(t[, root]) -> t        root's t on every rank (root 0)
+ *     dist.iallreduce(t[, op]) -> request   started; request:test() -> done?,
+ *                                           request:wait() -> t
  *     dist.barrier()
  *     dist.broadcast_parameters(model[, root])   parameters and buffers
  *     dist.average_gradients(model[, n])         one allreduce over all gradients
@@ -38,6 +41,7 @@
 #include "nn/module.h"
 
 #define PACKER_MT "lunet.dist.Packer"
+#define REQUEST_MT "lunet.dist.Request"
 #define PACKERS_KEY "lunet.dist.packers"
 #define SENTINEL_KEY "lunet.dist.finalizer"
 
@@ -115,6 +119,33 @@ static int l_initialized(lua_State *L)
 	return 1;
 }
 
+/* Whether the environment says that a launcher of parallel jobs started
+ * this process: Open MPI's mpirun (OMPI_COMM_WORLD_SIZE), a PMI or PMIx
+ * launcher such as MPICH's mpiexec or Slurm's srun (PMI_SIZE, PMIX_RANK),
+ * or srun with several tasks (SLURM_STEP_NUM_TASKS > 1).  Read when lunet
+ * is opened: a process that starts MPI alone (a job of one) sets some of
+ * these variables itself. */
+static bool env_launched(void)
+{
+	static const char *const vars[] = {"OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_RANK", NULL};
+	for (int i = 0; vars[i]; i++)
+		if (getenv(vars[i]))
+			return true;
+	const char *tasks = getenv("SLURM_STEP_NUM_TASKS");
+	return tasks && atol(tasks) > 1;
+}
+
+static bool launched = false;
+
+/* dist.launched() -> boolean (env_launched).  Scripts use it to turn dist
+ * on by themselves; it works in a build without MPI too, so that such a
+ * build can refuse to run one whole copy of the training per rank. */
+static int l_launched(lua_State *L)
+{
+	lua_pushboolean(L, launched);
+	return 1;
+}
+
 static int l_rank(lua_State *L)
 {
 	check_init(L, "dist.rank");
@@ -175,30 +206,99 @@ static void put_back(lua_State *L, ln_tensor *t, ln_tensor *copy, const char *fn
 		lnL_error(L, fn, &err);
 }
 
+/* The reduction named at arg ("sum" when absent). */
+static ln_dist_op check_op(lua_State *L, int arg, const char *fn)
+{
+	static const char *const names[] = {"sum", "mean", "max", "min"};
+	static const ln_dist_op ops[] = {LN_DIST_SUM, LN_DIST_MEAN, LN_DIST_MAX, LN_DIST_MIN};
+	const char *name = luaL_optstring(L, arg, "sum");
+	for (int k = 0; k < 4; k++)
+		if (strcmp(names[k], name) == 0)
+			return ops[k];
+	return (ln_dist_op)luaL_error(L, "%s: op must be \"sum\", \"mean\", \"max\" or \"min\", "
+	                              "got \"%s\"", fn, name);
+}
+
 /* dist.allreduce(t[, op]) -> t: t becomes the element-wise sum (mean,
  * max, min) of every rank's t.  The element counts must agree. */
 static int l_allreduce(lua_State *L)
 {
 	static const char *fn = "dist.allreduce";
-	static const char *const names[] = {"sum", "mean", "max", "min", NULL};
-	static const ln_dist_op ops[] = {LN_DIST_SUM, LN_DIST_MEAN, LN_DIST_MAX, LN_DIST_MIN};
 	ln_tensor *t = lnL_checktensor(L, 1);
-	const char *name = luaL_optstring(L, 2, "sum");
-	int k = 0;
-	while (names[k] && strcmp(names[k], name) != 0)
-		k++;
-	if (!names[k])
-		return luaL_error(L, "%s: op must be \"sum\", \"mean\", \"max\" or \"min\", got \"%s\"",
-		                  fn, name);
+	ln_dist_op op = check_op(L, 2, fn);
 	check_init(L, fn);
 	ln_tensor *copy;
 	float *data = tensor_buffer(L, t, &copy, fn);
 	ln_error err;
-	if (ln_dist_allreduce(data, (size_t)ln_tensor_numel(t), ops[k], &err) != LN_OK)
+	if (ln_dist_allreduce(data, (size_t)ln_tensor_numel(t), op, &err) != LN_OK)
 		return dist_error(L, fn, &err);
 	put_back(L, t, copy, fn);
 	lua_settop(L, 1);
 	return 1;
+}
+
+/* A started non-blocking reduction; its user value holds the tensor, so
+ * that the memory MPI writes into outlives the request. */
+typedef struct request_box { ln_dist_request *r; } request_box;
+
+/* dist.iallreduce(t[, op]) -> request: starts the reduction of t
+ * (contiguous) and returns at once.  Every rank must start the same
+ * reductions in the same order, and leave t alone until request:wait(). */
+static int l_iallreduce(lua_State *L)
+{
+	static const char *fn = "dist.iallreduce";
+	ln_tensor *t = lnL_checktensor(L, 1);
+	ln_dist_op op = check_op(L, 2, fn);
+	check_init(L, fn);
+	if (!ln_tensor_is_contiguous(t))
+		return luaL_error(L, "%s: t must be contiguous (clone() a view first)", fn);
+	request_box *b = lua_newuserdatauv(L, sizeof *b, 1);
+	b->r = NULL;
+	luaL_setmetatable(L, REQUEST_MT);
+	lua_pushvalue(L, 1);
+	lua_setiuservalue(L, -2, 1);
+	ln_error err;
+	if (ln_dist_iallreduce(ln_tensor_data(t), (size_t)ln_tensor_numel(t), op, &b->r, &err) !=
+	    LN_OK)
+		return dist_error(L, fn, &err);
+	return 1;
+}
+
+/* request:wait() -> t.  Waits for the reduction (a finished request
+ * returns its tensor again). */
+static int request_wait(lua_State *L)
+{
+	request_box *b = luaL_checkudata(L, 1, REQUEST_MT);
+	ln_dist_request *r = b->r;
+	b->r = NULL;
+	ln_error err;
+	if (r && ln_dist_wait(r, &err) != LN_OK)
+		return dist_error(L, "request:wait", &err);
+	lua_getiuservalue(L, 1, 1);
+	return 1;
+}
+
+/* request:test() -> whether the reduction has completed. */
+static int request_test(lua_State *L)
+{
+	request_box *b = luaL_checkudata(L, 1, REQUEST_MT);
+	bool done = true;
+	ln_error err;
+	if (b->r && ln_dist_test(b->r, &done, &err) != LN_OK)
+		return dist_error(L, "request:test", &err);
+	lua_pushboolean(L, done);
+	return 1;
+}
+
+/* __gc and __close: a request dropped unfinished is waited for, since MPI
+ * may still write into its tensor. */
+static int request_gc(lua_State *L)
+{
+	request_box *b = luaL_checkudata(L, 1, REQUEST_MT);
+	if (b->r)
+		ln_dist_wait(b->r, NULL);
+	b->r = NULL;
+	return 0;
 }
 
 /* Reads an optional root rank at arg (default 0); a non-integer is an
@@ -489,10 +589,12 @@ void lnL_open_dist(lua_State *L)
 	static const luaL_Reg funcs[] = {
 		{"init", l_init},
 		{"initialized", l_initialized},
+		{"launched", l_launched},
 		{"rank", l_rank},
 		{"size", l_size},
 		{"allreduce", l_allreduce},
 		{"broadcast", l_broadcast},
+		{"iallreduce", l_iallreduce},
 		{"barrier", l_barrier},
 		{"broadcast_parameters", l_broadcast_parameters},
 		{"average_gradients", l_average_gradients},
@@ -500,9 +602,23 @@ void lnL_open_dist(lua_State *L)
 		{"_set_share", l_set_share},
 		{NULL, NULL},
 	};
+	static const luaL_Reg request_methods[] = {
+		{"wait", request_wait},
+		{"test", request_test},
+		{"__gc", request_gc},
+		{"__close", request_gc},
+		{NULL, NULL},
+	};
+	if (!ln_dist_initialized())
+		launched = env_launched();
 	luaL_newmetatable(L, PACKER_MT);
 	lua_pushcfunction(L, packer_gc);
 	lua_setfield(L, -2, "__gc");
+	lua_pop(L, 1);
+	luaL_newmetatable(L, REQUEST_MT);
+	luaL_setfuncs(L, request_methods, 0);
+	lua_pushvalue(L, -1);
+	lua_setfield(L, -2, "__index");
 	lua_pop(L, 1);
 	luaL_newlib(L, funcs);
 	lua_pushboolean(L, ln_dist_available());

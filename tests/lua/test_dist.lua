@@ -25,6 +25,7 @@ local calls = {
 	{"rank", function() return dist.rank() end},
 	{"size", function() return dist.size() end},
 	{"allreduce", function() return dist.allreduce(lunet.ones(3)) end},
+	{"iallreduce", function() return dist.iallreduce(lunet.ones(3)) end},
 	{"broadcast", function() return dist.broadcast(lunet.ones(3)) end},
 	{"barrier", function() return dist.barrier() end},
 	{"broadcast_parameters", function() return dist.broadcast_parameters(model()) end},
@@ -35,6 +36,7 @@ local calls = {
 if not dist.available then
 	test("without MPI every function says so", function()
 		eq(dist.initialized(), false, "initialized")
+		eq(dist.launched(), false, "launched (not under mpirun)")
 		for _, c in ipairs(calls) do
 			raises("dist." .. c[1] .. ": this lunet was built without MPI (configure it with " ..
 				"cmake -DLUNET_MPI=ON)", c[2])
@@ -83,7 +85,17 @@ test("collectives on one rank leave tensors as they are", function()
 	local bwant = b:clone()
 	eq(dist.broadcast(b, 0), b, "broadcast returns t")
 	eq(b:allclose(bwant, 0, 0), true, "broadcast")
+	local c = lunet.randn(9)
+	local cwant = c:clone()
+	local r = dist.iallreduce(c, "max")
+	eq(r:wait(), c, "iallreduce: wait returns t")
+	eq(r:test(), true, "iallreduce: done")
+	eq(c:allclose(cwant, 0, 0), true, "iallreduce")
+	do
+		local unwaited <close> = dist.iallreduce(lunet.ones(4))   -- waited for when closed
+	end
 	dist.barrier()
+	eq(dist.launched(), false, "launched (not under mpirun)")
 end)
 
 test("argument errors", function()
@@ -112,6 +124,10 @@ test("argument errors", function()
 	raises("dist.average_gradients: gradient 2 (shape {2,2}) is not contiguous",
 		dist.average_gradients, {lunet.ones(3), lunet.ones(2, 4):narrow(2, 1, 2)})
 	raises("dist.abort: code must be in 0..255, got 300", dist.abort, 300)
+	raises("dist.iallreduce: t must be contiguous (clone() a view first)", dist.iallreduce,
+		lunet.ones(3, 4):narrow(2, 1, 2))
+	raises("dist.iallreduce: op must be \"sum\", \"mean\", \"max\" or \"min\", got \"x\"",
+		dist.iallreduce, lunet.ones(2), "x")
 	raises("data.batches: option 'shard' must be a boolean, got number", data.batches,
 		lunet.ones(4, 2), 2, {shard = 1})
 end)

@@ -1,5 +1,6 @@
 -- test_collectives.lua -- lunet.dist across ranks: allreduce (sum, mean,
--- max, min) and broadcast on tensors of several sizes, contiguous or not;
+-- max, min; blocking or not) and broadcast on tensors of several sizes,
+-- contiguous or not;
 -- sizes, roots and model layouts that differ across ranks are errors on
 -- every rank alike; broadcast_parameters; average_gradients with weights,
 -- on pending zeros, without allocating.
@@ -35,6 +36,20 @@ for _, n in ipairs{1, 2, 7, 1000, 65537, 1000003} do
 	dist.allreduce(t, "min")
 	eq(maxdiff(t, base), 0, what .. ": min")
 
+	-- non-blocking: two reductions in flight, tested, then waited for
+	local a, b = mine(), mine()
+	local ra = dist.iallreduce(a)
+	local rb = dist.iallreduce(b, "mean")
+	local done = false
+	for _ = 1, 3 do done = ra:test() end
+	eq(type(done), "boolean", what .. ": test")
+	eq(rb:wait(), b, what .. ": wait returns the tensor")
+	eq(ra:wait(), a, what .. ": wait returns the tensor")
+	eq(ra:test(), true, what .. ": a finished request")
+	eq(maxdiff(a, base * sum_factor), 0, what .. ": iallreduce sum")
+	assert(maxdiff(b, base * (sum_factor / size)) <= n * (size + 1) / 2 * 2 ^ -24,
+		what .. ": iallreduce mean")
+
 	for _, root in ipairs{0, 1, size - 1} do
 		t = base + 1000 * rank
 		eq(dist.broadcast(t, root), t, what .. ": broadcast returns its tensor")
@@ -56,6 +71,8 @@ do
 	ywant:narrow(1, 2, 2):add_(size - 1 - rank)
 	eq(maxdiff(y, ywant), 0, "broadcast into a view")
 end
+
+eq(dist.launched(), true, "launched under mpirun")
 
 -- ---- errors that every rank sees alike (no rank is left waiting) ------------------
 raises("dist.allreduce: the number of elements differs across ranks: from 3 to " .. (size + 2),
