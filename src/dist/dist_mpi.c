@@ -6,9 +6,6 @@
  * as return codes (MPI_ERRORS_RETURN is set on MPI_COMM_WORLD) and become
  * LN_EIO with MPI's own message.
  */
-#define _GNU_SOURCE  /* dladdr */
-
-#include <dlfcn.h>
 #include <limits.h>
 #include <math.h>
 #include <stdio.h>
@@ -49,18 +46,6 @@ static ln_status need_init(ln_error *err)
 	return ln_fail(err, LN_ESTATE, "not initialised: call lunet.dist.init() first");
 }
 
-/* Open MPI loads its components with dlopen, and they expect libmpi's
- * symbols to be global.  A host that loaded lunet (and with it libmpi)
- * with RTLD_LOCAL -- lua5.4 requiring lunet.so does -- would make them
- * fail to load: reopen libmpi with RTLD_GLOBAL first.  Harmless when it
- * is global already. */
-static void make_libmpi_global(void)
-{
-	Dl_info info;
-	if (dladdr((void *)&MPI_Init_thread, &info) && info.dli_fname)
-		dlopen(info.dli_fname, RTLD_NOW | RTLD_GLOBAL | RTLD_NOLOAD);
-}
-
 static void finalize_at_exit(void) { ln_dist_finalize(); }
 
 ln_status ln_dist_init(ln_error *err)
@@ -74,7 +59,6 @@ ln_status ln_dist_init(ln_error *err)
 		               "start again");
 	MPI_Initialized(&flag);
 	if (!flag) {
-		make_libmpi_global();
 		int provided;
 		int rc = MPI_Init_thread(NULL, NULL, MPI_THREAD_FUNNELED, &provided);
 		if (rc != MPI_SUCCESS)

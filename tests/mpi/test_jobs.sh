@@ -1,16 +1,25 @@
 #!/bin/bash
-# test_abort.sh MPIRUN LUNET -- a rank that fails ends the whole job.
+# test_jobs.sh MPIRUN BUILD_DIR -- whole jobs under mpirun: a rank that
+# fails ends the whole job; a job that succeeds exits 0; the stock lua5.4
+# interpreter can run a job too.
 #
 # Each case runs a small script under `mpirun --oversubscribe -np N`,
-# inside `timeout`: the job must end with a non-zero status well before
-# the timeout (a rank left waiting in a collective call would hang the job
-# until it), and stderr must carry the failing rank's own message.  No
-# timing is measured: the timeout is only the bound that tells an ending
-# job from a hung one.
+# inside `timeout`: a failing job must end with a non-zero status well
+# before the timeout (a rank left waiting in a collective call would hang
+# the job until it), and stderr must carry the failing rank's own message.
+# No timing is measured: the timeout is only the bound that tells an
+# ending job from a hung one.  STOCK_LUA_ENV (set by CTest, a ;-separated
+# list of VAR=value) preloads the sanitizer runtime into lua5.4.
 set -u
 
-MPIRUN=${1:?usage: test_abort.sh MPIRUN LUNET}
-LUNET=${2:?usage: test_abort.sh MPIRUN LUNET}
+MPIRUN=${1:?usage: test_jobs.sh MPIRUN BUILD_DIR}
+BUILD=$(cd "${2:?usage: test_jobs.sh MPIRUN BUILD_DIR}" && pwd)
+LUNET=$BUILD/lunet
+STOCK_ENV=()
+if [ -n "${STOCK_LUA_ENV:-}" ]; then
+	IFS=';' read -r -a entries <<<"$STOCK_LUA_ENV"
+	for e in "${entries[@]}"; do STOCK_ENV+=(-x "$e"); done
+fi
 TMP=$(mktemp -d)
 trap 'rm -rf "$TMP"' EXIT
 LIMIT=60
@@ -95,6 +104,20 @@ timeout --kill-after=5 "$LIMIT" "$MPIRUN" --oversubscribe -np 2 "$LUNET" "$TMP/s
 rc=$?
 if [ "$rc" -ne 0 ] || ! grep -q "rank	1	of	2" "$TMP/out"; then
 	fail "a job that succeeds exits 0 (status $rc)"
+else
+	passed=$((passed + 1))
+fi
+
+# The stock interpreter, with lunet.so from the build: a job that
+# succeeds, and a reduction across its ranks.
+timeout --kill-after=5 "$LIMIT" "$MPIRUN" --oversubscribe -np 2 ${STOCK_ENV[@]+"${STOCK_ENV[@]}"} \
+	lua5.4 -e "package.cpath = '$BUILD/?.so;' .. package.cpath" \
+	-e 'local lunet = require "lunet"; local r, s = lunet.dist.init()
+		local t = lunet.full({4}, r + 1); lunet.dist.allreduce(t); print("sum", t:sum())' \
+	>"$TMP/out" 2>"$TMP/err" </dev/null
+rc=$?
+if [ "$rc" -ne 0 ] || [ "$(grep -c "^sum	12.0$" "$TMP/out")" -ne 2 ]; then
+	fail "lua5.4 requiring lunet.so runs a job (status $rc)" "expected 'sum	12.0' from both ranks"
 else
 	passed=$((passed + 1))
 fi
