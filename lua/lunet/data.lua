@@ -131,8 +131,17 @@ end
 -- of its piece, gives the gradient one process would compute on the whole
 -- batch.  A last batch with fewer samples than ranks is skipped by every
 -- rank (a rank cannot take an empty piece).
-function data.batches(x, y, n, opts)
-	if type(y) == "number" then y, n, opts = nil, y, n end
+local BATCHES_OPTIONS = {{"shuffle", "boolean"}, {"drop_last", "boolean"}, {"shard", "boolean"}}
+
+function data.batches(x, y, n, opts, ...)
+	local extra = select("#", ...)
+	if type(y) == "number" then
+		if opts ~= nil then extra = extra + 1 end
+		y, n, opts = nil, y, n
+	end
+	if extra > 0 then
+		error("data.batches: expected nothing after the options, got " .. extra .. " more argument(s)", 2)
+	end
 	if not is_tensor(x) then
 		error("data.batches: x must be a tensor, got " .. type(x), 2)
 	end
@@ -142,19 +151,9 @@ function data.batches(x, y, n, opts)
 	if math.type(n) ~= "integer" or n < 1 then
 		error("data.batches: batch size must be an integer >= 1, got " .. tostring(n), 2)
 	end
+	local bad = lunet._optionerror("data.batches", BATCHES_OPTIONS, opts)
+	if bad then error(bad, 2) end
 	opts = opts or {}
-	if type(opts) ~= "table" then
-		error("data.batches: options must be a table, got " .. type(opts), 2)
-	end
-	for k, v in pairs(opts) do
-		if k ~= "shuffle" and k ~= "drop_last" and k ~= "shard" then
-			error("data.batches: unknown option '" .. tostring(k) ..
-				"' (options: shuffle, drop_last, shard)", 2)
-		end
-		if v ~= nil and type(v) ~= "boolean" then
-			error("data.batches: option '" .. k .. "' must be a boolean, got " .. type(v), 2)
-		end
-	end
 	check_open(x, "x", 2)
 	check_open(y, "y", 2)
 	local count = x:size(1)

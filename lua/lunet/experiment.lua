@@ -528,9 +528,8 @@ function Experiment:checkpoint(model, opt, extra)
 	self.checkpoints = (self.checkpoints or 0) + 1
 end
 
--- Copies the parameters (and BatchNorm running statistics) of module src
--- into dst, which must have the same architecture.
-local BUFFERS = {"running_mean", "running_var"}
+-- Copies the parameters and buffers (BatchNorm's running statistics) of
+-- module src into dst, which must have the same architecture.
 local function copy_module(dst, src, where)
 	local dp = dst:parameters()
 	local sp = src:parameters()
@@ -546,21 +545,12 @@ local function copy_module(dst, src, where)
 		end
 	end
 	for i = 1, #dp do dp[i]:copy(sp[i]) end
-	-- Buffers are not parameters: walk both trees for them.
-	local function walk(d, s)
-		local ok, nd = pcall(function() return #d end)
-		local ok2, ns = pcall(function() return #s end)
-		if ok and ok2 and math.type(nd) == "integer" and nd > 0 and nd == ns and d.get then
-			for i = 1, nd do walk(d:get(i), s:get(i)) end
-			return
-		end
-		for _, b in ipairs(BUFFERS) do
-			local okd, bd = pcall(function() return d[b] end)
-			local oks, bs = pcall(function() return s[b] end)
-			if okd and oks and bd ~= nil and bs ~= nil and bd.copy then bd:copy(bs) end
-		end
+	-- Buffers are not parameters: the modules name theirs (m:buffers()).
+	local db = type(dst.buffers) == "function" and dst:buffers() or {}
+	local sb = type(src.buffers) == "function" and src:buffers() or {}
+	for name, b in pairs(db) do
+		if sb[name] ~= nil then b:copy(sb[name]) end
 	end
-	walk(dst, src)
 end
 
 -- exp:restore(model[, opt]) -> epoch, checkpoint

@@ -66,6 +66,9 @@ local function probe_value(y, r)
 	return s
 end
 
+-- The options of nn.gradcheck; their values are checked below.
+local GRADCHECK_OPTIONS = {{"eps", "any"}, {"tol", "any"}}
+
 --- nn.gradcheck(m, x[, opts]) or nn.gradcheck(c, x, target[, opts])
 -- Checks backward against central finite differences over the input and
 -- every parameter.  Returns ok, the largest relative error, and where it
@@ -95,6 +98,8 @@ function nn.gradcheck(obj, x, target, opts)
 	elseif target == nil then
 		error("nn.gradcheck: a loss needs a target", 2)
 	end
+	local bad = lunet._optionerror("nn.gradcheck", GRADCHECK_OPTIONS, opts)
+	if bad then error(bad, 2) end
 	opts = opts or {}
 	local eps, tol = opts.eps or 1e-2, opts.tol or 1e-2
 	if type(eps) ~= "number" or eps <= 0 then

@@ -563,9 +563,11 @@ static ln_status read_module(ln_reader *r, ln_module **out, uint64_t *id, ln_err
 	/* config, by name into the class's order */
 	int want = ln_save_count_names(cls->config_names, LN_MODULE_MAX_CONFIG);
 	int nc = (int)get_u8(r);
-	if (nc != want)
+	int required = want - cls->config_optional;  /* the last ones may be absent */
+	if (nc > want || nc < required)
 		return bad(r, err, "%s has %d config values, the file has %d", name, want, nc);
-	double config[LN_MODULE_MAX_CONFIG] = {0};
+	double config[LN_MODULE_MAX_CONFIG];
+	memcpy(config, cls->config_defaults, sizeof config);
 	unsigned seen = 0;
 	for (int i = 0; i < nc; i++) {
 		char cname[STR_MAX];
@@ -581,6 +583,9 @@ static ln_status read_module(ln_reader *r, ln_module **out, uint64_t *id, ln_err
 		seen |= 1u << j;
 		config[j] = get_f64(r);
 	}
+	for (int j = 0; j < required; j++)
+		if (!(seen & (1u << j)))
+			return bad(r, err, "%s config value '%s' is missing", name, cls->config_names[j]);
 
 	size_t bytes;
 	if ((st = skim_tensors(r, &bytes, err)) != LN_OK)

@@ -49,43 +49,35 @@ static int l_csv(lua_State *L)
 {
 	static const char *fn = "data.csv";
 	const char *path = lnL_checkpath(L, 1, fn, NULL);
+	static const lnL_option known[] = {
+		{"header", LUA_TBOOLEAN}, {"label", LUA_TNONE}, {"sep", LUA_TNONE}, {NULL, 0},
+	};
+	lnL_checkoptions(L, 2, fn, known);
 	ln_csv_options o = ln_csv_defaults();
-	if (!lua_isnoneornil(L, 2)) {
-		luaL_checktype(L, 2, LUA_TTABLE);
-		lua_pushnil(L);
-		while (lua_next(L, 2)) {
-			const char *k = lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2) : "";
-			if (strcmp(k, "header") == 0) {
-				if (!lua_isboolean(L, -1))
-					luaL_error(L, "%s: option 'header' must be a boolean, got %s", fn,
-					           luaL_typename(L, -1));
-				o.header = lua_toboolean(L, -1);
-			} else if (strcmp(k, "label") == 0) {
-				if (lua_isinteger(L, -1)) {
-					lua_Integer i = lua_tointeger(L, -1);
-					if (i < 1 || i > 1000000)
-						lnL_raisef(L, "%s: label column index must be in 1..1000000, got %lld", fn,
-						           (long long)i);
-					o.label_index = (int)(i - 1);
-				} else if (lua_type(L, -1) == LUA_TSTRING) {
-					o.label = lua_tostring(L, -1);  /* stays alive in the options table */
-				} else {
-					luaL_error(L, "%s: option 'label' must be a column name or index, got %s", fn,
-					           luaL_typename(L, -1));
-				}
-			} else if (strcmp(k, "sep") == 0) {
-				size_t len;
-				const char *sep = lua_type(L, -1) == LUA_TSTRING ? lua_tolstring(L, -1, &len) : NULL;
-				if (!sep || len != 1 || sep[0] == '"' || sep[0] == '\n' || sep[0] == '\r')
-					luaL_error(L, "%s: option 'sep' must be one character (not a quote or newline)",
-					           fn);
-				o.sep = sep[0];
-			} else {
-				luaL_error(L, "%s: unknown option '%s' (options: header, label, sep)", fn,
-				           lua_type(L, -2) == LUA_TSTRING ? k : luaL_typename(L, -2));
-			}
-			lua_pop(L, 1);
+	o.header = lnL_optboolean(L, 2, "header", o.header);
+	if (lua_istable(L, 2)) {
+		int t = lua_getfield(L, 2, "label");
+		if (lua_isinteger(L, -1)) {
+			lua_Integer i = lua_tointeger(L, -1);
+			if (i < 1 || i > 1000000)
+				lnL_raisef(L, "%s: label column index must be in 1..1000000, got %lld", fn,
+				           (long long)i);
+			o.label_index = (int)(i - 1);
+		} else if (t == LUA_TSTRING) {
+			o.label = lua_tostring(L, -1);  /* stays alive in the options table */
+		} else if (t != LUA_TNIL) {
+			luaL_error(L, "%s: option 'label' must be a column name or index, got %s", fn,
+			           luaL_typename(L, -1));
 		}
+		size_t len;
+		t = lua_getfield(L, 2, "sep");
+		const char *sep = t == LUA_TSTRING ? lua_tolstring(L, -1, &len) : NULL;
+		if (t != LUA_TNIL &&
+		    (!sep || len != 1 || sep[0] == '"' || sep[0] == '\n' || sep[0] == '\r'))
+			luaL_error(L, "%s: option 'sep' must be one character (not a quote or newline)", fn);
+		if (sep)
+			o.sep = sep[0];
+		lua_pop(L, 2);
 	}
 
 	ln_csv_data *d = lua_newuserdatauv(L, sizeof *d, 0);

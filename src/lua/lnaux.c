@@ -120,6 +120,15 @@ ln_tensor *lnL_testtensor(lua_State *L, int arg)
 	return luaL_testudata(L, arg, LN_TENSOR_MT);
 }
 
+void *lnL_testmarked(lua_State *L, int idx, const char *mark)
+{
+	if (lua_type(L, idx) != LUA_TUSERDATA || !lua_getmetatable(L, idx))
+		return NULL;
+	int marked = lua_getfield(L, -1, mark) != LUA_TNIL;
+	lua_pop(L, 2);
+	return marked ? lua_touserdata(L, idx) : NULL;
+}
+
 /* ==================================================================== */
 /* Errors and value descriptions                                         */
 /* ==================================================================== */
@@ -318,6 +327,128 @@ int lnL_checkshape(lua_State *L, int arg, int64_t shape[LN_MAX_DIMS], const char
 	for (int i = 0; i < n; i++)
 		shape[i] = check_size(L, arg + i, i + 1, fname);
 	return n;
+}
+
+/* ==================================================================== */
+/* Arguments and option tables                                          */
+/* ==================================================================== */
+
+void lnL_checknargs(lua_State *L, int n, const char *fname)
+{
+	int got = lua_gettop(L);
+	if (got <= n)
+		return;
+	if (n == 0)
+		lnL_raisef(L, "%s: expected no arguments, got %d", fname, got);
+	lnL_raisef(L, "%s: expected at most %d argument%s, got %d", fname, n, n == 1 ? "" : "s", got);
+}
+
+/* Pushes "a, b, c": the keys of known, or "" for none. */
+static void push_known(lua_State *L, const lnL_option *known)
+{
+	luaL_Buffer b;
+	luaL_buffinit(L, &b);
+	for (int i = 0; known[i].key; i++) {
+		if (i)
+			luaL_addstring(&b, ", ");
+		luaL_addstring(&b, known[i].key);
+	}
+	luaL_pushresult(&b);
+}
+
+/* Lua's name of a type, as the messages use it. */
+static const char *type_word(int type)
+{
+	return type == LUA_TNUMBER ? "number" : type == LUA_TBOOLEAN ? "boolean"
+	     : type == LUA_TSTRING ? "string" : "table";
+}
+
+void lnL_checkoptions(lua_State *L, int arg, const char *fname, const lnL_option *known)
+{
+	lnL_checknargs(L, arg, fname);
+	if (lua_isnoneornil(L, arg))
+		return;
+	if (!lua_istable(L, arg))
+		luaL_error(L, "%s: options must be a table, got %s", fname, luaL_typename(L, arg));
+	lua_pushnil(L);
+	while (lua_next(L, arg)) {
+		const lnL_option *o = known;
+		if (lua_type(L, -2) == LUA_TSTRING)
+			for (; o->key && strcmp(o->key, lua_tostring(L, -2)) != 0; o++)
+				;
+		if (lua_type(L, -2) != LUA_TSTRING || !o->key) {
+			/* the key as the script wrote it: 'name', or [1] for a position */
+			const char *k = lua_type(L, -2) == LUA_TSTRING
+			                    ? lua_pushfstring(L, "'%s'", lua_tostring(L, -2))
+			                    : lua_pushfstring(L, "[%s]", luaL_tolstring(L, -2, NULL));
+			if (!known[0].key)
+				luaL_error(L, "%s: unknown option %s (it takes no options)", fname, k);
+			push_known(L, known);
+			luaL_error(L, "%s: unknown option %s (options: %s)", fname, k, lua_tostring(L, -1));
+		}
+		if (o->type != LUA_TNONE && lua_type(L, -1) != o->type)
+			luaL_error(L, "%s: option '%s' must be a %s, got %s", fname, o->key,
+			           type_word(o->type), luaL_typename(L, -1));
+		lua_pop(L, 1);
+	}
+}
+
+/* The body of lnL_optionerror, under pcall: upvalue 1 the option list. */
+static int check_listed(lua_State *L)
+{
+	lnL_checkoptions(L, 2, lua_tostring(L, 1), lua_touserdata(L, lua_upvalueindex(1)));
+	return 0;
+}
+
+int lnL_optionerror(lua_State *L)
+{
+	enum { MAX = 16 };
+	static const char *const types[] = {"number", "boolean", "string", "table", "any", NULL};
+	static const int codes[] = {LUA_TNUMBER, LUA_TBOOLEAN, LUA_TSTRING, LUA_TTABLE, LUA_TNONE};
+	luaL_checkstring(L, 1);
+	luaL_checktype(L, 2, LUA_TTABLE);
+	lnL_option known[MAX + 1];
+	lua_Integer n = luaL_len(L, 2);
+	luaL_argcheck(L, n <= MAX, 2, "too many options");
+	for (lua_Integer i = 1; i <= n; i++) {
+		lua_geti(L, 2, i);
+		luaL_checktype(L, -1, LUA_TTABLE);
+		lua_geti(L, -1, 1);
+		lua_geti(L, -2, 2);
+		/* the strings stay alive in the known table */
+		known[i - 1].key = luaL_checkstring(L, -2);
+		known[i - 1].type = codes[luaL_checkoption(L, -1, NULL, types)];
+		lua_pop(L, 3);
+	}
+	known[n].key = NULL;
+	lua_settop(L, 3);
+	lua_pushlightuserdata(L, known);
+	lua_pushcclosure(L, check_listed, 1);
+	lua_pushvalue(L, 1);
+	lua_pushvalue(L, 3);
+	if (lua_pcall(L, 2, 0, 0) == LUA_OK)
+		lua_pushnil(L);
+	return 1;
+}
+
+lua_Number lnL_optnumber(lua_State *L, int arg, const char *key, lua_Number def)
+{
+	if (!lua_istable(L, arg))
+		return def;
+	lua_getfield(L, arg, key);
+	lua_Number v = lua_isnil(L, -1) ? def : lua_tonumber(L, -1);
+	lua_pop(L, 1);
+	return v;
+}
+
+int lnL_optboolean(lua_State *L, int arg, const char *key, int def)
+{
+	if (!lua_istable(L, arg))
+		return def;
+	lua_getfield(L, arg, key);
+	int v = lua_isnil(L, -1) ? def : lua_toboolean(L, -1);
+	lua_pop(L, 1);
+	return v;
 }
 
 /* ==================================================================== */

@@ -59,6 +59,38 @@ int lnL_checkshape(lua_State *L, int arg, int64_t shape[LN_MAX_DIMS], const char
  * gets the length. */
 const char *lnL_checkpath(lua_State *L, int arg, const char *fname, size_t *len);
 
+/* ---- arguments and option tables -------------------------------------------
+ *
+ * One rule for every function of the bindings that takes an options table
+ * (its last argument, at index arg): nothing may follow it ("fname:
+ * expected at most 3 arguments, got 4"), it is a table or nothing
+ * ("fname: options must be a table, got number"), every key is one of
+ * the known ones ("fname: unknown option 'foo' (options: bias)"; "(it
+ * takes no options)" when there are none), and every value has its type
+ * ("fname: option 'bias' must be a boolean, got number").  Ranges and
+ * meanings are the caller's to check. */
+typedef struct lnL_option {
+	const char *key;  /* NULL ends a list */
+	int type;         /* LUA_TNUMBER, LUA_TBOOLEAN, LUA_TSTRING, LUA_TTABLE, or
+	                     LUA_TNONE for a value the caller checks itself */
+} lnL_option;
+
+/* Checks the options table at arg (absent or nil: none given) against
+ * `known`, as above.  Raises; returns normally only when all is well. */
+void lnL_checkoptions(lua_State *L, int arg, const char *fname, const lnL_option *known);
+/* "fname: expected at most n arguments, got m" ("expected no arguments")
+ * when more than n arguments were passed. */
+void lnL_checknargs(lua_State *L, int n, const char *fname);
+/* lunet._optionerror(fname, known, opts) -> nil, or the message the rule
+ * above gives for opts, for the pure-Lua parts to raise at their caller's
+ * level.  known is a list of {key, type} pairs ({"shuffle", "boolean"});
+ * type "any" leaves the value to the caller. */
+int lnL_optionerror(lua_State *L);
+/* The value of option key in the (checked) table at arg, or def when the
+ * table or the key is absent. */
+lua_Number lnL_optnumber(lua_State *L, int arg, const char *key, lua_Number def);
+int lnL_optboolean(lua_State *L, int arg, const char *key, int def);
+
 /* Copies a non-contiguous tensor into a new contiguous one pushed onto the
  * stack and returns it; a contiguous tensor is returned as is (nothing
  * pushed).  *pushed tells which. */
@@ -72,6 +104,10 @@ void lnL_gcpressure(lua_State *L, size_t bytes);
 /* Prints "lunet: warning: <msg>" to stderr once per key per process,
  * unless warnings were turned off with lunet.warnings(false). */
 void lnL_warn_once(lua_State *L, const char *key, const char *msg);
+
+/* The userdata at idx when its metatable has the field `mark` (how the
+ * bindings tell their boxes apart: "__lunet_module"), else NULL. */
+void *lnL_testmarked(lua_State *L, int idx, const char *mark);
 
 /* Modules and optimisers in Lua are userdata boxes holding one reference
  * (NULL once closed), with metatables "lunet.nn.<Class>" and

@@ -145,6 +145,7 @@ int luaopen_lunet(lua_State *L)
 		{"seed", l_seed},
 		{"warnings", l_warnings},
 		{"clock", l_clock},
+		{"_optionerror", lnL_optionerror},
 		{NULL, NULL},
 	};
 	luaL_newlib(L, funcs);

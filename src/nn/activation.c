@@ -4,7 +4,7 @@
  * Each row of `table` below is one activation: its name (the class name
  * scripts and files use), a forward and a backward kernel, and, for the
  * ones that have it, the name and default of its one parameter
- * (LeakyReLU's slope).  One generic forward and backward run every row,
+ * (LeakyReLU's slope, its class's config_defaults[0]).  One generic forward and backward run every row,
  * the registry and the Lua binding list the rows, so adding an activation
  * is two kernels and one row.
  *
@@ -186,9 +186,10 @@ static int act_describe(const ln_module *m, char *buf, size_t size)
 #define ACTIVATION_P(nm, fwd, bwd, pname, pdefault)                                         \
 	{                                                                                       \
 		.cls = {.name = nm, .size = sizeof(ln_module), .forward = act_forward,             \
-		        .backward = act_backward, .config_names = {pname}, .create = act_create,   \
+		        .backward = act_backward, .config_names = {pname},                          \
+		        .config_defaults = {pdefault}, .create = act_create,                        \
 		        .describe = act_describe},                                                  \
-		.forward = fwd, .backward = bwd, .param_default = pdefault,                         \
+		.forward = fwd, .backward = bwd,                                                    \
 	}
 #define ACTIVATION(nm, fwd, bwd) ACTIVATION_P(nm, fwd, bwd, NULL, 0)
 

@@ -149,7 +149,7 @@ static ln_status logits_backward(ln_loss *c, const ln_tensor *input, const ln_te
 	return LN_OK;
 }
 
-static const ln_loss_class logits_class = {
+const ln_loss_class ln_bce_logits_class = {
 	.name = "BCEWithLogitsLoss",
 	.size = sizeof(ln_loss),
 	.forward = logits_forward,
@@ -159,5 +159,5 @@ static const ln_loss_class logits_class = {
 /* New BCEWithLogitsLoss; the caller owns the reference.  Errors: LN_ENOMEM. */
 ln_status ln_bce_logits_loss_new(ln_loss **out, ln_reduction r, ln_error *err)
 {
-	return ln_loss_alloc(out, &logits_class, r, err);
+	return ln_loss_alloc(out, &ln_bce_logits_class, r, err);
 }

@@ -9,7 +9,7 @@
  *
  *     ln_module *conv;
  *     ln_error err;
- *     if (ln_conv2d_new(&conv, NULL, 1, 16, 3, 1, 1, &err) != LN_OK)
+ *     if (ln_conv2d_new(&conv, NULL, 1, 16, 3, 1, 1, true, &err) != LN_OK)
  *         fprintf(stderr, "%s\n", err.msg);
  *     ln_module_forward(conv, &x, &err);          // x {64,1,28,28}
  *     ln_module_backward(conv, &x, &gy, &err);    // gy {64,16,28,28}
@@ -39,10 +39,11 @@ extern const ln_module_class ln_batchnorm_class;
 
 /* Conv2d(cin -> cout, k x k, stride, padding): cross-correlation as in
  * PyTorch, params "weight" {cout,cin,k,k} (He normal, fan_in = cin*k*k)
- * and "bias" {cout} (zero).  cin, cout, k, stride >= 1, padding >= 0.
- * Config: cin, cout, k, stride, padding. */
+ * and, with bias, "bias" {cout} (zero).  cin, cout, k, stride >= 1,
+ * padding >= 0.  Config: cin, cout, k, stride, padding, bias (0/1; files
+ * written before it existed load with a bias). */
 ln_status ln_conv2d_new(ln_module **out, const ln_module_build *ctx, int64_t cin, int64_t cout,
-                        int64_t k, int64_t stride, int64_t padding, ln_error *err);
+                        int64_t k, int64_t stride, int64_t padding, bool bias, ln_error *err);
 
 /* MaxPool2d(k, stride): the maximum over each k x k window; stride <= 0
  * means stride = k.  No padding; output size floor((H-k)/stride)+1.

@@ -313,6 +313,8 @@ void ln_conv2d_col2im(float *gx_n, float *col, int64_t ld, const ln_conv2d_geom 
 
 /* ==== the module ============================================================ */
 
+static bool has_bias(const ln_module *m) { return m->nparams > 1; }
+
 static void geom_of(ln_conv2d_geom *g, const conv2d *c, const ln_tensor *x)
 {
 	g->n = x->shape[0];
@@ -330,9 +332,9 @@ static void geom_of(ln_conv2d_geom *g, const conv2d *c, const ln_tensor *x)
 static int conv2d_describe(const ln_module *m, char *buf, size_t size)
 {
 	const conv2d *c = (const conv2d *)m;
-	return snprintf(buf, size, "Conv2d(%lld -> %lld, %lldx%lld, stride %lld, padding %lld)",
+	return snprintf(buf, size, "Conv2d(%lld -> %lld, %lldx%lld, stride %lld, padding %lld%s)",
 	                (long long)c->cin, (long long)c->cout, (long long)c->k, (long long)c->k,
-	                (long long)c->stride, (long long)c->padding);
+	                (long long)c->stride, (long long)c->padding, has_bias(m) ? "" : ", bias=false");
 }
 
 /* Checks x against the layer and fills g.  The sizes handed to the matrix
@@ -415,7 +417,7 @@ static void per_sample_part(void *ctx, int p, int nparts)
 				float *yn = jb->y + n * g->cout * pp;
 				for (int64_t o = 0; o < g->cout; o++)
 					for (int64_t q = 0; q < pp; q++)
-						yn[o * pp + q] = jb->b[o];
+						yn[o * pp + q] = jb->b ? jb->b[o] : 0.0f;
 				ln_gemm(false, false, g->cout, pp, kk, 1.0f, jb->w, kk, col, pp, 1.0f, yn, pp);
 				continue;
 			}
@@ -465,7 +467,7 @@ static void per_sample_run(conv2d *c, const ln_conv2d_geom *g, const ln_tensor *
 	const int64_t kk = g->cin * g->k * g->k;
 	per_sample_job jb = {
 		.c = c, .g = g, .x = ln_tensor_data(x), .w = ln_tensor_data(&m->param[0]),
-		.b = ln_tensor_data(&m->param[1]), .y = ln_tensor_data(&m->output),
+		.b = has_bias(m) ? ln_tensor_data(&m->param[1]) : NULL, .y = ln_tensor_data(&m->output),
 		.col = ln_tensor_data(&c->col), .runs = sample_runs(g), .next = 0,
 	};
 	if (gy) {
@@ -515,7 +517,7 @@ static ln_status conv2d_forward(ln_module *m, const ln_tensor *x, ln_error *err)
 	if ((st = ln_tensor_ensure(&c->col, 2, cshape, err)) != LN_OK)
 		return st;
 	const float *xd = ln_tensor_data(x), *w = ln_tensor_data(&m->param[0]),
-	            *b = ln_tensor_data(&m->param[1]);
+	            *b = has_bias(m) ? ln_tensor_data(&m->param[1]) : NULL;
 	float *y = ln_tensor_data(&m->output), *col = ln_tensor_data(&c->col);
 
 	for (int64_t n = 0; n < g.n; n++)
@@ -534,7 +536,7 @@ static ln_status conv2d_forward(ln_module *m, const ln_tensor *x, ln_error *err)
 				float *yo = y + (n * g.cout + o) * pp;
 				const float *to = t + o * np + n * pp;
 				for (int64_t q = 0; q < pp; q++)
-					yo[q] = to[q] + b[o];
+					yo[q] = to[q] + (b ? b[o] : 0.0f);
 			}
 	}
 	return LN_OK;
@@ -567,14 +569,14 @@ static ln_status conv2d_backward(ln_module *m, const ln_tensor *x, const ln_tens
 	/* gradients zeroed since the last backward (ln_tensor_zero) are
 	 * written, not added to: no pass to clear them, none to read them */
 	const float gw_beta = ln_tensor_take_zero(&m->grad[0]) ? 0.0f : 1.0f;
-	const bool gb_zero = ln_tensor_take_zero(&m->grad[1]);
+	const bool gb_zero = has_bias(m) && ln_tensor_take_zero(&m->grad[1]);
 	const float *gyd = ln_tensor_data(gy), *w = ln_tensor_data(&m->param[0]);
-	float *gw = ln_tensor_data(&m->grad[0]), *gb = ln_tensor_data(&m->grad[1]),
-	      *gx = ln_tensor_data(&m->grad_input);
+	float *gw = ln_tensor_data(&m->grad[0]), *gx = ln_tensor_data(&m->grad_input);
+	float *gb = has_bias(m) ? ln_tensor_data(&m->grad[1]) : NULL;
 
 	/* gb[o] += sum_{n,q} gy[n,o,q], in double, in 8 interleaved partial
 	 * sums per run of P values (a fixed order that vectorises) */
-	for (int64_t o = 0; o < g.cout; o++) {
+	for (int64_t o = 0; gb && o < g.cout; o++) {
 		double acc = 0;
 		for (int64_t n = 0; n < g.n; n++) {
 			const float *go = gyd + (n * g.cout + o) * pp;
@@ -628,7 +630,7 @@ void ln_conv2d_set_strategy(ln_module *m, ln_conv2d_strategy s)
 }
 
 ln_status ln_conv2d_new(ln_module **out, const ln_module_build *ctx, int64_t cin, int64_t cout,
-                        int64_t k, int64_t stride, int64_t padding, ln_error *err)
+                        int64_t k, int64_t stride, int64_t padding, bool bias, ln_error *err)
 {
 	*out = NULL;
 	const struct { const char *name; int64_t v, lo; } args[] = {
@@ -654,16 +656,17 @@ ln_status ln_conv2d_new(ln_module **out, const ln_module_build *ctx, int64_t cin
 	c->stride = stride;
 	c->padding = padding;
 	c->strategy = LN_CONV2D_PER_SAMPLE;
-	m->nconfig = 5;
+	m->nconfig = 6;
 	m->config[0] = (double)cin;
 	m->config[1] = (double)cout;
 	m->config[2] = (double)k;
 	m->config[3] = (double)stride;
 	m->config[4] = (double)padding;
-	if ((st = ln_module_add_param(m, ctx, "weight", LN_PARAM_HE, 4, (int64_t[]){cout, cin, k, k},
-	                              err)) != LN_OK ||
-	    (st = ln_module_add_param(m, ctx, "bias", LN_PARAM_ZEROS, 1, (int64_t[]){cout}, err)) !=
-	        LN_OK) {
+	m->config[5] = bias ? 1 : 0;
+	st = ln_module_add_param(m, ctx, "weight", LN_PARAM_HE, 4, (int64_t[]){cout, cin, k, k}, err);
+	if (st == LN_OK && bias)
+		st = ln_module_add_param(m, ctx, "bias", LN_PARAM_ZEROS, 1, (int64_t[]){cout}, err);
+	if (st != LN_OK) {
 		ln_module_release(m);
 		return st;
 	}
@@ -674,15 +677,15 @@ ln_status ln_conv2d_new(ln_module **out, const ln_module_build *ctx, int64_t cin
 static ln_status conv2d_create(ln_module **out, const ln_module_class *cls,
                                const ln_module_build *ctx, const double *config, ln_error *err)
 {
-	int64_t v[5];
+	int64_t v[6];
 	*out = NULL;
-	for (int i = 0; i < 5; i++) {
-		ln_status st = ln_config_int(&v[i], config[i], ln_conv2d_class.config_names[i],
-		                             i == 4 ? 0 : 1, INT32_MAX, err);
+	for (int i = 0; i < 6; i++) {
+		ln_status st = ln_config_int(&v[i], config[i], cls->config_names[i], i >= 4 ? 0 : 1,
+		                             i == 5 ? 1 : INT32_MAX, err);
 		if (st != LN_OK)
 			return st;
 	}
-	return ln_conv2d_new(out, ctx, v[0], v[1], v[2], v[3], v[4], err);
+	return ln_conv2d_new(out, ctx, v[0], v[1], v[2], v[3], v[4], v[5] != 0, err);
 }
 
 const ln_module_class ln_conv2d_class = {
@@ -693,7 +696,10 @@ const ln_module_class ln_conv2d_class = {
 	.destroy = conv2d_destroy,
 	.param_names = {"weight", "bias", NULL},
 	.buffer_names = {NULL},
-	.config_names = {"cin", "cout", "k", "stride", "padding", NULL},
+	.config_names = {"cin", "cout", "k", "stride", "padding", "bias", NULL},
+	/* files written before Conv2d could drop its bias have no "bias" */
+	.config_defaults = {[5] = 1},
+	.config_optional = 1,
 	.create = conv2d_create,
 	.describe = conv2d_describe,
 };

@@ -156,7 +156,7 @@ static ln_status ce_backward(ln_loss *c, const ln_tensor *input, const ln_tensor
 	return LN_OK;
 }
 
-static const ln_loss_class ce_class = {
+const ln_loss_class ln_cross_entropy_class = {
 	.name = "CrossEntropyLoss",
 	.size = sizeof(ln_loss),
 	.forward = ce_forward,
@@ -166,7 +166,7 @@ static const ln_loss_class ce_class = {
 /* New CrossEntropyLoss; the caller owns the reference.  Errors: LN_ENOMEM. */
 ln_status ln_cross_entropy_loss_new(ln_loss **out, ln_reduction r, ln_error *err)
 {
-	return ln_loss_alloc(out, &ce_class, r, err);
+	return ln_loss_alloc(out, &ln_cross_entropy_class, r, err);
 }
 
 static ln_status nll_forward(ln_loss *c, const ln_tensor *input, const ln_tensor *target,
@@ -193,7 +193,7 @@ static ln_status nll_backward(ln_loss *c, const ln_tensor *input, const ln_tenso
 	return LN_OK;
 }
 
-static const ln_loss_class nll_class = {
+const ln_loss_class ln_nll_class = {
 	.name = "NLLLoss",
 	.size = sizeof(ln_loss),
 	.forward = nll_forward,
@@ -203,5 +203,5 @@ static const ln_loss_class nll_class = {
 /* New NLLLoss; the caller owns the reference.  Errors: LN_ENOMEM. */
 ln_status ln_nll_loss_new(ln_loss **out, ln_reduction r, ln_error *err)
 {
-	return ln_loss_alloc(out, &nll_class, r, err);
+	return ln_loss_alloc(out, &ln_nll_class, r, err);
 }

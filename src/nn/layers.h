@@ -73,7 +73,6 @@ typedef struct ln_activation_def {
 	/* gx (n) = gy f'(x), from x or from y = f(x) (both given) */
 	void (*backward)(float *gx, const float *gy, const float *x, const float *y, int64_t n,
 	                 float a);
-	double param_default;  /* for the parameter cls.config_names[0] names, if any */
 } ln_activation_def;
 
 /* The rows of the table; *count set to their number. */

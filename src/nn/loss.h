@@ -125,6 +125,14 @@ ln_status ln_output_loss_new(ln_loss **out, ln_activation act, ln_loss_kind kind
  * identity, sigmoid, tanh, relu, softmax)"). */
 ln_status ln_output_loss_new_by_name(ln_loss **out, const char *act, const char *kind,
                                      ln_reduction r, ln_error *err);
+/* Whether feeding loss c the output of a layer of class `producer` (its
+ * registered name, "Softmax") is a known mistake: softmax or sigmoid
+ * applied twice (CrossEntropyLoss or an OutputLoss with softmax after a
+ * Softmax/LogSoftmax layer, BCEWithLogitsLoss or OutputLoss with sigmoid
+ * after a Sigmoid layer), or NLLLoss after Softmax.  If so, writes what
+ * to do instead into msg (as snprintf) and returns true.  All the
+ * knowledge of which activation goes with which loss is in output_loss.c. */
+bool ln_pairing_warning(const ln_loss *c, const char *producer, char *msg, size_t size);
 /* True for the three canonical pairings; false for any other loss. */
 bool ln_output_loss_is_canonical(const ln_loss *c);
 /* The pairing of an OutputLoss (c must be one). */

@@ -17,8 +17,11 @@
 
 #include "loss.h"
 
-/* The OutputLoss class (output_loss.c), to recognise its instances. */
+/* The classes the pairing checks recognise (output_loss.c). */
 extern const ln_loss_class ln_output_loss_class;
+extern const ln_loss_class ln_cross_entropy_class;
+extern const ln_loss_class ln_nll_class;
+extern const ln_loss_class ln_bce_logits_class;
 
 /* Large enough for any pairing name ("OutputLoss(softmax, cross_entropy)"). */
 #define LN_LOSS_PAIRING_MAX 64

@@ -87,6 +87,12 @@ typedef struct ln_module_class {
 	const char *param_names[LN_MODULE_MAX_PARAMS + 1];
 	const char *buffer_names[LN_MODULE_MAX_BUFFERS + 1];
 	const char *config_names[LN_MODULE_MAX_CONFIG + 1];
+	/* Default config values: what a constructor takes for an argument left
+	 * out (LeakyReLU's slope) and, for the last config_optional entries,
+	 * what the loader takes when a file lacks them (entries added to a
+	 * class after files were written with it, such as Conv2d's bias). */
+	double config_defaults[LN_MODULE_MAX_CONFIG];
+	int config_optional;
 	/* Builds a module of class cls (this class; classes that share code
 	 * share a create) from its config values (same order as config_names),
 	 * as the loader does: the registry's constructor by name.  ctx may be

@@ -455,3 +455,45 @@ ln_loss_kind ln_output_loss_kind(const ln_loss *c)
 	assert(c->cls == &ln_output_loss_class);
 	return ((const output_loss *)c)->kind;
 }
+
+/* ==== inputs that come from the wrong layer ==================================== */
+
+/* The layers a loss may be fed by mistake, by the names they are
+ * registered under: classes are known by name (module.h). */
+static bool is_layer(const char *producer, const char *name)
+{
+	return strcmp(producer, name) == 0;
+}
+
+bool ln_pairing_warning(const ln_loss *c, const char *producer, char *msg, size_t size)
+{
+	bool softmax_layer = is_layer(producer, "Softmax") || is_layer(producer, "LogSoftmax");
+	bool sigmoid_layer = is_layer(producer, "Sigmoid");
+	if (c->cls == &ln_cross_entropy_class && softmax_layer) {
+		snprintf(msg, size,
+		         "CrossEntropyLoss takes logits, but its input comes from a %s layer, so softmax "
+		         "is applied twice; remove the final %s (or use NLLLoss after LogSoftmax)",
+		         producer, producer);
+	} else if (c->cls == &ln_bce_logits_class && sigmoid_layer) {
+		snprintf(msg, size,
+		         "BCEWithLogitsLoss takes logits, but its input comes from a Sigmoid layer, so "
+		         "sigmoid is applied twice; remove the final Sigmoid (or use BCELoss after it)");
+	} else if (c->cls == &ln_nll_class && is_layer(producer, "Softmax")) {
+		snprintf(msg, size,
+		         "NLLLoss takes log-probabilities, but its input comes from a Softmax layer; "
+		         "use LogSoftmax instead (or CrossEntropyLoss on the logits)");
+	} else if (c->cls == &ln_output_loss_class && (softmax_layer || sigmoid_layer)) {
+		const output_loss *o = (const output_loss *)c;
+		if (o->act != (softmax_layer ? LN_ACT_SOFTMAX : LN_ACT_SIGMOID))
+			return false;
+		char desc[128];
+		ln_loss_describe(c, desc, sizeof desc);
+		snprintf(msg, size,
+		         "%s takes the pre-activation z, but its input comes from a %s layer, so the "
+		         "activation is applied twice; remove the final %s",
+		         desc, producer, producer);
+	} else {
+		return false;
+	}
+	return true;
+}

@@ -314,15 +314,16 @@ ln_status ln_avgpool2d_new(ln_module **out, int64_t k, int64_t stride, ln_error 
 	return pool_new(out, &ln_avgpool2d_class, k, stride, err);
 }
 
-/* config {k, stride}: integers, k >= 1, stride >= 0 (0: stride = k). */
+/* config {k, stride}: integers, k >= 1, stride >= 0 (0: stride = k);
+ * pool_new checks their upper bounds. */
 static ln_status pool_create(ln_module **out, const ln_module_class *cls,
                              const ln_module_build *ctx, const double *config, ln_error *err)
 {
 	int64_t k, stride;
 	ln_status st;
 	*out = NULL;
-	if ((st = ln_config_int(&k, config[0], "k", 1, INT32_MAX, err)) != LN_OK ||
-	    (st = ln_config_int(&stride, config[1], "stride", 0, INT32_MAX, err)) != LN_OK)
+	if ((st = ln_config_int(&k, config[0], "k", 1, INT64_MAX, err)) != LN_OK ||
+	    (st = ln_config_int(&stride, config[1], "stride", 0, INT64_MAX, err)) != LN_OK)
 		return st;
 	return pool_new(out, cls, k, stride, err);
 }

@@ -24,13 +24,18 @@
 
 /* ---- helpers ---------------------------------------------------------------- */
 
-static ln_module *conv_new(int64_t cin, int64_t cout, int64_t k, int64_t s, int64_t p)
+static ln_module *conv_make(int64_t cin, int64_t cout, int64_t k, int64_t s, int64_t p, bool bias)
 {
 	ln_module *m;
 	ln_error err;
-	if (ln_conv2d_new(&m, NULL, cin, cout, k, s, p, &err) != LN_OK)
+	if (ln_conv2d_new(&m, NULL, cin, cout, k, s, p, bias, &err) != LN_OK)
 		fail_msg("ln_conv2d_new: %s", err.msg);
 	return m;
+}
+
+static ln_module *conv_new(int64_t cin, int64_t cout, int64_t k, int64_t s, int64_t p)
+{
+	return conv_make(cin, cout, k, s, p, true);
 }
 
 static ln_module *maxpool_new(int64_t k, int64_t s)
@@ -150,38 +155,47 @@ static const struct conv_case conv_cases[] = {
 };
 #define NCONV (sizeof conv_cases / sizeof conv_cases[0])
 
+/* Every case, both strategies, with and without a bias. */
 static void test_conv2d_gradcheck(void **state)
 {
-	for (int strat = 0; strat < 2; strat++)
+	for (int strat = 0; strat < 4; strat++)
 		for (size_t i = 0; i < NCONV; i++) {
 			const struct conv_case *c = &conv_cases[i];
 			ln_rng_seed(ln_rng_global(), SEED + i);
-			ln_module *m = conv_new(c->cin, c->cout, c->k, c->s, c->p);
-			ln_conv2d_set_strategy(m, strat ? LN_CONV2D_PER_SAMPLE : LN_CONV2D_BATCHED);
-			fill_uniform(&m->param[1], -0.5f, 0.5f);
+			bool bias = strat < 2;
+			ln_module *m = conv_make(c->cin, c->cout, c->k, c->s, c->p, bias);
+			ln_conv2d_set_strategy(m, strat % 2 ? LN_CONV2D_PER_SAMPLE : LN_CONV2D_BATCHED);
+			if (bias)
+				fill_uniform(&m->param[1], -0.5f, 0.5f);
 			ln_tensor x;
 			int64_t shape[4] = {c->n, c->cin, c->h, c->w};
 			tu_tensor_uniform(&x, 4, shape, -1.0f, 1.0f);
 			char what[64];
-			snprintf(what, sizeof what, "Conv2d case %zu strategy %d", i, strat);
+			snprintf(what, sizeof what, "Conv2d case %zu strategy %d bias %d", i, strat % 2,
+			         bias);
 			check_grad(what, m, &x, 1e-2, 1e-2);
 			ln_tensor_release(&x);
 			ln_module_release(m);
 		}
 }
 
-/* The im2col/gemm path (both strategies) against the direct loops, forward
+/* The im2col/gemm path (both strategies, with and without a bias) against
+ * the direct loops, forward
  * and backward, on random data; also that parameter gradients add up over
  * two backward calls while grad_input is overwritten. */
 static void test_conv2d_matches_reference(void **state)
 {
-	for (int strat = 0; strat < 2; strat++)
+	for (int variant = 0; variant < 4; variant++)
 		for (size_t i = 0; i < NCONV; i++) {
 			const struct conv_case *c = &conv_cases[i];
 			ln_rng_seed(ln_rng_global(), SEED + 100 + i);
-			ln_module *m = conv_new(c->cin, c->cout, c->k, c->s, c->p);
+			const int strat = variant % 2;
+			const bool bias = variant < 2;
+			ln_module *m = conv_make(c->cin, c->cout, c->k, c->s, c->p, bias);
 			ln_conv2d_set_strategy(m, strat ? LN_CONV2D_PER_SAMPLE : LN_CONV2D_BATCHED);
-			fill_uniform(&m->param[1], -1.0f, 1.0f);
+			if (bias)
+				fill_uniform(&m->param[1], -1.0f, 1.0f);
+			const float *b = bias ? ln_tensor_data(&m->param[1]) : NULL;
 			ln_tensor x, gy, yref, gxref, gwref, gbref;
 			int64_t shape[4] = {c->n, c->cin, c->h, c->w};
 			tu_tensor_uniform(&x, 4, shape, -2.0f, 2.0f);
@@ -195,16 +209,17 @@ static void test_conv2d_matches_reference(void **state)
 			assert_memory_equal(m->output.shape, yshape, sizeof yshape);
 			tu_tensor(&yref, 4, yshape, NULL);
 			ln_conv2d_forward_ref(ln_tensor_data(&yref), ln_tensor_data(&x),
-			                      ln_tensor_data(&m->param[0]), ln_tensor_data(&m->param[1]), &g);
+			                      ln_tensor_data(&m->param[0]), b, &g);
 			expect_close("forward", ln_tensor_data(&m->output), ln_tensor_data(&yref),
 			             ln_tensor_numel(&yref));
 
 			tu_tensor_uniform(&gy, 4, yshape, -1.0f, 1.0f);
 			tu_tensor(&gxref, 4, shape, NULL);
 			tu_tensor(&gwref, m->param[0].ndim, m->param[0].shape, NULL);
-			tu_tensor(&gbref, 1, m->param[1].shape, NULL);
-			ln_conv2d_backward_ref(ln_tensor_data(&gxref), ln_tensor_data(&gwref),
-			                       ln_tensor_data(&gbref), ln_tensor_data(&gy), ln_tensor_data(&x),
+			tu_tensor(&gbref, 1, (int64_t[]){c->cout}, NULL);
+			float *gb = bias ? ln_tensor_data(&gbref) : NULL;
+			ln_conv2d_backward_ref(ln_tensor_data(&gxref), ln_tensor_data(&gwref), gb,
+			                       ln_tensor_data(&gy), ln_tensor_data(&x),
 			                       ln_tensor_data(&m->param[0]), &g);
 			ln_module_zero_grad(m);
 			backward_ok(m, &x, &gy);
@@ -212,8 +227,9 @@ static void test_conv2d_matches_reference(void **state)
 			             ln_tensor_numel(&gxref));
 			expect_close("grad_weight", ln_tensor_data(&m->grad[0]), ln_tensor_data(&gwref),
 			             ln_tensor_numel(&gwref));
-			expect_close("grad_bias", ln_tensor_data(&m->grad[1]), ln_tensor_data(&gbref),
-			             ln_tensor_numel(&gbref));
+			if (bias)
+				expect_close("grad_bias", ln_tensor_data(&m->grad[1]), gb,
+				             ln_tensor_numel(&gbref));
 
 			/* a second backward: parameter gradients accumulate, the
 			 * reference accumulates too; grad_input is the same again.
@@ -221,16 +237,17 @@ static void test_conv2d_matches_reference(void **state)
 			 * forward's (a batched backward after a per-sample forward
 			 * once read columns that were never built). */
 			ln_conv2d_set_strategy(m, strat ? LN_CONV2D_BATCHED : LN_CONV2D_PER_SAMPLE);
-			ln_conv2d_backward_ref(ln_tensor_data(&gxref), ln_tensor_data(&gwref),
-			                       ln_tensor_data(&gbref), ln_tensor_data(&gy), ln_tensor_data(&x),
+			ln_conv2d_backward_ref(ln_tensor_data(&gxref), ln_tensor_data(&gwref), gb,
+			                       ln_tensor_data(&gy), ln_tensor_data(&x),
 			                       ln_tensor_data(&m->param[0]), &g);
 			backward_ok(m, &x, &gy);
 			expect_close("grad_input (2nd)", ln_tensor_data(&m->grad_input),
 			             ln_tensor_data(&gxref), ln_tensor_numel(&gxref));
 			expect_close("grad_weight (2nd)", ln_tensor_data(&m->grad[0]), ln_tensor_data(&gwref),
 			             ln_tensor_numel(&gwref));
-			expect_close("grad_bias (2nd)", ln_tensor_data(&m->grad[1]), ln_tensor_data(&gbref),
-			             ln_tensor_numel(&gbref));
+			if (bias)
+				expect_close("grad_bias (2nd)", ln_tensor_data(&m->grad[1]), gb,
+				             ln_tensor_numel(&gbref));
 
 			ln_tensor_release(&x);
 			ln_tensor_release(&gy);
@@ -319,9 +336,9 @@ static void test_conv2d_init_and_describe(void **state)
 	int64_t ws[4] = {32, 16, 3, 3};
 	assert_memory_equal(m->param[0].shape, ws, sizeof ws);
 	assert_int_equal(m->param[1].shape[0], 32);
-	assert_int_equal(m->nconfig, 5);
+	assert_int_equal(m->nconfig, 6);
 	assert_true(m->config[0] == 16 && m->config[1] == 32 && m->config[2] == 3 &&
-	            m->config[3] == 1 && m->config[4] == 1);
+	            m->config[3] == 1 && m->config[4] == 1 && m->config[5] == 1);
 	/* He: std sqrt(2/144) = 0.118; 4608 samples give it within a few % */
 	double s = 0, ss = 0;
 	const float *w = ln_tensor_data(&m->param[0]);
@@ -337,12 +354,23 @@ static void test_conv2d_init_and_describe(void **state)
 	ln_module_release(m);
 
 	/* created from config, as the loader does */
-	double cfg[5] = {1, 16, 3, 2, 0};
+	double cfg[6] = {1, 16, 3, 2, 0, 1};
 	ln_error err;
 	assert_int_equal(ln_module_create(&m, &ln_conv2d_class, NULL, cfg, &err), LN_OK);
 	m->cls->describe(m, buf, sizeof buf);
 	assert_string_equal(buf, "Conv2d(1 -> 16, 3x3, stride 2, padding 0)");
 	ln_module_release(m);
+	/* without a bias: one parameter, named so */
+	cfg[5] = 0;
+	assert_int_equal(ln_module_create(&m, &ln_conv2d_class, NULL, cfg, &err), LN_OK);
+	m->cls->describe(m, buf, sizeof buf);
+	assert_string_equal(buf, "Conv2d(1 -> 16, 3x3, stride 2, padding 0, bias=false)");
+	assert_int_equal(m->nparams, 1);
+	ln_module_release(m);
+	cfg[5] = 2;
+	assert_int_equal(ln_module_create(&m, &ln_conv2d_class, NULL, cfg, &err), LN_ERANGE);
+	assert_string_equal(err.msg, "expected bias to be an integer in [0, 1], got 2");
+	cfg[5] = 1;
 	cfg[2] = 2.5;
 	assert_int_equal(ln_module_create(&m, &ln_conv2d_class, NULL, cfg, &err), LN_ERANGE);
 	assert_null(m);
@@ -395,16 +423,16 @@ static void test_conv2d_errors(void **state)
 	ln_module_release(m);
 
 	/* constructor arguments */
-	assert_int_equal(ln_conv2d_new(&m, NULL, 0, 16, 3, 1, 0, &err), LN_ERANGE);
+	assert_int_equal(ln_conv2d_new(&m, NULL, 0, 16, 3, 1, 0, true, &err), LN_ERANGE);
 	assert_null(m);
 	assert_string_equal(err.msg, "in_channels must be >= 1, got 0");
-	assert_int_equal(ln_conv2d_new(&m, NULL, 1, 16, 3, 0, 0, &err), LN_ERANGE);
+	assert_int_equal(ln_conv2d_new(&m, NULL, 1, 16, 3, 0, 0, true, &err), LN_ERANGE);
 	assert_string_equal(err.msg, "stride must be >= 1, got 0");
-	assert_int_equal(ln_conv2d_new(&m, NULL, 1, 16, 3, 1, -1, &err), LN_ERANGE);
+	assert_int_equal(ln_conv2d_new(&m, NULL, 1, 16, 3, 1, -1, true, &err), LN_ERANGE);
 	assert_string_equal(err.msg, "padding must be >= 0, got -1");
-	assert_int_equal(ln_conv2d_new(&m, NULL, 1, 16, 0, 1, 0, &err), LN_ERANGE);
+	assert_int_equal(ln_conv2d_new(&m, NULL, 1, 16, 0, 1, 0, true, &err), LN_ERANGE);
 	assert_string_equal(err.msg, "kernel size must be >= 1, got 0");
-	assert_int_equal(ln_conv2d_new(&m, NULL, 1, 16, 3, 1, INT64_C(1) << 40, &err), LN_ERANGE);
+	assert_int_equal(ln_conv2d_new(&m, NULL, 1, 16, 3, 1, INT64_C(1) << 40, true, &err), LN_ERANGE);
 	assert_string_equal(err.msg, "padding must be <= 2147483647, got 1099511627776");
 }
 
@@ -802,7 +830,7 @@ static void test_batchnorm_errors(void **state)
 static ln_status make_module(int which, ln_module **m, ln_error *err)
 {
 	switch (which) {
-	case 0: return ln_conv2d_new(m, NULL, 2, 3, 3, 1, 1, err);
+	case 0: return ln_conv2d_new(m, NULL, 2, 3, 3, 1, 1, true, err);
 	case 1: return ln_maxpool2d_new(m, 2, 2, err);
 	case 2: return ln_avgpool2d_new(m, 2, 2, err);
 	default: return ln_batchnorm_new(m, NULL, 2, err);
@@ -916,11 +944,11 @@ static void test_steady_state_sequential(void **state)
 	for (int i = 0; i < 10; i++) {
 		ln_status st;
 		switch (i) {
-		case 0: st = ln_conv2d_new(&child, NULL, 1, 4, 3, 1, 1, &err); break;
+		case 0: st = ln_conv2d_new(&child, NULL, 1, 4, 3, 1, 1, true, &err); break;
 		case 1: st = ln_batchnorm_new(&child, NULL, 4, &err); break;
 		case 2: st = ln_activation_new(&child, "ReLU", 0, &err); break;
 		case 3: st = ln_maxpool2d_new(&child, 2, 2, &err); break;
-		case 4: st = ln_conv2d_new(&child, NULL, 4, 8, 3, 1, 1, &err); break;
+		case 4: st = ln_conv2d_new(&child, NULL, 4, 8, 3, 1, 1, true, &err); break;
 		case 5: st = ln_batchnorm_new(&child, NULL, 8, &err); break;
 		case 6: st = ln_activation_new(&child, "ReLU", 0, &err); break;
 		case 7: st = ln_maxpool2d_new(&child, 2, 2, &err); break;

@@ -241,7 +241,7 @@ static void check_conv_layer(int threads)
 			ln_rng_seed(ln_rng_global(), SEED + ci);
 			ln_module *m;
 			ln_error err;
-			assert_int_equal(ln_conv2d_new(&m, NULL, c->cin, c->cout, c->k, g.stride, g.padding, &err),
+			assert_int_equal(ln_conv2d_new(&m, NULL, c->cin, c->cout, c->k, g.stride, g.padding, true, &err),
 			                 LN_OK);
 			ln_conv2d_set_strategy(m, strat ? LN_CONV2D_PER_SAMPLE : LN_CONV2D_BATCHED);
 			ln_tensor x = LN_TENSOR_EMPTY, gy = LN_TENSOR_EMPTY, b = LN_TENSOR_EMPTY;
@@ -310,7 +310,7 @@ static void test_conv_same_bits_any_threads(void **state)
 		ln_rng_seed(ln_rng_global(), SEED);
 		ln_module *m;
 		ln_error err;
-		assert_int_equal(ln_conv2d_new(&m, NULL, 3, 4, 3, 1, 1, &err), LN_OK);
+		assert_int_equal(ln_conv2d_new(&m, NULL, 3, 4, 3, 1, 1, true, &err), LN_OK);
 		ln_tensor x = LN_TENSOR_EMPTY, gy = LN_TENSOR_EMPTY;
 		tu_tensor_uniform(&x, 4, (int64_t[]){13, 3, 9, 8}, -1.0f, 1.0f);
 		assert_int_equal(ln_module_forward(m, &x, &err), LN_OK);

@@ -412,7 +412,7 @@ static void test_gradcheck_layers(void **state)
 	for (int i = 0; i < nact; i++) {
 		ln_module *m = NULL;
 		ln_error err;
-		must(ln_module_create(&m, &rows[i].cls, NULL, &rows[i].param_default, &err), &m, &err);
+		must(ln_module_create(&m, &rows[i].cls, NULL, rows[i].cls.config_defaults, &err), &m, &err);
 		assert_ptr_equal(ln_module_class_find(rows[i].cls.name), &rows[i].cls);
 		expect_gradcheck(m, &x, 1e-2);
 		ln_module_release(m);
@@ -878,7 +878,7 @@ static void test_backward_follows_last_forward(void **state)
 	ln_rng_seed(ln_rng_global(), SEED);
 	ln_error err;
 	ln_module *mods[8] = {linear(4, 3, true), act("ReLU"), dropout(0.5), plain(ln_flatten_new)};
-	assert_int_equal(ln_conv2d_new(&mods[4], NULL, 4, 2, 1, 1, 0, &err), LN_OK);
+	assert_int_equal(ln_conv2d_new(&mods[4], NULL, 4, 2, 1, 1, 0, true, &err), LN_OK);
 	assert_int_equal(ln_maxpool2d_new(&mods[5], 1, 1, &err), LN_OK);
 	assert_int_equal(ln_avgpool2d_new(&mods[6], 1, 1, &err), LN_OK);
 	assert_int_equal(ln_batchnorm_new(&mods[7], NULL, 4, &err), LN_OK);

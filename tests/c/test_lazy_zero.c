@@ -160,8 +160,8 @@ static void test_conv2d_backward(void **state)
 {
 	ln_rng_seed(ln_rng_global(), SEED);
 	ln_module *a, *b;
-	assert_int_equal(ln_conv2d_new(&a, NULL, 2, 3, 3, 1, 1, NULL), LN_OK);
-	assert_int_equal(ln_conv2d_new(&b, NULL, 2, 3, 3, 1, 1, NULL), LN_OK);
+	assert_int_equal(ln_conv2d_new(&a, NULL, 2, 3, 3, 1, 1, true, NULL), LN_OK);
+	assert_int_equal(ln_conv2d_new(&b, NULL, 2, 3, 3, 1, 1, true, NULL), LN_OK);
 	ln_tensor x = LN_TENSOR_EMPTY;
 	tu_tensor_uniform(&x, 4, (int64_t[]){3, 2, 6, 5}, -1.0f, 1.0f);
 	compare_paths(a, b, &x);
@@ -211,7 +211,7 @@ static void test_failed_backward_keeps_zero(void **state)
 	int before = ln_gemm_threads();
 	ln_gemm_set_threads(1);
 	ln_module *m;
-	assert_int_equal(ln_conv2d_new(&m, NULL, 2, 3, 3, 1, 1, NULL), LN_OK);
+	assert_int_equal(ln_conv2d_new(&m, NULL, 2, 3, 3, 1, 1, true, NULL), LN_OK);
 	ln_tensor x = LN_TENSOR_EMPTY, gy = LN_TENSOR_EMPTY;
 	tu_tensor_uniform(&x, 4, (int64_t[]){2, 2, 5, 5}, -1.0f, 1.0f);
 	ln_error err;

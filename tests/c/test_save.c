@@ -305,7 +305,7 @@ static ln_module *make_cnn(void)
 	ln_error err;
 	ln_module *seq, *m;
 	ok(ln_sequential_new(&seq, &err), &err);
-	add(seq, must(ln_conv2d_new(&m, NULL, 1, 4, 3, 1, 1, &err), &m, &err));
+	add(seq, must(ln_conv2d_new(&m, NULL, 1, 4, 3, 1, 1, true, &err), &m, &err));
 	add(seq, must(ln_batchnorm_new(&m, NULL, 4, &err), &m, &err));
 	add(seq, must(ln_activation_new(&m, "ReLU", 0, &err), &m, &err));
 	add(seq, must(ln_maxpool2d_new(&m, 2, 2, &err), &m, &err));
@@ -890,6 +890,26 @@ static void test_hostile_payloads(void **state)
 	b_u8(&p, 1);
 	b_str(&p, "q");
 	expect_bad_payload(&p, "Dropout has no config value 'q'");
+
+	/* a config entry added later (Conv2d's bias) may be absent; the ones
+	 * before it may not */
+	RESET();
+	b_u8(&p, LN_SAVE_MODULE);
+	b_str(&p, "Conv2d");
+	b_u8(&p, 1);
+	b_u8(&p, 5);
+	static const char *const conv_names[] = {"cin", "cout", "k", "stride", "bias"};
+	for (int i = 0; i < 5; i++) {
+		b_str(&p, conv_names[i]);
+		b_f64(&p, 1);
+	}
+	expect_bad_payload(&p, "Conv2d config value 'padding' is missing");
+	RESET();
+	b_u8(&p, LN_SAVE_MODULE);
+	b_str(&p, "Conv2d");
+	b_u8(&p, 1);
+	b_u8(&p, 4);
+	expect_bad_payload(&p, "Conv2d has 6 config values, the file has 4");
 
 	/* Linear(2,3) whose weight is saved as {2,2} */
 	RESET();

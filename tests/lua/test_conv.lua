@@ -126,6 +126,26 @@ test("Conv2d backward accumulates parameter gradients", function()
 	end
 end)
 
+test("Conv2d without a bias: one parameter, the convolution without b", function()
+	local conv = nn.Conv2d(2, 3, 3, {padding = 1, bias = false})
+	check(conv.bias == nil and conv.grad_bias == nil, "no bias field")
+	local params, grads = conv:parameters()
+	check(#params == 1 and #grads == 1, "weight only")
+	check(tostring(conv):find("bias=false", 1, true), tostring(conv))
+	local x = lunet.randn(2, 2, 4, 5)
+	local want = lua_conv(x, conv.weight, lunet.zeros(3), 1, 1)
+	check(max_diff(conv:forward(x), want) < 1e-4, "matches the loops with b = 0")
+	local ok, err, where = nn.gradcheck(conv, x)
+	check(ok, string.format("gradcheck: %.3e at %s", err, tostring(where)))
+	-- saved and loaded, it stays without a bias
+	local path = os.tmpname()
+	lunet.save(path, conv)
+	local back = lunet.load(path)
+	os.remove(path)
+	check(back.bias == nil and max_diff(back:forward(x), conv:forward(x)) == 0, "round trip")
+	check(nn.Conv2d(2, 3, 3, {bias = true}).bias ~= nil, "bias = true is the default")
+end)
+
 -- ---- pooling -----------------------------------------------------------------------------
 
 test("MaxPool2d and AvgPool2d match loops written out in Lua", function()
@@ -170,6 +190,31 @@ test("BatchNorm: training normalises and updates the running statistics", functi
 		check(math.abs(bn.running_mean:get(c) - 0.1 * mean) < 1e-4, "running mean")
 		check(math.abs(bn.running_var:get(c) - (0.9 + 0.1 * ss / 3)) < 1e-3, "running var")
 	end
+end)
+
+test("BatchNorm eps and momentum options: the statistics by hand", function()
+	local bn = nn.BatchNorm(2, {eps = 0.5, momentum = 0.25})
+	check(bn.eps == 0.5 and bn.momentum == 0.25, "kept in the config")
+	local x = lunet.tensor{{1, 10}, {2, 20}, {3, 60}, {6, 30}}
+	local y = bn:forward(x)
+	for c = 1, 2 do
+		local mean, ss = 0, 0
+		for i = 1, 4 do mean = mean + x:get(i, c) / 4 end
+		for i = 1, 4 do ss = ss + (x:get(i, c) - mean) ^ 2 end
+		for i = 1, 4 do
+			local want = (x:get(i, c) - mean) / math.sqrt(ss / 4 + 0.5)
+			check(math.abs(y:get(i, c) - want) < 1e-5, "normalised with eps 0.5")
+		end
+		check(math.abs(bn.running_mean:get(c) - 0.25 * mean) < 1e-4, "running mean, momentum 0.25")
+		check(math.abs(bn.running_var:get(c) - (0.75 + 0.25 * ss / 3)) < 1e-3, "running var")
+	end
+	local ok, err, where = nn.gradcheck(nn.BatchNorm(3, {eps = 1e-3, momentum = 0.5}),
+	                                    lunet.randn(5, 3), {eps = 1e-2, tol = 2e-2})
+	check(ok, string.format("gradcheck: %.3e at %s", err, tostring(where)))
+	-- momentum 0 keeps the running statistics; 1 replaces them with the batch's
+	local frozen = nn.BatchNorm(2, {momentum = 0})
+	frozen:forward(x)
+	check(frozen.running_mean:sum() == 0 and frozen.running_var:sum() == 2, "momentum 0")
 end)
 
 test("BatchNorm: evaluate uses the running statistics and leaves them", function()

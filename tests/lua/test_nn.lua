@@ -216,6 +216,40 @@ test("parameters: layer by layer, weight before bias, sharing memory", function(
 	check(m:get(1) == a and m:get(3) == b and #m == 3, "get returns the modules added")
 end)
 
+test("m(x) is m:forward(x); m:eval() is m:evaluate()", function()
+	local m = nn.Sequential{nn.Linear(3, 4), nn.Dropout(0.5), nn.Tanh()}
+	local x = lunet.randn(2, 3)
+	check(m:eval() == m and not m.training and not m:get(2).training, "eval returns m, sets mode")
+	local y = m(x)
+	check(y:allclose(m:forward(x), 0, 0), "m(x) == m:forward(x)")
+	check(nn.ReLU()(lunet.tensor{{-1, 2}}):totable()[1][2] == 2, "any module can be called")
+	check_error(function() return nn.Linear(3, 2)(lunet.randn(2, 4)) end,
+	            "Linear:forward: expected input of shape {N,3}, got {2,4}")
+	check(m:train() == m and m:get(2).training, "train again")
+end)
+
+test("m:buffers(): named by the class, containers name them by position", function()
+	local bn = nn.BatchNorm(3)
+	local b = bn:buffers()
+	check(b.running_mean and b.running_var, "BatchNorm's two buffers")
+	b.running_mean:fill(2)  -- a view: writes go through
+	check(bn.running_mean:sum() == 6, "views share memory")
+	local n = 0
+	for _ in pairs(nn.Linear(2, 2):buffers()) do n = n + 1 end
+	check(n == 0, "a Linear has none")
+	local m = nn.Sequential{nn.Linear(2, 3), nn.BatchNorm(3),
+	                        nn.Sequential{nn.BatchNorm(3), nn.ReLU()}}
+	local names = {}
+	for k in pairs(m:buffers()) do names[#names + 1] = k end
+	table.sort(names)
+	check(table.concat(names, " ") == "2.running_mean 2.running_var 3.1.running_mean 3.1.running_var",
+	      table.concat(names, " "))
+	-- a Lua child contributes what its own buffers method returns
+	local custom = {forward = function(_, x) return x end, backward = function(_, _, g) return g end,
+	                buffers = function() return {count = lunet.zeros(1)} end}
+	check(nn.Sequential{nn.ReLU(), custom}:buffers()["2.count"] ~= nil, "Lua child's buffer")
+end)
+
 test("backward accumulates, zero_grad clears", function()
 	local m = nn.Linear(3, 2)
 	local x, gy = lunet.randn(4, 3), lunet.randn(4, 2)

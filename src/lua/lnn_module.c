@@ -1,0 +1,852 @@
+/*
+ * lnn_module.c -- the Lua binding of modules (lunet.nn): the module
+ * userdata and its methods, the layer constructors, nn.init, and
+ * lnL_open_nn, which also registers the containers (lnn_container.c) and
+ * the losses (lnn_loss.c).  The layout of a module userdata is in lnn.h.
+ *
+ * forward/backward of built-in modules, Sequential included, run entirely
+ * in C; custom modules written in Lua inside a container call back into
+ * Lua on the thread of the call (lnn_state.running).
+ */
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+#include <lauxlib.h>
+#include <lua.h>
+
+#include "lnaux.h"
+#include "lnn.h"
+#include "nn/conv.h"
+#include "nn/init.h"
+#include "nn/layers.h"
+
+#define MODULE_MARK "__lunet_module"
+#define STATE_REG "lunet.nn.state"
+
+/* ---- arguments ---------------------------------------------------------------- */
+
+/* A size argument: an integer >= 1. */
+static int64_t check_size(lua_State *L, int arg, const char *fname, const char *what)
+{
+	if (!lua_isinteger(L, arg)) {
+		if (lua_isnumber(L, arg))
+			luaL_error(L, "%s: %s must be an integer, got %s", fname, what,
+			           lua_tostring(L, arg));
+		luaL_error(L, "%s: %s must be an integer, got %s", fname, what, luaL_typename(L, arg));
+	}
+	lua_Integer v = lua_tointeger(L, arg);
+	if (v < 1)
+		luaL_error(L, "%s: %s must be >= 1, got %I", fname, what, (LUAI_UACINT)v);
+	return (int64_t)v;
+}
+
+/* An option that must hold an integer >= lo: "fname: stride must be an
+ * integer >= 1, got 0". */
+static int64_t opt_int(lua_State *L, int opts, const char *fname, const char *key, int64_t def,
+                       int64_t lo)
+{
+	lua_Number v = lnL_optnumber(L, opts, key, (lua_Number)def);
+	if (!(v >= (lua_Number)lo && v <= 9.2e18) || v != floor(v))  /* then the cast is defined */
+		luaL_error(L, "%s: %s must be an integer >= %d, got %s", fname, key, (int)lo,
+		           lua_pushfstring(L, "%f", v));
+	return (int64_t)v;
+}
+
+/* ---- module userdata ---------------------------------------------------------- */
+
+lnL_module_box *lnL_testmodule(lua_State *L, int idx)
+{
+	return lnL_testmarked(L, idx, MODULE_MARK);
+}
+
+const char *lnn_box_class(lua_State *L, int idx)
+{
+	const char *name = "module";
+	int t = luaL_getmetafield(L, idx, "__name");
+	if (t == LUA_TSTRING) {
+		name = lua_tostring(L, -1);  /* kept alive by the metatable */
+		if (strncmp(name, LNN_MT_PREFIX, strlen(LNN_MT_PREFIX)) == 0)
+			name += strlen(LNN_MT_PREFIX);
+	}
+	if (t != LUA_TNIL)
+		lua_pop(L, 1);
+	return name;
+}
+
+ln_module *lnn_check_module(lua_State *L, int idx, const char *method)
+{
+	module_box *b = lnL_testmodule(L, idx);
+	if (!b)
+		luaL_error(L, "module:%s: expected a lunet module as argument %d, got %s", method, idx,
+		           luaL_typename(L, idx));
+	if (!b->m)
+		luaL_error(L, "%s:%s: module is closed", lnn_box_class(L, idx), method);
+	return b->m;
+}
+
+module_box *lnn_new_module_box(lua_State *L, const ln_module_class *cls)
+{
+	module_box *b = lua_newuserdatauv(L, sizeof *b, UV_COUNT);
+	b->m = NULL;
+	char mt[64];
+	snprintf(mt, sizeof mt, LNN_MT_PREFIX "%s", cls->name);
+	luaL_setmetatable(L, mt);
+	lua_newtable(L);
+	lua_setiuservalue(L, -2, UV_FIELDS);
+	return b;
+}
+
+void lnL_pushmodule(lua_State *L, ln_module *m)
+{
+	char mt[64];
+	snprintf(mt, sizeof mt, LNN_MT_PREFIX "%s", m->cls->name);
+	if (luaL_getmetatable(L, mt) != LUA_TTABLE)
+		luaL_error(L, "no Lua binding for module class %s", m->cls->name);
+	lua_pop(L, 1);
+	module_box *b = lnn_new_module_box(L, m->cls);
+	ln_module_retain(m);
+	b->m = m;
+}
+
+int lnn_module_done(lua_State *L, module_box *b, ln_module *m, ln_status st, const ln_error *err,
+                    const char *fname)
+{
+	if (st != LN_OK)
+		return lnL_error(L, fname, err);
+	b->m = m;
+	return 1;
+}
+
+static int module_gc(lua_State *L)
+{
+	module_box *b = lua_touserdata(L, 1);
+	if (b && b->m) {
+		ln_module_release(b->m);
+		b->m = NULL;
+	}
+	return 0;
+}
+
+/* True when the view v describes exactly the tensor t: same storage,
+ * offset, shape and strides. */
+static bool same_view(const ln_tensor *v, const ln_tensor *t)
+{
+	if (v->storage != t->storage || v->offset != t->offset || v->ndim != t->ndim)
+		return false;
+	for (int d = 0; d < t->ndim; d++)
+		if (v->shape[d] != t->shape[d] || v->stride[d] != t->stride[d])
+			return false;
+	return true;
+}
+
+/* When the buffer was reallocated (new batch shape), or the script closed
+ * or reshaped the view it was given, a new view replaces the kept one: a
+ * training loop creates no userdata (and no garbage) per step. */
+void lnn_push_cached_view(lua_State *L, int idx, int slot, const ln_tensor *t)
+{
+	if (ln_tensor_is_empty(t)) {
+		lua_pushnil(L);
+		return;
+	}
+	lua_getiuservalue(L, idx, slot);
+	ln_tensor *v = lnL_testtensor(L, -1);
+	if (v && same_view(v, t))
+		return;
+	lua_pop(L, 1);
+	lnL_pushview(L, t);
+	lua_pushvalue(L, -1);
+	lua_setiuservalue(L, idx, slot);
+}
+
+/* The name is only formatted on failure: the common, contiguous case
+ * costs one check. */
+const ln_tensor *lnn_contiguous_arg(lua_State *L, const ln_tensor *t, const char *cls,
+                                    const char *method)
+{
+	if (ln_tensor_is_contiguous(t))
+		return t;
+	char where[96];
+	int pushed;
+	snprintf(where, sizeof where, "%s:%s", cls, method);
+	return lnL_contiguous(L, t, where, &pushed);
+}
+
+void lnn_push_children(lua_State *L, int idx)
+{
+	lua_getiuservalue(L, idx, UV_FIELDS);
+	if (lua_getfield(L, -1, "children") == LUA_TNIL) {
+		lua_pop(L, 1);
+		lua_newtable(L);
+		lua_pushvalue(L, -1);
+		lua_setfield(L, -3, "children");
+	}
+	lua_remove(L, -2);
+}
+
+/* ---- forward and backward ------------------------------------------------------- */
+
+/*
+ * forward/backward may call back into Lua (custom modules in a
+ * Sequential), and a callback may close the very module being run, or run
+ * modules on another coroutine.  enter_callbacks takes a reference to m for
+ * the length of the call, so that m outlives a close from inside, and makes
+ * L the thread that callbacks run on; it returns the thread that was
+ * running before, for leave_callbacks to restore (a nested call from
+ * inside a coroutine must not leave the callbacks of the outer call on a
+ * coroutine that may be suspended or collected).
+ */
+static lua_State *enter_callbacks(lnn_state *S, lua_State *L, ln_module *m)
+{
+	lua_State *outer = S->running;
+	S->running = L;
+	ln_module_retain(m);
+	return outer;
+}
+
+/* Ends what enter_callbacks began: restores the thread and drops the
+ * reference.  Returns true when the call succeeded and m is still open
+ * (the box at index 1 still holds it, so m stays alive); else false with
+ * *err describing the failure, and m must no longer be touched. */
+static bool leave_callbacks(lnn_state *S, lua_State *L, ln_module *m, lua_State *outer,
+                            ln_status *st, ln_error *err, const char *method)
+{
+	S->running = outer;
+	module_box *b = lua_touserdata(L, 1);
+	bool open = b->m == m;
+	ln_module_release(m);
+	if (*st == LN_OK && !open)
+		*st = ln_fail(err, LN_ESTATE, "the module was closed during its own %s", method);
+	return *st == LN_OK;
+}
+
+/* The class that produced m's output: the last leaf of nested containers. */
+static const ln_module_class *output_class(const ln_module *m)
+{
+	while (m->nchildren > 0)
+		m = m->children[m->nchildren - 1];
+	return m->cls;
+}
+
+/* m:forward(x), also m(x) -> output (the module's buffer, reused by the
+ * next call; the same userdata while the buffer keeps its shape). */
+static int module_forward(lua_State *L)
+{
+	lnn_state *S = LNN_STATE(L);
+	ln_module *m = lnn_check_module(L, 1, "forward");
+	ln_tensor *x = lnL_checktensor(L, 2);
+	const char *cls = m->cls->name;  /* static: outlives m */
+	const ln_tensor *xc = lnn_contiguous_arg(L, x, cls, "forward");
+	ln_error err;
+	lua_State *outer = enter_callbacks(S, L, m);
+	ln_status st = ln_module_forward_unprefixed(m, xc, &err);
+	if (!leave_callbacks(S, L, m, outer, &st, &err, "forward"))
+		return lnL_raisef(L, "%s:forward: %s", cls, err.msg);
+	S->last_storage = m->output.storage;
+	S->last_cls = output_class(m);
+	lnn_push_cached_view(L, 1, UV_OUTPUT, &m->output);
+	return 1;
+}
+
+/* m:backward(x, gy) -> grad_input; adds into the parameter gradients. */
+static int module_backward(lua_State *L)
+{
+	lnn_state *S = LNN_STATE(L);
+	ln_module *m = lnn_check_module(L, 1, "backward");
+	ln_tensor *x = lnL_checktensor(L, 2);
+	ln_tensor *gy = lnL_checktensor(L, 3);
+	const char *cls = m->cls->name;  /* static: outlives m */
+	const ln_tensor *xc = lnn_contiguous_arg(L, x, cls, "backward");
+	const ln_tensor *gyc = lnn_contiguous_arg(L, gy, cls, "backward");
+	ln_error err;
+	lua_State *outer = enter_callbacks(S, L, m);
+	ln_status st = ln_module_backward_unprefixed(m, xc, gyc, &err);
+	if (!leave_callbacks(S, L, m, outer, &st, &err, "backward"))
+		return lnL_raisef(L, "%s:backward: %s", cls, err.msg);
+	lnn_push_cached_view(L, 1, UV_GRAD_INPUT, &m->grad_input);
+	return 1;
+}
+
+/* ---- the tree: parameters, buffers, modes --------------------------------------- */
+
+/* Appends the elements of the table at src to the table at dst. */
+static void append_all(lua_State *L, int dst, int src)
+{
+	lua_Integer n = luaL_len(L, dst);
+	lua_Integer k = luaL_len(L, src);
+	for (lua_Integer i = 1; i <= k; i++) {
+		lua_geti(L, src, i);
+		lua_seti(L, dst, ++n);
+	}
+}
+
+/* Pushes the children list of the module at idx and returns its index,
+ * or returns 0 (nothing pushed) when it has none. */
+static int children_of(lua_State *L, int idx)
+{
+	int top = lua_gettop(L);
+	if (lua_getiuservalue(L, idx, UV_FIELDS) == LUA_TTABLE &&
+	    lua_getfield(L, -1, "children") == LUA_TTABLE) {
+		lua_remove(L, -2);
+		return lua_gettop(L);
+	}
+	lua_settop(L, top);
+	return 0;
+}
+
+/* m:parameters() -> {params...}, {grads...}: views sharing the module's
+ * memory, layer by layer, weight before bias.  A container asks each child
+ * (built-in or a Lua table with its own parameters method). */
+static int module_parameters(lua_State *L)
+{
+	ln_module *m = lnn_check_module(L, 1, "parameters");
+	lua_newtable(L);
+	lua_newtable(L);
+	int params = lua_gettop(L) - 1, grads = params + 1;
+	if (m->cls->param_names[0] == NULL && m->nchildren == 0 && m->nparams == 0)
+		return 2;
+	/* m's own tensors are taken now: a child's parameters method below
+	 * runs Lua, which may close m. */
+	int nown = m->nparams;
+	lua_createtable(L, nown, 0);
+	lua_createtable(L, nown, 0);
+	for (int i = 0; i < nown; i++) {
+		lnL_pushparam(L, 1, i, false);
+		lua_seti(L, grads + 1, i + 1);
+		lnL_pushparam(L, 1, i, true);
+		lua_seti(L, grads + 2, i + 1);
+	}
+	int children = children_of(L, 1);
+	for (lua_Integer i = 1; children && i <= luaL_len(L, children); i++) {
+		lua_geti(L, children, i);
+		if (lua_getfield(L, -1, "parameters") == LUA_TNIL) {
+			lua_pop(L, 2);
+			continue;
+		}
+		lua_insert(L, -2);
+		lua_call(L, 1, 2);
+		if (lua_istable(L, -2))
+			append_all(L, params, lua_gettop(L) - 1);
+		if (lua_istable(L, -1))
+			append_all(L, grads, lua_gettop(L));
+		lua_pop(L, 2);
+	}
+	lua_settop(L, grads + 2);
+	append_all(L, params, grads + 1);
+	append_all(L, grads, grads + 2);
+	lua_settop(L, grads);
+	return 2;
+}
+
+/* m:buffers() -> {name = tensor}: the state a module saves but does not
+ * train (BatchNorm's running statistics), named as its class names them
+ * (ln_module_class.buffer_names); a container's are those of its layers,
+ * named by position: "2.running_mean", "3.1.running_var".  Views share
+ * the module's memory.  A Lua child contributes its buffers method's. */
+static int module_buffers(lua_State *L)
+{
+	ln_module *m = lnn_check_module(L, 1, "buffers");
+	lua_settop(L, 1);
+	lua_newtable(L);
+	int result = lua_gettop(L);
+	for (int i = 0; i < m->nbuffers; i++) {
+		lnL_pushview(L, &m->buffer[i]);
+		lua_setfield(L, result, m->cls->buffer_names[i]);
+	}
+	int children = children_of(L, 1);
+	for (lua_Integer i = 1; children && i <= luaL_len(L, children); i++) {
+		lua_geti(L, children, i);
+		if (lua_getfield(L, -1, "buffers") != LUA_TFUNCTION) {
+			lua_pop(L, 2);
+			continue;
+		}
+		lua_insert(L, -2);
+		lua_call(L, 1, 1);
+		int sub = lua_gettop(L);
+		if (lua_istable(L, sub)) {
+			lua_pushnil(L);
+			while (lua_next(L, sub)) {
+				if (lua_type(L, -2) == LUA_TSTRING) {
+					lua_pushfstring(L, "%I.%s", (LUAI_UACINT)i, lua_tostring(L, -2));
+					lua_insert(L, -2);
+					lua_settable(L, result);
+				} else {
+					lua_pop(L, 1);
+				}
+			}
+		}
+		lua_settop(L, children);
+	}
+	lua_settop(L, result);
+	return 1;
+}
+
+/* Calls method `name` (no arguments) on every child that is a Lua table
+ * having it, or a module; built-in children were handled in C already. */
+static void call_on_lua_children(lua_State *L, int idx, const char *name)
+{
+	int children = children_of(L, idx);
+	for (lua_Integer i = 1; children && i <= luaL_len(L, children); i++) {
+		lua_geti(L, children, i);
+		if (lua_istable(L, -1) || lnL_testmodule(L, -1)) {
+			if (lua_getfield(L, -1, name) == LUA_TFUNCTION) {
+				lua_insert(L, -2);
+				lua_call(L, 1, 0);
+				continue;
+			}
+			lua_pop(L, 1);
+		}
+		lua_pop(L, 1);
+	}
+	lua_settop(L, idx);
+}
+
+static int module_zero_grad(lua_State *L)
+{
+	ln_module *m = lnn_check_module(L, 1, "zero_grad");
+	ln_module_zero_grad(m);
+	call_on_lua_children(L, 1, "zero_grad");
+	return 0;
+}
+
+static int set_mode(lua_State *L, bool training)
+{
+	const char *method = training ? "train" : "evaluate";
+	ln_module *m = lnn_check_module(L, 1, method);
+	ln_module_set_training(m, training);
+	call_on_lua_children(L, 1, method);
+	lua_settop(L, 1);
+	return 1;
+}
+
+static int module_train(lua_State *L) { return set_mode(L, true); }
+/* m:evaluate(), also m:eval() */
+static int module_evaluate(lua_State *L) { return set_mode(L, false); }
+
+/* ---- metamethods ------------------------------------------------------------------------ */
+
+/* tostring(m): the class's description; containers list their children,
+ * indented, as Torch does. */
+static int module_tostring(lua_State *L)
+{
+	module_box *mb = lnL_testmodule(L, 1);
+	if (mb && !mb->m) {
+		lua_pushfstring(L, "%s (closed)", lnn_box_class(L, 1));
+		return 1;
+	}
+	ln_module *m = lnn_check_module(L, 1, "__tostring");
+	char line[256];
+	if (m->cls->describe)
+		m->cls->describe(m, line, sizeof line);
+	else
+		snprintf(line, sizeof line, "%s", m->cls->name);
+	if (m->nchildren == 0 && m->cls != &ln_sequential_class) {
+		lua_pushstring(L, line);
+		return 1;
+	}
+	luaL_Buffer b;
+	lnn_push_children(L, 1);
+	int children = lua_gettop(L);
+	luaL_buffinit(L, &b);
+	luaL_addstring(&b, m->cls->name);
+	luaL_addstring(&b, " {");
+	lua_Integer n = luaL_len(L, children);
+	for (lua_Integer i = 1; i <= n; i++) {
+		lua_geti(L, children, i);
+		const char *s = luaL_tolstring(L, -1, NULL);
+		char head[32];
+		snprintf(head, sizeof head, "\n  (%d): ", (int)i);
+		/* indent nested lines */
+		lua_pushstring(L, head);
+		lua_pushstring(L, s);
+		lua_remove(L, -3);
+		lua_remove(L, -3);
+		/* stack: ..., head, s */
+		luaL_gsub(L, lua_tostring(L, -1), "\n", "\n  ");
+		lua_remove(L, -2);
+		lua_concat(L, 2);
+		luaL_addvalue(&b);
+	}
+	luaL_addstring(&b, "\n}");
+	luaL_pushresult(&b);
+	return 1;
+}
+
+/* __index: methods first, then the module's named tensors and settings,
+ * then fields a script stored on it.  Upvalue 2: the methods table. */
+static int module_index(lua_State *L)
+{
+	/* methods first: m:forward(x) looks its method up on every call */
+	lua_pushvalue(L, 2);
+	if (lua_rawget(L, lua_upvalueindex(2)) != LUA_TNIL)
+		return 1;
+	lua_pop(L, 1);
+	ln_module *m = lnn_check_module(L, 1, "__index");
+	if (lua_type(L, 2) == LUA_TSTRING) {
+		const char *key = lua_tostring(L, 2);
+		if (strcmp(key, "output") == 0) {
+			lnn_push_cached_view(L, 1, UV_OUTPUT, &m->output);
+			return 1;
+		}
+		if (strcmp(key, "grad_input") == 0) {
+			lnn_push_cached_view(L, 1, UV_GRAD_INPUT, &m->grad_input);
+			return 1;
+		}
+		if (strcmp(key, "training") == 0) {
+			lua_pushboolean(L, m->training);
+			return 1;
+		}
+		if (strcmp(key, "name") == 0) {
+			lua_pushstring(L, m->cls->name);
+			return 1;
+		}
+		/* a parameter this module was built without (a bias) is nil, not
+		 * the config value of the same name */
+		for (int i = 0; i < LN_MODULE_MAX_PARAMS && m->cls->param_names[i]; i++) {
+			const char *p = m->cls->param_names[i];
+			bool grad = strncmp(key, "grad_", 5) == 0 && strcmp(key + 5, p) == 0;
+			if (!grad && strcmp(key, p) != 0)
+				continue;
+			if (i < m->nparams)
+				lnL_pushparam(L, 1, i, grad);
+			else
+				lua_pushnil(L);
+			return 1;
+		}
+		for (int i = 0; i < m->nbuffers && m->cls->buffer_names[i]; i++) {
+			if (strcmp(key, m->cls->buffer_names[i]) == 0) {
+				lnL_pushview(L, &m->buffer[i]);
+				return 1;
+			}
+		}
+		for (int i = 0; i < m->nconfig && m->cls->config_names[i]; i++) {
+			if (strcmp(key, m->cls->config_names[i]) == 0) {
+				lua_pushnumber(L, m->config[i]);
+				lua_Integer iv;
+				if (lua_numbertointeger(m->config[i], &iv) && (double)iv == m->config[i]) {
+					lua_pop(L, 1);
+					lua_pushinteger(L, iv);
+				}
+				return 1;
+			}
+		}
+	}
+	lua_getiuservalue(L, 1, UV_FIELDS);
+	lua_pushvalue(L, 2);
+	lua_rawget(L, -2);
+	return 1;
+}
+
+/* __newindex: scripts may store their own fields on a module; the
+ * module's own tensors are changed in place (m.weight:copy(t)). */
+static int module_newindex(lua_State *L)
+{
+	ln_module *m = lnn_check_module(L, 1, "__newindex");
+	if (lua_type(L, 2) == LUA_TSTRING) {
+		const char *key = lua_tostring(L, 2);
+		for (int i = 0; i < m->nparams && m->cls->param_names[i]; i++)
+			if (strcmp(key, m->cls->param_names[i]) == 0)
+				return luaL_error(L, "%s: cannot replace '%s'; copy into it with m.%s:copy(t)",
+				                  m->cls->name, key, key);
+		if (strcmp(key, "output") == 0 || strcmp(key, "grad_input") == 0)
+			return luaL_error(L, "%s: '%s' is read-only", m->cls->name, key);
+	}
+	lua_getiuservalue(L, 1, UV_FIELDS);
+	lua_pushvalue(L, 2);
+	lua_pushvalue(L, 3);
+	lua_rawset(L, -3);
+	return 0;
+}
+
+static int module_len(lua_State *L)
+{
+	ln_module *m = lnn_check_module(L, 1, "__len");
+	lua_pushinteger(L, m->nchildren);
+	return 1;
+}
+
+/* ---- layer constructors ---------------------------------------------------------- */
+
+static const lnL_option no_options[] = {{NULL, 0}};
+
+/* nn.Linear(nin, nout[, {bias=true}]) */
+static int l_linear(lua_State *L)
+{
+	static const lnL_option known[] = {{"bias", LUA_TBOOLEAN}, {NULL, 0}};
+	int64_t nin = check_size(L, 1, "nn.Linear", "nin");
+	int64_t nout = check_size(L, 2, "nn.Linear", "nout");
+	lnL_checkoptions(L, 3, "nn.Linear", known);
+	int bias = lnL_optboolean(L, 3, "bias", 1);
+	module_box *b = lnn_new_module_box(L, &ln_linear_class);
+	ln_module *m = NULL;
+	ln_error err;
+	ln_status st = ln_linear_new(&m, NULL, nin, nout, bias, &err);
+	return lnn_module_done(L, b, m, st, &err, "nn.Linear");
+}
+
+/* Layers without arguments share one constructor; upvalue 2 is their
+ * class. */
+static const ln_module_class *const plain_layers[] = {
+	&ln_softmax_class,
+	&ln_log_softmax_class,
+	&ln_flatten_class,
+};
+
+/* Builds a module of class cls from config, as nn.<Class> (raises). */
+static int build(lua_State *L, const ln_module_class *cls, const double *config)
+{
+	char fname[64];
+	snprintf(fname, sizeof fname, "nn.%s", cls->name);
+	module_box *b = lnn_new_module_box(L, cls);
+	ln_module *m = NULL;
+	ln_error err;
+	ln_status st = ln_module_create(&m, cls, NULL, config, &err);
+	return lnn_module_done(L, b, m, st, &err, fname);
+}
+
+static int l_plain(lua_State *L)
+{
+	const ln_module_class *cls = lua_touserdata(L, lua_upvalueindex(2));
+	char fname[64];
+	snprintf(fname, sizeof fname, "nn.%s", cls->name);
+	lnL_checknargs(L, 0, fname);
+	return build(L, cls, NULL);
+}
+
+/* nn.<Activation>([param]): every row of the activation table; upvalue 2
+ * is the row.  A parameter left out takes the class's default
+ * (LeakyReLU's slope, 0.01). */
+static int l_activation(lua_State *L)
+{
+	const ln_activation_def *d = lua_touserdata(L, lua_upvalueindex(2));
+	const char *pname = d->cls.config_names[0];
+	char fname[64];
+	snprintf(fname, sizeof fname, "nn.%s", d->cls.name);
+	lnL_checknargs(L, pname ? 1 : 0, fname);
+	double param = d->cls.config_defaults[0];
+	if (pname && !lua_isnoneornil(L, 1)) {
+		if (lua_type(L, 1) != LUA_TNUMBER)
+			luaL_error(L, "%s: %s must be a number, got %s", fname, pname, luaL_typename(L, 1));
+		param = lua_tonumber(L, 1);
+	}
+	return build(L, &d->cls, &param);
+}
+
+/* nn.Dropout([p=0.5]) */
+static int l_dropout(lua_State *L)
+{
+	lnL_checknargs(L, 1, "nn.Dropout");
+	double p = luaL_optnumber(L, 1, 0.5);
+	module_box *b = lnn_new_module_box(L, &ln_dropout_class);
+	ln_module *m = NULL;
+	ln_error err;
+	ln_status st = ln_dropout_new(&m, p, &err);
+	return lnn_module_done(L, b, m, st, &err, "nn.Dropout");
+}
+
+/* nn.Conv2d(cin, cout, k[, {stride=1, padding=0, bias=true}]) */
+static int l_conv2d(lua_State *L)
+{
+	static const lnL_option known[] = {
+		{"stride", LUA_TNUMBER}, {"padding", LUA_TNUMBER}, {"bias", LUA_TBOOLEAN}, {NULL, 0},
+	};
+	static const char *fname = "nn.Conv2d";
+	int64_t cin = check_size(L, 1, fname, "cin");
+	int64_t cout = check_size(L, 2, fname, "cout");
+	int64_t k = check_size(L, 3, fname, "kernel size");
+	lnL_checkoptions(L, 4, fname, known);
+	int64_t stride = opt_int(L, 4, fname, "stride", 1, 1);
+	int64_t padding = opt_int(L, 4, fname, "padding", 0, 0);
+	int bias = lnL_optboolean(L, 4, "bias", 1);
+	module_box *b = lnn_new_module_box(L, &ln_conv2d_class);
+	ln_module *m = NULL;
+	ln_error err;
+	ln_status st = ln_conv2d_new(&m, NULL, cin, cout, k, stride, padding, bias, &err);
+	return lnn_module_done(L, b, m, st, &err, fname);
+}
+
+/* nn.MaxPool2d(k[, stride=k]) and nn.AvgPool2d(k[, stride=k]); upvalue 2
+ * is the class.  They take no options yet: an options table, after k or
+ * after stride, is checked against none. */
+static int l_pool(lua_State *L)
+{
+	const ln_module_class *cls = lua_touserdata(L, lua_upvalueindex(2));
+	char fname[64];
+	snprintf(fname, sizeof fname, "nn.%s", cls->name);
+	int64_t k = check_size(L, 1, fname, "kernel size");
+	int opts = lua_istable(L, 2) ? 2 : 3;
+	int64_t stride = opts == 2 || lua_isnoneornil(L, 2) ? k : check_size(L, 2, fname, "stride");
+	lnL_checkoptions(L, opts, fname, no_options);
+	return build(L, cls, (const double[]){(double)k, (double)stride});
+}
+
+/* nn.BatchNorm(n[, {eps=1e-5, momentum=0.1}]) */
+static int l_batchnorm(lua_State *L)
+{
+	static const lnL_option known[] = {{"eps", LUA_TNUMBER}, {"momentum", LUA_TNUMBER}, {NULL, 0}};
+	int64_t n = check_size(L, 1, "nn.BatchNorm", "n");
+	lnL_checkoptions(L, 2, "nn.BatchNorm", known);
+	double eps = lnL_optnumber(L, 2, "eps", 1e-5), momentum = lnL_optnumber(L, 2, "momentum", 0.1);
+	module_box *b = lnn_new_module_box(L, &ln_batchnorm_class);
+	ln_module *m = NULL;
+	ln_error err;
+	ln_status st = ln_batchnorm_new_ex(&m, NULL, n, eps, momentum, &err);
+	return lnn_module_done(L, b, m, st, &err, "nn.BatchNorm");
+}
+
+/* ---- nn.init ----------------------------------------------------------------------- */
+
+/* nn.init.<fn>(t, ...) -> t, filled from the process-wide generator.
+ * Upvalue 2 says which: 'x' xavier, 'h' he, 'u' uniform(a, b), 'n'
+ * normal(mean, std). */
+static int l_init(lua_State *L)
+{
+	const char *which = lua_tostring(L, lua_upvalueindex(2));
+	const char *fname = which[0] == 'x' ? "nn.init.xavier" : which[0] == 'h' ? "nn.init.he"
+	                  : which[0] == 'u' ? "nn.init.uniform" : "nn.init.normal";
+	bool two = which[0] == 'u' || which[0] == 'n';
+	ln_tensor *t = lnL_checktensor(L, 1);
+	lnL_checknargs(L, two ? 3 : 1, fname);
+	double a = two ? luaL_checknumber(L, 2) : 0, b = two ? luaL_checknumber(L, 3) : 0;
+	if (which[0] == 'u' && !(a <= b))
+		return luaL_error(L, "nn.init.uniform: expected a <= b, got %f and %f", a, b);
+	if (which[0] == 'n' && !(b >= 0))
+		return luaL_error(L, "nn.init.normal: std must be >= 0, got %f", b);
+	ln_rng *rng = ln_rng_global();
+	ln_error err;
+	ln_status st = which[0] == 'x' ? ln_init_xavier(t, rng, &err)
+	             : which[0] == 'h' ? ln_init_he(t, rng, &err)
+	             : which[0] == 'u' ? ln_init_uniform(t, rng, a, b, &err)
+	                               : ln_init_normal(t, rng, a, b, &err);
+	if (st != LN_OK)
+		return lnL_error(L, fname, &err);
+	lua_settop(L, 1);
+	return 1;
+}
+
+/* ---- registration -------------------------------------------------------------------- */
+
+static const luaL_Reg module_methods[] = {
+	{"forward", module_forward},
+	{"backward", module_backward},
+	{"parameters", module_parameters},
+	{"buffers", module_buffers},
+	{"zero_grad", module_zero_grad},
+	{"train", module_train},
+	{"evaluate", module_evaluate},
+	{"eval", module_evaluate},
+	{NULL, NULL},
+};
+
+void lnn_new_metatable(lua_State *L, const char *name, const char *mark, lua_CFunction index_fn,
+                       const luaL_Reg *meta, int state, int methods)
+{
+	char mt[64];
+	snprintf(mt, sizeof mt, LNN_MT_PREFIX "%s", name);
+	luaL_newmetatable(L, mt);
+	lua_pushboolean(L, 1);
+	lua_setfield(L, -2, mark);
+	lua_pushvalue(L, state);
+	lua_pushvalue(L, methods);
+	lua_pushcclosure(L, index_fn, 2);
+	lua_setfield(L, -2, "__index");
+	lua_pushvalue(L, state);
+	luaL_setfuncs(L, meta, 1);
+	lua_pop(L, 1);
+}
+
+static const luaL_Reg module_meta[] = {
+	{"__newindex", module_newindex},
+	{"__gc", module_gc},
+	{"__close", module_gc},
+	{"__tostring", module_tostring},
+	{"__len", module_len},
+	{"__call", module_forward},
+	{NULL, NULL},
+};
+
+/* nn.is_module(v) -> boolean */
+static int l_is_module(lua_State *L)
+{
+	lua_pushboolean(L, lnL_testmodule(L, 1) != NULL);
+	return 1;
+}
+
+/* Sets nn[name] to a closure of fn with the state and p as upvalues. */
+static void set_closure(lua_State *L, int nn, int state, const char *name, lua_CFunction fn,
+                        const void *p)
+{
+	lua_pushvalue(L, state);
+	lua_pushlightuserdata(L, (void *)p);
+	lua_pushcclosure(L, fn, 2);
+	lua_setfield(L, nn, name);
+}
+
+void lnL_open_nn(lua_State *L)
+{
+	int lunet = lua_gettop(L);
+	lua_newtable(L);
+	int nn = lua_gettop(L);
+
+	/* the state of this Lua state's nn binding, anchored in the registry */
+	lnn_state *S = lua_newuserdatauv(L, sizeof *S, 0);
+	memset(S, 0, sizeof *S);
+	lua_pushvalue(L, -1);
+	lua_setfield(L, LUA_REGISTRYINDEX, STATE_REG);
+	int state = lua_gettop(L);
+
+	/* the methods every module has, Sequential's among them */
+	lua_newtable(L);
+	int methods = lua_gettop(L);
+	lua_pushvalue(L, state);
+	luaL_setfuncs(L, module_methods, 1);
+	lua_pushvalue(L, state);
+	luaL_setfuncs(L, lnn_container_methods, 1);
+	lua_pushvalue(L, methods);
+	lua_setfield(L, nn, "_module_methods");
+	for (int i = 0, n = ln_module_class_count(); i < n; i++)
+		lnn_new_metatable(L, ln_module_class_at(i)->name, MODULE_MARK, module_index, module_meta,
+		                  state, methods);
+
+	static const luaL_Reg ctors[] = {
+		{"Linear", l_linear},
+		{"Dropout", l_dropout},
+		{"Conv2d", l_conv2d},
+		{"BatchNorm", l_batchnorm},
+		{"is_module", l_is_module},
+		{NULL, NULL},
+	};
+	lua_pushvalue(L, nn);
+	lua_pushvalue(L, state);
+	luaL_setfuncs(L, ctors, 1);
+	lua_pop(L, 1);
+	/* familiar aliases: BatchNorm works on {N,C} and {N,C,H,W} */
+	lua_getfield(L, nn, "BatchNorm");
+	lua_setfield(L, nn, "BatchNorm1d");
+	lua_getfield(L, nn, "BatchNorm");
+	lua_setfield(L, nn, "BatchNorm2d");
+	set_closure(L, nn, state, "MaxPool2d", l_pool, &ln_maxpool2d_class);
+	set_closure(L, nn, state, "AvgPool2d", l_pool, &ln_avgpool2d_class);
+	for (size_t i = 0; i < sizeof plain_layers / sizeof plain_layers[0]; i++)
+		set_closure(L, nn, state, plain_layers[i]->name, l_plain, plain_layers[i]);
+	int nact;
+	const ln_activation_def *act = ln_activation_defs(&nact);
+	for (int i = 0; i < nact; i++)
+		set_closure(L, nn, state, act[i].cls.name, l_activation, &act[i]);
+
+	lua_newtable(L);
+	static const char *const inits[] = {"xavier", "he", "uniform", "normal"};
+	for (size_t i = 0; i < sizeof inits / sizeof inits[0]; i++) {
+		lua_pushvalue(L, state);
+		lua_pushlstring(L, inits[i], 1);
+		lua_pushcclosure(L, l_init, 2);
+		lua_setfield(L, -2, inits[i]);
+	}
+	lua_setfield(L, nn, "init");
+
+	lua_pushvalue(L, state);
+	lnn_open_container(L, nn);
+	lnn_open_loss(L, nn);
+	lua_settop(L, nn);
+	lua_setfield(L, lunet, "nn");
+}
