@@ -401,8 +401,6 @@ static void add_list(luaL_Buffer *b, lua_State *L, int idx, const char *what, bo
 	*first = false;
 }
 
-static const char *const load_options[] = {"strict", NULL};
-
 /* m:load_state_dict(dict[, {strict=true}]) -> missing, unexpected (lists
  * of keys).  A shape or type mismatch is always an error; strict also
  * makes a missing or unexpected key one.  Nothing is copied unless
@@ -414,29 +412,9 @@ static int module_load_state_dict(lua_State *L)
 	if (!lua_istable(L, 2) || lnL_testmodule(L, 2))
 		return luaL_error(L, "%s: expected a table of tensors (a state dict), got %s", fname,
 		                  lnL_testmodule(L, 2) ? "a module" : luaL_typename(L, 2));
-	bool strict = true;
-	if (!lua_isnoneornil(L, 3)) {
-		if (!lua_istable(L, 3))
-			return luaL_error(L, "%s: options must be a table, got %s", fname,
-			                  luaL_typename(L, 3));
-		lua_pushnil(L);
-		while (lua_next(L, 3)) {
-			bool known = false;
-			for (int i = 0; load_options[i]; i++)
-				known |= lua_type(L, -2) == LUA_TSTRING &&
-				         strcmp(lua_tostring(L, -2), load_options[i]) == 0;
-			if (!known)
-				return luaL_error(L, "%s: unknown option '%s' (options: strict)", fname,
-				                  luaL_tolstring(L, -2, NULL));
-			lua_pop(L, 1);
-		}
-		if (lua_getfield(L, 3, "strict") != LUA_TNIL) {
-			if (!lua_isboolean(L, -1))
-				return luaL_error(L, "%s: option 'strict' must be a boolean, got %s", fname,
-				                  luaL_typename(L, -1));
-			strict = lua_toboolean(L, -1);
-		}
-	}
+	static const lnL_option known[] = {{"strict", LUA_TBOOLEAN}, {NULL, 0}};
+	lnL_checkoptions(L, 3, fname, known);
+	bool strict = lnL_optboolean(L, 3, "strict", 1);
 	lua_settop(L, 2);
 	lua_newtable(L);  /* 3 expected */
 	lua_newtable(L);  /* 4 missing */

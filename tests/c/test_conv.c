@@ -180,9 +180,9 @@ static void test_conv2d_gradcheck(void **state)
 }
 
 /* The im2col/gemm path (both strategies, with and without a bias) against
- * the direct loops, forward
- * and backward, on random data; also that parameter gradients add up over
- * two backward calls while grad_input is overwritten. */
+ * the direct loops, forward and backward, on random data; also that
+ * parameter gradients add up over two backward calls while grad_input is
+ * overwritten. */
 static void test_conv2d_matches_reference(void **state)
 {
 	for (int variant = 0; variant < 4; variant++)

@@ -71,7 +71,7 @@ static void test_sequential_names(void **state)
 	assert_int_equal(ln_activation_new(&relu, "ReLU", 0, &err), LN_OK);
 	add(seq, relu);
 	inner = add(seq, sequential());
-	assert_int_equal(ln_conv2d_new(&conv, NULL, 1, 2, 3, 1, 1, &err), LN_OK);
+	assert_int_equal(ln_conv2d_new(&conv, NULL, 1, 2, 3, 1, 1, true, &err), LN_OK);
 	add(inner, conv);
 	assert_int_equal(ln_batchnorm_new(&bn, NULL, 2, &err), LN_OK);
 	add(inner, bn);
