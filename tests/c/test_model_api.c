@@ -40,7 +40,7 @@ static int setup(void **state)
 	ln_error err;
 	ln_module *seq, *m;
 	assert_int_equal(ln_sequential_new(&seq, &err), LN_OK);
-	assert_int_equal(ln_conv2d_new(&m, NULL, 1, 3, 3, 1, 1, &err), LN_OK);
+	assert_int_equal(ln_conv2d_new(&m, NULL, 1, 3, 3, 1, 1, true, &err), LN_OK);
 	ln_sequential_add(seq, m, &err), ln_module_release(m);
 	assert_int_equal(ln_batchnorm_new(&m, NULL, 3, &err), LN_OK);
 	ln_sequential_add(seq, m, &err), ln_module_release(m);
