@@ -10,13 +10,14 @@
 --
 --   lunet experiments/fashion_cnn.lua [--epochs=10] [--lr=0.05] [--optim=sgd|adam] [--data=DIR] ...
 --   lunet experiments/fashion_cnn.lua --help
+--   mpirun -np 2 lunet experiments/fashion_cnn.lua --dist   (README: "On a cluster")
 --   lunet experiments/fashion_cnn.lua --resume=runs/fashion_cnn/<timestamp> --epochs=20
 --
 -- Each run gets a directory runs/fashion_cnn/<timestamp>/ with its
 -- config.lua, metrics.csv (one row per epoch), a checkpoint after every
 -- epoch, and SVG plots of the metrics at the end.
 local lunet = lunet or require "lunet"
-local nn, optim, data = lunet.nn, lunet.optim, lunet.data
+local nn, optim, data, dist = lunet.nn, lunet.optim, lunet.data, lunet.dist
 
 local exp <close> = lunet.experiment{
 	name = "fashion_cnn",
@@ -24,6 +25,7 @@ local exp <close> = lunet.experiment{
 	config = {
 		epochs = 10, lr = 0.05, optim = "sgd", momentum = 0.9, weight_decay = 5e-4, batch = 64,
 		c1 = 16, c2 = 32, hidden = 128, dropout = 0.2, seed = 1, data = "", limit = 0, threads = 0,
+		dist = false,
 	},
 	one_of = {optim = {"sgd", "adam"}},
 	help = {
@@ -32,18 +34,21 @@ local exp <close> = lunet.experiment{
 		optim = "optimiser: SGD with Nesterov momentum, or Adam",
 		momentum = "SGD's momentum",
 		weight_decay = "L2 penalty on the parameters",
-		batch = "images per training step",
+		batch = "images per training step (with --dist: in all, shared out among the ranks)",
 		c1 = "channels of the first conv block",
 		c2 = "channels of the second conv block",
 		hidden = "width of the hidden linear layer",
 		dropout = "dropout probability before the last layer",
 		seed = "seed of the random source (weights, shuffling, dropout)",
 		data = "directory holding the Fashion-MNIST .gz files (\"\": the system's copy)",
+		dist = "train on the ranks of an MPI job (on by itself under mpirun or srun)",
 		limit = "train on the first N training images only (0: all of them)",
 		threads = "threads for the matrix products (0: lunet's own choice)",
 	},
 }
 local config = exp.config
+-- Under --dist every rank trains; rank 0 alone prints.
+local function say(...) if exp.rank == 0 then print(...) end end
 
 if config.threads > 0 then lunet.gemm_threads(config.threads) end
 lunet.seed(config.seed)
@@ -53,8 +58,8 @@ local train, test = ds.train, ds.test
 if config.limit > 0 and config.limit < train.x:size(1) then
 	train = {x = train.x:narrow(1, 1, config.limit), y = train.y:narrow(1, 1, config.limit)}
 end
-print(string.format("Fashion-MNIST: %d training and %d test images (loaded in %.1f s)",
-                    train.x:size(1), test.x:size(1), lunet.clock() - t0))
+say(string.format("Fashion-MNIST: %d training and %d test images (loaded in %.1f s)",
+                  train.x:size(1), test.x:size(1), lunet.clock() - t0))
 
 local c1, c2 = config.c1, config.c2
 local model = nn.Sequential{
@@ -73,49 +78,61 @@ if config.optim == "sgd" then
 else
 	opt = optim.Adam(model, {lr = config.lr, weight_decay = config.weight_decay})
 end
-print(model)
+say(model)
 local nparams = 0
 for _, p in ipairs((model:parameters())) do nparams = nparams + p:numel() end
-print(string.format("%d parameters; epochs %d, batch %d, %s lr %g, weight decay %g, seed %d",
-                    nparams, config.epochs, config.batch, config.optim, config.lr,
-                    config.weight_decay, config.seed))
-print("run directory " .. exp.dir)
+say(string.format("%d parameters; epochs %d, batch %d, %s lr %g, weight decay %g, seed %d",
+                  nparams, config.epochs, config.batch, config.optim, config.lr,
+                  config.weight_decay, config.seed))
+if exp.size > 1 then
+	say(string.format("data parallel on %d ranks: %d or %d images per rank and step", exp.size,
+	                  config.batch // exp.size, -(-config.batch // exp.size)))
+end
+say("run directory " .. exp.dir)
 
 -- On --resume, continue after the last saved epoch (0 on a fresh run).
 local done = exp:restore(model, opt)
 if done > 0 then
-	print(string.format("resumed after epoch %d", done))
+	say(string.format("resumed after epoch %d", done))
 end
+if config.dist then dist.broadcast_parameters(model) end
 
 -- Images as {n,1,28,28}.
 local function images(x)
 	return x:reshape(x:size(1), 1, 28, 28)
 end
 
-local nbatches = (train.x:size(1) + config.batch - 1) // config.batch
+local ntrain = train.x:size(1)
+local nbatches = (ntrain + config.batch - 1) // config.batch
 -- The learning rate decays from lr to 0 over the whole run, once per batch.
 local schedule = optim.schedules.cosine(config.lr, config.epochs * nbatches)
 local acc
 for epoch = done + 1, config.epochs do
-	local start, total, batches = lunet.clock(), 0, 0
-	for xb, yb in data.batches(train.x, train.y, config.batch, {shuffle = true}) do
+	-- total: the sum of the batches' mean losses; under --dist each rank
+	-- adds its share of each batch's mean, and the shares are summed below
+	local start, total, mine, batches = lunet.clock(), 0, 0, 0
+	for xb, yb in data.batches(train.x, train.y, config.batch, {shuffle = true, shard = config.dist}) do
+		local global_batch = math.min(config.batch, ntrain - batches * config.batch)
 		opt.lr = schedule((epoch - 1) * nbatches + batches)
 		opt:zero_grad()
 		local input = images(xb)
 		local z = model:forward(input)
-		total = total + criterion:forward(z, yb)
+		local loss = criterion:forward(z, yb)
+		total, mine = total + loss * (xb:size(1) / global_batch), mine + loss
 		model:backward(input, criterion:backward(z, yb))
+		if config.dist then dist.average_gradients(model) end
 		opt:step()
 		batches = batches + 1
-		exp:progress(batches, nbatches, {loss = total / batches})
+		exp:progress(batches, nbatches, {loss = mine / batches})
 	end
+	if exp.size > 1 then total = dist.allreduce(lunet.tensor{total})[1] end
 	local elapsed = lunet.clock() - start
 	acc = nn.accuracy(model, images(test.x), test.y)
-	print(string.format("epoch %2d  train loss %.4f  test accuracy %.2f%%  %.1f s (%.0f samples/s)",
-	                    epoch, total / batches, 100 * acc, elapsed, train.x:size(1) / elapsed))
+	say(string.format("epoch %2d  train loss %.4f  test accuracy %.2f%%  %.1f s (%.0f samples/s)",
+	                  epoch, total / batches, 100 * acc, elapsed, ntrain / elapsed))
 	exp:log{epoch = epoch, train_loss = total / batches, test_accuracy = acc, seconds = elapsed}
 	exp:checkpoint(model, opt)
 end
 if acc then
-	print(string.format("final test accuracy %.2f%% after %d epochs", 100 * acc, config.epochs))
+	say(string.format("final test accuracy %.2f%% after %d epochs", 100 * acc, config.epochs))
 end

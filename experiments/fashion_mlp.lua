@@ -4,35 +4,39 @@
 --
 --   lunet experiments/fashion_mlp.lua [--epochs=15] [--lr=0.05] [--batch=64] [--seed=1] [--data=DIR]
 --   lunet experiments/fashion_mlp.lua --help
+--   mpirun -np 2 lunet experiments/fashion_mlp.lua --dist   (README: "On a cluster")
 --   lunet experiments/fashion_mlp.lua --resume=runs/fashion_mlp/<timestamp> --epochs=20
 --
 -- Each run gets a directory runs/fashion_mlp/<timestamp>/ with its
 -- config.lua, metrics.csv (one row per epoch), a checkpoint after every
 -- epoch, and SVG plots of the metrics at the end.
 local lunet = lunet or require "lunet"
-local nn, optim, data = lunet.nn, lunet.optim, lunet.data
+local nn, optim, data, dist = lunet.nn, lunet.optim, lunet.data, lunet.dist
 
 local exp <close> = lunet.experiment{
 	name = "fashion_mlp",
 	description = "A 784-256-128-10 ReLU MLP on Fashion-MNIST (SGD with momentum).",
-	config = {epochs = 15, lr = 0.05, momentum = 0.9, batch = 64, seed = 1, data = ""},
+	config = {epochs = 15, lr = 0.05, momentum = 0.9, batch = 64, seed = 1, data = "", dist = false},
 	help = {
 		epochs = "passes over the training set",
 		lr = "learning rate at the start (cosine decay to 0 over the run)",
 		momentum = "SGD's momentum",
-		batch = "images per training step",
+		batch = "images per training step (with --dist: in all, shared out among the ranks)",
 		seed = "seed of the random source (weights and shuffling)",
 		data = "directory holding the Fashion-MNIST .gz files (\"\": the system's copy)",
+		dist = "train on the ranks of an MPI job (on by itself under mpirun or srun)",
 	},
 }
 local config = exp.config
+-- Under --dist every rank trains; rank 0 alone prints.
+local function say(...) if exp.rank == 0 then print(...) end end
 
 lunet.seed(config.seed)
 local t0 = lunet.clock()
 local ds = data.fashion_mnist(config.data ~= "" and config.data or nil)
 local train, test = ds.train, ds.test
-print(string.format("Fashion-MNIST: %d training and %d test images (loaded in %.1f s)",
-                    train.x:size(1), test.x:size(1), lunet.clock() - t0))
+say(string.format("Fashion-MNIST: %d training and %d test images (loaded in %.1f s)",
+                  train.x:size(1), test.x:size(1), lunet.clock() - t0))
 
 local model = nn.Sequential{
 	nn.Linear(784, 256), nn.ReLU(),
@@ -41,41 +45,52 @@ local model = nn.Sequential{
 }
 local criterion = nn.CrossEntropyLoss()
 local opt = optim.SGD(model, {lr = config.lr, momentum = config.momentum})
-print(model)
-print(string.format("epochs %d, batch %d, lr %g, momentum %g, seed %d", config.epochs,
-                    config.batch, config.lr, config.momentum, config.seed))
-print("run directory " .. exp.dir)
+say(model)
+say(string.format("epochs %d, batch %d, lr %g, momentum %g, seed %d", config.epochs,
+                  config.batch, config.lr, config.momentum, config.seed))
+if exp.size > 1 then
+	say(string.format("data parallel on %d ranks: %d or %d images per rank and step", exp.size,
+	                  config.batch // exp.size, -(-config.batch // exp.size)))
+end
+say("run directory " .. exp.dir)
 
 -- On --resume, continue after the last saved epoch (0 on a fresh run).
 local done = exp:restore(model, opt)
 if done > 0 then
-	print(string.format("resumed after epoch %d", done))
+	say(string.format("resumed after epoch %d", done))
 end
+if config.dist then dist.broadcast_parameters(model) end
 
-local nbatches = (train.x:size(1) + config.batch - 1) // config.batch
+local ntrain = train.x:size(1)
+local nbatches = (ntrain + config.batch - 1) // config.batch
 -- The learning rate decays from lr to 0 over the whole run, once per batch.
 local schedule = optim.schedules.cosine(config.lr, config.epochs * nbatches)
 local acc
 for epoch = done + 1, config.epochs do
-	local start, total, batches = lunet.clock(), 0, 0
-	for xb, yb in data.batches(train.x, train.y, config.batch, {shuffle = true}) do
+	-- total: the sum of the batches' mean losses; under --dist each rank
+	-- adds its share of each batch's mean, and the shares are summed below
+	local start, total, mine, batches = lunet.clock(), 0, 0, 0
+	for xb, yb in data.batches(train.x, train.y, config.batch, {shuffle = true, shard = config.dist}) do
+		local global_batch = math.min(config.batch, ntrain - batches * config.batch)
 		opt.lr = schedule((epoch - 1) * nbatches + batches)
 		opt:zero_grad()
 		local z = model:forward(xb)
 		local loss = criterion:forward(z, yb)
-		total = total + loss
+		total, mine = total + loss * (xb:size(1) / global_batch), mine + loss
 		model:backward(xb, criterion:backward(z, yb))
+		if config.dist then dist.average_gradients(model) end
 		opt:step()
 		batches = batches + 1
-		exp:progress(batches, nbatches, {loss = total / batches})
+		exp:progress(batches, nbatches, {loss = mine / batches})
 	end
+	if exp.size > 1 then total = dist.allreduce(lunet.tensor{total})[1] end
 	local elapsed = lunet.clock() - start
 	acc = nn.accuracy(model, test.x, test.y)
-	print(string.format("epoch %2d  train loss %.4f  test accuracy %.2f%%  %.1f s (%.0f samples/s)",
-	                    epoch, total / batches, 100 * acc, elapsed, train.x:size(1) / elapsed))
+	say(string.format("epoch %2d  train loss %.4f  test accuracy %.2f%%  %.1f s (%.0f samples/s)",
+	                  epoch, total / batches, 100 * acc, elapsed, ntrain / elapsed))
 	exp:log{epoch = epoch, train_loss = total / batches, test_accuracy = acc, seconds = elapsed}
 	exp:checkpoint(model, opt)
 end
 if acc then
-	print(string.format("final test accuracy %.2f%% after %d epochs", 100 * acc, config.epochs))
+	say(string.format("final test accuracy %.2f%% after %d epochs", 100 * acc, config.epochs))
 end

@@ -69,6 +69,17 @@
 -- key not seen before widens the table: the file is rewritten from the rows
 -- kept in memory with the new header, and earlier rows get empty cells.
 --
+-- Data parallelism (README, "On a cluster"): a script whose config has a
+-- boolean `dist` key runs on the ranks of an MPI job when given --dist, or
+-- by itself when mpirun or srun started it (lunet.dist.launched()):
+-- lunet.experiment calls lunet.dist.init() and sets config.dist to true,
+-- exp.rank and exp.size (0 and 1 otherwise).  Rank 0 alone makes the run
+-- directory, writes every file (config.lua, metrics.csv, checkpoints,
+-- plots) and prints progress and summaries; the other ranks know its
+-- directory (exp.dir) and keep the logged rows in memory, silently.  On
+-- --resume every rank loads the checkpoint (the directory must be one all
+-- ranks see) and exp:restore gives them all the same state.
+--
 -- How a run ends, with `local exp <close>`:
 --   - normally: exp:finish() writes the plots and prints a summary;
 --   - on an error, after rows were logged: the same, and the error goes on;
@@ -167,6 +178,44 @@ local function load_checkpoint(dir)
 	return ck
 end
 
+-- Starts data parallelism when the script's config has a boolean `dist`
+-- and --dist asks for it or a launcher started the process (see the top);
+-- sets overrides.dist to the outcome.  Returns rank, size (0, 1 without).
+local function start_dist(spec, overrides)
+	if type(spec.defaults.dist) ~= "boolean" then return 0, 1 end
+	local dist = lunet.dist
+	local asked = overrides.dist
+	local want = asked
+	if want == nil then want = spec.defaults.dist or dist.launched() end
+	overrides.dist = want
+	if not want then return 0, 1 end
+	if not dist.available then
+		cmdline.raise(string.format("%s: %s, but this lunet was built without MPI (configure it " ..
+			"with cmake -DLUNET_MPI=ON)", FN, asked and "--dist needs lunet.dist" or
+			"started by mpirun or srun"))
+	end
+	return dist.init()
+end
+
+-- Rank 0's string s, on every rank (s is ignored elsewhere).
+local function from_rank0(s, rank)
+	local dist = lunet.dist
+	local n = lunet.tensor{rank == 0 and #s or 0}
+	dist.broadcast(n, 0)
+	local len = math.tointeger(n[1])
+	local bytes = lunet.zeros(math.max(1, len))
+	if rank == 0 then
+		for i = 1, len do bytes[i] = s:byte(i) end
+	end
+	dist.broadcast(bytes, 0)
+	local chars = {}
+	for i = 1, len do chars[i] = string.char(math.tointeger(bytes[i])) end
+	return table.concat(chars)
+end
+
+-- Where the ranks other than 0 write: nowhere.
+local SILENT = {write = function(self) return self end, flush = function() end}
+
 -- lunet.experiment{name=, config=, ...} -> a new experiment (see the top).
 local function new_experiment(opts)
 	if opts == nil then opts = {} end
@@ -192,6 +241,8 @@ local function new_experiment(opts)
 	local out = opts.output or io.stdout
 	local overrides, resume = cmdline.parse(spec, args, out)
 	resume = resume or opts.resume
+	local rank, size = start_dist(spec, overrides)
+	if rank ~= 0 then out = SILENT end
 
 	local clock = opts.clock or lunet.clock
 	local self = setmetatable({
@@ -206,7 +257,11 @@ local function new_experiment(opts)
 		command = cmdline.command_line(args),
 		started = clock(),
 		finished = false,
+		rank = rank,
+		size = size,
+		silent = rank ~= 0,
 	}, Experiment)
+	if self.silent then self.tty = false end
 	if self.tty == nil then self.tty = sys.isatty(out) end
 
 	local config = {}
@@ -240,7 +295,8 @@ local function new_experiment(opts)
 			self:_rewrite_csv()
 		end
 	else
-		self:_make_dir(opts.root)
+		if rank == 0 then self:_make_dir(opts.root) end
+		if size > 1 then self.dir = from_rank0(self.dir, rank) end
 		header = {
 			string.format("lunet experiment '%s', started %s", name, os.date("%Y-%m-%d %H:%M:%S")),
 			"command: " .. self.command,
@@ -280,8 +336,10 @@ function Experiment:_make_dir(root)
 	self._fresh = true
 end
 
--- Writes text to the file of that name in the run directory, atomically.
+-- Writes text to the file of that name in the run directory, atomically
+-- (rank 0 only: the other ranks write nothing).
 function Experiment:_write(file, text)
+	if self.silent then return end
 	sys.write_atomic(self.dir .. file, text)
 end
 
@@ -294,6 +352,7 @@ end
 
 -- Appends one row to metrics.csv and flushes it.
 function Experiment:_append_row(row)
+	if self.silent then return end
 	if not self.csv then
 		local f, err = io.open(self.dir .. "metrics.csv", "a")
 		if not f then
@@ -524,7 +583,7 @@ function Experiment:checkpoint(model, opt, extra)
 		ck.opt = opt
 	end
 	for k, v in pairs(extra or {}) do ck[k] = v end
-	lunet.save(self.dir .. "checkpoint.lunet", ck)
+	if not self.silent then lunet.save(self.dir .. "checkpoint.lunet", ck) end
 	self.checkpoints = (self.checkpoints or 0) + 1
 end
 
@@ -605,6 +664,10 @@ function Experiment:finish()
 	self.finished = true
 	self:_clear_bar()
 	if self.csv then self.csv:close() self.csv = nil end
+	if self.silent then
+		self.plots = {}
+		return self.plots
+	end
 	self.plots = self:plot()
 	local o = self.out
 	if #self.metrics > 0 then
@@ -632,6 +695,10 @@ end
 -- Returns whether the run directory was removed.
 function Experiment:_fail()
 	if self.finished then return false end
+	if self.silent then
+		self.finished, self.plots = true, {}
+		return false
+	end
 	if not self:_empty() then
 		pcall(self.finish, self)
 		return false

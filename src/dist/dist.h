@@ -139,7 +139,8 @@ void ln_dist_packer_unpack(ln_dist_packer *p);
 /* Averages the gradients over the ranks, weighted: pack, one allreduce,
  * unpack.  weight >= 0 and finite (LN_ERANGE otherwise); when the weights
  * of all ranks sum to 0 the gradients are left as they were and the
- * result is LN_ERANGE.  Allocates nothing.  The packer must hold the same
+ * result is LN_ERANGE.  On one rank the gradients are left exactly as
+ * they are (the mean over one), with no communication.  Allocates nothing.  The packer must hold the same
  * number of elements on every rank (checked once by the caller with
  * ln_dist_check_same when the packer is made). */
 ln_status ln_dist_average(ln_dist_packer *p, double weight, ln_error *err);

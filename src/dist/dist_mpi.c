@@ -275,6 +275,12 @@ ln_status ln_dist_average(ln_dist_packer *p, double weight, ln_error *err)
 		return LN_ESTATE;
 	if (!(weight >= 0.0) || !isfinite(weight) || weight > 16777216.0)
 		return ln_fail(err, LN_ERANGE, "weight must be in 0..2^24, got %g", weight);
+	if (world_size == 1) {  /* the mean over one rank: the gradients as they are */
+		if (weight == 0.0)
+			return ln_fail(err, LN_ERANGE, "the weights of all ranks sum to 0: no rank had "
+			               "samples");
+		return LN_OK;
+	}
 	ln_dist_packer_pack(p, (float)weight);
 	ln_status s = allreduce_raw(p->buf, p->total + 1, MPI_SUM, err);
 	if (s != LN_OK)

@@ -1,7 +1,7 @@
 #!/bin/bash
-# test_jobs.sh MPIRUN BUILD_DIR -- whole jobs under mpirun: a rank that
-# fails ends the whole job; a job that succeeds exits 0; the stock lua5.4
-# interpreter can run a job too.
+# test_jobs.sh MPIRUN BUILD_DIR SOURCE_DIR -- whole jobs under mpirun: a
+# rank that fails ends the whole job; a job that succeeds exits 0; the
+# stock lua5.4 interpreter can run a job too.
 #
 # Each case runs a small script under `mpirun --oversubscribe -np N`,
 # inside `timeout`: a failing job must end with a non-zero status well
@@ -9,11 +9,13 @@
 # the job until it), and stderr must carry the failing rank's own message.
 # No timing is measured: the timeout is only the bound that tells an
 # ending job from a hung one.  STOCK_LUA_ENV (set by CTest, a ;-separated
-# list of VAR=value) preloads the sanitizer runtime into lua5.4.
+# list of VAR=value) preloads the sanitizer runtime into lua5.4.  The checks
+# come from tests/sh/lib.sh.
 set -u
 
-MPIRUN=${1:?usage: test_jobs.sh MPIRUN BUILD_DIR}
-BUILD=$(cd "${2:?usage: test_jobs.sh MPIRUN BUILD_DIR}" && pwd)
+MPIRUN=${1:?usage: test_jobs.sh MPIRUN BUILD_DIR SOURCE_DIR}
+BUILD=$(cd "${2:?usage: test_jobs.sh MPIRUN BUILD_DIR SOURCE_DIR}" && pwd)
+SRC=$(cd "${3:?usage: test_jobs.sh MPIRUN BUILD_DIR SOURCE_DIR}" && pwd)
 LUNET=$BUILD/lunet
 STOCK_ENV=()
 if [ -n "${STOCK_LUA_ENV:-}" ]; then
@@ -24,35 +26,21 @@ TMP=$(mktemp -d)
 trap 'rm -rf "$TMP"' EXIT
 LIMIT=60
 
-passed=0
-failed=0
+. "$SRC/tests/sh/lib.sh"
+exec </dev/null
 
-fail() {
-	failed=$((failed + 1))
-	echo "FAIL: $1"
-	shift
-	for line in "$@"; do echo "    $line"; done
-	echo "    --- stdout:"; sed 's/^/    | /' "$TMP/out"
-	echo "    --- stderr:"; sed 's/^/    | /' "$TMP/err"
-}
+# mpi NP ARGS...: NP ranks, killed after LIMIT seconds (status 124 or 137).
+mpi() { timeout --kill-after=5 "$LIMIT" "$MPIRUN" --oversubscribe -np "$@"; }
+ended() { [ "$rc" -ne 0 ] && [ "$rc" -ne 124 ] && [ "$rc" -ne 137 ]; }
 
 # job NAME NP WANT SCRIPT: runs SCRIPT (Lua source) on NP ranks and
 # expects a non-zero exit before the timeout, with WANT in stderr.
 job() {
 	local name=$1 np=$2 want=$3
 	printf '%s\n' "$4" >"$TMP/script.lua"
-	timeout --kill-after=5 "$LIMIT" "$MPIRUN" --oversubscribe -np "$np" "$LUNET" \
-		"$TMP/script.lua" >"$TMP/out" 2>"$TMP/err"
-	local rc=$?
-	if [ "$rc" -eq 124 ] || [ "$rc" -eq 137 ]; then
-		fail "$name: the job hung (killed by timeout after ${LIMIT}s)"
-	elif [ "$rc" -eq 0 ]; then
-		fail "$name: exit status 0, expected a failure"
-	elif ! grep -qF -- "$want" "$TMP/err"; then
-		fail "$name: stderr lacks '$want' (exit status $rc)"
-	else
-		passed=$((passed + 1))
-	fi
+	run mpi "$np" "$LUNET" "$TMP/script.lua"
+	check "$name: the job ends, failing, before the timeout" ended
+	check "$name: stderr has '$want'" grep -qF -- "$want" "$TMP/err"
 }
 
 # One rank raises while the others wait in a collective call.
@@ -60,8 +48,7 @@ job "rank 1 fails, rank 0 in a barrier" 2 "boom from rank 1" '
 local rank = lunet.dist.init()
 if rank == 1 then error("boom from rank " .. rank) end
 lunet.dist.barrier()'
-grep -qF "rank 1 of 2 failed" "$TMP/err" ||
-	fail "the failing rank is named" "expected 'rank 1 of 2 failed' in stderr"
+check "the failing rank is named" grep -qF "rank 1 of 2 failed" "$TMP/err"
 
 job "rank 0 fails, the others in an allreduce" 3 "boom from rank 0" '
 local rank = lunet.dist.init()
@@ -99,28 +86,16 @@ print(lunet.dist.rank())'
 # A script that ends well still exits 0 (the control).
 printf '%s\n' 'local r, s = lunet.dist.init(); lunet.dist.barrier(); print("rank", r, "of", s)' \
 	>"$TMP/script.lua"
-timeout --kill-after=5 "$LIMIT" "$MPIRUN" --oversubscribe -np 2 "$LUNET" "$TMP/script.lua" \
-	>"$TMP/out" 2>"$TMP/err"
-rc=$?
-if [ "$rc" -ne 0 ] || ! grep -q "rank	1	of	2" "$TMP/out"; then
-	fail "a job that succeeds exits 0 (status $rc)"
-else
-	passed=$((passed + 1))
-fi
+run mpi 2 "$LUNET" "$TMP/script.lua"
+check "a job that succeeds exits 0" bash -c "[ $rc -eq 0 ] && grep -q 'rank	1	of	2' '$TMP/out'"
 
 # The stock interpreter, with lunet.so from the build: a job that
 # succeeds, and a reduction across its ranks.
-timeout --kill-after=5 "$LIMIT" "$MPIRUN" --oversubscribe -np 2 ${STOCK_ENV[@]+"${STOCK_ENV[@]}"} \
-	lua5.4 -e "package.cpath = '$BUILD/?.so;' .. package.cpath" \
+run mpi 2 ${STOCK_ENV[@]+"${STOCK_ENV[@]}"} lua5.4 \
+	-e "package.cpath = '$BUILD/?.so;' .. package.cpath" \
 	-e 'local lunet = require "lunet"; local r, s = lunet.dist.init()
-		local t = lunet.full({4}, r + 1); lunet.dist.allreduce(t); print("sum", t:sum())' \
-	>"$TMP/out" 2>"$TMP/err" </dev/null
-rc=$?
-if [ "$rc" -ne 0 ] || [ "$(grep -c "^sum	12.0$" "$TMP/out")" -ne 2 ]; then
-	fail "lua5.4 requiring lunet.so runs a job (status $rc)" "expected 'sum	12.0' from both ranks"
-else
-	passed=$((passed + 1))
-fi
+		local t = lunet.full({4}, r + 1); lunet.dist.allreduce(t); print("sum", t:sum())'
+check "lua5.4 requiring lunet.so runs a job" \
+	bash -c "[ $rc -eq 0 ] && [ \$(grep -c '^sum	12.0\$' '$TMP/out') -eq 2 ]"
 
-echo "$passed passed, $failed failed"
-[ "$failed" -eq 0 ]
+finish

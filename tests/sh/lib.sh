@@ -13,6 +13,12 @@
 #                       comes from CTest)
 #   finish              prints "N passed, M failed"; its status is that of the
 #                       suite
+#   subdirs DIR         the directories directly under DIR (none if DIR does
+#                       not exist)
+#   tiny_fashion DIR NTRAIN NTEST
+#                       writes a tiny stand-in for Fashion-MNIST into DIR
+#                       (make_fashion.lua, gzip'd; needs $LUNET and $SRC), or
+#                       ends the suite as failed
 # Each failure prints FAIL with what it expected and what arrived.
 
 passed=0
@@ -52,4 +58,15 @@ err_is() { [ "$(cat "$TMP/err")" = "$1" ]; }
 finish() {
 	echo "$passed passed, $failed failed"
 	[ "$failed" -eq 0 ]
+}
+
+subdirs() { find "$1" -mindepth 1 -maxdepth 1 -type d 2>/dev/null; }
+
+tiny_fashion() {
+	mkdir -p "$1"
+	if ! "$LUNET" "$SRC/tests/sh/make_fashion.lua" "$1" "$2" "$3" || ! gzip -nf "$1"/*; then
+		echo "FAIL: cannot make the test data in $1"
+		echo "0 passed, 1 failed"
+		exit 1
+	fi
 }

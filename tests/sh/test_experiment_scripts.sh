@@ -26,42 +26,11 @@ unset LUNET_INIT LUNET_RUNS
 . "$SRC/tests/sh/lib.sh"
 exec </dev/null  # no run reads its input
 
-# The directories directly under $1 (none if $1 does not exist).
-subdirs() { find "$1" -mindepth 1 -maxdepth 1 -type d 2>/dev/null; }
 
 # ---- a tiny Fashion-MNIST -------------------------------------------------------
 
-cat >"$TMP/make_data.lua" <<'EOF'
--- make_data.lua DIR NTRAIN NTEST: the four Fashion-MNIST IDX files (not
--- yet gzip'd) with random pixels and labels, the same bytes every time.
-local dir, ntrain, ntest = arg[1], tonumber(arg[2]), tonumber(arg[3])
-local state = 12345
-local function byte()
-	state = (state * 1103515245 + 12345) % 2147483648
-	return state // 65536 % 256
-end
-local function write(name, magic, dims, count, mod)
-	local f = assert(io.open(dir .. "/" .. name, "wb"))
-	f:write(string.pack(">I4", magic))
-	for _, d in ipairs(dims) do f:write(string.pack(">I4", d)) end
-	local bytes = {}
-	for i = 1, count do bytes[i] = string.char(byte() % mod) end
-	f:write(table.concat(bytes))
-	f:close()
-end
-for _, split in ipairs{{"train", ntrain}, {"t10k", ntest}} do
-	local name, n = split[1], split[2]
-	write(name .. "-images-idx3-ubyte", 0x803, {n, 28, 28}, n * 784, 256)
-	write(name .. "-labels-idx1-ubyte", 0x801, {n}, n, 10)
-end
-EOF
 DATA="$TMP/fashion"
-mkdir -p "$DATA"
-if ! "$LUNET" "$TMP/make_data.lua" "$DATA" 256 64 || ! gzip -nf "$DATA"/*; then
-	echo "FAIL: cannot make the test data in $DATA"
-	echo "0 passed, 1 failed"
-	exit 1
-fi
+tiny_fashion "$DATA" 256 64
 
 # Sends a SIGINT to this process from exp:progress once the run has logged
 # STOP_ROWS rows and reached item STOP_STEP of the current loop.
@@ -154,6 +123,22 @@ for name in fashion_mlp fashion_cnn; do
 		err_is "lunet: interrupted at epoch 1, step 3; nothing was logged, so the run directory was removed"
 	check "$name early Ctrl-C: no run directory left" test -z "$(subdirs "$TMP/int0/$name")"
 done
+
+# --dist (tests/mpi/ runs it under mpirun): without MPI in the build, one
+# line saying so; with it, outside mpirun, a job of one rank that trains as
+# one process does.
+if [ "$("$LUNET" -e 'io.write(tostring(lunet.dist.available))')" = false ]; then
+	LUNET_RUNS="$TMP/nodist" run "$LUNET" "$SRC/experiments/fashion_mlp.lua" --data="$DATA" --dist
+	check "--dist without MPI: one line, nothing left" \
+		bash -c "[ $rc -eq 1 ] && [ ! -d '$TMP/nodist' ] && [ \$(wc -l <'$TMP/err') -eq 1 ] &&
+			grep -q '^lunet: lunet.experiment: --dist needs lunet.dist, but this lunet was built without MPI (configure it with cmake -DLUNET_MPI=ON)\$' '$TMP/err'"
+else
+	LUNET_RUNS="$TMP/dist1" run "$LUNET" "$SRC/experiments/fashion_mlp.lua" --data="$DATA" \
+		--epochs=3 --dist
+	check "--dist alone: the numbers of one process" bash -c "[ $rc -eq 0 ] && diff \
+		<(cut -d, -f1,3,4 \$(find '$TMP/straight/fashion_mlp' -name metrics.csv)) \
+		<(cut -d, -f1,3,4 \$(find '$TMP/dist1/fashion_mlp' -name metrics.csv))"
+fi
 
 # On a terminal (script(1) gives a pseudo-terminal): the progress bar is
 # erased before the summary, which starts its own line.
