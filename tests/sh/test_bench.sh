@@ -6,6 +6,8 @@
 #   run         every bad option is an error (exit 2) before anything runs
 #   report.py   a made-up raw file gives the ratios, the reference core
 #               type and the fractions of the FMA peak computed by hand
+#   dist, dist_report.py  the data-parallel benchmark: bad usage, and the
+#               speedup and allreduce share of made-up RESULT lines
 # Usage: test_bench.sh BUILD_DIR SOURCE_DIR
 set -u
 src=$2
@@ -120,6 +122,11 @@ for ct in Haswell Zen SkylakeX; do
 			--coretype "$ct"
 	fi
 done
+bad_usage "--dist without a value" "--dist needs a value" --dist
+bad_usage "--dist to no build" "--dist: $out/nowhere/lunet not found" --dist "$out/nowhere"
+if [ "$("$1/lunet" -e 'io.write(tostring(lunet.dist.available))')" = false ]; then
+	bad_usage "--dist to a build without MPI" "was built without MPI" --dist "$1"
+fi
 run timeout 10 "$bench/run" --help
 check "run --help: exit 0" test $rc -eq 0
 check "run --help shows --coretype and --quick" out_has "--coretype TYPE\] \[--quick\]"
@@ -195,6 +202,51 @@ else
 	run python3 "$bench/report.py"
 	check "report.py without a file: exit 2" test $rc -eq 2
 	check "report.py without a file: says how to call it" err_has "^usage: report.py RAW_FILE"
+
+	# dist_report.py: mlp256 one process 1.0, 1.2, 0.8 s (median 1.0), on
+	# 2 ranks 0.6, 0.5, 0.55 (median 0.55: 1.82x) with 0.11 s (median) in
+	# the allreduce (20%) and 2 ms alone.
+	{
+		for t in "1.0 0.6 0.10" "1.2 0.5 0.11" "0.8 0.55 0.12"; do
+			read -r one two ar <<<"$t"
+			echo "RESULT side=lunet-dist workload=mlp256 mode=plain ranks=1 threads=1 steps=100" \
+				"samples=25600 seconds=$one samples_per_s=1 allreduce_s=0 allreduce_alone_s=0" \
+				"allocs_per_step=0 loss=0.5"
+			echo "RESULT side=lunet-dist workload=mlp256 mode=plain ranks=2 threads=1 steps=100" \
+				"samples=25600 seconds=$two samples_per_s=1 allreduce_s=$ar allreduce_alone_s=0.002" \
+				"allocs_per_step=0 loss=0.5"
+		done
+	} >"$out/distraw"
+	run python3 "$bench/dist_report.py" "$out/distraw" 0.1 0.2
+	check "dist_report.py: exit 0" test $rc -eq 0
+	check "dist_report.py: speedup 1.82x, allreduce 20.0% of the step, 2 ms alone" \
+		out_has '^\| mlp256 \| plain \| 2 \| 100 \| 1\.000 \| 0\.550 \| \*\*1\.82x\*\* \| 20\.0% \| 2\.000 \|$'
+	check "dist_report.py: medians of 3 runs, the loads" out_has '^Medians of 3 runs each; .* 0\.1 before, 0\.2 after'
+	run python3 "$bench/dist_report.py" "$out/nothing"
+	check "dist_report.py without a readable file: exit 2" test $rc -eq 2
+	run python3 "$bench/dist_report.py"
+	check "dist_report.py without a file: says how to call it" err_has "^usage: dist_report.py RAW_FILE"
+fi
+
+# ---- dist: bad usage stops before anything runs ----------------------------------------
+dist_usage() {
+	local name=$1 msg=$2
+	shift 2
+	run timeout 60 "$bench/dist" --build-dir "$out/nowhere" "$@"
+	check "dist $name: exit 2" test $rc -eq 2
+	check "dist $name: says '$msg'" grep -qF -- "$msg" "$TMP/err"
+}
+dist_usage "unknown option" "unknown argument '--fast'" --fast
+dist_usage "--reps 0" "--reps must be a positive integer, got '0'" --reps 0
+dist_usage "--ranks 1" "--ranks must be 2 or more, got '1'" --ranks 1
+dist_usage "--workloads unknown" "unknown workload 'tiny' (mlp256 cnn)" --workloads tiny
+dist_usage "--modes unknown" "unknown mode 'fast' (plain layers overlap)" --modes fast
+dist_usage "--steps x" "--steps must be a positive integer, got 'x'" --steps x
+dist_usage "no build" "$out/nowhere/lunet not found" --reps 1
+if [ "$("$1/lunet" -e 'io.write(tostring(lunet.dist.available))')" = false ]; then
+	run timeout 60 "$bench/dist" --build-dir "$1"
+	check "dist on a build without MPI: exit 2" test $rc -eq 2
+	check "dist on a build without MPI: says so" err_has "was built without MPI"
 fi
 
 finish
