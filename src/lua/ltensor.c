@@ -21,23 +21,21 @@
 
 #include "core/error.h"
 #include "core/tensor.h"
-#include "lnaux.h"
-
-#define SHAPE_BUF 200  /* "{a,b,...}" for LN_MAX_DIMS 20-digit sizes */
+#include "ltensor.h"
 
 /* ==================================================================== */
 /* Argument helpers                                                      */
 /* ==================================================================== */
 
 /* Shape of t as "{2,3}" in buf. */
-static const char *shp(const ln_tensor *t, char *buf)
+const char *lnL_tshape(const ln_tensor *t, char *buf)
 {
 	return ln_tensor_shape_str(t, buf, SHAPE_BUF);
 }
 
 /* Name of the type of the value at idx ("lunet.Tensor" for tensors and
  * other named userdata). */
-static const char *tname(lua_State *L, int idx)
+const char *lnL_tname(lua_State *L, int idx)
 {
 	if (luaL_getmetafield(L, idx, "__name") == LUA_TSTRING) {
 		const char *name = lua_tostring(L, -1);
@@ -48,7 +46,7 @@ static const char *tname(lua_State *L, int idx)
 }
 
 /* Writes a number for an error message: integers exactly, NaN as "nan". */
-static const char *numstr(char *buf, size_t size, lua_State *L, int idx)
+const char *lnL_numstr(char *buf, size_t size, lua_State *L, int idx)
 {
 	if (lua_isinteger(L, idx))
 		snprintf(buf, size, "%lld", (long long)lua_tointeger(L, idx));
@@ -61,53 +59,81 @@ static const char *numstr(char *buf, size_t size, lua_State *L, int idx)
 
 /* The open tensor at arg, or "fname: expected a lunet.Tensor, got <type>"
  * / "fname: tensor is closed". */
-static ln_tensor *checkt(lua_State *L, int arg, const char *fname)
+ln_tensor *lnL_checkt(lua_State *L, int arg, const char *fname)
 {
 	ln_tensor *t = luaL_testudata(L, arg, LN_TENSOR_MT);
 	if (t == NULL)
-		lnL_raisef(L, "%s: expected a lunet.Tensor, got %s", fname, tname(L, arg));
+		lnL_raisef(L, "%s: expected a lunet.Tensor, got %s", fname, lnL_tname(L, arg));
 	if (ln_tensor_is_empty(t))
 		lnL_raisef(L, "%s: tensor is closed", fname);
 	return t;
 }
 
 /* A number argument (NaN and infinities allowed: they are valid values). */
-static float checkvalue(lua_State *L, int arg, const char *fname)
+float lnL_checkvalue(lua_State *L, int arg, const char *fname)
 {
 	if (lua_type(L, arg) != LUA_TNUMBER)
-		lnL_raisef(L, "%s: expected a number, got %s", fname, tname(L, arg));
+		lnL_raisef(L, "%s: expected a number, got %s", fname, lnL_tname(L, arg));
 	return (float)lua_tonumber(L, arg);
 }
 
 /* An integer argument (what = "index", "dimension", "start"...). */
-static lua_Integer checkint(lua_State *L, int arg, const char *fname, const char *what)
+lua_Integer lnL_checkint(lua_State *L, int arg, const char *fname, const char *what)
 {
 	char buf[64];
 	if (lua_type(L, arg) != LUA_TNUMBER)
-		lnL_raisef(L, "%s: expected an integer %s, got %s", fname, what, tname(L, arg));
+		lnL_raisef(L, "%s: expected an integer %s, got %s", fname, what, lnL_tname(L, arg));
 	int isint;
 	lua_Integer v = lua_tointegerx(L, arg, &isint);
 	if (!isint)
 		lnL_raisef(L, "%s: expected an integer %s, got %s", fname, what,
-		           numstr(buf, sizeof buf, L, arg));
+		           lnL_numstr(buf, sizeof buf, L, arg));
 	return v;
 }
 
-/* The 1-based dimension at arg, returned 0-based. */
-static int checkdim(lua_State *L, int arg, const ln_tensor *t, const char *fname)
+/* ltensor.h: 1..ndim or -ndim..-1, returned 0-based. */
+int lnL_checkdim(lua_State *L, int arg, const ln_tensor *t, const char *fname)
+{
+	return lnL_todim(L, lnL_checkint(L, arg, fname, "dimension"), t, fname);
+}
+
+/* ltensor.h: the dimension d of t, returned 0-based. */
+int lnL_todim(lua_State *L, lua_Integer d, const ln_tensor *t, const char *fname)
 {
 	char buf[SHAPE_BUF];
-	lua_Integer d = checkint(L, arg, fname, "dimension");
-	if (d < 1 || d > t->ndim)
-		lnL_raisef(L, "%s: dimension %lld out of range for a tensor of shape %s", fname,
-		           (long long)d, shp(t, buf));
-	return (int)d - 1;
+	if (d == 0 || d > t->ndim || d < -t->ndim)
+		lnL_raisef(L, "%s: dimension %lld out of range for a tensor of shape %s (expected "
+		           "1..%d or -%d..-1)", fname, (long long)d, lnL_tshape(t, buf), t->ndim,
+		           t->ndim);
+	return d < 0 ? (int)(d + t->ndim) : (int)d - 1;
+}
+
+/* ltensor.h: 1..ndim+1 or -(ndim+1)..-1, returned 0..ndim. */
+int lnL_checkinsert(lua_State *L, int arg, int ndim, const char *fname)
+{
+	lua_Integer d = lnL_checkint(L, arg, fname, "dimension");
+	if (d == 0 || d > ndim + 1 || d < -(ndim + 1))
+		lnL_raisef(L, "%s: position %lld out of range for a new dimension of a %d-D tensor "
+		           "(expected 1..%d or -%d..-1)", fname, (long long)d, ndim, ndim + 1,
+		           ndim + 1);
+	return d < 0 ? (int)(d + ndim + 1) : (int)d - 1;
+}
+
+/* ltensor.h: nil or none gives dflt; anything but a boolean raises. */
+bool lnL_optbool(lua_State *L, int arg, bool dflt, const char *fname, const char *what)
+{
+	if (lua_isnoneornil(L, arg))
+		return dflt;
+	if (lua_type(L, arg) != LUA_TBOOLEAN)
+		lnL_raisef(L, "%s: expected %s to be a boolean, got %s", fname, what,
+		           lnL_tname(L, arg));
+	return lua_toboolean(L, arg);
 }
 
 /* The 1-based index at arg for dimension dim (0-based), returned 0-based. */
 static int64_t checkindex(lua_State *L, int arg, const ln_tensor *t, int dim, const char *fname)
 {
-	lua_Integer i = checkint(L, arg, fname, "index");
+	lua_Integer i = lnL_checkint(L, arg, fname, "index");
 	if (i < 1 || i > t->shape[dim])
 		lnL_raisef(L, "%s: index %lld out of range for dimension %d of size %lld", fname,
 		           (long long)i, dim + 1, (long long)t->shape[dim]);
@@ -121,15 +147,14 @@ static int fail(lua_State *L, const char *fname, const ln_error *err)
 }
 
 /* Reports the storage of a newly filled tensor to the collector. */
-static void pressure(lua_State *L, const ln_tensor *t)
+void lnL_tpressure(lua_State *L, const ln_tensor *t)
 {
 	lnL_gcpressure(L, (size_t)ln_tensor_numel(t) * sizeof(float));
 }
 
 /* An operand that may be a tensor, a nested table (converted; pushed) or
  * a number (when allow_number).  Returns the tensor or NULL with *num set. */
-static ln_tensor *operand(lua_State *L, int arg, const char *fname, bool allow_number,
-                          float *num)
+ln_tensor *lnL_operand(lua_State *L, int arg, const char *fname, bool allow_number, float *num)
 {
 	int type = lua_type(L, arg);
 	if (type == LUA_TNUMBER && allow_number) {
@@ -137,11 +162,11 @@ static ln_tensor *operand(lua_State *L, int arg, const char *fname, bool allow_n
 		return NULL;
 	}
 	if (type == LUA_TUSERDATA && luaL_testudata(L, arg, LN_TENSOR_MT))
-		return checkt(L, arg, fname);
+		return lnL_checkt(L, arg, fname);
 	if (type == LUA_TTABLE)
 		return lnL_totensor(L, arg, fname);
 	lnL_raisef(L, "%s: expected a lunet.Tensor%s, got %s", fname,
-	           allow_number ? " or a number" : " or a table of numbers", tname(L, arg));
+	           allow_number ? " or a number" : " or a table of numbers", lnL_tname(L, arg));
 	return NULL;
 }
 
@@ -159,16 +184,16 @@ static int l_tensor(lua_State *L)
 		return 1;
 	}
 	if (luaL_testudata(L, 1, LN_TENSOR_MT)) {
-		ln_tensor *src = checkt(L, 1, fname);
+		ln_tensor *src = lnL_checkt(L, 1, fname);
 		ln_tensor *t = lnL_newtensor(L);
 		ln_error err;
 		if (ln_tensor_clone(t, src, &err) != LN_OK)
 			return fail(L, fname, &err);
-		pressure(L, t);
+		lnL_tpressure(L, t);
 		return 1;
 	}
 	return lnL_raisef(L, "%s: expected a table of numbers or a lunet.Tensor, got %s", fname,
-	                  tname(L, 1));
+	                  lnL_tname(L, 1));
 }
 
 /* Pushes a new zeroed tensor of the shape given from arg on. */
@@ -180,7 +205,7 @@ static ln_tensor *newshaped(lua_State *L, int arg, const char *fname)
 	ln_error err;
 	if (ln_tensor_alloc(t, ndim, shape, &err) != LN_OK)
 		fail(L, fname, &err);
-	pressure(L, t);
+	lnL_tpressure(L, t);
 	return t;
 }
 
@@ -206,7 +231,7 @@ static int l_full(lua_State *L)
 	if (top < 2)
 		return lnL_raisef(L, "%s: expected a shape and a value, got %d argument%s", fname, top,
 		                  top == 1 ? "" : "s");
-	float v = checkvalue(L, top, fname);
+	float v = lnL_checkvalue(L, top, fname);
 	lua_settop(L, top - 1);
 	ln_tensor_fill(newshaped(L, 1, fname), v);
 	return 1;
@@ -242,9 +267,9 @@ static int l_arange(lua_State *L)
 	for (int i = 1; i <= top; i++)
 		if (lua_type(L, i) != LUA_TNUMBER)
 			return lnL_raisef(L, "%s: expected numbers, got %s for argument %d", fname,
-			                  tname(L, i), i);
+			                  lnL_tname(L, i), i);
 	if (top == 1) {
-		lua_Integer n = checkint(L, 1, fname, "number of elements");
+		lua_Integer n = lnL_checkint(L, 1, fname, "number of elements");
 		if (n < 1)
 			return lnL_raisef(L, "%s: expected a number of elements >= 1, got %lld", fname,
 			                  (long long)n);
@@ -257,9 +282,9 @@ static int l_arange(lua_State *L)
 	}
 	if (!isfinite(a) || !isfinite(b) || !isfinite(step))
 		return lnL_raisef(L, "%s: expected finite numbers, got %s, %s, %s", fname,
-		                  numstr(b1, sizeof b1, L, 1),
-		                  top >= 2 ? numstr(b2, sizeof b2, L, 2) : "-",
-		                  top >= 3 ? numstr(b3, sizeof b3, L, 3) : "1");
+		                  lnL_numstr(b1, sizeof b1, L, 1),
+		                  top >= 2 ? lnL_numstr(b2, sizeof b2, L, 2) : "-",
+		                  top >= 3 ? lnL_numstr(b3, sizeof b3, L, 3) : "1");
 	if (step == 0)
 		return lnL_raisef(L, "%s: expected a non-zero step, got 0", fname);
 	double span = floor((b - a) / step);
@@ -277,7 +302,7 @@ static int l_arange(lua_State *L)
 	float *p = ln_tensor_data(t);
 	for (int64_t i = 0; i < n; i++)
 		p[i] = (float)(a + (double)i * step);
-	pressure(L, t);
+	lnL_tpressure(L, t);
 	return 1;
 }
 
@@ -305,21 +330,21 @@ static void pushshape(lua_State *L, const ln_tensor *t)
 /* t:shape() -> {d1, d2, ...} (a new table) */
 static int t_shape(lua_State *L)
 {
-	pushshape(L, checkt(L, 1, "Tensor:shape"));
+	pushshape(L, lnL_checkt(L, 1, "Tensor:shape"));
 	return 1;
 }
 
 /* t:dim() -> number of dimensions */
 static int t_dim(lua_State *L)
 {
-	lua_pushinteger(L, checkt(L, 1, "Tensor:dim")->ndim);
+	lua_pushinteger(L, lnL_checkt(L, 1, "Tensor:dim")->ndim);
 	return 1;
 }
 
 /* t:numel() -> number of elements */
 static int t_numel(lua_State *L)
 {
-	lua_pushinteger(L, (lua_Integer)ln_tensor_numel(checkt(L, 1, "Tensor:numel")));
+	lua_pushinteger(L, (lua_Integer)ln_tensor_numel(lnL_checkt(L, 1, "Tensor:numel")));
 	return 1;
 }
 
@@ -327,12 +352,12 @@ static int t_numel(lua_State *L)
 static int t_size(lua_State *L)
 {
 	const char *fname = "Tensor:size";
-	ln_tensor *t = checkt(L, 1, fname);
+	ln_tensor *t = lnL_checkt(L, 1, fname);
 	if (lua_isnoneornil(L, 2)) {
 		pushshape(L, t);
 		return 1;
 	}
-	lua_pushinteger(L, (lua_Integer)t->shape[checkdim(L, 2, t, fname)]);
+	lua_pushinteger(L, (lua_Integer)t->shape[lnL_checkdim(L, 2, t, fname)]);
 	return 1;
 }
 
@@ -340,7 +365,7 @@ static int t_size(lua_State *L)
 static int t_stride(lua_State *L)
 {
 	const char *fname = "Tensor:stride";
-	ln_tensor *t = checkt(L, 1, fname);
+	ln_tensor *t = lnL_checkt(L, 1, fname);
 	if (lua_isnoneornil(L, 2)) {
 		lua_createtable(L, t->ndim, 0);
 		for (int i = 0; i < t->ndim; i++) {
@@ -349,21 +374,21 @@ static int t_stride(lua_State *L)
 		}
 		return 1;
 	}
-	lua_pushinteger(L, (lua_Integer)t->stride[checkdim(L, 2, t, fname)]);
+	lua_pushinteger(L, (lua_Integer)t->stride[lnL_checkdim(L, 2, t, fname)]);
 	return 1;
 }
 
 /* #t -> size of dimension 1 */
 static int t_len(lua_State *L)
 {
-	lua_pushinteger(L, (lua_Integer)checkt(L, 1, "Tensor:__len")->shape[0]);
+	lua_pushinteger(L, (lua_Integer)lnL_checkt(L, 1, "Tensor:__len")->shape[0]);
 	return 1;
 }
 
 /* t:is_contiguous() */
 static int t_is_contiguous(lua_State *L)
 {
-	lua_pushboolean(L, ln_tensor_is_contiguous(checkt(L, 1, "Tensor:is_contiguous")));
+	lua_pushboolean(L, ln_tensor_is_contiguous(lnL_checkt(L, 1, "Tensor:is_contiguous")));
 	return 1;
 }
 
@@ -385,11 +410,11 @@ static int t_get(lua_State *L)
 {
 	const char *fname = "Tensor:get";
 	char buf[SHAPE_BUF];
-	ln_tensor *t = checkt(L, 1, fname);
+	ln_tensor *t = lnL_checkt(L, 1, fname);
 	int n = lua_gettop(L) - 1;
 	if (n != t->ndim)
 		return lnL_raisef(L, "%s: expected %d indices for a tensor of shape %s, got %d", fname,
-		                  t->ndim, shp(t, buf), n);
+		                  t->ndim, lnL_tshape(t, buf), n);
 	lua_pushnumber(L, ln_tensor_data(t)[element_offset(L, 2, t, fname)]);
 	return 1;
 }
@@ -399,14 +424,14 @@ static int t_set(lua_State *L)
 {
 	const char *fname = "Tensor:set";
 	char buf[SHAPE_BUF];
-	ln_tensor *t = checkt(L, 1, fname);
+	ln_tensor *t = lnL_checkt(L, 1, fname);
 	int n = lua_gettop(L) - 2;
 	if (n != t->ndim)
 		return lnL_raisef(L, "%s: expected %d indices and a value for a tensor of shape %s, "
-		                  "got %d argument%s", fname, t->ndim, shp(t, buf), n + 1,
+		                  "got %d argument%s", fname, t->ndim, lnL_tshape(t, buf), n + 1,
 		                  n + 1 == 1 ? "" : "s");
 	size_t off = element_offset(L, 2, t, fname);
-	ln_tensor_data(t)[off] = checkvalue(L, n + 2, fname);
+	ln_tensor_data(t)[off] = lnL_checkvalue(L, n + 2, fname);
 	lua_settop(L, 1);
 	return 1;
 }
@@ -416,10 +441,10 @@ static int t_item(lua_State *L)
 {
 	const char *fname = "Tensor:item";
 	char buf[SHAPE_BUF];
-	ln_tensor *t = checkt(L, 1, fname);
+	ln_tensor *t = lnL_checkt(L, 1, fname);
 	if (ln_tensor_numel(t) != 1)
 		return lnL_raisef(L, "%s: expected a tensor of one element, got shape %s", fname,
-		                  shp(t, buf));
+		                  lnL_tshape(t, buf));
 	lua_pushnumber(L, *ln_tensor_data(t));
 	return 1;
 }
@@ -450,7 +475,7 @@ static int t_index(lua_State *L)
 	}
 	if (kt == LUA_TNUMBER) {
 		const char *fname = "Tensor:__index";
-		ln_tensor *t = checkt(L, 1, fname);
+		ln_tensor *t = lnL_checkt(L, 1, fname);
 		pushrow(L, t, checkindex(L, 2, t, 0, fname), fname);
 		return 1;
 	}
@@ -458,13 +483,9 @@ static int t_index(lua_State *L)
 	return 1;
 }
 
-/* Copies src into dst (numel must match) or raises. */
+/* Copies src into dst, src broadcast to dst's shape, or raises. */
 static void copy_into(lua_State *L, ln_tensor *dst, const ln_tensor *src, const char *fname)
 {
-	char b1[SHAPE_BUF], b2[SHAPE_BUF];
-	if (ln_tensor_numel(dst) != ln_tensor_numel(src))
-		lnL_raisef(L, "%s: expected a source of %lld elements (shape %s), got shape %s", fname,
-		           (long long)ln_tensor_numel(dst), shp(dst, b1), shp(src, b2));
 	ln_error err;
 	if (ln_tensor_copy(dst, src, &err) != LN_OK)
 		fail(L, fname, &err);
@@ -472,16 +493,16 @@ static void copy_into(lua_State *L, ln_tensor *dst, const ln_tensor *src, const 
 
 /* __newindex: t[i] = v sets element i of a 1-D tensor; for an N-D tensor
  * it fills row i with the number v, or copies a tensor/table of the row's
- * number of elements into it. */
+ * shape (or one that broadcasts to it) into it. */
 static int t_newindex(lua_State *L)
 {
 	const char *fname = "Tensor:__newindex";
-	ln_tensor *t = checkt(L, 1, fname);
+	ln_tensor *t = lnL_checkt(L, 1, fname);
 	if (lua_type(L, 2) != LUA_TNUMBER)
-		return lnL_raisef(L, "%s: expected an integer index, got %s", fname, tname(L, 2));
+		return lnL_raisef(L, "%s: expected an integer index, got %s", fname, lnL_tname(L, 2));
 	int64_t i = checkindex(L, 2, t, 0, fname);
 	if (t->ndim == 1) {
-		ln_tensor_data(t)[i * t->stride[0]] = checkvalue(L, 3, fname);
+		ln_tensor_data(t)[i * t->stride[0]] = lnL_checkvalue(L, 3, fname);
 		return 0;
 	}
 	float v = 0;
@@ -489,10 +510,10 @@ static int t_newindex(lua_State *L)
 	if (lua_type(L, 3) == LUA_TNUMBER)
 		v = (float)lua_tonumber(L, 3);
 	else if (lua_type(L, 3) == LUA_TTABLE || luaL_testudata(L, 3, LN_TENSOR_MT))
-		src = operand(L, 3, fname, false, &v);
+		src = lnL_operand(L, 3, fname, false, &v);
 	else
 		return lnL_raisef(L, "%s: expected a number or a lunet.Tensor, got %s", fname,
-		                  tname(L, 3));
+		                  lnL_tname(L, 3));
 	ln_tensor *row = lnL_newtensor(L);
 	ln_error err;
 	if (ln_tensor_select(row, t, i, &err) != LN_OK)
@@ -509,7 +530,7 @@ static int t_newindex(lua_State *L)
 static int pairs_next(lua_State *L)
 {
 	const char *fname = "Tensor:__pairs";
-	ln_tensor *t = checkt(L, 1, fname);
+	ln_tensor *t = lnL_checkt(L, 1, fname);
 	lua_Integer i = luaL_optinteger(L, 2, 0) + 1;
 	if (i < 1 || i > t->shape[0])
 		return 0;
@@ -521,7 +542,7 @@ static int pairs_next(lua_State *L)
 /* pairs(t): i, t[i] for i = 1..#t */
 static int t_pairs(lua_State *L)
 {
-	checkt(L, 1, "Tensor:__pairs");
+	lnL_checkt(L, 1, "Tensor:__pairs");
 	lua_pushcfunction(L, pairs_next);
 	lua_pushvalue(L, 1);
 	lua_pushinteger(L, 0);
@@ -548,7 +569,7 @@ static void totable_rec(lua_State *L, const ln_tensor *t, int d, size_t off)
 /* t:totable() -> nested Lua tables of numbers */
 static int t_totable(lua_State *L)
 {
-	ln_tensor *t = checkt(L, 1, "Tensor:totable");
+	ln_tensor *t = lnL_checkt(L, 1, "Tensor:totable");
 	luaL_checkstack(L, t->ndim + 4, "Tensor:totable");
 	totable_rec(L, t, 0, 0);
 	return 1;
@@ -562,19 +583,19 @@ static int t_totable(lua_State *L)
 static int t_clone(lua_State *L)
 {
 	const char *fname = "Tensor:clone";
-	ln_tensor *t = checkt(L, 1, fname);
+	ln_tensor *t = lnL_checkt(L, 1, fname);
 	ln_tensor *out = lnL_newtensor(L);
 	ln_error err;
 	if (ln_tensor_clone(out, t, &err) != LN_OK)
 		return fail(L, fname, &err);
-	pressure(L, out);
+	lnL_tpressure(L, out);
 	return 1;
 }
 
 /* t:contiguous() -> t when contiguous, else a contiguous copy */
 static int t_contiguous(lua_State *L)
 {
-	ln_tensor *t = checkt(L, 1, "Tensor:contiguous");
+	ln_tensor *t = lnL_checkt(L, 1, "Tensor:contiguous");
 	int pushed;
 	lnL_contiguous(L, t, "Tensor:contiguous", &pushed);
 	if (!pushed)
@@ -582,14 +603,15 @@ static int t_contiguous(lua_State *L)
 	return 1;
 }
 
-/* t:copy(src) -> t, with src's elements copied in row-major order (src a
- * tensor or nested table with the same number of elements). */
+/* t:copy(src) -> t, with src (a tensor or nested table) copied in, broadcast
+ * to t's shape: a {3} fills every row of a {2,3}, but a {6} is refused
+ * for a {2,3} (reshape it first). */
 static int t_copy(lua_State *L)
 {
 	const char *fname = "Tensor:copy";
-	ln_tensor *t = checkt(L, 1, fname);
+	ln_tensor *t = lnL_checkt(L, 1, fname);
 	float unused;
-	ln_tensor *src = operand(L, 2, fname, false, &unused);
+	ln_tensor *src = lnL_operand(L, 2, fname, false, &unused);
 	copy_into(L, t, src, fname);
 	lua_settop(L, 1);
 	return 1;
@@ -599,8 +621,8 @@ static int t_copy(lua_State *L)
 static int t_fill(lua_State *L)
 {
 	const char *fname = "Tensor:fill";
-	ln_tensor *t = checkt(L, 1, fname);
-	ln_tensor_fill(t, checkvalue(L, 2, fname));
+	ln_tensor *t = lnL_checkt(L, 1, fname);
+	ln_tensor_fill(t, lnL_checkvalue(L, 2, fname));
 	lua_settop(L, 1);
 	return 1;
 }
@@ -608,7 +630,7 @@ static int t_fill(lua_State *L)
 /* t:zero() -> t */
 static int t_zero(lua_State *L)
 {
-	ln_tensor_fill(checkt(L, 1, "Tensor:zero"), 0.0f);
+	ln_tensor_fill(lnL_checkt(L, 1, "Tensor:zero"), 0.0f);
 	lua_settop(L, 1);
 	return 1;
 }
@@ -627,7 +649,7 @@ static int reshape_shape(lua_State *L, int arg, const ln_tensor *t, int64_t shap
 	if (from_table) {
 		if (top > arg)
 			lnL_raisef(L, "%s: expected nothing after the shape table, got %s", fname,
-			           tname(L, arg + 1));
+			           lnL_tname(L, arg + 1));
 		lua_Unsigned len = lua_rawlen(L, arg);
 		if (len == 0)
 			lnL_raisef(L, "%s: expected a non-empty table of sizes, got an empty table", fname);
@@ -653,8 +675,8 @@ static int reshape_shape(lua_State *L, int arg, const ln_tensor *t, int64_t shap
 		if (!isint || (v < 1 && v != -1))
 			lnL_raisef(L, "%s: expected sizes that are integers >= 1 (or one -1), got %s "
 			           "for dimension %d", fname,
-			           lua_type(L, idx) == LUA_TNUMBER ? numstr(vb, sizeof vb, L, idx)
-			                                           : tname(L, idx), i + 1);
+			           lua_type(L, idx) == LUA_TNUMBER ? lnL_numstr(vb, sizeof vb, L, idx)
+			                                           : lnL_tname(L, idx), i + 1);
 		if (v == -1) {
 			if (infer >= 0)
 				lnL_raisef(L, "%s: expected at most one -1 in the shape, got -1 for "
@@ -674,11 +696,11 @@ static int reshape_shape(lua_State *L, int arg, const ln_tensor *t, int64_t shap
 	if (infer >= 0) {
 		if (numel % known != 0)
 			lnL_raisef(L, "%s: cannot infer the -1 size: %lld elements of shape %s do not "
-			           "divide by %lld", fname, (long long)numel, shp(t, b1), (long long)known);
+			           "divide by %lld", fname, (long long)numel, lnL_tshape(t, b1), (long long)known);
 		shape[infer] = numel / known;
 	} else if (known != numel) {
 		lnL_raisef(L, "%s: expected a shape with %lld elements (as %s), got %s", fname,
-		           (long long)numel, shp(t, b1), ln_shape_str(b2, sizeof b2, n, shape));
+		           (long long)numel, lnL_tshape(t, b1), ln_shape_str(b2, sizeof b2, n, shape));
 	}
 	return n;
 }
@@ -689,7 +711,7 @@ static int t_reshape(lua_State *L)
 {
 	const char *fname = "Tensor:reshape";
 	int64_t shape[LN_MAX_DIMS];
-	ln_tensor *t = checkt(L, 1, fname);
+	ln_tensor *t = lnL_checkt(L, 1, fname);
 	int n = reshape_shape(L, 2, t, shape, fname);
 	bool copies = !ln_tensor_is_contiguous(t);
 	ln_tensor *out = lnL_newtensor(L);
@@ -697,7 +719,7 @@ static int t_reshape(lua_State *L)
 	if (ln_tensor_reshape(out, t, n, shape, &err) != LN_OK)
 		return fail(L, fname, &err);
 	if (copies)
-		pressure(L, out);
+		lnL_tpressure(L, out);
 	return 1;
 }
 
@@ -706,10 +728,10 @@ static int t_reshape(lua_State *L)
 static int t_narrow(lua_State *L)
 {
 	const char *fname = "Tensor:narrow";
-	ln_tensor *t = checkt(L, 1, fname);
-	int d = checkdim(L, 2, t, fname);
-	lua_Integer start = checkint(L, 3, fname, "start");
-	lua_Integer len = checkint(L, 4, fname, "length");
+	ln_tensor *t = lnL_checkt(L, 1, fname);
+	int d = lnL_checkdim(L, 2, t, fname);
+	lua_Integer start = lnL_checkint(L, 3, fname, "start");
+	lua_Integer len = lnL_checkint(L, 4, fname, "length");
 	int64_t size = t->shape[d];
 	if (start < 1 || start > size)
 		return lnL_raisef(L, "%s: start %lld out of range for dimension %d of size %lld", fname,
@@ -726,19 +748,33 @@ static int t_narrow(lua_State *L)
 	return 1;
 }
 
-/* t:transpose() -> a contiguous transposed copy of a 2-D tensor */
+/* t:transpose(d1, d2) -> a view with dimensions d1 and d2 swapped (any
+ * ndim); t:transpose() -> a contiguous transposed copy of a 2-D tensor
+ * (as before views existed; also t:t()). */
 static int t_transpose(lua_State *L)
 {
 	const char *fname = "Tensor:transpose";
 	char buf[SHAPE_BUF];
-	ln_tensor *t = checkt(L, 1, fname);
+	ln_tensor *t = lnL_checkt(L, 1, fname);
+	int nargs = lua_gettop(L) - 1;
+	if (nargs > 0 && !(nargs == 1 && lua_isnil(L, 2))) {
+		if (nargs != 2)
+			return lnL_raisef(L, "%s: expected two dimensions (or none, for the 2-D copy), got "
+			                  "%d argument%s", fname, nargs, nargs == 1 ? "" : "s");
+		int d1 = lnL_checkdim(L, 2, t, fname), d2 = lnL_checkdim(L, 3, t, fname);
+		ln_tensor *out = lnL_newtensor(L);
+		ln_error err;
+		if (ln_tensor_transpose_dims(out, t, d1, d2, &err) != LN_OK)
+			return fail(L, fname, &err);
+		return 1;
+	}
 	if (t->ndim != 2)
-		return lnL_raisef(L, "%s: expected a 2-D tensor, got shape %s", fname, shp(t, buf));
+		return lnL_raisef(L, "%s: expected a 2-D tensor, got shape %s", fname, lnL_tshape(t, buf));
 	ln_tensor *out = lnL_newtensor(L);
 	ln_error err;
 	if (ln_tensor_transpose(out, t, &err) != LN_OK)
 		return fail(L, fname, &err);
-	pressure(L, out);
+	lnL_tpressure(L, out);
 	return 1;
 }
 
@@ -747,21 +783,17 @@ static int t_transpose(lua_State *L)
 /* ==================================================================== */
 
 /* Pushes a op b where each side is a tensor, a nested table or a number
- * (at least one a tensor): elementwise on equal shapes, or with a scalar
- * on either side. */
+ * (at least one a tensor): elementwise with NumPy broadcasting, or with a
+ * scalar on either side. */
 static int arith(lua_State *L, ln_binop op, const char *fname)
 {
-	char b1[SHAPE_BUF], b2[SHAPE_BUF];
 	float sa = 0, sb = 0;
-	ln_tensor *a = operand(L, 1, fname, true, &sa);
-	ln_tensor *b = operand(L, 2, fname, true, &sb);
+	ln_tensor *a = lnL_operand(L, 1, fname, true, &sa);
+	ln_tensor *b = lnL_operand(L, 2, fname, true, &sb);
 	ln_error err;
 	ln_status st;
 	if (a == NULL && b == NULL)
 		return lnL_raisef(L, "%s: expected at least one lunet.Tensor, got two numbers", fname);
-	if (a && b && !ln_tensor_same_shape(a, b))
-		return lnL_raisef(L, "%s: expected tensors of the same shape, got %s and %s", fname,
-		                  shp(a, b1), shp(b, b2));
 	ln_tensor *out = lnL_newtensor(L);
 	if (a && b)
 		st = ln_tensor_binary(out, op, a, b, &err);
@@ -771,7 +803,7 @@ static int arith(lua_State *L, ln_binop op, const char *fname)
 		st = ln_tensor_binary_scalar(out, op, b, sa, true, &err);
 	if (st != LN_OK)
 		return fail(L, fname, &err);
-	pressure(L, out);
+	lnL_tpressure(L, out);
 	return 1;
 }
 
@@ -783,26 +815,27 @@ static int m_add(lua_State *L) { return arith(L, LN_ADD, "Tensor:add"); }
 static int m_sub(lua_State *L) { return arith(L, LN_SUB, "Tensor:sub"); }
 static int m_mul(lua_State *L) { return arith(L, LN_MUL, "Tensor:mul"); }
 static int m_div(lua_State *L) { return arith(L, LN_DIV, "Tensor:div"); }
+static int t_pow(lua_State *L) { return arith(L, LN_POW, "Tensor:__pow"); }
+static int m_pow(lua_State *L) { return arith(L, LN_POW, "Tensor:pow"); }
+/* t:gt(u) ...: 1 where the comparison holds, else 0 (u a tensor, table or
+ * number, broadcast) */
+static int m_gt(lua_State *L) { return arith(L, LN_GT, "Tensor:gt"); }
+static int m_lt(lua_State *L) { return arith(L, LN_LT, "Tensor:lt"); }
+static int m_ge(lua_State *L) { return arith(L, LN_GE, "Tensor:ge"); }
+static int m_le(lua_State *L) { return arith(L, LN_LE, "Tensor:le"); }
+static int m_eq(lua_State *L) { return arith(L, LN_EQ, "Tensor:eq"); }
+static int m_ne(lua_State *L) { return arith(L, LN_NE, "Tensor:ne"); }
 
-/* t:add_(v) etc.: t = t op v in place (v a number, or a tensor/table of
- * t's shape); returns t.  The result goes through a temporary owned by
- * this frame, released before any error is raised. */
+/* t:add_(v) etc.: t = t op v in place (v a number, or a tensor/table that
+ * broadcasts to t's shape); returns t.  The core takes care of a v that
+ * shares t's memory. */
 static int arith_inplace(lua_State *L, ln_binop op, const char *fname)
 {
-	char b1[SHAPE_BUF], b2[SHAPE_BUF];
-	ln_tensor *t = checkt(L, 1, fname);
+	ln_tensor *t = lnL_checkt(L, 1, fname);
 	float s = 0;
-	ln_tensor *b = operand(L, 2, fname, true, &s);
-	if (b && !ln_tensor_same_shape(t, b))
-		return lnL_raisef(L, "%s: expected tensors of the same shape, got %s and %s", fname,
-		                  shp(t, b1), shp(b, b2));
-	ln_tensor tmp = LN_TENSOR_EMPTY;
+	ln_tensor *b = lnL_operand(L, 2, fname, true, &s);
 	ln_error err;
-	ln_status st = b ? ln_tensor_binary(&tmp, op, t, b, &err)
-	                 : ln_tensor_binary_scalar(&tmp, op, t, s, false, &err);
-	if (st == LN_OK)
-		st = ln_tensor_copy(t, &tmp, &err);
-	ln_tensor_release(&tmp);
+	ln_status st = b ? ln_tensor_binary_(t, op, b, &err) : ln_tensor_binary_scalar_(t, op, s, &err);
 	if (st != LN_OK)
 		return fail(L, fname, &err);
 	lua_settop(L, 1);
@@ -818,24 +851,24 @@ static int t_div_(lua_State *L) { return arith_inplace(L, LN_DIV, "Tensor:div_")
 static int t_unm(lua_State *L)
 {
 	const char *fname = "Tensor:__unm";
-	ln_tensor *t = checkt(L, 1, fname);
+	ln_tensor *t = lnL_checkt(L, 1, fname);
 	ln_tensor *out = lnL_newtensor(L);
 	ln_error err;
 	if (ln_tensor_unary(out, LN_NEG, t, &err) != LN_OK)
 		return fail(L, fname, &err);
-	pressure(L, out);
+	lnL_tpressure(L, out);
 	return 1;
 }
 
 /* Pushes op(t), a new tensor. */
 static int unary(lua_State *L, ln_unop op, const char *fname)
 {
-	ln_tensor *t = checkt(L, 1, fname);
+	ln_tensor *t = lnL_checkt(L, 1, fname);
 	ln_tensor *out = lnL_newtensor(L);
 	ln_error err;
 	if (ln_tensor_unary(out, op, t, &err) != LN_OK)
 		return fail(L, fname, &err);
-	pressure(L, out);
+	lnL_tpressure(L, out);
 	return 1;
 }
 
@@ -847,22 +880,23 @@ static int t_tanh(lua_State *L) { return unary(L, LN_TANH, "Tensor:tanh"); }
 static int t_sigmoid(lua_State *L) { return unary(L, LN_SIGMOID, "Tensor:sigmoid"); }
 static int t_neg(lua_State *L) { return unary(L, LN_NEG, "Tensor:neg"); }
 
-/* a:matmul(b) -> a (m,k) x b (k,n) */
+/* a:matmul(b) -> a (m,k) x b (k,n); batched: {B,M,K} x {B,K,N} or
+ * {B,M,K} x {K,N} -> {B,M,N} (leading dimensions broadcast) */
 static int t_matmul(lua_State *L)
 {
 	const char *fname = "Tensor:matmul";
 	char b1[SHAPE_BUF], b2[SHAPE_BUF];
-	ln_tensor *a = checkt(L, 1, fname);
+	ln_tensor *a = lnL_checkt(L, 1, fname);
 	float unused;
-	ln_tensor *b = operand(L, 2, fname, false, &unused);
-	if (a->ndim != 2 || b->ndim != 2 || a->shape[1] != b->shape[0])
-		return lnL_raisef(L, "%s: expected shapes {m,k} and {k,n}, got %s and %s", fname,
-		                  shp(a, b1), shp(b, b2));
+	ln_tensor *b = lnL_operand(L, 2, fname, false, &unused);
+	if (a->ndim < 2 || b->ndim < 2 || a->shape[a->ndim - 1] != b->shape[b->ndim - 2])
+		return lnL_raisef(L, "%s: expected shapes {...,m,k} and {...,k,n}, got %s and %s",
+		                  fname, lnL_tshape(a, b1), lnL_tshape(b, b2));
 	ln_tensor *out = lnL_newtensor(L);
 	ln_error err;
 	if (ln_tensor_matmul(out, a, b, &err) != LN_OK)
 		return fail(L, fname, &err);
-	pressure(L, out);
+	lnL_tpressure(L, out);
 	return 1;
 }
 
@@ -874,19 +908,19 @@ static int t_matmul(lua_State *L)
  * dimension kept with size 1. */
 static int reduce_dim(lua_State *L, ln_tensor *t, ln_reduce op, const char *fname)
 {
-	int d = checkdim(L, 2, t, fname);
+	int d = lnL_checkdim(L, 2, t, fname);
 	ln_tensor *out = lnL_newtensor(L);
 	ln_error err;
 	if (ln_tensor_reduce_dim(out, op, t, d, &err) != LN_OK)
 		return fail(L, fname, &err);
-	pressure(L, out);
+	lnL_tpressure(L, out);
 	return 1;
 }
 
 /* t:sum() -> number; t:sum(dim) -> tensor */
 static int t_sum(lua_State *L)
 {
-	ln_tensor *t = checkt(L, 1, "Tensor:sum");
+	ln_tensor *t = lnL_checkt(L, 1, "Tensor:sum");
 	if (!lua_isnoneornil(L, 2))
 		return reduce_dim(L, t, LN_RSUM, "Tensor:sum");
 	lua_pushnumber(L, ln_tensor_sum(t));
@@ -896,39 +930,37 @@ static int t_sum(lua_State *L)
 /* t:mean() -> number; t:mean(dim) -> tensor */
 static int t_mean(lua_State *L)
 {
-	ln_tensor *t = checkt(L, 1, "Tensor:mean");
+	ln_tensor *t = lnL_checkt(L, 1, "Tensor:mean");
 	if (!lua_isnoneornil(L, 2))
 		return reduce_dim(L, t, LN_RMEAN, "Tensor:mean");
 	lua_pushnumber(L, ln_tensor_mean(t));
 	return 1;
 }
 
-/* t:max() -> number (NaN if any is NaN); t:max(dim) -> tensor */
-static int t_max(lua_State *L)
+/* t:max() -> number (NaN if any is NaN); t:max(dim) -> values, indices:
+ * two tensors with dim kept as size 1, the indices 1-based (the first
+ * maximum; a NaN is the maximum).  Likewise t:min. */
+static int extreme(lua_State *L, bool want_max, const char *fname)
 {
-	ln_tensor *t = checkt(L, 1, "Tensor:max");
-	if (!lua_isnoneornil(L, 2))
-		return reduce_dim(L, t, LN_RMAX, "Tensor:max");
-	lua_pushnumber(L, ln_tensor_max(t));
-	return 1;
+	ln_tensor *t = lnL_checkt(L, 1, fname);
+	if (lua_isnoneornil(L, 2)) {
+		lua_pushnumber(L, want_max ? ln_tensor_max(t) : ln_tensor_min(t));
+		return 1;
+	}
+	reduce_dim(L, t, want_max ? LN_RMAX : LN_RMIN, fname);
+	reduce_dim(L, t, want_max ? LN_RARGMAX : LN_RARGMIN, fname);
+	return 2;
 }
 
-/* t:min() -> number; t:min(dim) -> tensor */
-static int t_min(lua_State *L)
-{
-	ln_tensor *t = checkt(L, 1, "Tensor:min");
-	if (!lua_isnoneornil(L, 2))
-		return reduce_dim(L, t, LN_RMIN, "Tensor:min");
-	lua_pushnumber(L, ln_tensor_min(t));
-	return 1;
-}
+static int t_max(lua_State *L) { return extreme(L, true, "Tensor:max"); }
+static int t_min(lua_State *L) { return extreme(L, false, "Tensor:min"); }
 
 /* t:argmax(dim) -> tensor of 1-based indices (dim kept with size 1);
  * t:argmax() -> the 1-based row-major position of the first maximum. */
 static int t_argmax(lua_State *L)
 {
 	const char *fname = "Tensor:argmax";
-	ln_tensor *t = checkt(L, 1, fname);
+	ln_tensor *t = lnL_checkt(L, 1, fname);
 	if (!lua_isnoneornil(L, 2))
 		return reduce_dim(L, t, LN_RARGMAX, fname);
 	int pushed;
@@ -948,7 +980,7 @@ static int t_allclose(lua_State *L)
 {
 	const char *fname = "Tensor:allclose";
 	char buf[64];
-	ln_tensor *a = checkt(L, 1, fname);
+	ln_tensor *a = lnL_checkt(L, 1, fname);
 	double tol[2] = {1e-5, 1e-8};
 	const char *names[2] = {"rtol", "atol"};
 	for (int i = 0; i < 2; i++) {
@@ -957,14 +989,14 @@ static int t_allclose(lua_State *L)
 			continue;
 		if (lua_type(L, arg) != LUA_TNUMBER)
 			return lnL_raisef(L, "%s: expected %s to be a number >= 0, got %s", fname,
-			                  names[i], tname(L, arg));
+			                  names[i], lnL_tname(L, arg));
 		tol[i] = lua_tonumber(L, arg);
 		if (!(tol[i] >= 0))
 			return lnL_raisef(L, "%s: expected %s to be a number >= 0, got %s", fname,
-			                  names[i], numstr(buf, sizeof buf, L, arg));
+			                  names[i], lnL_numstr(buf, sizeof buf, L, arg));
 	}
 	float unused;
-	ln_tensor *b = operand(L, 2, fname, false, &unused);  /* may push */
+	ln_tensor *b = lnL_operand(L, 2, fname, false, &unused);  /* may push */
 	lua_pushboolean(L, ln_tensor_allclose(a, b, tol[0], tol[1]));
 	return 1;
 }
@@ -1146,7 +1178,7 @@ static int t_tostring(lua_State *L)
 		print_slices(&p, 0, 0, idx);
 	}
 	luaL_addstring(&b, "[lunet.Tensor of shape ");
-	luaL_addstring(&b, shp(t, shape));
+	luaL_addstring(&b, lnL_tshape(t, shape));
 	luaL_addchar(&b, ']');
 	luaL_pushresult(&b);
 	return 1;
@@ -1199,6 +1231,13 @@ static const luaL_Reg tensor_methods[] = {
 	{"sub_", t_sub_},
 	{"mul_", t_mul_},
 	{"div_", t_div_},
+	{"pow", m_pow},
+	{"gt", m_gt},
+	{"lt", m_lt},
+	{"ge", m_ge},
+	{"le", m_le},
+	{"eq", m_eq},
+	{"ne", m_ne},
 	{"neg", t_neg},
 	{"matmul", t_matmul},
 	{"sum", t_sum},
@@ -1228,6 +1267,7 @@ static const luaL_Reg tensor_meta[] = {
 	{"__mul", t_mul},
 	{"__div", t_div},
 	{"__unm", t_unm},
+	{"__pow", t_pow},
 	{"__pairs", t_pairs},
 	{NULL, NULL},
 };
@@ -1254,6 +1294,7 @@ void lnL_open_tensor(lua_State *L)
 	int mt = lua_gettop(L);
 	luaL_setfuncs(L, tensor_meta, 0);
 	luaL_newlib(L, tensor_methods);
+	lnL_open_tensor_ops(L, lua_gettop(L), lunet);
 	lua_pushvalue(L, -1);
 	lua_setfield(L, lunet, "Tensor");
 	lua_pushcclosure(L, t_index, 1);  /* __index with the methods as upvalue */

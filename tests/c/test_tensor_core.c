@@ -19,6 +19,7 @@
 #include "core/alloc.h"
 #include "core/error.h"
 #include "core/gemm.h"
+#include "core/iter.h"
 #include "core/rng.h"
 #include "core/tensor.h"
 
@@ -553,8 +554,13 @@ static void test_narrow_errors(void **state)
 	assert_msg(&err, "length must be >= 1, got 0");
 	assert_int_equal(ln_tensor_narrow(&v, &t, 3, 0, 1, &err), LN_ERANGE);
 	assert_msg(&err, "dimension 4 does not exist in 3-D tensor {2,3,4}");
-	assert_int_equal(ln_tensor_narrow(&v, &t, -1, 0, 1, &err), LN_ERANGE);
-	assert_msg(&err, "dimension 0 does not exist");
+	assert_int_equal(ln_tensor_narrow(&v, &t, -4, 0, 1, &err), LN_ERANGE);
+	assert_msg(&err, "dimension -4 does not exist in 3-D tensor {2,3,4}");
+	/* a negative dimension counts from the end: -1 is dimension 3 */
+	assert_int_equal(ln_tensor_narrow(&v, &t, -1, 1, 2, &err), LN_OK);
+	assert_int_equal(v.shape[2], 2);
+	assert_float_equal(ln_tensor_data(&v)[0], 1.0f, 0);
+	ln_tensor_release(&v);
 	/* a huge length must not overflow start+len into a "valid" range */
 	assert_int_equal(ln_tensor_narrow(&v, &t, 2, 1, INT64_MAX, &err), LN_ERANGE);
 	assert_msg(&err, "range 2..9223372036854775807 is outside it");
@@ -678,10 +684,14 @@ static void test_copy(void **state)
 		bool inside = n % 4 == 1 || n % 4 == 2;
 		assert_float_equal(ln_tensor_data(&b2)[n], inside ? (float)n : -1.0f, 0);
 	}
-	/* contiguous {12} -> strided {2,3,2}: shapes differ, numel equal */
+	/* contiguous {12} -> strided {2,3,2}: shapes differ, numel equal; only
+	 * the flat copy takes it */
 	const int64_t s12[1] = { 12 };
 	arange(&flat, 1, s12);
-	assert_int_equal(ln_tensor_copy(&v2, &flat, &err), LN_OK);
+	assert_int_equal(ln_tensor_copy(&v2, &flat, &err), LN_ESHAPE);
+	assert_msg(&err, "cannot copy {12} into {2,3,2}: the source must have the destination's "
+	                 "shape or broadcast to it");
+	assert_int_equal(ln_tensor_copy_flat(&v2, &flat, &err), LN_OK);
 	for (int64_t n = 0; n < 12; n++)
 		assert_float_equal(nth(&v2, n), (float)n, 0);
 	/* strided {2,3,2} -> a strided {3,4} view (narrowed columns of a {3,5}) */
@@ -689,7 +699,7 @@ static void test_copy(void **state)
 	const int64_t s35[2] = { 3, 5 };
 	arange(&b3, 2, s35);
 	assert_int_equal(ln_tensor_narrow(&v3, &b3, 1, 1, 4, &err), LN_OK);
-	assert_int_equal(ln_tensor_copy(&v3, &v1, &err), LN_OK);
+	assert_int_equal(ln_tensor_copy_flat(&v3, &v1, &err), LN_OK);
 	for (int64_t n = 0; n < 12; n++)
 		assert_float_equal(nth(&v3, n), nth(&v1, n), 0);
 	for (int i = 0; i < 3; i++)
@@ -699,11 +709,11 @@ static void test_copy(void **state)
 	const int64_t s34[2] = { 3, 4 };
 	arange(&c34, 2, s34);
 	ln_tensor_fill(&c34, 0.0f);
-	assert_int_equal(ln_tensor_copy(&c34, &flat, &err), LN_OK);
+	assert_int_equal(ln_tensor_copy_flat(&c34, &flat, &err), LN_OK);
 	for (int64_t n = 0; n < 12; n++)
 		assert_float_equal(ln_tensor_data(&c34)[n], (float)n, 0);
 	/* numel mismatch */
-	assert_int_equal(ln_tensor_copy(&b1, &flat, &err), LN_ESHAPE);
+	assert_int_equal(ln_tensor_copy_flat(&b1, &flat, &err), LN_ESHAPE);
 	assert_msg(&err, "cannot copy {12} (12 elements) into {2,3,4} (24 elements)");
 	ln_tensor_release(&c34);
 	ln_tensor_release(&v3);
@@ -761,6 +771,14 @@ static double ref_binop(ln_binop op, double x, double y)
 	case LN_SUB: return x - y;
 	case LN_MUL: return x * y;
 	case LN_DIV: return x / y;
+	case LN_POW: return pow(x, y);
+	case LN_GT: return x > y;
+	case LN_LT: return x < y;
+	case LN_GE: return x >= y;
+	case LN_LE: return x <= y;
+	case LN_EQ: return x == y;
+	case LN_NE: return x != y;
+	case LN_BINOP_COUNT: break;
 	}
 	return NAN;
 }
@@ -791,7 +809,7 @@ static void test_binary(void **state)
 	const int64_t s32[2] = { 3, 2 };
 	arange(&c, 2, s32);
 	assert_int_equal(ln_tensor_binary(&o, LN_ADD, &a, &c, &err), LN_ESHAPE);
-	assert_msg(&err, "expected tensors of the same shape, got {2,3} and {3,2}");
+	assert_msg(&err, "shapes {2,3} and {3,2} do not broadcast: dimension -1 has sizes 3 and 2");
 	assert_true(ln_tensor_is_empty(&o));
 	ln_tensor_release(&c);
 	ln_tensor_release(&a);
@@ -814,7 +832,7 @@ static void test_binary_strided(void **state)
 	assert_int_equal(ln_tensor_narrow(&v1, &t1, 2, 1, 4, &err), LN_OK);
 	assert_int_equal(ln_tensor_narrow(&v2, &b2, 1, 2, 3, &err), LN_OK);
 	assert_true(ln_tensor_same_shape(&v1, &v2));
-	for (int op = LN_ADD; op <= LN_DIV; op++) {
+	for (int op = LN_ADD; op < LN_BINOP_COUNT; op++) {
 		/* strided with strided, strided with contiguous, contiguous with strided */
 		ln_tensor c2 = LN_TENSOR_EMPTY;
 		assert_int_equal(ln_tensor_clone(&c2, &v2, &err), LN_OK);
@@ -824,7 +842,9 @@ static void test_binary_strided(void **state)
 			assert_true(ln_tensor_is_contiguous(&o));
 			for (int64_t n = 0; n < 36; n++) {
 				float want = (float)ref_binop((ln_binop)op, nth(lhs[c], n), nth(rhs[c], n));
-				assert_float_equal(ln_tensor_data(&o)[n], want, 0);
+				/* powf may differ from the double pow rounded by an ulp */
+				assert_float_equal(ln_tensor_data(&o)[n], want,
+				                   op == LN_POW ? 2e-7f * fabsf(want) : 0);
 			}
 			ln_tensor_release(&o);
 		}
@@ -842,7 +862,7 @@ static void test_binary_scalar(void **state)
 	ln_error err;
 	ln_tensor base, v, o = LN_TENSOR_EMPTY;
 	strided_fixture(&base, &v);  /* values 1,2,5,6,... */
-	for (int op = LN_ADD; op <= LN_DIV; op++) {
+	for (int op = LN_ADD; op < LN_BINOP_COUNT; op++) {
 		for (int first = 0; first <= 1; first++) {
 			assert_int_equal(ln_tensor_binary_scalar(&o, (ln_binop)op, &v, 4.0f, first, &err),
 			                 LN_OK);
@@ -851,7 +871,8 @@ static void test_binary_scalar(void **state)
 				double x = nth(&v, n);
 				float want = (float)(first ? ref_binop((ln_binop)op, 4.0, x)
 				                           : ref_binop((ln_binop)op, x, 4.0));
-				assert_float_equal(ln_tensor_data(&o)[n], want, 0);
+				assert_float_equal(ln_tensor_data(&o)[n], want,
+				                   op == LN_POW ? 2e-7f * fabsf(want) : 0);
 			}
 			ln_tensor_release(&o);
 		}
@@ -978,7 +999,7 @@ static double ref_reduce(const ln_tensor *t, ln_reduce op, int dim, int64_t i, i
 	int64_t idx[3] = { i, j, k };
 	int64_t size = t->shape[dim];
 	double acc = 0, best = -INFINITY, worst = INFINITY;
-	int64_t arg = -1;
+	int64_t arg = -1, argmin = -1;
 	for (int64_t q = 0; q < size; q++) {
 		idx[dim] = q;
 		double x = at3(t, idx[0], idx[1], idx[2]);
@@ -987,8 +1008,10 @@ static double ref_reduce(const ln_tensor *t, ln_reduce op, int dim, int64_t i, i
 			best = x;
 			arg = q;
 		}
-		if (x < worst)
+		if (x < worst) {
 			worst = x;
+			argmin = q;
+		}
 	}
 	switch (op) {
 	case LN_RSUM: return acc;
@@ -996,6 +1019,7 @@ static double ref_reduce(const ln_tensor *t, ln_reduce op, int dim, int64_t i, i
 	case LN_RMAX: return best;
 	case LN_RMIN: return worst;
 	case LN_RARGMAX: return (double)(arg + 1);
+	case LN_RARGMIN: return (double)(argmin + 1);
 	}
 	return NAN;
 }
@@ -1012,7 +1036,7 @@ static void test_reduce_dim(void **state)
 	for (int c = 0; c < 2; c++) {
 		const ln_tensor *t = in[c];
 		for (int dim = 0; dim < 3; dim++) {
-			for (int op = LN_RSUM; op <= LN_RARGMAX; op++) {
+			for (int op = LN_RSUM; op <= LN_RARGMIN; op++) {
 				ln_tensor o = LN_TENSOR_EMPTY;
 				assert_int_equal(ln_tensor_reduce_dim(&o, (ln_reduce)op, t, dim, &err), LN_OK);
 				int64_t want_shape[3] = { t->shape[0], t->shape[1], t->shape[2] };
@@ -1076,7 +1100,8 @@ static void test_reduce_dim(void **state)
 	/* dim out of range */
 	assert_int_equal(ln_tensor_reduce_dim(&o, LN_RSUM, &h, 2, &err), LN_ERANGE);
 	assert_msg(&err, "dimension 3 does not exist in 2-D tensor {2,3}");
-	assert_int_equal(ln_tensor_reduce_dim(&o, LN_RSUM, &h, -1, &err), LN_ERANGE);
+	assert_int_equal(ln_tensor_reduce_dim(&o, LN_RSUM, &h, -3, &err), LN_ERANGE);
+	assert_msg(&err, "dimension -3 does not exist in 2-D tensor {2,3}");
 	assert_true(ln_tensor_is_empty(&o));
 	ln_tensor_release(&h);
 	ln_tensor_release(&v);
@@ -1128,8 +1153,14 @@ static void test_matmul(void **state)
 	assert_int_equal(ln_tensor_matmul(&o, &a, &c, &err), LN_ESHAPE);
 	assert_msg(&err, "inner dimensions differ: {2,3} x {4,5}");
 	arange(&d, 3, s234);
-	assert_int_equal(ln_tensor_matmul(&o, &d, &c, &err), LN_ESHAPE);
-	assert_msg(&err, "expected 2-D tensors, got {2,3,4} x {4,5}");
+	assert_int_equal(ln_tensor_matmul(&o, &d, &a, &err), LN_ESHAPE);
+	assert_msg(&err, "inner dimensions differ: {2,3,4} x {2,3}");
+	const int64_t s3[1] = { 3 };
+	ln_tensor e;
+	arange(&e, 1, s3);
+	assert_int_equal(ln_tensor_matmul(&o, &e, &b, &err), LN_ESHAPE);
+	assert_msg(&err, "expected tensors of at least 2 dimensions, got {3} x {3,2}");
+	ln_tensor_release(&e);
 	assert_true(ln_tensor_is_empty(&o));
 	ln_tensor_release(&c);
 	ln_tensor_release(&d);
@@ -1390,6 +1421,889 @@ static void test_random_fills(void **state)
 	ln_tensor_release(&base);
 }
 
+/* ---- broadcasting and the iterator ------------------------------------------------ */
+
+/* row-major offsets of every element of a walk over `shape` of one tensor
+ * with `strides`, collected through the iterator */
+static int64_t walk_offsets(int ndim, const int64_t *shape, const int64_t *strides, int64_t *out)
+{
+	ln_iter it;
+	const int64_t *s[1] = { strides };
+	ln_iter_init(&it, ndim, shape, 1, s);
+	int64_t n = 0;
+	do {
+		for (int64_t j = 0; j < it.len; j++)
+			out[n++] = it.off[0] + j * it.inc[0];
+	} while (ln_iter_next(&it));
+	return n;
+}
+
+static void test_iter(void **state)
+{
+	int64_t got[64];
+	/* contiguous {2,3,4}: merged into one row of 24 */
+	const int64_t s234[3] = { 2, 3, 4 }, c234[3] = { 12, 4, 1 };
+	ln_iter it;
+	const int64_t *cs[1] = { c234 };
+	ln_iter_init(&it, 3, s234, 1, cs);
+	assert_int_equal(it.outer, 0);
+	assert_int_equal(it.len, 24);
+	assert_int_equal(walk_offsets(3, s234, c234, got), 24);
+	for (int i = 0; i < 24; i++)
+		assert_int_equal(got[i], i);
+	/* a column-narrowed view: rows of 2, not merged with the row above */
+	const int64_t s32[2] = { 3, 2 }, v32[2] = { 5, 1 };
+	assert_int_equal(walk_offsets(2, s32, v32, got), 6);
+	const int64_t want_v[6] = { 0, 1, 5, 6, 10, 11 };
+	for (int i = 0; i < 6; i++)
+		assert_int_equal(got[i], want_v[i]);
+	/* a transposed {3,2} of a {2,3}: column order */
+	const int64_t t32[2] = { 1, 3 };
+	walk_offsets(2, s32, t32, got);
+	const int64_t want_t[6] = { 0, 3, 1, 4, 2, 5 };
+	for (int i = 0; i < 6; i++)
+		assert_int_equal(got[i], want_t[i]);
+	/* size-1 dims dropped; broadcast dims (stride 0) repeat */
+	const int64_t s1x[4] = { 1, 2, 1, 3 }, b1x[4] = { 99, 0, 77, 1 };
+	assert_int_equal(walk_offsets(4, s1x, b1x, got), 6);
+	const int64_t want_b[6] = { 0, 1, 2, 0, 1, 2 };
+	for (int i = 0; i < 6; i++)
+		assert_int_equal(got[i], want_b[i]);
+	/* all sizes 1: one element */
+	const int64_t ones[2] = { 1, 1 }, any[2] = { 5, 7 };
+	assert_int_equal(walk_offsets(2, ones, any, got), 1);
+	assert_int_equal(got[0], 0);
+	/* the iterator is back on the first row after the last */
+	ln_iter_init(&it, 2, s32, 1, (const int64_t *[]){ v32 });
+	while (ln_iter_next(&it))
+		;
+	assert_int_equal(it.off[0], 0);
+}
+
+static void test_broadcast_shape(void **state)
+{
+	ln_error err;
+	int nd;
+	int64_t out[LN_MAX_DIMS];
+	const int64_t a[2] = { 2, 3 }, b[1] = { 3 }, c[2] = { 4, 1 }, d[2] = { 1, 5 }, e[1] = { 4 };
+	assert_int_equal(ln_broadcast_shape(&nd, out, 2, a, 1, b, &err), LN_OK);
+	assert_int_equal(nd, 2);
+	assert_int_equal(out[0], 2);
+	assert_int_equal(out[1], 3);
+	assert_int_equal(ln_broadcast_shape(&nd, out, 2, c, 2, d, &err), LN_OK);
+	assert_int_equal(out[0], 4);
+	assert_int_equal(out[1], 5);
+	const int64_t f[3] = { 7, 1, 1 };
+	assert_int_equal(ln_broadcast_shape(&nd, out, 2, a, 3, f, &err), LN_OK);
+	assert_int_equal(nd, 3);
+	assert_int_equal(out[0], 7);
+	assert_int_equal(out[1], 2);
+	assert_int_equal(out[2], 3);
+	assert_int_equal(ln_broadcast_shape(&nd, out, 2, a, 1, e, &err), LN_ESHAPE);
+	assert_msg(&err, "shapes {2,3} and {4} do not broadcast: dimension -1 has sizes 3 and 4");
+	const int64_t g[2] = { 3, 3 };
+	assert_int_equal(ln_broadcast_shape(&nd, out, 2, a, 2, g, &err), LN_ESHAPE);
+	assert_msg(&err, "dimension -2 has sizes 2 and 3");
+
+	ln_tensor t;
+	arange(&t, 2, c);  /* {4,1} */
+	const int64_t to[3] = { 2, 4, 6 }, bad[2] = { 3, 6 }, small[1] = { 4 };
+	assert_true(ln_tensor_broadcasts_to(&t, 3, to));
+	assert_false(ln_tensor_broadcasts_to(&t, 2, bad));
+	assert_false(ln_tensor_broadcasts_to(&t, 1, small));  /* fewer dims than t */
+	int64_t st[3];
+	ln_broadcast_strides(st, &t, 3, to);
+	assert_int_equal(st[0], 0);
+	assert_int_equal(st[1], 1);
+	assert_int_equal(st[2], 0);
+	ln_tensor_release(&t);
+}
+
+static void test_dim_resolve(void **state)
+{
+	ln_error err;
+	int d = -9;
+	const int64_t s[3] = { 2, 3, 4 };
+	assert_int_equal(ln_dim_resolve(-1, 3, s, &d, &err), LN_OK);
+	assert_int_equal(d, 2);
+	assert_int_equal(ln_dim_resolve(-3, 3, s, &d, &err), LN_OK);
+	assert_int_equal(d, 0);
+	assert_int_equal(ln_dim_resolve(1, 3, s, &d, &err), LN_OK);
+	assert_int_equal(d, 1);
+	assert_int_equal(ln_dim_resolve(3, 3, s, &d, &err), LN_ERANGE);
+	assert_msg(&err, "dimension 4 does not exist in 3-D tensor {2,3,4}");
+	assert_int_equal(ln_dim_resolve(-4, 3, NULL, &d, &err), LN_ERANGE);
+	assert_msg(&err, "dimension -4 does not exist in a 3-D tensor");
+}
+
+/* Broadcast binary ops against a reference that indexes by hand:
+ * a {2,1,3} (a transposed-and-narrowed view) op b {4,1}: out {2,4,3} with
+ * out[i,j,k] = a[i,0,k] op b[j,0]. */
+static void test_binary_broadcast(void **state)
+{
+	ln_error err;
+	ln_rng_seed(ln_rng_global(), SEED);
+	ln_tensor base, a = LN_TENSOR_EMPTY, b, tmp = LN_TENSOR_EMPTY;
+	const int64_t sb[3] = { 3, 1, 2 }, s41[2] = { 4, 1 };
+	random_tensor(&base, 3, sb, 0.5f, 2.0f);
+	assert_int_equal(ln_tensor_permute(&a, &base, (const int[]){ 2, 1, 0 }, &err), LN_OK);
+	assert_false(ln_tensor_is_contiguous(&a));  /* {2,1,3} with strides {1,2,2} */
+	random_tensor(&b, 2, s41, 0.5f, 2.0f);
+	for (int op = LN_ADD; op < LN_BINOP_COUNT; op++) {
+		ln_tensor o = LN_TENSOR_EMPTY;
+		assert_int_equal(ln_tensor_binary(&o, (ln_binop)op, &a, &b, &err), LN_OK);
+		const int64_t want[3] = { 2, 4, 3 };
+		assert_shape(&o, 3, want);
+		for (int64_t i = 0; i < 2; i++)
+			for (int64_t j = 0; j < 4; j++)
+				for (int64_t k = 0; k < 3; k++) {
+					float w = (float)ref_binop((ln_binop)op, at3(&a, i, 0, k), at3(&b, j, 0, 0));
+					assert_float_equal(at3(&o, i, j, k), w, op == LN_POW ? 2e-7f * fabsf(w) : 0);
+				}
+		ln_tensor_release(&o);
+	}
+	/* by hand: {{1},{2}} - {10,20,30} = {{-9,-19,-29},{-8,-18,-28}} */
+	ln_tensor col, row, o = LN_TENSOR_EMPTY;
+	const int64_t s21[2] = { 2, 1 }, s3[1] = { 3 };
+	from_values(&col, 2, s21, (const float[]){ 1, 2 });
+	from_values(&row, 1, s3, (const float[]){ 10, 20, 30 });
+	assert_int_equal(ln_tensor_binary(&o, LN_SUB, &col, &row, &err), LN_OK);
+	const float diff[6] = { -9, -19, -29, -8, -18, -28 };
+	for (int i = 0; i < 6; i++)
+		assert_float_equal(ln_tensor_data(&o)[i], diff[i], 0);
+	ln_tensor_release(&o);
+	/* comparisons: NaN compares false, except ne */
+	ln_tensor n;
+	from_values(&n, 1, s3, (const float[]){ NAN, 20, 31 });
+	const float gt[3] = { 0, 0, 1 }, eq[3] = { 0, 1, 0 }, ne[3] = { 1, 0, 1 }, le[3] = { 0, 1, 0 };
+	const struct { ln_binop op; const float *want; } cmp[4] = {
+		{ LN_GT, gt }, { LN_EQ, eq }, { LN_NE, ne }, { LN_LE, le },
+	};
+	for (int c = 0; c < 4; c++) {
+		assert_int_equal(ln_tensor_binary(&o, cmp[c].op, &n, &row, &err), LN_OK);
+		for (int i = 0; i < 3; i++)
+			assert_float_equal(ln_tensor_data(&o)[i], cmp[c].want[i], 0);
+		ln_tensor_release(&o);
+	}
+	/* pow by hand: {1,2}^{10,20,30} is too big; 2^{0.5} etc. with a scalar */
+	assert_int_equal(ln_tensor_binary_scalar(&o, LN_POW, &col, 3.0f, false, &err), LN_OK);
+	assert_float_equal(ln_tensor_data(&o)[1], 8.0f, 0);
+	ln_tensor_release(&o);
+	assert_int_equal(ln_tensor_binary_scalar(&o, LN_POW, &col, 3.0f, true, &err), LN_OK);
+	assert_float_equal(ln_tensor_data(&o)[0], 3.0f, 0);
+	assert_float_equal(ln_tensor_data(&o)[1], 9.0f, 0);
+	ln_tensor_release(&o);
+	ln_tensor_release(&n);
+	ln_tensor_release(&col);
+	ln_tensor_release(&row);
+	ln_tensor_release(&tmp);
+	ln_tensor_release(&a);
+	ln_tensor_release(&b);
+	ln_tensor_release(&base);
+}
+
+static void test_binary_inplace(void **state)
+{
+	ln_error err;
+	ln_tensor a, r;
+	const int64_t s23[2] = { 2, 3 }, s3[1] = { 3 };
+	from_values(&a, 2, s23, (const float[]){ 1, 2, 3, 4, 5, 6 });
+	from_values(&r, 1, s3, (const float[]){ 10, 20, 30 });
+	assert_int_equal(ln_tensor_binary_(&a, LN_MUL, &r, &err), LN_OK);
+	const float w1[6] = { 10, 40, 90, 40, 100, 180 };
+	for (int i = 0; i < 6; i++)
+		assert_float_equal(ln_tensor_data(&a)[i], w1[i], 0);
+	/* b must broadcast to a: a {3} cannot grow into {2,3} */
+	assert_int_equal(ln_tensor_binary_(&r, LN_ADD, &a, &err), LN_ESHAPE);
+	assert_msg(&err, "operand {2,3} does not broadcast to {3}, the shape of the tensor "
+	                 "written in place");
+	assert_float_equal(ln_tensor_data(&r)[0], 10.0f, 0);
+	/* b a row of a itself: read as it was before the first write */
+	ln_tensor row0 = LN_TENSOR_EMPTY;
+	assert_int_equal(ln_tensor_select(&row0, &a, 0, &err), LN_OK);
+	assert_int_equal(ln_tensor_binary_(&a, LN_SUB, &row0, &err), LN_OK);
+	const float w2[6] = { 0, 0, 0, 30, 60, 90 };
+	for (int i = 0; i < 6; i++)
+		assert_float_equal(ln_tensor_data(&a)[i], w2[i], 0);
+	/* a transposed view of itself: a square matrix minus its transpose */
+	ln_tensor sq, tr = LN_TENSOR_EMPTY;
+	const int64_t s22[2] = { 2, 2 };
+	from_values(&sq, 2, s22, (const float[]){ 1, 2, 3, 4 });
+	assert_int_equal(ln_tensor_transpose_dims(&tr, &sq, 0, 1, &err), LN_OK);
+	assert_int_equal(ln_tensor_binary_(&sq, LN_SUB, &tr, &err), LN_OK);
+	const float w3[4] = { 0, -1, 1, 0 };
+	for (int i = 0; i < 4; i++)
+		assert_float_equal(ln_tensor_data(&sq)[i], w3[i], 0);
+	/* scalar in place, through a strided view */
+	ln_tensor col = LN_TENSOR_EMPTY;
+	assert_int_equal(ln_tensor_narrow(&col, &a, 1, 1, 1, &err), LN_OK);
+	assert_int_equal(ln_tensor_binary_scalar_(&col, LN_ADD, 0.5f, &err), LN_OK);
+	const float w4[6] = { 0, 0.5f, 0, 30, 60.5f, 90 };
+	for (int i = 0; i < 6; i++)
+		assert_float_equal(ln_tensor_data(&a)[i], w4[i], 0);
+	/* an expanded view cannot be written in place */
+	ln_tensor ex = LN_TENSOR_EMPTY;
+	assert_int_equal(ln_tensor_expand(&ex, &r, 2, s23, &err), LN_OK);
+	assert_true(ln_tensor_has_aliases(&ex));
+	assert_false(ln_tensor_has_aliases(&a));
+	assert_int_equal(ln_tensor_binary_scalar_(&ex, LN_ADD, 1.0f, &err), LN_EARG);
+	assert_msg(&err, "cannot write into {2,3}: several of its elements share one memory "
+	                 "location (an expanded view); clone it first");
+	assert_int_equal(ln_tensor_binary_(&ex, LN_ADD, &r, &err), LN_EARG);
+	assert_float_equal(ln_tensor_data(&r)[0], 10.0f, 0);
+	ln_tensor_release(&ex);
+	ln_tensor_release(&col);
+	ln_tensor_release(&tr);
+	ln_tensor_release(&sq);
+	ln_tensor_release(&row0);
+	ln_tensor_release(&a);
+	ln_tensor_release(&r);
+}
+
+static void test_copy_broadcast(void **state)
+{
+	ln_error err;
+	ln_tensor d, r, one;
+	const int64_t s23[2] = { 2, 3 }, s3[1] = { 3 }, s1[1] = { 1 };
+	arange(&d, 2, s23);
+	from_values(&r, 1, s3, (const float[]){ 7, 8, 9 });
+	from_values(&one, 1, s1, (const float[]){ -1 });
+	assert_int_equal(ln_tensor_copy(&d, &r, &err), LN_OK);
+	const float w[6] = { 7, 8, 9, 7, 8, 9 };
+	for (int i = 0; i < 6; i++)
+		assert_float_equal(ln_tensor_data(&d)[i], w[i], 0);
+	assert_int_equal(ln_tensor_copy(&d, &one, &err), LN_OK);
+	for (int i = 0; i < 6; i++)
+		assert_float_equal(ln_tensor_data(&d)[i], -1.0f, 0);
+	/* a square matrix copied from its own transpose (through a temporary) */
+	ln_tensor sq, tr = LN_TENSOR_EMPTY;
+	const int64_t s33[2] = { 3, 3 };
+	arange(&sq, 2, s33);
+	assert_int_equal(ln_tensor_transpose_dims(&tr, &sq, 1, 0, &err), LN_OK);
+	assert_int_equal(ln_tensor_copy(&sq, &tr, &err), LN_OK);
+	for (int i = 0; i < 3; i++)
+		for (int j = 0; j < 3; j++)
+			assert_float_equal(ln_tensor_data(&sq)[i * 3 + j], (float)(j * 3 + i), 0);
+	/* the same view: nothing to do */
+	assert_int_equal(ln_tensor_copy(&sq, &sq, &err), LN_OK);
+	assert_float_equal(ln_tensor_data(&sq)[1], 3.0f, 0);
+	/* into an expanded view: refused */
+	ln_tensor ex = LN_TENSOR_EMPTY;
+	assert_int_equal(ln_tensor_expand(&ex, &one, 2, s23, &err), LN_OK);
+	assert_int_equal(ln_tensor_copy(&ex, &d, &err), LN_EARG);
+	assert_msg(&err, "cannot write into {2,3}");
+	ln_tensor_release(&ex);
+	ln_tensor_release(&tr);
+	ln_tensor_release(&sq);
+	ln_tensor_release(&one);
+	ln_tensor_release(&r);
+	ln_tensor_release(&d);
+}
+
+/* ---- views of tensor_view.c ------------------------------------------------------- */
+
+static void test_unsqueeze_squeeze(void **state)
+{
+	ln_error err;
+	ln_tensor t, u = LN_TENSOR_EMPTY, s = LN_TENSOR_EMPTY;
+	const int64_t s23[2] = { 2, 3 };
+	arange(&t, 2, s23);
+	const int64_t w0[3] = { 1, 2, 3 }, w1[3] = { 2, 1, 3 }, w2[3] = { 2, 3, 1 };
+	const struct { int dim; const int64_t *want; } cases[5] = {
+		{ 0, w0 }, { 1, w1 }, { 2, w2 }, { -1, w2 }, { -3, w0 },
+	};
+	for (int c = 0; c < 5; c++) {
+		assert_int_equal(ln_tensor_unsqueeze(&u, &t, cases[c].dim, &err), LN_OK);
+		assert_shape(&u, 3, cases[c].want);
+		assert_true(ln_tensor_is_contiguous(&u));
+		assert_true(u.storage == t.storage);
+		for (int64_t n = 0; n < 6; n++)
+			assert_float_equal(nth(&u, n), (float)n, 0);
+		/* squeezing that dimension gives t's shape back */
+		int at = cases[c].dim < 0 ? cases[c].dim + 3 : cases[c].dim;
+		assert_int_equal(ln_tensor_squeeze(&s, &u, at, &err), LN_OK);
+		assert_shape(&s, 2, s23);
+		ln_tensor_release(&s);
+		ln_tensor_release(&u);
+	}
+	assert_int_equal(ln_tensor_unsqueeze(&u, &t, 3, &err), LN_ERANGE);
+	assert_msg(&err, "cannot insert a dimension at 4 in 2-D tensor {2,3}");
+	assert_int_equal(ln_tensor_unsqueeze(&u, &t, -4, &err), LN_ERANGE);
+	/* squeeze of a dimension whose size is not 1 keeps the shape */
+	assert_int_equal(ln_tensor_squeeze(&s, &t, 1, &err), LN_OK);
+	assert_shape(&s, 2, s23);
+	ln_tensor_release(&s);
+	assert_int_equal(ln_tensor_squeeze(&s, &t, 2, &err), LN_ERANGE);
+	/* squeeze all: {1,3,1} -> {3}; {1,1} -> {1} */
+	ln_tensor a, b;
+	const int64_t s131[3] = { 1, 3, 1 }, s11[2] = { 1, 1 }, w3[1] = { 3 }, w1d[1] = { 1 };
+	arange(&a, 3, s131);
+	arange(&b, 2, s11);
+	ln_tensor_squeeze_all(&s, &a);
+	assert_shape(&s, 1, w3);
+	assert_float_equal(nth(&s, 2), 2.0f, 0);
+	ln_tensor_release(&s);
+	ln_tensor_squeeze_all(&s, &b);
+	assert_shape(&s, 1, w1d);
+	ln_tensor_release(&s);
+	/* a full tensor cannot gain a dimension */
+	ln_tensor full;
+	const int64_t s8[8] = { 1, 1, 1, 1, 1, 1, 1, 2 };
+	arange(&full, 8, s8);
+	assert_int_equal(ln_tensor_unsqueeze(&u, &full, 0, &err), LN_ERANGE);
+	assert_msg(&err, "tensors have at most 8");
+	assert_true(ln_tensor_is_empty(&u));
+	ln_tensor_release(&full);
+	ln_tensor_release(&a);
+	ln_tensor_release(&b);
+	ln_tensor_release(&t);
+}
+
+static void test_permute_transpose(void **state)
+{
+	ln_error err;
+	ln_tensor t, p = LN_TENSOR_EMPTY;
+	const int64_t s234[3] = { 2, 3, 4 };
+	arange(&t, 3, s234);
+	/* p[i,j,k] = t[k,i,j]: perm {2,0,1} gives shape {4,2,3} */
+	assert_int_equal(ln_tensor_permute(&p, &t, (const int[]){ 2, 0, -2 }, &err), LN_OK);
+	const int64_t w[3] = { 4, 2, 3 };
+	assert_shape(&p, 3, w);
+	for (int64_t i = 0; i < 4; i++)
+		for (int64_t j = 0; j < 2; j++)
+			for (int64_t k = 0; k < 3; k++)
+				assert_float_equal(at3(&p, i, j, k), at3(&t, j, k, i), 0);
+	/* writes go through */
+	ln_tensor_data(&p)[ln_tensor_index_offset(&p, (const int64_t[]){ 3, 1, 2 })] = -5.0f;
+	assert_float_equal(at3(&t, 1, 2, 3), -5.0f, 0);
+	ln_tensor_release(&p);
+	assert_int_equal(ln_tensor_permute(&p, &t, (const int[]){ 0, 1, 0 }, &err), LN_ERANGE);
+	assert_msg(&err, "dimension 1 appears twice in the permutation");
+	assert_int_equal(ln_tensor_permute(&p, &t, (const int[]){ 0, 1, 3 }, &err), LN_ERANGE);
+	assert_msg(&err, "dimension 4 does not exist");
+	assert_true(ln_tensor_is_empty(&p));
+	/* transpose_dims(0, 2): q[i,j,k] = t[k,j,i] */
+	assert_int_equal(ln_tensor_transpose_dims(&p, &t, 0, -1, &err), LN_OK);
+	const int64_t wq[3] = { 4, 3, 2 };
+	assert_shape(&p, 3, wq);
+	for (int64_t i = 0; i < 4; i++)
+		for (int64_t j = 0; j < 3; j++)
+			for (int64_t k = 0; k < 2; k++)
+				assert_float_equal(at3(&p, i, j, k), at3(&t, k, j, i), 0);
+	ln_tensor_release(&p);
+	assert_int_equal(ln_tensor_transpose_dims(&p, &t, 0, 3, &err), LN_ERANGE);
+	ln_tensor_release(&t);
+}
+
+static void test_expand_select_dim(void **state)
+{
+	ln_error err;
+	ln_tensor c, e = LN_TENSOR_EMPTY;
+	const int64_t s31[2] = { 3, 1 };
+	from_values(&c, 2, s31, (const float[]){ 1, 2, 3 });
+	/* {3,1} -> {2,3,4}: e[i,j,k] = c[j,0] */
+	const int64_t s234[3] = { 2, 3, 4 };
+	assert_int_equal(ln_tensor_expand(&e, &c, 3, s234, &err), LN_OK);
+	assert_shape(&e, 3, s234);
+	assert_int_equal(e.stride[0], 0);
+	assert_int_equal(e.stride[2], 0);
+	for (int64_t i = 0; i < 2; i++)
+		for (int64_t j = 0; j < 3; j++)
+			for (int64_t k = 0; k < 4; k++)
+				assert_float_equal(at3(&e, i, j, k), (float)(j + 1), 0);
+	assert_float_equal((float)ln_tensor_sum(&e), 48.0f, 0);
+	ln_tensor_release(&e);
+	/* -1 keeps a size */
+	const int64_t keep[2] = { -1, 5 };
+	assert_int_equal(ln_tensor_expand(&e, &c, 2, keep, &err), LN_OK);
+	assert_int_equal(e.shape[0], 3);
+	assert_int_equal(e.shape[1], 5);
+	ln_tensor_release(&e);
+	/* errors */
+	const int64_t bad[2] = { 4, 5 }, newm1[3] = { -1, 3, 1 }, zero[2] = { 3, 0 },
+	              huge[3] = { INT64_C(1) << 40, INT64_C(1) << 40, 1 };
+	assert_int_equal(ln_tensor_expand(&e, &c, 2, bad, &err), LN_ESHAPE);
+	assert_msg(&err, "cannot expand {3,1} to {4,5}: dimension 1 has size 3, only a size of 1 "
+	                 "can stretch");
+	assert_int_equal(ln_tensor_expand(&e, &c, 3, newm1, &err), LN_ERANGE);
+	assert_msg(&err, "size -1 for the new dimension 1");
+	assert_int_equal(ln_tensor_expand(&e, &c, 2, zero, &err), LN_ERANGE);
+	assert_msg(&err, "size 0 for dimension 2");
+	assert_int_equal(ln_tensor_expand(&e, &c, 1, s31, &err), LN_ERANGE);
+	assert_msg(&err, "cannot expand {3,1} to 1 dimensions");
+	ln_tensor one;
+	const int64_t s1[1] = { 1 };
+	arange(&one, 1, s1);
+	assert_int_equal(ln_tensor_expand(&e, &one, 3, huge, &err), LN_ERANGE);
+	assert_msg(&err, "too many elements");
+	assert_true(ln_tensor_is_empty(&e));
+	ln_tensor_release(&one);
+	ln_tensor_release(&c);
+
+	/* select_dim: t {2,3,4}, dim 1 index 2 -> s[i,k] = t[i,2,k] */
+	ln_tensor t, s = LN_TENSOR_EMPTY;
+	arange(&t, 3, s234);
+	assert_int_equal(ln_tensor_select_dim(&s, &t, 1, 2, &err), LN_OK);
+	const int64_t w24[2] = { 2, 4 };
+	assert_shape(&s, 2, w24);
+	for (int64_t i = 0; i < 2; i++)
+		for (int64_t k = 0; k < 4; k++)
+			assert_float_equal(at3(&s, i, k, 0), at3(&t, i, 2, k), 0);
+	ln_tensor_data(&s)[0] = 100.0f;
+	assert_float_equal(at3(&t, 0, 2, 0), 100.0f, 0);
+	ln_tensor_release(&s);
+	assert_int_equal(ln_tensor_select_dim(&s, &t, -1, 3, &err), LN_OK);
+	assert_float_equal(at3(&s, 1, 1, 0), at3(&t, 1, 1, 3), 0);
+	ln_tensor_release(&s);
+	assert_int_equal(ln_tensor_select_dim(&s, &t, 2, 4, &err), LN_ERANGE);
+	assert_msg(&err, "index 5 is outside 1..4 (dimension 3 of {2,3,4})");
+	ln_tensor_release(&t);
+}
+
+/* ---- sorting and indexing ------------------------------------------------------- */
+
+static void test_sort_topk(void **state)
+{
+	ln_error err;
+	ln_tensor t, v = LN_TENSOR_EMPTY, i = LN_TENSOR_EMPTY;
+	/* row 1 has ties (stable) and a NaN; row 2 is distinct */
+	const int64_t s25[2] = { 2, 5 };
+	from_values(&t, 2, s25, (const float[]){ 3, 1, NAN, 1, 2, 5, -1, 4, 0, 2 });
+	assert_int_equal(ln_tensor_sort(&v, &i, &t, 1, false, &err), LN_OK);
+	const float av[10] = { 1, 1, 2, 3, NAN, -1, 0, 2, 4, 5 };
+	const float ai[10] = { 2, 4, 5, 1, 3, 2, 4, 5, 3, 1 };
+	for (int k = 0; k < 10; k++) {
+		if (isnan(av[k]))
+			assert_true(isnan(ln_tensor_data(&v)[k]));
+		else
+			assert_float_equal(ln_tensor_data(&v)[k], av[k], 0);
+		assert_float_equal(ln_tensor_data(&i)[k], ai[k], 0);
+	}
+	ln_tensor_release(&v);
+	ln_tensor_release(&i);
+	assert_int_equal(ln_tensor_sort(&v, &i, &t, -1, true, &err), LN_OK);
+	const float dv[5] = { NAN, 3, 2, 1, 1 }, di[5] = { 3, 1, 5, 2, 4 };
+	for (int k = 0; k < 5; k++) {
+		if (isnan(dv[k]))
+			assert_true(isnan(ln_tensor_data(&v)[k]));
+		else
+			assert_float_equal(ln_tensor_data(&v)[k], dv[k], 0);
+		assert_float_equal(ln_tensor_data(&i)[k], di[k], 0);
+	}
+	ln_tensor_release(&v);
+	ln_tensor_release(&i);
+	/* along dimension 0 of a strided view: columns sorted */
+	ln_tensor col = LN_TENSOR_EMPTY;
+	assert_int_equal(ln_tensor_narrow(&col, &t, 1, 3, 2, &err), LN_OK);  /* {{1,2},{0,2}} */
+	assert_int_equal(ln_tensor_sort(&v, &i, &col, 0, false, &err), LN_OK);
+	const float cv[4] = { 0, 2, 1, 2 }, ci[4] = { 2, 1, 1, 2 };
+	for (int k = 0; k < 4; k++) {
+		assert_float_equal(ln_tensor_data(&v)[k], cv[k], 0);
+		assert_float_equal(ln_tensor_data(&i)[k], ci[k], 0);
+	}
+	ln_tensor_release(&v);
+	ln_tensor_release(&i);
+	ln_tensor_release(&col);
+	/* topk: the 2 largest of each row, largest first */
+	assert_int_equal(ln_tensor_topk(&v, &i, &t, 2, 1, &err), LN_OK);
+	const int64_t s22[2] = { 2, 2 };
+	assert_shape(&v, 2, s22);
+	assert_true(isnan(ln_tensor_data(&v)[0]));
+	const float tv[3] = { 3, 5, 4 }, ti[4] = { 3, 1, 1, 3 };
+	for (int k = 1; k < 4; k++)
+		assert_float_equal(ln_tensor_data(&v)[k], tv[k - 1], 0);
+	for (int k = 0; k < 4; k++)
+		assert_float_equal(ln_tensor_data(&i)[k], ti[k], 0);
+	ln_tensor_release(&v);
+	ln_tensor_release(&i);
+	assert_int_equal(ln_tensor_topk(&v, &i, &t, 6, 1, &err), LN_ERANGE);
+	assert_msg(&err, "k must be in 1..5 (the size of dimension 2 of {2,5}), got 6");
+	assert_int_equal(ln_tensor_topk(&v, &i, &t, 0, 1, &err), LN_ERANGE);
+	assert_int_equal(ln_tensor_sort(&v, &i, &t, 2, false, &err), LN_ERANGE);
+	assert_true(ln_tensor_is_empty(&v) && ln_tensor_is_empty(&i));
+	/* an expanded dimension longer than 2^24 has no exact float indices */
+	ln_tensor one, big = LN_TENSOR_EMPTY, o = LN_TENSOR_EMPTY;
+	const int64_t s1[1] = { 1 }, sbig[1] = { LN_MAX_FLOAT_INDEX + 1 };
+	arange(&one, 1, s1);
+	assert_int_equal(ln_tensor_expand(&big, &one, 1, sbig, &err), LN_OK);
+	assert_int_equal(ln_tensor_sort(&v, &i, &big, 0, false, &err), LN_ERANGE);
+	assert_msg(&err, "is longer than 16777216");
+	assert_int_equal(ln_tensor_reduce_dim(&o, LN_RARGMIN, &big, 0, &err), LN_ERANGE);
+	assert_true(ln_tensor_is_empty(&o));
+	ln_tensor_release(&big);
+	ln_tensor_release(&one);
+	ln_tensor_release(&t);
+}
+
+static void test_argmin(void **state)
+{
+	ln_error err;
+	ln_tensor t, o = LN_TENSOR_EMPTY;
+	const int64_t s23[2] = { 2, 3 };
+	from_values(&t, 2, s23, (const float[]){ 4, 1, 1, 2, NAN, -3 });
+	assert_int_equal(ln_tensor_reduce_dim(&o, LN_RARGMIN, &t, 1, &err), LN_OK);
+	/* first minimum; a NaN counts as the extreme, as min's value is NaN */
+	assert_float_equal(ln_tensor_data(&o)[0], 2.0f, 0);
+	assert_float_equal(ln_tensor_data(&o)[1], 2.0f, 0);
+	ln_tensor_release(&o);
+	assert_int_equal(ln_tensor_reduce_dim(&o, LN_RMIN, &t, -1, &err), LN_OK);
+	assert_float_equal(ln_tensor_data(&o)[0], 1.0f, 0);
+	assert_true(isnan(ln_tensor_data(&o)[1]));
+	ln_tensor_release(&o);
+	/* columns {4,2}, {1,NaN}, {1,-3}: the NaN of column 2 is its extreme */
+	assert_int_equal(ln_tensor_reduce_dim(&o, LN_RARGMIN, &t, 0, &err), LN_OK);
+	const float w[3] = { 2, 2, 2 };
+	for (int i = 0; i < 3; i++)
+		assert_float_equal(ln_tensor_data(&o)[i], w[i], 0);
+	ln_tensor_release(&o);
+	ln_tensor_release(&t);
+}
+
+static void test_index_cat_stack(void **state)
+{
+	ln_error err;
+	ln_tensor t, o = LN_TENSOR_EMPTY;
+	const int64_t s23[2] = { 2, 3 };
+	arange(&t, 2, s23);  /* {{0,1,2},{3,4,5}} */
+	assert_int_equal(ln_tensor_index_select(&o, &t, 1, (const int64_t[]){ 2, 0, 2, 1 }, 4, &err),
+	                 LN_OK);
+	const float w1[8] = { 2, 0, 2, 1, 5, 3, 5, 4 };
+	for (int i = 0; i < 8; i++)
+		assert_float_equal(ln_tensor_data(&o)[i], w1[i], 0);
+	ln_tensor_release(&o);
+	assert_int_equal(ln_tensor_index_select(&o, &t, -2, (const int64_t[]){ 1 }, 1, &err), LN_OK);
+	const int64_t w13[2] = { 1, 3 };
+	assert_shape(&o, 2, w13);
+	assert_float_equal(ln_tensor_data(&o)[0], 3.0f, 0);
+	ln_tensor_release(&o);
+	assert_int_equal(ln_tensor_index_select(&o, &t, 1, (const int64_t[]){ 0, 3 }, 2, &err),
+	                 LN_ERANGE);
+	assert_msg(&err, "index 4 (position 2) is outside 1..3, the size of dimension 2 of {2,3}");
+	assert_int_equal(ln_tensor_index_select(&o, &t, 1, (const int64_t[]){ -1 }, 1, &err),
+	                 LN_ERANGE);
+	assert_int_equal(ln_tensor_index_select(&o, &t, 1, NULL, 0, &err), LN_ERANGE);
+	assert_true(ln_tensor_is_empty(&o));
+
+	/* cat along 1: {2,3} and {2,1} -> {2,4}; along 0 with a transposed view */
+	ln_tensor c, tr = LN_TENSOR_EMPTY;
+	const int64_t s21[2] = { 2, 1 };
+	from_values(&c, 2, s21, (const float[]){ 9, 8 });
+	assert_int_equal(ln_tensor_cat(&o, 2, (const ln_tensor *[]){ &t, &c }, -1, &err), LN_OK);
+	const float w2[8] = { 0, 1, 2, 9, 3, 4, 5, 8 };
+	for (int i = 0; i < 8; i++)
+		assert_float_equal(ln_tensor_data(&o)[i], w2[i], 0);
+	ln_tensor_release(&o);
+	assert_int_equal(ln_tensor_transpose_dims(&tr, &c, 0, 1, &err), LN_OK);  /* {1,2} */
+	ln_tensor sq;
+	const int64_t s22[2] = { 2, 2 };
+	from_values(&sq, 2, s22, (const float[]){ 1, 2, 3, 4 });
+	assert_int_equal(ln_tensor_cat(&o, 3, (const ln_tensor *[]){ &tr, &sq, &tr }, 0, &err),
+	                 LN_OK);
+	const float w3[8] = { 9, 8, 1, 2, 3, 4, 9, 8 };
+	for (int i = 0; i < 8; i++)
+		assert_float_equal(ln_tensor_data(&o)[i], w3[i], 0);
+	ln_tensor_release(&o);
+	assert_int_equal(ln_tensor_cat(&o, 2, (const ln_tensor *[]){ &t, &c }, 0, &err), LN_ESHAPE);
+	assert_msg(&err, "tensor 2 has shape {2,1}, tensor 1 has {2,3}; all must have the same "
+	                 "sizes apart from dimension 1");
+	assert_int_equal(ln_tensor_cat(&o, 0, NULL, 0, &err), LN_EARG);
+	/* stack: two {2,2} at 0 -> {2,2,2}; at -1 -> s[i,j,k] = ts[k][i,j] */
+	assert_int_equal(ln_tensor_stack(&o, 2, (const ln_tensor *[]){ &sq, &sq }, -1, &err), LN_OK);
+	const int64_t w222[3] = { 2, 2, 2 };
+	assert_shape(&o, 3, w222);
+	const float w4[8] = { 1, 1, 2, 2, 3, 3, 4, 4 };
+	for (int i = 0; i < 8; i++)
+		assert_float_equal(ln_tensor_data(&o)[i], w4[i], 0);
+	ln_tensor_release(&o);
+	assert_int_equal(ln_tensor_stack(&o, 2, (const ln_tensor *[]){ &sq, &t }, 0, &err),
+	                 LN_ESHAPE);
+	assert_msg(&err, "tensor 2 has shape {2,3}, tensor 1 has {2,2}; all must have the same "
+	                 "shape");
+	assert_int_equal(ln_tensor_stack(&o, 1, (const ln_tensor *[]){ &sq }, 3, &err), LN_ERANGE);
+	assert_true(ln_tensor_is_empty(&o));
+	ln_tensor_release(&sq);
+	ln_tensor_release(&tr);
+	ln_tensor_release(&c);
+	ln_tensor_release(&t);
+}
+
+static void test_clamp_where(void **state)
+{
+	ln_error err;
+	ln_tensor t, o = LN_TENSOR_EMPTY;
+	const int64_t s5[1] = { 5 };
+	from_values(&t, 1, s5, (const float[]){ -2, 0.5f, 3, NAN, 1 });
+	assert_int_equal(ln_tensor_clamp(&o, &t, 0, 1, &err), LN_OK);
+	const float w[5] = { 0, 0.5f, 1, NAN, 1 };
+	for (int i = 0; i < 5; i++) {
+		if (isnan(w[i]))
+			assert_true(isnan(ln_tensor_data(&o)[i]));
+		else
+			assert_float_equal(ln_tensor_data(&o)[i], w[i], 0);
+	}
+	ln_tensor_release(&o);
+	assert_int_equal(ln_tensor_clamp(&o, &t, -INFINITY, 0, &err), LN_OK);
+	assert_float_equal(ln_tensor_data(&o)[0], -2.0f, 0);
+	assert_float_equal(ln_tensor_data(&o)[2], 0.0f, 0);
+	ln_tensor_release(&o);
+	assert_int_equal(ln_tensor_clamp(&o, &t, 2, 1, &err), LN_ERANGE);
+	assert_msg(&err, "lower bound 2 is above upper bound 1");
+	assert_int_equal(ln_tensor_clamp(&o, &t, NAN, 1, &err), LN_ENAN);
+	assert_true(ln_tensor_is_empty(&o));
+	/* where(mask {2,1}, a {3}, b {1}) -> {2,3} */
+	ln_tensor m, a, b;
+	const int64_t s21[2] = { 2, 1 }, s3[1] = { 3 }, s1[1] = { 1 };
+	from_values(&m, 2, s21, (const float[]){ 0, NAN });
+	from_values(&a, 1, s3, (const float[]){ 1, 2, 3 });
+	from_values(&b, 1, s1, (const float[]){ -1 });
+	assert_int_equal(ln_tensor_where(&o, &m, &a, &b, &err), LN_OK);
+	const float ww[6] = { -1, -1, -1, 1, 2, 3 };
+	for (int i = 0; i < 6; i++)
+		assert_float_equal(ln_tensor_data(&o)[i], ww[i], 0);
+	ln_tensor_release(&o);
+	assert_int_equal(ln_tensor_where(&o, &t, &a, &b, &err), LN_ESHAPE);
+	assert_msg(&err, "shapes {5} and {3} do not broadcast");
+	ln_tensor_release(&m);
+	ln_tensor_release(&a);
+	ln_tensor_release(&b);
+	ln_tensor_release(&t);
+}
+
+/* ---- batched matmul ----------------------------------------------------------------- */
+
+/* o[b] == a[b or 0] x b[b or 0] by a triple loop in double, where a or b
+ * may be a matrix (2-D) shared by every batch entry. */
+static void check_bmm(const ln_tensor *o, const ln_tensor *a, const ln_tensor *b)
+{
+	int64_t batch = o->shape[0], m = o->shape[1], n = o->shape[2];
+	int64_t k = a->shape[a->ndim - 1];
+	for (int64_t q = 0; q < batch; q++)
+		for (int64_t i = 0; i < m; i++)
+			for (int64_t j = 0; j < n; j++) {
+				double s = 0;
+				for (int64_t p = 0; p < k; p++) {
+					float x = a->ndim == 2 ? at3(a, i, p, 0)
+					                       : at3(a, a->shape[0] == 1 ? 0 : q, i, p);
+					float y = b->ndim == 2 ? at3(b, p, j, 0)
+					                       : at3(b, b->shape[0] == 1 ? 0 : q, p, j);
+					s += (double)x * y;
+				}
+				if (fabs(at3(o, q, i, j) - s) > 1e-5 * (double)k)
+					fail_msg("seed %u: batch %lld (%lld,%lld): %g, want %g", SEED, (long long)q,
+					         (long long)i, (long long)j, at3(o, q, i, j), s);
+			}
+}
+
+static void test_matmul_batched(void **state)
+{
+	ln_error err;
+	ln_tensor o = LN_TENSOR_EMPTY;
+	/* by hand: [[1,2],[3,4]] x [[5],[6]] = [[17],[39]];
+	 *          [[0,1],[1,0]] x [[7],[8]] = [[8],[7]] */
+	ln_tensor a, b;
+	const int64_t s222[3] = { 2, 2, 2 }, s221[3] = { 2, 2, 1 };
+	from_values(&a, 3, s222, (const float[]){ 1, 2, 3, 4, 0, 1, 1, 0 });
+	from_values(&b, 3, s221, (const float[]){ 5, 6, 7, 8 });
+	assert_int_equal(ln_tensor_matmul(&o, &a, &b, &err), LN_OK);
+	assert_shape(&o, 3, s221);
+	const float w[4] = { 17, 39, 8, 7 };
+	for (int i = 0; i < 4; i++)
+		assert_float_equal(ln_tensor_data(&o)[i], w[i], 0);
+	ln_tensor_release(&o);
+	ln_tensor_release(&a);
+	ln_tensor_release(&b);
+
+	ln_rng_seed(ln_rng_global(), SEED);
+	ln_tensor a3, b3, b2, a3t = LN_TENSOR_EMPTY, b3t = LN_TENSOR_EMPTY, a3n = LN_TENSOR_EMPTY,
+	                    b1 = LN_TENSOR_EMPTY;
+	const int64_t sa[3] = { 3, 4, 5 }, sb[3] = { 3, 5, 6 }, sb2[2] = { 5, 6 },
+	              sbt[3] = { 3, 6, 5 }, sat[3] = { 3, 5, 4 };
+	random_tensor(&a3, 3, sa, -1.0f, 1.0f);
+	random_tensor(&b3, 3, sb, -1.0f, 1.0f);
+	random_tensor(&b2, 2, sb2, -1.0f, 1.0f);
+	const int64_t w346[3] = { 3, 4, 6 };
+	/* {B,M,K} x {B,K,N} and {B,M,K} x {K,N} (the one-product path) */
+	assert_int_equal(ln_tensor_matmul(&o, &a3, &b3, &err), LN_OK);
+	assert_shape(&o, 3, w346);
+	check_bmm(&o, &a3, &b3);
+	ln_tensor_release(&o);
+	assert_int_equal(ln_tensor_matmul(&o, &a3, &b2, &err), LN_OK);
+	assert_shape(&o, 3, w346);
+	check_bmm(&o, &a3, &b2);
+	ln_tensor_release(&o);
+	/* transposed operands (views of {3,5,4} and {3,6,5}): taken by gemm's flags */
+	ln_tensor at, bt;
+	random_tensor(&at, 3, sat, -1.0f, 1.0f);
+	random_tensor(&bt, 3, sbt, -1.0f, 1.0f);
+	assert_int_equal(ln_tensor_transpose_dims(&a3t, &at, 1, 2, &err), LN_OK);
+	assert_int_equal(ln_tensor_transpose_dims(&b3t, &bt, -1, -2, &err), LN_OK);
+	uint64_t allocs = alloc_count();
+	assert_int_equal(ln_tensor_matmul(&o, &a3t, &b3t, &err), LN_OK);
+	assert_int_equal(alloc_count() - allocs, 2);  /* the output only: no copies */
+	check_bmm(&o, &a3t, &b3t);
+	ln_tensor_release(&o);
+	/* a non-contiguous a with a 2-D b: the per-entry loop */
+	assert_int_equal(ln_tensor_matmul(&o, &a3t, &b2, &err), LN_OK);
+	check_bmm(&o, &a3t, &b2);
+	ln_tensor_release(&o);
+	/* a layout gemm cannot take (batch dim innermost): copied */
+	const int64_t sp[3] = { 4, 5, 3 };
+	ln_tensor pa, pav = LN_TENSOR_EMPTY;
+	random_tensor(&pa, 3, sp, -1.0f, 1.0f);
+	assert_int_equal(ln_tensor_permute(&pav, &pa, (const int[]){ 2, 0, 1 }, &err), LN_OK);
+	assert_int_equal(ln_tensor_matmul(&o, &pav, &b3, &err), LN_OK);
+	check_bmm(&o, &pav, &b3);
+	ln_tensor_release(&o);
+	/* batch broadcast: {1,K,N} is shared, and a 2-D a with a batched b */
+	assert_int_equal(ln_tensor_narrow(&b1, &b3, 0, 1, 1, &err), LN_OK);
+	assert_int_equal(ln_tensor_matmul(&o, &a3, &b1, &err), LN_OK);
+	assert_shape(&o, 3, w346);
+	check_bmm(&o, &a3, &b1);
+	ln_tensor_release(&o);
+	ln_tensor m2, m2v = LN_TENSOR_EMPTY;
+	const int64_t s45[2] = { 4, 5 };
+	random_tensor(&m2, 2, s45, -1.0f, 1.0f);
+	assert_int_equal(ln_tensor_matmul(&o, &m2, &b3, &err), LN_OK);
+	assert_shape(&o, 3, w346);
+	check_bmm(&o, &m2, &b3);
+	ln_tensor_release(&o);
+	/* errors */
+	const int64_t s2[3] = { 2, 4, 5 };
+	ln_tensor a2;
+	arange(&a2, 3, s2);
+	assert_int_equal(ln_tensor_matmul(&o, &a2, &b3, &err), LN_ESHAPE);
+	assert_msg(&err, "batch dimensions of {2,4,5} and {3,5,6} do not broadcast");
+	assert_int_equal(ln_tensor_matmul(&o, &a3, &a3, &err), LN_ESHAPE);
+	assert_msg(&err, "inner dimensions differ: {3,4,5} x {3,4,5}");
+	assert_true(ln_tensor_is_empty(&o));
+	ln_tensor_release(&m2v);
+	ln_tensor_release(&a2);
+	ln_tensor_release(&m2);
+	ln_tensor_release(&b1);
+	ln_tensor_release(&pav);
+	ln_tensor_release(&pa);
+	ln_tensor_release(&a3t);
+	ln_tensor_release(&b3t);
+	ln_tensor_release(&at);
+	ln_tensor_release(&bt);
+	ln_tensor_release(&a3n);
+	ln_tensor_release(&a3);
+	ln_tensor_release(&b3);
+	ln_tensor_release(&b2);
+}
+
+/* ---- multinomial ---------------------------------------------------------------------- */
+
+static void test_multinomial(void **state)
+{
+	ln_error err;
+	ln_rng *g = ln_rng_global();
+	ln_tensor p, o = LN_TENSOR_EMPTY;
+	/* one certain category per row */
+	const int64_t s23[2] = { 2, 3 };
+	from_values(&p, 2, s23, (const float[]){ 0, 5, 0, 0, 0, 0.1f });
+	assert_int_equal(ln_tensor_multinomial(&o, &p, 4, true, g, &err), LN_OK);
+	const int64_t w24[2] = { 2, 4 };
+	assert_shape(&o, 2, w24);
+	for (int i = 0; i < 4; i++) {
+		assert_float_equal(ln_tensor_data(&o)[i], 2.0f, 0);
+		assert_float_equal(ln_tensor_data(&o)[4 + i], 3.0f, 0);
+	}
+	ln_tensor_release(&o);
+	ln_tensor_release(&p);
+	/* without replacement, k = C: every row a permutation of 1..C, zero
+	 * weights never drawn before the positive ones run out */
+	ln_rng_seed(ln_rng_global(), SEED);
+	const int64_t s45[2] = { 4, 5 };
+	from_values(&p, 2, s45, (const float[]){ 1, 2, 3, 4, 5, 5, 4, 3, 2, 1,
+	                                          0.2f, 0.2f, 0.2f, 0.2f, 0.2f, 9, 1, 1, 1, 1 });
+	assert_int_equal(ln_tensor_multinomial(&o, &p, 5, false, g, &err), LN_OK);
+	for (int r = 0; r < 4; r++) {
+		int seen[5] = { 0 };
+		for (int s = 0; s < 5; s++) {
+			float v = ln_tensor_data(&o)[r * 5 + s];
+			assert_true(v >= 1 && v <= 5 && v == floorf(v));
+			seen[(int)v - 1]++;
+		}
+		for (int c = 0; c < 5; c++)
+			assert_int_equal(seen[c], 1);
+	}
+	ln_tensor_release(&o);
+	/* the same seed, the same draws */
+	ln_rng_seed(ln_rng_global(), SEED);
+	ln_tensor o2 = LN_TENSOR_EMPTY;
+	assert_int_equal(ln_tensor_multinomial(&o2, &p, 5, false, g, &err), LN_OK);
+	ln_rng_seed(ln_rng_global(), SEED);
+	assert_int_equal(ln_tensor_multinomial(&o, &p, 5, false, g, &err), LN_OK);
+	assert_memory_equal(ln_tensor_data(&o), ln_tensor_data(&o2), 20 * sizeof(float));
+	ln_tensor_release(&o);
+	/* a generator of one's own: the same draws for the same seed, and the
+	 * global generator untouched */
+	ln_rng mine = LN_RNG_INIT;
+	ln_rng_seed(&mine, SEED);
+	ln_rng_seed(g, SEED + 1);
+	uint64_t next = ln_rng_next(g);
+	ln_rng_seed(g, SEED + 1);
+	assert_int_equal(ln_tensor_multinomial(&o, &p, 5, false, &mine, &err), LN_OK);
+	assert_memory_equal(ln_tensor_data(&o), ln_tensor_data(&o2), 20 * sizeof(float));
+	assert_true(ln_rng_next(g) == next);
+	ln_tensor_release(&o);
+	ln_tensor_release(&o2);
+	ln_tensor_release(&p);
+	/* frequencies: weights {1,3} (1-D) drawn 20000 times with replacement
+	 * give category 2 with probability 3/4; 4 standard deviations */
+	const int64_t s2[1] = { 2 };
+	from_values(&p, 1, s2, (const float[]){ 1, 3 });
+	ln_rng_seed(ln_rng_global(), SEED);
+	assert_int_equal(ln_tensor_multinomial(&o, &p, 20000, true, g, &err), LN_OK);
+	double twos = 0;
+	for (int i = 0; i < 20000; i++)
+		twos += ln_tensor_data(&o)[i] == 2.0f;
+	assert_true(fabs(twos / 20000 - 0.75) < 4 * sqrt(0.75 * 0.25 / 20000));
+	ln_tensor_release(&o);
+	/* first draw without replacement from {1,3}: the same law */
+	twos = 0;
+	for (int i = 0; i < 4000; i++) {
+		assert_int_equal(ln_tensor_multinomial(&o, &p, 2, false, g, &err), LN_OK);
+		twos += ln_tensor_data(&o)[0] == 2.0f;
+		assert_float_equal(ln_tensor_data(&o)[0] + ln_tensor_data(&o)[1], 3.0f, 0);
+		ln_tensor_release(&o);
+	}
+	assert_true(fabs(twos / 4000 - 0.75) < 4 * sqrt(0.75 * 0.25 / 4000));
+	ln_tensor_release(&p);
+	/* errors: checked before any draw, the rng is untouched */
+	const int64_t s22[2] = { 2, 2 };
+	const struct { float v[4]; int64_t k; bool repl; ln_status st; const char *msg; } bad[] = {
+		{ { 1, 1, 1, -0.5f }, 1, true, LN_ERANGE,
+		  "weight -0.5 at row 2, column 2 is negative; probabilities must be >= 0" },
+		{ { 1, NAN, 1, 1 }, 1, true, LN_ENAN, "weight nan at row 1, column 2 is not a finite" },
+		{ { 1, 1, INFINITY, 1 }, 1, true, LN_ENAN, "row 2, column 1 is not a finite" },
+		{ { 1, 1, 0, 0 }, 1, true, LN_ERANGE, "row 2 has no positive weight (all 2 are 0)" },
+		{ { 1, 1, 0, 1 }, 2, false, LN_ERANGE,
+		  "cannot draw 2 samples without replacement from row 2, which has 1 non-zero weight" },
+		{ { 1, 1, 1, 1 }, 0, true, LN_ERANGE, "number of samples must be >= 1, got 0" },
+		{ { 1, 1, 1, 1 }, -5, false, LN_ERANGE, "got -5" },
+	};
+	for (size_t c = 0; c < sizeof bad / sizeof bad[0]; c++) {
+		from_values(&p, 2, s22, bad[c].v);
+		ln_rng_seed(ln_rng_global(), SEED);
+		uint64_t before = ln_rng_next(ln_rng_global());
+		ln_rng_seed(ln_rng_global(), SEED);
+		assert_int_equal(ln_tensor_multinomial(&o, &p, bad[c].k, bad[c].repl, g, &err),
+		                 bad[c].st);
+		assert_msg(&err, bad[c].msg);
+		assert_true(ln_tensor_is_empty(&o));
+		assert_true(ln_rng_next(ln_rng_global()) == before);
+		ln_tensor_release(&p);
+	}
+	/* shapes other than {C} and {N,C} */
+	const int64_t s3d[3] = { 1, 2, 2 };
+	arange(&p, 3, s3d);
+	assert_int_equal(ln_tensor_multinomial(&o, &p, 1, true, g, &err), LN_ESHAPE);
+	assert_msg(&err, "expected probabilities of shape {N,C} or {C}, got {1,2,2}");
+	ln_tensor_release(&p);
+}
+
 /* ---- LN_ENOMEM on every allocating path, without leaks ------------------------- */
 
 typedef ln_status (*alloc_op)(ln_tensor *out, const ln_tensor *a, const ln_tensor *b,
@@ -1437,6 +2351,90 @@ static ln_status op_transpose(ln_tensor *o, const ln_tensor *a, const ln_tensor 
 {
 	return ln_tensor_transpose(o, a, e);
 }
+static ln_status op_sort(ln_tensor *o, const ln_tensor *a, const ln_tensor *b, ln_error *e)
+{
+	ln_tensor idx = LN_TENSOR_EMPTY;
+	ln_status st = ln_tensor_sort(o, &idx, a, 1, false, e);
+	ln_tensor_release(&idx);
+	return st;
+}
+static ln_status op_topk(ln_tensor *o, const ln_tensor *a, const ln_tensor *b, ln_error *e)
+{
+	ln_tensor idx = LN_TENSOR_EMPTY;
+	ln_status st = ln_tensor_topk(o, &idx, a, 2, 0, e);
+	ln_tensor_release(&idx);
+	return st;
+}
+static ln_status op_index(ln_tensor *o, const ln_tensor *a, const ln_tensor *b, ln_error *e)
+{
+	return ln_tensor_index_select(o, a, 0, (const int64_t[]){ 3, 0, 3 }, 3, e);
+}
+static ln_status op_cat(ln_tensor *o, const ln_tensor *a, const ln_tensor *b, ln_error *e)
+{
+	return ln_tensor_cat(o, 2, (const ln_tensor *[]){ a, a }, 1, e);
+}
+static ln_status op_stack(ln_tensor *o, const ln_tensor *a, const ln_tensor *b, ln_error *e)
+{
+	return ln_tensor_stack(o, 2, (const ln_tensor *[]){ a, a }, 0, e);
+}
+static ln_status op_where(ln_tensor *o, const ln_tensor *a, const ln_tensor *b, ln_error *e)
+{
+	return ln_tensor_where(o, a, a, a, e);
+}
+static ln_status op_clamp(ln_tensor *o, const ln_tensor *a, const ln_tensor *b, ln_error *e)
+{
+	return ln_tensor_clamp(o, a, 1.0f, 5.0f, e);
+}
+static ln_status op_multinomial(ln_tensor *o, const ln_tensor *a, const ln_tensor *b, ln_error *e)
+{
+	/* each row of a has 2 positive entries */
+	return ln_tensor_multinomial(o, a, 2, false, ln_rng_global(), e);
+}
+static ln_status op_broadcast(ln_tensor *o, const ln_tensor *a, const ln_tensor *b, ln_error *e)
+{
+	ln_tensor row = LN_TENSOR_EMPTY;
+	ln_status st = ln_tensor_select(&row, a, 0, e);  /* {3}, broadcast over a's rows */
+	if (st == LN_OK)
+		st = ln_tensor_binary(o, LN_MUL, a, &row, e);
+	ln_tensor_release(&row);
+	return st;
+}
+/* in place with an operand sharing the storage: the temporary */
+static ln_status op_inplace(ln_tensor *o, const ln_tensor *a, const ln_tensor *b, ln_error *e)
+{
+	ln_tensor row = LN_TENSOR_EMPTY;
+	ln_status st = ln_tensor_clone(o, a, e);
+	if (st == LN_OK)
+		st = ln_tensor_select(&row, o, 1, e);
+	if (st == LN_OK)
+		st = ln_tensor_binary_(o, LN_SUB, &row, e);
+	ln_tensor_release(&row);
+	if (st != LN_OK)
+		ln_tensor_release(o);
+	return st;
+}
+static ln_status op_copy_alias(ln_tensor *o, const ln_tensor *a, const ln_tensor *b, ln_error *e)
+{
+	ln_tensor row = LN_TENSOR_EMPTY;
+	ln_status st = ln_tensor_clone(o, a, e);
+	if (st == LN_OK)
+		st = ln_tensor_select(&row, o, 2, e);
+	if (st == LN_OK)
+		st = ln_tensor_copy(o, &row, e);
+	ln_tensor_release(&row);
+	if (st != LN_OK)
+		ln_tensor_release(o);
+	return st;
+}
+static ln_status op_bmm(ln_tensor *o, const ln_tensor *a, const ln_tensor *b, ln_error *e)
+{
+	ln_tensor a3 = LN_TENSOR_EMPTY;  /* {1,4,3}, strided: copied */
+	ln_status st = ln_tensor_unsqueeze(&a3, a, 0, e);
+	if (st == LN_OK)
+		st = ln_tensor_matmul(o, &a3, b, e);
+	ln_tensor_release(&a3);
+	return st;
+}
 
 static void test_enomem_everywhere(void **state)
 {
@@ -1447,7 +2445,11 @@ static void test_enomem_everywhere(void **state)
 		{ "alloc", op_alloc },   { "ensure", op_ensure },   { "reshape", op_reshape },
 		{ "clone", op_clone },   { "binary", op_binary },   { "binary_scalar", op_scalar },
 		{ "unary", op_unary },   { "reduce_dim", op_reduce }, { "matmul", op_matmul },
-		{ "transpose", op_transpose },
+		{ "transpose", op_transpose }, { "sort", op_sort }, { "topk", op_topk },
+		{ "index_select", op_index }, { "cat", op_cat }, { "stack", op_stack },
+		{ "where", op_where }, { "clamp", op_clamp }, { "multinomial", op_multinomial },
+		{ "broadcast", op_broadcast }, { "binary_", op_inplace }, { "copy", op_copy_alias },
+		{ "batched matmul", op_bmm },
 	};
 	ln_error err;
 	/* inputs: {4,3} and {3,4} views with neither stride 1 (every element
@@ -1574,6 +2576,21 @@ int main(void)
 		cmocka_unit_test(test_transpose),
 		cmocka_unit_test(test_allclose),
 		cmocka_unit_test(test_random_fills),
+		cmocka_unit_test(test_iter),
+		cmocka_unit_test(test_broadcast_shape),
+		cmocka_unit_test(test_dim_resolve),
+		cmocka_unit_test(test_binary_broadcast),
+		cmocka_unit_test(test_binary_inplace),
+		cmocka_unit_test(test_copy_broadcast),
+		cmocka_unit_test(test_unsqueeze_squeeze),
+		cmocka_unit_test(test_permute_transpose),
+		cmocka_unit_test(test_expand_select_dim),
+		cmocka_unit_test(test_sort_topk),
+		cmocka_unit_test(test_argmin),
+		cmocka_unit_test(test_index_cat_stack),
+		cmocka_unit_test(test_clamp_where),
+		cmocka_unit_test(test_matmul_batched),
+		cmocka_unit_test(test_multinomial),
 		cmocka_unit_test(test_enomem_everywhere),
 		cmocka_unit_test(test_matmul_enomem_count),
 	};

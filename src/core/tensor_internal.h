@@ -1,0 +1,35 @@
+/*
+ * tensor_internal.h -- helpers shared by the files that implement tensor.h
+ * (tensor.c, tensor_view.c, tensor_math.c, tensor_index.c,
+ * tensor_random.c).  Not part of the API.
+ */
+#ifndef LN_TENSOR_INTERNAL_H
+#define LN_TENSOR_INTERNAL_H
+
+#include <stdint.h>
+
+#include "iter.h"
+#include "tensor.h"
+
+#define SHAPE_BUF 128  /* "{a,b,...}" for messages (ln_shape_str truncates) */
+
+/* Sets t's ndim, shape and row-major strides (offset and storage kept). */
+void ln_tensor_set_contiguous(ln_tensor *t, int ndim, const int64_t *shape);
+
+/* x + y, clamped to the int64_t range (for messages about wild values). */
+static inline int64_t ln_sat_add(int64_t x, int64_t y)
+{
+	int64_t r;
+	if (__builtin_add_overflow(x, y, &r))
+		return y > 0 ? INT64_MAX : INT64_MIN;
+	return r;
+}
+
+/* A dimension as the user wrote it, for messages: 0-based d >= 0 shown
+ * 1-based, a negative one as is. */
+static inline int ln_dim_shown(int d)
+{
+	return d >= 0 ? d + 1 : d;
+}
+
+#endif
