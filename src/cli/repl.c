@@ -3,7 +3,9 @@
  *
  * A line is first tried as `return <line>`, so that expressions print their
  * values (through the global `print`, hence through __tostring: tensors and
- * modules print readably); if that does not compile it is run as a
+ * modules print readably; tables through lunet.show: `{2, 3}`, nested
+ * tables abridged, tensors and modules inside by their tostring); if that
+ * does not compile it is run as a
  * statement, and a statement that is incomplete (its syntax error ends in
  * "<eof>") is continued on the next lines with the prompt ">> ".  Errors are
  * printed with a traceback and the loop goes on.
@@ -419,6 +421,34 @@ static int loadline(lua_State *L)
 
 /* ---- the loop ----------------------------------------------------------------- */
 
+/* Replaces each table among the values above base by its rendering
+ * through lunet.show ({2, 3} rather than "table: 0x..."; lua/lunet/show.lua
+ * says how it abridges).  A value whose rendering fails is left for print.
+ * lunet.show is taken from package.loaded, whatever the global `lunet`
+ * has become. */
+static void show_tables(lua_State *L, int base)
+{
+	int top = lua_gettop(L);
+	luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
+	int show = LUA_TNIL;
+	if (lua_getfield(L, -1, "lunet") == LUA_TTABLE)
+		show = lua_getfield(L, -1, "show");
+	if (show == LUA_TFUNCTION) {
+		int fn = lua_gettop(L);
+		for (int i = base + 1; i <= top; i++) {
+			if (lua_type(L, i) != LUA_TTABLE)
+				continue;
+			lua_pushvalue(L, fn);
+			lua_pushvalue(L, i);
+			if (lua_pcall(L, 1, 1, 0) == LUA_OK && lua_type(L, -1) == LUA_TSTRING)
+				lua_replace(L, i);
+			else
+				lua_pop(L, 1);
+		}
+	}
+	lua_settop(L, top);
+}
+
 /* Prints the values above base with the global `print`. */
 static void l_print(lua_State *L, int base)
 {
@@ -426,6 +456,7 @@ static void l_print(lua_State *L, int base)
 	if (n <= 0)
 		return;
 	luaL_checkstack(L, LUA_MINSTACK, "too many results to print");
+	show_tables(L, base);
 	/* A float with an integral value prints without ".0" (x:sum() shows 6,
 	 * as a calculator would); the value itself stays a float. */
 	for (int i = base + 1; i <= base + n; i++) {

@@ -6,6 +6,7 @@
 #ifndef LN_TENSOR_INTERNAL_H
 #define LN_TENSOR_INTERNAL_H
 
+#include <math.h>
 #include <stdint.h>
 
 #include "iter.h"
@@ -30,6 +31,13 @@ static inline int64_t ln_sat_add(int64_t x, int64_t y)
 static inline int ln_dim_shown(int d)
 {
 	return d >= 0 ? d + 1 : d;
+}
+
+/* v for a "%g" in a message: a NaN without its sign bit, which would
+ * print as "-nan" (0/0 in Lua has it). */
+static inline double ln_shown(double v)
+{
+	return isnan(v) ? fabs(v) : v;
 }
 
 #endif

@@ -222,8 +222,8 @@ ln_status ln_tensor_clamp(ln_tensor *out, const ln_tensor *a, float lo, float hi
 {
 	assert(ln_tensor_is_empty(out) && !ln_tensor_is_empty(a));
 	if (isnan(lo) || isnan(hi))
-		return ln_fail(err, LN_ENAN, "bounds must not be NaN, got %g and %g", (double)lo,
-		               (double)hi);
+		return ln_fail(err, LN_ENAN, "bounds must not be NaN, got %g and %g", ln_shown(lo),
+		               ln_shown(hi));
 	if (lo > hi)
 		return ln_fail(err, LN_ERANGE, "lower bound %g is above upper bound %g", (double)lo,
 		               (double)hi);

@@ -67,7 +67,7 @@ static ln_status check_weights(const float *p, int64_t rows, int64_t cols, int64
 			float w = p[r * rs + c * cs];
 			if (!isfinite(w))
 				return ln_fail(err, LN_ENAN, "weight %g at row %lld, column %lld is not a "
-				               "finite number", (double)w, (long long)r + 1, (long long)c + 1);
+				               "finite number", ln_shown(w), (long long)r + 1, (long long)c + 1);
 			if (w < 0)
 				return ln_fail(err, LN_ERANGE, "weight %g at row %lld, column %lld is "
 				               "negative; probabilities must be >= 0", (double)w,

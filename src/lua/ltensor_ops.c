@@ -206,7 +206,7 @@ static const int64_t *checkindices(lua_State *L, int arg, const ln_tensor *t, in
 		const char *shown;
 		if (it) {
 			v = p[i * it->stride[0]];
-			snprintf(buf, sizeof buf, "%.9g", v);
+			snprintf(buf, sizeof buf, "%.9g", isnan(v) ? fabs(v) : v);  /* no "-nan" */
 			shown = buf;
 		} else {
 			lua_rawgeti(L, arg, (lua_Integer)i + 1);
@@ -378,6 +378,7 @@ static const ln_tensor **checklist(lua_State *L, int arg, int *n, const char *fn
 static int l_cat(lua_State *L)
 {
 	const char *fname = "lunet.cat";
+	lua_settop(L, 2);  /* the list's scratch goes above */
 	int n;
 	const ln_tensor **ts = checklist(L, 1, &n, fname);
 	int d = lua_isnoneornil(L, 2) ? 0 : lnL_checkdim(L, 2, ts[0], fname);
@@ -394,6 +395,7 @@ static int l_cat(lua_State *L)
 static int l_stack(lua_State *L)
 {
 	const char *fname = "lunet.stack";
+	lua_settop(L, 2);
 	int n;
 	const ln_tensor **ts = checklist(L, 1, &n, fname);
 	int d = lua_isnoneornil(L, 2) ? 0 : lnL_checkinsert(L, 2, ts[0]->ndim, fname);

@@ -431,6 +431,147 @@ for i, c in ipairs(cases) do
 	end)
 end
 
+-- ---- tensor operations: views, indexing, sorting, joining, sampling ----------------
+-- Each entry: {message fragment naming the function and the bad value,
+-- function, arguments...}.
+local T = lunet.Tensor
+local t23 = lunet.rand(2, 3)
+local one = lunet.zeros(1)
+local tensor_cases = {
+	-- wrong types
+	{"Tensor:unsqueeze: expected an integer dimension, got string", T.unsqueeze, t23, "1"},
+	{"Tensor:squeeze: expected an integer dimension, got table", T.squeeze, t23, {}},
+	{"Tensor:permute: expected integer dimensions, got boolean at position 2", T.permute, t23, 1, true},
+	{"Tensor:transpose: expected an integer dimension, got nan", T.transpose, t23, 1, NAN},
+	{"Tensor:expand: expected integer sizes, got nan at position 1", T.expand, one, NAN},
+	{"Tensor:expand: expected integer sizes, got inf at position 2", T.expand, one, 2, INF},
+	{"Tensor:select: expected an integer index, got string", T.select, t23, 1, "1"},
+	{"Tensor:index: expected integer indices, got nan at position 1", T.index, t23, 1, {NAN}},
+	{"Tensor:index: expected indices as a table or a 1-D lunet.Tensor, got string", T.index, t23, 1, "1"},
+	{"Tensor:sort: expected an integer dimension, got string", T.sort, t23, "x"},
+	{"Tensor:sort: expected descending to be a boolean, got number", T.sort, t23, 1, 1},
+	{"Tensor:topk: expected an integer k, got nan", T.topk, t23, NAN},
+	{"Tensor:clamp: expected the upper bound to be a number or nil, got table", T.clamp, t23, 0, {}},
+	{"Tensor:pow: expected a lunet.Tensor or a number, got boolean", T.pow, t23, true},
+	{"Tensor:gt: expected a lunet.Tensor or a number, got function", T.gt, t23, print},
+	{"Tensor:multinomial: expected an integer number of samples, got nan", T.multinomial, t23, NAN},
+	{"Tensor:multinomial: expected replacement to be a boolean, got number", T.multinomial, t23, 1, 1},
+	{"Tensor:max: expected an integer dimension, got string", T.max, t23, "1"},
+	{"lunet.cat: expected a table of tensors, got number", lunet.cat, 5},
+	{"lunet.cat: expected a lunet.Tensor at position 2, got nil", lunet.cat, {t23, nil, t23}},
+	{"lunet.stack: expected a lunet.Tensor at position 1, got string", lunet.stack, {"x"}},
+	{"lunet.where: expected a lunet.Tensor or a number, got nil", lunet.where, t23, t23},
+	{"lunet.where: expected a lunet.Tensor or a table of numbers, got nil", lunet.where},
+	-- dimensions out of range, huge and negative
+	{"Tensor:unsqueeze: position 4 out of range for a new dimension of a 2-D tensor", T.unsqueeze, t23, 4},
+	{"Tensor:unsqueeze: position -9223372036854775808 out of range", T.unsqueeze, t23, math.mininteger},
+	{"Tensor:squeeze: dimension 0 out of range for a tensor of shape {2,3}", T.squeeze, t23, 0},
+	{"Tensor:permute: dimension -3 out of range for a tensor of shape {2,3}", T.permute, t23, -3, 1},
+	{"Tensor:permute: expected at most 8 dimensions, got 9", T.permute, t23, 1, 2, 3, 4, 5, 6, 7, 8, 9},
+	{"Tensor:transpose: dimension 1099511627776 out of range", T.transpose, t23, 1, 1 << 40},
+	{"Tensor:select: dimension 3 out of range", T.select, t23, 3, 1},
+	{"Tensor:select: index 4611686018427387904 out of range for dimension 2 of {2,3}", T.select, t23, 2, 1 << 62},
+	{"Tensor:select: index -1 out of range for dimension 1 of {2,3}", T.select, t23, 1, -1},
+	{"Tensor:index: index 4611686018427387904 at position 1 is out of range", T.index, t23, 2, {1 << 62}},
+	{"Tensor:index: index -1 at position 2 is out of range", T.index, t23, 2, {1, -1}},
+	{"Tensor:index: index 3 at position 1 is out of range for dimension 1", T.index, t23, 1, lunet.tensor{3}},
+	{"Tensor:sort: dimension -3 out of range", T.sort, t23, -3},
+	{"Tensor:topk: k must be in 1..3 (the size of dimension 2 of {2,3}), got 4611686018427387904",
+		T.topk, t23, 1 << 62},
+	{"Tensor:topk: k must be in 1..3", T.topk, t23, -1},
+	{"Tensor:max: dimension 3 out of range", T.max, t23, 3},
+	{"Tensor:argmax: dimension -3 out of range", T.argmax, t23, -3},
+	{"Tensor:narrow: dimension -3 out of range", T.narrow, t23, -3, 1, 1},
+	{"lunet.cat: dimension 9 out of range", lunet.cat, {t23}, 9},
+	{"lunet.stack: position -4 out of range for a new dimension of a 2-D tensor", lunet.stack, {t23}, -4},
+	-- sizes: negative, zero, huge
+	{"Tensor:expand: size -2 for dimension 1 in {-2,3}", T.expand, t23, -2, 3},
+	{"Tensor:expand: size 0 for dimension 1", T.expand, one, 0},
+	{"Tensor:expand: shape {4611686018427387904,4611686018427387904} has too many elements",
+		T.expand, one, 1 << 62, 1 << 62},
+	{"Tensor:expand: expected at most 8 sizes, got 9", T.expand, one, 1, 1, 1, 1, 1, 1, 1, 1, 1},
+	{"Tensor:multinomial: number of samples must be >= 1, got -3", T.multinomial, lunet.ones(3), -3},
+	{"Tensor:multinomial: shape {1,4611686018427387904} has too many elements",
+		T.multinomial, lunet.ones(1, 3), 1 << 62, true},
+	{"Tensor:multinomial: cannot draw 4611686018427387904 samples without replacement",
+		T.multinomial, lunet.ones(1, 3), 1 << 62},
+	-- a cheap expanded tensor of huge size: refused where its indices or
+	-- its copy would not fit, never walked
+	{"Tensor:sort: dimension 1 of {33554432} is longer than 16777216", function()
+		return one:expand(1 << 25):sort()
+	end},
+	{"Tensor:max: dimension 1 of {33554432} is longer than 16777216", function()
+		return one:expand(1 << 25):max(1)
+	end},
+	{"Tensor:multinomial: 33554432 categories are more than 16777216", function()
+		return lunet.ones(1):expand(1 << 25):multinomial(1)
+	end},
+	{"Tensor:clone: out of memory allocating a tensor of shape {1099511627776}", function()
+		return one:expand(1 << 40):clone()
+	end},
+	{"Tensor:matmul: out of memory allocating a tensor of shape {1099511627776,2,2}", function()
+		return lunet.zeros(1, 2, 2):expand(1 << 40, 2, 2):matmul(lunet.zeros(2, 2))
+	end},
+	{"Tensor:add_: cannot write into {1099511627776}", function()
+		return one:expand(1 << 40):add_(1)
+	end},
+	-- NaN and infinities where numbers must be finite
+	{"Tensor:clamp: bounds must not be NaN, got nan and 1", T.clamp, t23, NAN, 1},
+	{"Tensor:clamp: lower bound inf is above upper bound 1", T.clamp, t23, INF, 1},
+	{"Tensor:multinomial: weight nan at row 1, column 2 is not a finite number",
+		T.multinomial, lunet.tensor{{1, NAN}}, 1},
+	{"Tensor:multinomial: weight inf at row 1, column 1 is not a finite number",
+		T.multinomial, lunet.tensor{INF, 1}, 1},
+	{"Tensor:multinomial: weight -inf at row 1, column 1", T.multinomial, lunet.tensor{-INF, 1}, 1},
+	-- closed tensors, as self and as operands
+	{"Tensor:unsqueeze: tensor is closed", T.unsqueeze, closed_tensor(2), 1},
+	{"Tensor:squeeze: tensor is closed", T.squeeze, closed_tensor(2)},
+	{"Tensor:permute: tensor is closed", T.permute, closed_tensor(2), 1},
+	{"Tensor:expand: tensor is closed", T.expand, closed_tensor(1), 3},
+	{"Tensor:select: tensor is closed", T.select, closed_tensor(2, 2), 1, 1},
+	{"Tensor:index: tensor is closed", T.index, closed_tensor(2), 1, {1}},
+	{"Tensor:index: tensor is closed", T.index, t23, 1, closed_tensor(1)},
+	{"Tensor:sort: tensor is closed", T.sort, closed_tensor(2)},
+	{"Tensor:topk: tensor is closed", T.topk, closed_tensor(2), 1},
+	{"Tensor:clamp: tensor is closed", T.clamp, closed_tensor(2), 0, 1},
+	{"Tensor:pow: tensor is closed", T.pow, t23, closed_tensor(3)},
+	{"Tensor:lt: tensor is closed", T.lt, closed_tensor(3), 1},
+	{"Tensor:add_: tensor is closed", T.add_, t23, closed_tensor(3)},
+	{"Tensor:multinomial: tensor is closed", T.multinomial, closed_tensor(2), 1},
+	{"Tensor:matmul: tensor is closed", T.matmul, lunet.rand(2, 2, 2), closed_tensor(2, 2)},
+	{"lunet.cat: tensor 2 is closed", lunet.cat, {t23, closed_tensor(2, 3)}},
+	{"lunet.stack: tensor 1 is closed", lunet.stack, {closed_tensor(2, 3)}},
+	{"lunet.where: tensor is closed", lunet.where, t23, closed_tensor(2, 3), 0},
+	{"Tensor:copy: tensor is closed", T.copy, t23, closed_tensor(3)},
+	-- shapes that do not fit
+	{"Tensor:__add: shapes {2,3} and {2} do not broadcast: dimension -1 has sizes 3 and 2",
+		function() return t23 + lunet.zeros(2) end},
+	{"Tensor:copy: cannot copy {6} into {2,3}", T.copy, t23, lunet.zeros(6)},
+	{"Tensor:matmul: batch dimensions of {2,2,2} and {3,2,2} do not broadcast",
+		T.matmul, lunet.rand(2, 2, 2), lunet.rand(3, 2, 2)},
+	{"lunet.cat: tensor 2 has shape {3}, tensor 1 has {2,3}", lunet.cat, {t23, lunet.zeros(3)}},
+}
+
+for i, c in ipairs(tensor_cases) do
+	test(string.format("hostile tensor %d: %s", i, c[1]), function()
+		raises(c[1], c[2], table.unpack(c, 3, c.n or #c))
+	end)
+end
+
+test("a tensor used in a failed operation is unchanged", function()
+	local t = lunet.tensor{{1, 2}, {3, 4}}
+	local before = t:clone()
+	for _, f in ipairs{
+		function() t:add_(lunet.zeros(3)) end,
+		function() t:copy(lunet.zeros(4)) end,
+		function() t:expand(2, 2, 2):add_(1) end,
+		function() t:unsqueeze(1):expand(3, 2, 2):copy(lunet.zeros(3, 2, 2)) end,
+	} do
+		check(not pcall(f), "the operation fails")
+		check(t:allclose(before, 0, 0), "t unchanged")
+	end
+end)
+
 -- ---- lunet.load of damaged files ----------------------------------------------------
 
 test("lunet.load of truncations and random bytes: errors that say so", function()

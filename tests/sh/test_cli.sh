@@ -97,6 +97,36 @@ printf 'setmetatable({}, {__tostring = function() return "T{2,3}" end})\n' >"$TM
 run "$LUNET" <"$TMP/in"
 check "REPL prints through __tostring" out_is "T{2,3}"
 
+# Tables print readably, not as "table: 0x...": a shape, keys sorted after
+# the sequence, strings quoted, nested tables and long ones abridged.
+printf 'lunet.ones(2,3):shape()\n{lr = 0.1, betas = {0.9, 0.999}, name = "sgd", [5] = true}\nlunet.arange(25):totable()\n{{{{{1}}}}}\n{}\nt = {1}; t.self = t\nt\n' >"$TMP/in"
+run "$LUNET" <"$TMP/in"
+check "REPL prints tables readably" out_is "{2, 3}
+{[5] = true, betas = {0.9, 0.999}, lr = 0.1, name = \"sgd\"}
+{1, 2, 3, 4, 5, 6, 7, 8, 9, 10, ... (15 more)}
+{{{{...}}}}
+{}
+{1, self = {...}}"
+
+# Tensors and modules inside a table print by their tostring, one entry
+# per line; several results stay tab-separated.
+printf 'lunet.seed(1)\nm = nn.Linear(3, 2)\nm:zero_grad()\nw, g = m:parameters()\ng\n{nn.ReLU(), lunet.tensor{1, 2}}\n#m:parameters(), {1}\n' >"$TMP/in"
+run "$LUNET" <"$TMP/in"
+check "REPL prints tensors inside tables by their tostring" out_is "{
+  0  0  0
+  0  0  0
+  [lunet.Tensor of shape {2,3}],
+  0  0
+  [lunet.Tensor of shape {2}],
+}
+{
+  ReLU,
+  1  2
+  [lunet.Tensor of shape {2}],
+}
+2	{1}"
+check "REPL prints no table addresses" bash -c "! grep -q 'table: 0x' '$TMP/out'"
+
 # ---- version and help -----------------------------------------------------
 
 run "$LUNET" --version </dev/null
