@@ -231,6 +231,14 @@ bool ln_tensor_has_aliases(const ln_tensor *t)
 	return false;
 }
 
+ln_status ln_fail_aliases(const ln_tensor *t, ln_error *err)
+{
+	char buf[SHAPE_BUF];
+	return ln_fail(err, LN_EARG,
+	               "cannot write into %s: several of its elements share one memory location "
+	               "(an expanded view); clone it first", ln_tensor_shape_str(t, buf, sizeof buf));
+}
+
 ln_status ln_dim_resolve(int dim, int ndim, const int64_t *shape, int *out, ln_error *err)
 {
 	char buf[SHAPE_BUF];
@@ -304,10 +312,7 @@ ln_status ln_tensor_copy(ln_tensor *dst, const ln_tensor *src, ln_error *err)
 		               "or broadcast to it", ln_tensor_shape_str(src, sbuf, sizeof sbuf),
 		               ln_tensor_shape_str(dst, dbuf, sizeof dbuf));
 	if (ln_tensor_has_aliases(dst))
-		return ln_fail(err, LN_EARG,
-		               "cannot write into %s: several of its elements share one memory "
-		               "location (an expanded view); clone it first",
-		               ln_tensor_shape_str(dst, dbuf, sizeof dbuf));
+		return ln_fail_aliases(dst, err);
 	if (same_view(dst, src))
 		return LN_OK;
 	if (src->storage == dst->storage) {

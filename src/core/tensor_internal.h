@@ -17,6 +17,11 @@
 /* Sets t's ndim, shape and row-major strides (offset and storage kept). */
 void ln_tensor_set_contiguous(ln_tensor *t, int ndim, const int64_t *shape);
 
+/* LN_EARG "cannot write into {3,3}: several of its elements share one
+ * memory location (an expanded view); clone it first", for a destination
+ * with ln_tensor_has_aliases. */
+ln_status ln_fail_aliases(const ln_tensor *t, ln_error *err);
+
 /* x + y, clamped to the int64_t range (for messages about wild values). */
 static inline int64_t ln_sat_add(int64_t x, int64_t y)
 {

@@ -78,6 +78,18 @@ static void binop_row(float *o, int64_t so, const float *x, int64_t sx, const fl
 		o[j * so] = binop_apply(op, x[j * sx], y[j * sy]);
 }
 
+/* out (empty) = a new tensor of a's shape, and *it a walk of (out, a):
+ * the start of every operation that maps a elementwise.  Errors:
+ * LN_ENOMEM. */
+static ln_status map_begin(ln_tensor *out, const ln_tensor *a, ln_iter *it, ln_error *err)
+{
+	assert(ln_tensor_is_empty(out) && !ln_tensor_is_empty(a));
+	ln_status st = ln_tensor_alloc(out, a->ndim, a->shape, err);
+	if (st == LN_OK)
+		ln_iter_tensors(it, a->ndim, a->shape, 2, (const ln_tensor *[]){ out, a });
+	return st;
+}
+
 /* ======================================================================
  * Binary operations
  * ====================================================================== */
@@ -110,15 +122,13 @@ ln_status ln_tensor_binary(ln_tensor *out, ln_binop op, const ln_tensor *a, cons
 ln_status ln_tensor_binary_scalar(ln_tensor *out, ln_binop op, const ln_tensor *a, float s,
                                   bool scalar_first, ln_error *err)
 {
-	assert(ln_tensor_is_empty(out) && !ln_tensor_is_empty(a));
 	assert((unsigned)op < LN_BINOP_COUNT);
-	ln_status st = ln_tensor_alloc(out, a->ndim, a->shape, err);
+	ln_iter it;
+	ln_status st = map_begin(out, a, &it, err);
 	if (st != LN_OK)
 		return st;
 	float *o = ln_tensor_data(out);
 	const float *x = ln_tensor_data(a);
-	ln_iter it;
-	ln_iter_tensors(&it, a->ndim, a->shape, 2, (const ln_tensor *[]){ out, a });
 	do {
 		/* the scalar is a row of step 0 */
 		if (scalar_first)
@@ -127,16 +137,6 @@ ln_status ln_tensor_binary_scalar(ln_tensor *out, ln_binop op, const ln_tensor *
 			binop_row(o + it.off[0], it.inc[0], x + it.off[1], it.inc[1], &s, 0, it.len, op);
 	} while (ln_iter_next(&it));
 	return LN_OK;
-}
-
-/* "cannot write into {3,3}: several of its elements share ..." for a
- * destination with aliased positions. */
-static ln_status fail_aliases(const ln_tensor *t, ln_error *err)
-{
-	char buf[SHAPE_BUF];
-	return ln_fail(err, LN_EARG,
-	               "cannot write into %s: several of its elements share one memory location "
-	               "(an expanded view); clone it first", ln_tensor_shape_str(t, buf, sizeof buf));
 }
 
 /*
@@ -157,7 +157,7 @@ ln_status ln_tensor_binary_(ln_tensor *a, ln_binop op, const ln_tensor *b, ln_er
 		               "in place", ln_tensor_shape_str(b, bbuf, sizeof bbuf),
 		               ln_tensor_shape_str(a, abuf, sizeof abuf));
 	if (ln_tensor_has_aliases(a))
-		return fail_aliases(a, err);
+		return ln_fail_aliases(a, err);
 	ln_tensor tmp = LN_TENSOR_EMPTY;
 	if (b->storage == a->storage) {
 		ln_status st = ln_tensor_clone(&tmp, b, err);
@@ -183,7 +183,7 @@ ln_status ln_tensor_binary_scalar_(ln_tensor *a, ln_binop op, float s, ln_error 
 	assert(!ln_tensor_is_empty(a));
 	assert((unsigned)op < LN_BINOP_COUNT);
 	if (ln_tensor_has_aliases(a))
-		return fail_aliases(a, err);
+		return ln_fail_aliases(a, err);
 	float *o = ln_tensor_data(a);
 	ln_iter it;
 	ln_iter_tensors(&it, a->ndim, a->shape, 1, (const ln_tensor *[]){ a });
@@ -200,14 +200,12 @@ ln_status ln_tensor_binary_scalar_(ln_tensor *a, ln_binop op, float s, ln_error 
 /* out = op(a) elementwise.  Errors: LN_ENOMEM. */
 ln_status ln_tensor_unary(ln_tensor *out, ln_unop op, const ln_tensor *a, ln_error *err)
 {
-	assert(ln_tensor_is_empty(out) && !ln_tensor_is_empty(a));
-	ln_status st = ln_tensor_alloc(out, a->ndim, a->shape, err);
+	ln_iter it;
+	ln_status st = map_begin(out, a, &it, err);
 	if (st != LN_OK)
 		return st;
 	float *o = ln_tensor_data(out);
 	const float *x = ln_tensor_data(a);
-	ln_iter it;
-	ln_iter_tensors(&it, a->ndim, a->shape, 2, (const ln_tensor *[]){ out, a });
 	do {
 		for (int64_t j = 0; j < it.len; j++)
 			o[it.off[0] + j * it.inc[0]] = unop_apply(op, x[it.off[1] + j * it.inc[1]]);
@@ -227,13 +225,12 @@ ln_status ln_tensor_clamp(ln_tensor *out, const ln_tensor *a, float lo, float hi
 	if (lo > hi)
 		return ln_fail(err, LN_ERANGE, "lower bound %g is above upper bound %g", (double)lo,
 		               (double)hi);
-	ln_status st = ln_tensor_alloc(out, a->ndim, a->shape, err);
+	ln_iter it;
+	ln_status st = map_begin(out, a, &it, err);
 	if (st != LN_OK)
 		return st;
 	float *o = ln_tensor_data(out);
 	const float *x = ln_tensor_data(a);
-	ln_iter it;
-	ln_iter_tensors(&it, a->ndim, a->shape, 2, (const ln_tensor *[]){ out, a });
 	do {
 		for (int64_t j = 0; j < it.len; j++) {
 			float v = x[it.off[1] + j * it.inc[1]];

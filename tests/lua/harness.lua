@@ -1,5 +1,5 @@
 -- harness.lua -- the small harness shared by the Lua tests: test() runs one
--- case under pcall and counts it, check/eq/near/truthy assert, check_error
+-- case under pcall and counts it, check/eq/near/truthy/same assert, check_error
 -- and raises expect an error carrying given text, and done() prints
 -- "N passed, M failed" and raises if any failed, so the runner exits
 -- non-zero.
@@ -46,6 +46,29 @@ function M.near(got, want, tol, what)
 	tol = tol or 1e-6
 	if type(got) ~= "number" or not (math.abs(got - want) <= tol * math.max(1, math.abs(want))) then
 		error(string.format("%s: expected %.9g, got %s", what or "value", want, tostring(got)), 2)
+	end
+end
+
+-- same(got, want, tol, path): got, nested tables of numbers, matches want
+-- entry by entry (a tensor's totable(), say): the same nesting and
+-- lengths, each number within tol (0 if nil) of want relative to
+-- max(1, |want|); a NaN in want asks for a NaN.  A failure names the
+-- path ("at [2][1]").
+function M.same(got, want, tol, path)
+	path = path or ""
+	if type(want) == "table" then
+		if type(got) ~= "table" then error("at " .. path .. ": expected a table, got " .. type(got), 2) end
+		if #got ~= #want then
+			error(string.format("at %s: expected %d elements, got %d", path, #want, #got), 2)
+		end
+		for i = 1, #want do M.same(got[i], want[i], tol, path .. "[" .. i .. "]") end
+	else
+		if type(got) ~= "number" then error("at " .. path .. ": expected a number, got " .. type(got), 2) end
+		if want ~= want then
+			if got == got then error("at " .. path .. ": expected nan, got " .. got, 2) end
+		elseif not (got == want or math.abs(got - want) <= (tol or 0) * math.max(1, math.abs(want))) then
+			error(string.format("at %s: expected %.9g, got %.9g", path, want, got), 2)
+		end
 	end
 end
 

@@ -14,24 +14,7 @@ local raises = h.check_error
 
 local NAN = 0 / 0
 
--- Deep comparison of nested tables of numbers (NaN equals NaN here).
-local function same(got, want, tol, path)
-	path = path or ""
-	if type(want) == "table" then
-		if type(got) ~= "table" then error("at " .. path .. ": expected a table, got " .. type(got), 2) end
-		if #got ~= #want then
-			error(string.format("at %s: expected %d elements, got %d", path, #want, #got), 2)
-		end
-		for i = 1, #want do same(got[i], want[i], tol, path .. "[" .. i .. "]") end
-	else
-		if type(got) ~= "number" then error("at " .. path .. ": expected a number, got " .. type(got), 2) end
-		if want ~= want then
-			if got == got then error("at " .. path .. ": expected nan, got " .. got, 2) end
-		elseif not (got == want or math.abs(got - want) <= (tol or 0) * math.max(1, math.abs(want))) then
-			error(string.format("at %s: expected %.9g, got %.9g", path, want, got), 2)
-		end
-	end
-end
+local same = h.same
 
 local function shape_of(t) return table.concat(t:shape(), ",") end
 
