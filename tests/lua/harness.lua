@@ -2,7 +2,7 @@
 -- case under pcall and counts it, check/eq/near/truthy/same assert, check_error
 -- and raises expect an error carrying given text, and done() prints
 -- "N passed, M failed" and raises if any failed, so the runner exits
--- non-zero.
+-- non-zero.  read_file, write_file and tempdir help tests that use files.
 --
 -- Its name does not match test_*.lua, so CTest does not run it alone.  A
 -- test loads it relative to its own path, which works from any directory:
@@ -98,6 +98,31 @@ function M.raises(want, fn, ...)
 		error(string.format("expected an error containing %q, got %q", want, err), 2)
 	end
 	return err
+end
+
+-- ---- files ---------------------------------------------------------------------
+
+-- read_file(path) -> its bytes; write_file(path, s) replaces them.
+function M.read_file(path)
+	local f = assert(io.open(path, "rb"))
+	local s = f:read("a")
+	f:close()
+	return s
+end
+
+function M.write_file(path, s)
+	local f = assert(io.open(path, "wb"))
+	f:write(s)
+	f:close()
+end
+
+-- tempdir() -> a new empty directory and a function giving the path of a
+-- name in it; the caller removes it (os.execute("rm -rf '" .. dir .. "'")).
+function M.tempdir()
+	local dir = os.tmpname()
+	os.remove(dir)
+	assert(os.execute("mkdir -p '" .. dir .. "'"))
+	return dir, function(name) return dir .. "/" .. name end
 end
 
 -- ---- a suite: counting, seeding, the closing line -------------------------------

@@ -11,23 +11,8 @@ local harness = dofile((arg[0]:match("^(.*)/") or ".") .. "/harness.lua")
 local h = harness.new{seed = SEED, reseed = true}
 local test, check, eq, raises = h.test, h.check, h.eq, h.raises
 
-local dir = os.tmpname()
-os.remove(dir)
-assert(os.execute("mkdir -p '" .. dir .. "'"))
-local function path(name) return dir .. "/" .. name end
-
-local function read_file(p)
-	local f = assert(io.open(p, "rb"))
-	local s = f:read("a")
-	f:close()
-	return s
-end
-
-local function write_file(p, s)
-	local f = assert(io.open(p, "wb"))
-	f:write(s)
-	f:close()
-end
+local dir, path = h.tempdir()
+local read_file, write_file = h.read_file, h.write_file
 
 local function sorted_keys(t)
 	local keys = {}

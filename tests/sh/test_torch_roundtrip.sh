@@ -3,7 +3,8 @@
 # PyTorch and lunet through safetensors files and give the same outputs:
 # an MLP and the Fashion-MNIST CNN with BatchNorm, trained a few steps in
 # PyTorch, loaded into lunet (and the other way round), compared on the
-# same inputs to 1e-5 (tests/torch/roundtrip.py and roundtrip.lua).
+# same inputs to 1e-5 (tests/torch/roundtrip.py and roundtrip.lua).  The
+# largest differences are printed.  The checks come from lib.sh.
 #
 # Needs /usr/bin/python3 with torch and numpy (Debian's python3-torch);
 # without them the test is skipped (exit 77, CTest's SKIP_RETURN_CODE).
@@ -20,14 +21,16 @@ fi
 
 TMP=$(mktemp -d)
 trap 'rm -rf "$TMP"' EXIT
+. "$SRC/tests/sh/lib.sh"
 
-run() {
-	if ! "$@"; then
-		echo "FAIL: $*"
-		exit 1
-	fi
-}
 run "$PY" "$SRC/tests/torch/roundtrip.py" torch "$TMP"
+check "PyTorch trains the models and writes their state_dicts" [ "$rc" -eq 0 ]
+cat "$TMP/out"
 run "$BUILD/lunet" "$SRC/tests/torch/roundtrip.lua" "$TMP"
+check "lunet loads them with the same outputs, and writes its own" [ "$rc" -eq 0 ]
+cat "$TMP/out"
 run "$PY" "$SRC/tests/torch/roundtrip.py" check "$TMP"
-echo "round trip passed"
+check "PyTorch loads lunet's with the same outputs" [ "$rc" -eq 0 ]
+cat "$TMP/out"
+
+finish
