@@ -246,10 +246,14 @@ static bool integer_value(lua_State *L, int idx, int64_t *out)
 	return ok;
 }
 
+/* What the model holds under a key, for the checking pass. */
+typedef enum held { HELD_TENSOR, HELD_INTEGER, HELD_ANY } held;
+
 /* Checking pass, for one key the model has: records it as expected, and
- * what is wrong with dict[key] if anything.  t is the model's tensor, or
- * NULL for an integer entry. */
-static void check_value(walk *w, const char *key, const ln_tensor *t)
+ * what is wrong with dict[key] if anything.  t is the model's tensor
+ * (HELD_TENSOR); HELD_ANY is a custom module's value other than a tensor,
+ * which its own load_state_dict checks. */
+static void check_value(walk *w, const char *key, held kind, const ln_tensor *t)
 {
 	lua_State *L = w->L;
 	lua_pushboolean(L, 1);
@@ -259,7 +263,7 @@ static void check_value(walk *w, const char *key, const ln_tensor *t)
 	if (ty == LUA_TNIL) {
 		lua_pushstring(L, key);
 		append(L, w->missing);
-	} else if (t) {
+	} else if (kind == HELD_TENSOR) {
 		ln_tensor *v = lnL_testtensor(L, -1);
 		if (!v)
 			lua_pushfstring(L, "%s: expected a tensor of shape %s, got a %s", key,
@@ -275,7 +279,7 @@ static void check_value(walk *w, const char *key, const ln_tensor *t)
 			lua_pop(L, 1);
 		else
 			append(L, w->mismatch);
-	} else if (!integer_value(L, -1, NULL)) {
+	} else if (kind == HELD_INTEGER && !integer_value(L, -1, NULL)) {
 		ln_tensor *v = lnL_testtensor(L, -1);
 		if (v && !ln_tensor_is_empty(v))
 			lua_pushfstring(L, "%s: expected an integer, got a tensor of shape %s", key,
@@ -349,7 +353,7 @@ static void custom_entries(walk *w, const ln_state_entry *e)
 				                "to set this %s", key, e->key, luaL_typename(L, sub + 2));
 				append(L, w->mismatch);
 			}
-			check_value(w, key, t);
+			check_value(w, key, t ? HELD_TENSOR : HELD_ANY, t);
 		} else if (t) {
 			load_value(w, key, t, NULL);
 		}
@@ -367,13 +371,13 @@ static ln_status load_entry(const ln_state_entry *e, void *ctx, ln_error *err)
 		if (w->loading)
 			load_value(w, e->key, e->tensor, NULL);
 		else
-			check_value(w, e->key, e->tensor);
+			check_value(w, e->key, HELD_TENSOR, e->tensor);
 		break;
 	case LN_STATE_INTEGER:
 		if (w->loading)
 			load_value(w, e->key, NULL, e->integer);
 		else
-			check_value(w, e->key, NULL);
+			check_value(w, e->key, HELD_INTEGER, NULL);
 		break;
 	case LN_STATE_OPAQUE:
 		custom_entries(w, e);

@@ -229,6 +229,10 @@ test("custom modules: loaded through load_state_dict, or into their tensors", fu
 	m:load_state_dict{["0.scale"] = lunet.tensor{2, 3}, ["0.sub.count"] = 5}
 	eq(with.scale:get(2), 3, "scale set by its load_state_dict")
 	eq(with.loaded, 5, "integer given to its load_state_dict")
+	-- values other than tensors are its own to check; a missing one is missing
+	m:load_state_dict{["0.scale"] = lunet.tensor{2, 3}, ["0.sub.count"] = 0.5}
+	eq(with.loaded, 0.5, "any value given to its load_state_dict")
+	raises("1 missing key (0.sub.count)", m.load_state_dict, m, {["0.scale"] = lunet.tensor{2, 3}})
 
 	local without = Scale(2, false)
 	local m2 = nn.Sequential{nn.Sequential{without}}
