@@ -15,8 +15,8 @@
  *     dist.average_gradients(model[, n])         one allreduce over all gradients
  *     dist.abort([code])                    ends the whole job (MPI_Abort)
  *
- * In a build without MPI every function except `available` and
- * `initialized` raises "dist.<fn>: this lunet was built without MPI ...".
+ * In a build without MPI every function except `available`, `initialized`
+ * and `launched` raises "dist.<fn>: this lunet was built without MPI ...".
  *
  * average_gradients weights each rank's gradient by n, the number of
  * samples it is a mean over (dist.h explains the weighting): given
@@ -47,12 +47,6 @@
 
 /* Samples in this rank's share of the last sharded batch; -1 before any. */
 static lua_Integer batch_share = -1;
-
-/* Raises "fn: msg" for a failed dist call. */
-static int dist_error(lua_State *L, const char *fn, const ln_error *err)
-{
-	return lnL_error(L, fn, err);
-}
 
 /* Raises unless the job is initialised (or says there is no MPI). */
 static void check_init(lua_State *L, const char *fn)
@@ -99,7 +93,7 @@ static int l_init(lua_State *L)
 	if (!ln_dist_initialized()) {
 		ln_error err;
 		if (ln_dist_init(&err) != LN_OK)
-			return dist_error(L, fn, &err);
+			return lnL_error(L, fn, &err);
 		lua_newuserdatauv(L, 0, 0);
 		lua_newtable(L);
 		lua_pushcfunction(L, sentinel_gc);
@@ -165,7 +159,7 @@ static int l_barrier(lua_State *L)
 	check_init(L, "dist.barrier");
 	ln_error err;
 	if (ln_dist_barrier(&err) != LN_OK)
-		return dist_error(L, "dist.barrier", &err);
+		return lnL_error(L, "dist.barrier", &err);
 	return 0;
 }
 
@@ -231,15 +225,20 @@ static int l_allreduce(lua_State *L)
 	float *data = tensor_buffer(L, t, &copy, fn);
 	ln_error err;
 	if (ln_dist_allreduce(data, (size_t)ln_tensor_numel(t), op, &err) != LN_OK)
-		return dist_error(L, fn, &err);
+		return lnL_error(L, fn, &err);
 	put_back(L, t, copy, fn);
 	lua_settop(L, 1);
 	return 1;
 }
 
-/* A started non-blocking reduction; its user value holds the tensor, so
- * that the memory MPI writes into outlives the request. */
-typedef struct request_box { ln_dist_request *r; } request_box;
+/* A started non-blocking reduction.  `keep` holds a reference to the
+ * tensor's storage, so that the memory MPI writes into outlives the
+ * request even if the script closes the tensor; the user value holds the
+ * tensor itself, for wait() to return. */
+typedef struct request_box {
+	ln_dist_request *r;
+	ln_tensor keep;
+} request_box;
 
 /* dist.iallreduce(t[, op]) -> request: starts the reduction of t
  * (contiguous) and returns at once.  Every rank must start the same
@@ -254,13 +253,15 @@ static int l_iallreduce(lua_State *L)
 		return luaL_error(L, "%s: t must be contiguous (clone() a view first)", fn);
 	request_box *b = lua_newuserdatauv(L, sizeof *b, 1);
 	b->r = NULL;
+	b->keep = LN_TENSOR_EMPTY;
 	luaL_setmetatable(L, REQUEST_MT);
 	lua_pushvalue(L, 1);
 	lua_setiuservalue(L, -2, 1);
 	ln_error err;
 	if (ln_dist_iallreduce(ln_tensor_data(t), (size_t)ln_tensor_numel(t), op, &b->r, &err) !=
 	    LN_OK)
-		return dist_error(L, fn, &err);
+		return lnL_error(L, fn, &err);
+	ln_tensor_ref(&b->keep, t);
 	return 1;
 }
 
@@ -272,8 +273,10 @@ static int request_wait(lua_State *L)
 	ln_dist_request *r = b->r;
 	b->r = NULL;
 	ln_error err;
-	if (r && ln_dist_wait(r, &err) != LN_OK)
-		return dist_error(L, "request:wait", &err);
+	ln_status s = r ? ln_dist_wait(r, &err) : LN_OK;
+	ln_tensor_release(&b->keep);
+	if (s != LN_OK)
+		return lnL_error(L, "request:wait", &err);
 	lua_getiuservalue(L, 1, 1);
 	return 1;
 }
@@ -285,7 +288,7 @@ static int request_test(lua_State *L)
 	bool done = true;
 	ln_error err;
 	if (b->r && ln_dist_test(b->r, &done, &err) != LN_OK)
-		return dist_error(L, "request:test", &err);
+		return lnL_error(L, "request:test", &err);
 	lua_pushboolean(L, done);
 	return 1;
 }
@@ -298,6 +301,7 @@ static int request_gc(lua_State *L)
 	if (b->r)
 		ln_dist_wait(b->r, NULL);
 	b->r = NULL;
+	ln_tensor_release(&b->keep);
 	return 0;
 }
 
@@ -323,7 +327,7 @@ static void broadcast_tensor(lua_State *L, ln_tensor *t, int root, const char *f
 	float *data = tensor_buffer(L, t, &copy, fn);
 	ln_error err;
 	if (ln_dist_broadcast(data, (size_t)ln_tensor_numel(t), root, &err) != LN_OK)
-		dist_error(L, fn, &err);
+		lnL_error(L, fn, &err);
 	put_back(L, t, copy, fn);
 	if (copy)
 		lua_pop(L, 1);
@@ -422,7 +426,7 @@ static int l_broadcast_parameters(lua_State *L)
 	/* the fingerprint, kept positive and below 2^62, through the integer check */
 	if (ln_dist_check_same((int64_t)(h >> 2), "the model's layout (number and sizes of its "
 	                       "parameters and buffers)", &err) != LN_OK)
-		return dist_error(L, fn, &err);
+		return lnL_error(L, fn, &err);
 	for (lua_Integer i = 1; i <= n; i++)
 		broadcast_tensor(L, list_tensor(L, list, i, "parameter", fn), root, fn);
 	return 0;
@@ -530,10 +534,10 @@ static ln_dist_packer *get_packer(lua_State *L, const char *fn)
 	luaL_setmetatable(L, PACKER_MT);
 	ln_error err;
 	if (ln_dist_packer_new(&b->p, (int)n, gs, &err) != LN_OK)
-		return dist_error(L, fn, &err), NULL;
+		return lnL_error(L, fn, &err), NULL;
 	if (ln_dist_check_same((int64_t)b->p->total, "the number of gradient elements", &err) !=
 	    LN_OK)
-		return dist_error(L, fn, &err), NULL;
+		return lnL_error(L, fn, &err), NULL;
 	lua_pushvalue(L, 1);
 	lua_pushvalue(L, -2);
 	lua_rawset(L, cache);
@@ -561,7 +565,7 @@ static int l_average_gradients(lua_State *L)
 	ln_dist_packer *p = get_packer(L, fn);
 	ln_error err;
 	if (ln_dist_average(p, (double)n, &err) != LN_OK)
-		return dist_error(L, fn, &err);
+		return lnL_error(L, fn, &err);
 	return 0;
 }
 

@@ -94,6 +94,12 @@ test("collectives on one rank leave tensors as they are", function()
 	do
 		local unwaited <close> = dist.iallreduce(lunet.ones(4))   -- waited for when closed
 	end
+	do   -- the tensor closed while the reduction runs: the request keeps its memory
+		local gone = lunet.full({5}, 2)
+		local r2 = dist.iallreduce(gone)
+		getmetatable(gone).__close(gone)
+		r2:wait()
+	end
 	dist.barrier()
 	eq(dist.launched(), false, "launched (not under mpirun)")
 end)
