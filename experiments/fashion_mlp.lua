@@ -28,15 +28,13 @@ local exp <close> = lunet.experiment{
 	},
 }
 local config = exp.config
--- Under --dist every rank trains; rank 0 alone prints.
-local function say(...) if exp.rank == 0 then print(...) end end
 
 lunet.seed(config.seed)
 local t0 = lunet.clock()
 local ds = data.fashion_mnist(config.data ~= "" and config.data or nil)
 local train, test = ds.train, ds.test
-say(string.format("Fashion-MNIST: %d training and %d test images (loaded in %.1f s)",
-                  train.x:size(1), test.x:size(1), lunet.clock() - t0))
+exp:print(string.format("Fashion-MNIST: %d training and %d test images (loaded in %.1f s)",
+                        train.x:size(1), test.x:size(1), lunet.clock() - t0))
 
 local model = nn.Sequential{
 	nn.Linear(784, 256), nn.ReLU(),
@@ -45,19 +43,15 @@ local model = nn.Sequential{
 }
 local criterion = nn.CrossEntropyLoss()
 local opt = optim.SGD(model, {lr = config.lr, momentum = config.momentum})
-say(model)
-say(string.format("epochs %d, batch %d, lr %g, momentum %g, seed %d", config.epochs,
-                  config.batch, config.lr, config.momentum, config.seed))
-if exp.size > 1 then
-	say(string.format("data parallel on %d ranks: %d or %d images per rank and step", exp.size,
-	                  config.batch // exp.size, -(-config.batch // exp.size)))
-end
-say("run directory " .. exp.dir)
+exp:print(model)
+exp:print(string.format("epochs %d, batch %d, lr %g, momentum %g, seed %d", config.epochs,
+                        config.batch, config.lr, config.momentum, config.seed))
+exp:print("run directory " .. exp.dir)
 
 -- On --resume, continue after the last saved epoch (0 on a fresh run).
 local done = exp:restore(model, opt)
 if done > 0 then
-	say(string.format("resumed after epoch %d", done))
+	exp:print(string.format("resumed after epoch %d", done))
 end
 if config.dist then dist.broadcast_parameters(model) end
 
@@ -70,7 +64,8 @@ for epoch = done + 1, config.epochs do
 	-- total: the sum of the batches' mean losses; under --dist each rank
 	-- adds its share of each batch's mean, and the shares are summed below
 	local start, total, mine, batches = lunet.clock(), 0, 0, 0
-	for xb, yb in data.batches(train.x, train.y, config.batch, {shuffle = true, shard = config.dist}) do
+	local order = {shuffle = true, shard = config.dist}
+	for xb, yb in data.batches(train.x, train.y, config.batch, order) do
 		local global_batch = math.min(config.batch, ntrain - batches * config.batch)
 		opt.lr = schedule((epoch - 1) * nbatches + batches)
 		opt:zero_grad()
@@ -86,11 +81,12 @@ for epoch = done + 1, config.epochs do
 	if exp.size > 1 then total = dist.allreduce(lunet.tensor{total})[1] end
 	local elapsed = lunet.clock() - start
 	acc = nn.accuracy(model, test.x, test.y)
-	say(string.format("epoch %2d  train loss %.4f  test accuracy %.2f%%  %.1f s (%.0f samples/s)",
-	                  epoch, total / batches, 100 * acc, elapsed, ntrain / elapsed))
+	exp:print(string.format("epoch %2d  train loss %.4f  test accuracy %.2f%%  %.1f s "
+	                        .. "(%.0f samples/s)", epoch, total / batches, 100 * acc, elapsed,
+	                        ntrain / elapsed))
 	exp:log{epoch = epoch, train_loss = total / batches, test_accuracy = acc, seconds = elapsed}
 	exp:checkpoint(model, opt)
 end
 if acc then
-	say(string.format("final test accuracy %.2f%% after %d epochs", 100 * acc, config.epochs))
+	exp:print(string.format("final test accuracy %.2f%% after %d epochs", 100 * acc, config.epochs))
 end

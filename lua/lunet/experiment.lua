@@ -75,8 +75,10 @@
 -- lunet.experiment calls lunet.dist.init() and sets config.dist to true,
 -- exp.rank and exp.size (0 and 1 otherwise).  Rank 0 alone makes the run
 -- directory, writes every file (config.lua, metrics.csv, checkpoints,
--- plots) and prints progress and summaries; the other ranks know its
--- directory (exp.dir) and keep the logged rows in memory, silently.  On
+-- plots) and prints progress and summaries, after a first line
+-- "<name>: data parallel on N ranks"; the other ranks know its directory
+-- (exp.dir) and keep the logged rows in memory, silently.  exp:print(...)
+-- is print on rank 0 only, for the script's own lines.  On
 -- --resume every rank loads the checkpoint (the directory must be one all
 -- ranks see) and exp:restore gives them all the same state.
 --
@@ -304,6 +306,10 @@ local function new_experiment(opts)
 	end
 	for k, v in pairs(overrides) do config[k] = v end
 	self.config = cmdline.strict(config)
+	if size > 1 then
+		out:write(string.format("%s: data parallel on %d ranks\n", self.name, size))
+		out:flush()
+	end
 	self._config_text = cmdline.config_text(config, header)
 	local ok, werr = pcall(self._write, self, "config.lua", self._config_text)
 	if not ok then
@@ -383,6 +389,12 @@ function Experiment:_discard()
 	end
 	if self._made_parent then os.remove(self._made_parent) end
 	return true
+end
+
+-- exp:print(...): print(...) on rank 0, nothing on the other ranks (see
+-- the top); print(...) without data parallelism.
+function Experiment:print(...)
+	if not self.silent then print(...) end
 end
 
 -- exp:path(file) -> the path of file inside the run directory.
