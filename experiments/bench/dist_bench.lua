@@ -13,16 +13,18 @@
 --
 -- MODE (under mpirun):
 --   plain     model:backward, then dist.average_gradients (the default)
---   layers    backward layer by layer from the script, then
---             dist.average_gradients: the same work as `overlap` without
---             the overlap, to compare it with
---   overlap   the best that overlapping the allreduce with backward could
---             do: an allreduce of as many floats as the gradients is
---             started (dist.iallreduce) before backward, which then runs
---             layer by layer with request:test() after each layer to let
---             MPI progress, and is waited for at the end.  The gradients
---             are not averaged (the weights drift apart): only the time
---             counts.
+--   after     backward layer by layer from the script, then an allreduce
+--             of as many floats as the gradients (dist.iallreduce, waited
+--             for at once)
+--   overlap   the same allreduce started before backward, progressed with
+--             request:test() after each layer, waited for at the end: the
+--             best that overlapping the allreduce with backward could do
+--             (a real overlap cannot start before the first gradient
+--             exists).  Against `after`, the same work and the same calls,
+--             only the time of the allreduce moves.
+-- after and overlap reduce a buffer of their own, not the gradients (the
+-- weights drift apart, only the time counts) and so skip the packing that
+-- dist.average_gradients does.
 --
 -- The last line printed (by rank 0) is
 --
@@ -41,9 +43,9 @@ local nn, optim, data, dist = lunet.nn, lunet.optim, lunet.data, lunet.dist
 local workload, mode = arg[1], arg[2] or "plain"
 local steps_override = tonumber(arg[3])
 if (workload ~= "mlp256" and workload ~= "cnn") or
-	(mode ~= "plain" and mode ~= "layers" and mode ~= "overlap") then
+	(mode ~= "plain" and mode ~= "after" and mode ~= "overlap") then
 	io.stderr:write("usage: [mpirun -np N] lunet dist_bench.lua mlp256|cnn " ..
-		"[plain|layers|overlap] [STEPS]\n")
+		"[plain|after|overlap] [STEPS]\n")
 	os.exit(2)
 end
 
@@ -90,7 +92,7 @@ for i = 1, #model do layers[i] = model:get(i) end
 local _, grads = model:parameters()
 local total = 0
 for _, g in ipairs(grads) do total = total + g:numel() end
-local dummy = lunet.zeros(total)   -- what `overlap` reduces
+local dummy = lunet.zeros(total)   -- what `after` and `overlap` reduce
 
 -- backward through the layers one by one, as Sequential does in C;
 -- between layers, on_layer() (overlap: let MPI progress)
@@ -113,8 +115,11 @@ local function step(i)
 	local gz = crit:backward(z, yb)
 	if mode == "plain" then
 		model:backward(xb, gz)
-	elseif mode == "layers" then
+	elseif mode == "after" then
 		backward_layers(xb, gz)
+		local t0 = lunet.clock()
+		dist.iallreduce(dummy):wait()
+		allreduce_s = allreduce_s + lunet.clock() - t0
 	else
 		local req = dist.iallreduce(dummy)
 		backward_layers(xb, gz, function() req:test() end)
@@ -122,7 +127,7 @@ local function step(i)
 		req:wait()
 		allreduce_s = allreduce_s + lunet.clock() - t0
 	end
-	if sharded and mode ~= "overlap" then
+	if sharded and mode == "plain" then
 		local t0 = lunet.clock()
 		dist.average_gradients(model)
 		allreduce_s = allreduce_s + lunet.clock() - t0

@@ -240,7 +240,7 @@ dist_usage "unknown option" "unknown argument '--fast'" --fast
 dist_usage "--reps 0" "--reps must be a positive integer, got '0'" --reps 0
 dist_usage "--ranks 1" "--ranks must be 2 or more, got '1'" --ranks 1
 dist_usage "--workloads unknown" "unknown workload 'tiny' (mlp256 cnn)" --workloads tiny
-dist_usage "--modes unknown" "unknown mode 'fast' (plain layers overlap)" --modes fast
+dist_usage "--modes unknown" "unknown mode 'fast' (plain after overlap)" --modes fast
 dist_usage "--steps x" "--steps must be a positive integer, got 'x'" --steps x
 dist_usage "no build" "$out/nowhere/lunet not found" --reps 1
 if [ "$("$1/lunet" -e 'io.write(tostring(lunet.dist.available))')" = false ]; then
