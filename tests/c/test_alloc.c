@@ -1,6 +1,6 @@
 /*
  * test_alloc.c -- the allocator (alignment, counters, size limit, failure
- * injection) and the scratch arena.
+ * injection).
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -11,7 +11,6 @@
 #include <cmocka.h>
 
 #include "core/alloc.h"
-#include "core/arena.h"
 
 static ln_alloc_stats stats_now(void)
 {
@@ -195,136 +194,6 @@ static void test_fail_nth(void **state)
 	assert_int_equal(stats_now().bytes_live, s0.bytes_live);
 }
 
-/* ---- arena ------------------------------------------------------------------ */
-
-static void test_arena_first_step_records_need(void **state)
-{
-	ln_arena a = LN_ARENA_INIT;
-	ln_alloc_stats s0 = stats_now();
-	/* nothing reserved: requests fail, and the arena remembers how much it needed */
-	assert_null(ln_arena_alloc(&a, 100));
-	assert_null(ln_arena_alloc(&a, 10));
-	assert_true(a.high_water >= 110);
-	assert_int_equal(stats_now().allocs, s0.allocs);  /* never asks the system */
-
-	ln_error err;
-	assert_int_equal(ln_arena_reserve(&a, 0, &err), LN_OK);
-	assert_true(a.capacity >= 110);
-	assert_int_equal(a.high_water, 0);  /* counts again from the reserve */
-	assert_int_equal((uintptr_t)a.base % LN_ALIGN, 0);
-	ln_arena_reset(&a);
-
-	/* the same step now fits, and allocates nothing */
-	ln_alloc_stats s1 = stats_now();
-	unsigned char *p = ln_arena_alloc(&a, 100);
-	unsigned char *q = ln_arena_alloc(&a, 10);
-	assert_non_null(p);
-	assert_non_null(q);
-	assert_int_equal(stats_now().allocs, s1.allocs);
-	ln_arena_free(&a);
-	assert_null(a.base);
-	assert_int_equal(a.capacity, 0);
-	assert_int_equal(stats_now().bytes_live, s0.bytes_live);
-}
-
-static void test_arena_pieces(void **state)
-{
-	ln_arena a = LN_ARENA_INIT;
-	ln_error err;
-	assert_int_equal(ln_arena_reserve(&a, 1000, &err), LN_OK);
-	assert_true(a.capacity >= 1000);
-	static const size_t sizes[] = { 1, 63, 64, 65, 0, 200 };
-	unsigned char *p[6];
-	for (int i = 0; i < 6; i++) {
-		p[i] = ln_arena_alloc(&a, sizes[i]);
-		assert_non_null(p[i]);
-		assert_int_equal((uintptr_t)p[i] % LN_ALIGN, 0);
-		assert_true(p[i] >= a.base && p[i] + sizes[i] <= a.base + a.capacity);
-		memset(p[i], i + 1, sizes[i]);
-	}
-	/* pieces do not overlap: each still holds what was written into it */
-	for (int i = 0; i < 6; i++) {
-		for (size_t j = 0; j < sizes[i]; j++)
-			assert_int_equal(p[i][j], i + 1);
-		if (i > 0)
-			assert_ptr_not_equal(p[i], p[i - 1]);
-	}
-	/* a request that does not fit fails, leaving earlier pieces valid; the
-	 * demand of the whole step is recorded, later requests included */
-	size_t used = a.used, cap = a.capacity;
-	assert_null(ln_arena_alloc(&a, cap));
-	assert_null(ln_arena_alloc(&a, 1));
-	assert_true(a.high_water >= used + cap + 1);
-	for (int i = 0; i < 6; i++)
-		for (size_t j = 0; j < sizes[i]; j++)
-			assert_int_equal(p[i][j], i + 1);
-	/* reset hands out the same addresses again */
-	ln_arena_reset(&a);
-	assert_int_equal(a.used, 0);
-	assert_ptr_equal(ln_arena_alloc(&a, 1), p[0]);
-	/* reserving to the recorded need makes the failed step fit */
-	assert_int_equal(ln_arena_reserve(&a, 0, &err), LN_OK);
-	assert_true(a.capacity >= used + cap + 1);
-	ln_arena_reset(&a);
-	for (int i = 0; i < 6; i++)
-		assert_non_null(ln_arena_alloc(&a, sizes[i]));
-	assert_non_null(ln_arena_alloc(&a, cap));
-	assert_non_null(ln_arena_alloc(&a, 1));
-	ln_arena_free(&a);
-	ln_arena_free(&a);  /* idempotent */
-}
-
-static void test_arena_steady_state(void **state)
-{
-	ln_arena a = LN_ARENA_INIT;
-	ln_error err;
-	ln_alloc_stats s0 = stats_now();
-	for (int step = 0; step < 5; step++) {
-		ln_arena_reset(&a);
-		for (size_t n = 10; n < 500; n *= 2)
-			(void)ln_arena_alloc(&a, n);
-		assert_int_equal(ln_arena_reserve(&a, 0, &err), LN_OK);
-	}
-	ln_alloc_stats s1 = stats_now();
-	/* only the first reserve allocated */
-	assert_int_equal(s1.allocs - s0.allocs, 1);
-	ln_arena_reset(&a);
-	for (size_t n = 10; n < 500; n *= 2)
-		assert_non_null(ln_arena_alloc(&a, n));
-	ln_arena_free(&a);
-}
-
-static void test_arena_reserve_failure(void **state)
-{
-	ln_arena a = LN_ARENA_INIT;
-	ln_error err;
-	assert_int_equal(ln_arena_reserve(&a, 128, &err), LN_OK);
-	unsigned char *base = a.base;
-	size_t cap = a.capacity;
-	ln_alloc_stats s0 = stats_now();
-	ln_alloc_fail_nth(1);
-	err.code = LN_OK;
-	assert_int_equal(ln_arena_reserve(&a, 4096, &err), LN_ENOMEM);
-	assert_int_equal(err.code, LN_ENOMEM);
-	assert_non_null(strstr(err.msg, "4096"));
-	/* the arena is as it was */
-	assert_ptr_equal(a.base, base);
-	assert_int_equal(a.capacity, cap);
-	assert_int_equal(stats_now().bytes_live, s0.bytes_live);
-	/* a NULL error is allowed */
-	ln_alloc_fail_nth(1);
-	assert_int_equal(ln_arena_reserve(&a, 4096, NULL), LN_ENOMEM);
-	/* an impossible request (overflowing size) fails, it does not wrap */
-	assert_null(ln_arena_alloc(&a, SIZE_MAX - 10));
-	assert_int_equal(ln_arena_reserve(&a, 0, &err), LN_ENOMEM);
-	assert_int_equal(ln_arena_reserve(&a, 4096, &err), LN_ENOMEM);  /* high water kept */
-	ln_arena_free(&a);
-	a = LN_ARENA_INIT;
-	assert_int_equal(ln_arena_reserve(&a, 4096, &err), LN_OK);
-	assert_true(a.capacity >= 4096);
-	ln_arena_free(&a);
-}
-
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -336,10 +205,6 @@ int main(void)
 		cmocka_unit_test(test_calloc_overflow),
 		cmocka_unit_test(test_limit),
 		cmocka_unit_test(test_fail_nth),
-		cmocka_unit_test(test_arena_first_step_records_need),
-		cmocka_unit_test(test_arena_pieces),
-		cmocka_unit_test(test_arena_steady_state),
-		cmocka_unit_test(test_arena_reserve_failure),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
