@@ -22,7 +22,7 @@
  * 74-89 for BLIS's AVX2 kernels, 79-87 for gemm_avx2.c).  README.md has
  * the table.
  *
- * ln_gemm_ref is the naive triple loop (double accumulator) kept beside
+ * ln_gemm_naive is the naive triple loop (double accumulator) kept beside
  * them as the reference the tests compare every path against.
  */
 #include <assert.h>
@@ -276,7 +276,7 @@ void ln_gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float 
  * order of p.  As in BLAS, C is not read when beta == 0 (so NaN or garbage
  * there does not leak into the result).
  */
-void ln_gemm_ref(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha,
+void ln_gemm_naive(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha,
                  const float *a, int64_t lda, const float *b, int64_t ldb, float beta, float *c,
                  int64_t ldc)
 {

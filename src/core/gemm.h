@@ -10,7 +10,7 @@
  * ln_gemm makes tiny products with a plain loop, others with lunet's own
  * packed AVX-512 or AVX2 kernels (chosen at run time from the CPU), and
  * falls back to OpenBLAS's cblas_sgemm on CPUs with neither (gemm.c says
- * why).  ln_gemm_ref is the plain triple loop (double accumulator) kept
+ * why).  ln_gemm_naive is the plain triple loop (double accumulator) kept
  * beside them to test them against.
  */
 #ifndef LN_GEMM_H
@@ -25,7 +25,7 @@ void ln_gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float 
              const float *a, int64_t lda, const float *b, int64_t ldb, float beta, float *c,
              int64_t ldc);
 
-void ln_gemm_ref(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha,
+void ln_gemm_naive(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha,
                  const float *a, int64_t lda, const float *b, int64_t ldb, float beta, float *c,
                  int64_t ldc);
 

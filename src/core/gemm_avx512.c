@@ -32,7 +32,7 @@
  *     panel would be mostly padding (2-3x faster on n = 9, 10).
  *
  * The pack buffer is static (one per worker, see gemm.c), so a product
- * never allocates and never fails.  Results differ from ln_gemm_ref only
+ * never allocates and never fails.  Results differ from ln_gemm_naive only
  * by float rounding: each C element is a float sum in order of p within a
  * k block (gemm_dot: in 16 interleaved partial sums).
  *

@@ -31,7 +31,7 @@ static void start_values(float *buf, int lanes)
 			buf[c * lanes + l] = ln_peak_start(c, l);
 }
 
-void ln_peak_fma_ref(float *out, int lanes, int64_t iters)
+void ln_peak_fma_naive(float *out, int lanes, int64_t iters)
 {
 	start_values(out, lanes);
 	for (int j = 0; j < LN_PEAK_CHAINS * lanes; j++)

@@ -12,7 +12,7 @@
  * the latency of an FMA on current x86 cores (4-5 cycles, two issued per
  * cycle), so that a timed call runs at the core's FMA throughput.  The
  * values decay towards B / (1 - A) = 2^-6 and never become denormal.
- * ln_peak_fma_ref is the same recurrence one lane at a time with fmaf, the
+ * ln_peak_fma_naive is the same recurrence one lane at a time with fmaf, the
  * reference the tests hold the vector loops to, bit for bit.
  */
 #ifndef LN_PEAK_H
@@ -46,6 +46,6 @@ ln_status ln_peak_fma(float *out, ln_peak_isa isa, int64_t iters, ln_error *err)
 
 /* The same values computed one lane at a time with fmaf, for lanes floats
  * per chain. */
-void ln_peak_fma_ref(float *out, int lanes, int64_t iters);
+void ln_peak_fma_naive(float *out, int lanes, int64_t iters);
 
 #endif

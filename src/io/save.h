@@ -178,7 +178,7 @@ ln_status ln_write_tensor(ln_writer *w, const ln_tensor *t, uint64_t *id, ln_err
 ln_status ln_write_module(ln_writer *w, const ln_module *m, uint64_t *id, ln_error *err);
 /* The optimizer's configuration, step count and state, or a ref. */
 ln_status ln_write_optim(ln_writer *w, ln_optim *opt, uint64_t *id, ln_error *err);
-ln_status ln_write_ref(ln_writer *w, uint64_t id, ln_error *err);
+ln_status ln_write_backref(ln_writer *w, uint64_t id, ln_error *err);
 
 /* Appends the bindings, fills in the header and the checksum, and points
  * *data at the complete file image of *size bytes, owned by the writer
@@ -191,7 +191,7 @@ ln_status ln_writer_finish(ln_writer *w, const void **data, size_t *size, ln_err
  * when it is created, then hands out the values one by one, in the order
  * they were written: ln_reader_peek tells the tag of the next value and
  * the matching ln_read_* consumes it.  Objects read are remembered so that
- * refs can be resolved (ln_read_ref, ln_reader_module).  After the root
+ * refs can be resolved (ln_read_backref, ln_reader_module).  After the root
  * value, ln_reader_finish reads the bindings.
  *
  * Errors are LN_EFORMAT with a message saying what is wrong ("not a lunet
@@ -267,7 +267,7 @@ ln_status ln_read_optim(ln_reader *r, const ln_saved_optim **out, uint64_t *id, 
 
 /* A ref: *id of an earlier, complete object and its kind (LN_SAVE_TABLE,
  * LN_SAVE_TENSOR, LN_SAVE_MODULE or LN_SAVE_OPTIM). */
-ln_status ln_read_ref(ln_reader *r, uint64_t *id, ln_save_tag *kind, ln_error *err);
+ln_status ln_read_backref(ln_reader *r, uint64_t *id, ln_save_tag *kind, ln_error *err);
 
 /* Number of objects read so far (the id the next one will get). */
 uint64_t ln_reader_nobjects(const ln_reader *r);

@@ -421,7 +421,7 @@ ln_status ln_read_tensor(ln_reader *r, ln_tensor *out, uint64_t *id, ln_error *e
 	return LN_OK;
 }
 
-ln_status ln_read_ref(ln_reader *r, uint64_t *id, ln_save_tag *kind, ln_error *err)
+ln_status ln_read_backref(ln_reader *r, uint64_t *id, ln_save_tag *kind, ln_error *err)
 {
 	ln_status st = expect_tag(r, LN_SAVE_REF, err);
 	if (st != LN_OK || (st = need(r, 8, err)) != LN_OK)
@@ -618,7 +618,7 @@ static ln_status read_module(ln_reader *r, ln_module **out, uint64_t *id, ln_err
 				return st;
 		} else if (t == LN_SAVE_REF) {
 			ln_save_tag kind;
-			if ((st = ln_read_ref(r, &cid, &kind, err)) != LN_OK)
+			if ((st = ln_read_backref(r, &cid, &kind, err)) != LN_OK)
 				return st;
 			if (kind != LN_SAVE_MODULE)
 				return bad(r, err, "child %llu of a %s is a %s", (unsigned long long)i + 1,

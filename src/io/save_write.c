@@ -281,7 +281,7 @@ ln_status ln_write_tensor(ln_writer *w, const ln_tensor *t, uint64_t *id, ln_err
 	return LN_OK;
 }
 
-ln_status ln_write_ref(ln_writer *w, uint64_t id, ln_error *err)
+ln_status ln_write_backref(ln_writer *w, uint64_t id, ln_error *err)
 {
 	assert(id < w->nobjects);
 	ln_status st = reserve(w, 9, err);
@@ -316,7 +316,7 @@ static ln_status write_module(ln_writer *w, const ln_module *m, uint64_t *id, co
 	if (seen_find(&w->modules, m, &prev)) {
 		if (id)
 			*id = prev;
-		return ln_write_ref(w, prev, err);
+		return ln_write_backref(w, prev, err);
 	}
 	const ln_module_class *cls = m->cls;
 	if (ln_module_class_find(cls->name) != cls) {
@@ -380,7 +380,7 @@ ln_status ln_write_optim(ln_writer *w, ln_optim *opt, uint64_t *id, ln_error *er
 	if (seen_find(&w->optims, opt, &prev)) {
 		if (id)
 			*id = prev;
-		return ln_write_ref(w, prev, err);
+		return ln_write_backref(w, prev, err);
 	}
 	const ln_optim_config *c = ln_optim_get_config(opt);
 	const ln_optim_desc *d = c->desc;

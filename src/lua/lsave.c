@@ -247,7 +247,7 @@ static bool in_array(lua_State *L, int idx, lua_Integer na)
 
 /* If the value at idx (a table or tensor) was written before, writes a
  * reference to it and returns true; otherwise writes nothing. */
-static bool save_ref(saver *S, int idx)
+static bool save_backref(saver *S, int idx)
 {
 	lua_State *L = S->L;
 	ln_error err;
@@ -258,7 +258,7 @@ static bool save_ref(saver *S, int idx)
 	}
 	uint64_t id = (uint64_t)lua_tointeger(L, -1);
 	lua_pop(L, 1);
-	if (ln_write_ref(S->w, id, &err) != LN_OK)
+	if (ln_write_backref(S->w, id, &err) != LN_OK)
 		fail_status(S, &err);
 	return true;
 }
@@ -274,7 +274,7 @@ static void save_table(saver *S, int idx)
 	if (lua_rawget(L, S->active) != LUA_TNIL)
 		luaL_error(L, "lunet.save: table cycle at key %s", push_path(S));
 	lua_pop(L, 1);
-	if (save_ref(S, idx))
+	if (save_backref(S, idx))
 		return;
 
 	lua_Integer na = 0;
@@ -337,7 +337,7 @@ static void save_userdata(saver *S, int idx)
 	if (t) {
 		if (ln_tensor_is_empty(t))
 			fail_at(S, "cannot save a closed tensor");
-		if (save_ref(S, idx))
+		if (save_backref(S, idx))
 			return;
 		uint64_t id;
 		if (ln_write_tensor(S->w, t, &id, &err) != LN_OK)
@@ -596,7 +596,7 @@ static void load_value(loader *Ld)
 	}
 	case LN_SAVE_REF: {
 		ln_save_tag kind;
-		if (ln_read_ref(Ld->r, &id, &kind, &err) != LN_OK)
+		if (ln_read_backref(Ld->r, &id, &kind, &err) != LN_OK)
 			fail_load(Ld, &err);
 		lua_rawgeti(L, Ld->objs, (lua_Integer)id);
 		return;

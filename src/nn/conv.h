@@ -80,11 +80,11 @@ typedef struct ln_conv2d_geom {
  *   y[n,o,i,j] = b[o] + sum_{c,u,v} w[o,c,u,v] * x[n,c, i*s-p+u, j*s-p+v]
  * (terms outside the input are zero).  y (n,cout,ho,wo), x (n,cin,h,w),
  * w (cout,cin,k,k), b (cout) or NULL. */
-void ln_conv2d_forward_ref(float *y, const float *x, const float *w, const float *b,
+void ln_conv2d_forward_naive(float *y, const float *x, const float *w, const float *b,
                            const ln_conv2d_geom *g);
 /* gx = dL/dx (overwritten), gw += dL/dw, gb += dL/db (gb may be NULL),
  * given gy = dL/dy of the same shapes as above. */
-void ln_conv2d_backward_ref(float *gx, float *gw, float *gb, const float *gy, const float *x,
+void ln_conv2d_backward_naive(float *gx, float *gw, float *gb, const float *gy, const float *x,
                             const float *w, const ln_conv2d_geom *g);
 
 /* im2col of sample x_n (cin,h,w) into the columns of a matrix with row

@@ -30,7 +30,7 @@
  * All buffers live in the module and are reused, so after the first step
  * of a given shape (and thread count) nothing is allocated.
  *
- * The direct-loop kernels ln_conv2d_forward_ref/backward_ref are the
+ * The direct-loop kernels ln_conv2d_forward_naive/backward_naive are the
  * reference the fast path is tested against.
  */
 #include <assert.h>
@@ -67,7 +67,7 @@ static inline int64_t at4(int64_t c_, int64_t h_, int64_t w_, int64_t n, int64_t
 	return ((n * c_ + c) * h_ + i) * w_ + j;
 }
 
-void ln_conv2d_forward_ref(float *y, const float *x, const float *w, const float *b,
+void ln_conv2d_forward_naive(float *y, const float *x, const float *w, const float *b,
                            const ln_conv2d_geom *g)
 {
 	const int64_t k = g->k, s = g->stride, p = g->padding;
@@ -96,7 +96,7 @@ void ln_conv2d_forward_ref(float *y, const float *x, const float *w, const float
  *                    j*s-p+v = iw of gy[n,o,i,j] * w[o,c,u,v]
  * Each sum is gathered in double in a fixed order.
  */
-void ln_conv2d_backward_ref(float *gx, float *gw, float *gb, const float *gy, const float *x,
+void ln_conv2d_backward_naive(float *gx, float *gw, float *gb, const float *gy, const float *x,
                             const float *w, const ln_conv2d_geom *g)
 {
 	const int64_t k = g->k, s = g->stride, p = g->padding;

@@ -208,7 +208,7 @@ static void test_conv2d_matches_reference(void **state)
 			assert_int_equal(m->output.ndim, 4);
 			assert_memory_equal(m->output.shape, yshape, sizeof yshape);
 			tu_tensor(&yref, 4, yshape, NULL);
-			ln_conv2d_forward_ref(ln_tensor_data(&yref), ln_tensor_data(&x),
+			ln_conv2d_forward_naive(ln_tensor_data(&yref), ln_tensor_data(&x),
 			                      ln_tensor_data(&m->param[0]), b, &g);
 			expect_close("forward", ln_tensor_data(&m->output), ln_tensor_data(&yref),
 			             ln_tensor_numel(&yref));
@@ -218,7 +218,7 @@ static void test_conv2d_matches_reference(void **state)
 			tu_tensor(&gwref, m->param[0].ndim, m->param[0].shape, NULL);
 			tu_tensor(&gbref, 1, (int64_t[]){c->cout}, NULL);
 			float *gb = bias ? ln_tensor_data(&gbref) : NULL;
-			ln_conv2d_backward_ref(ln_tensor_data(&gxref), ln_tensor_data(&gwref), gb,
+			ln_conv2d_backward_naive(ln_tensor_data(&gxref), ln_tensor_data(&gwref), gb,
 			                       ln_tensor_data(&gy), ln_tensor_data(&x),
 			                       ln_tensor_data(&m->param[0]), &g);
 			ln_module_zero_grad(m);
@@ -237,7 +237,7 @@ static void test_conv2d_matches_reference(void **state)
 			 * forward's (a batched backward after a per-sample forward
 			 * once read columns that were never built). */
 			ln_conv2d_set_strategy(m, strat ? LN_CONV2D_BATCHED : LN_CONV2D_PER_SAMPLE);
-			ln_conv2d_backward_ref(ln_tensor_data(&gxref), ln_tensor_data(&gwref), gb,
+			ln_conv2d_backward_naive(ln_tensor_data(&gxref), ln_tensor_data(&gwref), gb,
 			                       ln_tensor_data(&gy), ln_tensor_data(&x),
 			                       ln_tensor_data(&m->param[0]), &g);
 			backward_ok(m, &x, &gy);
@@ -288,7 +288,7 @@ static void test_conv2d_worked_example(void **state)
 				assert_true(ln_tensor_data(&m->output)[i] == want[i]);
 			float yref[4];
 			ln_conv2d_geom g = {1, 1, 3, 3, 1, 2, c ? 2 : 1, c ? 1 : 0, 2, 2};
-			ln_conv2d_forward_ref(yref, xv, wv, ln_tensor_data(&m->param[1]), &g);
+			ln_conv2d_forward_naive(yref, xv, wv, ln_tensor_data(&m->param[1]), &g);
 			for (int i = 0; i < 4; i++)
 				assert_true(yref[i] == want[i]);
 			/* backward with gy = 1: grad_bias = 4 (four outputs), and

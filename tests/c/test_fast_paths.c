@@ -221,7 +221,7 @@ static void test_same_im2col_col2im(void **state)
 	}
 }
 
-/* The layer, both strategies, against ln_conv2d_forward_ref/backward_ref;
+/* The layer, both strategies, against ln_conv2d_forward_naive/backward_naive;
  * stride 2 (not a same convolution) in the last case. */
 static void check_conv_layer(int threads)
 {
@@ -261,9 +261,9 @@ static void check_conv_layer(int threads)
 			assert_true(ny <= 8192 && nx <= 8192 && nw <= 1024 && c->cout <= 16);
 			memset(gw, 0, sizeof gw);
 			memset(gb, 0, sizeof gb);
-			ln_conv2d_forward_ref(y, ln_tensor_data(&x), ln_tensor_data(&m->param[0]),
+			ln_conv2d_forward_naive(y, ln_tensor_data(&x), ln_tensor_data(&m->param[0]),
 			                      ln_tensor_data(&m->param[1]), &g);
-			ln_conv2d_backward_ref(gx, gw, gb, ln_tensor_data(&gy), ln_tensor_data(&x),
+			ln_conv2d_backward_naive(gx, gw, gb, ln_tensor_data(&gy), ln_tensor_data(&x),
 			                       ln_tensor_data(&m->param[0]), &g);
 			const float *got[4] = {ln_tensor_data(&m->output), ln_tensor_data(&m->grad_input),
 			                       ln_tensor_data(&m->grad[0]), ln_tensor_data(&m->grad[1])};

@@ -1,6 +1,6 @@
 /*
- * test_gemm.c -- ln_gemm (OpenBLAS) against ln_gemm_ref (naive loop), and
- * ln_gemm_ref against products worked out by hand.
+ * test_gemm.c -- ln_gemm (OpenBLAS) against ln_gemm_naive (naive loop), and
+ * ln_gemm_naive against products worked out by hand.
  */
 #include <math.h>
 #include <setjmp.h>
@@ -29,26 +29,26 @@ static const float AB[4] = { 58, 64, 139, 154 };
 static void test_ref_by_hand(void **state)
 {
 	float c[4];
-	ln_gemm_ref(false, false, 2, 2, 3, 1.0f, A23, 3, B32, 2, 0.0f, c, 2);
+	ln_gemm_naive(false, false, 2, 2, 3, 1.0f, A23, 3, B32, 2, 0.0f, c, 2);
 	for (int i = 0; i < 4; i++)
 		assert_float_equal(c[i], AB[i], 0);
 
 	/* A^T stored: (3,2) = [1 4; 2 5; 3 6]; B^T stored: (2,3) = [7 9 11; 8 10 12] */
 	const float at[6] = { 1, 4, 2, 5, 3, 6 }, bt[6] = { 7, 9, 11, 8, 10, 12 };
-	ln_gemm_ref(true, true, 2, 2, 3, 1.0f, at, 2, bt, 3, 0.0f, c, 2);
+	ln_gemm_naive(true, true, 2, 2, 3, 1.0f, at, 2, bt, 3, 0.0f, c, 2);
 	for (int i = 0; i < 4; i++)
 		assert_float_equal(c[i], AB[i], 0);
 
 	/* alpha and beta: C = 2 AB - 1 C0 with C0 = [1 2; 3 4] */
 	float c2[4] = { 1, 2, 3, 4 };
-	ln_gemm_ref(false, true, 2, 2, 3, 2.0f, A23, 3, bt, 3, -1.0f, c2, 2);
+	ln_gemm_naive(false, true, 2, 2, 3, 2.0f, A23, 3, bt, 3, -1.0f, c2, 2);
 	const float want[4] = { 115, 126, 275, 304 };
 	for (int i = 0; i < 4; i++)
 		assert_float_equal(c2[i], want[i], 0);
 
 	/* beta == 0 ignores C entirely, even NaN */
 	float c3[4] = { NAN, NAN, INFINITY, NAN };
-	ln_gemm_ref(false, false, 2, 2, 3, 1.0f, A23, 3, B32, 2, 0.0f, c3, 2);
+	ln_gemm_naive(false, false, 2, 2, 3, 1.0f, A23, 3, B32, 2, 0.0f, c3, 2);
 	for (int i = 0; i < 4; i++)
 		assert_float_equal(c3[i], AB[i], 0);
 }
@@ -73,7 +73,7 @@ static float *padded(int64_t rows, int64_t cols, int64_t ld)
 	return m;
 }
 
-/* Compares ln_gemm with ln_gemm_ref for one case; padding of every matrix
+/* Compares ln_gemm with ln_gemm_naive for one case; padding of every matrix
  * is SENTINEL and must come out unchanged. */
 static void check_case(bool ta, bool tb, int64_t m, int64_t n, int64_t k, float alpha, float beta,
                        int64_t pad)
@@ -92,7 +92,7 @@ static void check_case(bool ta, bool tb, int64_t m, int64_t n, int64_t k, float 
 	memcpy(c2, c0, (size_t)(m * ldc) * sizeof(float));
 
 	ln_gemm(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c1, ldc);
-	ln_gemm_ref(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c2, ldc);
+	ln_gemm_naive(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c2, ldc);
 
 	/* |error| <= k * 2^-22 * (|alpha| sum |a||b| + |beta c|), entries in [-1,1) */
 	double bound = (fabs(alpha) * (double)k + fabs(beta)) * (double)(k + 2) * 0x1.0p-22 + 1e-6;
@@ -118,7 +118,7 @@ static void check_case(bool ta, bool tb, int64_t m, int64_t n, int64_t k, float 
 	ln_free(c2);
 }
 
-static void test_blas_matches_ref(void **state)
+static void test_blas_matches_naive(void **state)
 {
 	static const int64_t sizes[][3] = {
 		{ 1, 1, 1 }, { 7, 13, 5 }, { 65, 33, 129 }, { 1, 17, 3 }, { 16, 1, 9 }, { 4, 4, 1 },
@@ -145,7 +145,7 @@ static void test_beta_zero_ignores_c(void **state)
 	for (int64_t i = 0; i < m * n; i++)
 		c[i] = r[i] = NAN;
 	ln_gemm(false, false, m, n, k, 1.0f, a, k, b, n, 0.0f, c, n);
-	ln_gemm_ref(false, false, m, n, k, 1.0f, a, k, b, n, 0.0f, r, n);
+	ln_gemm_naive(false, false, m, n, k, 1.0f, a, k, b, n, 0.0f, r, n);
 	for (int64_t i = 0; i < m * n; i++) {
 		assert_false(isnan(c[i]));
 		assert_false(isnan(r[i]));
@@ -180,7 +180,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_ref_by_hand),
 		cmocka_unit_test(test_blas_by_hand),
-		cmocka_unit_test(test_blas_matches_ref),
+		cmocka_unit_test(test_blas_matches_naive),
 		cmocka_unit_test(test_beta_zero_ignores_c),
 		cmocka_unit_test(test_threads),
 	};

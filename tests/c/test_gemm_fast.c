@@ -2,7 +2,7 @@
  * test_gemm_fast.c -- every road ln_gemm can take (the tiny-product loop,
  * the AVX-512 and AVX2 packed kernels with their in-place, packed and
  * dot-product paths, OpenBLAS, and the threaded split) against
- * ln_gemm_ref, over all transpose combinations, odd sizes, alpha/beta and
+ * ln_gemm_naive, over all transpose combinations, odd sizes, alpha/beta and
  * padded leading dimensions.  Kernels the CPU lacks are skipped with a
  * message, never reported as passed silently.
  */
@@ -57,7 +57,7 @@ static bool use(ln_gemm_impl which)
 }
 
 /*
- * One product through ln_gemm (as currently set up) against ln_gemm_ref.
+ * One product through ln_gemm (as currently set up) against ln_gemm_naive.
  * The stored matrices have `pad` extra columns of SENTINEL, which must come
  * out unchanged in C.  With beta == 0, C starts as NaN, which must not
  * reach the result.  Error bound, for any order of summation:
@@ -82,7 +82,7 @@ static void check(ln_gemm_impl which, bool ta, bool tb, int64_t m, int64_t n, in
 	memcpy(c2, c0, bytes);
 
 	ln_gemm(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c1, ldc);
-	ln_gemm_ref(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c2, ldc);
+	ln_gemm_naive(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c2, ldc);
 
 	for (int64_t i = 0; i < m; i++)
 		for (int64_t j = 0; j < ldc; j++) {
@@ -134,21 +134,21 @@ static void sweep(ln_gemm_impl which)
 					      alpha_beta[q][0], alpha_beta[q][1], pad);
 }
 
-static void test_avx512_matches_ref(void **state)
+static void test_avx512_matches_naive(void **state)
 {
 	if (use(LN_GEMM_AVX512))
 		sweep(LN_GEMM_AVX512);
 	use(LN_GEMM_AUTO);
 }
 
-static void test_avx2_matches_ref(void **state)
+static void test_avx2_matches_naive(void **state)
 {
 	if (use(LN_GEMM_AVX2))
 		sweep(LN_GEMM_AVX2);
 	use(LN_GEMM_AUTO);
 }
 
-static void test_blas_matches_ref(void **state)
+static void test_blas_matches_naive(void **state)
 {
 	assert_true(use(LN_GEMM_BLAS));
 	sweep(LN_GEMM_BLAS);
@@ -157,7 +157,7 @@ static void test_blas_matches_ref(void **state)
 
 /* AUTO sends products of at most 512 multiply-adds to the plain loop:
  * the tiny network's shapes and their neighbours. */
-static void test_small_matches_ref(void **state)
+static void test_small_matches_naive(void **state)
 {
 	static const int64_t small[][3] = {
 		{4, 8, 2}, {8, 2, 4}, {4, 2, 8}, {4, 1, 8}, {1, 8, 4}, {4, 8, 1}, {8, 8, 8}, {3, 5, 7},
@@ -173,7 +173,7 @@ static void test_small_matches_ref(void **state)
 
 /* Products bigger than one pack block (n > 1024 columns, k > 256) and an
  * untransposed B too big to read in place. */
-static void test_large_matches_ref(void **state)
+static void test_large_matches_naive(void **state)
 {
 	ln_gemm_impl impls[] = {LN_GEMM_AVX512, LN_GEMM_AVX2};
 	for (size_t i = 0; i < 2; i++) {
@@ -287,11 +287,11 @@ static void test_no_allocation(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_avx512_matches_ref),
-		cmocka_unit_test(test_avx2_matches_ref),
-		cmocka_unit_test(test_blas_matches_ref),
-		cmocka_unit_test(test_small_matches_ref),
-		cmocka_unit_test(test_large_matches_ref),
+		cmocka_unit_test(test_avx512_matches_naive),
+		cmocka_unit_test(test_avx2_matches_naive),
+		cmocka_unit_test(test_blas_matches_naive),
+		cmocka_unit_test(test_small_matches_naive),
+		cmocka_unit_test(test_large_matches_naive),
 		cmocka_unit_test(test_degenerate),
 		cmocka_unit_test(test_threads_same_bits),
 		cmocka_unit_test(test_set_impl),

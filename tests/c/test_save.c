@@ -229,7 +229,7 @@ static ln_status walk(ln_reader *r, ln_error *err)
 	}
 	case LN_SAVE_REF: {
 		ln_save_tag kind;
-		return ln_read_ref(r, &id, &kind, err);
+		return ln_read_backref(r, &id, &kind, err);
 	}
 	default: {
 		ln_save_atom a;
@@ -402,7 +402,7 @@ static void test_values_roundtrip(void **state)
 	ok(ln_write_boolean(w, true, &err), &err);
 	ok(ln_write_integer(w, 42, &err), &err);
 	ok(ln_write_string(w, "same", 4, &err), &err);
-	ok(ln_write_ref(w, inner, &err), &err);
+	ok(ln_write_backref(w, inner, &err), &err);
 	ln_write_table_end(w);
 	ok(ln_writer_finish(w, &data, &size, &err), &err);
 
@@ -449,7 +449,7 @@ static void test_values_roundtrip(void **state)
 	assert_true(a.tag == LN_SAVE_INTEGER && a.integer == 42);
 	ok(ln_read_key(r, &a, &err), &err);
 	ln_save_tag kind;
-	ok(ln_read_ref(r, &id, &kind, &err), &err);
+	ok(ln_read_backref(r, &id, &kind, &err), &err);
 	assert_int_equal(id, inner);
 	assert_int_equal(kind, LN_SAVE_TABLE);
 	ln_read_table_end(r, 0);
@@ -483,7 +483,7 @@ static void test_tensor_roundtrip(void **state)
 	ok(ln_write_table_begin(w, 3, NULL, &err), &err);
 	ok(ln_write_tensor(w, &a, &ida, &err), &err);
 	ok(ln_write_tensor(w, &v, &idv, &err), &err);
-	ok(ln_write_ref(w, ida, &err), &err);
+	ok(ln_write_backref(w, ida, &err), &err);
 	ok(ln_write_table_hash(w, 0, &err), &err);
 	ln_write_table_end(w);
 	ok(ln_writer_finish(w, &data, &size, &err), &err);
@@ -501,7 +501,7 @@ static void test_tensor_roundtrip(void **state)
 	ok(ln_read_tensor(r, &ra, &id, &err), &err);
 	assert_int_equal(id, 1);
 	ok(ln_read_tensor(r, &rv, &id, &err), &err);
-	ok(ln_read_ref(r, &id, &kind, &err), &err);
+	ok(ln_read_backref(r, &id, &kind, &err), &err);
 	assert_int_equal(id, 1);
 	assert_int_equal(kind, LN_SAVE_TENSOR);
 	ok(ln_read_table_hash(r, &nh, &err), &err);
@@ -632,7 +632,7 @@ static void test_shared_module(void **state)
 	assert_int_equal(ln_reader_nobjects(r), 3);
 	ok(ln_read_module(r, &rb, &id, &err), &err);
 	assert_int_equal(id, 3);
-	ok(ln_read_ref(r, &id, &kind, &err), &err);
+	ok(ln_read_backref(r, &id, &kind, &err), &err);
 	assert_true(id == 1 && kind == LN_SAVE_MODULE && ln_reader_module(r, id) == ra);
 	ok(ln_read_table_hash(r, &nh, &err), &err);
 	ln_read_table_end(r, 0);
@@ -1513,7 +1513,7 @@ static void test_fuzz_payload(void **state)
 	ok(ln_write_module(w, m, NULL, &err), &err);
 	ok(ln_write_optim(w, opt, NULL, &err), &err);
 	ok(ln_write_tensor(w, &t, &tid, &err), &err);
-	ok(ln_write_ref(w, tid, &err), &err);
+	ok(ln_write_backref(w, tid, &err), &err);
 	ok(ln_write_table_hash(w, 1, &err), &err);
 	ok(ln_write_string(w, "epoch", 5, &err), &err);
 	ok(ln_write_integer(w, 3, &err), &err);

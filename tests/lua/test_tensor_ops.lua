@@ -401,7 +401,7 @@ end)
 
 -- c[b][i][j] = sum_k a[b][i][k] * bb[b][k][j] with plain loops; a or bb
 -- may be 2-D (shared by every batch entry).
-local function bmm_ref(a, bb)
+local function bmm_naive(a, bb)
 	local A, B = a:totable(), bb:totable()
 	local nb = a:dim() == 3 and #A or #B
 	local out = {}
@@ -432,16 +432,16 @@ test("batched matmul", function()
 	same(a:matmul(lunet.tensor{{1, 0}, {0, 2}}):totable(), {{{1, 4}, {3, 8}}, {{0, 2}, {1, 0}}})
 	-- random shapes against the loops, with transposed views as operands
 	local x, y, w = lunet.randn(3, 4, 5), lunet.randn(3, 5, 2), lunet.randn(5, 2)
-	same(x:matmul(y):totable(), bmm_ref(x, y), 1e-5)
-	same(x:matmul(w):totable(), bmm_ref(x, w), 1e-5)
+	same(x:matmul(y):totable(), bmm_naive(x, y), 1e-5)
+	same(x:matmul(w):totable(), bmm_naive(x, w), 1e-5)
 	local xt = lunet.randn(3, 5, 4):transpose(2, 3)
 	local yt = lunet.randn(3, 2, 5):transpose(-1, -2)
-	same(xt:matmul(yt):totable(), bmm_ref(xt, yt), 1e-5)
-	same(xt:matmul(w):totable(), bmm_ref(xt, w), 1e-5)
+	same(xt:matmul(yt):totable(), bmm_naive(xt, yt), 1e-5)
+	same(xt:matmul(w):totable(), bmm_naive(xt, w), 1e-5)
 	-- a shared left matrix, and a batch of one broadcast
 	local m = lunet.randn(4, 5)
-	same(m:matmul(y):totable(), bmm_ref(m, y), 1e-5)
-	same(x:matmul(y:narrow(1, 2, 1)):totable(), bmm_ref(x, y:narrow(1, 2, 1):expand(3, 5, 2)), 1e-5)
+	same(m:matmul(y):totable(), bmm_naive(m, y), 1e-5)
+	same(x:matmul(y:narrow(1, 2, 1)):totable(), bmm_naive(x, y:narrow(1, 2, 1):expand(3, 5, 2)), 1e-5)
 	raises(function() x:matmul(lunet.randn(2, 5, 2)) end,
 		"Tensor:matmul: batch dimensions of {3,4,5} and {2,5,2} do not broadcast")
 	raises(function() x:matmul(x) end, "Tensor:matmul: expected shapes {...,m,k} and {...,k,n}, got {3,4,5} and {3,4,5}")
