@@ -695,7 +695,6 @@ const ln_module_class ln_conv2d_class = {
 	.backward = conv2d_backward,
 	.destroy = conv2d_destroy,
 	.param_names = {"weight", "bias", NULL},
-	.buffer_names = {NULL},
 	.config_names = {"cin", "cout", "k", "stride", "padding", "bias", NULL},
 	/* files written before Conv2d could drop its bias have no "bias" */
 	.config_defaults = {[5] = 1},

@@ -47,9 +47,6 @@ const ln_module_class ln_flatten_class = {
 	.size = sizeof(ln_module),
 	.forward = flatten_forward,
 	.backward = flatten_backward,
-	.param_names = {NULL},
-	.buffer_names = {NULL},
-	.config_names = {NULL},
 	.create = ln_module_create_plain,
 	.describe = flatten_describe,
 };

@@ -107,9 +107,6 @@ const ln_module_class ln_sequential_class = {
 	.size = sizeof(ln_module),
 	.forward = sequential_forward,
 	.backward = sequential_backward,
-	.param_names = {NULL},
-	.buffer_names = {NULL},
-	.config_names = {NULL},
 	.create = ln_module_create_plain,
 	.describe = sequential_describe,
 };

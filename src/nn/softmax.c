@@ -163,9 +163,6 @@ const ln_module_class ln_softmax_class = {
 	.size = sizeof(ln_module),
 	.forward = softmax_forward,
 	.backward = softmax_backward,
-	.param_names = {NULL},
-	.buffer_names = {NULL},
-	.config_names = {NULL},
 	.create = ln_module_create_plain,
 	.describe = describe,
 };
@@ -175,9 +172,6 @@ const ln_module_class ln_log_softmax_class = {
 	.size = sizeof(ln_module),
 	.forward = log_softmax_forward,
 	.backward = log_softmax_backward,
-	.param_names = {NULL},
-	.buffer_names = {NULL},
-	.config_names = {NULL},
 	.create = ln_module_create_plain,
 	.describe = describe,
 };
