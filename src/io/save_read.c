@@ -449,6 +449,18 @@ static int name_index(const char *const *names, int max, const char *name)
 	return -1;
 }
 
+/* Index of m's parameter (buffer) called name, or -1. */
+static int tensor_index(const ln_module *m, bool buffers, const char *name)
+{
+	if (buffers)
+		return name_index(m->cls->buffer_names, m->nbuffers, name);
+	char buf[LN_PARAM_NAME_MAX];
+	for (int i = 0; i < m->nparams; i++)
+		if (strcmp(ln_module_param_name(m, i, buf), name) == 0)
+			return i;
+	return -1;
+}
+
 /* Skims the parameter and buffer sections that follow the cursor without
  * consuming them: validates their layout and adds up the bytes of their
  * tensors (at most the bytes left).  The cursor is restored. */
@@ -509,7 +521,6 @@ static ln_status read_module_tensors(ln_reader *r, ln_module *m, bool buffers, l
 {
 	const ln_module_class *cls = m->cls;
 	const char *what = buffers ? "buffer" : "parameter";
-	const char *const *names = buffers ? cls->buffer_names : cls->param_names;
 	int have = buffers ? m->nbuffers : m->nparams;
 	ln_tensor *dst = buffers ? m->buffer : m->param;
 	ln_status st = need(r, 1, err);
@@ -518,18 +529,18 @@ static ln_status read_module_tensors(ln_reader *r, ln_module *m, bool buffers, l
 	int n = (int)get_u8(r);
 	if (n != have)
 		return bad(r, err, "%s has %d %ss, the file has %d", cls->name, have, what, n);
-	unsigned seen = 0;
+	bool seen[256] = {false};  /* n is a byte */
 	for (int i = 0; i < n; i++) {
 		char name[STR_MAX];
 		ln_save_shape s;
 		if ((st = read_name(r, name, what, err)) != LN_OK)
 			return st;
-		int j = name_index(names, have, name);
+		int j = tensor_index(m, buffers, name);
 		if (j < 0)
 			return bad(r, err, "%s has no %s '%s'", cls->name, what, name);
-		if (seen & (1u << j))
+		if (seen[j])
 			return bad(r, err, "%s %s '%s' appears twice", cls->name, what, name);
-		seen |= 1u << j;
+		seen[j] = true;
 		if ((st = read_shape(r, &s, 4, err)) != LN_OK)
 			return st;
 		if (!shape_is(&s, &dst[j])) {
@@ -833,7 +844,7 @@ static ln_status read_binding(ln_reader *r, ln_saved_optim *s, uint64_t o, int i
 	} else {
 		if ((st = read_name(r, name, "parameter", err)) != LN_OK)
 			return st;
-		index = name_index(m->cls->param_names, m->nparams, name);
+		index = tensor_index(m, false, name);
 	}
 	if (index < 0 || index >= m->nparams || !shape_is(&s->shape[i], &m->param[index]))
 		return bad(r, err, "parameter %d of optimizer %llu is bound to parameter %s of a %s, "

@@ -294,17 +294,25 @@ ln_status ln_write_backref(ln_writer *w, uint64_t id, ln_error *err)
 
 /* A section of named tensor bodies (a module's parameters or buffers):
  * u8 n, n x { str name, tensor body }. */
-static ln_status write_named_tensors(ln_writer *w, int n, const char *const *names,
-                                     const ln_tensor *t, ln_error *err)
+/* m's parameters (or its buffers), each as { str name, tensor body }
+ * after a u8 count. */
+static ln_status write_named_tensors(ln_writer *w, const ln_module *m, bool buffers,
+                                     ln_error *err)
 {
+	int n = buffers ? m->nbuffers : m->nparams;
+	const ln_tensor *t = buffers ? m->buffer : m->param;
 	ln_status st = reserve(w, 1, err);
 	if (st != LN_OK)
 		return st;
+	assert(n <= 255);
 	put_u8(w, (unsigned)n);
-	for (int i = 0; i < n; i++)
-		if ((st = write_str(w, names[i], strlen(names[i]), err)) != LN_OK ||
+	for (int i = 0; i < n; i++) {
+		char buf[LN_PARAM_NAME_MAX];
+		const char *name = buffers ? m->cls->buffer_names[i] : ln_module_param_name(m, i, buf);
+		if ((st = write_str(w, name, strlen(name), err)) != LN_OK ||
 		    (st = write_tensor_body(w, &t[i], err)) != LN_OK)
 			return st;
+	}
 	return LN_OK;
 }
 
@@ -348,10 +356,9 @@ static ln_status write_module(ln_writer *w, const ln_module *m, uint64_t *id, co
 			return st;
 		put_f64(w, m->config[i]);
 	}
-	assert(m->nparams <= ln_save_count_names(cls->param_names, LN_MODULE_MAX_PARAMS));
 	assert(m->nbuffers <= ln_save_count_names(cls->buffer_names, LN_MODULE_MAX_BUFFERS));
-	if ((st = write_named_tensors(w, m->nparams, cls->param_names, m->param, err)) != LN_OK ||
-	    (st = write_named_tensors(w, m->nbuffers, cls->buffer_names, m->buffer, err)) != LN_OK)
+	if ((st = write_named_tensors(w, m, false, err)) != LN_OK ||
+	    (st = write_named_tensors(w, m, true, err)) != LN_OK)
 		return st;
 	if ((st = reserve(w, 8, err)) != LN_OK)
 		return st;
@@ -447,9 +454,9 @@ static ln_status write_bindings(ln_writer *w, const ln_optim *opt, ln_error *err
 			put_u64(w, 0);
 			continue;
 		}
-		const char *name = owner->cls->param_names[index];
-		assert(name && index < ln_save_count_names(owner->cls->param_names,
-		                                           LN_MODULE_MAX_PARAMS));
+		char buf[LN_PARAM_NAME_MAX];
+		assert(index >= 0 && index < owner->nparams);
+		const char *name = ln_module_param_name(owner, index, buf);
 		if ((st = reserve(w, 8, err)) != LN_OK)
 			return st;
 		put_u64(w, id + 1);

@@ -409,6 +409,17 @@ static int module_zero_grad(lua_State *L)
 	return 0;
 }
 
+/* m:reset_state(): every stateful layer in m starts its next forward
+ * from zeros (ln_module_reset_state). */
+static int module_reset_state(lua_State *L)
+{
+	ln_module *m = lnn_check_module(L, 1, "reset_state");
+	ln_module_reset_state(m);
+	call_on_lua_children(L, 1, "reset_state");
+	lua_settop(L, 1);
+	return 1;
+}
+
 static int set_mode(lua_State *L, bool training)
 {
 	const char *method = training ? "train" : "evaluate";
@@ -500,24 +511,37 @@ static int module_index(lua_State *L)
 			lua_pushstring(L, m->cls->name);
 			return 1;
 		}
+		bool grad = strncmp(key, "grad_", 5) == 0;
+		char buf[LN_PARAM_NAME_MAX];
+		for (int i = 0; i < m->nparams; i++) {
+			const char *p = ln_module_param_name(m, i, buf);
+			if (strcmp(key, p) == 0 || (grad && strcmp(key + 5, p) == 0)) {
+				lnL_pushparam(L, 1, i, strcmp(key, p) != 0);
+				return 1;
+			}
+		}
 		/* a parameter this module was built without (a bias) is nil, not
 		 * the config value of the same name */
-		for (int i = 0; i < LN_MODULE_MAX_PARAMS && m->cls->param_names[i]; i++) {
+		for (int i = m->nparams; i < LN_MODULE_MAX_PARAM_NAMES && m->cls->param_names[i]; i++) {
 			const char *p = m->cls->param_names[i];
-			bool grad = strncmp(key, "grad_", 5) == 0 && strcmp(key + 5, p) == 0;
-			if (!grad && strcmp(key, p) != 0)
-				continue;
-			if (i < m->nparams)
-				lnL_pushparam(L, 1, i, grad);
-			else
+			if (strcmp(key, p) == 0 || (grad && strcmp(key + 5, p) == 0)) {
 				lua_pushnil(L);
-			return 1;
+				return 1;
+			}
 		}
 		for (int i = 0; i < m->nbuffers && m->cls->buffer_names[i]; i++) {
 			if (strcmp(key, m->cls->buffer_names[i]) == 0) {
 				lnL_pushview(L, &m->buffer[i]);
 				return 1;
 			}
+		}
+		ln_tensor *f = m->cls->field ? m->cls->field(m, key) : NULL;
+		if (f) {
+			if (ln_tensor_is_empty(f))
+				lua_pushnil(L);
+			else
+				lnL_pushview(L, f);
+			return 1;
 		}
 		for (int i = 0; i < m->nconfig && m->cls->config_names[i]; i++) {
 			if (strcmp(key, m->cls->config_names[i]) == 0) {
@@ -544,10 +568,13 @@ static int module_newindex(lua_State *L)
 	ln_module *m = lnn_check_module(L, 1, "__newindex");
 	if (lua_type(L, 2) == LUA_TSTRING) {
 		const char *key = lua_tostring(L, 2);
-		for (int i = 0; i < m->nparams && m->cls->param_names[i]; i++)
-			if (strcmp(key, m->cls->param_names[i]) == 0)
-				return luaL_error(L, "%s: cannot replace '%s'; copy into it with m.%s:copy(t)",
-				                  m->cls->name, key, key);
+		char buf[LN_PARAM_NAME_MAX];
+		bool own = m->cls->field && m->cls->field(m, key);
+		for (int i = 0; i < m->nparams && !own; i++)
+			own = strcmp(key, ln_module_param_name(m, i, buf)) == 0;
+		if (own)
+			return luaL_error(L, "%s: cannot replace '%s'; copy into it with m.%s:copy(t)",
+			                  m->cls->name, key, key);
 		if (strcmp(key, "output") == 0 || strcmp(key, "grad_input") == 0)
 			return luaL_error(L, "%s: '%s' is read-only", m->cls->name, key);
 	}
@@ -732,6 +759,7 @@ static const luaL_Reg module_methods[] = {
 	{"parameters", module_parameters},
 	{"buffers", module_buffers},
 	{"zero_grad", module_zero_grad},
+	{"reset_state", module_reset_state},
 	{"train", module_train},
 	{"evaluate", module_evaluate},
 	{"eval", module_evaluate},

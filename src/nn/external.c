@@ -155,15 +155,19 @@ ln_status ln_external_set_params(ln_module *m, int n, const ln_tensor *params,
 			               i + 1, ps, gs);
 		}
 	}
-	for (int i = 0; i < LN_MODULE_MAX_PARAMS; i++) {
+	/* on failure (LN_ENOMEM) m keeps what it had */
+	ln_status s = ln_module_resize_params(m, n, err);
+	if (s != LN_OK)
+		return s;
+	for (int i = 0; i < n; i++) {
+		ln_tensor p = LN_TENSOR_EMPTY, g = LN_TENSOR_EMPTY;
+		ln_tensor_ref(&p, &params[i]);
+		ln_tensor_ref(&g, &grads[i]);
 		ln_tensor_release(&m->param[i]);
 		ln_tensor_release(&m->grad[i]);
+		m->param[i] = p;
+		m->grad[i] = g;
 	}
-	for (int i = 0; i < n; i++) {
-		ln_tensor_ref(&m->param[i], &params[i]);
-		ln_tensor_ref(&m->grad[i], &grads[i]);
-	}
-	m->nparams = n;
 	return LN_OK;
 }
 

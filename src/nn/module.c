@@ -129,15 +129,66 @@ static ln_status add_tensor(ln_module *m, const ln_module_build *ctx, const char
 	return LN_OK;
 }
 
+const char *ln_module_param_name(const ln_module *m, int i, char buf[LN_PARAM_NAME_MAX])
+{
+	assert(i >= 0 && i <= m->nparams && i < LN_MODULE_MAX_PARAMS);
+	if (m->cls->param_name) {
+		m->cls->param_name(m, i, buf, LN_PARAM_NAME_MAX);
+		return buf;
+	}
+	assert(i < LN_MODULE_MAX_PARAM_NAMES && m->cls->param_names[i]);
+	return m->cls->param_names[i];
+}
+
+ln_status ln_module_resize_params(ln_module *m, int n, ln_error *err)
+{
+	if (n < 0 || n > LN_MODULE_MAX_PARAMS)
+		return ln_fail(err, LN_ERANGE, "expected at most %d parameters, got %d",
+		               LN_MODULE_MAX_PARAMS, n);
+	ln_tensor *p = NULL, *g = NULL;
+	if (n > 0) {
+		p = ln_calloc((size_t)n, sizeof *p);
+		g = ln_calloc((size_t)n, sizeof *g);
+		if (!p || !g) {
+			ln_free(p);
+			ln_free(g);
+			return ln_fail(err, LN_ENOMEM, "out of memory for %d parameters", n);
+		}
+	}
+	/* ln_calloc zeroes: every new tensor is LN_TENSOR_EMPTY */
+	for (int i = 0; i < m->nparams; i++) {
+		if (i < n) {
+			p[i] = m->param[i];
+			g[i] = m->grad[i];
+		} else {
+			ln_tensor_release(&m->param[i]);
+			ln_tensor_release(&m->grad[i]);
+		}
+	}
+	ln_free(m->param);
+	ln_free(m->grad);
+	m->param = p;
+	m->grad = g;
+	m->nparams = n;
+	return LN_OK;
+}
+
 ln_status ln_module_add_param(ln_module *m, const ln_module_build *ctx, const char *name,
                               ln_param_init init, int ndim, const int64_t *shape, ln_error *err)
 {
 	int i = m->nparams;
-	assert(i < LN_MODULE_MAX_PARAMS && m->cls->param_names[i] &&
-	       strcmp(m->cls->param_names[i], name) == 0);
-	ln_status s = add_tensor(m, ctx, name, init, ndim, shape, &m->param[i], &m->grad[i], err);
-	if (s == LN_OK)
-		m->nparams = i + 1;
+	char buf[LN_PARAM_NAME_MAX];
+	assert(i < LN_MODULE_MAX_PARAMS && strcmp(ln_module_param_name(m, i, buf), name) == 0);
+	(void)buf;
+	ln_tensor t = LN_TENSOR_EMPTY, g = LN_TENSOR_EMPTY;
+	ln_status s = add_tensor(m, ctx, name, init, ndim, shape, &t, &g, err);
+	if (s == LN_OK && (s = ln_module_resize_params(m, i + 1, err)) == LN_OK) {
+		m->param[i] = t;
+		m->grad[i] = g;
+		return LN_OK;
+	}
+	ln_tensor_release(&t);
+	ln_tensor_release(&g);
 	return s;
 }
 
@@ -172,10 +223,12 @@ void ln_module_release(ln_module *m)
 		return;
 	ln_tensor_release(&m->output);
 	ln_tensor_release(&m->grad_input);
-	for (int i = 0; i < LN_MODULE_MAX_PARAMS; i++) {
+	for (int i = 0; i < m->nparams; i++) {
 		ln_tensor_release(&m->param[i]);
 		ln_tensor_release(&m->grad[i]);
 	}
+	ln_free(m->param);
+	ln_free(m->grad);
 	for (int i = 0; i < LN_MODULE_MAX_BUFFERS; i++)
 		ln_tensor_release(&m->buffer[i]);
 	for (int i = 0; i < m->nchildren; i++)
@@ -284,6 +337,14 @@ void ln_module_set_training(ln_module *m, bool training)
 		ln_external_on_set_training(m, training);
 	for (int i = 0; i < m->nchildren; i++)
 		ln_module_set_training(m->children[i], training);
+}
+
+void ln_module_reset_state(ln_module *m)
+{
+	if (m->cls->reset_state)
+		m->cls->reset_state(m);
+	for (int i = 0; i < m->nchildren; i++)
+		ln_module_reset_state(m->children[i]);
 }
 
 void ln_module_zero_grad(ln_module *m)

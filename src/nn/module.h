@@ -28,8 +28,9 @@
  * binding makes them so); output/grad_input are contiguous.
  *
  * Parameters live in m->param[i] with gradients in m->grad[i], weight
- * before bias; names come from the class (param_names: "weight", "bias";
- * the gradient of "weight" is exposed as "grad_weight").  Buffers are
+ * before bias; names come from the class (param_names: "weight", "bias",
+ * or its param_name hook; the gradient of "weight" is exposed as
+ * "grad_weight").  Buffers are
  * state that is saved but not trained (BatchNorm's running statistics).
  *
  * Lifetime: modules are reference counted.  ln_module_new returns one
@@ -47,8 +48,13 @@
 #include "../core/rng.h"
 #include "../core/tensor.h"
 
-#define LN_MODULE_MAX_PARAMS 4
+/* The most parameters one module may hold (the file format counts them in
+ * a byte), and the length of a class's fixed list of parameter names. */
+#define LN_MODULE_MAX_PARAMS 255
+#define LN_MODULE_MAX_PARAM_NAMES 4
 #define LN_MODULE_MAX_BUFFERS 4
+/* Bytes of a parameter name, NUL included (ln_module_param_name). */
+#define LN_PARAM_NAME_MAX 64
 #define LN_MODULE_MAX_CONFIG 8
 
 typedef struct ln_module ln_module;
@@ -83,8 +89,9 @@ typedef struct ln_module_class {
 	 * (forward caches, masks...).  May be NULL. */
 	void (*destroy)(ln_module *m);
 	/* Names of the parameters, buffers and numeric config entries, in order;
-	 * NULL-terminated. */
-	const char *param_names[LN_MODULE_MAX_PARAMS + 1];
+	 * NULL-terminated.  A class whose parameters are not a fixed list
+	 * names them with param_name instead and leaves param_names empty. */
+	const char *param_names[LN_MODULE_MAX_PARAM_NAMES + 1];
 	const char *buffer_names[LN_MODULE_MAX_BUFFERS + 1];
 	const char *config_names[LN_MODULE_MAX_CONFIG + 1];
 	/* Default config values: what a constructor takes for an argument left
@@ -107,6 +114,20 @@ typedef struct ln_module_class {
 	 * and buffers under param_names and buffer_names, then the children
 	 * as "0", "1", ... (ln_state_default, torch.nn.Sequential's naming). */
 	void (*state)(ln_module *m, ln_state_visitor *v);
+	/* Writes the name of parameter i (0 <= i < m->nparams, or the one
+	 * about to be added) into buf, as snprintf, for a class whose number
+	 * of parameters depends on its config: a recurrent layer has
+	 * weight_ih_l0, weight_hh_l0, bias_ih_l0, bias_hh_l0, weight_ih_l1...
+	 * NULL: the names are param_names.  Names are shorter than
+	 * LN_PARAM_NAME_MAX. */
+	int (*param_name)(const ln_module *m, int i, char *buf, size_t size);
+	/* A tensor the module shows under `name` besides its parameters and
+	 * buffers (a recurrent layer's last state, "hidden"), or NULL.  Not
+	 * saved, not in the state dict.  May be NULL. */
+	ln_tensor *(*field)(ln_module *m, const char *name);
+	/* Forgets what the module carries from one forward to the next (a
+	 * stateful recurrent layer's state).  May be NULL: nothing carried. */
+	void (*reset_state)(ln_module *m);
 } ln_module_class;
 
 struct ln_module {
@@ -115,9 +136,9 @@ struct ln_module {
 	bool training;          /* default true */
 	ln_tensor output;       /* owned, reused */
 	ln_tensor grad_input;   /* owned, reused */
-	int nparams;
-	ln_tensor param[LN_MODULE_MAX_PARAMS];
-	ln_tensor grad[LN_MODULE_MAX_PARAMS];
+	int nparams;            /* <= LN_MODULE_MAX_PARAMS */
+	ln_tensor *param;       /* nparams tensors, array from ln_malloc (NULL: none) */
+	ln_tensor *grad;        /* their gradients, the same */
 	int nbuffers;
 	ln_tensor buffer[LN_MODULE_MAX_BUFFERS];
 	int nconfig;
@@ -155,7 +176,7 @@ typedef enum ln_param_init {
 	                    (init.h), for the ReLU that usually follows */
 } ln_param_init;
 
-/* Appends parameter `name` (the class's next entry in param_names,
+/* Appends parameter `name` (the class's next name, ln_module_param_name,
  * asserted) of `shape` to m, with its gradient (zeros), filled as `init`
  * says.  Checks ctx's budget against the bytes m's parameters and buffers
  * would then hold: over it, LN_ERANGE naming the tensor, its shape and
@@ -169,6 +190,14 @@ ln_status ln_module_add_param(ln_module *m, const ln_module_build *ctx, const ch
 ln_status ln_module_add_buffer(ln_module *m, const ln_module_build *ctx, const char *name,
                                ln_param_init init, int ndim, const int64_t *shape,
                                ln_error *err);
+/* The name of parameter i of m (0 <= i <= m->nparams): param_names[i],
+ * or what the class's param_name hook writes into buf. */
+const char *ln_module_param_name(const ln_module *m, int i, char buf[LN_PARAM_NAME_MAX]);
+/* Makes m hold n parameters (n <= LN_MODULE_MAX_PARAMS), keeping the
+ * first min(n, nparams) and releasing the others; new ones are empty.
+ * For classes that set their parameters themselves (External).  Errors:
+ * LN_ERANGE, LN_ENOMEM (m unchanged). */
+ln_status ln_module_resize_params(ln_module *m, int n, ln_error *err);
 void ln_module_retain(ln_module *m);
 void ln_module_release(ln_module *m);
 
@@ -189,6 +218,9 @@ ln_status ln_module_backward_unprefixed(ln_module *m, const ln_tensor *x, const 
 void ln_module_set_training(ln_module *m, bool training);
 /* Zeroes every parameter gradient of m and its descendants. */
 void ln_module_zero_grad(ln_module *m);
+/* Calls the reset_state hook of m and of all its descendants: a stateful
+ * recurrent layer starts its next forward from zeros. */
+void ln_module_reset_state(ln_module *m);
 
 /* Visits every parameter of m and its descendants, in order (children in
  * order, within a module weight before bias): fn(owner, index, ctx).

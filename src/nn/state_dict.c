@@ -95,8 +95,9 @@ void ln_state_child(ln_state_visitor *v, const char *name, ln_module *child)
 
 void ln_state_default(ln_module *m, ln_state_visitor *v)
 {
-	for (int i = 0; i < m->nparams && m->cls->param_names[i]; i++)
-		ln_state_tensor(v, m->cls->param_names[i], &m->param[i]);
+	char pname[LN_PARAM_NAME_MAX];
+	for (int i = 0; i < m->nparams; i++)
+		ln_state_tensor(v, ln_module_param_name(m, i, pname), &m->param[i]);
 	for (int i = 0; i < m->nbuffers && m->cls->buffer_names[i]; i++)
 		ln_state_tensor(v, m->cls->buffer_names[i], &m->buffer[i]);
 	for (int i = 0; i < m->nchildren; i++) {

@@ -638,7 +638,8 @@ static void test_external_errors_and_hooks(void **state)
 	tu_tensor(&bad, 1, (int64_t[]){4}, NULL);
 	assert_int_equal(ln_external_set_params(ext, 1, &p, &bad, &err), LN_ESHAPE);
 	assert_string_equal(err.msg, "parameter 1 has shape {2,2} but its gradient has shape {4}");
-	assert_int_equal(ln_external_set_params(ext, 5, &p, &g, &err), LN_ERANGE);
+	assert_int_equal(ln_external_set_params(ext, LN_MODULE_MAX_PARAMS + 1, &p, &g, &err),
+	                 LN_ERANGE);
 	assert_int_equal(ln_external_set_params(s, 1, &p, &g, &err), LN_EARG);
 	assert_null(ln_external_ctx(s));
 	ln_tensor_release(&bad);
@@ -1008,6 +1009,89 @@ static void test_walks(void **state)
 	ln_module_release(l2);
 	ln_module_release(l3);
 	ln_module_release(s);
+}
+
+/* ---- parameters named by the class, state carried between forwards ------------------------- */
+
+typedef struct counted {
+	ln_module base;
+	int resets;
+	ln_tensor last;  /* a field shown as "last" */
+} counted;
+
+/* p0, p1, p2, ...: a class whose parameter count comes from its config */
+static int counted_param_name(const ln_module *m, int i, char *buf, size_t size)
+{
+	return snprintf(buf, size, "p%d", i);
+}
+
+static ln_tensor *counted_field(ln_module *m, const char *name)
+{
+	return strcmp(name, "last") == 0 ? &((counted *)m)->last : NULL;
+}
+
+static void counted_reset(ln_module *m) { ((counted *)m)->resets++; }
+
+static const ln_module_class counted_class = {
+	.name = "Counted",
+	.size = sizeof(counted),
+	.param_name = counted_param_name,
+	.field = counted_field,
+	.reset_state = counted_reset,
+};
+
+static void test_named_params_and_reset(void **state)
+{
+	ln_error err;
+	ln_module *m;
+	assert_int_equal(ln_module_alloc(&m, &counted_class, &err), LN_OK);
+	/* more parameters than a fixed list of names holds */
+	for (int i = 0; i < 7; i++) {
+		char name[8];
+		snprintf(name, sizeof name, "p%d", i);
+		assert_int_equal(ln_module_add_param(m, NULL, name, LN_PARAM_ONES, 1,
+		                                     (int64_t[]){i + 1}, &err), LN_OK);
+	}
+	assert_int_equal(m->nparams, 7);
+	char buf[LN_PARAM_NAME_MAX];
+	assert_string_equal(ln_module_param_name(m, 6, buf), "p6");
+	assert_int_equal(m->param[6].shape[0], 7);
+	assert_int_equal(m->grad[6].shape[0], 7);
+	plist l = {.n = 0};
+	assert_int_equal(ln_module_visit_params(m, collect, &l), 0);
+	assert_int_equal(l.n, 7);
+	assert_int_equal(l.p[6].index, 6);
+	assert_ptr_equal(counted_field(m, "last"), &((counted *)m)->last);
+
+	/* an allocation failure at any point of growing leaves the module as
+	 * it was (the tensor, its gradient, the two arrays) */
+	int k = 1;
+	for (;; k++) {
+		ln_alloc_fail_nth(k);
+		ln_status st = ln_module_add_param(m, NULL, "p7", LN_PARAM_ZEROS, 1, (int64_t[]){2},
+		                                   &err);
+		ln_alloc_fail_nth(0);
+		if (st == LN_OK)
+			break;
+		assert_int_equal(st, LN_ENOMEM);
+		assert_int_equal(m->nparams, 7);
+		assert_int_equal(m->param[6].shape[0], 7);
+	}
+	assert_true(k > 4);  /* at least the two tensors and the two arrays */
+	assert_int_equal(m->nparams, 8);
+	assert_int_equal(ln_module_resize_params(m, LN_MODULE_MAX_PARAMS + 1, &err), LN_ERANGE);
+	assert_int_equal(m->nparams, 8);
+
+	/* reset_state reaches every module of a tree */
+	ln_module_retain(m);
+	ln_module *s = seq_of(2, act("ReLU"), m);
+	ln_module_reset_state(s);
+	ln_module_reset_state(m);
+	assert_int_equal(((counted *)m)->resets, 2);
+	ln_module_release(s);
+	assert_int_equal(ln_module_resize_params(m, 2, &err), LN_OK);
+	assert_int_equal(m->nparams, 2);
+	ln_module_release(m);
 }
 
 /* ---- allocation failures --------------------------------------------------------------------- */
@@ -1415,6 +1499,7 @@ int main(void)
 		cmocka_unit_test(test_constructor_errors),
 		cmocka_unit_test(test_sequential_add_rules),
 		cmocka_unit_test(test_walks),
+		cmocka_unit_test(test_named_params_and_reset),
 		cmocka_unit_test(test_enomem_constructors),
 		cmocka_unit_test(test_enomem_first_step),
 		cmocka_unit_test(test_steady_state_no_alloc),

@@ -154,7 +154,7 @@ static void test_class_hook(void **state)
 	ln_error err;
 	ln_module *m, *a, *b;
 	assert_int_equal(ln_module_alloc(&m, &custom_class, &err), LN_OK);
-	m->nparams = 2;
+	assert_int_equal(ln_module_resize_params(m, 2, &err), LN_OK);
 	for (int i = 0; i < 2; i++) {
 		tu_tensor_uniform(&m->param[i], 1, (int64_t[]){2}, 0, 1);
 		tu_tensor_uniform(&m->grad[i], 1, (int64_t[]){2}, 0, 1);
