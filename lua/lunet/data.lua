@@ -223,3 +223,195 @@ function data.batches(x, y, n, opts, ...)
 		return xb, yb
 	end
 end
+
+-- ---- text: next-byte windows and the fortunes corpus ---------------------------------
+
+-- data.sequences(ids, batch, T[, {shuffle=false, seed=, drop_last=false}]) -> iterator
+--
+--   for x, y in data.sequences(txt.ids, 32, 64, {shuffle = true}) do ... end
+--
+-- Cuts the text ids {L} into W = (L-1) // T disjoint windows of T ids
+-- (window w, 1-based: ids (w-1)*T+1 .. w*T) and yields them batch at a
+-- time as x {batch,T}; y {batch,T} holds the next id of every position of
+-- x (the window shifted by one: ids (w-1)*T+2 .. w*T+1).  Each call is one
+-- epoch: every window once; the last few ids (up to T) are never an input.
+--
+-- Order of the windows:
+--   - without shuffle, in `batch` streams: the windows are split into
+--     batch runs of nb = W // batch consecutive windows, and batch k takes
+--     window k of every run, so that row r of batch k+1 continues row r of
+--     batch k in the text (what a stateful recurrent layer, carrying its
+--     state from batch to batch, needs).  The W - batch*nb windows left
+--     over (at the end of the text) make a last, shorter batch.
+--   - with shuffle, in a random order: a permutation of the windows drawn
+--     from lunet's generator (lunet.seed), or, given seed (an integer),
+--     from a generator of its own seeded with it, leaving lunet's alone:
+--     the same seed gives the same order (pass seed + epoch for a new
+--     order each epoch).  The last batch is shorter when batch does not
+--     divide W.
+-- drop_last leaves the shorter last batch out (every batch is then full).
+--
+-- x and y are two buffers made once per call (and a narrowed view of each
+-- for the shorter last batch): every batch overwrites them, and nothing is
+-- allocated per batch.  clone() a batch to keep it; closing one inside the
+-- loop is an error at the next batch.  Changing ids during the loop
+-- changes the batches still to come.
+-- A value as an error message shows it (NaN as "nan", whatever its sign).
+local function shown(v)
+	if v ~= v then return "nan" end
+	return tostring(v)
+end
+
+local SEQUENCES_OPTIONS = {{"shuffle", "boolean"}, {"seed", "number"}, {"drop_last", "boolean"}}
+local MAX_WINDOWS = 1 << 24  -- a float tensor holds the window indices exactly up to here
+
+function data.sequences(ids, batch, T, opts, ...)
+	local fn = "data.sequences"
+	if select("#", ...) > 0 then
+		error(string.format("%s: expected at most 4 arguments, got %d", fn, 4 + select("#", ...)), 2)
+	end
+	if not is_tensor(ids) then
+		error(fn .. ": ids must be a tensor, got " .. type(ids), 2)
+	end
+	if not pcall(ids.dim, ids) then error(fn .. ": ids is closed", 2) end
+	if ids:dim() ~= 1 then
+		error(string.format("%s: ids must be 1-D {L}, got shape {%s}", fn,
+			table.concat(ids:shape(), ",")), 2)
+	end
+	if math.type(batch) ~= "integer" or batch < 1 then
+		error(fn .. ": batch must be an integer >= 1, got " .. shown(batch), 2)
+	end
+	if math.type(T) ~= "integer" or T < 1 then
+		error(fn .. ": T must be an integer >= 1, got " .. shown(T), 2)
+	end
+	local bad = lunet._optionerror(fn, SEQUENCES_OPTIONS, opts)
+	if bad then error(bad, 2) end
+	opts = opts or {}
+	if opts.seed ~= nil then
+		if math.type(opts.seed) ~= "integer" then
+			error(fn .. ": option 'seed' must be an integer, got " .. shown(opts.seed), 2)
+		end
+		if not opts.shuffle then
+			error(fn .. ": option 'seed' orders a shuffle; give shuffle=true with it", 2)
+		end
+	end
+	local L = ids:size(1)
+	local W = (L - 1) // T
+	if W < 1 then
+		error(string.format("%s: ids holds %d ids; a window of T=%d inputs and its next id " ..
+			"needs at least %.0f", fn, L, T, T + 1.0), 2)
+	end
+	if W > MAX_WINDOWS then
+		error(string.format("%s: %d windows of T=%d, at most %d (a larger T makes fewer)", fn, W,
+			T, MAX_WINDOWS), 2)
+	end
+	local nfull, rest = W // batch, W % batch
+	if opts.drop_last then rest = 0 end
+	if nfull == 0 and rest == 0 then
+		error(string.format("%s: drop_last=true and only %d window(s) of T=%d, fewer than a " ..
+			"batch of %d", fn, W, T, batch), 2)
+	end
+
+	local src = ids:contiguous()
+	local xs = src:narrow(1, 1, W * T):reshape(W, T)
+	local ys = src:narrow(1, 2, W * T):reshape(W, T)
+	local order
+	if opts.shuffle then
+		order = lunet.randperm(W, opts.seed)
+	elseif nfull == 0 then
+		order = lunet.arange(W)
+	else
+		-- entry k*batch + r (0-based) is window r*nfull + k + 1: batch k, row r
+		local runs = ((lunet.arange(batch) - 1) * nfull):reshape(1, batch)
+		local streams = (runs + (lunet.arange(nfull) - 1):reshape(nfull, 1) + 1):reshape(nfull * batch)
+		order = streams
+		if W > nfull * batch then
+			order = lunet.cat({streams, lunet.arange(W):narrow(1, nfull * batch + 1,
+				W - nfull * batch)}, 1)
+		end
+	end
+
+	local rows = math.min(batch, W)
+	local xbuf, ybuf = lunet.zeros(rows, T), lunet.zeros(rows, T)
+	local xlast, ylast = xbuf, ybuf
+	if rest > 0 and nfull > 0 then
+		xlast, ylast = xbuf:narrow(1, 1, rest), ybuf:narrow(1, 1, rest)
+	end
+	local nbatches = nfull + (rest > 0 and 1 or 0)
+	local k = 0
+	return function()
+		if k >= nbatches then return nil end
+		local xb, yb = xbuf, ybuf
+		if k == nfull then xb, yb = xlast, ylast end
+		if not pcall(xb.dim, xb) or not pcall(yb.dim, yb) then
+			error(fn .. ": a batch was closed inside the loop; its buffer is reused by the next " ..
+				"batch (clone() a batch to keep it)", 2)
+		end
+		data.gather(xb, xs, order, k * batch + 1)
+		data.gather(yb, ys, order, k * batch + 1)
+		k = k + 1
+		return xb, yb
+	end
+end
+
+-- The text files of Debian's fortunes package (1:1.99.1-7.3, Debian 12),
+-- in name order (byte order): not their .dat indexes and .u8 links, nor
+-- the files of fortunes-min (fortunes, literature, riddles), which shares
+-- the directory.
+local FORTUNES_DIR = "/usr/share/games/fortunes"
+local FORTUNES_FILES = {
+	"art", "ascii-art", "computers", "cookie", "debian", "definitions", "disclaimer", "drugs",
+	"education", "ethnic", "food", "goedel", "humorists", "kids", "knghtbrd", "law", "linux",
+	"linuxcookie", "love", "magic", "medicine", "men-women", "miscellaneous", "news",
+	"paradoxum", "people", "perl", "pets", "platitudes", "politics", "pratchett", "science",
+	"songs-poems", "sports", "startrek", "tao", "translate-me", "wisdom", "work", "zippy",
+}
+
+-- data.fortunes([{files = {paths...}}]) -> corpus
+--
+-- The character-level corpus of the experiments (char_lstm, char_transformer
+-- and their PyTorch twins, which ask this function for the files and the
+-- split): the text files of Debian's fortunes package joined in name order,
+-- as data.text reads them, with the last 5 % (L // 20 bytes) held out for
+-- validation.  corpus is data.text's table (ids {L}, vocab, encode, decode;
+-- the vocabulary is that of the whole text) plus
+--   train   view of ids: the first L - L // 20 ids
+--   valid   view of ids: the last L // 20 ids
+--   files   the paths read, in order
+-- files = {...} assembles other files the same way (the tests use a small
+-- one).  A missing file is an error that says how to install the package.
+local FORTUNES_OPTIONS = {{"files", "table"}}
+
+function data.fortunes(opts, ...)
+	local fn = "data.fortunes"
+	if select("#", ...) > 0 then
+		error(string.format("%s: expected at most 1 argument, got %d", fn, 1 + select("#", ...)), 2)
+	end
+	local bad = lunet._optionerror(fn, FORTUNES_OPTIONS, opts)
+	if bad then error(bad, 2) end
+	local files = {}
+	if opts and opts.files then
+		for i, f in ipairs(opts.files) do files[i] = f end
+		if #files == 0 then error(fn .. ": option 'files' is an empty list", 2) end
+	else
+		for i, name in ipairs(FORTUNES_FILES) do files[i] = FORTUNES_DIR .. "/" .. name end
+	end
+	local ok, txt = pcall(data.text, files)
+	if not ok then
+		local msg = tostring(txt):gsub("^data%.text: ", "")
+		if not (opts and opts.files) and msg:find("cannot open", 1, true) then
+			msg = msg .. "; install Debian's fortunes package (apt-get install fortunes)"
+		end
+		error(fn .. ": " .. msg, 2)
+	end
+	local L = txt.ids:size(1)
+	local nvalid = L // 20
+	if nvalid < 2 then
+		error(string.format("%s: the text holds %d bytes; holding out 5 %% for validation " ..
+			"needs at least 40", fn, L), 2)
+	end
+	txt.train = txt.ids:narrow(1, 1, L - nvalid)
+	txt.valid = txt.ids:narrow(1, L - nvalid + 1, nvalid)
+	txt.files = files
+	return txt
+end

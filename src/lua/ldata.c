@@ -5,7 +5,8 @@
  *     data.load_idx(path)                    -> tensor
  *     data.csv(path, {header=, label=, sep=}) -> {x=, y=, columns=, label=}
  *     data.gather(dst, src, index, first)    -> dst   (rows by index)
- *     lunet.randperm(n)                      -> tensor {n}: 1..n shuffled
+ *     data.text(path | {paths...})           -> {ids=, vocab=, encode=, decode=}
+ *     lunet.randperm(n[, seed])              -> tensor {n}: 1..n shuffled
  */
 #include <math.h>
 #include <string.h>
@@ -13,9 +14,11 @@
 #include "core/rng.h"
 #include "io/csv.h"
 #include "io/idx.h"
+#include "io/text.h"
 #include "lnaux.h"
 
 #define CSV_MT "lunet.data.csvresult"
+#define VOCAB_MT "lunet.data.vocab"
 
 /* Floats represent every integer up to 2^24 exactly: the largest n for
  * which a permutation stored in a float tensor is exact. */
@@ -120,24 +123,37 @@ static int l_csv(lua_State *L)
 	return 1;
 }
 
-/* lunet.randperm(n) -> tensor {n} holding 1..n in a random order drawn
- * from lunet's seeded generator (Fisher-Yates). */
+/* lunet.randperm(n[, seed]) -> tensor {n} holding 1..n in a random order
+ * (Fisher-Yates).  Without seed it draws from lunet's seeded generator
+ * (lunet.seed); with an integer seed, from a generator of its own seeded
+ * with it, leaving lunet's untouched: the same seed gives the same order. */
 static int l_randperm(lua_State *L)
 {
+	static const char *fn = "lunet.randperm";
+	lnL_checknargs(L, 2, fn);
 	lua_Integer n = luaL_checkinteger(L, 1);
 	if (n < 1 || n > MAX_PERM)
-		return lnL_raisef(L, "lunet.randperm: n must be in 1..%lld, got %lld",
-		                  (long long)MAX_PERM, (long long)n);
+		return lnL_raisef(L, "%s: n must be in 1..%lld, got %lld", fn, (long long)MAX_PERM,
+		                  (long long)n);
+	ln_rng own = LN_RNG_INIT, *rng = ln_rng_global();
+	if (!lua_isnoneornil(L, 2)) {
+		if (!lua_isinteger(L, 2))
+			return luaL_error(L, "%s: seed must be an integer, got %s", fn,
+			                  lua_type(L, 2) == LUA_TNUMBER ? lua_tostring(L, 2)
+			                                                : luaL_typename(L, 2));
+		ln_rng_seed(&own, (uint64_t)lua_tointeger(L, 2));
+		rng = &own;
+	}
 	ln_tensor *t = lnL_newtensor(L);
 	ln_error err;
 	int64_t shape[1] = {n};
 	if (ln_tensor_alloc(t, 1, shape, &err) != LN_OK)
-		return lnL_error(L, "lunet.randperm", &err);
+		return lnL_error(L, fn, &err);
 	float *p = ln_tensor_data(t);
 	for (lua_Integer i = 0; i < n; i++)
 		p[i] = (float)(i + 1);
 	for (lua_Integer i = n - 1; i > 0; i--) {
-		lua_Integer j = (lua_Integer)ln_rng_below(ln_rng_global(), (uint64_t)i + 1);
+		lua_Integer j = (lua_Integer)ln_rng_below(rng, (uint64_t)i + 1);
 		float tmp = p[i];
 		p[i] = p[j];
 		p[j] = tmp;
@@ -211,17 +227,175 @@ static int l_gather(lua_State *L)
 	return 1;
 }
 
+/* ---- data.text -------------------------------------------------------------------- */
+
+/* The vocabulary a data.text result's encode and decode share (their
+ * upvalue): a full userdata holding an ln_vocab, nothing to free. */
+static ln_vocab *checkvocab(lua_State *L)
+{
+	return luaL_checkudata(L, lua_upvalueindex(1), VOCAB_MT);
+}
+
+/* encode and decode are plain functions (txt.encode(s)) that also take
+ * the method form (txt:encode(s)): a table before the argument is skipped.
+ * Returns the index of the argument. */
+static int skip_self(lua_State *L, const char *fn)
+{
+	if (lua_gettop(L) == 2 && lua_type(L, 1) == LUA_TTABLE)
+		return 2;
+	lnL_checknargs(L, 1, fn);
+	return 1;
+}
+
+/* encode(s) -> tensor {#s} of the ids of the bytes of s.  A byte the
+ * vocabulary lacks is an error naming it and its position. */
+static int l_encode(lua_State *L)
+{
+	static const char *fn = "encode";
+	const ln_vocab *v = checkvocab(L);
+	int arg = skip_self(L, fn);
+	size_t n;
+	const char *s = luaL_checklstring(L, arg, &n);
+	if (n == 0)
+		return luaL_error(L, "%s: empty string (a tensor holds at least one id)", fn);
+	ln_tensor *t = lnL_newtensor(L);
+	ln_error err;
+	int64_t shape[1] = {(int64_t)n};
+	if (ln_tensor_alloc(t, 1, shape, &err) != LN_OK)
+		return lnL_error(L, fn, &err);
+	if (ln_vocab_encode(ln_tensor_data(t), v, (const unsigned char *)s, n, &err) != LN_OK)
+		return lnL_error(L, fn, &err);
+	lnL_gcpressure(L, n * sizeof(float));
+	return 1;
+}
+
+/* Appends the byte of id x (the element at position pos, 1-based) to b,
+ * or raises when x is not an id of v. */
+static void add_id(lua_State *L, luaL_Buffer *b, const ln_vocab *v, double x, lua_Integer pos)
+{
+	if (!(x >= 1 && x <= v->n && x == (double)(int)x))
+		lnL_raisef(L, "decode: id %g at position %lld is not in 1..%d", isnan(x) ? NAN : x,
+		           (long long)pos, v->n);
+	luaL_addchar(b, (char)v->byte[(int)x - 1]);
+}
+
+/* decode(ids) -> the string of the bytes of ids: a tensor of any shape
+ * (its elements in row-major order) or a table of integers. */
+static int l_decode(lua_State *L)
+{
+	static const char *fn = "decode";
+	const ln_vocab *v = checkvocab(L);
+	int arg = skip_self(L, fn);
+	luaL_Buffer b;
+	ln_tensor *t = lnL_testtensor(L, arg);
+	if (t) {
+		t = lnL_checktensor(L, arg);  /* a closed tensor is an error */
+		int pushed;
+		const ln_tensor *c = lnL_contiguous(L, t, fn, &pushed);
+		int64_t n = ln_tensor_numel(c);
+		const float *x = ln_tensor_data(c);
+		luaL_buffinit(L, &b);
+		for (int64_t i = 0; i < n; i++)
+			add_id(L, &b, v, x[i], (lua_Integer)i + 1);
+	} else if (lua_type(L, arg) == LUA_TTABLE) {
+		lua_Integer n = luaL_len(L, arg);
+		luaL_buffinit(L, &b);
+		for (lua_Integer i = 1; i <= n; i++) {
+			if (lua_geti(L, arg, i) != LUA_TNUMBER)
+				lnL_raisef(L, "%s: entry %lld is a %s, expected an id", fn, (long long)i,
+				           luaL_typename(L, -1));
+			double x = lua_tonumber(L, -1);
+			lua_pop(L, 1);
+			add_id(L, &b, v, x, i);
+		}
+	} else {
+		return luaL_error(L, "%s: expected a tensor or a table of ids, got %s", fn,
+		                  luaL_typename(L, arg));
+	}
+	luaL_pushresult(&b);
+	return 1;
+}
+
+/* data.text(path | {path, ...}) -> {ids = tensor {L}, vocab = {bytes...},
+ *                                    encode = f, decode = f}
+ * The files, joined in the order given, as byte-level text (io/text.h):
+ * vocab[i] is the byte (a one-byte string) of id i, the distinct bytes of
+ * the text in ascending order; ids holds the id of every byte. */
+static int l_text(lua_State *L)
+{
+	static const char *fn = "data.text";
+	lnL_checknargs(L, 1, fn);
+	const char **paths;
+	int n;
+	if (lua_type(L, 1) == LUA_TTABLE) {
+		lua_Integer len = luaL_len(L, 1);
+		if (len < 1)
+			return luaL_error(L, "%s: the list of files is empty", fn);
+		if (len > 1000000)
+			return lnL_raisef(L, "%s: %lld files, at most 1000000", fn, (long long)len);
+		n = (int)len;
+		/* the names stay alive in the table, which the call holds */
+		paths = lua_newuserdatauv(L, (size_t)n * sizeof *paths, 0);
+		for (int i = 0; i < n; i++) {
+			if (lua_geti(L, 1, i + 1) != LUA_TSTRING)
+				return lnL_raisef(L, "%s: file %d is a %s, expected a path", fn, i + 1,
+				                  luaL_typename(L, -1));
+			paths[i] = lnL_checkpath(L, -1, fn, NULL);
+			lua_pop(L, 1);
+		}
+	} else if (lua_type(L, 1) == LUA_TSTRING) {
+		paths = lua_newuserdatauv(L, sizeof *paths, 0);
+		paths[0] = lnL_checkpath(L, 1, fn, NULL);
+		n = 1;
+	} else {
+		return luaL_error(L, "%s: expected a path or a table of paths, got %s", fn,
+		                  luaL_typename(L, 1));
+	}
+
+	ln_vocab *v = lua_newuserdatauv(L, sizeof *v, 0);
+	luaL_setmetatable(L, VOCAB_MT);
+	int vocab_idx = lua_gettop(L);
+	ln_tensor *ids = lnL_newtensor(L);
+	ln_text text;
+	ln_error err;
+	if (ln_text_load(&text, paths, n, &err) != LN_OK)
+		return lnL_error(L, fn, &err);
+	*ids = text.ids;  /* the reference moves into the userdata */
+	*v = text.vocab;
+	lnL_gcpressure(L, (size_t)ln_tensor_numel(ids) * sizeof(float));
+
+	lua_createtable(L, 0, 4);
+	lua_insert(L, -2);
+	lua_setfield(L, -2, "ids");
+	lua_createtable(L, v->n, 0);
+	for (int i = 0; i < v->n; i++) {
+		lua_pushlstring(L, (const char *)&v->byte[i], 1);
+		lua_rawseti(L, -2, i + 1);
+	}
+	lua_setfield(L, -2, "vocab");
+	lua_pushvalue(L, vocab_idx);
+	lua_pushcclosure(L, l_encode, 1);
+	lua_setfield(L, -2, "encode");
+	lua_pushvalue(L, vocab_idx);
+	lua_pushcclosure(L, l_decode, 1);
+	lua_setfield(L, -2, "decode");
+	return 1;
+}
+
 void lnL_open_data(lua_State *L)
 {
 	static const luaL_Reg funcs[] = {
 		{"load_idx", l_load_idx},
 		{"csv", l_csv},
 		{"gather", l_gather},
+		{"text", l_text},
 		{NULL, NULL},
 	};
 	luaL_newmetatable(L, CSV_MT);
 	lua_pushcfunction(L, csv_gc);
 	lua_setfield(L, -2, "__gc");
+	lua_pop(L, 1);
+	luaL_newmetatable(L, VOCAB_MT);
 	lua_pop(L, 1);
 
 	luaL_newlib(L, funcs);

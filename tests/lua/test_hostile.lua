@@ -399,6 +399,25 @@ local cases = {
 	{"data.csv: path contains a NUL byte", data.csv, "a\0b"},
 	{"data.load_idx: /nonexistent/x: cannot open", data.load_idx, "/nonexistent/x"},
 	{"data.fashion_mnist: dir must be a string, got number", data.fashion_mnist, 5},
+	{"data.text: path contains a NUL byte", data.text, "a\0b"},
+	{"data.text: path contains a NUL byte", data.text, {"a\0b"}},
+	{"data.text: expected a path or a table of paths, got no value", data.text},
+	{"data.text: /nonexistent/x: cannot open", data.text, {"/nonexistent/x"}},
+	{"data.text: 1099511627776 files, at most 1000000", data.text,
+		setmetatable({}, {__len = function() return 1 << 40 end})},
+	{"object length is not an integer", data.text, setmetatable({}, {__len = function() return 0.5 end})},
+	{"data.text: file 1 is a table, expected a path", data.text, {{}}},
+	{"data.text: /dev/zero: not a regular file", data.text, "/dev/zero"},
+	{"data.sequences: batch must be an integer >= 1, got nan", data.sequences, lunet.arange(9), NAN, 2},
+	{"data.sequences: T must be an integer >= 1, got inf", data.sequences, lunet.arange(9), 2, INF},
+	{"data.sequences: T must be an integer >= 1, got -1", data.sequences, lunet.arange(9), 2, -1},
+	{"data.sequences: ids holds 9 ids; a window of T=9223372036854775807 inputs and its next id " ..
+		"needs at least 9223372036854775808", data.sequences, lunet.arange(9), 2, math.maxinteger},
+	{"data.sequences: option 'seed' must be an integer, got nan", data.sequences, lunet.arange(9), 2,
+		2, {shuffle = true, seed = NAN}},
+	{"data.sequences: ids must be a tensor, got string", data.sequences, "abc", 1, 1},
+	{"data.fortunes: option 'files' must be a table, got string", data.fortunes, {files = "/etc/hosts"}},
+	{"data.fortunes: /nonexistent/f: cannot open", data.fortunes, {files = {"/nonexistent/f"}}},
 
 	-- save / load
 	{"lunet.save: path contains a NUL byte", lunet.save, TMP .. "\0x", 1},
@@ -679,6 +698,37 @@ test("optimiser over a model closed afterwards still steps its own references", 
 	o:step()
 	check(not p[1]:allclose(w, 0, 0), "the weights moved")
 	o:zero_grad()
+end)
+
+test("text: decode of hostile ids, encode of a hostile string, huge batch sizes", function()
+	local dir, path = h.tempdir()
+	h.write_file(path("t"), "abc")
+	local txt = data.text(path("t"))
+	os.execute("rm -rf '" .. dir .. "'")
+	for _, v in ipairs{1e300, -1e300, 2 ^ 63, -0.0, 3.5, 0.999, math.mininteger, math.maxinteger} do
+		raises("decode: id ", txt.decode, {v})
+		raises("decode: id ", txt.decode, lunet.tensor{1, v})
+	end
+	eq(txt.decode{3.0, 1}, "ca", "float ids that are integers")
+	raises("encode: byte 0x00 at position 4", txt.encode, "abc\0abc")
+	raises("decode: entry 1 is a boolean", txt.decode, {true})
+	-- a batch far larger than the windows: one batch of all of them
+	local n = 0
+	for x in data.sequences(lunet.arange(9), math.maxinteger, 2) do
+		n = n + 1
+		eq(x:size(1), 4, "rows")
+	end
+	eq(n, 1, "batches")
+end)
+
+test("sequences over ids closed mid-loop go on with the text they started with", function()
+	local ids = lunet.arange(9)
+	local got = {}
+	for x, y in data.sequences(ids, 1, 2) do
+		ids:close()  -- idempotent
+		got[#got + 1] = x[1][1] * 100 + y[1][2]
+	end
+	h.same(got, {103, 305, 507, 709}, 0)
 end)
 
 test("batches whose buffers the loop closes are rebuilt", function()
