@@ -10,6 +10,7 @@ local x = lunet.tensor{{0, 0}, {0, 1}, {1, 0}, {1, 1}}
 local y = lunet.tensor{{0}, {1}, {1}, {0}}
 
 local model = nn.Sequential{nn.Linear(2, 8), nn.Tanh(), nn.Linear(8, 1)}
+model.input_grad = false   -- nobody reads the gradient with respect to x
 local head = nn.OutputLoss("sigmoid", "bce")
 local opt = optim.Adam(model, {lr = 0.05})
 print(model)

@@ -87,8 +87,12 @@ nsteps = steps_override or nsteps or #xs   -- mlp256: one epoch
 if sharded then dist.broadcast_parameters(model) end
 local crit = nn.CrossEntropyLoss()
 local opt = optim.SGD(model, {lr = 0.01, momentum = 0.9})
+-- no gradient with respect to the data (as lunet_bench.lua), also when
+-- backward goes layer by layer
+model.input_grad = false
 local layers = {}
 for i = 1, #model do layers[i] = model:get(i) end
+layers[1].input_grad = false
 local _, grads = model:parameters()
 local total = 0
 for _, g in ipairs(grads) do total = total + g:numel() end

@@ -14,9 +14,11 @@
 --          gemm_s_per_step=... gemm_gflops=... blas_s_per_step=... blas_gflops=... loss=...
 --
 -- flops_per_step counts the products lunet makes in a step;
--- needed_flops_per_step leaves out the first layer's input gradient,
--- which no one reads (PyTorch does not compute it): the work a training
--- step needs, the same for both sides.
+-- needed_flops_per_step those whose result is used.  Every model here has
+-- input_grad = false, as PyTorch skips the gradient with respect to the
+-- data too, so the first layer's input gradient is not made and the two
+-- counts are the same: the work a training step needs, the same for both
+-- sides.
 -- gemm_* is the time of the step's matrix products alone, made by ln_gemm
 -- as the layers make them (lunet's own kernels where the CPU has them);
 -- blas_* the same products through OpenBLAS's cblas_sgemm.
@@ -58,26 +60,29 @@ end
 -- ---- the matrix products of one training step ----------------------------
 -- Each entry is {trans_a, trans_b, m, n, k, beta, count, needed}: count
 -- calls of ln_gemm with these arguments, as the layers make them (see
--- src/nn/linear.c and src/nn/conv2d.c); needed is false for the input
--- gradient of the first layer (first = true below), made but unused.
+-- src/nn/linear.c and src/nn/conv2d.c); needed is false for a product
+-- made but unused (none here: the first layer, first = true below, sees
+-- the input of a model with input_grad = false and does not make its
+-- input gradient at all).
 
 -- Linear nin->nout at batch N: forward y = x W^T (beta 1: y starts as the
--- bias), backward gW += gy^T x and gx = gy W.
+-- bias), backward gW += gy^T x and, but in the first layer, gx = gy W.
 local function linear_products(list, N, nin, nout, first)
 	list[#list + 1] = {false, true, N, nout, nin, 1, 1, true}
 	list[#list + 1] = {true, false, nout, nin, N, 1, 1, true}
-	list[#list + 1] = {false, false, N, nin, nout, 0, 1, not first}
+	if not first then list[#list + 1] = {false, false, N, nin, nout, 0, 1, true} end
 end
 
 -- Conv2d lowered to products per sample (conv2d.c's default strategy),
 -- with K = cin*k*k and P = output pixels per sample: forward
 -- y_n = W col_n (beta 1: y_n starts as the bias), backward
--- gW += gy_n col_n^T and gcol = W^T gy_n, each once per sample.
+-- gW += gy_n col_n^T and, but in the first layer, gcol = W^T gy_n, each
+-- once per sample.
 local function conv_products(list, N, cin, cout, k, P, first)
 	local K = cin * k * k
 	list[#list + 1] = {false, false, cout, P, K, 1, N, true}
 	list[#list + 1] = {false, true, cout, K, P, 1, N, true}
-	list[#list + 1] = {true, false, K, P, cout, 0, N, not first}
+	if not first then list[#list + 1] = {true, false, K, P, cout, 0, N, true} end
 end
 
 -- Times every product of a step with the product code `impl` ("auto":
@@ -108,6 +113,7 @@ local function tiny()
 	local x = lunet.tensor{{0, 0}, {0, 1}, {1, 0}, {1, 1}}
 	local y = lunet.tensor{{0}, {1}, {1}, {0}}
 	local model = nn.Sequential{nn.Linear(2, 8), nn.Tanh(), nn.Linear(8, 1), nn.Sigmoid()}
+	model.input_grad = false   -- as PyTorch: no gradient with respect to the data
 	local crit = nn.BCELoss()
 	local opt = optim.Adam(model, {lr = 0.01})
 	local function step()
@@ -137,6 +143,7 @@ local function fashion(batch, shape)
 end
 
 local function classifier(model, batch, xs, ys)
+	model.input_grad = false   -- as PyTorch: no gradient with respect to the data
 	local crit = nn.CrossEntropyLoss()
 	local opt = optim.SGD(model, {lr = 0.01, momentum = 0.9})
 	local nb = #xs

@@ -288,8 +288,9 @@ def limit_section(run, w):
     w("## Fraction of the limit")
     w("")
     w("FLOPs per training step count 2·m·n·k for every matrix product lunet makes (forward,")
-    w("and both backward products of every layer, the first layer's input gradient")
-    w("included). The GEMM-only times are those products alone, on exactly those shapes,")
+    w("and both backward products of every layer but the first, whose input gradient")
+    w("nobody reads: the bench sets `input_grad = false`, and PyTorch skips it too).")
+    w("The GEMM-only times are those products alone, on exactly those shapes,")
     w("measured with `lunet.bench_gemm` in the same lunet process right after its timed")
     w("steps: through OpenBLAS's `cblas_sgemm` (what PyTorch's Linear layers call; in")
     w(f"lunet's process, whose core type is never set, with the default {run.default_core}")
@@ -329,8 +330,8 @@ def peak_section(run, w):
     w("every instruction set measured). At t threads the peak is t times one core's.")
     w("The products' GFLOP/s count the FLOPs of the products lunet makes (as in the table")
     w("above); the steps' count only the **needed** FLOPs, without the first layer's input")
-    w("gradient that nobody reads (PyTorch does not compute it), so that lunet's and")
-    w("PyTorch's steps are measured by the same work. Best times over the repetitions.")
+    w("gradient that nobody reads (neither side computes it: the same work, and the same")
+    w("count as the products'). Best times over the repetitions.")
     w("")
     w("| workload | threads | peak GFLOP/s | needed MFLOP/step | ln_gemm products GFLOP/s"
       " | **ln_gemm / peak** | cblas products GFLOP/s | cblas / peak | lunet step GFLOP/s"

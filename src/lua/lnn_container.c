@@ -74,6 +74,12 @@ static ln_status call_external(void *ctx, const char *method, const ln_tensor *x
 		return err ? err->code : LN_EARG;
 	}
 	ln_tensor *t = lnL_testtensor(L, -1);
+	if (gy && lua_isnil(L, -1)) {
+		/* backward may return nil when no input gradient is wanted
+		 * (external.c decides) */
+		lua_settop(L, top);
+		return LN_OK;
+	}
 	if (!t || ln_tensor_is_empty(t)) {
 		ln_fail(err, LN_EARG, "custom module's %s returned %s, expected a tensor", method,
 		        luaL_typename(L, -1));

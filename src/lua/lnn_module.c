@@ -248,7 +248,8 @@ static int module_forward(lua_State *L)
 	return 1;
 }
 
-/* m:backward(x, gy) -> grad_input; adds into the parameter gradients. */
+/* m:backward(x, gy) -> grad_input, or nil when it was not computed
+ * (input_grad false); adds into the parameter gradients. */
 static int module_backward(lua_State *L)
 {
 	lnn_state *S = LNN_STATE(L);
@@ -263,8 +264,29 @@ static int module_backward(lua_State *L)
 	ln_status st = ln_module_backward_unprefixed(m, xc, gyc, &err);
 	if (!leave_callbacks(S, L, m, outer, &st, &err, "backward"))
 		return lnL_raisef(L, "%s:backward: %s", cls, err.msg);
-	lnn_push_cached_view(L, 1, UV_GRAD_INPUT, &m->grad_input);
+	if (m->gx_skipped)
+		lua_pushnil(L);
+	else
+		lnn_push_cached_view(L, 1, UV_GRAD_INPUT, &m->grad_input);
 	return 1;
+}
+
+/* m.grad_input: the last backward's dL/dx, or an error saying why there
+ * is none when that backward left it out (module.h, "input gradients"). */
+static int push_grad_input(lua_State *L, ln_module *m)
+{
+	if (!m->gx_skipped) {
+		lnn_push_cached_view(L, 1, UV_GRAD_INPUT, &m->grad_input);
+		return 1;
+	}
+	if (!m->input_grad)
+		return luaL_error(L, "%s: grad_input was not computed by the last backward: this "
+		                  "module's input_grad is false (set m.input_grad = true to compute it)",
+		                  m->cls->name);
+	return luaL_error(L, "%s: grad_input was not computed by the last backward: nobody needed "
+	                  "it (it would flow into a container's input whose input_grad is false, "
+	                  "or into a layer with input_grad = false)",
+	                  m->cls->name);
 }
 
 /* ---- the tree: parameters, buffers, modes --------------------------------------- */
@@ -499,8 +521,10 @@ static int module_index(lua_State *L)
 			lnn_push_cached_view(L, 1, UV_OUTPUT, &m->output);
 			return 1;
 		}
-		if (strcmp(key, "grad_input") == 0) {
-			lnn_push_cached_view(L, 1, UV_GRAD_INPUT, &m->grad_input);
+		if (strcmp(key, "grad_input") == 0)
+			return push_grad_input(L, m);
+		if (strcmp(key, "input_grad") == 0) {
+			lua_pushboolean(L, m->input_grad);
 			return 1;
 		}
 		if (strcmp(key, "training") == 0) {
@@ -577,6 +601,13 @@ static int module_newindex(lua_State *L)
 			                  m->cls->name, key, key);
 		if (strcmp(key, "output") == 0 || strcmp(key, "grad_input") == 0)
 			return luaL_error(L, "%s: '%s' is read-only", m->cls->name, key);
+		if (strcmp(key, "input_grad") == 0) {
+			if (!lua_isboolean(L, 3))
+				return luaL_error(L, "%s: input_grad must be a boolean, got %s", m->cls->name,
+				                  luaL_typename(L, 3));
+			m->input_grad = lua_toboolean(L, 3);
+			return 0;
+		}
 	}
 	lua_getiuservalue(L, 1, UV_FIELDS);
 	lua_pushvalue(L, 2);

@@ -156,7 +156,8 @@ static void normalize(const batchnorm *b, float *y, const float *x, const float 
 
 /* dgamma += sum g xhat, dbeta += sum g, and gx as in the header comment:
  * gx = k1 (g - m1 - (x - mu) k2) with k1 = gamma invstd, and in training
- * m1 = sum(g)/M, k2 = invstd sum(g xhat)/M (both 0 in evaluate mode). */
+ * m1 = sum(g)/M, k2 = invstd sum(g xhat)/M (both 0 in evaluate mode).
+ * gx may be NULL: the parameter gradients only. */
 static void bn_backward_kernel(const batchnorm *b, float *gx, float *dgamma, float *dbeta,
                                const float *gy, const float *x, const float *gamma, int64_t nb,
                                int64_t sp, bool batch_stats_used)
@@ -170,7 +171,7 @@ static void bn_backward_kernel(const batchnorm *b, float *gx, float *dgamma, flo
 		dgamma[c] += (float)sgx[c];
 		dbeta[c] += (float)sg[c];
 	}
-	for (int64_t i = 0; i < nb; i++)
+	for (int64_t i = 0; gx && i < nb; i++)
 		for (int64_t c = 0; c < ch; c++) {
 			const double is = b->invstd[c];
 			const float k1 = (float)(gamma[c] * is), mu = (float)b->mean[c];
@@ -228,9 +229,10 @@ static ln_status batchnorm_backward(ln_module *m, const ln_tensor *x, const ln_t
 	ln_status st = check_input(b, x, &nb, &sp, err);
 	if (st != LN_OK)
 		return st;
-	if ((st = ln_tensor_ensure(&m->grad_input, x->ndim, x->shape, err)) != LN_OK)
+	if (m->want_gx && (st = ln_tensor_ensure(&m->grad_input, x->ndim, x->shape, err)) != LN_OK)
 		return st;
-	bn_backward_kernel(b, ln_tensor_data(&m->grad_input), ln_tensor_data(&m->grad[0]),
+	bn_backward_kernel(b, m->want_gx ? ln_tensor_data(&m->grad_input) : NULL,
+	                   ln_tensor_data(&m->grad[0]),
 	                   ln_tensor_data(&m->grad[1]), ln_tensor_data(gy), ln_tensor_data(x),
 	                   ln_tensor_data(&m->param[0]), nb, sp, b->fwd_training);
 	return LN_OK;

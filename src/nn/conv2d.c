@@ -425,6 +425,8 @@ static void per_sample_part(void *ctx, int p, int nparts)
 			float *gcol = jb->gcol + p * kk * pp, *gwp = jb->gwp + r * g->cout * kk;
 			ln_gemm(false, true, g->cout, kk, pp, 1.0f, gyn, pp, col, pp, n == n0 ? 0.0f : 1.0f,
 			        gwp, kk);
+			if (!jb->gx)
+				continue;  /* no input gradient wanted */
 			ln_gemm(true, false, kk, pp, g->cout, 1.0f, jb->w, kk, gyn, pp, 0.0f, gcol, pp);
 			ln_conv2d_col2im(jb->gx + n * xs, gcol, pp, g);
 		}
@@ -472,7 +474,7 @@ static void per_sample_run(conv2d *c, const ln_conv2d_geom *g, const ln_tensor *
 	};
 	if (gy) {
 		jb.gy = ln_tensor_data(gy);
-		jb.gx = ln_tensor_data(&m->grad_input);
+		jb.gx = m->want_gx ? ln_tensor_data(&m->grad_input) : NULL;
 		jb.gcol = ln_tensor_data(&c->gcol);
 		jb.gwp = ln_tensor_data(&c->gwp);
 	}
@@ -552,7 +554,7 @@ static ln_status conv2d_backward(ln_module *m, const ln_tensor *x, const ln_tens
 	geom_of(&g, c, x);
 	ln_status st;
 	const int64_t kk = g.cin * g.k * g.k, pp = g.ho * g.wo, np = g.n * pp;
-	if ((st = ln_tensor_ensure(&m->grad_input, 4, x->shape, err)) != LN_OK)
+	if (m->want_gx && (st = ln_tensor_ensure(&m->grad_input, 4, x->shape, err)) != LN_OK)
 		return st;
 	/* all scratch first: nothing below fails, so a pending zero taken over
 	 * is always written */
@@ -571,7 +573,8 @@ static ln_status conv2d_backward(ln_module *m, const ln_tensor *x, const ln_tens
 	const float gw_beta = ln_tensor_take_zero(&m->grad[0]) ? 0.0f : 1.0f;
 	const bool gb_zero = has_bias(m) && ln_tensor_take_zero(&m->grad[1]);
 	const float *gyd = ln_tensor_data(gy), *w = ln_tensor_data(&m->param[0]);
-	float *gw = ln_tensor_data(&m->grad[0]), *gx = ln_tensor_data(&m->grad_input);
+	float *gw = ln_tensor_data(&m->grad[0]);
+	float *gx = m->want_gx ? ln_tensor_data(&m->grad_input) : NULL;
 	float *gb = has_bias(m) ? ln_tensor_data(&m->grad[1]) : NULL;
 
 	/* gb[o] += sum_{n,q} gy[n,o,q], in double, in 8 interleaved partial
@@ -607,6 +610,8 @@ static ln_status conv2d_backward(ln_module *m, const ln_tensor *x, const ln_tens
 				memcpy(t + o * np + n * pp, gyd + (n * g.cout + o) * pp,
 				       (size_t)pp * sizeof(float));
 		ln_gemm(false, true, g.cout, kk, np, 1.0f, t, np, col, np, gw_beta, gw, kk);
+		if (!gx)
+			return LN_OK;  /* no input gradient wanted */
 		ln_gemm(true, false, kk, np, g.cout, 1.0f, w, kk, t, np, 0.0f, gcol, np);
 		for (int64_t n = 0; n < g.n; n++)
 			ln_conv2d_col2im(gx + n * g.cin * g.h * g.w, gcol + n * pp, np, &g);

@@ -63,10 +63,10 @@ static void bias_grad(float *gb, const float *gy, int64_t n, int64_t nout, bool 
 }
 
 /* gw (nout,nin) += gy^T (nout,N) x (N,nin);  gb (nout) += column sums of gy;
- * gx (N,nin) = gy (N,nout) W (nout,nin), overwritten.  With gw_zero
- * (gb_zero), gw (gb) is overwritten instead: its old contents are known
- * to be zero and are not read.  The parameter gradients are computed
- * first, so gx may share memory with x. */
+ * gx (N,nin) = gy (N,nout) W (nout,nin), overwritten; gx may be NULL (no
+ * input gradient wanted).  With gw_zero (gb_zero), gw (gb) is overwritten
+ * instead: its old contents are known to be zero and are not read.  The
+ * parameter gradients are computed first, so gx may share memory with x. */
 static void backward_kernel(float *gx, float *gw, float *gb, const float *gy, const float *x,
                             const float *w, int64_t n, int64_t nin, int64_t nout, bool gw_zero,
                             bool gb_zero)
@@ -74,7 +74,8 @@ static void backward_kernel(float *gx, float *gw, float *gb, const float *gy, co
 	ln_gemm(true, false, nout, nin, n, 1.0f, gy, nout, x, nin, gw_zero ? 0.0f : 1.0f, gw, nin);
 	if (gb)
 		bias_grad(gb, gy, n, nout, gb_zero);
-	ln_gemm(false, false, n, nin, nout, 1.0f, gy, nout, w, nin, 0.0f, gx, nin);
+	if (gx)
+		ln_gemm(false, false, n, nin, nout, 1.0f, gy, nout, w, nin, 0.0f, gx, nin);
 }
 
 void ln_linear_backward_kernel(float *gx, float *gw, float *gb, const float *gy, const float *x,
@@ -151,13 +152,14 @@ static ln_status linear_backward(ln_module *m, const ln_tensor *x, const ln_tens
 	int64_t n = x->shape[0], nin = nin_of(m), nout = nout_of(m);
 	if (gy->storage == m->grad_input.storage)
 		return ln_fail(err, LN_EARG, "the gradient is this layer's own grad_input buffer; pass a clone");
-	if ((s = ln_tensor_ensure(&m->grad_input, 2, (int64_t[]){n, nin}, err)) != LN_OK)
+	if (m->want_gx && (s = ln_tensor_ensure(&m->grad_input, 2, (int64_t[]){n, nin}, err)) != LN_OK)
 		return s;
 	/* gradients zeroed since the last backward (ln_tensor_zero) are
 	 * written, not added to: no pass to clear them, none to read them */
 	bool gw_zero = ln_tensor_take_zero(&m->grad[W]);
 	bool gb_zero = has_bias(m) && ln_tensor_take_zero(&m->grad[B]);
-	backward_kernel(ln_tensor_data(&m->grad_input), ln_tensor_data(&m->grad[W]),
+	backward_kernel(m->want_gx ? ln_tensor_data(&m->grad_input) : NULL,
+	                ln_tensor_data(&m->grad[W]),
 	                has_bias(m) ? ln_tensor_data(&m->grad[B]) : NULL, ln_tensor_data(gy),
 	                ln_tensor_data(x), ln_tensor_data(&m->param[W]), n, nin, nout, gw_zero, gb_zero);
 	return LN_OK;

@@ -45,6 +45,8 @@ ln_status ln_module_alloc(ln_module **out, const ln_module_class *cls, ln_error 
 	m->cls = cls;
 	m->refcount = 1;
 	m->training = true;
+	m->input_grad = true;
+	m->want_gx = true;
 	*out = m;
 	return LN_OK;
 }
@@ -291,6 +293,12 @@ ln_status ln_module_forward_unprefixed(ln_module *m, const ln_tensor *x, ln_erro
 ln_status ln_module_backward_unprefixed(ln_module *m, const ln_tensor *x, const ln_tensor *gy,
                                         ln_error *err)
 {
+	return ln_module_backward_ex(m, x, gy, true, err);
+}
+
+ln_status ln_module_backward_ex(ln_module *m, const ln_tensor *x, const ln_tensor *gy,
+                                bool need_gx, ln_error *err)
+{
 	assert(m && x && gy);
 	if (m->in_ndim == 0)
 		return ln_fail(err, LN_ESTATE, "backward called before forward");
@@ -305,11 +313,42 @@ ln_status ln_module_backward_unprefixed(ln_module *m, const ln_tensor *x, const 
 		               ln_tensor_shape_str(&m->output, want, sizeof want),
 		               ln_tensor_shape_str(gy, got, sizeof got));
 	}
-	if ((s = check_last_input(m, x, err)) != LN_OK ||
-	    (s = m->cls->backward(m, x, gy, err)) != LN_OK)
+	if ((s = check_last_input(m, x, err)) != LN_OK)
 		return s;
-	assert(!ln_tensor_is_empty(&m->grad_input) && ln_tensor_is_contiguous(&m->grad_input));
+	const bool want = need_gx && m->input_grad;
+	if (!want && !ln_module_trains(m)) {
+		/* dL/dx is all such a module's backward would give */
+		ln_module_skip_gx(m);
+		return LN_OK;
+	}
+	/* a container whose chain a child cuts clears want_gx (sequential.c) */
+	m->want_gx = want;
+	s = m->cls->backward(m, x, gy, err);
+	const bool computed = m->want_gx;
+	m->want_gx = true;
+	if (s != LN_OK)
+		return s;
+	m->gx_skipped = !computed;
+	assert(!computed ||
+	       (!ln_tensor_is_empty(&m->grad_input) && ln_tensor_is_contiguous(&m->grad_input)));
 	return LN_OK;
+}
+
+bool ln_module_trains(const ln_module *m)
+{
+	if (m->nparams > 0 || m->cls == &ln_external_class)
+		return true;
+	for (int i = 0; i < m->nchildren; i++)
+		if (ln_module_trains(m->children[i]))
+			return true;
+	return false;
+}
+
+void ln_module_skip_gx(ln_module *m)
+{
+	m->gx_skipped = true;
+	for (int i = 0; i < m->nchildren; i++)
+		ln_module_skip_gx(m->children[i]);
 }
 
 ln_status ln_module_forward(ln_module *m, const ln_tensor *x, ln_error *err)

@@ -21,6 +21,11 @@
 ln_status ln_config_int(int64_t *out, double v, const char *what, int64_t lo, int64_t hi,
                         ln_error *err);
 
+/* Marks m and every module under it as holding no dL/dx of the last
+ * backward (module.h, "input gradients"): a container calls it on the
+ * children its backward did not reach. */
+void ln_module_skip_gx(ln_module *m);
+
 /* Called by module.c for External modules (external.c). */
 void ln_external_on_set_training(ln_module *m, bool training);
 

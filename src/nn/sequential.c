@@ -3,7 +3,8 @@
  *
  * Forward and backward walk the children's vtables here in C, passing
  * each child the previous child's output (forward) or the next child's
- * grad_input (backward); nothing is copied.  The container's output is a
+ * grad_input (backward); nothing is copied.  Backward leaves out the
+ * input gradients nobody needs (module.h, "input gradients").  The container's output is a
  * view of the last child's output and its grad_input a view of the first
  * child's grad_input.  Children are owned references (module.h).
  */
@@ -33,25 +34,74 @@ static ln_status sequential_forward(ln_module *m, const ln_tensor *x, ln_error *
 	return LN_OK;
 }
 
+/*
+ * Backward walks the children from the last.  Which of them compute
+ * dL/d(their input) (module.h, "input gradients"): a child whose
+ * input_grad is false computes none, so the children before it get no
+ * gradient -- they may not have parameters (LN_EARG naming both), and
+ * their backward is not run.  Otherwise the first child computes dL/dx
+ * when the container is asked for it (m->want_gx); when it is not, the
+ * leading children without parameters are not run, and the first one
+ * with parameters computes its parameter gradients only.  Every later
+ * child computes its dL/dx, which the child before it needs.  The
+ * container's grad_input is the first child's when that was computed;
+ * else m->want_gx is cleared (module.c then marks it skipped).
+ */
 static ln_status sequential_backward(ln_module *m, const ln_tensor *x, const ln_tensor *gy,
                                      ln_error *err)
 {
 	int n = m->nchildren;
 	if (n == 0)
 		return ln_fail(err, LN_ESTATE, "has no layers (add some first)");
+	int first = 0;         /* the first child whose backward runs */
+	bool need = m->want_gx; /* whether that child computes its dL/dx */
+	for (int i = n - 1; i > 0; i--)
+		if (!m->children[i]->input_grad) {
+			first = i;
+			need = false;
+			break;
+		}
+	for (int j = 0; j < first; j++)
+		if (ln_module_trains(m->children[j]))
+			return ln_fail(err, LN_EARG,
+			               "layer %d (%s) has input_grad = false, so layer %d (%s) before it "
+			               "would get no gradient for its parameters (set input_grad = false "
+			               "on the container instead)",
+			               first + 1, m->children[first]->cls->name, j + 1,
+			               m->children[j]->cls->name);
+	while (!need && first < n && !ln_module_trains(m->children[first]))
+		first++;
 	const ln_tensor *g = gy;
-	for (int i = n - 1; i >= 0; i--) {
+	int last = n;  /* the last child whose backward ran */
+	for (int i = n - 1; i >= first; i--) {
 		ln_module *c = m->children[i];
 		const ln_tensor *in = i == 0 ? x : &m->children[i - 1]->output;
-		ln_status s = ln_module_backward_unprefixed(c, in, g, err);
+		ln_status s = ln_module_backward_ex(c, in, g, need || i > first, err);
 		if (s != LN_OK) {
 			ln_error_prefix(err, "layer %d (%s): ", i + 1, c->cls->name);
 			return s;
 		}
+		last = i;
+		if (c->gx_skipped && i > first) {
+			/* cut inside a nested container: nothing flows further back */
+			for (int j = first; j < i; j++)
+				if (ln_module_trains(m->children[j]))
+					return ln_fail(err, LN_EARG,
+					               "layer %d (%s) computes no input gradient (a layer inside "
+					               "it has input_grad = false), so layer %d (%s) before it "
+					               "would get no gradient for its parameters",
+					               i + 1, c->cls->name, j + 1, m->children[j]->cls->name);
+			break;
+		}
 		g = &c->grad_input;
 	}
+	for (int j = 0; j < last; j++)
+		ln_module_skip_gx(m->children[j]);
 	ln_tensor_release(&m->grad_input);
-	ln_tensor_ref(&m->grad_input, g);
+	if (last == 0 && !m->children[0]->gx_skipped)
+		ln_tensor_ref(&m->grad_input, &m->children[0]->grad_input);
+	else
+		m->want_gx = false;
 	return LN_OK;
 }
 

@@ -1300,6 +1300,195 @@ static void test_steady_state_no_alloc(void **state)
 		ln_tensor_release(all[i]);
 }
 
+/* ---- input_grad = false --------------------------------------------------------------------- */
+
+static ln_module *conv(int64_t cin, int64_t cout)
+{
+	ln_module *m = NULL;
+	ln_error err;
+	return must(ln_conv2d_new(&m, NULL, cin, cout, 3, 1, 1, true, &err), &m, &err);
+}
+
+static ln_module *batchnorm(int64_t n)
+{
+	ln_module *m = NULL;
+	ln_error err;
+	return must(ln_batchnorm_new(&m, NULL, n, &err), &m, &err);
+}
+
+/* Builds the model of case i (the same weights for the same seed) and
+ * its input shape. */
+static ln_module *input_grad_case(int i, int *ndim, int64_t shape[4])
+{
+	switch (i) {
+	case 0:
+		*ndim = 2, shape[0] = 5, shape[1] = 6;
+		return linear(6, 4, true);
+	case 1:
+		*ndim = 4, shape[0] = 2, shape[1] = 2, shape[2] = 5, shape[3] = 5;
+		return conv(2, 3);
+	case 2:
+		*ndim = 2, shape[0] = 6, shape[1] = 4;
+		return batchnorm(4);
+	case 3:
+		*ndim = 4, shape[0] = 3, shape[1] = 2, shape[2] = 3, shape[3] = 3;
+		return batchnorm(2);
+	case 4:
+		*ndim = 2, shape[0] = 5, shape[1] = 6;
+		return seq_of(3, linear(6, 5, true), act("Tanh"), linear(5, 3, true));
+	case 5: /* Flatten first: Linear sees the input too */
+		*ndim = 4, shape[0] = 4, shape[1] = 3, shape[2] = 2, shape[3] = 2;
+		return seq_of(4, plain(ln_flatten_new), linear(12, 5, true), act("Tanh"),
+		              linear(5, 3, true));
+	case 6: /* nested: the inner container's first layer sees the input */
+		*ndim = 4, shape[0] = 2, shape[1] = 1, shape[2] = 4, shape[3] = 4;
+		return seq_of(4, seq_of(3, conv(1, 2), batchnorm(2), act("Tanh")),
+		              plain(ln_flatten_new), linear(32, 3, true), act("Sigmoid"));
+	default:
+		return NULL;
+	}
+}
+
+/* Whether the parameter gradients of a and b (two trees of one
+ * architecture) are the same, bit for bit. */
+static void expect_same_grads(ln_module *a, ln_module *b, int which)
+{
+	plist la = {.n = 0}, lb = {.n = 0};
+	ln_module_visit_params(a, collect, &la);
+	ln_module_visit_params(b, collect, &lb);
+	assert_int_equal(la.n, lb.n);
+	for (int k = 0; k < la.n; k++) {
+		const ln_tensor *ga = &la.p[k].owner->grad[la.p[k].index];
+		const ln_tensor *gb = &lb.p[k].owner->grad[lb.p[k].index];
+		assert_int_equal(ln_tensor_numel(ga), ln_tensor_numel(gb));
+		if (memcmp(ln_tensor_data(ga), ln_tensor_data(gb),
+		           (size_t)ln_tensor_numel(ga) * sizeof(float)) != 0)
+			fail_msg("case %d: gradient of parameter %d differs with input_grad off", which, k);
+	}
+}
+
+/* The first leaf of a tree: the layer that sees its input. */
+static ln_module *first_leaf(ln_module *m)
+{
+	while (m->nchildren > 0)
+		m = m->children[0];
+	return m;
+}
+
+static void test_input_grad_off(void **state)
+{
+	for (int i = 0;; i++) {
+		int ndim;
+		int64_t shape[4];
+		ln_rng_seed(ln_rng_global(), SEED);
+		ln_module *a = input_grad_case(i, &ndim, shape);
+		if (!a)
+			break;
+		ln_rng_seed(ln_rng_global(), SEED);
+		ln_module *b = input_grad_case(i, &ndim, shape);
+		b->input_grad = false;
+		ln_tensor x, gy;
+		away_from_kink(&x, ndim, shape);
+		forward_ok(a, &x);
+		forward_ok(b, &x);
+		tu_tensor_uniform(&gy, a->output.ndim, a->output.shape, -1, 1);
+		for (int step = 0; step < 2; step++) {  /* the second one adds */
+			backward_ok(a, &x, &gy);
+			backward_ok(b, &x, &gy);
+			expect_same_grads(a, b, i);
+			assert_false(a->gx_skipped);
+			assert_true(b->gx_skipped);
+			assert_true(first_leaf(b)->gx_skipped);
+			assert_false(first_leaf(a)->gx_skipped);
+			/* the layer that sees the input never needed a grad_input buffer */
+			assert_true(ln_tensor_is_empty(&first_leaf(b)->grad_input));
+		}
+		/* and the gradients it does compute are right */
+		double e = gradcheck_tree_params(b, &x, 1e-2);
+		if (!(e < 1e-2))
+			fail_msg("case %d: parameter gradcheck with input_grad off: %g", i, e);
+		/* turned back on, it is computed again */
+		b->input_grad = true;
+		backward_ok(b, &x, &gy);
+		assert_false(b->gx_skipped);
+		assert_false(first_leaf(b)->gx_skipped);
+		ln_module_release(a);
+		ln_module_release(b);
+		ln_tensor_release(&x);
+		ln_tensor_release(&gy);
+	}
+}
+
+/* Which children compute an input gradient, and the cuts that would
+ * leave parameters without one. */
+static void test_input_grad_children(void **state)
+{
+	ln_rng_seed(ln_rng_global(), SEED);
+	ln_error err;
+	ln_tensor x, gy;
+	tu_tensor_uniform(&x, 2, (int64_t[]){3, 4}, -1, 1);
+	tu_tensor_uniform(&gy, 2, (int64_t[]){3, 2}, -1, 1);
+
+	/* Flatten, then Linear: with the container's flag off neither
+	 * computes dL/dx; the layers after the first Linear all do */
+	ln_module *m = seq_of(4, plain(ln_flatten_new), linear(4, 3, true), act("ReLU"),
+	                      linear(3, 2, true));
+	m->input_grad = false;
+	forward_ok(m, &x);
+	backward_ok(m, &x, &gy);
+	assert_true(m->gx_skipped && m->children[0]->gx_skipped && m->children[1]->gx_skipped);
+	assert_false(m->children[2]->gx_skipped || m->children[3]->gx_skipped);
+	assert_true(ln_tensor_is_empty(&m->grad_input));
+
+	/* the flag on a child: the container's own dL/dx is cut there */
+	m->input_grad = true;
+	m->children[1]->input_grad = false;
+	backward_ok(m, &x, &gy);
+	assert_true(m->gx_skipped && m->children[0]->gx_skipped && m->children[1]->gx_skipped);
+	assert_false(m->children[2]->gx_skipped);
+	ln_module_release(m);
+
+	/* a cut after a layer with parameters would leave it untrained */
+	m = seq_of(3, linear(4, 3, true), act("ReLU"), linear(3, 2, true));
+	m->children[2]->input_grad = false;
+	forward_ok(m, &x);
+	assert_int_equal(ln_module_backward(m, &x, &gy, &err), LN_EARG);
+	assert_string_equal(err.msg,
+	                    "Sequential:backward: layer 3 (Linear) has input_grad = false, so layer "
+	                    "1 (Linear) before it would get no gradient for its parameters (set "
+	                    "input_grad = false on the container instead)");
+	/* the same cut inside a nested container */
+	ln_module_release(m);
+	m = seq_of(2, linear(4, 3, true), seq_of(2, act("ReLU"), linear(3, 2, true)));
+	m->children[1]->children[0]->input_grad = false;
+	forward_ok(m, &x);
+	assert_int_equal(ln_module_backward(m, &x, &gy, &err), LN_EARG);
+	assert_string_equal(err.msg,
+	                    "Sequential:backward: layer 2 (Sequential) computes no input gradient (a "
+	                    "layer inside it has input_grad = false), so layer 1 (Linear) before it "
+	                    "would get no gradient for its parameters");
+	ln_module_release(m);
+
+	/* a module without parameters and input_grad off does nothing */
+	m = act("Tanh");
+	m->input_grad = false;
+	forward_ok(m, &x);
+	backward_ok(m, &x, &x);
+	assert_true(m->gx_skipped && ln_tensor_is_empty(&m->grad_input));
+	ln_module_release(m);
+
+	/* no allocation in the steady state */
+	m = seq_of(3, linear(4, 3, true), act("ReLU"), linear(3, 2, true));
+	m->input_grad = false;
+	train_step(m, &x, &gy);
+	uint64_t before = alloc_calls();
+	train_step(m, &x, &gy);
+	assert_int_equal(alloc_calls(), before);
+	ln_module_release(m);
+	ln_tensor_release(&x);
+	ln_tensor_release(&gy);
+}
+
 /* ---- init ---------------------------------------------------------------------------------------- */
 
 static void test_init(void **state)
@@ -1503,6 +1692,8 @@ int main(void)
 		cmocka_unit_test(test_enomem_constructors),
 		cmocka_unit_test(test_enomem_first_step),
 		cmocka_unit_test(test_steady_state_no_alloc),
+		cmocka_unit_test(test_input_grad_off),
+		cmocka_unit_test(test_input_grad_children),
 		cmocka_unit_test(test_init),
 		cmocka_unit_test(test_build_context),
 		cmocka_unit_test(test_registry),

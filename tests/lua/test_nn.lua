@@ -345,6 +345,102 @@ test("trace lists every layer with its delta", function()
 	      s)
 end)
 
+-- ---- input_grad = false --------------------------------------------------------------------
+
+-- Two models built from the same seed; on the second, input_grad = false.
+local function twins(make)
+	lunet.seed(7)
+	local a = make()
+	lunet.seed(7)
+	local b = make()
+	b.input_grad = false
+	return a, b
+end
+
+local function same_grads(a, b, what)
+	local _, ga = a:parameters()
+	local _, gb = b:parameters()
+	check(#ga == #gb and #ga > 0, what .. ": parameter counts")
+	for i = 1, #ga do
+		check((ga[i] - gb[i]):abs():max() == 0, what .. ": gradient " .. i .. " differs")
+	end
+end
+
+test("input_grad = false: the same parameter gradients, no input gradient", function()
+	local cases = {
+		{"Linear", function() return nn.Linear(6, 4) end, {5, 6}},
+		{"Conv2d", function() return nn.Conv2d(2, 3, 3, {padding = 1}) end, {2, 2, 5, 5}},
+		{"BatchNorm", function() return nn.BatchNorm(4) end, {6, 4}},
+		{"BatchNorm 4-D", function() return nn.BatchNorm(2) end, {3, 2, 3, 3}},
+		{"Sequential", function()
+			return nn.Sequential{nn.Linear(6, 5), nn.Tanh(), nn.Linear(5, 3)}
+		end, {5, 6}},
+		{"Sequential, Flatten first", function()
+			return nn.Sequential{nn.Flatten(), nn.Linear(12, 5), nn.Tanh(), nn.Linear(5, 3)}
+		end, {4, 3, 2, 2}},
+		{"nested", function()
+			return nn.Sequential{nn.Sequential{nn.Conv2d(1, 2, 3, {padding = 1}), nn.BatchNorm(2),
+				nn.Tanh()}, nn.Flatten(), nn.Linear(32, 3)}
+		end, {2, 1, 4, 4}},
+	}
+	for _, c in ipairs(cases) do
+		local what, make, shape = c[1], c[2], c[3]
+		local a, b = twins(make)
+		check(a.input_grad == true and b.input_grad == false, what .. ": the flag reads back")
+		local x = lunet.randn(table.unpack(shape))
+		local gy = lunet.randn(table.unpack(a:forward(x):shape()))
+		b:forward(x)
+		local gxa = a:backward(x, gy)
+		local gxb = b:backward(x, gy)
+		check(lunet.is_tensor(gxa), what .. ": default returns dL/dx")
+		check(gxb == nil, what .. ": backward returns nil")
+		same_grads(a, b, what)
+		check_error(function() return b.grad_input end,
+		            "grad_input was not computed by the last backward",
+		            "input_grad is false (set m.input_grad = true to compute it)")
+		-- the layer that sees the input skipped it too, and says why
+		local leaf = b
+		while #leaf > 0 do leaf = leaf:get(1) end
+		if leaf ~= b then
+			check_error(function() return leaf.grad_input end, "nobody needed it")
+		end
+		-- nn.gradcheck checks the parameters only
+		check_grad(b, x, {tol = 2e-2})
+		b.input_grad = true
+		b:forward(x)
+		check(lunet.is_tensor(b:backward(x, gy)) and lunet.is_tensor(b.grad_input),
+		      what .. ": back on, computed again")
+	end
+end)
+
+test("input_grad: bad values and cuts that would starve a layer", function()
+	local m = nn.Linear(3, 2)
+	check_error(function() m.input_grad = 1 end, "Linear: input_grad must be a boolean, got number")
+	check_error(function() m.input_grad = nil end, "input_grad must be a boolean, got nil")
+	local s = nn.Sequential{nn.Linear(4, 3), nn.ReLU(), nn.Linear(3, 2)}
+	s:get(3).input_grad = false
+	local x = lunet.randn(2, 4)
+	local y = s:forward(x)
+	check_error(function() s:backward(x, y) end,
+	            "Sequential:backward: layer 3 (Linear) has input_grad = false, so layer 1 (Linear) "
+	            .. "before it would get no gradient for its parameters")
+	-- a cut after layers without parameters is fine: nothing before it needs a gradient
+	local f = nn.Sequential{nn.Flatten(), nn.Linear(4, 2)}
+	f:get(2).input_grad = false
+	f:forward(x)
+	check(f:backward(x, lunet.randn(2, 2)) == nil, "the container's dL/dx is cut")
+	check(f:get(2).grad_weight:abs():sum() > 0, "the weights got their gradient")
+end)
+
+test("trace leaves out the deltas nobody computed", function()
+	local m = nn.Sequential{nn.Linear(4, 5), nn.Sigmoid(), nn.Linear(5, 3)}
+	m.input_grad = false
+	local x = lunet.randn(6, 4)
+	m:backward(x, m:forward(x))
+	local tr = m:trace()
+	check(tr[1].delta == nil and tr[2].delta ~= nil and tr[1].grad > 0, "delta of layer 1 absent")
+end)
+
 -- ---- pairing warnings -------------------------------------------------------------------------
 
 test("softmax applied twice draws one warning; lunet.warnings(false) silences it", function()
