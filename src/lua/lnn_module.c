@@ -645,8 +645,6 @@ static int l_linear(lua_State *L)
 /* Layers without arguments share one constructor; upvalue 2 is their
  * class. */
 static const ln_module_class *const plain_layers[] = {
-	&ln_softmax_class,
-	&ln_log_softmax_class,
 	&ln_flatten_class,
 };
 
@@ -688,6 +686,25 @@ static int l_activation(lua_State *L)
 		param = lua_tonumber(L, 1);
 	}
 	return build(L, &d->cls, &param);
+}
+
+/* nn.Softmax([dim=-1]) and nn.LogSoftmax([dim=-1]); upvalue 2 is the
+ * class. */
+static int l_softmax(lua_State *L)
+{
+	const ln_module_class *cls = lua_touserdata(L, lua_upvalueindex(2));
+	char fname[64];
+	snprintf(fname, sizeof fname, "nn.%s", cls->name);
+	lnL_checknargs(L, 1, fname);
+	double dim = -1;
+	if (!lua_isnoneornil(L, 1)) {
+		if (!lua_isinteger(L, 1))
+			return luaL_error(L, "%s: dim must be an integer, got %s", fname,
+			                  lua_type(L, 1) == LUA_TNUMBER ? lua_tostring(L, 1)
+			                                                : luaL_typename(L, 1));
+		dim = (double)lua_tointeger(L, 1);
+	}
+	return build(L, cls, &dim);
 }
 
 /* nn.Dropout([p=0.5]) */
@@ -885,6 +902,8 @@ void lnL_open_nn(lua_State *L)
 	lua_getfield(L, nn, "BatchNorm");
 	lua_setfield(L, nn, "BatchNorm2d");
 	set_closure(L, nn, state, "MaxPool2d", l_pool, &ln_maxpool2d_class);
+	set_closure(L, nn, state, "Softmax", l_softmax, &ln_softmax_class);
+	set_closure(L, nn, state, "LogSoftmax", l_softmax, &ln_log_softmax_class);
 	set_closure(L, nn, state, "AvgPool2d", l_pool, &ln_avgpool2d_class);
 	for (size_t i = 0; i < sizeof plain_layers / sizeof plain_layers[0]; i++)
 		set_closure(L, nn, state, plain_layers[i]->name, l_plain, plain_layers[i]);

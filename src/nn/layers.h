@@ -83,10 +83,15 @@ const ln_activation_def *ln_activation_defs(int *count);
 ln_status ln_activation_new(ln_module **out, const char *name, double param, ln_error *err);
 
 /* ---- Softmax, LogSoftmax (softmax.c) ----------------------------------------
- * Over the last dimension of x {N,...,C} (usually {N,C}); at least 2-D.
- * Computed stably (the row maximum is subtracted first). */
+ * Over one dimension of x, at least 2-D: the last by default (x {N,...,C},
+ * usually {N,C}), or dim (1-based; negative counts from the end, -1 the
+ * last; config "dim"), checked against each input's rank at forward.
+ * Computed stably (the maximum is subtracted first).  LN_ERANGE for dim 0
+ * or |dim| > LN_MAX_DIMS. */
 ln_status ln_softmax_new(ln_module **out, ln_error *err);
 ln_status ln_log_softmax_new(ln_module **out, ln_error *err);
+ln_status ln_softmax_new_dim(ln_module **out, int64_t dim, ln_error *err);
+ln_status ln_log_softmax_new_dim(ln_module **out, int64_t dim, ln_error *err);
 
 /* ---- Dropout (dropout.c) ------------------------------------------------------
  * In training mode each element is dropped with probability p (from the

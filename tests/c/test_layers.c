@@ -291,6 +291,79 @@ static void test_softmax_values(void **state)
 	ln_module_release(lsm);
 }
 
+/* Softmax(dim)/LogSoftmax(dim) over another dimension than the last:
+ * values by hand on {2,2} over dim 1 (each column is a distribution), a
+ * 3-D input against the last-dimension softmax of its permuted copy,
+ * gradient checks over every dimension of a 3-D input, and the errors. */
+static void test_softmax_dim(void **state)
+{
+	ln_module *m = NULL;
+	ln_error err;
+	ln_tensor x;
+	tu_tensor(&x, 2, (int64_t[]){2, 2}, (const float[]){1, 2, 3, 5});
+	ln_module *sm = must(ln_softmax_new_dim(&m, 1, &err), &m, &err);
+	ln_module *lsm = must(ln_log_softmax_new_dim(&m, -2, &err), &m, &err);
+	forward_ok(sm, &x);
+	forward_ok(lsm, &x);
+	/* column 1 holds 1 and 3, column 2 holds 2 and 5 */
+	double a = 1 / (1 + exp(2.0)), b = 1 / (1 + exp(3.0));
+	double want_p[4] = {a, b, 1 - a, 1 - b};
+	double want_lp[4] = {log(a), log(b), log(1 - a), log(1 - b)};
+	expect_close(ln_tensor_data(&sm->output), want_p, 4, 1e-6);
+	expect_close(ln_tensor_data(&lsm->output), want_lp, 4, 1e-6);
+	char d[64];
+	sm->cls->describe(sm, d, sizeof d);
+	assert_string_equal(d, "Softmax(dim=1)");
+	lsm->cls->describe(lsm, d, sizeof d);
+	assert_string_equal(d, "LogSoftmax(dim=-2)");
+	ln_module_release(sm);
+	ln_module_release(lsm);
+	ln_tensor_release(&x);
+
+	/* {2,3,4} over dim 2 equals the last-dim softmax of the {2,4,3} copy */
+	ln_tensor x3, xp = LN_TENSOR_EMPTY, xpc = LN_TENSOR_EMPTY;
+	tu_tensor_uniform(&x3, 3, (int64_t[]){2, 3, 4}, -3, 3);
+	sm = must(ln_softmax_new_dim(&m, 2, &err), &m, &err);
+	ln_module *last = plain(ln_softmax_new);
+	forward_ok(sm, &x3);
+	assert_int_equal(ln_tensor_permute(&xp, &x3, (const int[]){0, 2, 1}, &err), LN_OK);
+	assert_int_equal(ln_tensor_clone(&xpc, &xp, &err), LN_OK);
+	forward_ok(last, &xpc);
+	const float *got = ln_tensor_data(&sm->output), *ref = ln_tensor_data(&last->output);
+	for (int i = 0; i < 2; i++)
+		for (int j = 0; j < 3; j++)
+			for (int k = 0; k < 4; k++)
+				assert_float_equal(got[(i * 3 + j) * 4 + k], ref[(i * 4 + k) * 3 + j], 1e-7);
+	ln_module_release(sm);
+	ln_module_release(last);
+	ln_tensor_release(&xp);
+	ln_tensor_release(&xpc);
+
+	for (int dim = -3; dim <= 3; dim++) {
+		if (dim == 0)
+			continue;
+		sm = must(ln_softmax_new_dim(&m, dim, &err), &m, &err);
+		lsm = must(ln_log_softmax_new_dim(&m, dim, &err), &m, &err);
+		expect_gradcheck(sm, &x3, 1e-2);
+		expect_gradcheck(lsm, &x3, 1e-2);
+		ln_module_release(sm);
+		ln_module_release(lsm);
+	}
+
+	sm = must(ln_softmax_new_dim(&m, 4, &err), &m, &err);
+	assert_int_equal(ln_module_forward(sm, &x3, &err), LN_ESHAPE);
+	assert_string_equal(err.msg, "Softmax: dim 4 does not exist in an input of shape {2,3,4} "
+	                             "(expected 1..3 or -3..-1)");
+	ln_module_release(sm);
+	ln_tensor_release(&x3);
+	m = NULL;
+	assert_int_equal(ln_softmax_new_dim(&m, 0, &err), LN_ERANGE);
+	assert_string_equal(err.msg, "dim must not be 0 (dimensions count from 1; -1 is the last)");
+	assert_int_equal(ln_log_softmax_new_dim(&m, 9, &err), LN_ERANGE);
+	assert_string_equal(err.msg, "expected dim to be an integer in [-8, 8], got 9");
+	assert_null(m);
+}
+
 static void test_flatten_shapes(void **state)
 {
 	ln_module *f = plain(ln_flatten_new);
@@ -1674,6 +1747,7 @@ int main(void)
 		cmocka_unit_test(test_linear_values),
 		cmocka_unit_test(test_activation_values),
 		cmocka_unit_test(test_softmax_values),
+		cmocka_unit_test(test_softmax_dim),
 		cmocka_unit_test(test_flatten_shapes),
 		cmocka_unit_test(test_linear_kernels_match_naive),
 		cmocka_unit_test(test_linear_default_init),

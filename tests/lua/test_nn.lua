@@ -42,6 +42,27 @@ test("gradcheck activations", function()
 	end
 end)
 
+test("Softmax(dim) and LogSoftmax(dim): values by hand, every dim checked", function()
+	-- over dim 1 of {{1,2},{3,5}} each column is a distribution
+	local x = lunet.tensor{{1, 2}, {3, 5}}
+	local a, b = 1 / (1 + math.exp(2)), 1 / (1 + math.exp(3))
+	local want = lunet.tensor{{a, b}, {1 - a, 1 - b}}
+	check(nn.Softmax(1)(x):allclose(want, 1e-5, 1e-7), "Softmax(1)")
+	check(nn.LogSoftmax(-2)(x):allclose(want:log(), 1e-5, 1e-6), "LogSoftmax(-2)")
+	check(nn.Softmax(-1)(x):allclose(nn.Softmax()(x), 0, 0), "Softmax(-1) is the default")
+	h.eq(nn.Softmax(2).dim, 2)
+	h.eq(nn.LogSoftmax().dim, -1)
+	h.eq(tostring(nn.Softmax(1)), "Softmax(dim=1)")
+	h.eq(tostring(nn.LogSoftmax()), "LogSoftmax")
+	for _, d in ipairs{1, 2, 3, -1, -2, -3} do
+		check_grad(nn.Softmax(d), lunet.randn(2, 3, 4))
+		check_grad(nn.LogSoftmax(d), lunet.randn(2, 3, 4))
+	end
+	-- over dim 2 of {2,3,4}: the columns of each {3,4} slice sum to 1
+	local y = nn.Softmax(2)(lunet.randn(2, 3, 4))
+	check(y:sum(2):allclose(lunet.ones(2, 1, 4), 1e-5, 1e-6), "sums along dim 2")
+end)
+
 test("gradcheck Flatten and Dropout in evaluate mode", function()
 	check_grad(nn.Flatten(), lunet.randn(2, 3, 4))
 	check_grad(nn.Dropout(0.3):evaluate(), lunet.randn(3, 4))

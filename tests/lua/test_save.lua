@@ -186,7 +186,7 @@ end)
 
 local function mlp()
 	return nn.Sequential{nn.Linear(10, 32), nn.ReLU(), nn.Dropout(0.3), nn.Linear(32, 16),
-		nn.Tanh(), nn.Linear(16, 4), nn.LogSoftmax()}
+		nn.Tanh(), nn.Linear(16, 4), nn.LogSoftmax(2)}
 end
 
 local function cnn()
@@ -213,6 +213,7 @@ test("MLP with Dropout: bit-identical outputs in evaluate mode", function()
 	eq(#r, #m, "layers")
 	eq(r.training, false, "evaluate mode kept")
 	eq(r:get(3).p, 0.3, "Dropout p")
+	eq(r:get(7).dim, 2, "LogSoftmax dim")
 	for i = 1, #m do eq(r:get(i).name, m:get(i).name, "layer " .. i) end
 	local p1, p2 = m:parameters(), r:parameters()
 	eq(#p2, #p1, "parameter count")
