@@ -84,7 +84,7 @@ function nn.gradcheck(obj, x, target, opts)
 		kind = (target ~= nil and not is_options(target)) and "loss" or "module"
 	else
 		error("nn.gradcheck: expected a module, a loss or a table with forward/backward, got "
-		      .. type(obj), 2)
+		      .. nn._what(obj), 2)
 	end
 	if not is_tensor(x) then
 		error("nn.gradcheck: expected an input tensor, got " .. type(x), 2)
@@ -118,9 +118,17 @@ function nn.gradcheck(obj, x, target, opts)
 	end
 
 	if kind == "loss" then
-		obj:forward(x, target)
-		local gx = obj:backward(x, target):clone()
-		local e, at = check_tensor(function() return obj:forward(x, target) end, x, gx, eps)
+		local out, f, gx = obj:forward(x, target), nil, nil
+		if is_tensor(out) then
+			-- reduction "none": the per-sample losses, probed as sum r.*l
+			local r = weights(out:numel())
+			gx = obj:backward(x, target, lunet.tensor(r):reshape(table.unpack(out:shape())))
+			f = function() return probe_value(obj:forward(x, target), r) end
+		else
+			gx = obj:backward(x, target)
+			f = function() return obj:forward(x, target) end
+		end
+		local e, at = check_tensor(f, x, gx:clone(), eps)
 		consider(e, at, "input")
 	else
 		local y = obj:forward(x)
@@ -262,7 +270,7 @@ nn._module_methods.trace = trace
 function nn.accuracy(model, x, y, batch)
 	batch = batch or 1000
 	if type(model) ~= "table" and not nn.is_module(model) then
-		error("nn.accuracy: expected a model, got " .. type(model), 2)
+		error("nn.accuracy: expected a model, got " .. nn._what(model), 2)
 	end
 	if not is_tensor(x) then
 		error("nn.accuracy: expected an input tensor, got " .. type(x), 2)

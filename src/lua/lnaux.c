@@ -159,9 +159,9 @@ static const char *pos_str(char *buf, size_t size, int n, const int64_t *pos)
 	return buf;
 }
 
-/* Name of the type of the value at idx, using __name for userdata
- * ("lunet.Tensor") as luaL_typeerror does. */
-static const char *type_name(lua_State *L, int idx)
+/* Name of the type of the value at idx ("lunet.Tensor" for tensors and
+ * other named userdata). */
+const char *lnL_tname(lua_State *L, int idx)
 {
 	if (luaL_getmetafield(L, idx, "__name") == LUA_TSTRING) {
 		const char *name = lua_tostring(L, -1);
@@ -171,6 +171,18 @@ static const char *type_name(lua_State *L, int idx)
 	if (lua_type(L, idx) == LUA_TLIGHTUSERDATA)
 		return "light userdata";
 	return luaL_typename(L, idx);
+}
+
+/* Writes a number for an error message: integers exactly, NaN as "nan". */
+const char *lnL_numstr(char *buf, size_t size, lua_State *L, int idx)
+{
+	if (lua_isinteger(L, idx))
+		snprintf(buf, size, "%lld", (long long)lua_tointeger(L, idx));
+	else if (isnan(lua_tonumber(L, idx)))
+		snprintf(buf, size, "nan");
+	else
+		snprintf(buf, size, "%.14g", (double)lua_tonumber(L, idx));
+	return buf;
 }
 
 typedef struct fill_ctx {
@@ -194,12 +206,12 @@ static void fill_from_table(lua_State *L, int idx, int d, fill_ctx *c)
 		if (d == c->ndim - 1) {
 			if (type != LUA_TNUMBER)
 				lnL_raisef(L, "%s: expected a number at %s, got %s", c->fname,
-				           pos_str(where, sizeof where, d + 1, c->pos), type_name(L, -1));
+				           pos_str(where, sizeof where, d + 1, c->pos), lnL_tname(L, -1));
 			*c->out++ = (float)lua_tonumber(L, -1);
 		} else {
 			if (type != LUA_TTABLE)
 				lnL_raisef(L, "%s: expected a table at %s, got %s", c->fname,
-				           pos_str(where, sizeof where, d + 1, c->pos), type_name(L, -1));
+				           pos_str(where, sizeof where, d + 1, c->pos), lnL_tname(L, -1));
 			lua_Unsigned len = lua_rawlen(L, -1);
 			if ((int64_t)len != c->shape[d + 1])
 				lnL_raisef(L, "%s: ragged table: expected %lld elements at %s, got %lld",
@@ -266,7 +278,7 @@ ln_tensor *lnL_totensor(lua_State *L, int arg, const char *fname)
 	if (lua_type(L, arg) == LUA_TTABLE)
 		return table_to_tensor(L, arg, fname);
 	lnL_raisef(L, "%s: expected a lunet.Tensor or a table of numbers, got %s", fname,
-	           type_name(L, arg));
+	           lnL_tname(L, arg));
 	return NULL;
 }
 
@@ -279,7 +291,7 @@ static int64_t check_size(lua_State *L, int idx, int dim, const char *fname)
 {
 	if (lua_type(L, idx) != LUA_TNUMBER)
 		lnL_raisef(L, "%s: expected sizes that are integers >= 1, got %s for dimension %d",
-		           fname, type_name(L, idx), dim);
+		           fname, lnL_tname(L, idx), dim);
 	int isint;
 	lua_Integer v = lua_tointegerx(L, idx, &isint);
 	if (!isint) {
@@ -313,7 +325,7 @@ int lnL_checkshape(lua_State *L, int arg, int64_t shape[LN_MAX_DIMS], const char
 			           (long long)n);
 		if (top > arg)
 			lnL_raisef(L, "%s: expected nothing after the shape table, got %s", fname,
-			           type_name(L, arg + 1));
+			           lnL_tname(L, arg + 1));
 		for (int i = 0; i < (int)n; i++) {
 			lua_rawgeti(L, arg, i + 1);
 			shape[i] = check_size(L, -1, i + 1, fname);

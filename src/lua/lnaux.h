@@ -39,6 +39,12 @@ ln_tensor *lnL_testtensor(lua_State *L, int arg);
  * targets and labels given as plain tables. */
 ln_tensor *lnL_totensor(lua_State *L, int arg, const char *fname);
 
+/* Name of the type of the value at idx ("lunet.Tensor" for tensors and
+ * other named userdata), as luaL_typeerror gives it. */
+const char *lnL_tname(lua_State *L, int idx);
+/* A number at idx for a message: integers exactly, NaN as "nan". */
+const char *lnL_numstr(char *buf, size_t size, lua_State *L, int idx);
+
 /* Raises the Lua error "fname: <err->msg>".  Never returns. */
 int lnL_error(lua_State *L, const char *fname, const ln_error *err);
 
@@ -118,6 +124,17 @@ struct ln_optim;
 typedef struct lnL_module_box { struct ln_module *m; } lnL_module_box;
 typedef struct lnL_optim_box { struct ln_optim *opt; } lnL_optim_box;
 
+/* Raises the error of a method called on something that is not its
+ * object (argument 1), which is almost always m.forward(x) written for
+ * m:forward(x): "module:forward: got lunet.Tensor instead of the module:
+ * call methods with a colon, m:forward(x), not m.forward(x)".  kind is
+ * "module" or "loss".  Never returns. */
+int lnL_selferror(lua_State *L, const char *kind, const char *method);
+/* Pushes and returns what the value at idx is, for a message where a
+ * module belongs: its type name ("function", "lunet.Tensor"), or for a
+ * constructor of nn passed without calling it, "nn.ReLU, the constructor,
+ * where a module belongs: call it, nn.ReLU()". */
+const char *lnL_pushwhat(lua_State *L, int idx);
 /* The module box at idx, or NULL if the value is not a module. */
 lnL_module_box *lnL_testmodule(lua_State *L, int idx);
 /* Pushes a view of parameter i of the open module at module_idx (of its

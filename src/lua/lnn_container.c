@@ -157,7 +157,7 @@ static void sequential_append(lua_State *L, ln_module *seq, int idx, const char 
 		wrapped = true;
 	} else {
 		luaL_error(L, "%s: expected a module or a table with forward/backward, got %s", fname,
-		           luaL_typename(L, idx));
+		           lnL_pushwhat(L, idx));
 		return;
 	}
 	ln_status st = ln_sequential_add(seq, child, &err);

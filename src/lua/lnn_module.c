@@ -23,6 +23,11 @@
 
 #define MODULE_MARK "__lunet_module"
 #define STATE_REG "lunet.nn.state"
+#define NN_REG "lunet.nn.table"  /* the nn table, for lnL_pushwhat */
+
+static int l_plain(lua_State *L);
+static int l_activation(lua_State *L);
+static int l_softmax(lua_State *L);
 
 /* ---- arguments ---------------------------------------------------------------- */
 
@@ -74,9 +79,57 @@ const char *lnn_box_class(lua_State *L, int idx)
 	return name;
 }
 
+/* The arguments a method is shown with in the hint below. */
+static const char *method_args(const char *kind, const char *method)
+{
+	bool loss = strcmp(kind, "loss") == 0;
+	if (strcmp(method, "forward") == 0)
+		return loss ? "x, y" : "x";
+	if (strcmp(method, "backward") == 0)
+		return loss ? "x, y" : "x, gy";
+	return "";
+}
+
+int lnL_selferror(lua_State *L, const char *kind, const char *method)
+{
+	const char *got = lua_isnone(L, 1) ? "no value" : lnL_tname(L, 1);
+	const char *v = strcmp(kind, "loss") == 0 ? "c" : "m";
+	const char *args = method_args(kind, method);
+	return luaL_error(L, "%s:%s: got %s instead of the %s: call methods with a colon, "
+	                  "%s:%s(%s), not %s.%s(%s)", kind, method, got, kind, v, method, args, v,
+	                  method, args);
+}
+
+const char *lnL_pushwhat(lua_State *L, int idx)
+{
+	idx = lua_absindex(L, idx);
+	if (lua_type(L, idx) == LUA_TFUNCTION &&
+	    lua_getfield(L, LUA_REGISTRYINDEX, NN_REG) == LUA_TTABLE) {
+		int nn = lua_gettop(L);
+		lua_pushnil(L);
+		while (lua_next(L, nn)) {
+			if (lua_rawequal(L, -1, idx) && lua_type(L, -2) == LUA_TSTRING) {
+				lua_CFunction f = lua_tocfunction(L, idx);
+				bool no_args = f == l_plain || f == l_activation || f == l_softmax;
+				const char *name = lua_tostring(L, -2);
+				lua_pushfstring(L, "nn.%s, the constructor, where a module belongs: call "
+				                "it, nn.%s(%s)", name, name, no_args ? "" : "...");
+				lua_replace(L, nn);
+				lua_settop(L, nn);
+				return lua_tostring(L, -1);
+			}
+			lua_pop(L, 1);
+		}
+		lua_settop(L, nn - 1);
+	}
+	return lua_pushstring(L, lnL_tname(L, idx));
+}
+
 ln_module *lnn_check_module(lua_State *L, int idx, const char *method)
 {
 	module_box *b = lnL_testmodule(L, idx);
+	if (!b && idx == 1)
+		lnL_selferror(L, "module", method);
 	if (!b)
 		luaL_error(L, "module:%s: expected a lunet module as argument %d, got %s", method, idx,
 		           luaL_typename(L, idx));
@@ -698,9 +751,10 @@ static int l_softmax(lua_State *L)
 	lnL_checknargs(L, 1, fname);
 	double dim = -1;
 	if (!lua_isnoneornil(L, 1)) {
+		char v[64];
 		if (!lua_isinteger(L, 1))
 			return luaL_error(L, "%s: dim must be an integer, got %s", fname,
-			                  lua_type(L, 1) == LUA_TNUMBER ? lua_tostring(L, 1)
+			                  lua_type(L, 1) == LUA_TNUMBER ? lnL_numstr(v, sizeof v, L, 1)
 			                                                : luaL_typename(L, 1));
 		dim = (double)lua_tointeger(L, 1);
 	}
@@ -841,6 +895,15 @@ static const luaL_Reg module_meta[] = {
 	{NULL, NULL},
 };
 
+/* nn._what(v) -> what v is, for a message where a module belongs
+ * (lnL_pushwhat): for the pure-Lua parts. */
+static int l_what(lua_State *L)
+{
+	luaL_checkany(L, 1);
+	lnL_pushwhat(L, 1);
+	return 1;
+}
+
 /* nn.is_module(v) -> boolean */
 static int l_is_module(lua_State *L)
 {
@@ -921,6 +984,12 @@ void lnL_open_nn(lua_State *L)
 		lua_setfield(L, -2, inits[i]);
 	}
 	lua_setfield(L, nn, "init");
+
+	lua_pushvalue(L, nn);
+	lua_setfield(L, LUA_REGISTRYINDEX, NN_REG);
+	lua_pushvalue(L, state);
+	lua_pushcclosure(L, l_what, 1);
+	lua_setfield(L, nn, "_what");
 
 	lua_pushvalue(L, state);
 	lnn_open_container(L, nn);

@@ -395,7 +395,7 @@ static int optim_new(lua_State *L)
 		}
 	} else if (!mb) {
 		lnL_raisef(L, "%s: expected a model or a table of parameter tensors, got %s", fn,
-		           luaL_typename(L, 1));
+		           lnL_pushwhat(L, 1));
 	}
 	if (mb && !mb->m)
 		lnL_raisef(L, "%s: the model is closed", fn);

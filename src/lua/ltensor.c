@@ -33,30 +33,6 @@ const char *lnL_tshape(const ln_tensor *t, char *buf)
 	return ln_tensor_shape_str(t, buf, SHAPE_BUF);
 }
 
-/* Name of the type of the value at idx ("lunet.Tensor" for tensors and
- * other named userdata). */
-const char *lnL_tname(lua_State *L, int idx)
-{
-	if (luaL_getmetafield(L, idx, "__name") == LUA_TSTRING) {
-		const char *name = lua_tostring(L, -1);
-		lua_pop(L, 1);  /* the string stays alive in the metatable */
-		return name;
-	}
-	return luaL_typename(L, idx);
-}
-
-/* Writes a number for an error message: integers exactly, NaN as "nan". */
-const char *lnL_numstr(char *buf, size_t size, lua_State *L, int idx)
-{
-	if (lua_isinteger(L, idx))
-		snprintf(buf, size, "%lld", (long long)lua_tointeger(L, idx));
-	else if (isnan(lua_tonumber(L, idx)))
-		snprintf(buf, size, "nan");
-	else
-		snprintf(buf, size, "%.14g", (double)lua_tonumber(L, idx));
-	return buf;
-}
-
 /* The open tensor at arg, or "fname: expected a lunet.Tensor, got <type>"
  * / "fname: tensor is closed". */
 ln_tensor *lnL_checkt(lua_State *L, int arg, const char *fname)

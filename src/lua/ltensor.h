@@ -18,11 +18,6 @@
 
 /* Shape of t as "{2,3}" in buf (SHAPE_BUF bytes). */
 const char *lnL_tshape(const ln_tensor *t, char *buf);
-/* Name of the type of the value at idx ("lunet.Tensor" for tensors and
- * other named userdata). */
-const char *lnL_tname(lua_State *L, int idx);
-/* A number at idx for a message: integers exactly, NaN as "nan". */
-const char *lnL_numstr(char *buf, size_t size, lua_State *L, int idx);
 /* The open tensor at arg, or "fname: expected a lunet.Tensor, got <type>"
  * / "fname: tensor is closed". */
 ln_tensor *lnL_checkt(lua_State *L, int arg, const char *fname);

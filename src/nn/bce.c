@@ -66,45 +66,49 @@ void ln_bce_logits_grad(float *gz, const float *z, const float *y, int64_t m, do
 
 /* ==== BCELoss ================================================================= */
 
-static ln_status bce_check(const ln_tensor *input, const ln_tensor *target, ln_error *err)
+/* BCELoss takes probabilities: an input outside [0,1] is most often a
+ * logit, and the message says where to take those. */
+static ln_status bce_prepare(const ln_loss *c, const ln_tensor *input, const ln_tensor *target,
+                             ln_loss_rows *r, ln_error *err)
 {
+	(void)c;
 	ln_status st = ln_loss_check_same_shape(input, target, err);
-	if (st == LN_OK)
-		st = ln_loss_check_unit("input", input, err);
+	if (st == LN_OK) {
+		ln_error out;
+		st = ln_loss_check_unit("input", input, &out);
+		if (st == LN_ERANGE)
+			return ln_fail(err, st, "%s; BCELoss takes probabilities: for logits (any real "
+			               "number) use BCEWithLogitsLoss, or put a Sigmoid before BCELoss",
+			               out.msg);
+		if (st != LN_OK && err)
+			*err = out;
+	}
 	if (st == LN_OK)
 		st = ln_loss_check_unit("target", target, err);
+	if (st == LN_OK)
+		ln_loss_rows_batch(r, input, target);
 	return st;
 }
 
-static ln_status bce_forward(ln_loss *c, const ln_tensor *input, const ln_tensor *target,
-                             double *loss, ln_error *err)
+static double bce_row_loss(const ln_loss *c, const ln_loss_rows *r, int64_t i, float *yhat)
 {
-	ln_status st = bce_check(input, target, err);
-	if (st != LN_OK)
-		return st;
-	*loss = ln_loss_scale(c, input->shape[0]) *
-	        bce_sum(ln_tensor_data(input), ln_tensor_data(target), ln_tensor_numel(input));
-	return LN_OK;
+	(void)c;
+	(void)yhat;
+	return bce_sum(r->x + i * r->k, r->y + i * r->k, r->k);
 }
 
-static ln_status bce_backward(ln_loss *c, const ln_tensor *input, const ln_tensor *target,
-                              ln_error *err)
+static void bce_row_grad(const ln_loss *c, const ln_loss_rows *r, int64_t i, float *g, double s)
 {
-	ln_status st = bce_check(input, target, err);
-	if (st == LN_OK)
-		st = ln_tensor_ensure(&c->grad_input, input->ndim, input->shape, err);
-	if (st != LN_OK)
-		return st;
-	bce_grad(ln_tensor_data(&c->grad_input), ln_tensor_data(input), ln_tensor_data(target),
-	         ln_tensor_numel(input), ln_loss_scale(c, input->shape[0]));
-	return LN_OK;
+	(void)c;
+	bce_grad(g, r->x + i * r->k, r->y + i * r->k, r->k, s);
 }
 
 static const ln_loss_class bce_class = {
 	.name = "BCELoss",
 	.size = sizeof(ln_loss),
-	.forward = bce_forward,
-	.backward = bce_backward,
+	.prepare = bce_prepare,
+	.row_loss = bce_row_loss,
+	.row_grad = bce_row_grad,
 };
 
 /* New BCELoss; the caller owns the reference.  Errors: LN_ENOMEM. */
@@ -115,45 +119,38 @@ ln_status ln_bce_loss_new(ln_loss **out, ln_reduction r, ln_error *err)
 
 /* ==== BCEWithLogitsLoss ======================================================== */
 
-static ln_status logits_check(const ln_tensor *input, const ln_tensor *target, ln_error *err)
+static ln_status logits_prepare(const ln_loss *c, const ln_tensor *input,
+                                const ln_tensor *target, ln_loss_rows *r, ln_error *err)
 {
+	(void)c;
 	ln_status st = ln_loss_check_same_shape(input, target, err);
 	if (st == LN_OK)
 		st = ln_loss_check_unit("target", target, err);
+	if (st == LN_OK)
+		ln_loss_rows_batch(r, input, target);
 	return st;
 }
 
-static ln_status logits_forward(ln_loss *c, const ln_tensor *input, const ln_tensor *target,
-                                double *loss, ln_error *err)
+static double logits_row_loss(const ln_loss *c, const ln_loss_rows *r, int64_t i, float *yhat)
 {
-	ln_status st = logits_check(input, target, err);
-	if (st != LN_OK)
-		return st;
-	*loss = ln_loss_scale(c, input->shape[0]) *
-	        ln_bce_logits_sum(NULL, ln_tensor_data(input), ln_tensor_data(target),
-	                          ln_tensor_numel(input));
-	return LN_OK;
+	(void)c;
+	(void)yhat;
+	return ln_bce_logits_sum(NULL, r->x + i * r->k, r->y + i * r->k, r->k);
 }
 
-static ln_status logits_backward(ln_loss *c, const ln_tensor *input, const ln_tensor *target,
-                                 ln_error *err)
+static void logits_row_grad(const ln_loss *c, const ln_loss_rows *r, int64_t i, float *g,
+                            double s)
 {
-	ln_status st = logits_check(input, target, err);
-	if (st == LN_OK)
-		st = ln_tensor_ensure(&c->grad_input, input->ndim, input->shape, err);
-	if (st != LN_OK)
-		return st;
-	ln_bce_logits_grad(ln_tensor_data(&c->grad_input), ln_tensor_data(input),
-	                   ln_tensor_data(target), ln_tensor_numel(input),
-	                   ln_loss_scale(c, input->shape[0]));
-	return LN_OK;
+	(void)c;
+	ln_bce_logits_grad(g, r->x + i * r->k, r->y + i * r->k, r->k, s);
 }
 
 const ln_loss_class ln_bce_logits_class = {
 	.name = "BCEWithLogitsLoss",
 	.size = sizeof(ln_loss),
-	.forward = logits_forward,
-	.backward = logits_backward,
+	.prepare = logits_prepare,
+	.row_loss = logits_row_loss,
+	.row_grad = logits_row_grad,
 };
 
 /* New BCEWithLogitsLoss; the caller owns the reference.  Errors: LN_ENOMEM. */

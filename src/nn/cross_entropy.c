@@ -1,207 +1,371 @@
 /*
  * cross_entropy.c -- CrossEntropyLoss on logits and NLLLoss on
- * log-probabilities, both over {N,C} inputs.
+ * log-probabilities, both over {N,C} inputs, with PyTorch's options
+ * (loss.h): label_smoothing (CrossEntropyLoss), class weights and
+ * ignore_index.
  *
- *   CrossEntropyLoss:  L = -1/N sum_i y_i . log softmax(z_i)
- *                        = 1/N sum_i [ (sum_j y_ij) lse(z_i) - y_i . z_i ]
+ *   CrossEntropyLoss:  l_i = -sum_j t_ij log softmax(z_i)_j
+ *                          = sum_j t_ij (lse(z_i) - z_ij)
  *                      with lse(z) = m + log sum_j exp(z_j - m), m = max_j z_j
- *                      (log-sum-exp: logits of +-1000 give a finite loss);
- *                      dL/dz_i = (softmax(z_i) (sum_j y_ij) - y_i)/N, which is
- *                      (softmax(z_i) - y_i)/N for one-hot and probability rows.
- *   NLLLoss:           L = -1/N sum_i y_i . x_i,  dL/dx_i = -y_i/N.
+ *                      (log-sum-exp: logits of +-1000 give a finite loss), and
+ *                      t_i the target row: one-hot for a label l, the given
+ *                      row otherwise, then smoothed, t <- (1 - eps) t + eps/C,
+ *                      and weighted, t_j <- w_j t_j;
+ *                      dl_i/dz_i = softmax(z_i) S_i - t_i,  S_i = sum_j t_ij,
+ *                      which is softmax(z_i) - y_i for a plain label or a row
+ *                      that sums to 1.
+ *   NLLLoss:           l_i = -sum_j w_j y_ij x_ij,  dl_i/dx_i = -w .* y_i.
+ *
+ * The mean divides by the number of rows, or, for labels with weights or
+ * an ignore_index, by the weight of the labels that count (PyTorch's
+ * weighted mean: sum_i w_{l_i} over the rows not ignored).
  *
  * Targets (ln_loss_class_target): N class labels 1..C as a 1-D tensor
  * (y_i is then one-hot), or {N,C} rows of non-negative weights.  Rows need
- * not sum to 1: the gradient above is exact for any row, and reduces to
- * (softmax - y)/N when they do.
+ * not sum to 1: the gradient above is exact for any row.
  */
 #include <math.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "../core/alloc.h"
 #include "loss_impl.h"
 
+/* A class loss: its options, and its own copy of the class weights. */
+typedef struct class_loss {
+	ln_loss base;
+	ln_class_loss_options o;  /* o.weight is &weight, or NULL */
+	ln_tensor weight;         /* {C}, owned; empty without weights */
+} class_loss;
+
 /* ==== kernels ================================================================ */
 
-/* returns sum_i [ (sum_j y_ij) lse_i - sum_j y_ij z_ij ]  (labels: lse_i - z_i,l_i);
- * z (N,C), t labels (N) or rows (N,C).  p (N,C) = softmax(z) when p != NULL.
- * Accumulated in double, row by row. */
-double ln_ce_sum(float *p, const float *z, const ln_class_target *t)
+/* The class weights of o (C), or NULL for all 1. */
+static const float *class_weights(const ln_class_loss_options *o)
 {
-	int64_t n = t->n, c = t->c;
-	double total = 0;
-	for (int64_t i = 0; i < n; i++) {
-		const float *zi = z + i * c;
-		double lse = ln_row_logsumexp(zi, c);
-		if (t->labels) {
-			total += lse - (double)zi[ln_class_label(t, i)];
-		} else {
-			const float *yi = t->rows + i * c;
-			double sy = 0, yz = 0;
-			for (int64_t j = 0; j < c; j++) {
-				sy += yi[j];
-				yz += (double)yi[j] * zi[j];
-			}
-			total += sy * lse - yz;
-		}
-		if (p)
-			for (int64_t j = 0; j < c; j++)
-				p[i * c + j] = (float)exp((double)zi[j] - lse);
-	}
-	return total;
+	return o && o->weight ? ln_tensor_data(o->weight) : NULL;
+}
+
+static bool is_ignored(const ln_loss_rows *r, int64_t i, const ln_class_loss_options *o)
+{
+	return o && o->has_ignore && (double)r->labels[i] == (double)o->ignore_index;
 }
 
 /* Rows of at most this many classes keep their exponentials on the stack. */
 #define CE_ROW_MAX 64
 
-/* gz_ij = scale * (softmax(z)_ij * sum_k y_ik - y_ij);  gz, z (N,C). */
-void ln_ce_grad(float *gz, const float *z, const ln_class_target *t, double scale)
+double ln_ce_row(float *p, const ln_loss_rows *r, int64_t i, const ln_class_loss_options *o)
 {
-	int64_t n = t->n, c = t->c;
-	for (int64_t i = 0; i < n; i++) {
-		const float *zi = z + i * c;
-		float *gi = gz + i * c;
-		if (t->labels && c <= CE_ROW_MAX) {
-			/* softmax as e_j / sum e with e_j = exp(z_j - max z): one exp per
-			 * logit (the general path below takes two) */
-			double e[CE_ROW_MAX], m = zi[0], sum = 0;
-			for (int64_t j = 1; j < c; j++)
-				if (zi[j] > m)
-					m = zi[j];
+	int64_t c = r->k;
+	const float *z = r->x + i * c;
+	const float *w = class_weights(o);
+	double eps = o ? o->label_smoothing : 0.0;
+	double lse = ln_row_logsumexp(z, c);
+	if (p)
+		for (int64_t j = 0; j < c; j++)
+			p[j] = (float)exp((double)z[j] - lse);
+	if (r->labels) {
+		if (is_ignored(r, i, o))
+			return 0.0;
+		int64_t l = ln_class_label(r, i);
+		double loss = (1.0 - eps) * (w ? w[l] : 1.0) * (lse - (double)z[l]);
+		if (eps > 0) {
+			double sm = 0;
 			for (int64_t j = 0; j < c; j++)
-				sum += e[j] = exp((double)zi[j] - m);
-			int64_t l = ln_class_label(t, i);
-			for (int64_t j = 0; j < c; j++)
-				gi[j] = (float)(scale * (e[j] / sum - (j == l ? 1.0 : 0.0)));
-			continue;
+				sm += (w ? w[j] : 1.0) * (lse - (double)z[j]);
+			loss += eps / (double)c * sm;
 		}
-		double lse = ln_row_logsumexp(zi, c);
-		if (t->labels) {
-			int64_t l = ln_class_label(t, i);
-			for (int64_t j = 0; j < c; j++)
-				gi[j] = (float)(scale * (exp((double)zi[j] - lse) - (j == l ? 1.0 : 0.0)));
-		} else {
-			const float *yi = t->rows + i * c;
-			double sy = 0;
-			for (int64_t j = 0; j < c; j++)
-				sy += yi[j];
-			for (int64_t j = 0; j < c; j++)
-				gi[j] = (float)(scale * (exp((double)zi[j] - lse) * sy - (double)yi[j]));
+		return loss;
+	}
+	const float *y = r->y + i * c;
+	double loss = 0;
+	for (int64_t j = 0; j < c; j++) {
+		double t = (w ? w[j] : 1.0) * ((1.0 - eps) * y[j] + eps / (double)c);
+		loss += t * (lse - (double)z[j]);
+	}
+	return loss;
+}
+
+/* g = s (softmax(z) - onehot(l)) for a plain label: softmax as e_j / sum e
+ * with e_j = exp(z_j - max z), one exp per logit. */
+static void ce_grad_label(float *g, const float *z, int64_t c, int64_t l, double s)
+{
+	double e[CE_ROW_MAX], m = z[0], sum = 0;
+	for (int64_t j = 1; j < c; j++)
+		if (z[j] > m)
+			m = z[j];
+	for (int64_t j = 0; j < c; j++)
+		sum += e[j] = exp((double)z[j] - m);
+	for (int64_t j = 0; j < c; j++)
+		g[j] = (float)(s * (e[j] / sum - (j == l ? 1.0 : 0.0)));
+}
+
+void ln_ce_row_grad(float *g, const ln_loss_rows *r, int64_t i, const ln_class_loss_options *o,
+                    double s)
+{
+	int64_t c = r->k;
+	const float *z = r->x + i * c;
+	const float *w = class_weights(o);
+	double eps = o ? o->label_smoothing : 0.0;
+	if (r->labels && is_ignored(r, i, o)) {
+		memset(g, 0, (size_t)c * sizeof *g);
+		return;
+	}
+	int64_t l = r->labels ? ln_class_label(r, i) : -1;
+	if (r->labels && !w && eps == 0 && c <= CE_ROW_MAX) {
+		ce_grad_label(g, z, c, l, s);
+		return;
+	}
+	double lse = ln_row_logsumexp(z, c);
+	/* t_j, the smoothed and weighted target, in two passes: its sum first */
+	const float *y = r->labels ? NULL : r->y + i * c;
+	double sum_t = 0;
+	for (int pass = 0; pass < 2; pass++) {
+		for (int64_t j = 0; j < c; j++) {
+			double yj = y ? (double)y[j] : (j == l ? 1.0 : 0.0);
+			double t = (w ? w[j] : 1.0) * ((1.0 - eps) * yj + eps / (double)c);
+			if (pass == 0)
+				sum_t += t;
+			else
+				g[j] = (float)(s * (exp((double)z[j] - lse) * sum_t - t));
 		}
 	}
 }
 
-/* returns -sum_i y_i . x_i;  x (N,C). */
-static double nll_sum(const float *x, const ln_class_target *t)
+/* l_i = -sum_j w_j y_ij x_ij  (label l: -w_l x_il);  x (N,C). */
+static double nll_row(const ln_loss_rows *r, int64_t i, const ln_class_loss_options *o)
 {
-	int64_t n = t->n, c = t->c;
-	double s = 0;
-	if (t->labels) {
-		for (int64_t i = 0; i < n; i++)
-			s -= x[i * c + ln_class_label(t, i)];
-	} else {
-		for (int64_t k = 0; k < n * c; k++)
-			s -= (double)t->rows[k] * x[k];
+	int64_t c = r->k;
+	const float *x = r->x + i * c, *w = class_weights(o);
+	if (r->labels) {
+		if (is_ignored(r, i, o))
+			return 0.0;
+		int64_t l = ln_class_label(r, i);
+		return -(w ? w[l] : 1.0) * (double)x[l];
 	}
-	return s;
+	const float *y = r->y + i * c;
+	double loss = 0;
+	for (int64_t j = 0; j < c; j++)
+		loss -= (w ? w[j] : 1.0) * (double)y[j] * x[j];
+	return loss;
 }
 
-/* gx = -scale * y;  gx (N,C). */
-static void nll_grad(float *gx, const ln_class_target *t, double scale)
+/* g = -s w .* y_i (C). */
+static void nll_row_grad(float *g, const ln_loss_rows *r, int64_t i,
+                         const ln_class_loss_options *o, double s)
 {
-	int64_t n = t->n, c = t->c;
-	if (t->labels) {
-		memset(gx, 0, (size_t)(n * c) * sizeof(float));
-		for (int64_t i = 0; i < n; i++)
-			gx[i * c + ln_class_label(t, i)] = (float)-scale;
-	} else {
-		for (int64_t k = 0; k < n * c; k++)
-			gx[k] = (float)(-scale * t->rows[k]);
+	int64_t c = r->k;
+	const float *w = class_weights(o);
+	if (r->labels) {
+		memset(g, 0, (size_t)c * sizeof *g);
+		if (!is_ignored(r, i, o)) {
+			int64_t l = ln_class_label(r, i);
+			g[l] = (float)(-s * (w ? w[l] : 1.0));
+		}
+		return;
 	}
+	const float *y = r->y + i * c;
+	for (int64_t j = 0; j < c; j++)
+		g[j] = (float)(-s * (w ? w[j] : 1.0) * y[j]);
 }
 
 /* ==== the losses ================================================================ */
 
-/* Input {N,C} and a valid class target, or the error. */
-static ln_status class_check(ln_class_target *t, const ln_loss *c, const ln_tensor *input,
-                             const ln_tensor *target, ln_error *err)
+/* Input {N,C} and a valid class target (a label equal to ignore_index
+ * passes), weights for every class, labels when ignore_index is set; the
+ * mean's divisor: the weight of the labels that count. */
+static ln_status class_prepare(const ln_loss *c, const ln_tensor *input, const ln_tensor *target,
+                               ln_loss_rows *r, ln_error *err)
 {
+	const ln_class_loss_options *o = &((const class_loss *)c)->o;
 	ln_status st = ln_loss_check_2d(input, err);
 	if (st == LN_OK)
-		st = ln_loss_class_target(t, input, target, err);
-	return st;
-}
-
-static ln_status ce_forward(ln_loss *c, const ln_tensor *input, const ln_tensor *target,
-                            double *loss, ln_error *err)
-{
-	ln_class_target t;
-	ln_status st = class_check(&t, c, input, target, err);
+		st = ln_loss_class_target(r, input, target, o->has_ignore ? &o->ignore_index : NULL, err);
 	if (st != LN_OK)
 		return st;
-	*loss = ln_loss_scale(c, t.n) * ln_ce_sum(NULL, ln_tensor_data(input), &t);
+	if (o->weight && ln_tensor_numel(o->weight) != r->k)
+		return ln_fail(err, LN_ESHAPE, "weight has %lld entries, but the input has %lld classes",
+		               (long long)ln_tensor_numel(o->weight), (long long)r->k);
+	if (o->has_ignore && !r->labels) {
+		char got[128];
+		return ln_fail(err, LN_EARG, "ignore_index needs class labels as the target, got "
+		               "probability rows of shape %s", ln_tensor_shape_str(target, got, sizeof got));
+	}
+	if (r->labels && (o->weight || o->has_ignore)) {
+		const float *w = class_weights(o);
+		double count = 0;
+		for (int64_t i = 0; i < r->n; i++)
+			if (!is_ignored(r, i, o))
+				count += w ? w[ln_class_label(r, i)] : 1.0;
+		r->count = count;
+	}
 	return LN_OK;
 }
 
-static ln_status ce_backward(ln_loss *c, const ln_tensor *input, const ln_tensor *target,
-                             ln_error *err)
+static double ce_row_loss(const ln_loss *c, const ln_loss_rows *r, int64_t i, float *yhat)
 {
-	ln_class_target t;
-	ln_status st = class_check(&t, c, input, target, err);
-	if (st == LN_OK)
-		st = ln_tensor_ensure(&c->grad_input, input->ndim, input->shape, err);
-	if (st != LN_OK)
-		return st;
-	ln_ce_grad(ln_tensor_data(&c->grad_input), ln_tensor_data(input), &t, ln_loss_scale(c, t.n));
-	return LN_OK;
+	(void)yhat;
+	return ln_ce_row(NULL, r, i, &((const class_loss *)c)->o);
+}
+
+static void ce_row_grad(const ln_loss *c, const ln_loss_rows *r, int64_t i, float *g, double s)
+{
+	ln_ce_row_grad(g, r, i, &((const class_loss *)c)->o, s);
+}
+
+static double nll_row_loss(const ln_loss *c, const ln_loss_rows *r, int64_t i, float *yhat)
+{
+	(void)yhat;
+	return nll_row(r, i, &((const class_loss *)c)->o);
+}
+
+static void nll_row_grad_cb(const ln_loss *c, const ln_loss_rows *r, int64_t i, float *g,
+                            double s)
+{
+	nll_row_grad(g, r, i, &((const class_loss *)c)->o, s);
+}
+
+static void class_destroy(ln_loss *c)
+{
+	ln_tensor_release(&((class_loss *)c)->weight);
+}
+
+/* "CrossEntropyLoss(label_smoothing=0.1, weight={5}, ignore_index=0,
+ * reduction=sum)", with only the options that differ from the defaults. */
+static int class_describe(const ln_loss *c, char *buf, size_t size)
+{
+	const ln_class_loss_options *o = &((const class_loss *)c)->o;
+	char opts[256] = "", shape[64];
+	size_t n = 0;
+	if (o->label_smoothing != 0)
+		n += (size_t)snprintf(opts + n, sizeof opts - n, "%slabel_smoothing=%g", n ? ", " : "",
+		                      o->label_smoothing);
+	if (o->weight && n < sizeof opts)
+		n += (size_t)snprintf(opts + n, sizeof opts - n, "%sweight=%s", n ? ", " : "",
+		                      ln_tensor_shape_str(o->weight, shape, sizeof shape));
+	if (o->has_ignore && n < sizeof opts)
+		n += (size_t)snprintf(opts + n, sizeof opts - n, "%signore_index=%lld", n ? ", " : "",
+		                      (long long)o->ignore_index);
+	if (c->reduction != LN_REDUCE_MEAN && n < sizeof opts)
+		snprintf(opts + n, sizeof opts - n, "%sreduction=%s", n ? ", " : "",
+		         ln_reduction_name(c->reduction));
+	return snprintf(buf, size, "%s(%s)", c->cls->name, opts);
 }
 
 const ln_loss_class ln_cross_entropy_class = {
 	.name = "CrossEntropyLoss",
-	.size = sizeof(ln_loss),
-	.forward = ce_forward,
-	.backward = ce_backward,
+	.size = sizeof(class_loss),
+	.prepare = class_prepare,
+	.row_loss = ce_row_loss,
+	.row_grad = ce_row_grad,
+	.destroy = class_destroy,
+	.describe = class_describe,
 };
+
+const ln_loss_class ln_nll_class = {
+	.name = "NLLLoss",
+	.size = sizeof(class_loss),
+	.prepare = class_prepare,
+	.row_loss = nll_row_loss,
+	.row_grad = nll_row_grad_cb,
+	.destroy = class_destroy,
+	.describe = class_describe,
+};
+
+/* Checks o's smoothing (in [0,1]) and the shape of its weights (1-D). */
+static ln_status check_options(const ln_loss_class *cls, const ln_class_loss_options *o,
+                               ln_error *err)
+{
+	if (isnan(o->label_smoothing))
+		return ln_fail(err, LN_ERANGE, "label_smoothing must be in [0,1], got nan");
+	if (!(o->label_smoothing >= 0 && o->label_smoothing <= 1))
+		return ln_fail(err, LN_ERANGE, "label_smoothing must be in [0,1], got %g",
+		               o->label_smoothing);
+	if (o->label_smoothing != 0 && cls != &ln_cross_entropy_class)
+		return ln_fail(err, LN_EARG, "label_smoothing is an option of CrossEntropyLoss only");
+	if (!o->weight)
+		return LN_OK;
+	if (ln_tensor_is_empty(o->weight) || o->weight->ndim != 1) {
+		char s[128];
+		return ln_fail(err, LN_ESHAPE, "weight must be a 1-D tensor of one weight per class, "
+		               "got shape %s", ln_tensor_shape_str(o->weight, s, sizeof s));
+	}
+	return LN_OK;
+}
+
+/* The values of the (contiguous) weights: finite, non-negative. */
+static ln_status check_weights(const ln_tensor *w, ln_error *err)
+{
+	ln_status st = ln_loss_check_finite("weight", w, err);
+	const float *d = ln_tensor_data(w);
+	for (int64_t j = 0; st == LN_OK && j < w->shape[0]; j++)
+		if (d[j] < 0)
+			return ln_fail(err, LN_ERANGE, "weight %g at position %lld is negative; class "
+			               "weights must be >= 0", (double)d[j], (long long)(j + 1));
+	return st;
+}
+
+/* New class loss of class cls with options o (NULL: none); the caller
+ * owns the reference.  The weights are copied. */
+static ln_status class_loss_new(ln_loss **out, const ln_loss_class *cls, ln_reduction r,
+                                const ln_class_loss_options *o, ln_error *err)
+{
+	*out = NULL;
+	ln_class_loss_options none = {0};
+	if (!o)
+		o = &none;
+	ln_status st = check_options(cls, o, err);
+	if (st != LN_OK)
+		return st;
+	ln_loss *c;
+	if ((st = ln_loss_alloc(&c, cls, r, err)) != LN_OK)
+		return st;
+	class_loss *cl = (class_loss *)c;
+	cl->weight = LN_TENSOR_EMPTY;
+	cl->o = *o;
+	cl->o.weight = NULL;
+	if (o->weight) {
+		st = ln_tensor_clone(&cl->weight, o->weight, err);
+		if (st == LN_OK)
+			st = check_weights(&cl->weight, err);
+		if (st != LN_OK) {
+			ln_loss_release(c);
+			return st;
+		}
+		cl->o.weight = &cl->weight;
+	}
+	*out = c;
+	return LN_OK;
+}
+
+ln_status ln_cross_entropy_loss_new_ex(ln_loss **out, ln_reduction r,
+                                       const ln_class_loss_options *o, ln_error *err)
+{
+	return class_loss_new(out, &ln_cross_entropy_class, r, o, err);
+}
+
+ln_status ln_nll_loss_new_ex(ln_loss **out, ln_reduction r, const ln_class_loss_options *o,
+                             ln_error *err)
+{
+	return class_loss_new(out, &ln_nll_class, r, o, err);
+}
 
 /* New CrossEntropyLoss; the caller owns the reference.  Errors: LN_ENOMEM. */
 ln_status ln_cross_entropy_loss_new(ln_loss **out, ln_reduction r, ln_error *err)
 {
-	return ln_loss_alloc(out, &ln_cross_entropy_class, r, err);
+	return class_loss_new(out, &ln_cross_entropy_class, r, NULL, err);
 }
-
-static ln_status nll_forward(ln_loss *c, const ln_tensor *input, const ln_tensor *target,
-                             double *loss, ln_error *err)
-{
-	ln_class_target t;
-	ln_status st = class_check(&t, c, input, target, err);
-	if (st != LN_OK)
-		return st;
-	*loss = ln_loss_scale(c, t.n) * nll_sum(ln_tensor_data(input), &t);
-	return LN_OK;
-}
-
-static ln_status nll_backward(ln_loss *c, const ln_tensor *input, const ln_tensor *target,
-                              ln_error *err)
-{
-	ln_class_target t;
-	ln_status st = class_check(&t, c, input, target, err);
-	if (st == LN_OK)
-		st = ln_tensor_ensure(&c->grad_input, input->ndim, input->shape, err);
-	if (st != LN_OK)
-		return st;
-	nll_grad(ln_tensor_data(&c->grad_input), &t, ln_loss_scale(c, t.n));
-	return LN_OK;
-}
-
-const ln_loss_class ln_nll_class = {
-	.name = "NLLLoss",
-	.size = sizeof(ln_loss),
-	.forward = nll_forward,
-	.backward = nll_backward,
-};
 
 /* New NLLLoss; the caller owns the reference.  Errors: LN_ENOMEM. */
 ln_status ln_nll_loss_new(ln_loss **out, ln_reduction r, ln_error *err)
 {
-	return ln_loss_alloc(out, &ln_nll_class, r, err);
+	return class_loss_new(out, &ln_nll_class, r, NULL, err);
+}
+
+bool ln_class_loss_options_get(const ln_loss *c, ln_class_loss_options *o)
+{
+	if (c->cls != &ln_cross_entropy_class && c->cls != &ln_nll_class)
+		return false;
+	*o = ((const class_loss *)c)->o;
+	return true;
 }

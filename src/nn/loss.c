@@ -1,6 +1,8 @@
 /*
- * loss.c -- the loss protocol: lifetime, the checks every loss shares, and
- * the helpers the loss files use for their own checks (loss_impl.h).
+ * loss.c -- the loss protocol: lifetime, the checks every loss shares, the
+ * reductions (every class gives a loss and a gradient per row; the sums,
+ * scales and per-sample buffers are here, once), and the helpers the loss
+ * files use for their own checks (loss_impl.h).
  */
 #include <assert.h>
 #include <math.h>
@@ -20,7 +22,7 @@ ln_status ln_loss_alloc(ln_loss **out, const ln_loss_class *cls, ln_reduction re
 {
 	assert(out && cls && cls->size >= sizeof(ln_loss));
 	*out = NULL;
-	if (reduction != LN_REDUCE_MEAN && reduction != LN_REDUCE_SUM)
+	if (reduction != LN_REDUCE_MEAN && reduction != LN_REDUCE_SUM && reduction != LN_REDUCE_NONE)
 		return ln_fail(err, LN_EARG, "unknown reduction %d", (int)reduction);
 	ln_loss *c = ln_calloc(1, cls->size);
 	if (!c)
@@ -30,6 +32,7 @@ ln_status ln_loss_alloc(ln_loss **out, const ln_loss_class *cls, ln_reduction re
 	c->reduction = reduction;
 	c->grad_input = LN_TENSOR_EMPTY;
 	c->output = LN_TENSOR_EMPTY;
+	c->losses = LN_TENSOR_EMPTY;
 	*out = c;
 	return LN_OK;
 }
@@ -53,6 +56,7 @@ void ln_loss_release(ln_loss *c)
 		c->cls->destroy(c);
 	ln_tensor_release(&c->grad_input);
 	ln_tensor_release(&c->output);
+	ln_tensor_release(&c->losses);
 	ln_free(c);
 }
 
@@ -74,27 +78,86 @@ static ln_status check_common(const ln_tensor *input, const ln_tensor *target, l
 	return ln_loss_check_finite("input", input, err);
 }
 
+/* The scale of every row's loss and gradient: 1/count for the mean (0
+ * when nothing counts), 1 otherwise. */
+static double reduction_scale(const ln_loss *c, const ln_loss_rows *r)
+{
+	if (c->reduction != LN_REDUCE_MEAN)
+		return 1.0;
+	return r->count > 0 ? 1.0 / r->count : 0.0;
+}
+
 ln_status ln_loss_forward_unprefixed(ln_loss *c, const ln_tensor *input, const ln_tensor *target,
                                      double *loss, ln_error *err)
 {
 	assert(c);
-	double l = 0;
+	ln_loss_rows r;
+	if (loss)
+		*loss = NAN;
 	ln_status st = check_common(input, target, err);
 	if (st == LN_OK)
-		st = c->cls->forward(c, input, target, &l, err);
+		st = c->cls->prepare(c, input, target, &r, err);
+	if (st == LN_OK && c->reduction == LN_REDUCE_NONE)
+		st = ln_tensor_ensure(&c->losses, r.out_ndim, r.out_shape, err);
+	if (st == LN_OK && c->cls->has_output)
+		st = ln_tensor_ensure(&c->output, input->ndim, input->shape, err);
+	if (st != LN_OK)
+		return st;
+	float *per = c->reduction == LN_REDUCE_NONE ? ln_tensor_data(&c->losses) : NULL;
+	float *yhat = c->cls->has_output ? ln_tensor_data(&c->output) : NULL;
+	double total = 0;
+	for (int64_t i = 0; i < r.n; i++) {
+		double l = c->cls->row_loss(c, &r, i, yhat ? yhat + i * r.k : NULL);
+		total += l;
+		if (per)
+			per[i] = (float)l;
+	}
 	if (loss)
-		*loss = st == LN_OK ? l : NAN;
-	return st;
+		*loss = reduction_scale(c, &r) * total;
+	return LN_OK;
+}
+
+/* gout, when given: only with LN_REDUCE_NONE, contiguous, shaped like the
+ * per-sample losses, finite. */
+static ln_status check_gout(const ln_loss *c, const ln_loss_rows *r, const ln_tensor *gout,
+                            ln_error *err)
+{
+	if (c->reduction != LN_REDUCE_NONE)
+		return ln_fail(err, LN_EARG, "a gradient for the per-sample losses needs "
+		               "reduction=\"none\" (this loss has reduction=\"%s\")",
+		               ln_reduction_name(c->reduction));
+	char want[128], got[128];
+	if (ln_tensor_is_empty(gout) || gout->ndim != r->out_ndim ||
+	    memcmp(gout->shape, r->out_shape, (size_t)r->out_ndim * sizeof r->out_shape[0]) != 0)
+		return ln_fail(err, LN_ESHAPE, "expected a gradient of the per-sample losses of "
+		               "shape %s, got %s",
+		               ln_shape_str(want, sizeof want, r->out_ndim, r->out_shape),
+		               ln_tensor_shape_str(gout, got, sizeof got));
+	if (!ln_tensor_is_contiguous(gout))
+		return ln_fail(err, LN_EARG, "gradient of the per-sample losses is not contiguous");
+	return ln_loss_check_finite("gradient of the per-sample losses", gout, err);
 }
 
 ln_status ln_loss_backward_unprefixed(ln_loss *c, const ln_tensor *input, const ln_tensor *target,
-                                      ln_error *err)
+                                      const ln_tensor *gout, ln_error *err)
 {
 	assert(c);
+	ln_loss_rows r;
 	ln_status st = check_common(input, target, err);
+	if (st == LN_OK)
+		st = c->cls->prepare(c, input, target, &r, err);
+	if (st == LN_OK && gout)
+		st = check_gout(c, &r, gout, err);
+	if (st == LN_OK)
+		st = ln_tensor_ensure(&c->grad_input, input->ndim, input->shape, err);
 	if (st != LN_OK)
 		return st;
-	return c->cls->backward(c, input, target, err);
+	float *g = ln_tensor_data(&c->grad_input);
+	const float *w = gout ? ln_tensor_data(gout) : NULL;
+	double s = reduction_scale(c, &r);
+	for (int64_t i = 0; i < r.n; i++)
+		c->cls->row_grad(c, &r, i, g + i * r.k, w ? (double)w[i] : s);
+	return LN_OK;
 }
 
 /* The name the public forms put in front of a message. */
@@ -116,7 +179,13 @@ ln_status ln_loss_forward(ln_loss *c, const ln_tensor *input, const ln_tensor *t
 ln_status ln_loss_backward(ln_loss *c, const ln_tensor *input, const ln_tensor *target,
                            ln_error *err)
 {
-	ln_status st = ln_loss_backward_unprefixed(c, input, target, err);
+	return ln_loss_backward_weighted(c, input, target, NULL, err);
+}
+
+ln_status ln_loss_backward_weighted(ln_loss *c, const ln_tensor *input, const ln_tensor *target,
+                                    const ln_tensor *gout, ln_error *err)
+{
+	ln_status st = ln_loss_backward_unprefixed(c, input, target, gout, err);
 	if (st != LN_OK)
 		ln_error_prefix(err, "%s: ", loss_name(c));
 	return st;
@@ -131,8 +200,14 @@ int ln_loss_describe(const ln_loss *c, char *buf, size_t size)
 {
 	if (c->cls->describe)
 		return c->cls->describe(c, buf, size);
-	return snprintf(buf, size, "%s(%s)", c->cls->name,
-	                c->reduction == LN_REDUCE_SUM ? "reduction=sum" : "");
+	if (c->reduction == LN_REDUCE_MEAN)
+		return snprintf(buf, size, "%s()", c->cls->name);
+	return snprintf(buf, size, "%s(reduction=%s)", c->cls->name, ln_reduction_name(c->reduction));
+}
+
+const char *ln_reduction_name(ln_reduction r)
+{
+	return r == LN_REDUCE_SUM ? "sum" : r == LN_REDUCE_NONE ? "none" : "mean";
 }
 
 /* ==== helpers for the loss files (loss_impl.h) =============================== */
@@ -209,14 +284,27 @@ ln_status ln_loss_check_2d(const ln_tensor *input, ln_error *err)
 	               ln_tensor_shape_str(input, a, sizeof a));
 }
 
-ln_status ln_loss_class_target(ln_class_target *t, const ln_tensor *input, const ln_tensor *target,
-                               ln_error *err)
+void ln_loss_rows_batch(ln_loss_rows *r, const ln_tensor *input, const ln_tensor *target)
+{
+	int64_t n = input->shape[0];
+	*r = (ln_loss_rows){
+		.x = ln_tensor_data(input), .y = ln_tensor_data(target), .labels = NULL,
+		.n = n, .k = ln_tensor_numel(input) / n, .count = (double)n,
+		.out_ndim = 1, .out_shape = {n},
+	};
+}
+
+ln_status ln_loss_class_target(ln_loss_rows *r, const ln_tensor *input, const ln_tensor *target,
+                               const int64_t *ignore, ln_error *err)
 {
 	assert(input->ndim == 2);
 	int64_t n = input->shape[0], c = input->shape[1];
 	const float *d = ln_tensor_data(target);
 	char pos[96];
-	*t = (ln_class_target){ .rows = NULL, .labels = NULL, .n = n, .c = c };
+	*r = (ln_loss_rows){
+		.x = ln_tensor_data(input), .y = NULL, .labels = NULL, .n = n, .k = c,
+		.count = (double)n, .out_ndim = 1, .out_shape = {n},
+	};
 	if (target->ndim == 1) {
 		if (target->shape[0] != n)
 			return ln_fail(err, LN_ESHAPE, "expected %lld labels, got %lld",
@@ -228,11 +316,13 @@ ln_status ln_loss_class_target(ln_class_target *t, const ln_tensor *input, const
 			if (d[i] != floorf(d[i]))
 				return ln_fail(err, LN_ERANGE, "label %g at position %lld is not an integer",
 				               (double)d[i], (long long)(i + 1));
+			if (ignore && (double)d[i] == (double)*ignore)
+				continue;
 			if (d[i] < 1.0f || (double)d[i] > (double)c)
 				return ln_fail(err, LN_ERANGE, "label %g at position %lld is out of range 1..%lld",
 				               (double)d[i], (long long)(i + 1), (long long)c);
 		}
-		t->labels = d;
+		r->labels = d;
 		return LN_OK;
 	}
 	if (!ln_tensor_same_shape(input, target)) {
@@ -249,6 +339,6 @@ ln_status ln_loss_class_target(ln_class_target *t, const ln_tensor *input, const
 			return ln_fail(err, LN_ERANGE,
 			               "target %g at %s is negative; probability rows must be non-negative",
 			               (double)d[k], ln_loss_pos_str(pos, sizeof pos, target, k));
-	t->rows = d;
+	r->y = d;
 	return LN_OK;
 }

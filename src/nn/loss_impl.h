@@ -26,11 +26,28 @@ extern const ln_loss_class ln_bce_logits_class;
 /* Large enough for any pairing name ("OutputLoss(softmax, cross_entropy)"). */
 #define LN_LOSS_PAIRING_MAX 64
 
-/* 1/N for LN_REDUCE_MEAN, 1 for LN_REDUCE_SUM; n = input->shape[0]. */
-static inline double ln_loss_scale(const ln_loss *c, int64_t n)
-{
-	return c->reduction == LN_REDUCE_SUM ? 1.0 : 1.0 / (double)n;
-}
+/* One call of a loss as rows: row i is input[i*k .. i*k+k) (and the same
+ * stretch of a target of the input's shape, or label i).  A class's
+ * prepare fills it; loss.c sums row_loss over the rows and calls row_grad
+ * on each with the reduction's scale.  Pointers borrow the call's tensors. */
+struct ln_loss_rows {
+	const float *x;       /* input (n,k) */
+	const float *y;       /* target (n,k), or NULL when labels are given */
+	const float *labels;  /* (n) 1-based integral floats, or NULL */
+	int64_t n, k;
+	/* The divisor of the mean (n, or the weight of the labels that
+	 * count); 0 makes the mean 0. */
+	double count;
+	/* The shape of the per-sample losses (LN_REDUCE_NONE): {N}, or for
+	 * the class losses the input's shape without its class dimension. */
+	int out_ndim;
+	int64_t out_shape[LN_MAX_DIMS];
+};
+
+/* Fills r for a loss whose samples are the input's rows along dimension
+ * 1: n = N = shape[0], k = numel/N, count = N, per-sample shape {N};
+ * y = target's data. */
+void ln_loss_rows_batch(ln_loss_rows *r, const ln_tensor *input, const ln_tensor *target);
 
 /* ln_loss_pairing for an OutputLoss (output_loss.c); c must be one. */
 const char *ln_output_loss_pairing(const ln_loss *c);
@@ -60,16 +77,11 @@ ln_status ln_loss_check_2d(const ln_tensor *input, ln_error *err);
 
 /* ---- class targets ----------------------------------------------------------- */
 
-/* A validated class target for an {N,C} input: either N labels (0-based
- * class indices, converted from the 1-based floats) or N rows of C
- * non-negative finite weights (one-hot or probabilities). */
-typedef struct ln_class_target {
-	const float *rows;  /* (N,C) or NULL */
-	const float *labels;/* (N), 1-based integral floats, or NULL */
-	int64_t n, c;
-} ln_class_target;
-
-/* Validates target against an {N,C} input and fills *t.  Errors:
+/* Validates target against an {N,C} input and fills r: n = N rows of
+ * k = C classes, and either labels (N 1-based class indices) or y (N rows
+ * of C non-negative finite weights: one-hot or probabilities); count = N,
+ * per-sample shape {N}.  A label equal to *ignore (when ignore is not
+ * NULL) passes whatever its value.  Errors:
  *   LN_ESHAPE "expected 64 labels, got 63" (1-D target of the wrong length),
  *   LN_ESHAPE "expected target of shape {64,10} or 64 class labels, got {64,9}",
  *   LN_ENAN   "target has NaN at position 3",
@@ -77,13 +89,13 @@ typedef struct ln_class_target {
  *   LN_ERANGE "label 11 at position 5 is out of range 1..10",
  *   LN_ERANGE "target -0.5 at row 2, column 3 is negative; probability rows
  *              must be non-negative". */
-ln_status ln_loss_class_target(ln_class_target *t, const ln_tensor *input, const ln_tensor *target,
-                               ln_error *err);
+ln_status ln_loss_class_target(ln_loss_rows *r, const ln_tensor *input, const ln_tensor *target,
+                               const int64_t *ignore, ln_error *err);
 
-/* Class index (0-based) of the label of row i; only when t->labels. */
-static inline int64_t ln_class_label(const ln_class_target *t, int64_t i)
+/* Class index (0-based) of the label of row i; only when r->labels. */
+static inline int64_t ln_class_label(const ln_loss_rows *r, int64_t i)
 {
-	return (int64_t)t->labels[i] - 1;
+	return (int64_t)r->labels[i] - 1;
 }
 
 /* ---- scalar helpers, in double ---------------------------------------------- */
@@ -131,12 +143,18 @@ double ln_bce_logits_sum(float *p, const float *z, const float *y, int64_t m);
 /* gz_k = scale * (sigmoid(z_k) - y_k). */
 void ln_bce_logits_grad(float *gz, const float *z, const float *y, int64_t m, double scale);
 
-/* Cross-entropy of softmax(z) against t: returns
- * sum_i [ (sum_j y_ij) * lse_i - sum_j y_ij z_ij ]  (labels: sum_i lse_i - z_i,l_i),
- * unscaled; z (N,C).  When p != NULL also writes p = softmax(z) (N,C). */
-double ln_ce_sum(float *p, const float *z, const ln_class_target *t);
-/* gz_ij = scale * (softmax(z)_ij * sum_k y_ik - y_ij): (p - y)*scale for
- * rows that sum to 1, which one-hot rows and labels do exactly. */
-void ln_ce_grad(float *gz, const float *z, const ln_class_target *t, double scale);
+/* Cross-entropy of softmax(z_i) for row i of r (z = r->x, C = r->k
+ * classes) against its label or probability row, with the options o (NULL:
+ * none; the fused CrossEntropyLoss and OutputLoss(softmax, cross_entropy)
+ * without options are this same arithmetic):
+ *   l_i = S lse(z_i) - sum_j t_j z_ij,  t the (smoothed, weighted) target
+ *   row, S = sum_j t_j;  for a plain label l: lse(z_i) - z_il.
+ * Returns l_i; when p != NULL also writes p = softmax(z_i) (C).  An
+ * ignored label gives 0 (and p still). */
+double ln_ce_row(float *p, const ln_loss_rows *r, int64_t i, const ln_class_loss_options *o);
+/* g (C) = s * (softmax(z_i) S - t): (p - y)*s for a plain label or a row
+ * that sums to 1; zeros for an ignored label. */
+void ln_ce_row_grad(float *g, const ln_loss_rows *r, int64_t i, const ln_class_loss_options *o,
+                    double s);
 
 #endif

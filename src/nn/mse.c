@@ -1,6 +1,6 @@
 /*
  * mse.c -- MSELoss: L = 1/(2N) sum_i ||x_i - y_i||^2  (sum reduction:
- * 1/2 sum), dL/dx = (x - y)/N.
+ * 1/2 sum; none: l_i = 1/2 ||x_i - y_i||^2 per sample), dL/dx = (x - y)/N.
  *
  * The 1/2 makes the gradient exactly (x - y)/N, the form the canonical
  * (identity, mse) pairing promises.  Input of any shape, N = shape[0];
@@ -31,43 +31,40 @@ void ln_mse_grad(float *gx, const float *x, const float *y, int64_t m, double sc
 
 /* ---- the loss ------------------------------------------------------------------ */
 
-static ln_status mse_check(const ln_tensor *input, const ln_tensor *target, ln_error *err)
+/* Rows are samples: the target has the input's shape and is finite. */
+static ln_status mse_prepare(const ln_loss *c, const ln_tensor *input, const ln_tensor *target,
+                             ln_loss_rows *r, ln_error *err)
 {
+	(void)c;
 	ln_status st = ln_loss_check_same_shape(input, target, err);
 	if (st == LN_OK)
 		st = ln_loss_check_finite("target", target, err);
+	if (st == LN_OK)
+		ln_loss_rows_batch(r, input, target);
 	return st;
 }
 
-static ln_status mse_forward(ln_loss *c, const ln_tensor *input, const ln_tensor *target,
-                             double *loss, ln_error *err)
+/* l_i = 1/2 ||x_i - y_i||^2 */
+static double mse_row_loss(const ln_loss *c, const ln_loss_rows *r, int64_t i, float *yhat)
 {
-	ln_status st = mse_check(input, target, err);
-	if (st != LN_OK)
-		return st;
-	*loss = ln_loss_scale(c, input->shape[0]) *
-	        ln_mse_sum(ln_tensor_data(input), ln_tensor_data(target), ln_tensor_numel(input));
-	return LN_OK;
+	(void)c;
+	(void)yhat;
+	return ln_mse_sum(r->x + i * r->k, r->y + i * r->k, r->k);
 }
 
-static ln_status mse_backward(ln_loss *c, const ln_tensor *input, const ln_tensor *target,
-                              ln_error *err)
+/* g = s (x_i - y_i) */
+static void mse_row_grad(const ln_loss *c, const ln_loss_rows *r, int64_t i, float *g, double s)
 {
-	ln_status st = mse_check(input, target, err);
-	if (st == LN_OK)
-		st = ln_tensor_ensure(&c->grad_input, input->ndim, input->shape, err);
-	if (st != LN_OK)
-		return st;
-	ln_mse_grad(ln_tensor_data(&c->grad_input), ln_tensor_data(input), ln_tensor_data(target),
-	            ln_tensor_numel(input), ln_loss_scale(c, input->shape[0]));
-	return LN_OK;
+	(void)c;
+	ln_mse_grad(g, r->x + i * r->k, r->y + i * r->k, r->k, s);
 }
 
 static const ln_loss_class mse_class = {
 	.name = "MSELoss",
 	.size = sizeof(ln_loss),
-	.forward = mse_forward,
-	.backward = mse_backward,
+	.prepare = mse_prepare,
+	.row_loss = mse_row_loss,
+	.row_grad = mse_row_grad,
 };
 
 /* New MSELoss; the caller owns the reference.  Errors: LN_ENOMEM. */

@@ -233,52 +233,47 @@ static void chain_elem_backward(float *gz, const float *z, const float *y, int64
 	}
 }
 
-/* Softmax rows then mse/bce: p_i = softmax(z_i) into yhat (n,c), returns
- * sum_ij loss(p_ij, y_ij).  z, y, yhat (n,c). */
-static double chain_softmax_forward(float *yhat, const float *z, const float *y, int64_t n,
-                                    int64_t c, ln_loss_kind k)
+/* One softmax row then mse/bce: p = softmax(z) into yhat (c), returns
+ * sum_j loss(p_j, y_j).  z, y, yhat (c). */
+static double chain_softmax_forward(float *yhat, const float *z, const float *y, int64_t c,
+                                    ln_loss_kind k)
 {
 	double s = 0;
-	for (int64_t i = 0; i < n; i++) {
-		const float *zi = z + i * c;
-		double lse = ln_row_logsumexp(zi, c);
-		for (int64_t j = 0; j < c; j++) {
-			double logp = (double)zi[j] - lse;
-			double p = exp(logp);
-			yhat[i * c + j] = (float)p;
-			s += elem_loss(k, p, logp, y[i * c + j]);
-		}
+	double lse = ln_row_logsumexp(z, c);
+	for (int64_t j = 0; j < c; j++) {
+		double logp = (double)z[j] - lse;
+		double p = exp(logp);
+		yhat[j] = (float)p;
+		s += elem_loss(k, p, logp, y[j]);
 	}
 	return s;
 }
 
-/* gz_i = p_i .* (u_i - p_i . u_i), u_ij = scale * dL/dp_ij, p_i = softmax(z_i):
- * the softmax Jacobian (diag(p) - p p^T) times u, row by row.  gz, z, y (n,c). */
-static void chain_softmax_backward(float *gz, const float *z, const float *y, int64_t n,
-                                   int64_t c, ln_loss_kind k, double scale)
+/* gz = p .* (u - p . u), u_j = scale * dL/dp_j, p = softmax(z): the
+ * softmax Jacobian (diag(p) - p p^T) times u, for one row.  gz, z, y (c). */
+static void chain_softmax_backward(float *gz, const float *z, const float *y, int64_t c,
+                                   ln_loss_kind k, double scale)
 {
-	for (int64_t i = 0; i < n; i++) {
-		const float *zi = z + i * c;
-		const float *yi = y + i * c;
-		double lse = ln_row_logsumexp(zi, c);
-		double dot = 0;
-		for (int64_t j = 0; j < c; j++) {
-			double p = exp((double)zi[j] - lse);
-			dot += p * scale * elem_dloss(k, p, yi[j]);
-		}
-		for (int64_t j = 0; j < c; j++) {
-			double p = exp((double)zi[j] - lse);
-			gz[i * c + j] = (float)(p * (scale * elem_dloss(k, p, yi[j]) - dot));
-		}
+	double lse = ln_row_logsumexp(z, c);
+	double dot = 0;
+	for (int64_t j = 0; j < c; j++) {
+		double p = exp((double)z[j] - lse);
+		dot += p * scale * elem_dloss(k, p, y[j]);
+	}
+	for (int64_t j = 0; j < c; j++) {
+		double p = exp((double)z[j] - lse);
+		gz[j] = (float)(p * (scale * elem_dloss(k, p, y[j]) - dot));
 	}
 }
 
 /* ==== the loss ===================================================================== */
 
-/* Validates input and target for this pairing; fills *t for cross_entropy. */
-static ln_status ol_check(ln_class_target *t, const output_loss *o, const ln_tensor *z,
-                          const ln_tensor *target, ln_error *err)
+/* Validates input and target for this pairing and describes the rows:
+ * samples of the batch (for softmax, rows of classes of an {N,C} input). */
+static ln_status ol_prepare(const ln_loss *c, const ln_tensor *z, const ln_tensor *target,
+                            ln_loss_rows *r, ln_error *err)
 {
+	const output_loss *o = (const output_loss *)c;
 	ln_status st = LN_OK;
 	if (o->act == LN_ACT_SOFTMAX)
 		st = ln_loss_check_2d(z, err);
@@ -289,93 +284,77 @@ static ln_status ol_check(ln_class_target *t, const output_loss *o, const ln_ten
 		st = ln_loss_check_same_shape(z, target, err);
 		if (st == LN_OK)
 			st = ln_loss_check_finite("target", target, err);
-		return st;
+		break;
 	case LN_LOSS_BCE:
 		st = ln_loss_check_same_shape(z, target, err);
 		if (st == LN_OK)
 			st = ln_loss_check_unit("target", target, err);
-		return st;
+		break;
 	default:
-		return ln_loss_class_target(t, z, target, err);
+		return ln_loss_class_target(r, z, target, NULL, err);
 	}
-}
-
-/* ol_check, then sizes out (the loss's output or grad_input) like z. */
-static ln_status ol_prepare(ln_class_target *t, const output_loss *o, ln_tensor *out,
-                            const ln_tensor *z, const ln_tensor *target, ln_error *err)
-{
-	ln_status st = ol_check(t, o, z, target, err);
 	if (st == LN_OK)
-		st = ln_tensor_ensure(out, z->ndim, z->shape, err);
+		ln_loss_rows_batch(r, z, target);
 	return st;
 }
 
-static ln_status ol_forward(ln_loss *c, const ln_tensor *z, const ln_tensor *target, double *loss,
-                            ln_error *err)
+/* The loss of row i, y_hat into yhat (k). */
+static double ol_row_loss(const ln_loss *c, const ln_loss_rows *r, int64_t i, float *yhat)
 {
-	output_loss *o = (output_loss *)c;
-	ln_class_target t;
-	ln_status st = ol_prepare(&t, o, &c->output, z, target, err);
-	if (st != LN_OK)
-		return st;
-	float *yhat = ln_tensor_data(&c->output);
-	const float *zd = ln_tensor_data(z), *y = ln_tensor_data(target);
-	int64_t m = ln_tensor_numel(z), n = z->shape[0];
-	double s;
+	const output_loss *o = (const output_loss *)c;
+	int64_t k = r->k;
+	const float *z = r->x + i * k;
+	if (o->kind == LN_LOSS_CROSS_ENTROPY)
+		return ln_ce_row(yhat, r, i, NULL);
+	const float *y = r->y + i * k;
 	if (o->act == LN_ACT_IDENTITY && o->kind == LN_LOSS_MSE) {
-		memcpy(yhat, zd, (size_t)m * sizeof(float));
-		s = ln_mse_sum(zd, y, m);
-	} else if (o->act == LN_ACT_SIGMOID && o->kind == LN_LOSS_BCE) {
-		s = ln_bce_logits_sum(yhat, zd, y, m);
-	} else if (o->kind == LN_LOSS_CROSS_ENTROPY) {
-		s = ln_ce_sum(yhat, zd, &t);
-	} else if (o->act == LN_ACT_SOFTMAX) {
-		s = chain_softmax_forward(yhat, zd, y, n, z->shape[1], o->kind);
-	} else {
-		s = chain_elem_forward(yhat, zd, y, m, o->act, o->kind);
+		memcpy(yhat, z, (size_t)k * sizeof(float));
+		return ln_mse_sum(z, y, k);
 	}
-	*loss = ln_loss_scale(c, n) * s;
-	return LN_OK;
+	if (o->act == LN_ACT_SIGMOID && o->kind == LN_LOSS_BCE)
+		return ln_bce_logits_sum(yhat, z, y, k);
+	if (o->act == LN_ACT_SOFTMAX)
+		return chain_softmax_forward(yhat, z, y, k, o->kind);
+	return chain_elem_forward(yhat, z, y, k, o->act, o->kind);
 }
 
-static ln_status ol_backward(ln_loss *c, const ln_tensor *z, const ln_tensor *target,
-                             ln_error *err)
+/* g (k) = s * dl_i/dz_i. */
+static void ol_row_grad(const ln_loss *c, const ln_loss_rows *r, int64_t i, float *g, double s)
 {
-	output_loss *o = (output_loss *)c;
-	ln_class_target t;
-	ln_status st = ol_prepare(&t, o, &c->grad_input, z, target, err);
-	if (st != LN_OK)
-		return st;
-	float *gz = ln_tensor_data(&c->grad_input);
-	const float *zd = ln_tensor_data(z), *y = ln_tensor_data(target);
-	int64_t m = ln_tensor_numel(z), n = z->shape[0];
-	double scale = ln_loss_scale(c, n);
+	const output_loss *o = (const output_loss *)c;
+	int64_t k = r->k;
+	const float *z = r->x + i * k;
+	if (o->kind == LN_LOSS_CROSS_ENTROPY) {
+		ln_ce_row_grad(g, r, i, NULL, s);
+		return;
+	}
+	const float *y = r->y + i * k;
 	if (o->act == LN_ACT_IDENTITY && o->kind == LN_LOSS_MSE)
-		ln_mse_grad(gz, zd, y, m, scale);
+		ln_mse_grad(g, z, y, k, s);
 	else if (o->act == LN_ACT_SIGMOID && o->kind == LN_LOSS_BCE)
-		ln_bce_logits_grad(gz, zd, y, m, scale);
-	else if (o->kind == LN_LOSS_CROSS_ENTROPY)
-		ln_ce_grad(gz, zd, &t, scale);
+		ln_bce_logits_grad(g, z, y, k, s);
 	else if (o->act == LN_ACT_SOFTMAX)
-		chain_softmax_backward(gz, zd, y, n, z->shape[1], o->kind, scale);
+		chain_softmax_backward(g, z, y, k, o->kind, s);
 	else
-		chain_elem_backward(gz, zd, y, m, o->act, o->kind, scale);
-	return LN_OK;
+		chain_elem_backward(g, z, y, k, o->act, o->kind, s);
 }
 
 static int ol_describe(const ln_loss *c, char *buf, size_t size)
 {
 	const output_loss *o = (const output_loss *)c;
-	return snprintf(buf, size, "OutputLoss(%s, %s%s)%s", act_names[o->act], kind_names[o->kind],
-	                c->reduction == LN_REDUCE_SUM ? ", reduction=sum" : "",
+	return snprintf(buf, size, "OutputLoss(%s, %s%s%s)%s", act_names[o->act], kind_names[o->kind],
+	                c->reduction == LN_REDUCE_MEAN ? "" : ", reduction=",
+	                c->reduction == LN_REDUCE_MEAN ? "" : ln_reduction_name(c->reduction),
 	                is_canonical(o->act, o->kind) ? " [canonical]" : "");
 }
 
 const ln_loss_class ln_output_loss_class = {
 	.name = "OutputLoss",
 	.size = sizeof(output_loss),
-	.forward = ol_forward,
-	.backward = ol_backward,
+	.prepare = ol_prepare,
+	.row_loss = ol_row_loss,
+	.row_grad = ol_row_grad,
+	.has_output = true,
 	.describe = ol_describe,
 };
 
@@ -496,4 +475,38 @@ bool ln_pairing_warning(const ln_loss *c, const char *producer, char *msg, size_
 		return false;
 	}
 	return true;
+}
+
+/* How many rows of an input ln_input_warning looks at: a mistake of this
+ * kind (logits or probabilities where log-probabilities belong) shows in
+ * every row, so the first few tell, at a cost that does not grow with the
+ * batch. */
+#define WARN_ROWS 8
+
+bool ln_input_warning(const ln_loss *c, const ln_tensor *input, char *msg, size_t size)
+{
+	if (c->cls != &ln_nll_class || input->ndim < 2 || ln_tensor_is_empty(input))
+		return false;
+	int64_t k = input->shape[input->ndim - 1];
+	int64_t rows = ln_tensor_numel(input) / k;
+	const float *x = ln_tensor_data(input);
+	for (int64_t i = 0; i < rows && i < WARN_ROWS; i++) {
+		double sum = 0, top = -INFINITY;
+		for (int64_t j = 0; j < k; j++) {
+			sum += exp((double)x[i * k + j]);
+			top = fmax(top, x[i * k + j]);
+		}
+		/* log-probabilities are <= 0 and their exponentials sum to 1, to
+		 * float precision over a row of k classes */
+		if (top > 1e-4 || fabs(sum - 1.0) > 1e-3 + 1e-6 * (double)k) {
+			snprintf(msg, size,
+			         "NLLLoss takes log-probabilities, but row %lld of its input is not one "
+			         "(%s); put a LogSoftmax before NLLLoss, or give the logits to "
+			         "CrossEntropyLoss instead",
+			         (long long)(i + 1),
+			         top > 1e-4 ? "it has values above 0" : "its exponentials do not sum to 1");
+			return true;
+		}
+	}
+	return false;
 }

@@ -34,7 +34,8 @@
 
 typedef ln_status (*loss_ctor)(ln_loss **, ln_reduction, ln_error *);
 
-static const ln_reduction reductions[] = { LN_REDUCE_MEAN, LN_REDUCE_SUM };
+static const ln_reduction reductions[] = { LN_REDUCE_MEAN, LN_REDUCE_SUM, LN_REDUCE_NONE };
+#define NRED 3
 
 static int setup(void **state)
 {
@@ -80,7 +81,7 @@ static void backward(ln_loss *c, const ln_tensor *x, const ln_tensor *y)
  * smaller for BCELoss, whose log x has a large third derivative near 0. */
 static void gradcheck(ln_loss *c, const ln_tensor *x, const ln_tensor *y, const char *what)
 {
-	char d[128];
+	char d[160];
 	ln_loss_describe(c, d, sizeof d);
 	double eps = strcmp(c->cls->name, "BCELoss") == 0 ? EPS / 10 : EPS;
 	double e = tu_gradcheck_loss(c, x, y, eps);
@@ -195,7 +196,7 @@ static void test_mse_gradcheck(void **state)
 {
 	static const int64_t shapes[][3] = { { 6, 0, 0 }, { 5, 3, 0 }, { 2, 3, 4 } };
 	static const int ndims[] = { 1, 2, 3 };
-	for (int r = 0; r < 2; r++)
+	for (int r = 0; r < NRED; r++)
 		for (int s = 0; s < 3; s++) {
 			ln_tensor x, y;
 			tu_tensor_uniform(&x, ndims[s], shapes[s], -2, 2);
@@ -229,7 +230,7 @@ static void test_mse_value(void **state)
 
 static void test_bce_gradcheck(void **state)
 {
-	for (int r = 0; r < 2; r++) {
+	for (int r = 0; r < NRED; r++) {
 		ln_tensor x, y, z;
 		tu_tensor_uniform(&x, 2, (int64_t[]){ 4, 3 }, 0.1f, 0.9f);
 		tu_tensor_uniform(&y, 2, (int64_t[]){ 4, 3 }, 0.0f, 1.0f);
@@ -275,7 +276,7 @@ static void test_cross_entropy_gradcheck(void **state)
 {
 	loss_ctor ctors[] = { ln_cross_entropy_loss_new, ln_nll_loss_new };
 	for (int k = 0; k < 2; k++)
-		for (int r = 0; r < 2; r++) {
+		for (int r = 0; r < NRED; r++) {
 			ln_tensor z, lab, oh, pr, pr2;
 			tu_tensor_uniform(&z, 2, (int64_t[]){ 5, 4 }, -3.0f, 3.0f);
 			labels(&lab, 5, 4);
@@ -336,6 +337,355 @@ static void test_cross_entropy_value(void **state)
 	release(&z, &lab, &lsm);
 }
 
+/* ==== reduction none ===================================================================== */
+
+static ln_loss *make_any(int which, ln_reduction r);
+static ln_alloc_stats stats_now(void);
+static void any_data(ln_tensor *x, ln_tensor *y, int which);
+#define NKINDS 9
+
+/* Row i of the {N,...} tensor t as a new {1,...} tensor (a label: {1}). */
+static void row_of(ln_tensor *out, const ln_tensor *t, int64_t i)
+{
+	int64_t shape[LN_MAX_DIMS];
+	memcpy(shape, t->shape, sizeof shape);
+	int64_t k = ln_tensor_numel(t) / t->shape[0];
+	shape[0] = 1;
+	tu_tensor(out, t->ndim, shape, ln_tensor_data(t) + i * k);
+}
+
+/* With reduction none every loss gives one loss per sample: their sum is
+ * the sum reduction (and what forward returns), each is the loss of its
+ * row alone, the gradient without weights is the sum's, and with weights
+ * g_i it is g_i times the sum's row i; finite differences agree. */
+static void test_reduction_none(void **state)
+{
+	for (int w = 0; w < NKINDS; w++) {
+		ln_tensor x, y, gout, xi, yi;
+		any_data(&x, &y, w);
+		ln_loss *none = make_any(w, LN_REDUCE_NONE), *sum = make_any(w, LN_REDUCE_SUM);
+		double l_none = forward(none, &x, &y), l_sum = forward(sum, &x, &y);
+		assert_true(l_none == l_sum);
+		assert_int_equal(none->losses.ndim, 1);
+		assert_int_equal(none->losses.shape[0], 4);
+		assert_true(ln_tensor_is_empty(&sum->losses));
+		const float *per = ln_tensor_data(&none->losses);
+		double total = 0;
+		for (int64_t i = 0; i < 4; i++) {
+			row_of(&xi, &x, i);
+			row_of(&yi, &y, i);
+			double li = forward(sum, &xi, &yi);
+			assert_close(per[i], li, 1e-6 * fmax(1, fabs(li)));
+			total += per[i];
+			release(&xi, &yi, NULL);
+		}
+		assert_close(total, l_sum, 1e-6 * fmax(1, fabs(l_sum)));
+		/* backward: the gradient of the sum, or weighted row by row */
+		backward(none, &x, &y);
+		backward(sum, &x, &y);
+		assert_true(ln_tensor_allclose(&none->grad_input, &sum->grad_input, 0, 0));
+		tu_tensor(&gout, 1, (int64_t[]){ 4 }, (float[]){ 0.5f, -2, 0, 3 });
+		ln_error err;
+		assert_int_equal(ln_loss_backward_weighted(none, &x, &y, &gout, &err), LN_OK);
+		const float *gn = ln_tensor_data(&none->grad_input), *gs = ln_tensor_data(&sum->grad_input);
+		const float *gw = ln_tensor_data(&gout);
+		for (int64_t k = 0; k < 12; k++)
+			assert_close(gn[k], gw[k / 3] * gs[k], 1e-6 * fmax(1e-3, fabs(gs[k])));
+		gradcheck(none, &x, &y, "weighted per-sample losses");
+		ln_loss_release(none);
+		ln_loss_release(sum);
+		release(&x, &y, &gout);
+	}
+}
+
+/* MSE per sample by hand: 1/2 ||(1,2)-(0,0)||^2 = 2.5, 1/2 ||(3,-1)-(1,1)||^2 = 4;
+ * a weighted backward gives g_i (x_i - y_i). */
+static void test_reduction_none_value(void **state)
+{
+	ln_tensor x, y, g;
+	tu_tensor(&x, 2, (int64_t[]){ 2, 2 }, (float[]){ 1, 2, 3, -1 });
+	tu_tensor(&y, 2, (int64_t[]){ 2, 2 }, (float[]){ 0, 0, 1, 1 });
+	tu_tensor(&g, 1, (int64_t[]){ 2 }, (float[]){ 2, -1 });
+	ln_loss *c = make(ln_mse_loss_new, LN_REDUCE_NONE);
+	assert_close(forward(c, &x, &y), 6.5, 1e-12);
+	assert_close(ln_tensor_data(&c->losses)[0], 2.5, 0);
+	assert_close(ln_tensor_data(&c->losses)[1], 4.0, 0);
+	ln_error err;
+	assert_int_equal(ln_loss_backward_weighted(c, &x, &y, &g, &err), LN_OK);
+	const float want[] = { 2, 4, -2, 2 };
+	for (int k = 0; k < 4; k++)
+		assert_close(ln_tensor_data(&c->grad_input)[k], want[k], 0);
+	ln_loss_release(c);
+	release(&x, &y, &g);
+}
+
+/* The gradient of the per-sample losses: only with reduction none, shaped
+ * like them, finite. */
+static void test_reduction_none_errors(void **state)
+{
+	ln_tensor x, y, g3, g2, g22;
+	tu_tensor_uniform(&x, 2, (int64_t[]){ 2, 3 }, -1, 1);
+	labels(&y, 2, 3);
+	tu_tensor(&g2, 1, (int64_t[]){ 2 }, (float[]){ 1, NAN });
+	tu_tensor(&g3, 1, (int64_t[]){ 3 }, NULL);
+	tu_tensor(&g22, 2, (int64_t[]){ 2, 1 }, NULL);
+	ln_loss *c = make(ln_cross_entropy_loss_new, LN_REDUCE_MEAN);
+	ln_error err;
+	assert_int_equal(ln_loss_backward_weighted(c, &x, &y, &g3, &err), LN_EARG);
+	assert_string_equal(err.msg, "CrossEntropyLoss: a gradient for the per-sample losses needs "
+	                             "reduction=\"none\" (this loss has reduction=\"mean\")");
+	ln_loss_release(c);
+	c = make(ln_cross_entropy_loss_new, LN_REDUCE_NONE);
+	assert_int_equal(ln_loss_backward_weighted(c, &x, &y, &g3, &err), LN_ESHAPE);
+	assert_string_equal(err.msg, "CrossEntropyLoss: expected a gradient of the per-sample losses "
+	                             "of shape {2}, got {3}");
+	assert_int_equal(ln_loss_backward_weighted(c, &x, &y, &g22, &err), LN_ESHAPE);
+	assert_string_equal(err.msg, "CrossEntropyLoss: expected a gradient of the per-sample losses "
+	                             "of shape {2}, got {2,1}");
+	assert_int_equal(ln_loss_backward_weighted(c, &x, &y, &g2, &err), LN_ENAN);
+	assert_string_equal(err.msg, "CrossEntropyLoss: gradient of the per-sample losses has NaN at "
+	                             "position 2");
+	ln_loss_release(c);
+	c = make_ol(LN_ACT_IDENTITY, LN_LOSS_MSE, LN_REDUCE_SUM);
+	assert_int_equal(ln_loss_backward_weighted(c, &x, &x, &g3, &err), LN_EARG);
+	assert_string_equal(err.msg, "OutputLoss(identity, mse): a gradient for the per-sample losses "
+	                             "needs reduction=\"none\" (this loss has reduction=\"sum\")");
+	ln_loss_release(c);
+	release(&x, &y, &g2);
+	release(&g3, &g22, NULL);
+}
+
+/* ==== CrossEntropyLoss and NLLLoss options ================================================== */
+
+static ln_loss *make_class(loss_ctor f, ln_reduction r, double eps, const ln_tensor *w,
+                           const int64_t *ignore)
+{
+	ln_class_loss_options o = { .label_smoothing = eps, .weight = w,
+		                    .has_ignore = ignore != NULL, .ignore_index = ignore ? *ignore : 0 };
+	ln_loss *c = NULL;
+	ln_error err;
+	ln_status st = f == ln_nll_loss_new ? ln_nll_loss_new_ex(&c, r, &o, &err)
+	                                    : ln_cross_entropy_loss_new_ex(&c, r, &o, &err);
+	if (st != LN_OK)
+		fail_msg("constructor: %s", err.msg);
+	return c;
+}
+
+/* log sum_j exp(z_j) over 3 logits, directly. */
+static double lse3(double a, double b, double c)
+{
+	return log(exp(a) + exp(b) + exp(c));
+}
+
+/* Values worked out from the definitions (PyTorch's, labels 1-based):
+ * logits z = {{1,2,3},{0,0,0},{2,-1,0.5}}, weights w = {1,2,3}. */
+static void test_cross_entropy_options_value(void **state)
+{
+	const float zv[] = { 1, 2, 3, 0, 0, 0, 2, -1, 0.5f };
+	const double w[] = { 1, 2, 3 };
+	ln_tensor z, lab, lab_all, wt, rows;
+	tu_tensor(&z, 2, (int64_t[]){ 3, 3 }, zv);
+	tu_tensor(&wt, 1, (int64_t[]){ 3 }, (float[]){ 1, 2, 3 });
+	double lse[3] = { lse3(1, 2, 3), lse3(0, 0, 0), lse3(2, -1, 0.5) };
+	int64_t ignore = 0;
+
+	/* labels {3, ignored, 2}, smoothing 0.1, weights:
+	 * l_i = 0.9 w_l (lse_i - z_il) + 0.1/3 sum_j w_j (lse_i - z_ij) */
+	tu_tensor(&lab, 1, (int64_t[]){ 3 }, (float[]){ 3, 0, 2 });
+	double l1 = 0.9 * 3 * (lse[0] - 3) +
+	            0.1 / 3 * (1 * (lse[0] - 1) + 2 * (lse[0] - 2) + 3 * (lse[0] - 3));
+	double l3 = 0.9 * 2 * (lse[2] + 1) +
+	            0.1 / 3 * (1 * (lse[2] - 2) + 2 * (lse[2] + 1) + 3 * (lse[2] - 0.5));
+	ln_loss *c = make_class(ln_cross_entropy_loss_new, LN_REDUCE_MEAN, 0.1, &wt, &ignore);
+	/* the mean divides by the weights of the labels that count: 3 + 2 */
+	assert_close(forward(c, &z, &lab), (l1 + l3) / 5, 1e-12);
+	backward(c, &z, &lab);
+	const float *g = ln_tensor_data(&c->grad_input);
+	/* row 1: (p_j S - t_j)/5, t = 0.9 w_3 e_3 + 0.1/3 w, S = 0.9*3 + 0.1/3*6 */
+	for (int j = 0; j < 3; j++) {
+		double p = exp(zv[j] - lse[0]), t = (j == 2 ? 0.9 * 3 : 0) + 0.1 / 3 * w[j];
+		assert_close(g[j], (p * 2.9 - t) / 5, 1e-7);
+		assert_close(g[3 + j], 0, 0);  /* the ignored row */
+	}
+	ln_loss_release(c);
+	c = make_class(ln_cross_entropy_loss_new, LN_REDUCE_SUM, 0.1, &wt, &ignore);
+	assert_close(forward(c, &z, &lab), l1 + l3, 1e-12);
+	ln_loss_release(c);
+	c = make_class(ln_cross_entropy_loss_new, LN_REDUCE_NONE, 0.1, &wt, &ignore);
+	forward(c, &z, &lab);
+	assert_close(ln_tensor_data(&c->losses)[0], l1, 1e-6);
+	assert_close(ln_tensor_data(&c->losses)[1], 0, 0);
+	assert_close(ln_tensor_data(&c->losses)[2], l3, 1e-6);
+	ln_loss_release(c);
+
+	/* weights alone, labels {3,1,2}: sum_i w_l (lse_i - z_il) / sum_i w_l */
+	tu_tensor(&lab_all, 1, (int64_t[]){ 3 }, (float[]){ 3, 1, 2 });
+	c = make_class(ln_cross_entropy_loss_new, LN_REDUCE_MEAN, 0, &wt, NULL);
+	assert_close(forward(c, &z, &lab_all),
+	             (3 * (lse[0] - 3) + 1 * (lse[1] - 0) + 2 * (lse[2] + 1)) / 6, 1e-12);
+	ln_loss_release(c);
+	/* smoothing alone: the mean over the 3 rows */
+	c = make_class(ln_cross_entropy_loss_new, LN_REDUCE_MEAN, 0.3, NULL, NULL);
+	double want = 0;
+	for (int i = 0; i < 3; i++) {
+		int l = (int)ln_tensor_data(&lab_all)[i] - 1;
+		double sm = 0;
+		for (int j = 0; j < 3; j++)
+			sm += lse[i] - zv[i * 3 + j];
+		want += 0.7 * (lse[i] - zv[i * 3 + l]) + 0.1 * sm;
+	}
+	assert_close(forward(c, &z, &lab_all), want / 3, 1e-12);
+	ln_loss_release(c);
+	/* an ignore_index inside 1..C ignores that class's rows */
+	int64_t two = 2;
+	c = make_class(ln_cross_entropy_loss_new, LN_REDUCE_MEAN, 0, NULL, &two);
+	assert_close(forward(c, &z, &lab_all), ((lse[0] - 3) + (lse[1] - 0)) / 2, 1e-12);
+	ln_loss_release(c);
+
+	/* probability rows, weights and smoothing: t = w ((1-eps) y + eps/C),
+	 * l_i = sum_j t_j (lse_i - z_ij); the mean divides by N = 3 */
+	const float yv[] = { 0.5f, 0.5f, 0, 0, 0, 1, 0.25f, 0.25f, 0.5f };
+	tu_tensor(&rows, 2, (int64_t[]){ 3, 3 }, yv);
+	c = make_class(ln_cross_entropy_loss_new, LN_REDUCE_MEAN, 0.2, &wt, NULL);
+	want = 0;
+	for (int i = 0; i < 3; i++)
+		for (int j = 0; j < 3; j++)
+			want += w[j] * (0.8 * yv[i * 3 + j] + 0.2 / 3) * (lse[i] - zv[i * 3 + j]);
+	assert_close(forward(c, &z, &rows), want / 3, 1e-12);
+	ln_loss_release(c);
+
+	/* nothing counts: the mean is 0 and so is its gradient */
+	ln_tensor none_lab;
+	tu_tensor(&none_lab, 1, (int64_t[]){ 3 }, (float[]){ 0, 0, 0 });
+	c = make_class(ln_cross_entropy_loss_new, LN_REDUCE_MEAN, 0.1, &wt, &ignore);
+	assert_close(forward(c, &z, &none_lab), 0, 0);
+	backward(c, &z, &none_lab);
+	for (int k = 0; k < 9; k++)
+		assert_close(ln_tensor_data(&c->grad_input)[k], 0, 0);
+	ln_loss_release(c);
+
+	/* NLLLoss with weights and ignore_index -100: -w_l x_l / sum w_l */
+	int64_t pad = -100;
+	ln_tensor lab_pad;
+	tu_tensor(&lab_pad, 1, (int64_t[]){ 3 }, (float[]){ 2, -100, 3 });
+	c = make_class(ln_nll_loss_new, LN_REDUCE_MEAN, 0, &wt, &pad);
+	assert_close(forward(c, &z, &lab_pad), -(2 * 2 + 3 * 0.5) / 5, 1e-12);
+	backward(c, &z, &lab_pad);
+	const float gw[] = { 0, -2.0f / 5, 0, 0, 0, 0, 0, 0, -3.0f / 5 };
+	for (int k = 0; k < 9; k++)
+		assert_close(ln_tensor_data(&c->grad_input)[k], gw[k], 1e-8);
+	ln_loss_release(c);
+
+	release(&z, &lab, &lab_all);
+	release(&wt, &rows, &none_lab);
+	ln_tensor_release(&lab_pad);
+}
+
+/* Every option, alone and together, in every reduction, with both target
+ * forms where they apply: the gradient agrees with finite differences. */
+static void test_cross_entropy_options_gradcheck(void **state)
+{
+	ln_tensor z, lab, pr, wt;
+	tu_tensor_uniform(&z, 2, (int64_t[]){ 6, 4 }, -3.0f, 3.0f);
+	tu_tensor(&lab, 1, (int64_t[]){ 6 }, (float[]){ 1, 4, 2, 2, 3, 2 });
+	prob_rows(&pr, 6, 4, 1.0);
+	tu_tensor(&wt, 1, (int64_t[]){ 4 }, (float[]){ 0.5f, 2, 1, 3 });
+	const double epss[] = { 0, 0.25, 1 };
+	const int64_t ignore = 2;
+	for (int r = 0; r < NRED; r++)
+		for (int e = 0; e < 3; e++)
+			for (int wi = 0; wi < 2; wi++)
+				for (int ig = 0; ig < 2; ig++) {
+					const ln_tensor *w = wi ? &wt : NULL;
+					const int64_t *ign = ig ? &ignore : NULL;
+					ln_loss *c = make_class(ln_cross_entropy_loss_new, reductions[r], epss[e], w,
+					                        ign);
+					gradcheck(c, &z, &lab, "labels");
+					if (!ig)
+						gradcheck(c, &z, &pr, "probability rows");
+					ln_loss_release(c);
+					if (e == 0) {
+						c = make_class(ln_nll_loss_new, reductions[r], 0, w, ign);
+						gradcheck(c, &z, &lab, "labels");
+						if (!ig)
+							gradcheck(c, &z, &pr, "probability rows");
+						ln_loss_release(c);
+					}
+				}
+	release(&z, &lab, &pr);
+	ln_tensor_release(&wt);
+}
+
+/* The options' errors: at construction, and what only the input shows. */
+static void test_cross_entropy_options_errors(void **state)
+{
+	ln_class_loss_options o = { 0 };
+	ln_loss *c = NULL;
+	ln_error err;
+	const struct { double eps; const char *msg; } bad_eps[] = {
+		{ 1.5, "label_smoothing must be in [0,1], got 1.5" },
+		{ -0.1, "label_smoothing must be in [0,1], got -0.1" },
+		{ NAN, "label_smoothing must be in [0,1], got nan" },
+		{ INFINITY, "label_smoothing must be in [0,1], got inf" },
+	};
+	for (size_t i = 0; i < sizeof bad_eps / sizeof bad_eps[0]; i++) {
+		o.label_smoothing = bad_eps[i].eps;
+		assert_int_equal(ln_cross_entropy_loss_new_ex(&c, LN_REDUCE_MEAN, &o, &err), LN_ERANGE);
+		assert_string_equal(err.msg, bad_eps[i].msg);
+		assert_null(c);
+	}
+	o.label_smoothing = 0.1;
+	assert_int_equal(ln_nll_loss_new_ex(&c, LN_REDUCE_MEAN, &o, &err), LN_EARG);
+	assert_string_equal(err.msg, "label_smoothing is an option of CrossEntropyLoss only");
+	o.label_smoothing = 0;
+	ln_tensor w2, wnan, wneg, winf;
+	tu_tensor(&w2, 2, (int64_t[]){ 2, 2 }, NULL);
+	tu_tensor(&wnan, 1, (int64_t[]){ 3 }, (float[]){ 1, NAN, 1 });
+	tu_tensor(&winf, 1, (int64_t[]){ 3 }, (float[]){ 1, 1, -INFINITY });
+	tu_tensor(&wneg, 1, (int64_t[]){ 3 }, (float[]){ 1, -0.5f, 1 });
+	const struct { const ln_tensor *w; ln_status st; const char *msg; } bad_w[] = {
+		{ &w2, LN_ESHAPE, "weight must be a 1-D tensor of one weight per class, got shape {2,2}" },
+		{ &wnan, LN_ENAN, "weight has NaN at position 2" },
+		{ &winf, LN_ENAN, "weight has -inf at position 3" },
+		{ &wneg, LN_ERANGE, "weight -0.5 at position 2 is negative; class weights must be >= 0" },
+	};
+	ln_alloc_stats s0 = stats_now();
+	for (size_t i = 0; i < sizeof bad_w / sizeof bad_w[0]; i++) {
+		o.weight = bad_w[i].w;
+		assert_int_equal(ln_cross_entropy_loss_new_ex(&c, LN_REDUCE_MEAN, &o, &err), bad_w[i].st);
+		assert_string_equal(err.msg, bad_w[i].msg);
+		assert_null(c);
+		assert_int_equal(ln_nll_loss_new_ex(&c, LN_REDUCE_SUM, &o, &err), bad_w[i].st);
+		assert_null(c);
+	}
+	assert_int_equal(stats_now().bytes_live, s0.bytes_live);
+
+	/* a weight per class of the input; ignore_index needs labels */
+	ln_tensor z, lab, pr, w3;
+	tu_tensor_uniform(&z, 2, (int64_t[]){ 2, 4 }, -1, 1);
+	labels(&lab, 2, 4);
+	prob_rows(&pr, 2, 4, 1.0);
+	tu_tensor(&w3, 1, (int64_t[]){ 3 }, (float[]){ 1, 1, 1 });
+	c = make_class(ln_cross_entropy_loss_new, LN_REDUCE_MEAN, 0, &w3, NULL);
+	expect_error(c, &z, &lab, LN_ESHAPE,
+	             "CrossEntropyLoss: weight has 3 entries, but the input has 4 classes");
+	ln_loss_release(c);
+	int64_t ignore = -100;
+	c = make_class(ln_nll_loss_new, LN_REDUCE_MEAN, 0, NULL, &ignore);
+	expect_error(c, &z, &pr, LN_EARG,
+	             "NLLLoss: ignore_index needs class labels as the target, got probability rows "
+	             "of shape {2,4}");
+	/* a label equal to ignore_index passes; any other outside 1..C does not */
+	ln_tensor_data(&lab)[1] = -100;
+	forward(c, &z, &lab);
+	ln_tensor_data(&lab)[1] = -99;
+	expect_error(c, &z, &lab, LN_ERANGE, "NLLLoss: label -99 at position 2 is out of range 1..4");
+	ln_loss_release(c);
+	release(&w2, &wnan, &wneg);
+	release(&winf, &z, &lab);
+	release(&pr, &w3, NULL);
+}
+
 /* ==== stability ======================================================================= */
 
 static void test_cross_entropy_extreme_logits(void **state)
@@ -345,7 +695,7 @@ static void test_cross_entropy_extreme_logits(void **state)
 	tu_tensor(&z, 2, (int64_t[]){ 3, 3 },
 	          (float[]){ 1000, -1000, 0, -1000, 1000, 0, 1000, 1000, -1000 });
 	tu_tensor(&lab, 1, (int64_t[]){ 3 }, (float[]){ 1, 1, 2 });
-	for (int r = 0; r < 2; r++) {
+	for (int r = 0; r < NRED; r++) {
 		ln_loss *c = make(ln_cross_entropy_loss_new, reductions[r]);
 		double s = reductions[r] == LN_REDUCE_MEAN ? 1.0 / 3 : 1.0;
 		double l = forward(c, &z, &lab);
@@ -451,7 +801,7 @@ static void test_output_loss_gradcheck_all(void **state)
 			if (!defined_pairing(a, k))
 				continue;
 			defined++;
-			for (int r = 0; r < 2; r++) {
+			for (int r = 0; r < NRED; r++) {
 				ln_tensor z, y, lab = LN_TENSOR_EMPTY;
 				tu_tensor_uniform(&z, 2, (int64_t[]){ 5, 4 }, -2.5f, 2.5f);
 				away_from_zero(&z);
@@ -565,7 +915,7 @@ static void test_output_loss_matches_plain_losses(void **state)
 		{ LN_ACT_SOFTMAX, LN_LOSS_CROSS_ENTROPY, ln_cross_entropy_loss_new, &lab },
 	};
 	for (int i = 0; i < 3; i++)
-		for (int r = 0; r < 2; r++) {
+		for (int r = 0; r < NRED; r++) {
 			ln_loss *o = make_ol(cases[i].a, cases[i].k, reductions[r]);
 			ln_loss *c = make(cases[i].plain, reductions[r]);
 			double lo = forward(o, &z, cases[i].t), lc = forward(c, &z, cases[i].t);
@@ -904,7 +1254,6 @@ static ln_loss *make_any(int which, ln_reduction r)
 	default: return make_ol(LN_ACT_SOFTMAX, LN_LOSS_BCE, r);
 	}
 }
-#define NKINDS 9
 
 /* Input in (0,1) and a target valid for every loss above: {4,3} rows. */
 static void any_data(ln_tensor *x, ln_tensor *y, int which)
@@ -1037,6 +1386,12 @@ int main(void)
 		cmocka_unit_test_setup(test_bce_value, setup),
 		cmocka_unit_test_setup(test_cross_entropy_gradcheck, setup),
 		cmocka_unit_test_setup(test_cross_entropy_value, setup),
+		cmocka_unit_test_setup(test_reduction_none, setup),
+		cmocka_unit_test_setup(test_reduction_none_value, setup),
+		cmocka_unit_test_setup(test_reduction_none_errors, setup),
+		cmocka_unit_test_setup(test_cross_entropy_options_value, setup),
+		cmocka_unit_test_setup(test_cross_entropy_options_gradcheck, setup),
+		cmocka_unit_test_setup(test_cross_entropy_options_errors, setup),
 		cmocka_unit_test_setup(test_cross_entropy_extreme_logits, setup),
 		cmocka_unit_test_setup(test_bce_extreme, setup),
 		cmocka_unit_test_setup(test_output_loss_gradcheck_all, setup),

@@ -107,12 +107,21 @@ double tu_gradcheck_module(ln_module *m, const ln_tensor *x, double eps)
 double tu_gradcheck_loss(ln_loss *c, const ln_tensor *x, const ln_tensor *target, double eps)
 {
 	ln_error err;
-	ln_tensor xc = LN_TENSOR_EMPTY, g = LN_TENSOR_EMPTY;
+	ln_tensor xc = LN_TENSOR_EMPTY, g = LN_TENSOR_EMPTY, gout = LN_TENSOR_EMPTY;
 	double loss;
 	if (ln_tensor_clone(&xc, x, &err) != LN_OK)
 		fail_msg("clone: %s", err.msg);
-	if (ln_loss_forward(c, &xc, target, &loss, &err) != LN_OK ||
-	    ln_loss_backward(c, &xc, target, &err) != LN_OK)
+	if (ln_loss_forward(c, &xc, target, &loss, &err) != LN_OK)
+		fail_msg("loss: %s", err.msg);
+	/* reduction none: random weights r of the per-sample losses */
+	const float *r = NULL;
+	int64_t row = 1;
+	if (c->reduction == LN_REDUCE_NONE) {
+		tu_tensor_uniform(&gout, c->losses.ndim, c->losses.shape, -1, 1);
+		r = ln_tensor_data(&gout);
+		row = ln_tensor_numel(&xc) / ln_tensor_numel(&gout);
+	}
+	if (ln_loss_backward_weighted(c, &xc, target, r ? &gout : NULL, &err) != LN_OK)
 		fail_msg("loss: %s", err.msg);
 	if (ln_tensor_clone(&g, &c->grad_input, &err) != LN_OK)
 		fail_msg("clone: %s", err.msg);
@@ -130,10 +139,14 @@ double tu_gradcheck_loss(ln_loss *c, const ln_tensor *x, const ln_tensor *target
 			fail_msg("loss: %s", err.msg);
 		d[i] = saved;
 		double step = (double)(float)(saved + eps) - (double)(float)(saved - eps);
-		worst = fmax(worst, rel_err(gd[i], (hi - lo) / step));
+		/* with none, the number is sum_j l_j (in double), and element i
+		 * moves only the loss of its own row: times that row's weight */
+		double w = r ? (double)r[i / row] : 1.0;
+		worst = fmax(worst, rel_err(gd[i], w * (hi - lo) / step));
 	}
 	ln_tensor_release(&xc);
 	ln_tensor_release(&g);
+	ln_tensor_release(&gout);
 	return worst;
 }
 

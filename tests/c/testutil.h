@@ -29,7 +29,11 @@ void tu_tensor_uniform(ln_tensor *t, int ndim, const int64_t *shape, float lo, f
 double tu_gradcheck_module(ln_module *m, const ln_tensor *x, double eps);
 
 /* The same for a loss, whose forward is already a number: checks
- * dL/dinput only. */
+ * dL/dinput only.  With reduction none, of L = sum_i r_i l_i for random
+ * r in [-1,1], through ln_loss_backward_weighted: each sample's loss
+ * depends on its own row alone, so dL/dx at an element of row i is r_i
+ * times the difference quotient of the forward's number (sum_i l_i, in
+ * double). */
 double tu_gradcheck_loss(ln_loss *c, const ln_tensor *x, const ln_tensor *target, double eps);
 
 /* The defaults of the optimiser called name with the values that follow

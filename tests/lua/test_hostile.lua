@@ -118,15 +118,140 @@ local cases = {
 	{"nn.MaxPool2d: unknown option 'ceil_mode' (it takes no options)", nn.MaxPool2d, 2, 2,
 		{ceil_mode = true}},
 	{"nn.AvgPool2d: expected at most 3 arguments, got 4", nn.AvgPool2d, 2, 2, {}, 1},
-	{"nn.CrossEntropyLoss: unknown option 'label_smoothing' (options: reduction)",
-		nn.CrossEntropyLoss, {label_smoothing = 0.1}},
-	{"nn.CrossEntropyLoss: unknown option 'ignore_index' (options: reduction)",
-		nn.CrossEntropyLoss, {ignore_index = 1}},
-	{"nn.NLLLoss: unknown option 'weight' (options: reduction)", nn.NLLLoss,
+	-- loss options: reduction, and CrossEntropyLoss's and NLLLoss's own
+	{"nn.CrossEntropyLoss: unknown option 'smoothing' (options: reduction, weight, ignore_index, "
+		.. "label_smoothing)", nn.CrossEntropyLoss, {smoothing = 0.1}},
+	{"nn.NLLLoss: unknown option 'label_smoothing' (options: reduction, weight, ignore_index)",
+		nn.NLLLoss, {label_smoothing = 0.1}},
+	{"nn.MSELoss: unknown option 'weight' (options: reduction)", nn.MSELoss,
 		{weight = lunet.ones(3)}},
 	{"nn.MSELoss: option 'reduction' must be a string, got number", nn.MSELoss, {reduction = 1}},
-	{"nn.BCELoss: reduction must be \"mean\" or \"sum\", got \"none\"", nn.BCELoss,
-		{reduction = "none"}},
+	{"nn.BCELoss: reduction must be \"mean\", \"sum\" or \"none\", got \"avg\"", nn.BCELoss,
+		{reduction = "avg"}},
+	{"nn.CrossEntropyLoss: reduction must be \"mean\", \"sum\" or \"none\", got \"None\"",
+		nn.CrossEntropyLoss, {reduction = "None"}},
+	{"nn.CrossEntropyLoss: option 'label_smoothing' must be a number, got string",
+		nn.CrossEntropyLoss, {label_smoothing = "0.1"}},
+	{"nn.CrossEntropyLoss: label_smoothing must be in [0,1], got 1.5", nn.CrossEntropyLoss,
+		{label_smoothing = 1.5}},
+	{"nn.CrossEntropyLoss: label_smoothing must be in [0,1], got -0.25", nn.CrossEntropyLoss,
+		{label_smoothing = -0.25}},
+	{"nn.CrossEntropyLoss: label_smoothing must be in [0,1], got nan", nn.CrossEntropyLoss,
+		{label_smoothing = NAN}},
+	{"nn.CrossEntropyLoss: label_smoothing must be in [0,1], got inf", nn.CrossEntropyLoss,
+		{label_smoothing = INF}},
+	{"nn.CrossEntropyLoss: option 'weight' must be a tensor or a table of numbers, got string",
+		nn.CrossEntropyLoss, {weight = "balanced"}},
+	{"nn.NLLLoss: option 'weight' must be a tensor or a table of numbers, got boolean",
+		nn.NLLLoss, {weight = true}},
+	{"nn.CrossEntropyLoss: weight must be a 1-D tensor of one weight per class, got shape {2,2}",
+		nn.CrossEntropyLoss, {weight = lunet.ones(2, 2)}},
+	{"nn.CrossEntropyLoss: weight must be a 1-D tensor of one weight per class, got shape {1,3}",
+		nn.CrossEntropyLoss, {weight = {{1, 2, 3}}}},
+	{"nn.CrossEntropyLoss: weight has NaN at position 2", nn.CrossEntropyLoss,
+		{weight = {1, NAN, 1}}},
+	{"nn.NLLLoss: weight has inf at position 1", nn.NLLLoss, {weight = lunet.tensor{INF, 1}}},
+	{"nn.CrossEntropyLoss: weight -2 at position 3 is negative; class weights must be >= 0",
+		nn.CrossEntropyLoss, {weight = {1, 1, -2}}},
+	{"nn.CrossEntropyLoss", nn.CrossEntropyLoss, {weight = {{1}, {1, 2}}}},
+	{"nn.CrossEntropyLoss", nn.CrossEntropyLoss, {weight = {"a"}}},
+	{"nn.CrossEntropyLoss", nn.CrossEntropyLoss, {weight = closed_tensor(3)}},
+	{"nn.CrossEntropyLoss: option 'ignore_index' must be an integer, got 1.5",
+		nn.CrossEntropyLoss, {ignore_index = 1.5}},
+	{"nn.NLLLoss: option 'ignore_index' must be an integer, got nan", nn.NLLLoss,
+		{ignore_index = NAN}},
+	{"nn.CrossEntropyLoss: option 'ignore_index' must be a number, got string",
+		nn.CrossEntropyLoss, {ignore_index = "pad"}},
+	{"CrossEntropyLoss:forward: weight has 2 entries, but the input has 3 classes", function()
+		return nn.CrossEntropyLoss{weight = {1, 2}}:forward(lunet.rand(2, 3), {1, 2}) end},
+	{"NLLLoss:backward: weight has 4 entries, but the input has 3 classes", function()
+		return nn.NLLLoss{weight = lunet.ones(4)}:backward(lunet.rand(2, 3), {1, 2}) end},
+	{"CrossEntropyLoss:forward: ignore_index needs class labels as the target, got probability "
+		.. "rows of shape {2,3}", function()
+		return nn.CrossEntropyLoss{ignore_index = 0}:forward(lunet.rand(2, 3), lunet.rand(2, 3))
+	end},
+	{"CrossEntropyLoss:forward: label -1 at position 2 is out of range 1..3", function()
+		return nn.CrossEntropyLoss{ignore_index = 0}:forward(lunet.rand(2, 3), {0, -1}) end},
+	-- reduction "none": the gradient of the per-sample losses
+	{"CrossEntropyLoss:backward: a gradient for the per-sample losses needs reduction=\"none\" "
+		.. "(this loss has reduction=\"mean\")", function()
+		return nn.CrossEntropyLoss():backward(lunet.rand(2, 3), {1, 2}, lunet.ones(2)) end},
+	{"MSELoss:backward: expected a gradient of the per-sample losses of shape {2}, got {2,3}",
+		function()
+			local c = nn.MSELoss{reduction = "none"}
+			return c:backward(lunet.rand(2, 3), lunet.rand(2, 3), lunet.ones(2, 3))
+		end},
+	{"BCEWithLogitsLoss:backward: gradient of the per-sample losses has NaN at position 1",
+		function()
+			local c = nn.BCEWithLogitsLoss{reduction = "none"}
+			return c:backward(lunet.rand(2, 3), lunet.rand(2, 3), lunet.tensor{NAN, 1})
+		end},
+	{"bad argument #3 to 'backward' (lunet.Tensor expected, got table)", function()
+		local c = nn.NLLLoss{reduction = "none"}
+		return c:backward(lunet.rand(2, 3), {1, 2}, {1, 1})
+	end},
+	{"OutputLoss:backward: OutputLoss(softmax, cross_entropy): expected a gradient of the "
+		.. "per-sample losses of shape {2}, got {3}", function()
+		local c = nn.OutputLoss("softmax", "cross_entropy", {reduction = "none"})
+		return c:backward(lunet.rand(2, 3), {1, 2}, lunet.ones(3))
+	end},
+	-- mistakes that get a hint
+	{"BCELoss:forward: input 2.5 at row 1, column 2 is outside [0,1]; BCELoss takes "
+		.. "probabilities: for logits (any real number) use BCEWithLogitsLoss, or put a Sigmoid "
+		.. "before BCELoss", function()
+		return nn.BCELoss():forward(lunet.tensor{{0.5, 2.5}}, lunet.tensor{{1, 0}}) end},
+	{"module:forward: got lunet.Tensor instead of the module: call methods with a colon, "
+		.. "m:forward(x), not m.forward(x)", function()
+		local m = nn.Linear(3, 2)
+		return m.forward(lunet.rand(2, 3))
+	end},
+	{"module:backward: got lunet.Tensor instead of the module: call methods with a colon, "
+		.. "m:backward(x, gy), not m.backward(x, gy)", function()
+		local m = nn.Linear(3, 2)
+		return m.backward(lunet.rand(2, 3), lunet.rand(2, 2))
+	end},
+	{"module:zero_grad: got no value instead of the module: call methods with a colon, "
+		.. "m:zero_grad(), not m.zero_grad()", function() return nn.Linear(3, 2).zero_grad() end},
+	{"module:parameters: got nil instead of the module", function()
+		return nn.Linear(3, 2).parameters(nil) end},
+	{"loss:forward: got lunet.Tensor instead of the loss: call methods with a colon, "
+		.. "c:forward(x, y), not c.forward(x, y)", function()
+		local c = nn.CrossEntropyLoss()
+		return c.forward(lunet.rand(2, 3), {1, 2})
+	end},
+	{"loss:backward: got lunet.Tensor instead of the loss", function()
+		local c = nn.MSELoss()
+		return c.backward(lunet.rand(2, 3), lunet.rand(2, 3))
+	end},
+	{"nn.Sequential (item 2): expected a module or a table with forward/backward, got nn.ReLU, "
+		.. "the constructor, where a module belongs: call it, nn.ReLU()", function()
+		return nn.Sequential{nn.Linear(3, 2), nn.ReLU}
+	end},
+	{"nn.Sequential (item 1): expected a module or a table with forward/backward, got "
+		.. "nn.Linear, the constructor, where a module belongs: call it, nn.Linear(...)",
+		function() return nn.Sequential{nn.Linear} end},
+	{"Sequential:add: expected a module or a table with forward/backward, got nn.Softmax, the "
+		.. "constructor, where a module belongs: call it, nn.Softmax()", function()
+		return nn.Sequential():add(nn.Softmax)
+	end},
+	{"Sequential:add: expected a module or a table with forward/backward, got nn.LeakyReLU, the "
+		.. "constructor, where a module belongs: call it, nn.LeakyReLU()", function()
+		return nn.Sequential():add(nn.LeakyReLU)
+	end},
+	{"optim.SGD: expected a model or a table of parameter tensors, got nn.Conv2d, the "
+		.. "constructor, where a module belongs: call it, nn.Conv2d(...)", function()
+		return optim.SGD(nn.Conv2d, {lr = 0.1})
+	end},
+	{"nn.gradcheck: expected a module, a loss or a table with forward/backward, got nn.Tanh, "
+		.. "the constructor, where a module belongs: call it, nn.Tanh()", nn.gradcheck, nn.Tanh,
+		lunet.rand(2, 2)},
+	{"nn.gradcheck: expected a module, a loss or a table with forward/backward, got "
+		.. "nn.MSELoss, the constructor, where a module belongs: call it, nn.MSELoss(...)",
+		nn.gradcheck, nn.MSELoss, lunet.rand(2, 2), lunet.rand(2, 2)},
+	{"nn.accuracy: expected a model, got nn.Identity, the constructor, where a module belongs: "
+		.. "call it, nn.Identity()", nn.accuracy, nn.Identity, lunet.rand(2, 2), {1, 2}},
+	{"nn.gradcheck: expected a module, a loss or a table with forward/backward, got function",
+		nn.gradcheck, print, lunet.rand(2, 2)},
 	{"nn.BCEWithLogitsLoss: expected at most 1 argument, got 2", nn.BCEWithLogitsLoss, {}, 1},
 	{"nn.BCEWithLogitsLoss: options must be a table, got string", nn.BCEWithLogitsLoss, "sum"},
 	{"nn.OutputLoss: unknown option 'eps' (options: reduction)", nn.OutputLoss, "sigmoid", "bce",
@@ -140,7 +265,7 @@ local cases = {
 	{"nn.Softmax: expected at most 1 argument, got 2", nn.Softmax, 2, 3},
 	{"nn.Softmax: dim must be an integer, got 1.5", nn.Softmax, 1.5},
 	{"nn.Softmax: dim must be an integer, got string", nn.Softmax, "2"},
-	{"nn.LogSoftmax: dim must be an integer, got ", nn.LogSoftmax, NAN},
+	{"nn.LogSoftmax: dim must be an integer, got nan", nn.LogSoftmax, NAN},
 	{"nn.LogSoftmax: dim must not be 0 (dimensions count from 1; -1 is the last)", nn.LogSoftmax, 0},
 	{"nn.Softmax: expected dim to be an integer in [-8, 8], got 9", nn.Softmax, 9},
 	{"nn.Softmax: expected dim to be an integer in [-8, 8], got -9.22337e+18", nn.Softmax,

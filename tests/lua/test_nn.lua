@@ -84,8 +84,8 @@ end)
 
 -- ---- losses and pairings -------------------------------------------------------------
 
-test("gradcheck every loss, both reductions, both target forms", function()
-	for _, red in ipairs{"mean", "sum"} do
+test("gradcheck every loss, every reduction, both target forms", function()
+	for _, red in ipairs{"mean", "sum", "none"} do
 		local o = {reduction = red}
 		check_grad(nn.MSELoss(o), lunet.randn(4, 3), lunet.randn(4, 3))
 		check_grad(nn.BCELoss(o), lunet.rand(4, 3) * 0.8 + 0.1, lunet.rand(4, 3))
@@ -97,6 +97,162 @@ test("gradcheck every loss, both reductions, both target forms", function()
 		local logp = nn.LogSoftmax():forward(lunet.randn(4, 5)):clone()
 		check_grad(nn.NLLLoss(o), logp, lunet.tensor{2, 3, 1, 5})
 	end
+end)
+
+-- The losses and a valid (input, target) for each, on {4,3}.
+local function every_loss(opts)
+	local logp = nn.LogSoftmax():forward(lunet.randn(4, 3)):clone()
+	return {
+		{nn.MSELoss(opts), lunet.randn(4, 3), lunet.randn(4, 3)},
+		{nn.BCELoss(opts), lunet.rand(4, 3) * 0.8 + 0.1, lunet.rand(4, 3)},
+		{nn.BCEWithLogitsLoss(opts), lunet.randn(4, 3), lunet.rand(4, 3)},
+		{nn.CrossEntropyLoss(opts), lunet.randn(4, 3), lunet.tensor{1, 3, 2, 3}},
+		{nn.NLLLoss(opts), logp, lunet.tensor{2, 2, 1, 3}},
+		{nn.OutputLoss("softmax", "cross_entropy", opts), lunet.randn(4, 3), {3, 1, 1, 2}},
+		{nn.OutputLoss("sigmoid", "bce", opts), lunet.randn(4, 3), lunet.rand(4, 3)},
+		{nn.OutputLoss("tanh", "mse", opts), lunet.randn(4, 3), lunet.randn(4, 3)},
+	}
+end
+
+test("reduction none: one loss per sample; their sum and mean are the other reductions", function()
+	local none, sum, mean = every_loss{reduction = "none"}, every_loss{reduction = "sum"},
+		every_loss()
+	for i, case in ipairs(none) do
+		local c, x, y = table.unpack(case)
+		local name = tostring(c)
+		h.eq(c.reduction, "none", name)
+		local l = c:forward(x, y)
+		check(lunet.is_tensor(l), name .. ": a tensor of per-sample losses")
+		h.same(l:shape(), {4}, 0, name)
+		check(c.losses == l, name .. ": also kept in c.losses")
+		h.near(l:sum(), sum[i][1]:forward(x, y), 1e-5, name .. " sum")
+		h.near(l:mean(), mean[i][1]:forward(x, y), 1e-5, name .. " mean")
+		-- each is the loss of its sample alone
+		for k = 1, 4 do
+			local yk = lunet.is_tensor(y) and y:narrow(1, k, 1):clone() or {y[k]}
+			h.near(l[k], sum[i][1]:forward(x:narrow(1, k, 1):clone(), yk), 1e-5, name .. " sample")
+		end
+		-- backward: the gradient of their sum, or weighted by a gradient per sample
+		local g = c:backward(x, y):clone()
+		check(g:allclose(sum[i][1]:backward(x, y), 0, 0), name .. ": gradient of the sum")
+		local w = lunet.tensor{2, 0, -1, 0.5}
+		local gw = c:backward(x, y, w)
+		check(gw:allclose(g * w:reshape(4, 1), 1e-6, 1e-7), name .. ": weighted per sample")
+	end
+	-- by hand: 1/2 ||(1,2)-(0,0)||^2 = 2.5, 1/2 ||(3,-1)-(1,1)||^2 = 4
+	local c = nn.MSELoss{reduction = "none"}
+	local x, y = lunet.tensor{{1, 2}, {3, -1}}, lunet.tensor{{0, 0}, {1, 1}}
+	h.same(c:forward(x, y):totable(), {2.5, 4}, 0)
+	h.same(c:backward(x, y, lunet.tensor{2, -1}):totable(), {{2, 4}, {-2, 2}}, 0)
+	h.eq(tostring(c), "MSELoss(reduction=none)")
+end)
+
+-- Logits, weights and labels whose losses are worked out below from
+-- PyTorch's definitions (labels 1-based).
+local Z = {{1, 2, 3}, {0, 0, 0}, {2, -1, 0.5}}
+local W = {1, 2, 3}
+local function lse(row)
+	local s = 0
+	for _, v in ipairs(row) do s = s + math.exp(v) end
+	return math.log(s)
+end
+
+test("CrossEntropyLoss options: values by hand", function()
+	local z = lunet.tensor(Z)
+	-- labels {3, ignored, 2}, label_smoothing 0.1, weights {1,2,3}:
+	-- l_i = 0.9 w_l (lse_i - z_il) + 0.1/3 sum_j w_j (lse_i - z_ij)
+	local function smoothed(i, l)
+		local sm = 0
+		for j = 1, 3 do sm = sm + W[j] * (lse(Z[i]) - Z[i][j]) end
+		return 0.9 * W[l] * (lse(Z[i]) - Z[i][l]) + 0.1 / 3 * sm
+	end
+	local l1, l3 = smoothed(1, 3), smoothed(3, 2)
+	local opts = {label_smoothing = 0.1, weight = W, ignore_index = 0}
+	local c = nn.CrossEntropyLoss(opts)
+	-- the mean divides by the weights of the labels that count: w_3 + w_2
+	h.near(c:forward(z, {3, 0, 2}), (l1 + l3) / 5, 1e-6, "mean")
+	opts.reduction = "sum"
+	h.near(nn.CrossEntropyLoss(opts):forward(z, {3, 0, 2}), l1 + l3, 1e-6, "sum")
+	opts.reduction = "none"
+	h.same(nn.CrossEntropyLoss(opts):forward(z, {3, 0, 2}):totable(), {l1, 0, l3}, 1e-6, "none")
+	-- its gradient, row 1: (p_j S - t_j)/5, S = 0.9*3 + 0.1/3*6; the ignored row is 0
+	local g = c:backward(z, {3, 0, 2})
+	for j = 1, 3 do
+		local p = math.exp(Z[1][j] - lse(Z[1]))
+		local t = (j == 3 and 0.9 * 3 or 0) + 0.1 / 3 * W[j]
+		h.near(g:get(1, j), (p * 2.9 - t) / 5, 1e-6, "gradient row 1")
+		h.eq(g:get(2, j), 0, "gradient of the ignored row")
+	end
+	-- weights alone: sum_i w_l (lse_i - z_il) / sum_i w_l
+	local want = (3 * (lse(Z[1]) - 3) + 1 * (lse(Z[2]) - 0) + 2 * (lse(Z[3]) + 1)) / 6
+	h.near(nn.CrossEntropyLoss{weight = lunet.tensor(W)}:forward(z, {3, 1, 2}), want, 1e-6)
+	-- an ignore_index inside 1..C drops that class's rows from the mean
+	h.near(nn.CrossEntropyLoss{ignore_index = 2}:forward(z, {3, 1, 2}),
+	       ((lse(Z[1]) - 3) + lse(Z[2])) / 2, 1e-6)
+	-- probability rows with weights and smoothing: the mean is over the 3 rows
+	local Y = {{0.5, 0.5, 0}, {0, 0, 1}, {0.25, 0.25, 0.5}}
+	want = 0
+	for i = 1, 3 do
+		for j = 1, 3 do
+			want = want + W[j] * (0.8 * Y[i][j] + 0.2 / 3) * (lse(Z[i]) - Z[i][j])
+		end
+	end
+	h.near(nn.CrossEntropyLoss{weight = W, label_smoothing = 0.2}:forward(z, lunet.tensor(Y)),
+	       want / 3, 1e-6)
+	-- when nothing counts the mean is 0, and so is its gradient
+	c = nn.CrossEntropyLoss{ignore_index = -100}
+	h.eq(c:forward(z, {-100, -100, -100}), 0)
+	h.eq(c:backward(z, {-100, -100, -100}):abs():sum(), 0)
+	-- NLLLoss: -w_l x_l / sum w_l, padding -100 ignored
+	c = nn.NLLLoss{weight = W, ignore_index = -100}
+	h.near(c:forward(z, {2, -100, 3}), -(2 * 2 + 3 * 0.5) / 5, 1e-6)
+	h.same(c:backward(z, {2, -100, 3}):totable(), {{0, -0.4, 0}, {0, 0, 0}, {0, 0, -0.6}}, 1e-6)
+end)
+
+test("CrossEntropyLoss and NLLLoss options: gradcheck of each, alone and together", function()
+	local z = lunet.randn(6, 4)
+	local labels = {1, 4, 2, 2, 3, 2}
+	local rows = nn.Softmax():forward(lunet.randn(6, 4)):clone()
+	local w = lunet.tensor{0.5, 2, 1, 3}
+	for _, red in ipairs{"mean", "sum", "none"} do
+		for _, eps in ipairs{0, 0.25, 1} do
+			for _, weight in ipairs{false, true} do
+				for _, ignore in ipairs{false, true} do
+					local o = {reduction = red, weight = weight and w or nil,
+					           ignore_index = ignore and 2 or nil}
+					local nll = nn.NLLLoss(o)
+					o.label_smoothing = eps
+					local ce = nn.CrossEntropyLoss(o)
+					check_grad(ce, z, labels)
+					if not ignore then check_grad(ce, z, rows) end
+					if eps == 0 then
+						check_grad(nll, z, labels)
+						if not ignore then check_grad(nll, z, rows) end
+					end
+				end
+			end
+		end
+	end
+end)
+
+test("CrossEntropyLoss options are readable and shown", function()
+	local c = nn.CrossEntropyLoss{label_smoothing = 0.1, weight = {1, 2, 3}, ignore_index = 0,
+	                              reduction = "sum"}
+	h.eq(c.label_smoothing, 0.1)
+	h.eq(c.ignore_index, 0)
+	h.same(c.weight:totable(), {1, 2, 3}, 0)
+	h.eq(c.reduction, "sum")
+	h.eq(tostring(c), "CrossEntropyLoss(label_smoothing=0.1, weight={3}, ignore_index=0, "
+	     .. "reduction=sum)")
+	-- the weights are the loss's own copy
+	local w = lunet.tensor{1, 1}
+	local n = nn.NLLLoss{weight = w}
+	w:fill(5)
+	h.same(n.weight:totable(), {1, 1}, 0)
+	h.eq(n.ignore_index, nil)
+	h.eq(n.label_smoothing, 0)
+	h.eq(tostring(nn.NLLLoss()), "NLLLoss()")
+	h.eq(nn.MSELoss().weight, nil)
 end)
 
 local activations = {"identity", "sigmoid", "tanh", "relu", "softmax"}
@@ -490,6 +646,50 @@ test("softmax applied twice draws one warning; lunet.warnings(false) silences it
 	check(out:find("Softmax", 1, true) and out:find("CrossEntropyLoss", 1, true), out)
 	check(out:find("Sigmoid", 1, true) and out:find("BCEWithLogitsLoss", 1, true), out)
 	check(not out:find("NLLLoss takes", 1, true), "silenced: " .. out)
+end)
+
+-- Runs code in a fresh lunet (the executable running this test, arg[-1] as
+-- lua.c sets it) and returns what it wrote to stderr.
+local function stderr_of(code)
+	local exe = os.getenv("LUNET_EXE") or arg[-1]
+	local path = os.tmpname()
+	local f = assert(io.open(path, "w"))
+	f:write(code)
+	f:close()
+	local p = assert(io.popen(exe .. " " .. path .. " 2>&1 >/dev/null"))
+	local out = p:read("a")
+	p:close()
+	os.remove(path)
+	return out
+end
+
+test("NLLLoss fed what is not log-probabilities draws one warning", function()
+	-- log-probabilities, from LogSoftmax over any dim: no warning
+	h.eq(stderr_of([[
+		local nn = lunet.nn
+		local z = lunet.tensor{{-1, -2, -0.5}, {0.5, 0.1, 0.2}}
+		nn.NLLLoss():forward(nn.LogSoftmax():forward(z), {1, 2})
+		nn.NLLLoss{reduction = "sum"}:forward(nn.LogSoftmax(-1):forward(z), {1, 2})
+		nn.NLLLoss():forward(nn.LogSoftmax(1):forward(z):transpose(1, 2):contiguous(), {1, 2, 1})
+	]]), "")
+	-- logits: one warning, however many calls
+	h.eq(stderr_of([[
+		local nn = lunet.nn
+		local z = lunet.tensor{{0.5, 0.1, 0.2}, {-1, -2, -0.5}}
+		nn.NLLLoss():forward(z, {1, 2})
+		nn.NLLLoss():forward(z * 2, {1, 2})
+	]]), "lunet: warning: NLLLoss takes log-probabilities, but row 1 of its input is not one "
+	     .. "(it has values above 0); put a LogSoftmax before NLLLoss, or give the logits to "
+	     .. "CrossEntropyLoss instead\n")
+	local out = stderr_of([[
+		lunet.nn.NLLLoss():forward(lunet.tensor{{-1, -1, -1}, {-1, -2, -3}}, {1, 2})
+	]])
+	check(out:find("row 1 of its input is not one (its exponentials do not sum to 1)", 1, true),
+	      out)
+	h.eq(stderr_of([[
+		lunet.warnings(false)
+		lunet.nn.NLLLoss():forward(lunet.tensor{{1, 2, 3}}, {1})
+	]]), "", "silenced")
 end)
 
 test("nn.accuracy counts arg-max hits in chunks and keeps the mode", function()
