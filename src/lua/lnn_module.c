@@ -20,6 +20,7 @@
 #include "nn/conv.h"
 #include "nn/init.h"
 #include "nn/layers.h"
+#include "nn/sequence.h"
 
 #define MODULE_MARK "__lunet_module"
 #define STATE_REG "lunet.nn.state"
@@ -823,6 +824,33 @@ static int l_batchnorm(lua_State *L)
 	return lnn_module_done(L, b, m, st, &err, "nn.BatchNorm");
 }
 
+/* nn.LayerNorm(d[, {eps=1e-5}]) */
+static int l_layernorm(lua_State *L)
+{
+	static const lnL_option known[] = {{"eps", LUA_TNUMBER}, {NULL, 0}};
+	int64_t d = check_size(L, 1, "nn.LayerNorm", "d");
+	lnL_checkoptions(L, 2, "nn.LayerNorm", known);
+	double eps = lnL_optnumber(L, 2, "eps", 1e-5);
+	module_box *b = lnn_new_module_box(L, &ln_layernorm_class);
+	ln_module *m = NULL;
+	ln_error err;
+	ln_status st = ln_layernorm_new(&m, NULL, d, eps, &err);
+	return lnn_module_done(L, b, m, st, &err, "nn.LayerNorm");
+}
+
+/* nn.Embedding(n, d) */
+static int l_embedding(lua_State *L)
+{
+	int64_t n = check_size(L, 1, "nn.Embedding", "n");
+	int64_t d = check_size(L, 2, "nn.Embedding", "d");
+	lnL_checknargs(L, 2, "nn.Embedding");
+	module_box *b = lnn_new_module_box(L, &ln_embedding_class);
+	ln_module *m = NULL;
+	ln_error err;
+	ln_status st = ln_embedding_new(&m, NULL, n, d, &err);
+	return lnn_module_done(L, b, m, st, &err, "nn.Embedding");
+}
+
 /* ---- nn.init ----------------------------------------------------------------------- */
 
 /* nn.init.<fn>(t, ...) -> t, filled from the process-wide generator.
@@ -952,6 +980,8 @@ void lnL_open_nn(lua_State *L)
 		{"Dropout", l_dropout},
 		{"Conv2d", l_conv2d},
 		{"BatchNorm", l_batchnorm},
+		{"LayerNorm", l_layernorm},
+		{"Embedding", l_embedding},
 		{"is_module", l_is_module},
 		{NULL, NULL},
 	};

@@ -690,6 +690,79 @@ static int m_newindex(lua_State *L)
 	return luaL_error(L, "%s: cannot set field '%s'", fn, k);
 }
 
+/* ======================================================================
+ * optim.clip_grad_norm
+ * ====================================================================== */
+
+/* Adds the squares of the tensors of the table at idx into *sq (scale
+ * false), or scales them by coef (scale true).  A parameter view handed
+ * out by a module (the first table of m:parameters()) stands for its
+ * gradient; any other tensor is a gradient itself. */
+static void table_grads(lua_State *L, int idx, bool scale, double *sq, double coef,
+                        const char *fn)
+{
+	lua_Unsigned n = lua_rawlen(L, idx);
+	for (lua_Unsigned i = 1; i <= n; i++) {
+		lua_rawgeti(L, idx, (lua_Integer)i);
+		ln_tensor *t = lnL_testtensor(L, -1);
+		if (!t || ln_tensor_is_empty(t))
+			lnL_raisef(L, "%s: element %d of the table is %s, expected lunet.Tensor", fn, (int)i,
+			           t ? "a closed tensor" : luaL_typename(L, -1));
+		ln_module *m;
+		int k;
+		bool grad;
+		if (lnL_paramowner(L, -1, &m, &k, &grad) && !grad)
+			t = &m->grad[k];
+		lua_pop(L, 1);
+		if (scale)
+			ln_grad_scale(t, coef);
+		else
+			*sq += ln_grad_sumsq(t);
+	}
+}
+
+/* optim.clip_grad_norm(model, max_norm) -> the total norm before clipping
+ * (ln_clip_grad_norm).  model may also be a Lua model (its parameters()),
+ * or a table of tensors: gradients, or parameters of modules (their
+ * gradients are clipped). */
+static int l_clip_grad_norm(lua_State *L)
+{
+	static const char *fn = "optim.clip_grad_norm";
+	lnL_checknargs(L, 2, fn);
+	if (lua_type(L, 2) != LUA_TNUMBER)
+		lnL_raisef(L, "%s: max_norm must be a number, got %s", fn, luaL_typename(L, 2));
+	double max_norm = lua_tonumber(L, 2);
+	if (!(max_norm >= 0))
+		lnL_raisef(L, "%s: max_norm must be >= 0, got %g", fn, max_norm);
+	lnL_module_box *mb = lnL_testmodule(L, 1);
+	if (mb && !mb->m)
+		lnL_raisef(L, "%s: the model is closed", fn);
+	if (mb && !has_external(mb->m)) {
+		lua_pushnumber(L, ln_clip_grad_norm(mb->m, max_norm));
+		return 1;
+	}
+	int grads = 1;
+	if (mb || (lua_istable(L, 1) && lua_getfield(L, 1, "parameters") != LUA_TNIL)) {
+		lua_settop(L, 2);
+		if (lua_getfield(L, 1, "parameters") != LUA_TFUNCTION)
+			lnL_raisef(L, "%s: model.parameters must be a function", fn);
+		lua_pushvalue(L, 1);
+		lua_call(L, 1, 2);
+		if (!lua_istable(L, -1))
+			lnL_raisef(L, "%s: model:parameters() must return two tables", fn);
+		grads = lua_gettop(L);
+	} else if (!lua_istable(L, 1)) {
+		lnL_raisef(L, "%s: expected a model or a table of tensors, got %s", fn,
+		           lnL_testtensor(L, 1) ? "a lunet.Tensor (pass {t})" : luaL_typename(L, 1));
+	}
+	double sq = 0;
+	table_grads(L, grads, false, &sq, 0, fn);
+	double total = sqrt(sq);
+	table_grads(L, grads, true, NULL, ln_clip_coef(total, max_norm), fn);
+	lua_pushnumber(L, total);
+	return 1;
+}
+
 static const luaL_Reg methods[] = {
 	{"step", m_step},
 	{"zero_grad", m_zero_grad},
@@ -745,6 +818,8 @@ void lnL_open_optim(lua_State *L)
 		if (descs[i]->variant.name)
 			open_one(L, descs[i]->variant.name, methods_idx);
 	}
+	lua_pushcfunction(L, l_clip_grad_norm);
+	lua_setfield(L, -2, "clip_grad_norm");
 	lua_setfield(L, -3, "optim");
 	lua_pop(L, 1);
 }

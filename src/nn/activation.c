@@ -8,7 +8,8 @@
  * the registry and the Lua binding list the rows, so adding an activation
  * is two kernels and one row.
  *
- * Kernels, n elements, any shape:
+ * Kernels, n elements (the module takes any shape of at least 2
+ * dimensions, {N,...}):
  *   forward   y = f(x)
  *   backward  gx = gy * f'(x), computed from x or from the saved output
  *             y = f(x), whichever is cheaper (both are passed)
@@ -119,6 +120,52 @@ static void leaky_relu_backward(float *gx, const float *gy, const float *x, cons
 		gx[i] = x[i] > 0 ? gy[i] : a * gy[i];
 }
 
+/* y = x Phi(x) = x (1 + erf(x / sqrt 2)) / 2, GELU in its exact form
+ * (Hendrycks & Gimpel 2016; PyTorch's approximate="none") */
+static void gelu_forward(float *y, const float *x, int64_t n, float a)
+{
+	for (int64_t i = 0; i < n; i++)
+		y[i] = 0.5f * x[i] * (1.0f + erff(x[i] * 0.70710678118654752f));
+}
+
+/* gx = gy (Phi(x) + x phi(x)), phi(x) = exp(-x^2/2) / sqrt(2 pi) */
+static void gelu_backward(float *gx, const float *gy, const float *x, const float *y, int64_t n,
+                          float a)
+{
+	const float inv_sqrt_2pi = 0.39894228040143267794f;
+	for (int64_t i = 0; i < n; i++) {
+		float v = x[i];
+		float cdf = 0.5f * (1.0f + erff(v * 0.70710678118654752f));
+		gx[i] = gy[i] * (cdf + v * inv_sqrt_2pi * expf(-0.5f * v * v));
+	}
+}
+
+/* sigma(v) without overflow for either sign */
+static inline float sigmoidf(float v)
+{
+	if (v >= 0)
+		return 1.0f / (1.0f + expf(-v));
+	float e = expf(v);
+	return e / (1.0f + e);
+}
+
+/* y = x sigma(x) (SiLU, also called swish) */
+static void silu_forward(float *y, const float *x, int64_t n, float a)
+{
+	for (int64_t i = 0; i < n; i++)
+		y[i] = x[i] * sigmoidf(x[i]);
+}
+
+/* gx = gy sigma(x) (1 + x (1 - sigma(x))) */
+static void silu_backward(float *gx, const float *gy, const float *x, const float *y, int64_t n,
+                          float a)
+{
+	for (int64_t i = 0; i < n; i++) {
+		float sg = sigmoidf(x[i]);
+		gx[i] = gy[i] * sg * (1.0f + x[i] * (1.0f - sg));
+	}
+}
+
 /* ---- the generic module ----------------------------------------------------------------- */
 
 static const ln_activation_def *def_of(const ln_module *m)
@@ -133,7 +180,9 @@ static float param_of(const ln_module *m)
 
 static ln_status act_forward(ln_module *m, const ln_tensor *x, ln_error *err)
 {
-	ln_status s = ln_tensor_ensure(&m->output, x->ndim, x->shape, err);
+	ln_status s = ln_check_rows(x, -1, NULL, err);
+	if (s == LN_OK)
+		s = ln_tensor_ensure(&m->output, x->ndim, x->shape, err);
 	if (s == LN_OK)
 		def_of(m)->forward(ln_tensor_data(&m->output), ln_tensor_data(x), ln_tensor_numel(x),
 		                   param_of(m));
@@ -199,6 +248,8 @@ static const ln_activation_def table[] = {
 	ACTIVATION("Tanh", tanh_forward, tanh_backward),
 	ACTIVATION("ReLU", relu_forward, relu_backward),
 	ACTIVATION_P("LeakyReLU", leaky_relu_forward, leaky_relu_backward, "slope", 0.01),
+	ACTIVATION("GELU", gelu_forward, gelu_backward),
+	ACTIVATION("SiLU", silu_forward, silu_backward),
 };
 
 const ln_activation_def *ln_activation_defs(int *count)

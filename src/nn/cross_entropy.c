@@ -23,6 +23,10 @@
  * Targets (ln_loss_class_target): N class labels 1..C as a 1-D tensor
  * (y_i is then one-hot), or {N,C} rows of non-negative weights.  Rows need
  * not sum to 1: the gradient above is exact for any row.
+ *
+ * Sequences: logits {N,T,C} with labels {N,T} (or rows {N,T,C}) are N*T
+ * rows, one per token; the mean is over the N*T tokens (as PyTorch's
+ * losses on their (N,C,T) layout) and reduction "none" gives {N,T}.
  */
 #include <math.h>
 #include <stdio.h>
@@ -171,14 +175,14 @@ static void nll_row_grad(float *g, const ln_loss_rows *r, int64_t i,
 
 /* ==== the losses ================================================================ */
 
-/* Input {N,C} and a valid class target (a label equal to ignore_index
+/* Input {N,C} or {N,T,C} and a valid class target (a label equal to ignore_index
  * passes), weights for every class, labels when ignore_index is set; the
  * mean's divisor: the weight of the labels that count. */
 static ln_status class_prepare(const ln_loss *c, const ln_tensor *input, const ln_tensor *target,
                                ln_loss_rows *r, ln_error *err)
 {
 	const ln_class_loss_options *o = &((const class_loss *)c)->o;
-	ln_status st = ln_loss_check_2d(input, err);
+	ln_status st = ln_loss_check_classes(input, err);
 	if (st == LN_OK)
 		st = ln_loss_class_target(r, input, target, o->has_ignore ? &o->ignore_index : NULL, err);
 	if (st != LN_OK)

@@ -49,7 +49,9 @@ static double p_of(const ln_module *m) { return m->config[0]; }
 static ln_status dropout_forward(ln_module *m, const ln_tensor *x, ln_error *err)
 {
 	dropout *d = (dropout *)m;
-	ln_status s = ln_tensor_ensure(&m->output, x->ndim, x->shape, err);
+	ln_status s = ln_check_rows(x, -1, NULL, err);
+	if (s == LN_OK)
+		s = ln_tensor_ensure(&m->output, x->ndim, x->shape, err);
 	if (s != LN_OK)
 		return s;
 	int64_t n = ln_tensor_numel(x);

@@ -33,10 +33,12 @@ extern const ln_module_class ln_dropout_class;
 extern const ln_module_class ln_flatten_class;
 extern const ln_module_class ln_sequential_class;
 extern const ln_module_class ln_external_class;
+extern const ln_module_class ln_layernorm_class;
 
 /* ---- Linear (linear.c) ------------------------------------------------------
  *
- * y = x W^T + b on x {N,nin}; weight {nout,nin}, bias {nout} (param 0 and
+ * y = x W^T + b on x {N,nin}, or {N,...,nin} giving {N,...,nout} (the
+ * leading dimensions are rows); weight {nout,nin}, bias {nout} (param 0 and
  * 1; no bias param when bias is false).  Weight starts He-normal
  * (N(0, 2/nin), for ReLU networks), bias at zero; nn.init.* overrides.
  * Config: nin, nout, bias (0/1).  LN_ERANGE unless nin, nout >= 1, or
@@ -61,9 +63,10 @@ void ln_linear_backward_naive(float *gx, float *gw, float *gb, const float *gy, 
 
 /* ---- activations (activation.c) ---------------------------------------------
  *
- * The elementwise activations, any shape, in one table: Identity, Sigmoid,
- * Tanh, ReLU, LeakyReLU (y = x for x > 0, slope*x otherwise; config
- * "slope", default 0.01).  A row is the module class and its two kernels;
+ * The elementwise activations, on any input of at least 2 dimensions
+ * ({N,...}), in one table: Identity, Sigmoid, Tanh, ReLU, LeakyReLU (y = x
+ * for x > 0, slope*x otherwise; config "slope", default 0.01), GELU (exact:
+ * x Phi(x) with the normal CDF Phi, through erf), SiLU (x sigmoid(x)).  A row is the module class and its two kernels;
  * the registry and the Lua binding list the rows, so a new activation is
  * two kernels and one row in activation.c. */
 typedef struct ln_activation_def {
@@ -97,13 +100,33 @@ ln_status ln_log_softmax_new_dim(ln_module **out, int64_t dim, ln_error *err);
  * In training mode each element is dropped with probability p (from the
  * lunet rng) and kept values are scaled by 1/(1-p) (inverted dropout), so
  * that evaluation needs no rescaling; backward uses the mask of the last
- * forward.  In evaluate mode it is the identity.  p in [0,1), else
+ * forward.  In evaluate mode it is the identity.  Input {N,...}, at least
+ * 2-D.  p in [0,1), else
  * LN_ERANGE.  Config: p. */
 ln_status ln_dropout_new(ln_module **out, double p, ln_error *err);
 
 /* ---- Flatten (flatten.c) ----------------------------------------------------
  * {N,d1,d2,...} -> {N,d1*d2*...} ({N} -> {N,1}); backward reshapes back. */
 ln_status ln_flatten_new(ln_module **out, ln_error *err);
+
+/* ---- LayerNorm (layernorm.c) ---------------------------------------------------
+ * Normalises each row of x {N,...,d} over its last dimension d (mean 0,
+ * variance 1, biased variance plus eps under the square root) and scales
+ * and shifts it: y = xhat * weight + bias, weight {d} starting at 1, bias
+ * {d} at 0 (as torch.nn.LayerNorm(d)).  Config: d, eps.  LN_ERANGE unless
+ * d >= 1 and eps is finite and > 0. */
+ln_status ln_layernorm_new(ln_module **out, const ln_module_build *ctx, int64_t d, double eps,
+                           ln_error *err);
+/* Kernels, x (M,d) as M rows:
+ *   forward   y (M,d), mean (M), rstd (M) = 1/sqrt(var + eps) written
+ *   backward  gx (M,d) overwritten; acc (2d) += sum_r gy_r xhat_r, then
+ *             sum_r gy_r (the weight and bias gradients, in double) */
+void ln_layernorm_forward_kernel(float *y, float *mean, float *rstd, const float *x,
+                                 const float *w, const float *b, int64_t rows, int64_t d,
+                                 double eps);
+void ln_layernorm_backward_kernel(float *gx, double *acc, const float *gy, const float *x,
+                                  const float *mean, const float *rstd, const float *w,
+                                  int64_t rows, int64_t d);
 
 /* ---- Sequential (sequential.c) --------------------------------------------------
  * Applies its children in order.  Its output is a view of the last child's

@@ -3,6 +3,9 @@
  *
  *   x (N,nin)  weight W (nout,nin)  bias b (nout)  y (N,nout)
  *
+ * An input of more dimensions, {N,...,nin}, is N*... rows of nin (the
+ * output {N,...,nout}).
+ *
  * Forward saves nothing: backward reads x (given again) and W.
  */
 #include <stdio.h>
@@ -116,26 +119,20 @@ static int64_t nin_of(const ln_module *m) { return m->param[W].shape[1]; }
 static int64_t nout_of(const ln_module *m) { return m->param[W].shape[0]; }
 static bool has_bias(const ln_module *m) { return m->nparams > B; }
 
-static ln_status check_input(const ln_module *m, const ln_tensor *x, ln_error *err)
-{
-	if (x->ndim != 2 || x->shape[1] != nin_of(m)) {
-		char got[128];
-		return ln_fail(err, LN_ESHAPE, "expected input of shape {N,%lld}, got %s",
-		               (long long)nin_of(m), ln_tensor_shape_str(x, got, sizeof got));
-	}
-	return LN_OK;
-}
-
+/* y {...,nout} = x {...,nin} W^T + b: the leading dimensions are rows */
 static ln_status linear_forward(ln_module *m, const ln_tensor *x, ln_error *err)
 {
-	ln_status s = check_input(m, x, err);
+	int64_t n, nin = nin_of(m), nout = nout_of(m);
+	ln_status s = ln_check_rows(x, nin, &n, err);
 	if (s != LN_OK)
 		return s;
 	/* the bias rows would overwrite x before the product reads it */
 	if (x->storage == m->output.storage)
 		return ln_fail(err, LN_EARG, "the input is this layer's own output buffer; pass a clone");
-	int64_t n = x->shape[0], nin = nin_of(m), nout = nout_of(m);
-	if ((s = ln_tensor_ensure(&m->output, 2, (int64_t[]){n, nout}, err)) != LN_OK)
+	int64_t shape[LN_MAX_DIMS];
+	memcpy(shape, x->shape, sizeof shape);
+	shape[x->ndim - 1] = nout;
+	if ((s = ln_tensor_ensure(&m->output, x->ndim, shape, err)) != LN_OK)
 		return s;
 	ln_linear_forward_kernel(ln_tensor_data(&m->output), ln_tensor_data(x),
 	                         ln_tensor_data(&m->param[W]),
@@ -149,10 +146,10 @@ static ln_status linear_backward(ln_module *m, const ln_tensor *x, const ln_tens
                                  ln_error *err)
 {
 	ln_status s;
-	int64_t n = x->shape[0], nin = nin_of(m), nout = nout_of(m);
+	int64_t nin = nin_of(m), nout = nout_of(m), n = ln_tensor_numel(x) / nin;
 	if (gy->storage == m->grad_input.storage)
 		return ln_fail(err, LN_EARG, "the gradient is this layer's own grad_input buffer; pass a clone");
-	if (m->want_gx && (s = ln_tensor_ensure(&m->grad_input, 2, (int64_t[]){n, nin}, err)) != LN_OK)
+	if (m->want_gx && (s = ln_tensor_ensure(&m->grad_input, x->ndim, x->shape, err)) != LN_OK)
 		return s;
 	/* gradients zeroed since the last backward (ln_tensor_zero) are
 	 * written, not added to: no pass to clear them, none to read them */

@@ -212,27 +212,6 @@ const char *ln_reduction_name(ln_reduction r)
 
 /* ==== helpers for the loss files (loss_impl.h) =============================== */
 
-char *ln_loss_pos_str(char *buf, size_t size, const ln_tensor *t, int64_t flat)
-{
-	int64_t idx[LN_MAX_DIMS];
-	for (int d = t->ndim - 1; d >= 0; d--) {
-		idx[d] = flat % t->shape[d] + 1;
-		flat /= t->shape[d];
-	}
-	if (t->ndim == 1) {
-		snprintf(buf, size, "position %lld", (long long)idx[0]);
-	} else if (t->ndim == 2) {
-		snprintf(buf, size, "row %lld, column %lld", (long long)idx[0], (long long)idx[1]);
-	} else {
-		size_t n = (size_t)snprintf(buf, size, "index {");
-		for (int d = 0; d < t->ndim && n < size; d++)
-			n += (size_t)snprintf(buf + n, size - n, d ? ",%lld" : "%lld", (long long)idx[d]);
-		if (n < size)
-			snprintf(buf + n, size - n, "}");
-	}
-	return buf;
-}
-
 ln_status ln_loss_check_finite(const char *what, const ln_tensor *t, ln_error *err)
 {
 	const float *d = ln_tensor_data(t);
@@ -242,7 +221,7 @@ ln_status ln_loss_check_finite(const char *what, const ln_tensor *t, ln_error *e
 			char pos[96];
 			return ln_fail(err, LN_ENAN, "%s has %s at %s", what,
 			               isnan(d[k]) ? "NaN" : d[k] > 0 ? "inf" : "-inf",
-			               ln_loss_pos_str(pos, sizeof pos, t, k));
+			               ln_pos_str(pos, sizeof pos, t, k));
 		}
 	}
 	return LN_OK;
@@ -269,10 +248,19 @@ ln_status ln_loss_check_unit(const char *what, const ln_tensor *t, ln_error *err
 		if (!(d[k] >= 0.0f && d[k] <= 1.0f)) {
 			char pos[96];
 			return ln_fail(err, LN_ERANGE, "%s %g at %s is outside [0,1]", what,
-			               (double)d[k], ln_loss_pos_str(pos, sizeof pos, t, k));
+			               (double)d[k], ln_pos_str(pos, sizeof pos, t, k));
 		}
 	}
 	return LN_OK;
+}
+
+ln_status ln_loss_check_classes(const ln_tensor *input, ln_error *err)
+{
+	if (input->ndim == 2 || input->ndim == 3)
+		return LN_OK;
+	char a[128];
+	return ln_fail(err, LN_ESHAPE, "expected input of shape {N,C} or {N,T,C}, got %s",
+	               ln_tensor_shape_str(input, a, sizeof a));
 }
 
 ln_status ln_loss_check_2d(const ln_tensor *input, ln_error *err)
@@ -297,38 +285,55 @@ void ln_loss_rows_batch(ln_loss_rows *r, const ln_tensor *input, const ln_tensor
 ln_status ln_loss_class_target(ln_loss_rows *r, const ln_tensor *input, const ln_tensor *target,
                                const int64_t *ignore, ln_error *err)
 {
-	assert(input->ndim == 2);
-	int64_t n = input->shape[0], c = input->shape[1];
+	assert(input->ndim == 2 || input->ndim == 3);
+	int nd = input->ndim - 1;  /* the dimensions of the labels */
+	int64_t c = input->shape[nd], n = ln_tensor_numel(input) / c;
 	const float *d = ln_tensor_data(target);
 	char pos[96];
 	*r = (ln_loss_rows){
 		.x = ln_tensor_data(input), .y = NULL, .labels = NULL, .n = n, .k = c,
-		.count = (double)n, .out_ndim = 1, .out_shape = {n},
+		.count = (double)n, .out_ndim = nd,
 	};
-	if (target->ndim == 1) {
-		if (target->shape[0] != n)
-			return ln_fail(err, LN_ESHAPE, "expected %lld labels, got %lld",
-			               (long long)n, (long long)target->shape[0]);
+	memcpy(r->out_shape, input->shape, (size_t)nd * sizeof input->shape[0]);
+	if (target->ndim == nd) {
+		if (memcmp(target->shape, input->shape, (size_t)nd * sizeof target->shape[0]) != 0) {
+			char a[128], b[128];
+			if (nd == 1)
+				return ln_fail(err, LN_ESHAPE, "expected %lld labels, got %lld",
+				               (long long)n, (long long)target->shape[0]);
+			return ln_fail(err, LN_ESHAPE,
+			               "expected labels of shape %s or a target of shape %s, got %s",
+			               ln_shape_str(a, sizeof a, nd, input->shape),
+			               ln_tensor_shape_str(input, b, sizeof b),
+			               ln_tensor_shape_str(target, pos, sizeof pos));
+		}
 		ln_status st = ln_loss_check_finite("target", target, err);
 		if (st != LN_OK)
 			return st;
 		for (int64_t i = 0; i < n; i++) {
 			if (d[i] != floorf(d[i]))
-				return ln_fail(err, LN_ERANGE, "label %g at position %lld is not an integer",
-				               (double)d[i], (long long)(i + 1));
+				return ln_fail(err, LN_ERANGE, "label %g at %s is not an integer", (double)d[i],
+				               ln_pos_str(pos, sizeof pos, target, i));
 			if (ignore && (double)d[i] == (double)*ignore)
 				continue;
 			if (d[i] < 1.0f || (double)d[i] > (double)c)
-				return ln_fail(err, LN_ERANGE, "label %g at position %lld is out of range 1..%lld",
-				               (double)d[i], (long long)(i + 1), (long long)c);
+				return ln_fail(err, LN_ERANGE, "label %g at %s is out of range 1..%lld",
+				               (double)d[i], ln_pos_str(pos, sizeof pos, target, i),
+				               (long long)c);
 		}
 		r->labels = d;
 		return LN_OK;
 	}
 	if (!ln_tensor_same_shape(input, target)) {
-		char a[128], b[128];
-		return ln_fail(err, LN_ESHAPE, "expected target of shape %s or %lld class labels, got %s",
-		               ln_tensor_shape_str(input, a, sizeof a), (long long)n,
+		char a[128], b[128], l[128];
+		if (nd == 1)
+			return ln_fail(err, LN_ESHAPE,
+			               "expected target of shape %s or %lld class labels, got %s",
+			               ln_tensor_shape_str(input, a, sizeof a), (long long)n,
+			               ln_tensor_shape_str(target, b, sizeof b));
+		return ln_fail(err, LN_ESHAPE, "expected labels of shape %s or a target of shape %s, got %s",
+		               ln_shape_str(l, sizeof l, nd, input->shape),
+		               ln_tensor_shape_str(input, a, sizeof a),
 		               ln_tensor_shape_str(target, b, sizeof b));
 	}
 	ln_status st = ln_loss_check_finite("target", target, err);
@@ -338,7 +343,7 @@ ln_status ln_loss_class_target(ln_loss_rows *r, const ln_tensor *input, const ln
 		if (d[k] < 0.0f)
 			return ln_fail(err, LN_ERANGE,
 			               "target %g at %s is negative; probability rows must be non-negative",
-			               (double)d[k], ln_loss_pos_str(pos, sizeof pos, target, k));
+			               (double)d[k], ln_pos_str(pos, sizeof pos, target, k));
 	r->y = d;
 	return LN_OK;
 }

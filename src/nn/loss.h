@@ -21,6 +21,8 @@
  *   - class indices: a 1-D tensor of length N holding integers 1..C
  *     (1-based, as in Lua) stored as floats, or
  *   - one-hot / probability rows: a tensor of the input's shape {N,C}.
+ * CrossEntropyLoss and NLLLoss also take a sequence's scores {N,T,C} with
+ * labels {N,T} (or rows {N,T,C}): N*T rows, the mean over the tokens.
  * Labels out of range or not integral, wrong lengths, NaN inputs, and
  * BCELoss inputs or targets outside [0,1] fail with a message that names
  * the values.  Positions in messages are 1-based, as a Lua script counts

@@ -16,6 +16,7 @@
 #include <stdint.h>
 
 #include "loss.h"
+#include "nn_internal.h"  /* ln_pos_str: positions in messages */
 
 /* The classes the pairing checks recognise (output_loss.c). */
 extern const ln_loss_class ln_output_loss_class;
@@ -52,10 +53,6 @@ void ln_loss_rows_batch(ln_loss_rows *r, const ln_tensor *input, const ln_tensor
 /* ln_loss_pairing for an OutputLoss (output_loss.c); c must be one. */
 const char *ln_output_loss_pairing(const ln_loss *c);
 
-/* Describes the position of element `flat` (0-based, row-major) of a
- * contiguous tensor, 1-based: "position 5" (1-D), "row 3, column 2" (2-D),
- * "index {1,2,3}" (more).  Returns buf. */
-char *ln_loss_pos_str(char *buf, size_t size, const ln_tensor *t, int64_t flat);
 
 /* LN_ENAN unless every element of t (contiguous) is finite:
  * "<what> has NaN at row 3, column 2" (also "inf", "-inf"). */
@@ -74,19 +71,27 @@ ln_status ln_loss_check_unit(const char *what, const ln_tensor *t, ln_error *err
 /* LN_ESHAPE unless input is {N,C}: "expected input of shape {N,C}, got
  * {2,3,4}". */
 ln_status ln_loss_check_2d(const ln_tensor *input, ln_error *err);
+/* LN_ESHAPE unless input is {N,C} or {N,T,C} (classes last): "expected
+ * input of shape {N,C} or {N,T,C}, got {2,3,4,5}". */
+ln_status ln_loss_check_classes(const ln_tensor *input, ln_error *err);
 
 /* ---- class targets ----------------------------------------------------------- */
 
 /* Validates target against an {N,C} input and fills r: n = N rows of
  * k = C classes, and either labels (N 1-based class indices) or y (N rows
  * of C non-negative finite weights: one-hot or probabilities); count = N,
- * per-sample shape {N}.  A label equal to *ignore (when ignore is not
- * NULL) passes whatever its value.  Errors:
+ * per-sample shape {N}.  An {N,T,C} input (a sequence's logits) is n =
+ * N*T rows, its labels {N,T} (or rows {N,T,C}), per-sample shape {N,T}.
+ * A label equal to *ignore (when ignore is not NULL) passes whatever its
+ * value.  Errors:
  *   LN_ESHAPE "expected 64 labels, got 63" (1-D target of the wrong length),
  *   LN_ESHAPE "expected target of shape {64,10} or 64 class labels, got {64,9}",
+ *   LN_ESHAPE "expected labels of shape {4,7} or a target of shape {4,7,10},
+ *              got {4,6}" (an {N,T,C} input),
  *   LN_ENAN   "target has NaN at position 3",
  *   LN_ERANGE "label 2.5 at position 1 is not an integer",
- *   LN_ERANGE "label 11 at position 5 is out of range 1..10",
+ *   LN_ERANGE "label 11 at position 5 is out of range 1..10" (labels {N,T}:
+ *              "at row 2, column 3"),
  *   LN_ERANGE "target -0.5 at row 2, column 3 is negative; probability rows
  *              must be non-negative". */
 ln_status ln_loss_class_target(ln_loss_rows *r, const ln_tensor *input, const ln_tensor *target,

@@ -32,6 +32,43 @@ ln_status ln_config_int(int64_t *out, double v, const char *what, int64_t lo, in
 	return LN_OK;
 }
 
+ln_status ln_check_rows(const ln_tensor *x, int64_t d, int64_t *rows, ln_error *err)
+{
+	if (x->ndim < 2 || (d >= 0 && x->shape[x->ndim - 1] != d)) {
+		char got[128];
+		ln_tensor_shape_str(x, got, sizeof got);
+		if (d < 0)
+			return ln_fail(err, LN_ESHAPE,
+			               "expected input of shape {N,...} (at least 2-D), got %s", got);
+		return ln_fail(err, LN_ESHAPE, "expected input of shape {N,%s%lld}, got %s",
+		               x->ndim > 2 ? "...," : "", (long long)d, got);
+	}
+	if (rows)
+		*rows = ln_tensor_numel(x) / x->shape[x->ndim - 1];
+	return LN_OK;
+}
+
+char *ln_pos_str(char *buf, size_t size, const ln_tensor *t, int64_t flat)
+{
+	int64_t idx[LN_MAX_DIMS];
+	for (int d = t->ndim - 1; d >= 0; d--) {
+		idx[d] = flat % t->shape[d] + 1;
+		flat /= t->shape[d];
+	}
+	if (t->ndim == 1) {
+		snprintf(buf, size, "position %lld", (long long)idx[0]);
+	} else if (t->ndim == 2) {
+		snprintf(buf, size, "row %lld, column %lld", (long long)idx[0], (long long)idx[1]);
+	} else {
+		size_t n = (size_t)snprintf(buf, size, "index {");
+		for (int d = 0; d < t->ndim && n < size; d++)
+			n += (size_t)snprintf(buf + n, size - n, d ? ",%lld" : "%lld", (long long)idx[d]);
+		if (n < size)
+			snprintf(buf + n, size - n, "}");
+	}
+	return buf;
+}
+
 /* ---- lifetime ----------------------------------------------------------------- */
 
 ln_status ln_module_alloc(ln_module **out, const ln_module_class *cls, ln_error *err)
@@ -119,7 +156,7 @@ static ln_status add_tensor(ln_module *m, const ln_module_build *ctx, const char
 	if (s == LN_OK && init == LN_PARAM_ONES)
 		ln_tensor_fill(&a, 1.0f);
 	if (s == LN_OK && init == LN_PARAM_HE)
-		s = ln_init_he(&a, ctx && ctx->rng ? ctx->rng : ln_rng_global(), err);
+		s = ln_init_he(&a, ln_build_rng(ctx), err);
 	if (s != LN_OK) {
 		ln_tensor_release(&a);
 		ln_tensor_release(&g);

@@ -97,6 +97,13 @@ typedef struct ln_module_build {
 	bool *over_budget;
 } ln_module_build;
 
+/* The generator a build draws initial weights from: ctx's, or the
+ * process-wide one (ctx NULL or without one). */
+static inline ln_rng *ln_build_rng(const ln_module_build *ctx)
+{
+	return ctx && ctx->rng ? ctx->rng : ln_rng_global();
+}
+
 typedef struct ln_module_class {
 	const char *name;  /* "Linear" */
 	size_t size;       /* sizeof the concrete struct, which begins with ln_module */

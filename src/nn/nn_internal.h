@@ -26,6 +26,20 @@ ln_status ln_config_int(int64_t *out, double v, const char *what, int64_t lo, in
  * children its backward did not reach. */
 void ln_module_skip_gx(ln_module *m);
 
+/* The check of every layer that works on the last dimension and takes any
+ * leading ones ({N,...,d}, at least 2-D: dimension 0 is the batch):
+ * LN_ESHAPE "expected input of shape {N,784}, got {64,785}" (the shape
+ * shown as {N,...,784} for an input of 3 or more dimensions).  d < 0
+ * accepts any last dimension: "expected input of shape {N,...} (at
+ * least 2-D), got {5}".  On success *rows is the product of the leading
+ * dimensions (may be NULL). */
+ln_status ln_check_rows(const ln_tensor *x, int64_t d, int64_t *rows, ln_error *err);
+
+/* Describes the position of element `flat` (0-based, row-major) of a
+ * contiguous tensor, 1-based as a script counts: "position 5" (1-D),
+ * "row 3, column 2" (2-D), "index {1,2,3}" (more).  Returns buf. */
+char *ln_pos_str(char *buf, size_t size, const ln_tensor *t, int64_t flat);
+
 /* Called by module.c for External modules (external.c). */
 void ln_external_on_set_training(ln_module *m, bool training);
 

@@ -708,3 +708,66 @@ int ln_optim_state_index(const ln_optim *opt, const char *name)
 			return k;
 	return -1;
 }
+
+/* ==== gradient clipping ========================================================= */
+
+static void add_square(float *v, void *ctx) { *(double *)ctx += (double)*v * *v; }
+
+double ln_grad_sumsq(const ln_tensor *g)
+{
+	if (g->storage->zero_pending)
+		return 0;
+	double s = 0;
+	if (ln_tensor_is_contiguous(g)) {
+		const float *d = ln_tensor_data(g);
+		for (int64_t i = 0, n = ln_tensor_numel(g); i < n; i++)
+			s += (double)d[i] * d[i];
+	} else {
+		ln_tensor_foreach((ln_tensor *)g, add_square, &s);
+	}
+	return s;
+}
+
+double ln_clip_coef(double total, double max_norm)
+{
+	double coef = max_norm / (total + 1e-6);
+	return coef < 1 || isnan(coef) ? coef : 1.0;
+}
+
+static void scale_one(float *v, void *ctx) { *v *= *(float *)ctx; }
+
+/* The factor is rounded to float first, as PyTorch multiplies by it. */
+void ln_grad_scale(ln_tensor *g, double coef)
+{
+	if (coef == 1.0 || g->storage->zero_pending)
+		return;
+	float c = (float)coef;
+	if (ln_tensor_is_contiguous(g)) {
+		float *d = ln_tensor_data(g);
+		for (int64_t i = 0, n = ln_tensor_numel(g); i < n; i++)
+			d[i] *= c;
+	} else {
+		ln_tensor_foreach(g, scale_one, &c);
+	}
+}
+
+static int sum_grad(ln_module *owner, int index, void *ctx)
+{
+	*(double *)ctx += ln_grad_sumsq(&owner->grad[index]);
+	return 0;
+}
+
+static int scale_grad(ln_module *owner, int index, void *ctx)
+{
+	ln_grad_scale(&owner->grad[index], *(double *)ctx);
+	return 0;
+}
+
+double ln_clip_grad_norm(ln_module *m, double max_norm)
+{
+	double sq = 0;
+	ln_module_visit_params(m, sum_grad, &sq);
+	double total = sqrt(sq), coef = ln_clip_coef(total, max_norm);
+	ln_module_visit_params(m, scale_grad, &coef);
+	return total;
+}

@@ -264,4 +264,29 @@ ln_tensor *ln_optim_state(ln_optim *opt, int i, int k);
 /* The k (as above) of the state tensor called name, or -1. */
 int ln_optim_state_index(const ln_optim *opt, const char *name);
 
+/* ==== gradient clipping =========================================================
+ *
+ * ln_clip_grad_norm scales the gradients of a model so that their total
+ * L2 norm is at most max_norm, as torch.nn.utils.clip_grad_norm_ does:
+ *
+ *     total = sqrt(sum over every gradient element g^2)   (in double)
+ *     coef  = max_norm / (total + 1e-6)
+ *     every gradient *= min(coef, 1)
+ *
+ * and returns total, the norm before clipping.  A NaN or infinite total
+ * is not an error (PyTorch's default, error_if_nonfinite=False): an
+ * infinite total gives coef 0, so finite entries become 0 and infinite
+ * ones NaN; a NaN total makes every gradient NaN.  Gradients zeroed
+ * lazily (ln_tensor_zero) count as zeros and stay lazy.  max_norm is the
+ * caller's to check (a number >= 0; infinity leaves every gradient as it
+ * is). */
+double ln_clip_grad_norm(ln_module *m, double max_norm);
+/* The pieces, for gradients that come one by one (a table of tensors, a
+ * custom module's): the sum of squares of g's elements (any layout), in
+ * double; the factor min(max_norm / (total + 1e-6), 1), NaN for a NaN
+ * total; g *= coef (nothing when coef is 1). */
+double ln_grad_sumsq(const ln_tensor *g);
+double ln_clip_coef(double total, double max_norm);
+void ln_grad_scale(ln_tensor *g, double coef);
+
 #endif

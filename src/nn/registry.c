@@ -14,6 +14,7 @@
 #include "conv.h"
 #include "layers.h"
 #include "module.h"
+#include "sequence.h"
 
 enum {
 	/* layers.h */
@@ -28,6 +29,9 @@ enum {
 	CLASS_MAXPOOL2D,
 	CLASS_AVGPOOL2D,
 	CLASS_BATCHNORM,
+	/* layers.h, sequence.h */
+	CLASS_LAYERNORM,
+	CLASS_EMBEDDING,
 	CLASS_COUNT
 };
 
@@ -43,6 +47,9 @@ static const ln_module_class *const classes[] = {
 	[CLASS_MAXPOOL2D] = &ln_maxpool2d_class,
 	[CLASS_AVGPOOL2D] = &ln_avgpool2d_class,
 	[CLASS_BATCHNORM] = &ln_batchnorm_class,
+	/* ---- sequences (sequence.h) ---- */
+	[CLASS_LAYERNORM] = &ln_layernorm_class,
+	[CLASS_EMBEDDING] = &ln_embedding_class,
 };
 
 static_assert(sizeof classes / sizeof classes[0] == CLASS_COUNT,

@@ -133,9 +133,7 @@ static uint64_t alloc_calls(void)
 
 /* ---- gradient checks over every parameter of a tree -------------------------------- */
 
-/* tu_gradcheck_module perturbs m->param only, which for a container is
- * nothing: this checks every parameter reached by ln_module_visit_params,
- * with the same probe L = sum(r .* y) in double. */
+/* The parameters ln_module_visit_params reaches, in order (test_walks). */
 typedef struct pref { ln_module *owner; int index; } pref;
 typedef struct plist { pref p[32]; int n; } plist;
 
@@ -147,52 +145,8 @@ static int collect(ln_module *owner, int index, void *ctx)
 	return 0;
 }
 
-static double probe(ln_module *m, const ln_tensor *x, const float *r)
-{
-	forward_ok(m, x);
-	const float *y = ln_tensor_data(&m->output);
-	double s = 0;
-	for (int64_t i = 0; i < ln_tensor_numel(&m->output); i++)
-		s += (double)r[i] * y[i];
-	return s;
-}
-
-static double gradcheck_tree_params(ln_module *m, const ln_tensor *x, double eps)
-{
-	ln_error err;
-	ln_tensor r = LN_TENSOR_EMPTY;
-	forward_ok(m, x);
-	tu_tensor_uniform(&r, m->output.ndim, m->output.shape, -1.0f, 1.0f);
-	ln_module_zero_grad(m);
-	backward_ok(m, x, &r);
-	plist l = {.n = 0};
-	ln_module_visit_params(m, collect, &l);
-	double worst = 0;
-	for (int k = 0; k < l.n; k++) {
-		ln_tensor g = LN_TENSOR_EMPTY;
-		if (ln_tensor_clone(&g, &l.p[k].owner->grad[l.p[k].index], &err) != LN_OK)
-			fail_msg("clone: %s", err.msg);
-		ln_tensor *p = &l.p[k].owner->param[l.p[k].index];
-		float *d = ln_tensor_data(p);
-		const float *gd = ln_tensor_data(&g);
-		for (int64_t i = 0; i < ln_tensor_numel(p); i++) {
-			float saved = d[i];
-			d[i] = (float)(saved + eps);
-			double hi = probe(m, x, ln_tensor_data(&r));
-			d[i] = (float)(saved - eps);
-			double lo = probe(m, x, ln_tensor_data(&r));
-			d[i] = saved;
-			double step = (double)(float)(saved + eps) - (double)(float)(saved - eps);
-			double num = (hi - lo) / step;
-			double e = fabs(gd[i] - num) / fmax(fmax(fabs(gd[i]), fabs(num)), 1e-2);
-			worst = fmax(worst, e);
-		}
-		ln_tensor_release(&g);
-	}
-	ln_tensor_release(&r);
-	return worst;
-}
-
+/* tu_gradcheck_module perturbs m->param only, which for a container is
+ * nothing: tu_gradcheck_ex checks every parameter of the tree too. */
 static void expect_gradcheck(ln_module *m, const ln_tensor *x, double tol)
 {
 	char name[128];
@@ -201,7 +155,7 @@ static void expect_gradcheck(ln_module *m, const ln_tensor *x, double tol)
 	if (!(e < tol))
 		fail_msg("%s: gradcheck relative error %g >= %g [seed %u]", name, e, tol, SEED);
 	if (m->nchildren > 0) {
-		e = gradcheck_tree_params(m, x, 1e-2);
+		e = tu_gradcheck_ex(m, x, 1e-2, false, NULL, NULL);
 		if (!(e < tol))
 			fail_msg("%s: parameter gradcheck relative error %g >= %g [seed %u]", name, e, tol,
 			         SEED);
@@ -1477,7 +1431,7 @@ static void test_input_grad_off(void **state)
 			assert_true(ln_tensor_is_empty(&first_leaf(b)->grad_input));
 		}
 		/* and the gradients it does compute are right */
-		double e = gradcheck_tree_params(b, &x, 1e-2);
+		double e = tu_gradcheck_ex(b, &x, 1e-2, false, NULL, NULL);
 		if (!(e < 1e-2))
 			fail_msg("case %d: parameter gradcheck with input_grad off: %g", i, e);
 		/* turned back on, it is computed again */

@@ -1150,9 +1150,16 @@ static void test_errors_labels(void **state)
 		         "%s: target -0.5 at row 2, column 3 is negative; probability rows must be "
 		         "non-negative", who);
 		expect_error(c, &z, &neg, LN_ERANGE, msg);
-		snprintf(msg, sizeof msg, "%s: expected input of shape {N,C}, got {2,3,4}", who);
+		/* the two losses also take a sequence's logits {N,T,C}; the pairing
+		 * only {N,C} */
+		if (k < 2)
+			snprintf(msg, sizeof msg, "%s: expected labels of shape {2,3} or a target of "
+			         "shape {2,3,4}, got {64}", who);
+		else
+			snprintf(msg, sizeof msg, "%s: expected input of shape {N,C}, got {2,3,4}", who);
 		expect_error(c, &z3, &lab, LN_ESHAPE, msg);
-		snprintf(msg, sizeof msg, "%s: expected input of shape {N,C}, got {5}", who);
+		snprintf(msg, sizeof msg, "%s: expected input of shape {N,C}%s, got {5}", who,
+		         k < 2 ? " or {N,T,C}" : "");
 		expect_error(c, &z1, &lab, LN_ESHAPE, msg);
 
 		/* the tensors were left as they were: the valid call works */

@@ -2,6 +2,7 @@
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <cmocka.h>
@@ -43,65 +44,119 @@ static double probe(const ln_tensor *y, const float *r)
 	return s;
 }
 
-static double module_probe(ln_module *m, const ln_tensor *x, const float *r)
+/* What a gradient check runs: m, its input, the probe's weights, and what
+ * to call before each forward. */
+typedef struct gc {
+	ln_module *m;
+	const ln_tensor *x;
+	const float *r;
+	tu_before_fn before;
+	void *ctx;
+} gc;
+
+static double module_probe(const gc *g)
 {
 	ln_error err;
-	if (ln_module_forward(m, x, &err) != LN_OK)
+	if (g->before)
+		g->before(g->m, g->ctx);
+	if (ln_module_forward(g->m, g->x, &err) != LN_OK)
 		fail_msg("forward: %s", err.msg);
-	return probe(&m->output, r);
+	return probe(&g->m->output, g->r);
 }
 
-/* Largest relative error between analytic gradient g and the central
+/* Largest relative error between analytic gradient gv and the central
  * difference of the probe over every element of v. */
-static double check_tensor(ln_module *m, const ln_tensor *x, ln_tensor *v, const float *g,
-                           const float *r, double eps)
+static double check_tensor(const gc *g, ln_tensor *v, const float *gv, double eps)
 {
 	float *d = ln_tensor_data(v);
 	double worst = 0;
 	for (int64_t i = 0; i < ln_tensor_numel(v); i++) {
 		float saved = d[i];
 		d[i] = (float)(saved + eps);
-		double hi = module_probe(m, x, r);
+		double hi = module_probe(g);
 		d[i] = (float)(saved - eps);
-		double lo = module_probe(m, x, r);
+		double lo = module_probe(g);
 		d[i] = saved;
 		/* the step actually taken, after rounding to float */
 		double step = (double)(float)(saved + eps) - (double)(float)(saved - eps);
-		worst = fmax(worst, rel_err(g[i], (hi - lo) / step));
+		worst = fmax(worst, rel_err(gv[i], (hi - lo) / step));
 	}
+	return worst;
+}
+
+typedef struct params { ln_module *owner[256]; int index[256]; int n; } params;
+
+static int collect(ln_module *owner, int index, void *ctx)
+{
+	params *p = ctx;
+	if (p->n == 256)
+		fail_msg("gradcheck: more than 256 parameters");
+	p->owner[p->n] = owner;
+	p->index[p->n++] = index;
+	return 0;
+}
+
+static void clone_or_fail(ln_tensor *out, const ln_tensor *t)
+{
+	ln_error err;
+	*out = LN_TENSOR_EMPTY;
+	if (ln_tensor_clone(out, t, &err) != LN_OK)
+		fail_msg("clone: %s", err.msg);
+}
+
+/* params: own (m->param, as every leaf has) or the whole tree */
+static double gradcheck(ln_module *m, const ln_tensor *x, double eps, bool input, bool tree,
+                        tu_before_fn before, void *ctx)
+{
+	ln_error err;
+	ln_tensor xc, gx = LN_TENSOR_EMPTY, r = LN_TENSOR_EMPTY;
+	clone_or_fail(&xc, x);
+	gc g = {m, &xc, NULL, before, ctx};
+	if (before)
+		before(m, ctx);
+	if (ln_module_forward(m, &xc, &err) != LN_OK)
+		fail_msg("forward: %s", err.msg);
+	tu_tensor_uniform(&r, m->output.ndim, m->output.shape, -1.0f, 1.0f);
+	g.r = ln_tensor_data(&r);
+	ln_module_zero_grad(m);
+	if (ln_module_backward(m, &xc, &r, &err) != LN_OK)
+		fail_msg("backward: %s", err.msg);
+	if (input)
+		clone_or_fail(&gx, &m->grad_input);
+	static params p;  /* large; the tests run one at a time */
+	p.n = 0;
+	if (tree) {
+		ln_module_visit_params(m, collect, &p);
+	} else {
+		for (int i = 0; i < m->nparams; i++)
+			collect(m, i, &p);
+	}
+	ln_tensor *grads = calloc((size_t)p.n + 1, sizeof *grads);
+	assert_non_null(grads);
+	for (int k = 0; k < p.n; k++)
+		clone_or_fail(&grads[k], &p.owner[k]->grad[p.index[k]]);
+	double worst = input ? check_tensor(&g, &xc, ln_tensor_data(&gx), eps) : 0;
+	for (int k = 0; k < p.n; k++) {
+		worst = fmax(worst, check_tensor(&g, &p.owner[k]->param[p.index[k]],
+		                                 ln_tensor_data(&grads[k]), eps));
+		ln_tensor_release(&grads[k]);
+	}
+	free(grads);
+	ln_tensor_release(&xc);
+	ln_tensor_release(&gx);
+	ln_tensor_release(&r);
 	return worst;
 }
 
 double tu_gradcheck_module(ln_module *m, const ln_tensor *x, double eps)
 {
-	ln_error err;
-	ln_tensor xc = LN_TENSOR_EMPTY, gx = LN_TENSOR_EMPTY, r = LN_TENSOR_EMPTY;
-	ln_tensor grads[LN_MODULE_MAX_PARAMS];
-	if (ln_tensor_clone(&xc, x, &err) != LN_OK)
-		fail_msg("clone: %s", err.msg);
-	if (ln_module_forward(m, &xc, &err) != LN_OK)
-		fail_msg("forward: %s", err.msg);
-	tu_tensor_uniform(&r, m->output.ndim, m->output.shape, -1.0f, 1.0f);
-	ln_module_zero_grad(m);
-	if (ln_module_backward(m, &xc, &r, &err) != LN_OK)
-		fail_msg("backward: %s", err.msg);
-	if (ln_tensor_clone(&gx, &m->grad_input, &err) != LN_OK)
-		fail_msg("clone: %s", err.msg);
-	for (int p = 0; p < m->nparams; p++) {
-		grads[p] = LN_TENSOR_EMPTY;
-		if (ln_tensor_clone(&grads[p], &m->grad[p], &err) != LN_OK)
-			fail_msg("clone: %s", err.msg);
-	}
-	const float *rd = ln_tensor_data(&r);
-	double worst = check_tensor(m, &xc, &xc, ln_tensor_data(&gx), rd, eps);
-	for (int p = 0; p < m->nparams; p++) {
-		worst = fmax(worst, check_tensor(m, &xc, &m->param[p], ln_tensor_data(&grads[p]), rd, eps));
-		ln_tensor_release(&grads[p]);
-	}
-	ln_tensor_release(&xc);
-	ln_tensor_release(&gx);
-	ln_tensor_release(&r);
-	return worst;
+	return gradcheck(m, x, eps, true, false, NULL, NULL);
+}
+
+double tu_gradcheck_ex(ln_module *m, const ln_tensor *x, double eps, bool input,
+                       tu_before_fn before, void *ctx)
+{
+	return gradcheck(m, x, eps, input, true, before, ctx);
 }
 
 double tu_gradcheck_loss(ln_loss *c, const ln_tensor *x, const ln_tensor *target, double eps)

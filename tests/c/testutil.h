@@ -6,6 +6,7 @@
 #ifndef LN_TESTUTIL_H
 #define LN_TESTUTIL_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "core/tensor.h"
@@ -27,6 +28,16 @@ void tu_tensor_uniform(ln_tensor *t, int ndim, const int64_t *shape, float lo, f
  * parameter gradients are zeroed first and left holding the analytic
  * gradient of the probe. */
 double tu_gradcheck_module(ln_module *m, const ln_tensor *x, double eps);
+
+/* The same check with more control: over the input unless `input` is
+ * false (labels have no gradient), and over every parameter of m's tree
+ * (ln_module_visit_params: a container's layers too).  When `before` is
+ * not NULL it is called before every forward, the first included, to put
+ * back what a forward changes (the rng a dropout mask is drawn from, the
+ * state a stateful layer carries). */
+typedef void (*tu_before_fn)(ln_module *m, void *ctx);
+double tu_gradcheck_ex(ln_module *m, const ln_tensor *x, double eps, bool input,
+                       tu_before_fn before, void *ctx);
 
 /* The same for a loss, whose forward is already a number: checks
  * dL/dinput only.  With reduction none, of L = sum_i r_i l_i for random

@@ -1,0 +1,282 @@
+-- test_sequence.lua -- the layers for sequences through the Lua surface:
+-- Embedding, LayerNorm, GELU, SiLU, layers on inputs with leading
+-- dimensions, CrossEntropyLoss on {N,T,C} logits, optim.clip_grad_norm;
+-- gradient checks, values, save/load and every documented error.
+local lunet = lunet or require "lunet"
+local nn, optim = lunet.nn, lunet.optim
+
+local harness = dofile((arg[0]:match("^(.*)/") or ".") .. "/harness.lua")
+local h = harness.new{seed = 2024, reseed = true}
+local test, check, check_error, near = h.test, h.check, h.check_error, h.near
+
+local function check_grad(obj, x, target, opts)
+	local ok, err, where = nn.gradcheck(obj, x, target, opts)
+	check(ok, string.format("gradcheck of %s failed: error %.3e at %s", tostring(obj), err,
+	                        tostring(where)))
+	return err
+end
+
+-- labels {n, t} drawn from 1..k
+local function labels(n, t, k)
+	local rows = {}
+	for i = 1, n do
+		rows[i] = {}
+		for j = 1, t do
+			rows[i][j] = math.floor(lunet.rand(1)[1] * k) + 1
+		end
+	end
+	return lunet.tensor(rows)
+end
+
+local function max_diff(a, b)
+	return (a - b):abs():max()
+end
+
+-- a save and a load through a temporary file
+local function reload(obj)
+	local path = os.tmpname()
+	lunet.save(path, obj)
+	local back = lunet.load(path)
+	os.remove(path)
+	return back
+end
+
+-- ---- GELU, SiLU, leading dimensions ----------------------------------------------
+
+test("GELU and SiLU values", function()
+	local x = lunet.tensor{{-2, -0.5, 0, 1, 3}}
+	local g = nn.GELU():forward(x):totable()[1]
+	local s = nn.SiLU():forward(x):totable()[1]
+	local function phi(v)  -- the normal CDF, through erf's series
+		local t, sum, term = v / math.sqrt(2), 0, nil
+		term = t
+		for n = 0, 60 do
+			sum = sum + term / (2 * n + 1)
+			term = -term * t * t / (n + 1)
+		end
+		return 0.5 * (1 + 2 / math.sqrt(math.pi) * sum)
+	end
+	for i, v in ipairs{-2, -0.5, 0, 1, 3} do
+		near(g[i], v * phi(v), 1e-6, "GELU(" .. v .. ")")
+		near(s[i], v / (1 + math.exp(-v)), 1e-6, "SiLU(" .. v .. ")")
+	end
+	check_grad(nn.GELU(), lunet.randn(3, 4) * 2)
+	check_grad(nn.SiLU(), lunet.randn(2, 3, 4) * 2)
+end)
+
+test("Linear, activations, Dropout, LayerNorm take any leading dimensions", function()
+	local x = lunet.randn(2, 3, 4)
+	for _, m in ipairs{nn.Linear(4, 5), nn.GELU(), nn.Tanh(), nn.Dropout(0.3):evaluate(),
+	                   nn.LayerNorm(4), nn.Sequential{nn.Linear(4, 6), nn.SiLU(), nn.Linear(6, 2)}} do
+		local y = m:forward(x):clone()
+		local y2 = m:forward(x:reshape(6, 4))
+		check(max_diff(y:reshape(6, -1), y2) == 0, tostring(m) .. ": 3-D and 2-D differ")
+		check_grad(m, x)
+		check_grad(m, lunet.randn(2, 2, 1, 4))
+		check_error(function() m:forward(lunet.randn(4)) end, "expected input of shape {N,",
+		            "got {4}")
+	end
+	check_error(function() nn.Linear(5, 2):forward(x) end,
+	            "Linear:forward: expected input of shape {N,...,5}, got {2,3,4}")
+	-- Dropout in training mode on 3-D: kept values scaled by 1/(1-p)
+	local d = nn.Dropout(0.5)
+	local y = d:forward(lunet.ones(4, 8, 16))
+	local kept = y:gt(0):sum()
+	check(kept > 150 and kept < 362, "about half kept")
+	near(y:max(), 2, 1e-7, "scale")
+end)
+
+-- ---- LayerNorm -------------------------------------------------------------------
+
+test("LayerNorm values, gradients, options", function()
+	local m = nn.LayerNorm(4)
+	check(m.weight:min() == 1 and m.weight:max() == 1 and m.bias:abs():max() == 0, "defaults")
+	near(m.eps, 1e-5, 1e-12, "eps")
+	local y = m:forward(lunet.tensor{{1, 2, 3, 4}}):totable()[1]
+	local r = 1 / math.sqrt(1.25 + 1e-5)
+	h.same(y, {-1.5 * r, -0.5 * r, 0.5 * r, 1.5 * r}, 1e-6)
+	m.weight:copy(lunet.tensor{2, 1, 1, 1})
+	m.bias:copy(lunet.tensor{0, 0, 0, 1})
+	y = m:forward(lunet.tensor{{1, 2, 3, 4}}):totable()[1]
+	h.same(y, {-3 * r, -0.5 * r, 0.5 * r, 1.5 * r + 1}, 1e-6)
+	local e = nn.LayerNorm(6, {eps = 1e-3})
+	near(e.eps, 1e-3, 1e-12, "eps option")
+	e.weight:copy(lunet.rand(6) + 0.5)
+	e.bias:copy(lunet.randn(6))
+	check_grad(e, lunet.randn(3, 6) * 2)
+	check_grad(e, lunet.randn(2, 4, 6))
+	check_error(function() nn.LayerNorm(0) end, "nn.LayerNorm: d must be >= 1, got 0")
+	check_error(function() nn.LayerNorm(3.5) end, "nn.LayerNorm: d must be an integer")
+	check_error(function() nn.LayerNorm(3, {eps = 0}) end,
+	            "nn.LayerNorm: expected eps > 0 and finite, got 0")
+	check_error(function() nn.LayerNorm(3, {eps = "x"}) end, "eps", "number")
+	check_error(function() nn.LayerNorm(3, {epsilon = 1}) end, "unknown option 'epsilon'")
+	check_error(function() e:forward(lunet.randn(2, 5)) end,
+	            "LayerNorm:forward: expected input of shape {N,6}, got {2,5}")
+end)
+
+-- ---- Embedding -------------------------------------------------------------------
+
+test("Embedding values, repeated labels, gradient check", function()
+	local e = nn.Embedding(5, 3)
+	check(#e.weight == 5 and e.weight:size(2) == 3, "weight {5,3}")
+	local x = lunet.tensor{{2, 2, 5}, {1, 2, 3}}
+	local y = e:forward(x)
+	check(y:dim() == 3 and y:size(3) == 3, "{2,3,3}")
+	h.same(y[1][2]:totable(), e.weight[2]:totable())
+	h.same(y[2][3]:totable(), e.weight[3]:totable())
+	e:zero_grad()
+	local gy = lunet.randn(2, 3, 3)
+	local gx = e:backward(x, gy)
+	check(gx:abs():max() == 0 and gx:dim() == 2, "labels have no gradient")
+	-- label 2 appears three times: its row gathers the three gradients
+	local want = gy[1][1] + gy[1][2] + gy[2][2]
+	check(max_diff(e.grad_weight[2], want) < 1e-6, "repeated label accumulates")
+	check(e.grad_weight[4]:abs():max() == 0, "unused row")
+	-- labels have no gradient: the check leaves them alone with input_grad off
+	e.input_grad = false
+	check(e:backward(x, gy) == nil, "no grad_input")
+	check_grad(e, x)
+	check_grad(e, labels(4, 6, 3))
+	local s = nn.Sequential{nn.Embedding(6, 4), nn.Tanh(), nn.Linear(4, 2)}
+	s.input_grad = false
+	check_grad(s, labels(3, 5, 6))
+	e.input_grad = true
+	-- 1-D labels give {N,d}
+	check(e:forward(lunet.tensor{1, 5}):dim() == 2, "1-D labels")
+end)
+
+test("Embedding errors", function()
+	local e = nn.Embedding(5, 2)
+	check_error(function() e:forward(lunet.tensor{{1, 6}}) end,
+	            "Embedding:forward: label 6 at row 1, column 2 is out of range 1..5")
+	check_error(function() e:forward(lunet.tensor{{0, 1}}) end, "label 0 at row 1, column 1")
+	check_error(function() e:forward(lunet.tensor{{1, 2.5}}) end,
+	            "Embedding:forward: label 2.5 at row 1, column 2 is not an integer")
+	check_error(function() e:forward(lunet.tensor{{1, 0 / 0}}) end, "is not an integer")
+	check_error(function() nn.Embedding(0, 2) end, "nn.Embedding: n must be >= 1, got 0")
+	check_error(function() nn.Embedding(3) end, "nn.Embedding: d must be an integer")
+	check_error(function() nn.Embedding(3, 2, {}) end, "expected at most 2 arguments")
+	check_error(function() nn.Embedding(1 << 25, 1) end, "n in 1..16777216")
+	check_error(function() e:forward("x") end, "lunet.Tensor")
+	-- gradcheck over the labels themselves is refused by the labels check
+	local ok, err = pcall(nn.gradcheck, e, lunet.tensor{{1, 2}})
+	check(not ok and tostring(err):find("is not an integer", 1, true), tostring(err))
+end)
+
+-- ---- CrossEntropyLoss over tokens --------------------------------------------------
+
+test("CrossEntropyLoss on {N,T,C}: the mean over tokens", function()
+	local z = lunet.randn(3, 4, 6)
+	local y = labels(3, 4, 6)
+	local ce, flat = nn.CrossEntropyLoss(), nn.CrossEntropyLoss()
+	local l = ce:forward(z, y)
+	near(l, flat:forward(z:reshape(12, 6), y:reshape(12)), 1e-12, "same as the flat rows")
+	local total = 0
+	for i = 1, 3 do
+		for t = 1, 4 do
+			local row = z[i][t]
+			local lse = math.log(row:exp():sum())
+			total = total + lse - row[y:get(i, t)]
+		end
+	end
+	near(l, total / 12, 1e-6, "by hand")
+	near(nn.CrossEntropyLoss{reduction = "sum"}:forward(z, y), total, 1e-5, "sum")
+	check_grad(ce, z, y)
+	check_grad(nn.CrossEntropyLoss{reduction = "sum"}, z, y)
+	check_grad(ce, z, {{1, 2, 3, 4}, {6, 5, 4, 3}, {1, 1, 1, 1}})  -- a table of labels
+	-- reduction "none": one loss per token, {N,T}
+	local none = nn.CrossEntropyLoss{reduction = "none"}
+	none:forward(z, y)
+	check(none.losses:dim() == 2 and none.losses:size(1) == 3 and none.losses:size(2) == 4,
+	      "losses {3,4}")
+	near(none.losses:mean(), l, 1e-6, "their mean")
+	-- ignore_index leaves tokens out of the mean
+	local ig = nn.CrossEntropyLoss{ignore_index = 1}
+	local yi = y:clone()
+	yi[1]:fill(1)
+	local kept = 0
+	for i = 1, 3 do for t = 1, 4 do
+		if yi:get(i, t) ~= 1 then kept = kept + none.losses:get(i, t) end
+	end end
+	local count = yi:ne(1):sum()
+	near(ig:forward(z, yi), kept / count, 1e-5, "ignore_index")
+	check_grad(ig, z, yi)
+	check_error(function() ce:forward(z, lunet.ones(4, 3)) end,
+	            "CrossEntropyLoss:forward: expected labels of shape {3,4} or a target of shape {3,4,6}, got {4,3}")
+	check_error(function() ce:forward(z, y:reshape(12)) end, "expected labels of shape {3,4}")
+	local bad = y:clone()
+	bad:set(2, 3, 7)
+	check_error(function() ce:forward(z, bad) end,
+	            "CrossEntropyLoss:forward: label 7 at row 2, column 3 is out of range 1..6")
+	check_error(function() ce:forward(lunet.randn(2, 2, 2, 2), y) end,
+	            "expected input of shape {N,C} or {N,T,C}, got {2,2,2,2}")
+end)
+
+-- ---- gradient clipping -------------------------------------------------------------
+
+test("optim.clip_grad_norm", function()
+	local m = nn.Sequential{nn.Linear(3, 4), nn.Tanh(), nn.Linear(4, 2)}
+	local x = lunet.randn(5, 3)
+	m:zero_grad()
+	m:backward(x, m:forward(x):clone():fill(1))
+	local params, grads = m:parameters()
+	local function norm()
+		local s = 0
+		for _, g in ipairs(grads) do s = s + (g * g):sum() end
+		return math.sqrt(s)
+	end
+	local before = norm()
+	check(before > 0.5, "a gradient to clip")
+	near(optim.clip_grad_norm(m, 1e9), before, 1e-6, "returned norm")
+	near(norm(), before, 1e-6, "not clipped below max_norm")
+	near(optim.clip_grad_norm(m, 0.25), before, 1e-6, "norm before clipping")
+	near(norm(), 0.25, 1e-5, "clipped to max_norm")
+	-- a table of parameters clips their gradients; a table of gradients too
+	near(optim.clip_grad_norm(params, 0.1), 0.25, 1e-5, "parameters")
+	near(norm(), 0.1, 1e-5, "clipped through parameters")
+	near(optim.clip_grad_norm(grads, 0.05), 0.1, 1e-5, "gradients")
+	near(norm(), 0.05, 1e-5, "clipped through gradients")
+	local t = lunet.tensor{3, 4}
+	near(optim.clip_grad_norm({t}, 1), 5, 1e-12, "a plain tensor")
+	h.same(t:totable(), {3 / (5 + 1e-6), 4 / (5 + 1e-6)}, 1e-6)
+	-- a Lua model with a parameters method
+	local lua_model = {parameters = function() return {t}, {t} end}
+	near(optim.clip_grad_norm(lua_model, 100), 1, 1e-5, "Lua model")
+	-- non-finite norms as PyTorch: inf -> coefficient 0, NaN -> NaN
+	local inf = lunet.tensor{1, 1 / 0}
+	check(optim.clip_grad_norm({inf}, 1) == math.huge, "inf norm")
+	check(inf[1] == 0 and inf[2] ~= inf[2], "scaled by 0")
+	local nan = lunet.tensor{1, 0 / 0}
+	local n = optim.clip_grad_norm({nan}, 1)
+	check(n ~= n and nan[1] ~= nan[1], "NaN norm makes NaN gradients")
+	check_error(function() optim.clip_grad_norm(m, -1) end,
+	            "optim.clip_grad_norm: max_norm must be >= 0, got -1")
+	check_error(function() optim.clip_grad_norm(m, 0 / 0) end, "max_norm must be >= 0")
+	check_error(function() optim.clip_grad_norm(m) end, "max_norm must be a number, got no value")
+	check_error(function() optim.clip_grad_norm(m, "1") end, "max_norm must be a number, got string")
+	check_error(function() optim.clip_grad_norm(t, 1) end,
+	            "expected a model or a table of tensors, got a lunet.Tensor (pass {t})")
+	check_error(function() optim.clip_grad_norm({1, 2}, 1) end,
+	            "optim.clip_grad_norm: element 1 of the table is number, expected lunet.Tensor")
+	check_error(function() optim.clip_grad_norm(m, 1, 2) end, "expected at most 2 arguments")
+	local closed = nn.Linear(2, 2)
+	getmetatable(closed).__close(closed)
+	check_error(function() optim.clip_grad_norm(closed, 1) end, "the model is closed")
+end)
+
+-- ---- save and load ---------------------------------------------------------------
+
+test("Embedding, LayerNorm, GELU, SiLU save and load with the same outputs", function()
+	local m = nn.Sequential{nn.Embedding(7, 5), nn.LayerNorm(5, {eps = 1e-3}), nn.GELU(),
+	                       nn.Linear(5, 4), nn.SiLU()}
+	m:get(2).weight:copy(lunet.rand(5) + 0.5)
+	m:get(2).bias:copy(lunet.randn(5))
+	local back = reload(m)
+	local x = labels(2, 6, 7)
+	check(max_diff(m:forward(x), back:forward(x)) == 0, "bit-identical outputs")
+	near(back:get(2).eps, 1e-3, 1e-12, "eps kept")
+	check(tostring(back:get(1)) == "Embedding(7, 5)", tostring(back:get(1)))
+end)
+
+h.done()
