@@ -67,6 +67,24 @@ static int l_clock(lua_State *L)
 	return 1;
 }
 
+/* lunet._docs() -> {{name = "tensors", text = "..."}, ...}: the pages of the
+ * manual compiled in (the .md files of docs/), in order of name.  Internal: lunet.help
+ * (help.lua) reads them. */
+static int l_docs(lua_State *L)
+{
+	lua_newtable(L);
+	lua_Integer i = 0;
+	for (const ln_embedded_script *d = ln_embedded_docs; d->name; d++) {
+		lua_createtable(L, 0, 2);
+		lua_pushstring(L, d->name);
+		lua_setfield(L, -2, "name");
+		lua_pushlstring(L, d->code, d->len);
+		lua_setfield(L, -2, "text");
+		lua_rawseti(L, -2, ++i);
+	}
+	return 1;
+}
+
 /* ---- the embedded pure-Lua parts ------------------------------------------------
  *
  * Each file lua/lunet/NAME.lua is compiled in as the script "lunet.NAME"
@@ -146,6 +164,7 @@ int luaopen_lunet(lua_State *L)
 		{"warnings", l_warnings},
 		{"clock", l_clock},
 		{"_optionerror", lnL_optionerror},
+		{"_docs", l_docs},
 		{NULL, NULL},
 	};
 	luaL_newlib(L, funcs);
