@@ -21,8 +21,9 @@
 -- In a lua example, a line `CODE --> TEXT` (CODE an expression) checks
 -- that CODE gives TEXT, its values shown as the REPL shows them (tables as
 -- lunet.show does, integral floats without ".0", values separated by ", ");
--- `CODE --> error: TEXT` checks that CODE raises an error whose message
--- contains TEXT.  A full-line comment is never a check.
+-- `CODE --> error: TEXT` checks that CODE (an expression or a statement)
+-- raises an error whose message contains TEXT.  A full-line comment is
+-- never a check.
 --
 -- Every page gets a fresh temporary directory, the working directory of
 -- all its examples in order: an example may use a file an earlier one of
@@ -195,12 +196,17 @@ local function transform_lua(code, first)
 		if body then
 			local indent = body:match("^%s*")
 			local expr = body:sub(#indent + 1)
-			if not load("return " .. expr, "=check") then
-				return nil, string.format("line %d: '%s' before --> is not an expression",
-					first + i, expr)
+			local body = "return " .. expr
+			if not load(body, "=check") then
+				-- a statement may only be checked for an error
+				if not (want:match("^error:") and load(expr, "=check")) then
+					return nil, string.format("line %d: '%s' before --> is not an expression",
+						first + i, expr)
+				end
+				body = expr
 			end
-			out[i] = string.format("%s__doc_check(%d, %q, function() return %s end)", indent,
-				first + i, want, expr)
+			out[i] = string.format("%s__doc_check(%d, %q, function() %s end)", indent,
+				first + i, want, body)
 		else
 			out[i] = line
 		end
