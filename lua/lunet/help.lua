@@ -16,8 +16,9 @@
 -- 3 or less.  The names an entry documents are the code spans of its
 -- heading that begin with a name: `nn.Linear(nin, nout[, opts])` names
 -- nn.Linear, `Tensor:reshape(...)` names Tensor:reshape.  A name counts
--- when it is qualified (has a '.' or ':') or is followed by '(' (the C
--- API's lunet_model_load(...)).  The namespaces nn, optim, data, dist and
+-- when it is qualified (has a '.' or ':'), or has a '_' and is followed
+-- by '(' (the C API's lunet_model_load(...)); `tostring(t)` or `m(x)`
+-- name nothing.  The namespaces nn, optim, data, dist and
 -- sys are written without "lunet." (as scripts write them), methods as
 -- Class:method, with the classes of CLASSES below.
 --
@@ -151,7 +152,7 @@ end
 
 -- The names a heading documents (see the top).
 local function heading_names(heading)
-	local names = {}
+	local names, seen = {}, {}
 	for span in heading:gmatch("`([^`]+)`") do
 		local name = span:match("^[%a_][%w_]*")
 		if name then
@@ -161,8 +162,10 @@ local function heading_names(heading)
 				if not part then break end
 				name, rest = name .. part, rest:sub(#part + 1)
 			end
-			if name:find("[.:]") or rest:find("^%(") then
-				names[#names + 1] = normalize(name)
+			name = normalize(name)
+			if (name:find("[.:]") or (name:find("_") and rest:find("^%("))) and not seen[name] then
+				names[#names + 1] = name
+				seen[name] = true
 			end
 		end
 	end

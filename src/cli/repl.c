@@ -10,6 +10,9 @@
  * "<eof>") is continued on the next lines with the prompt ">> ".  Errors are
  * printed with a traceback and the loop goes on.
  *
+ * The global `help` is lunet.help: help(nn.Linear) prints the manual's
+ * entry (the pages of docs/, compiled in).
+ *
  * On a terminal the lines come from libedit's readline, with history kept in
  * ~/.lunet_history.  When stdin is not a terminal the lines are read with
  * fgets and no prompt or banner is printed, so that
@@ -477,6 +480,20 @@ static void l_print(lua_State *L, int base)
 		                                                 lua_tostring(L, -1)));
 }
 
+/* Sets the global `help` to lunet.help (the manual, lua/lunet/help.lua),
+ * unless a script already gave `help` a value of its own. */
+static void set_help(lua_State *L)
+{
+	int top = lua_gettop(L);
+	if (lua_getglobal(L, "help") == LUA_TNIL) {
+		luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
+		if (lua_getfield(L, -1, "lunet") == LUA_TTABLE &&
+		    lua_getfield(L, -1, "help") == LUA_TFUNCTION)
+			lua_setglobal(L, "help");
+	}
+	lua_settop(L, top);
+}
+
 void ln_cli_repl(lua_State *L, bool banner)
 {
 	const char *oldprogname = ln_cli_progname;
@@ -484,9 +501,11 @@ void ln_cli_repl(lua_State *L, bool banner)
 	int status;
 	ln_cli_progname = NULL;  /* errors print bare in the REPL */
 	initreadline(L);
+	set_help(L);
 	if (interactive && banner) {
 		ln_cli_print_version(L);
-		printf("globals: lunet, nn, optim, data.  Ctrl-D exits, Ctrl-C interrupts.\n");
+		printf("globals: lunet, nn, optim, data.  help() for the manual, help(x) for x.\n"
+		       "Ctrl-D exits, Ctrl-C interrupts.\n");
 		fflush(stdout);
 	}
 	while ((status = loadline(L)) != -1) {

@@ -8,7 +8,9 @@
 -- flags: ```lua, ```sh, ```c, ```repl, ```lua norun ...
 --   lua     runs through BUILD_DIR/lunet as a script, in a fresh process
 --   sh      runs with bash -e (lunet on PATH is BUILD_DIR/lunet)
---   c       is compiled against the build (src/lunet.h, liblunet) and run
+--   c       is compiled against the build (src/lunet.h, liblunet) and run;
+--           a block without main() holds declarations, compiled after
+--           #include <lunet.h> (so they must agree with the header)
 --   repl    a REPL session: the lines after "> " (and ">> ") are fed to
 --           lunet's REPL; the other lines are what it prints (stdout and
 --           stderr together), checked exactly
@@ -241,7 +243,18 @@ local function run(b, n, dir)
 		cmd = cd .. "PATH=" .. shell_quote(BUILD) .. ":\"$PATH\" " .. TIMEOUT .. "bash -e " ..
 			shell_quote(base .. ".sh") .. " </dev/null" .. redirect
 	elseif b.lang == "c" then
-		write_file(base .. ".c", table.concat(b.code, "\n") .. "\n")
+		local code = table.concat(b.code, "\n") .. "\n"
+		if not code:find("main%s*%(") then
+			-- declarations: they must agree with the header's
+			write_file(base .. ".c", "#include <lunet.h>\n" .. code)
+			local check = string.format("cc -fsyntax-only -Wall -I%s %s %s", shell_quote(SRC .. "/src"),
+				C_FLAGS, shell_quote(base .. ".c"))
+			if not sh(cd .. check .. redirect) then
+				return false, "does not agree with lunet.h:\n" .. (read_file(base .. ".err") or "")
+			end
+			return true
+		end
+		write_file(base .. ".c", code)
 		local san = SANITIZE and "-fsanitize=address,undefined -fno-omit-frame-pointer " or ""
 		local compile = string.format("cc %s-Wall -I%s %s %s -o %s -L%s -Wl,-rpath,%s -llunet %s -lm",
 			san, shell_quote(SRC .. "/src"), C_FLAGS, shell_quote(base .. ".c"), shell_quote(base),

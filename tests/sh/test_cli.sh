@@ -331,4 +331,36 @@ else
 	fail "REPL SIGINT test: lunet never started the loop"
 fi
 
+# ---- help in the REPL: the manual compiled in ---------------------------------
+
+# help(x) prints the entry of a constructor, a name, an object and a
+# method: its heading first, then its text, then where it is in docs/.
+printf 'help(nn.Linear)\n' >"$TMP/in"
+run "$LUNET" <"$TMP/in"
+check "help(nn.Linear) prints its entry" \
+	bash -c "head -n 1 '$TMP/out' | grep -q '^nn.Linear(nin, nout' && grep -q '(manual: docs/nn.md, Layers)' '$TMP/out'"
+check "help(nn.Linear) prints its example" out_has 'nn.Linear\(3, 2\)'
+check "help(nn.Linear) prints nothing on stderr" test ! -s "$TMP/err"
+printf 'help("optim.SGD")\nhelp(lunet.zeros(2):reshape(2, 1))\nm = nn.Sequential{nn.ReLU()}\nhelp(m.forward)\n' >"$TMP/in"
+run "$LUNET" <"$TMP/in"
+check "help(\"optim.SGD\")" out_has '^optim.SGD\(model, \{lr='
+check "help(tensor): the tensors page" out_has '^Tensors$'
+check "help(m.forward): the method" out_has '^Module:forward\(x\)'
+
+# help() lists the pages; an unknown name says so; help() lists the pages
+# of docs/ as built.
+printf 'help()\nhelp("nonesuch")\n' >"$TMP/in"
+run "$LUNET" <"$TMP/in"
+for page in "$SRC"/docs/*.md; do
+	name=$(basename "$page" .md)
+	[ "$name" = README ] && continue
+	check "help() lists the page $name" out_has "^  $name +"
+done
+check "help(\"nonesuch\") says there is no entry" out_has "no manual entry for 'nonesuch'"
+
+# A script's own `help` is left alone.
+printf 'help\n' >"$TMP/in"
+run "$LUNET" -e 'help = 42' -i <"$TMP/in"
+check "a script's global help is kept" out_is "42"
+
 finish
