@@ -54,18 +54,13 @@ local function shell_quote(s)
 	return "'" .. tostring(s):gsub("'", "'\\''") .. "'"
 end
 
-local function read_file(path)
-	local f = io.open(path, "rb")
-	if not f then return nil end
-	local s = f:read("a")
-	f:close()
-	return s
-end
+local harness = dofile(SRC .. "/tests/lua/harness.lua")
+local write_file = harness.write_file
 
-local function write_file(path, text)
-	local f = assert(io.open(path, "wb"))
-	f:write(text)
-	f:close()
+-- The bytes of the file at path, or nil when it cannot be read.
+local function read_file(path)
+	local ok, s = pcall(harness.read_file, path)
+	return ok and s or nil
 end
 
 -- Runs a shell command; returns whether it exited 0.
