@@ -1,7 +1,9 @@
 /*
- * idx.c -- IDX loader (raw or gzip through zlib's gzread, which reads
- * both transparently).
+ * idx.c -- IDX loader, raw or gzip-compressed (detected from the content).
  *
+ * The file is read through a small byte stream: raw bytes with fread, or
+ * gzip members inflated with zlib's inflate (whose own allocations go
+ * through ln_malloc, so they are counted and can be failed on purpose).
  * The header is read and checked field by field.  The data is then read
  * into a byte buffer that grows (doubling) only as bytes actually arrive,
  * up to the declared size plus one byte (to detect trailing data): a
@@ -14,6 +16,7 @@
 #include <limits.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <string.h>
 
 #include <zlib.h>
@@ -21,7 +24,150 @@
 #include "../core/alloc.h"
 
 #define FIRST_CHUNK ((size_t)1 << 20)  /* initial data buffer, bytes */
-#define MAX_READ ((size_t)1 << 30)     /* largest single gzread, bytes */
+#define IN_CHUNK ((size_t)1 << 17)     /* compressed bytes read at a time */
+
+/* ---- byte stream ---------------------------------------------------------------- */
+
+typedef struct stream {
+	FILE *f;
+	const char *path;        /* for messages */
+	bool gz;                 /* gzip members, else raw bytes */
+	bool zinit;              /* zs holds inflate state */
+	bool member_end;         /* the last member ended (Z_STREAM_END) */
+	bool truncated;          /* the input ended inside a gzip member */
+	z_stream zs;
+	unsigned char *in;       /* IN_CHUNK bytes from ln_malloc (gzip only) */
+} stream;
+
+static voidpf z_alloc(voidpf opaque, uInt items, uInt size)
+{
+	(void)opaque;
+	return ln_calloc(items, size);
+}
+
+static void z_free(voidpf opaque, voidpf p)
+{
+	(void)opaque;
+	ln_free(p);
+}
+
+static ln_status read_error(const stream *s, ln_error *err)
+{
+	return ln_fail(err, LN_EIO, "%s: read error: %s", s->path, strerror(errno));
+}
+
+/* Opens path and finds out whether it holds gzip (magic 1f 8b) or raw
+ * bytes.  On failure nothing is left open. */
+static ln_status stream_open(stream *s, const char *path, ln_error *err)
+{
+	memset(s, 0, sizeof *s);
+	s->path = path;
+	errno = 0;
+	s->f = fopen(path, "rb");
+	if (!s->f)
+		return ln_fail(err, errno ? LN_EIO : LN_ENOMEM, "%s: cannot open: %s", path,
+		               errno ? strerror(errno) : "out of memory");
+	int c0 = fgetc(s->f), c1 = c0 == EOF ? EOF : fgetc(s->f);
+	if (ferror(s->f)) {
+		ln_status st = read_error(s, err);
+		fclose(s->f);
+		return st;
+	}
+	s->gz = c0 == 0x1f && c1 == 0x8b;
+	rewind(s->f);
+	if (!s->gz)
+		return LN_OK;
+	s->in = ln_malloc(IN_CHUNK);
+	if (!s->in) {
+		fclose(s->f);
+		return ln_fail(err, LN_ENOMEM, "%s: out of memory", path);
+	}
+	s->zs.zalloc = z_alloc;
+	s->zs.zfree = z_free;
+	if (inflateInit2(&s->zs, 16 + MAX_WBITS) != Z_OK) {  /* 16: gzip wrapper */
+		ln_free(s->in);
+		fclose(s->f);
+		return ln_fail(err, LN_ENOMEM, "%s: out of memory", path);
+	}
+	s->zinit = true;
+	return LN_OK;
+}
+
+static void stream_close(stream *s)
+{
+	if (s->zinit)
+		inflateEnd(&s->zs);
+	ln_free(s->in);
+	if (s->f)
+		fclose(s->f);
+}
+
+/* Inflates into buf up to n bytes; *got receives the count.  A member
+ * that ends is followed by another when more gzip input follows (as
+ * gzip -c a b > ab writes); anything else after a member ends the
+ * stream, as gunzip does. */
+static ln_status inflate_some(stream *s, unsigned char *buf, size_t n, size_t *got, ln_error *err)
+{
+	z_stream *z = &s->zs;
+	size_t total = 0;
+	while (total < n) {
+		if (z->avail_in == 0) {
+			size_t r = fread(s->in, 1, IN_CHUNK, s->f);
+			if (r == 0 && ferror(s->f))
+				return *got = total, read_error(s, err);
+			if (r == 0) {
+				s->truncated = !s->member_end;
+				break;
+			}
+			z->next_in = s->in;
+			z->avail_in = (uInt)r;
+		}
+		if (s->member_end) {
+			if (z->avail_in >= 2 && !(z->next_in[0] == 0x1f && z->next_in[1] == 0x8b))
+				break;  /* not another member */
+			s->member_end = false;
+			if (inflateReset(z) != Z_OK)
+				return *got = total, ln_fail(err, LN_EFORMAT, "%s: corrupt gzip data", s->path);
+		}
+		size_t want = n - total < UINT_MAX ? n - total : UINT_MAX;
+		z->next_out = buf + total;
+		z->avail_out = (uInt)want;
+		int r = inflate(z, Z_NO_FLUSH);
+		total += want - z->avail_out;
+		if (r == Z_STREAM_END) {
+			s->member_end = true;
+		} else if (r == Z_MEM_ERROR) {
+			*got = total;
+			return ln_fail(err, LN_ENOMEM, "%s: out of memory while decompressing", s->path);
+		} else if (r != Z_OK && r != Z_BUF_ERROR) {
+			*got = total;
+			return ln_fail(err, LN_EFORMAT, "%s: corrupt gzip data (%s)", s->path,
+			               z->msg ? z->msg : "inflate failed");
+		}
+	}
+	*got = total;
+	return LN_OK;
+}
+
+/* Reads up to n bytes into buf, stopping early only at the end of the
+ * stream; *got receives the count.  A read error or corrupt compressed
+ * data is an error naming the path. */
+static ln_status read_full(stream *s, void *buf, size_t n, size_t *got, ln_error *err)
+{
+	if (s->gz)
+		return inflate_some(s, buf, n, got, err);
+	*got = fread(buf, 1, n, s->f);
+	if (*got < n && ferror(s->f))
+		return read_error(s, err);
+	return LN_OK;
+}
+
+/* " (the compressed stream ends early)" when the input ended inside a
+ * gzip member, else "". */
+static const char *truncation_note(const stream *s)
+{
+	return s->truncated ? " (the compressed stream ends early)" : "";
+}
 
 /* Element size in bytes of an IDX type code, 0 if unknown. */
 static size_t type_size(int code)
@@ -45,47 +191,6 @@ static uint32_t be32(const unsigned char *b)
 static uint64_t be64(const unsigned char *b)
 {
 	return (uint64_t)be32(b) << 32 | be32(b + 4);
-}
-
-/* Reads up to n bytes into buf, stopping early only at the end of the
- * stream; *got receives the count.  A read error or corrupt compressed
- * data is an error naming the path. */
-static ln_status read_full(gzFile gz, void *buf, size_t n, size_t *got, const char *path,
-                           ln_error *err)
-{
-	size_t total = 0;
-	while (total < n) {
-		size_t want = n - total < MAX_READ ? n - total : MAX_READ;
-		errno = 0;
-		int r = gzread(gz, (unsigned char *)buf + total, (unsigned)want);
-		if (r < 0) {
-			int zerr;
-			const char *zmsg = gzerror(gz, &zerr);
-			size_t plen = strlen(path);
-			if (strncmp(zmsg, path, plen) == 0 && strncmp(zmsg + plen, ": ", 2) == 0)
-				zmsg += plen + 2;  /* zlib prefixes the path; ours is already there */
-			*got = total;
-			if (zerr == Z_ERRNO)
-				return ln_fail(err, LN_EIO, "%s: read error: %s", path, strerror(errno));
-			if (zerr == Z_MEM_ERROR)
-				return ln_fail(err, LN_ENOMEM, "%s: out of memory while decompressing", path);
-			return ln_fail(err, LN_EFORMAT, "%s: corrupt gzip data (%s)", path, zmsg);
-		}
-		if (r == 0)
-			break;
-		total += (size_t)r;
-	}
-	*got = total;
-	return LN_OK;
-}
-
-/* " (the compressed stream ends early)" when zlib saw a truncated gzip
- * stream, else "". */
-static const char *gz_truncation_note(gzFile gz)
-{
-	int zerr;
-	gzerror(gz, &zerr);
-	return zerr == Z_BUF_ERROR ? " (the compressed stream ends early)" : "";
 }
 
 /* Converts n big-endian values of the given type code from src into dst. */
@@ -139,8 +244,8 @@ static void convert(float *dst, const unsigned char *src, size_t n, int code)
  * is asked for to detect trailing data.  On success *buf (from ln_malloc,
  * the caller frees it) holds the bytes and *got their count, which may
  * differ from need (the caller reports that). */
-static ln_status read_data(gzFile gz, size_t need, unsigned char **buf, size_t *got,
-                           const char *path, ln_error *err)
+static ln_status read_data(stream *s, size_t need, unsigned char **buf, size_t *got,
+                           ln_error *err)
 {
 	size_t want = need + 1;
 	size_t cap = want < FIRST_CHUNK ? want : FIRST_CHUNK;
@@ -149,10 +254,10 @@ static ln_status read_data(gzFile gz, size_t need, unsigned char **buf, size_t *
 	*buf = NULL;
 	*got = 0;
 	if (!b)
-		return ln_fail(err, LN_ENOMEM, "%s: out of memory", path);
+		return ln_fail(err, LN_ENOMEM, "%s: out of memory", s->path);
 	for (;;) {
 		size_t r;
-		ln_status st = read_full(gz, b + len, cap - len, &r, path, err);
+		ln_status st = read_full(s, b + len, cap - len, &r, err);
 		if (st != LN_OK) {
 			ln_free(b);
 			return st;
@@ -164,8 +269,8 @@ static ln_status read_data(gzFile gz, size_t need, unsigned char **buf, size_t *
 		unsigned char *nb = ln_malloc(ncap);
 		if (!nb) {
 			ln_free(b);
-			return ln_fail(err, LN_ENOMEM, "%s: out of memory reading %zu bytes of data", path,
-			               need);
+			return ln_fail(err, LN_ENOMEM, "%s: out of memory reading %zu bytes of data",
+			               s->path, need);
 		}
 		memcpy(nb, b, len);
 		ln_free(b);
@@ -178,12 +283,13 @@ static ln_status read_data(gzFile gz, size_t need, unsigned char **buf, size_t *
 }
 
 /* Parses and checks the header; fills *code, *ndim, shape, *numel. */
-static ln_status read_header(gzFile gz, int *code, int *ndim, int64_t shape[LN_MAX_DIMS],
-                             size_t *numel, const char *path, ln_error *err)
+static ln_status read_header(stream *s, int *code, int *ndim, int64_t shape[LN_MAX_DIMS],
+                             size_t *numel, ln_error *err)
 {
+	const char *path = s->path;
 	unsigned char magic[4];
 	size_t got;
-	ln_status st = read_full(gz, magic, 4, &got, path, err);
+	ln_status st = read_full(s, magic, 4, &got, err);
 	if (st != LN_OK)
 		return st;
 	if (got == 0)
@@ -207,12 +313,12 @@ static ln_status read_header(gzFile gz, int *code, int *ndim, int64_t shape[LN_M
 
 	unsigned char dims[4 * LN_MAX_DIMS];
 	size_t dbytes = 4 * (size_t)*ndim;
-	if ((st = read_full(gz, dims, dbytes, &got, path, err)) != LN_OK)
+	if ((st = read_full(s, dims, dbytes, &got, err)) != LN_OK)
 		return st;
 	if (got < dbytes)
 		return ln_fail(err, LN_EFORMAT,
 		               "%s: truncated header: expected %zu bytes of dimensions, got %zu%s", path,
-		               dbytes, got, gz_truncation_note(gz));
+		               dbytes, got, truncation_note(s));
 
 	uint64_t n = 1;
 	bool overflow = false;
@@ -247,27 +353,25 @@ static ln_status read_header(gzFile gz, int *code, int *ndim, int64_t shape[LN_M
 
 ln_status ln_idx_load(ln_tensor *out, const char *path, ln_error *err)
 {
-	errno = 0;
-	gzFile gz = gzopen(path, "rb");
-	if (!gz)
-		return ln_fail(err, errno ? LN_EIO : LN_ENOMEM, "%s: cannot open: %s", path,
-		               errno ? strerror(errno) : "out of memory");
-	gzbuffer(gz, 1 << 17);
+	stream s;
+	ln_status st = stream_open(&s, path, err);
+	if (st != LN_OK)
+		return st;
 
 	int code = 0, ndim = 0;
 	int64_t shape[LN_MAX_DIMS];
 	size_t numel = 0;
 	unsigned char *buf = NULL;
-	ln_status st = read_header(gz, &code, &ndim, shape, &numel, path, err);
+	st = read_header(&s, &code, &ndim, shape, &numel, err);
 	if (st != LN_OK)
 		goto done;
 
 	size_t need = numel * type_size(code), got;
-	if ((st = read_data(gz, need, &buf, &got, path, err)) != LN_OK)
+	if ((st = read_data(&s, need, &buf, &got, err)) != LN_OK)
 		goto done;
 	if (got < need) {
 		st = ln_fail(err, LN_EFORMAT, "%s: truncated: expected %zu bytes of data, got %zu%s", path,
-		             need, got, gz_truncation_note(gz));
+		             need, got, truncation_note(&s));
 		goto done;
 	}
 	if (got > need) {
@@ -283,6 +387,6 @@ ln_status ln_idx_load(ln_tensor *out, const char *path, ln_error *err)
 
 done:
 	ln_free(buf);
-	gzclose(gz);
+	stream_close(&s);
 	return st;
 }

@@ -2,7 +2,7 @@
  * test_io.c -- the IDX and CSV loaders.
  *
  * Every file is written by the test itself into a fresh temporary
- * directory: IDX files raw and gzip-compressed (zlib's gzopen), valid ones
+ * directory: IDX files raw and gzip-compressed (written with zlib's gzopen), valid ones
  * of every type and broken ones of every kind the loader must refuse.
  */
 #define _DEFAULT_SOURCE  /* mkdtemp */
@@ -123,6 +123,7 @@ static int teardown(void **state)
 		"trunc.idx", "trunc.idx.gz", "cut.idx.gz", "magic.idx", "type.idx", "ndim0.idx",
 		"ndim9.idx", "zero.idx", "huge.idx", "huge2.idx", "big.idx", "trail.idx", "trail.idx.gz",
 		"empty.idx", "short.idx", "shortdims.idx", "crc.idx.gz", "oom.idx.gz", "gzmagic.idx",
+		"members.idx.gz",
 		"a.csv", "b.csv", "c.csv", "ragged.csv", "nan.csv", "bad.csv", "bad2.csv", "empty.csv",
 		"hdr.csv", "one.csv", "quote.csv", "big.csv", "blank.csv",
 	};
@@ -239,6 +240,27 @@ static void test_idx_cut_gzip_stream(void **state)
 	snprintf(prefix, sizeof prefix, "%s: truncated: expected 4096 bytes of data, got ", path);
 	assert_memory_equal(err.msg, prefix, strlen(prefix));
 	assert_non_null(strstr(err.msg, "(the compressed stream ends early)"));
+}
+
+static void test_idx_gzip_members(void **state)
+{
+	/* Two gzip members back to back (as gzopen(path, "ab") or `cat a.gz b.gz` make): the
+	 * header in the first, the data in the second; one file. */
+	unsigned char head[12] = {0, 0, 0x08, 2};
+	put_be32(head + 4, 2);
+	put_be32(head + 8, 3);
+	const unsigned char data[6] = {1, 2, 3, 4, 5, 6};
+	const char *path = tpath("members.idx.gz");
+	for (int m = 0; m < 2; m++) {
+		gzFile f = gzopen(path, m == 0 ? "wb" : "ab");  /* "ab": a new member */
+		assert_non_null(f);
+		if (m == 0)
+			assert_int_equal(gzwrite(f, head, sizeof head), (int)sizeof head);
+		else
+			assert_int_equal(gzwrite(f, data, sizeof data), (int)sizeof data);
+		assert_int_equal(gzclose(f), Z_OK);
+	}
+	check_loaded("members.idx.gz", 2, (int64_t[]){2, 3}, (float[]){1, 2, 3, 4, 5, 6}, 6);
 }
 
 static void test_idx_corrupt_gzip(void **state)
@@ -603,6 +625,7 @@ int main(void)
 		cmocka_unit_test(test_idx_signed_types),
 		cmocka_unit_test(test_idx_float_types),
 		cmocka_unit_test(test_idx_cut_gzip_stream),
+		cmocka_unit_test(test_idx_gzip_members),
 		cmocka_unit_test(test_idx_corrupt_gzip),
 		cmocka_unit_test(test_idx_bad_header),
 		cmocka_unit_test(test_idx_oversized),
