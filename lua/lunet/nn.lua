@@ -211,8 +211,15 @@ local function trace_row(m)
 			gnorm = math.sqrt(sq)
 		end
 	end
+	-- after a forward that no backward has followed, grad_input and the
+	-- parameter gradients belong to an earlier batch: they are left out
+	local stale = nn.is_module(m) and not m._backward_current
+		and (din ~= nil or (gnorm or 0) > 0)
+	if stale then
+		din, gnorm = nil, nil
+	end
 	return {layer = describe(m), shape = shape_str(out), mean = mean, std = std,
-	        delta = norm(din), grad = gnorm}
+	        delta = norm(din), grad = gnorm, stale = stale or nil}
 end
 
 local Trace = {}
@@ -234,12 +241,20 @@ function Trace.__tostring(tr)
 		                                  row.shape, num(row.mean), num(row.std),
 		                                  num(row.delta), num(row.grad))
 	end
+	if tr.stale then
+		lines[#lines + 1] = "note: a forward came after the last backward, so the outputs are "
+			.. "that forward's and |delta| and |grad|, which belong to the batch before it, are "
+			.. "left out; call trace() right after backward to see both"
+	end
 	return table.concat(lines, "\n")
 end
 
 --- m:trace() -> a table with one row per layer: layer, shape, mean, std
 -- (of its output), delta (norm of its grad_input, the layer's delta) and
 -- grad (norm of its parameter gradients); tostring prints it as a table.
+-- A layer whose last forward came after its last backward has no delta
+-- or grad (they belong to another batch): its row has stale = true, and
+-- so has the trace, whose tostring then says so.
 local function trace(m)
 	local rows = setmetatable({}, Trace)
 	if m.name == "Sequential" then
@@ -255,6 +270,9 @@ local function trace(m)
 		end
 	else
 		rows[1] = trace_row(m)
+	end
+	for _, row in ipairs(rows) do
+		rows.stale = rows.stale or row.stale
 	end
 	return rows
 end

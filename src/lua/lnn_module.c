@@ -585,6 +585,10 @@ static int module_index(lua_State *L)
 			lua_pushboolean(L, m->training);
 			return 1;
 		}
+		if (strcmp(key, "_backward_current") == 0) {  /* for m:trace() */
+			lua_pushboolean(L, m->backward_current);
+			return 1;
+		}
 		if (strcmp(key, "name") == 0) {
 			lua_pushstring(L, m->cls->name);
 			return 1;

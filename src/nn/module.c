@@ -312,6 +312,7 @@ ln_status ln_module_forward_unprefixed(ln_module *m, const ln_tensor *x, ln_erro
 {
 	assert(m && x);
 	m->in_ndim = 0;  /* until this forward succeeds, no backward can follow it */
+	m->backward_current = false;
 	ln_status s = check_arg(x, "input", err);
 	if (s != LN_OK)
 		return s;
@@ -366,6 +367,7 @@ ln_status ln_module_backward_ex(ln_module *m, const ln_tensor *x, const ln_tenso
 	if (s != LN_OK)
 		return s;
 	m->gx_skipped = !computed;
+	m->backward_current = true;
 	assert(!computed ||
 	       (!ln_tensor_is_empty(&m->grad_input) && ln_tensor_is_contiguous(&m->grad_input)));
 	return LN_OK;
@@ -384,6 +386,7 @@ bool ln_module_trains(const ln_module *m)
 void ln_module_skip_gx(ln_module *m)
 {
 	m->gx_skipped = true;
+	m->backward_current = true;
 	for (int i = 0; i < m->nchildren; i++)
 		ln_module_skip_gx(m->children[i]);
 }

@@ -161,6 +161,10 @@ struct ln_module {
 	bool input_grad;        /* backward computes grad_input; default true */
 	bool want_gx;           /* for the backward running now: compute grad_input */
 	bool gx_skipped;        /* the last successful backward left grad_input out */
+	/* The last successful backward came after the last forward: its
+	 * grad_input and parameter gradients belong to the output now held
+	 * (false after each forward, until a backward; m:trace() reads it). */
+	bool backward_current;
 	ln_tensor output;       /* owned, reused */
 	ln_tensor grad_input;   /* owned, reused */
 	int nparams;            /* <= LN_MODULE_MAX_PARAMS */

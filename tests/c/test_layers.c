@@ -918,7 +918,9 @@ static void test_backward_follows_last_forward(void **state)
 		ln_tensor x, x2, gy, empty = LN_TENSOR_EMPTY;
 		tu_tensor_uniform(&x, nd, s1, -1, 1);
 		tu_tensor_uniform(&x2, nd, s2, -1, 1);
+		assert_false(m->backward_current);
 		forward_ok(m, &x);
+		assert_false(m->backward_current);
 		tu_tensor_uniform(&gy, m->output.ndim, m->output.shape, -1, 1);
 		char want[160];
 		snprintf(want, sizeof want, "%s:backward: expected the input of the last forward, of shape "
@@ -927,6 +929,9 @@ static void test_backward_follows_last_forward(void **state)
 		if (strncmp(err.msg, want, strlen(want)) != 0)
 			fail_msg("%s: got \"%s\"", m->cls->name, err.msg);
 		backward_ok(m, &x, &gy);
+		assert_true(m->backward_current);  /* what m:trace() reads */
+		forward_ok(m, &x);
+		assert_false(m->backward_current);
 		/* a failed forward leaves nothing for backward to follow */
 		assert_int_equal(ln_module_forward(m, &empty, &err), LN_EARG);
 		assert_int_equal(ln_module_backward(m, &x, &gy, &err), LN_ESTATE);

@@ -618,6 +618,42 @@ test("trace leaves out the deltas nobody computed", function()
 	check(tr[1].delta == nil and tr[2].delta ~= nil and tr[1].grad > 0, "delta of layer 1 absent")
 end)
 
+test("trace after a forward that no backward followed says so instead of mixing batches", function()
+	local m = nn.Sequential{nn.Linear(4, 5), nn.Tanh(), nn.Sequential{nn.Linear(5, 3)}}
+	local ce = nn.CrossEntropyLoss()
+	local x, y = lunet.randn(6, 4), {1, 2, 3, 1, 2, 3}
+	local z = m:forward(x)
+	m:backward(x, ce:backward(z, y))
+	local tr = m:trace()
+	check(not tr.stale and tr[1].delta and tr[3].grad, "right after backward: both")
+	check(not tostring(tr):find("note:", 1, true), tostring(tr))
+	-- a forward of another batch (an evaluation, say)
+	m:forward(lunet.randn(2, 4))
+	tr = m:trace()
+	check(tr.stale, "the trace knows")
+	for i = 1, 3 do
+		check(tr[i].stale and tr[i].delta == nil and tr[i].grad == nil, "row " .. i)
+		h.eq(tr[i].shape, ({"{2,5}", "{2,5}", "{2,3}"})[i], "row " .. i)
+	end
+	local s = tostring(tr)
+	check(s:find("note: a forward came after the last backward, so the outputs are that "
+	              .. "forward's and |delta| and |grad|, which belong to the batch before it, are "
+	              .. "left out; call trace() right after backward to see both", 1, true), s)
+	-- forward and backward again: all of one batch once more
+	z = m:forward(x)
+	m:backward(x, ce:backward(z, y))
+	tr = m:trace()
+	check(not tr.stale and tr[2].delta > 0, "current again")
+	-- a layer never run backward is not stale: it has nothing to mix
+	local l = nn.Linear(2, 2)
+	l:forward(lunet.randn(3, 2))
+	check(not l:trace().stale, "forward only")
+	-- one layer run on its own after the model's backward
+	m:get(2):forward(lunet.randn(1, 5))
+	tr = m:trace()
+	check(tr[2].stale and not tr[1].stale and not tr[3].stale, "only the layer run again")
+end)
+
 -- ---- pairing warnings -------------------------------------------------------------------------
 
 test("softmax applied twice draws one warning; lunet.warnings(false) silences it", function()
