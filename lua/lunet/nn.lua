@@ -256,6 +256,8 @@ end
 -- or grad (they belong to another batch): its row has stale = true, and
 -- so has the trace, whose tostring then says so.
 local function trace(m)
+	local bad = nn._self_error(m, "trace")
+	if bad then error(bad, 2) end
 	local rows = setmetatable({}, Trace)
 	if m.name == "Sequential" then
 		for i = 1, #m do
@@ -278,6 +280,288 @@ local function trace(m)
 end
 
 nn._module_methods.trace = trace
+
+-- ---- seeing the model: print(model) and model:summary(shape) ------------------
+
+-- 235146 -> "235,146"
+local function grouped(n)
+	local digits = string.format("%d", n)
+	local head = #digits % 3 == 0 and 3 or #digits % 3
+	local out = digits:sub(1, head)
+	for i = head + 1, #digits, 3 do
+		out = out .. "," .. digits:sub(i, i + 2)
+	end
+	return out
+end
+
+local function numel_of(list)
+	local n = 0
+	for _, t in ipairs(list) do
+		n = n + t:numel()
+	end
+	return n
+end
+
+-- The layers inside a module: the children of a container (Sequential,
+-- and any container that keeps its children where #m and m:get(i) find
+-- them), none for a layer or a module written in Lua.
+local function children(m)
+	local list = {}
+	if nn.is_module(m) then
+		for i = 1, #m do
+			list[i] = m:get(i)
+		end
+	end
+	return list
+end
+
+-- What a node of the tree is: its one-line description, its own
+-- parameters as "weight {256,784}, bias {256}", and the number of
+-- parameters in it and below it.
+local function node_info(m)
+	local label, own, count
+	if nn.is_module(m) then
+		label = m:_describe()
+		local names, params = m:_own_parameters()
+		local parts = {}
+		for i, p in ipairs(params) do
+			parts[i] = names[i] .. " " .. shape_str(p)
+		end
+		own = table.concat(parts, ", ")
+		count = numel_of((m:parameters()))
+	else
+		-- a module written in Lua: its own tostring or name, its parameters
+		-- method's tensors (unnamed)
+		local mt = getmetatable(m)
+		label = (type(mt) == "table" and rawget(mt, "__tostring")) and tostring(m)
+			or (type(m.name) == "string" and m.name) or "custom module (Lua)"
+		label = label:match("^[^\n]*")
+		local params = type(m.parameters) == "function" and m:parameters() or {}
+		local parts = {}
+		for i, p in ipairs(params) do
+			parts[i] = shape_str(p)
+		end
+		own, count = table.concat(parts, ", "), numel_of(params)
+	end
+	return label, own, count
+end
+
+-- print(container): a tree, one line per layer with its parameters' shapes
+-- and their count, a container's line with the count below it, and the
+-- total at the end.  Columns are aligned over the whole tree.
+function nn._tree(model)
+	local rows = {}
+	local function walk(m, indent, head)
+		local label, own, count = node_info(m)
+		local kids = children(m)
+		local row = {text = indent .. head .. label, own = own, count = count}
+		rows[#rows + 1] = row
+		if #kids > 0 or (nn.is_module(m) and m.name == "Sequential") then
+			row.text = row.text .. " {"
+			row.own = ""
+			for i, child in ipairs(kids) do
+				walk(child, indent .. "  ", "(" .. i .. "): ")
+			end
+			rows[#rows + 1] = {text = indent .. "}"}
+		end
+	end
+	walk(model, "", "")
+	rows[1].count = nil  -- the total has a line of its own
+	local w_text, w_own, w_count = 0, 0, 0
+	for _, r in ipairs(rows) do
+		if r.count then
+			w_text = math.max(w_text, utf8.len(r.text))
+			w_own = math.max(w_own, #r.own)
+			w_count = math.max(w_count, #grouped(r.count))
+		end
+	end
+	local lines = {}
+	for _, r in ipairs(rows) do
+		local line = r.text
+		if r.count and r.count > 0 then
+			line = line .. string.rep(" ", w_text - utf8.len(r.text)) .. "  "
+				.. r.own .. string.rep(" ", w_own - #r.own) .. "  "
+				.. string.format("%" .. w_count .. "s", grouped(r.count))
+		end
+		lines[#lines + 1] = line
+	end
+	local total = numel_of((model:parameters()))
+	lines[#lines + 1] = string.format("total: %s parameter%s", grouped(total),
+	                                  total == 1 and "" or "s")
+	return table.concat(lines, "\n")
+end
+
+-- Multiply-adds per sample of a layer, from the layer and its output
+-- (whose first dimension is the batch).  A dense layer (Linear, Conv2d)
+-- does, for each output element, one multiply-add per weight feeding it:
+-- weight:numel() / weight:size(1) (nin; cin/groups * kh * kw).  BatchNorm
+-- scales and shifts each element: one.  Layers without parameters count
+-- none (comparisons, additions and elementwise functions are not
+-- multiply-adds).  Another class adds its rule here, by class name; a
+-- class with parameters and no rule shows "?".
+local function per_sample(out)
+	return out:numel() // out:size(1)
+end
+local function dense_macs(m, out)
+	local w = m.weight
+	return per_sample(out) * (w:numel() // w:size(1))
+end
+nn._summary_macs = {
+	Linear = dense_macs,
+	Conv2d = dense_macs,
+	BatchNorm = function(_, out) return per_sample(out) end,
+}
+
+local function macs_of(m, out)
+	local rule = nn.is_module(m) and nn._summary_macs[m.name]
+	if rule and is_tensor(out) then
+		return rule(m, out)
+	end
+	local _, _, count = node_info(m)
+	if count == 0 then
+		return 0
+	end
+	return nil  -- unknown
+end
+
+local Summary = {}
+Summary.__index = Summary
+
+local function count_str(v)
+	return v and grouped(v) or "?"
+end
+
+function Summary.__tostring(sm)
+	local head = {"layer", "output shape", "parameters", "mult-adds"}
+	local cells = {head}
+	for _, r in ipairs(sm) do
+		cells[#cells + 1] = {r.indent .. r.index .. " " .. r.layer, r.shape, count_str(r.params),
+		                     count_str(r.macs)}
+	end
+	local total = {"total", "", count_str(sm.params),
+	               (sm.macs_unknown and ">= " or "") .. grouped(sm.macs)}
+	cells[#cells + 1] = total
+	local w = {0, 0, 0, 0}
+	for _, row in ipairs(cells) do
+		for j = 1, 4 do
+			w[j] = math.max(w[j], utf8.len(row[j]))
+		end
+	end
+	local lines = {}
+	for i, row in ipairs(cells) do
+		local line = row[1] .. string.rep(" ", w[1] - utf8.len(row[1])) .. "  "
+			.. row[2] .. string.rep(" ", w[2] - utf8.len(row[2])) .. "  "
+			.. string.rep(" ", w[3] - #row[3]) .. row[3] .. "  "
+			.. string.rep(" ", w[4] - #row[4]) .. row[4]
+		lines[#lines + 1] = line
+		if i == 1 or i == #cells - 1 then
+			lines[#lines + 1] = string.rep("-", #line)
+		end
+	end
+	lines[#lines + 1] = string.format("input %s; mult-adds per sample%s", sm.input,
+	                                  sm.macs_unknown and " (? not counted)" or "")
+	return table.concat(lines, "\n")
+end
+
+-- The output shape with the batch written N: "{N,256}".
+local function batch_shape(t)
+	if not is_tensor(t) then
+		return "?"
+	end
+	local shape = t:shape()
+	shape[1] = "N"
+	return "{" .. table.concat(shape, ",") .. "}"
+end
+
+--- m:summary(shape) -> a table of rows {layer, shape, params, macs} (one per
+-- layer, containers and the layers in them, index "3.1" inside the third)
+-- with fields params and macs (the totals over the layers); tostring
+-- prints it as a table.  shape is one sample's: {784}, {1,28,28} (a batch
+-- of one is run through the model in evaluate mode, and the mode restored;
+-- the model's outputs are then that batch's), or an input tensor, whose
+-- first dimension is the batch.  Mult-adds are per sample.
+local function summary(m, shape)
+	local bad = nn._self_error(m, "summary")
+	if bad then error(bad, 2) end
+	local x
+	if is_tensor(shape) then
+		x = shape
+	elseif type(shape) == "table" and #shape > 0 then
+		local dims = {1}
+		for i, d in ipairs(shape) do
+			if math.type(d) ~= "integer" or d < 1 then
+				error(string.format("%s:summary: sizes must be integers >= 1, got %s at position %d",
+				                    m.name, d ~= d and "nan" or tostring(d), i), 2)
+			end
+			dims[#dims + 1] = d
+		end
+		local made
+		made, x = pcall(lunet.ones, table.unpack(dims))
+		if not made then
+			error(string.format("%s:summary: %s", m.name, tostring(x)), 2)
+		end
+	else
+		error(string.format("%s:summary: expected the shape of one sample ({784}, {1,28,28}) or "
+		                    .. "an input tensor, got %s", m.name, type(shape) == "table"
+		                    and "an empty table" or nn._what(shape)), 2)
+	end
+	-- evaluate mode for the run, then every module's own mode back
+	local modes = {}
+	local function save(mod)
+		if nn.is_module(mod) then
+			modes[#modes + 1] = {mod, mod.training}
+		end
+		for _, child in ipairs(children(mod)) do
+			save(child)
+		end
+	end
+	save(m)
+	m:evaluate()
+	local ok, err = pcall(m.forward, m, x)
+	for _, saved in ipairs(modes) do
+		if saved[2] then saved[1]:train() else saved[1]:evaluate() end
+	end
+	if not ok then
+		error(string.format("%s:summary: the model's forward on an input of shape %s failed: %s",
+		                    m.name, shape_str(x), tostring(err)), 2)
+	end
+	local rows = setmetatable({input = batch_shape(x), params = 0, macs = 0}, Summary)
+	local function walk(mod, indent, index)
+		local label, _, count = node_info(mod)
+		local kids = children(mod)
+		local out = mod.output
+		local row = {layer = label, index = index, indent = indent, shape = batch_shape(out),
+		             params = count}
+		rows[#rows + 1] = row
+		if #kids == 0 then
+			row.macs = macs_of(mod, out)
+			rows.params = rows.params + count
+			if row.macs then
+				rows.macs = rows.macs + row.macs
+			else
+				rows.macs_unknown = true
+			end
+			return 0 + (row.macs or 0), row.macs == nil
+		end
+		local macs, unknown = 0, false
+		for i, child in ipairs(kids) do
+			local cm, cu = walk(child, indent .. "  ", (index == "" and "" or index .. ".") .. i)
+			macs, unknown = macs + cm, unknown or cu
+		end
+		row.macs = not unknown and macs or nil
+		return macs, unknown
+	end
+	if #children(m) == 0 then
+		walk(m, "", "1")
+	else
+		for i, child in ipairs(children(m)) do
+			walk(child, "", tostring(i))
+		end
+	end
+	return rows
+end
+
+nn._module_methods.summary = summary
 
 -- ---- accuracy ---------------------------------------------------------------------
 

@@ -88,6 +88,8 @@ static const char *method_args(const char *kind, const char *method)
 		return loss ? "x, y" : "x";
 	if (strcmp(method, "backward") == 0)
 		return loss ? "x, y" : "x, gy";
+	if (strcmp(method, "summary") == 0)
+		return "shape";
 	return "";
 }
 
@@ -512,8 +514,46 @@ static int module_evaluate(lua_State *L) { return set_mode(L, false); }
 
 /* ---- metamethods ------------------------------------------------------------------------ */
 
-/* tostring(m): the class's description; containers list their children,
- * indented, as Torch does. */
+/* The one-line description of m ("Linear(784 -> 256)") into line. */
+static void describe_line(const ln_module *m, char *line, size_t size)
+{
+	if (m->cls->describe)
+		m->cls->describe(m, line, size);
+	else
+		snprintf(line, size, "%s", m->cls->name);
+}
+
+/* m:_describe() -> the one-line description of m itself (for a container,
+ * without its children): what the tree printer puts on m's line. */
+static int module_describe(lua_State *L)
+{
+	ln_module *m = lnn_check_module(L, 1, "_describe");
+	char line[256];
+	describe_line(m, line, sizeof line);
+	lua_pushstring(L, line);
+	return 1;
+}
+
+/* m:_own_parameters() -> {names...}, {params...}: m's own parameters (not
+ * its children's), named as the class names them ("weight", "bias"). */
+static int module_own_parameters(lua_State *L)
+{
+	ln_module *m = lnn_check_module(L, 1, "_own_parameters");
+	lua_createtable(L, m->nparams, 0);
+	lua_createtable(L, m->nparams, 0);
+	for (int i = 0; i < m->nparams; i++) {
+		char buf[LN_PARAM_NAME_MAX];
+		lua_pushstring(L, ln_module_param_name(m, i, buf));
+		lua_seti(L, -3, i + 1);
+		lnL_pushparam(L, 1, i, false);
+		lua_seti(L, -2, i + 1);
+	}
+	return 2;
+}
+
+/* tostring(m): the class's description; a container is a tree of its
+ * layers with their parameters, drawn by nn._tree (nn.lua) when it is
+ * there, else a plain list of its children, indented, as Torch does. */
 static int module_tostring(lua_State *L)
 {
 	module_box *mb = lnL_testmodule(L, 1);
@@ -523,14 +563,20 @@ static int module_tostring(lua_State *L)
 	}
 	ln_module *m = lnn_check_module(L, 1, "__tostring");
 	char line[256];
-	if (m->cls->describe)
-		m->cls->describe(m, line, sizeof line);
-	else
-		snprintf(line, sizeof line, "%s", m->cls->name);
+	describe_line(m, line, sizeof line);
 	if (m->nchildren == 0 && m->cls != &ln_sequential_class) {
 		lua_pushstring(L, line);
 		return 1;
 	}
+	if (lua_getfield(L, LUA_REGISTRYINDEX, NN_REG) == LUA_TTABLE &&
+	    lua_getfield(L, -1, "_tree") == LUA_TFUNCTION) {
+		lua_pushvalue(L, 1);
+		/* a custom layer's parameters method that fails leaves the tree
+		 * for the plain list below */
+		if (lua_pcall(L, 1, 1, 0) == LUA_OK && lua_type(L, -1) == LUA_TSTRING)
+			return 1;
+	}
+	lua_settop(L, 1);
 	luaL_Buffer b;
 	lnn_push_children(L, 1);
 	int children = lua_gettop(L);
@@ -891,6 +937,8 @@ static const luaL_Reg module_methods[] = {
 	{"forward", module_forward},
 	{"backward", module_backward},
 	{"parameters", module_parameters},
+	{"_own_parameters", module_own_parameters},
+	{"_describe", module_describe},
 	{"buffers", module_buffers},
 	{"zero_grad", module_zero_grad},
 	{"reset_state", module_reset_state},
@@ -933,6 +981,26 @@ static int l_what(lua_State *L)
 {
 	luaL_checkany(L, 1);
 	lnL_pushwhat(L, 1);
+	return 1;
+}
+
+static int check_self_body(lua_State *L)
+{
+	lnn_check_module(L, 1, lua_tostring(L, 2));
+	return 0;
+}
+
+/* nn._self_error(m, method) -> nil, or the message lnn_check_module gives
+ * when m is not an open module (the colon hint, or "module is closed"),
+ * for the methods written in Lua to raise at their caller's level. */
+static int l_self_error(lua_State *L)
+{
+	luaL_checkstring(L, 2);
+	lua_settop(L, 2);
+	lua_pushcfunction(L, check_self_body);
+	lua_insert(L, 1);
+	if (lua_pcall(L, 2, 0, 0) == LUA_OK)
+		lua_pushnil(L);
 	return 1;
 }
 
@@ -1024,6 +1092,9 @@ void lnL_open_nn(lua_State *L)
 	lua_pushvalue(L, state);
 	lua_pushcclosure(L, l_what, 1);
 	lua_setfield(L, nn, "_what");
+	lua_pushvalue(L, state);
+	lua_pushcclosure(L, l_self_error, 1);
+	lua_setfield(L, nn, "_self_error");
 
 	lua_pushvalue(L, state);
 	lnn_open_container(L, nn);

@@ -252,6 +252,37 @@ local cases = {
 		.. "call it, nn.Identity()", nn.accuracy, nn.Identity, lunet.rand(2, 2), {1, 2}},
 	{"nn.gradcheck: expected a module, a loss or a table with forward/backward, got function",
 		nn.gradcheck, print, lunet.rand(2, 2)},
+	-- seeing the model
+	{"Sequential:summary: expected the shape of one sample ({784}, {1,28,28}) or an input "
+		.. "tensor, got string", function() return nn.Sequential{nn.ReLU()}:summary("4") end},
+	{"Linear:summary: expected the shape of one sample ({784}, {1,28,28}) or an input tensor, "
+		.. "got nil", function() return nn.Linear(2, 2):summary() end},
+	{"Linear:summary: expected the shape of one sample ({784}, {1,28,28}) or an input tensor, "
+		.. "got an empty table", function() return nn.Linear(2, 2):summary({}) end},
+	{"Linear:summary: sizes must be integers >= 1, got -3 at position 1",
+		function() return nn.Linear(2, 2):summary{-3} end},
+	{"Linear:summary: sizes must be integers >= 1, got nan at position 2",
+		function() return nn.Linear(2, 2):summary{2, NAN} end},
+	{"Linear:summary: sizes must be integers >= 1, got 1.5 at position 1",
+		function() return nn.Linear(2, 2):summary{1.5} end},
+	{"Linear:summary: lunet.ones: shape {1,1099511627776,1099511627776} has too many elements",
+		function() return nn.Linear(2, 2):summary{1 << 40, 1 << 40} end},
+	{"Linear:summary: the model's forward on an input of shape {1,3} failed: Linear:forward: "
+		.. "expected input of shape {N,2}, got {1,3}", function()
+		return nn.Linear(2, 2):summary{3} end},
+	{"Linear:summary: module is closed", function()
+		return closed(nn.Linear(2, 2)):summary{2} end},
+	{"Linear:trace: module is closed", function() return closed(nn.Linear(2, 2)):trace() end},
+	{"module:summary: got table instead of the module: call methods with a colon, "
+		.. "m:summary(shape), not m.summary(shape)", function()
+		local m = nn.Linear(2, 2)
+		return m.summary({2})
+	end},
+	{"module:trace: got nil instead of the module: call methods with a colon, m:trace(), "
+		.. "not m.trace()", function()
+		local m = nn.Linear(2, 2)
+		return m.trace()
+	end},
 	{"nn.BCEWithLogitsLoss: expected at most 1 argument, got 2", nn.BCEWithLogitsLoss, {}, 1},
 	{"nn.BCEWithLogitsLoss: options must be a table, got string", nn.BCEWithLogitsLoss, "sum"},
 	{"nn.OutputLoss: unknown option 'eps' (options: reduction)", nn.OutputLoss, "sigmoid", "bce",

@@ -1,0 +1,166 @@
+-- test_model_view.lua -- seeing a model: print(model), a tree of its layers
+-- with their parameters' shapes and counts and the total, and
+-- model:summary(shape), a table of layers with output shapes, parameter
+-- counts and multiply-adds per sample.  The counts are worked out by hand
+-- in the comments; the layout is asserted to the character.
+local lunet = lunet or require "lunet"
+local nn = lunet.nn
+
+local harness = dofile((arg[0]:match("^(.*)/") or ".") .. "/harness.lua")
+local h = harness.new{seed = 77, reseed = true}
+local test, check, eq, check_error = h.test, h.check, h.eq, h.check_error
+
+-- Linear(4,8): 4*8 + 8 = 40 parameters, 4*8 = 32 mult-adds per sample;
+-- Linear(8,8) without bias: 64 and 64; Linear(8,2): 18 and 16.
+local function small()
+	return nn.Sequential{nn.Linear(4, 8), nn.ReLU(),
+		nn.Sequential{nn.Linear(8, 8, {bias = false}), nn.Tanh()}, nn.Linear(8, 2)}
+end
+
+test("print(model): a tree with each layer's parameters and the total", function()
+	eq(tostring(small()), table.concat({
+		"Sequential {",
+		"  (1): Linear(4 -> 8)                weight {8,4}, bias {8}  40",
+		"  (2): ReLU",
+		"  (3): Sequential {                                          64",
+		"    (1): Linear(8 -> 8, bias=false)  weight {8,8}            64",
+		"    (2): Tanh",
+		"  }",
+		"  (4): Linear(8 -> 2)                weight {2,8}, bias {2}  18",
+		"}",
+		"total: 122 parameters",
+	}, "\n"))
+	-- a layer alone stays one line; an empty container has no parameters
+	eq(tostring(nn.Linear(4, 8)), "Linear(4 -> 8)")
+	eq(tostring(nn.Sequential()), "Sequential {\n}\ntotal: 0 parameters")
+end)
+
+test("print(model): thousands grouped, convolutions, BatchNorm", function()
+	-- Conv2d(1,8,3): 8*9 + 8 = 80; BatchNorm(8): 16; Linear(1568,10): 15,690
+	local m = nn.Sequential{nn.Conv2d(1, 8, 3, {padding = 1}), nn.BatchNorm(8), nn.ReLU(),
+		nn.MaxPool2d(2), nn.Flatten(), nn.Linear(8 * 14 * 14, 10)}
+	eq(tostring(m), table.concat({
+		"Sequential {",
+		"  (1): Conv2d(1 -> 8, 3x3, stride 1, padding 1)  weight {8,1,3,3}, bias {8}       80",
+		"  (2): BatchNorm(8)                              weight {8}, bias {8}             16",
+		"  (3): ReLU",
+		"  (4): MaxPool2d(2x2, stride 2)",
+		"  (5): Flatten",
+		"  (6): Linear(1568 -> 10)                        weight {10,1568}, bias {10}  15,690",
+		"}",
+		"total: 15,786 parameters",
+	}, "\n"))
+end)
+
+test("print(model): a layer written in Lua takes part", function()
+	local w = lunet.ones(3, 2)
+	local custom = {
+		forward = function(self, x) self.output = x * 2; return self.output end,
+		backward = function(_, _, g) return g * 2 end,
+		parameters = function() return {w}, {w:clone()} end,
+	}
+	local named = setmetatable({forward = custom.forward, backward = custom.backward},
+		{__tostring = function() return "Double()" end})
+	local m = nn.Sequential{nn.Linear(2, 3), custom, named}
+	eq(tostring(m), table.concat({
+		"Sequential {",
+		"  (1): Linear(2 -> 3)       weight {3,2}, bias {3}  9",
+		"  (2): custom module (Lua)  {3,2}                   6",
+		"  (3): Double()",
+		"}",
+		"total: 15 parameters",
+	}, "\n"))
+	-- a parameters method that fails leaves the plain list, not an error
+	local bad = {forward = custom.forward, backward = custom.backward,
+		parameters = function() error("boom") end}
+	local s = tostring(nn.Sequential{nn.ReLU(), bad})
+	check(s:find("^Sequential {\n  %(1%): ReLU\n  %(2%): "), s)
+end)
+
+test("model:summary(shape): output shapes, parameters and mult-adds per sample", function()
+	local m = small()
+	local sm = m:summary{4}
+	eq(tostring(sm), table.concat({
+		"layer                             output shape  parameters  mult-adds",
+		"---------------------------------------------------------------------",
+		"1 Linear(4 -> 8)                  {N,8}                 40         32",
+		"2 ReLU                            {N,8}                  0          0",
+		"3 Sequential                      {N,8}                 64         64",
+		"  3.1 Linear(8 -> 8, bias=false)  {N,8}                 64         64",
+		"  3.2 Tanh                        {N,8}                  0          0",
+		"4 Linear(8 -> 2)                  {N,2}                 18         16",
+		"---------------------------------------------------------------------",
+		"total                                                  122        112",
+		"input {N,4}; mult-adds per sample",
+	}, "\n"))
+	eq(#sm, 6)
+	eq(sm.params, 122)
+	eq(sm.macs, 112)
+	eq(sm[4].index, "3.1")
+	eq(sm[4].shape, "{N,8}")
+	eq(sm[6].macs, 16)
+	-- an input tensor gives the shape (and its first dimension is the batch)
+	eq(tostring(m:summary(lunet.randn(5, 4))), tostring(sm))
+end)
+
+test("model:summary: convolutions count per output element", function()
+	-- Conv2d(1,8,3, padding 1) on 28x28: 8*28*28 outputs of 9 = 56,448;
+	-- BatchNorm: 8*28*28 = 6,272; Linear(1568,10): 15,680
+	local m = nn.Sequential{nn.Conv2d(1, 8, 3, {padding = 1}), nn.BatchNorm(8), nn.ReLU(),
+		nn.MaxPool2d(2), nn.Flatten(), nn.Linear(8 * 14 * 14, 10)}
+	local sm = m:summary{1, 28, 28}
+	eq(tostring(sm), table.concat({
+		"layer                                       output shape  parameters  mult-adds",
+		"-------------------------------------------------------------------------------",
+		"1 Conv2d(1 -> 8, 3x3, stride 1, padding 1)  {N,8,28,28}           80     56,448",
+		"2 BatchNorm(8)                              {N,8,28,28}           16      6,272",
+		"3 ReLU                                      {N,8,28,28}            0          0",
+		"4 MaxPool2d(2x2, stride 2)                  {N,8,14,14}            0          0",
+		"5 Flatten                                   {N,1568}               0          0",
+		"6 Linear(1568 -> 10)                        {N,10}            15,690     15,680",
+		"-------------------------------------------------------------------------------",
+		"total                                                         15,786     78,400",
+		"input {N,1,28,28}; mult-adds per sample",
+	}, "\n"))
+end)
+
+test("model:summary: a layer alone, a layer in Lua, the modes kept", function()
+	local sm = nn.Linear(3, 2):summary{3}
+	eq(sm[1].layer, "Linear(3 -> 2)")
+	eq(sm.params, 8)
+	eq(sm.macs, 6)
+	-- a Lua layer with parameters and no rule: "?", and the total says ">="
+	local w = lunet.ones(3, 3)
+	local custom = {
+		forward = function(self, x) self.output = x:matmul(w); return self.output end,
+		backward = function(_, _, g) return g:matmul(w) end,
+		parameters = function() return {w}, {w:clone()} end,
+	}
+	sm = nn.Sequential{nn.Linear(2, 3), custom}:summary{2}
+	eq(sm[2].macs, nil)
+	local s = tostring(sm)
+	check(s:find("total                                        18       >= 6", 1, true), s)
+	check(s:find("input {N,2}; mult-adds per sample (? not counted)", 1, true), s)
+	-- evaluate mode for the run, every module's own mode afterwards
+	local m = nn.Sequential{nn.Linear(2, 2), nn.Dropout(0.5), nn.BatchNorm(2)}
+	m:get(3):evaluate()
+	local mean = m:get(3).running_mean:clone()
+	m:summary{2}
+	check(m.training and m:get(2).training and not m:get(3).training, "modes restored")
+	check(m:get(3).running_mean:allclose(mean, 0, 0), "running statistics untouched")
+end)
+
+test("model:summary: bad shapes and failing forwards say so", function()
+	local m = small()
+	check_error(function() return m:summary{5} end, "Sequential:summary: the model's forward on "
+		.. "an input of shape {1,5} failed: Sequential:forward: layer 1 (Linear): expected input "
+		.. "of shape {N,4}, got {1,5}")
+	check_error(function() return m:summary("4") end, "Sequential:summary: expected the shape of "
+		.. "one sample ({784}, {1,28,28}) or an input tensor, got string")
+	check_error(function() return m:summary{} end, "got an empty table")
+	check_error(function() return m:summary{4, 0} end,
+		"Sequential:summary: sizes must be integers >= 1, got 0 at position 2")
+	check_error(function() return m:summary{2.5} end, "got 2.5 at position 1")
+end)
+
+h.done()
