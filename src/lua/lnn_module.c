@@ -901,6 +901,48 @@ static int l_embedding(lua_State *L)
 	return lnn_module_done(L, b, m, st, &err, "nn.Embedding");
 }
 
+/* nn.RNN(nin, h[, {layers=1, nonlinearity="tanh", dropout=0, stateful=false}]),
+ * nn.LSTM(nin, h[, {layers=1, dropout=0, stateful=false}]), nn.GRU (the
+ * same); upvalue 2 is the class. */
+static int l_rnn(lua_State *L)
+{
+	const ln_module_class *cls = lua_touserdata(L, lua_upvalueindex(2));
+	static const lnL_option known_rnn[] = {
+		{"layers", LUA_TNUMBER}, {"nonlinearity", LUA_TSTRING}, {"dropout", LUA_TNUMBER},
+		{"stateful", LUA_TBOOLEAN}, {NULL, 0},
+	};
+	static const lnL_option known[] = {
+		{"layers", LUA_TNUMBER}, {"dropout", LUA_TNUMBER}, {"stateful", LUA_TBOOLEAN},
+		{NULL, 0},
+	};
+	char fname[64];
+	snprintf(fname, sizeof fname, "nn.%s", cls->name);
+	int64_t nin = check_size(L, 1, fname, "nin");
+	int64_t hidden = check_size(L, 2, fname, "hidden size");
+	lnL_checkoptions(L, 3, fname, cls == &ln_rnn_class ? known_rnn : known);
+	ln_rnn_options o = {
+		.layers = opt_int(L, 3, fname, "layers", 1, 1),
+		.dropout = lnL_optnumber(L, 3, "dropout", 0),
+		.stateful = lnL_optboolean(L, 3, "stateful", 0),
+	};
+	ln_rnn_kind kind = cls == &ln_lstm_class ? LN_RNN_LSTM : cls == &ln_gru_class ? LN_RNN_GRU
+	                                                                              : LN_RNN_TANH;
+	if (cls == &ln_rnn_class && lua_istable(L, 3) &&
+	    lua_getfield(L, 3, "nonlinearity") == LUA_TSTRING) {
+		const char *nl = lua_tostring(L, -1);
+		if (strcmp(nl, "relu") == 0)
+			kind = LN_RNN_RELU;
+		else if (strcmp(nl, "tanh") != 0)
+			return luaL_error(L, "%s: nonlinearity must be \"tanh\" or \"relu\", got \"%s\"",
+			                  fname, nl);
+	}
+	module_box *b = lnn_new_module_box(L, cls);
+	ln_module *m = NULL;
+	ln_error err;
+	ln_status st = ln_rnn_new(&m, NULL, kind, nin, hidden, &o, &err);
+	return lnn_module_done(L, b, m, st, &err, fname);
+}
+
 /* ---- nn.init ----------------------------------------------------------------------- */
 
 /* nn.init.<fn>(t, ...) -> t, filled from the process-wide generator.
@@ -1066,6 +1108,9 @@ void lnL_open_nn(lua_State *L)
 	lua_setfield(L, nn, "BatchNorm1d");
 	lua_getfield(L, nn, "BatchNorm");
 	lua_setfield(L, nn, "BatchNorm2d");
+	set_closure(L, nn, state, "RNN", l_rnn, &ln_rnn_class);
+	set_closure(L, nn, state, "LSTM", l_rnn, &ln_lstm_class);
+	set_closure(L, nn, state, "GRU", l_rnn, &ln_gru_class);
 	set_closure(L, nn, state, "MaxPool2d", l_pool, &ln_maxpool2d_class);
 	set_closure(L, nn, state, "Softmax", l_softmax, &ln_softmax_class);
 	set_closure(L, nn, state, "LogSoftmax", l_softmax, &ln_log_softmax_class);

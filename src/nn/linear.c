@@ -44,10 +44,9 @@ void ln_linear_forward_naive(float *y, const float *x, const float *w, const flo
 		}
 }
 
-/* gb (nout) += sum_i gy[i,:] (gb = ... when overwrite), in double, rows in
- * order.  Columns go in blocks so that the accumulators stay on the stack
- * and rows are read contiguously. */
-static void bias_grad(float *gb, const float *gy, int64_t n, int64_t nout, bool overwrite)
+/* Columns go in blocks so that the accumulators stay on the stack and rows
+ * are read contiguously. */
+void ln_colsum_add(float *gb, const float *gy, int64_t n, int64_t nout, bool overwrite)
 {
 	enum { BLOCK = 256 };
 	double acc[BLOCK];
@@ -76,7 +75,7 @@ static void backward_kernel(float *gx, float *gw, float *gb, const float *gy, co
 {
 	ln_gemm(true, false, nout, nin, n, 1.0f, gy, nout, x, nin, gw_zero ? 0.0f : 1.0f, gw, nin);
 	if (gb)
-		bias_grad(gb, gy, n, nout, gb_zero);
+		ln_colsum_add(gb, gy, n, nout, gb_zero);
 	if (gx)
 		ln_gemm(false, false, n, nin, nout, 1.0f, gy, nout, w, nin, 0.0f, gx, nin);
 }

@@ -40,6 +40,11 @@ ln_status ln_check_rows(const ln_tensor *x, int64_t d, int64_t *rows, ln_error *
  * "row 3, column 2" (2-D), "index {1,2,3}" (more).  Returns buf. */
 char *ln_pos_str(char *buf, size_t size, const ln_tensor *t, int64_t flat);
 
+/* gb (nout) += sum_i gy[i,:] over the n rows of gy (n,nout) -- a bias
+ * gradient -- accumulated in double, rows in order; gb = the sum when
+ * overwrite (its old contents, a pending zero, are not read).  linear.c. */
+void ln_colsum_add(float *gb, const float *gy, int64_t n, int64_t nout, bool overwrite);
+
 /* Called by module.c for External modules (external.c). */
 void ln_external_on_set_training(ln_module *m, bool training);
 

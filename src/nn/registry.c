@@ -32,6 +32,9 @@ enum {
 	/* layers.h, sequence.h */
 	CLASS_LAYERNORM,
 	CLASS_EMBEDDING,
+	CLASS_RNN,
+	CLASS_LSTM,
+	CLASS_GRU,
 	CLASS_COUNT
 };
 
@@ -50,6 +53,9 @@ static const ln_module_class *const classes[] = {
 	/* ---- sequences (sequence.h) ---- */
 	[CLASS_LAYERNORM] = &ln_layernorm_class,
 	[CLASS_EMBEDDING] = &ln_embedding_class,
+	[CLASS_RNN] = &ln_rnn_class,
+	[CLASS_LSTM] = &ln_lstm_class,
+	[CLASS_GRU] = &ln_gru_class,
 };
 
 static_assert(sizeof classes / sizeof classes[0] == CLASS_COUNT,

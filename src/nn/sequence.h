@@ -19,6 +19,9 @@
 #include "module.h"
 
 extern const ln_module_class ln_embedding_class;
+extern const ln_module_class ln_rnn_class;
+extern const ln_module_class ln_lstm_class;
+extern const ln_module_class ln_gru_class;
 
 /* ---- Embedding (embedding.c) -------------------------------------------------
  * labels x {...} (any shape, up to 7 dimensions; integers 1..n stored as
@@ -35,5 +38,45 @@ ln_status ln_embedding_new(ln_module **out, const ln_module_build *ctx, int64_t 
 void ln_embedding_forward_kernel(float *y, const float *x, const float *w, int64_t k, int64_t d);
 void ln_embedding_backward_kernel(float *gw, const float *gy, const float *x, int64_t k,
                                   int64_t d);
+
+/* ---- RNN, LSTM, GRU (rnn.c) ----------------------------------------------------
+ * x {N,T,nin} -> y {N,T,h}, the top layer's states, batch first.  The
+ * equations, gate orders and parameter layout are PyTorch's (rnn.c says
+ * them): per layer k, weight_ih_lk {G*h,in}, weight_hh_lk {G*h,h},
+ * bias_ih_lk, bias_hh_lk {G*h} with G = 1 (RNN), 4 (LSTM: i,f,g,o), 3 (GRU:
+ * r,z,n), all U(-1/sqrt(h), 1/sqrt(h)) at first.  The fields "hidden"
+ * (and "cell" for LSTM) {layers,N,h} hold each layer's final state after
+ * a forward.  Options: layers (1..LN_RNN_MAX_LAYERS, as a file counts a
+ * module's parameters in a byte), dropout in [0,1) between layers in
+ * training mode, stateful (each forward starts from the last one's final
+ * state, and no gradient flows into it; reset_state zeroes it).  Config:
+ * nin, nhidden, layers, dropout, stateful, and for RNN nonlinearity (0
+ * tanh, 1 ReLU).  LN_ERANGE for a size < 1 or an option out of range. */
+typedef enum ln_rnn_kind { LN_RNN_TANH, LN_RNN_RELU, LN_RNN_LSTM, LN_RNN_GRU } ln_rnn_kind;
+#define LN_RNN_MAX_LAYERS 63
+typedef struct ln_rnn_options {
+	int64_t layers;   /* stacked layers, >= 1 */
+	double dropout;
+	bool stateful;
+} ln_rnn_options;
+/* o may be NULL: one layer, no dropout, not stateful. */
+ln_status ln_rnn_new(ln_module **out, const ln_module_build *ctx, ln_rnn_kind kind, int64_t nin,
+                     int64_t hidden, const ln_rnn_options *o, ln_error *err);
+
+/* The reference: one layer of kind over x (N,T,nin) from h0 (and c0) (N,h)
+ * (NULL: zeros), step by step in double, straight from the equations.
+ * forward writes y (N,T,h) and the final ht (and ct, LSTM; else may be
+ * NULL) (N,h); backward, given dy (N,T,h), writes dx (N,T,nin) (may be
+ * NULL) and adds into dw_ih, dw_hh, db_ih, db_hh, with no gradient into
+ * the initial state.  Both allocate their scratch: LN_ENOMEM. */
+ln_status ln_rnn_forward_naive(ln_rnn_kind kind, float *y, float *ht, float *ct, const float *x,
+                               const float *h0, const float *c0, const float *wih,
+                               const float *whh, const float *bih, const float *bhh, int64_t n,
+                               int64_t t, int64_t nin, int64_t hd);
+ln_status ln_rnn_backward_naive(ln_rnn_kind kind, float *dx, float *dwih, float *dwhh,
+                                float *dbih, float *dbhh, const float *dy, const float *x,
+                                const float *h0, const float *c0, const float *wih,
+                                const float *whh, const float *bih, const float *bhh, int64_t n,
+                                int64_t t, int64_t nin, int64_t hd);
 
 #endif

@@ -265,6 +265,143 @@ test("optim.clip_grad_norm", function()
 	check_error(function() optim.clip_grad_norm(closed, 1) end, "the model is closed")
 end)
 
+-- ---- RNN, LSTM, GRU ---------------------------------------------------------------
+
+local function recurrent()
+	return {
+		function(o) return nn.RNN(3, 4, o) end,
+		function(o) o = o or {}; o.nonlinearity = "relu"; return nn.RNN(3, 4, o) end,
+		function(o) return nn.LSTM(3, 4, o) end,
+		function(o) return nn.GRU(3, 4, o) end,
+	}
+end
+
+test("recurrent layers: shapes, fields, parameters in PyTorch's order", function()
+	local gates = {1, 1, 4, 3}
+	for k, make in ipairs(recurrent()) do
+		local m = make{layers = 2}
+		local y = m:forward(lunet.randn(2, 5, 3))
+		h.same(y:shape(), {2, 5, 4})
+		h.same(m.hidden:shape(), {2, 2, 4})
+		h.same(m.hidden[2]:totable(), y:select(2, 5):totable(), 0)  -- the top layer's last state
+		if k == 3 then h.same(m.cell:shape(), {2, 2, 4}) else check(m.cell == nil, "no cell") end
+		local params, grads = m:parameters()
+		check(#params == 8 and #grads == 8, "4 per layer")
+		local names = {"weight_ih_l0", "weight_hh_l0", "bias_ih_l0", "bias_hh_l0",
+		               "weight_ih_l1", "weight_hh_l1", "bias_ih_l1", "bias_hh_l1"}
+		for i, name in ipairs(names) do
+			check(rawequal(params[i]:numel(), m[name]:numel()), name)
+			params[i]:fill(i)
+			check(m[name]:max() == i, name .. " is parameter " .. i)
+			check(m["grad_" .. name]:numel() == params[i]:numel(), "grad_" .. name)
+		end
+		h.same(m.weight_ih_l0:shape(), {gates[k] * 4, 3})
+		h.same(m.weight_hh_l1:shape(), {gates[k] * 4, 4})
+		h.same(m.bias_hh_l1:shape(), {gates[k] * 4})
+		local sd = m:state_dict()
+		for _, name in ipairs(names) do check(sd[name], "state dict has " .. name) end
+		check_error(function() m.hidden = lunet.zeros(2, 2, 4) end, "cannot replace 'hidden'")
+		check(m.nhidden == 4 and m.layers == 2 and m.nin == 3, "config fields")
+	end
+end)
+
+test("recurrent layers: gradient checks over several steps, layers and shapes", function()
+	for k, make in ipairs(recurrent()) do
+		local eps = k == 2 and 1e-3 or 1e-2  -- ReLU's kink wants a small step
+		check_grad(make(), lunet.randn(2, 4, 3), {eps = eps})
+		check_grad(make{layers = 2}, lunet.randn(1, 6, 3), {eps = eps})
+		check_grad(make{layers = 3}, lunet.randn(3, 2, 3), {eps = eps})
+		check_grad(nn.Sequential{make{layers = 2}, nn.Linear(4, 2)}, lunet.randn(2, 3, 3), {eps = eps})
+	end
+	-- an embedding in front, labels in
+	local lm = nn.Sequential{nn.Embedding(6, 3), nn.LSTM(3, 4, {layers = 2}), nn.Linear(4, 6)}
+	lm.input_grad = false
+	check_grad(lm, labels(2, 5, 6))
+end)
+
+test("stateful: the state carries, reset_state forgets, the gradient stops", function()
+	for _, make in ipairs(recurrent()) do
+		local whole, st = make{layers = 2}, make{layers = 2, stateful = true}
+		local pw, ps = whole:parameters(), st:parameters()
+		for i = 1, #pw do ps[i]:copy(pw[i]) end
+		local x = lunet.randn(2, 6, 3)
+		local a, b = x:narrow(2, 1, 2):contiguous(), x:narrow(2, 3, 4):contiguous()
+		local y = whole:forward(x)
+		st:forward(a)
+		local yb = st:forward(b)
+		check(max_diff(yb, y:narrow(2, 3, 4)) < 1e-6, "two chunks = the whole sequence")
+		-- through a Sequential, reset_state reaches it
+		local seq = nn.Sequential{st}
+		seq:reset_state()
+		check(st.hidden:abs():max() == 0, "zeroed")
+		check(max_diff(st:forward(a), y:narrow(2, 1, 2)) < 1e-6, "from zeros again")
+		check_error(function() st:forward(lunet.randn(3, 2, 3)) end,
+		            "the state kept from the last forward is for a batch of 2, got a batch of 3")
+		-- the gradient of the second chunk is that of the chunk run from the
+		-- carried state held fixed: central differences with the state put
+		-- back before each forward agree
+		st:reset_state()
+		st:forward(a)
+		local hs, cs = st.hidden:clone(), st.cell and st.cell:clone()
+		local probe = {
+			forward = function(_, input)
+				st.hidden:copy(hs)
+				if cs then st.cell:copy(cs) end
+				return st:forward(input)
+			end,
+			backward = function(_, input, gy) return st:backward(input, gy) end,
+			parameters = function() return st:parameters() end,
+			zero_grad = function() st:zero_grad() end,
+		}
+		local ok, err, where = nn.gradcheck(probe, b, {eps = 1e-3, tol = 2e-2})
+		check(ok, string.format("stateful gradcheck: %.3g at %s", err, tostring(where)))
+	end
+end)
+
+test("recurrent dropout and options", function()
+	local m = nn.LSTM(3, 5, {layers = 3, dropout = 0.5})
+	local x = lunet.randn(2, 4, 3)
+	m:evaluate()
+	local y0 = m:forward(x):clone()
+	check(max_diff(m:forward(x), y0) == 0, "deterministic in evaluate mode")
+	m:train()
+	lunet.seed(3)
+	local y1 = m:forward(x):clone()
+	check(max_diff(y1, y0) > 1e-3, "dropout changes the output in training")
+	lunet.seed(3)
+	check(max_diff(m:forward(x), y1) == 0, "masks from lunet.seed")
+	check(tostring(m) == "LSTM(3 -> 5, layers=3, dropout=0.5)", tostring(m))
+	check(tostring(nn.RNN(2, 3, {nonlinearity = "relu", stateful = true}))
+	      == "RNN(2 -> 3, nonlinearity=relu, stateful)", "RNN tostring")
+	check(tostring(nn.GRU(2, 3)) == "GRU(2 -> 3)", "GRU tostring")
+	-- every option checked
+	check_error(function() nn.LSTM(3) end, "nn.LSTM: hidden size must be an integer, got no value")
+	check_error(function() nn.LSTM(0, 3) end, "nn.LSTM: nin must be >= 1, got 0")
+	check_error(function() nn.GRU(3, 2.5) end, "nn.GRU: hidden size must be an integer")
+	check_error(function() nn.LSTM(3, 4, {layers = 0}) end, "nn.LSTM: layers must be an integer >= 1, got 0")
+	check_error(function() nn.LSTM(3, 4, {layers = 1.5}) end, "layers must be an integer >= 1")
+	check_error(function() nn.LSTM(3, 4, {layers = 64}) end, "nn.LSTM: expected layers in 1..63, got 64")
+	check_error(function() nn.LSTM(3, 4, {dropout = 1}) end, "nn.LSTM: expected dropout in [0,1), got 1")
+	check_error(function() nn.GRU(3, 4, {dropout = -0.5}) end, "expected dropout in [0,1)")
+	check_error(function() nn.GRU(3, 4, {dropout = 0 / 0}) end, "expected dropout in [0,1)")
+	check_error(function() nn.LSTM(3, 4, {stateful = 1}) end, "option 'stateful' must be a boolean")
+	check_error(function() nn.LSTM(3, 4, {nonlinearity = "relu"}) end, "unknown option 'nonlinearity'")
+	check_error(function() nn.RNN(3, 4, {nonlinearity = "sigmoid"}) end,
+	            'nn.RNN: nonlinearity must be "tanh" or "relu", got "sigmoid"')
+	check_error(function() nn.RNN(3, 4, {nonlinearity = 1}) end, "option 'nonlinearity' must be a string")
+	check_error(function() nn.GRU(3, 4, {layer = 2}) end, "unknown option 'layer'")
+	check_error(function() nn.GRU(3, 4, {}, 5) end, "expected at most 3 arguments")
+	check_error(function() nn.LSTM(3, 4):forward(lunet.randn(2, 3)) end,
+	            "LSTM:forward: expected input of shape {N,T,3}, got {2,3}")
+	check_error(function() nn.LSTM(3, 4):forward(lunet.randn(2, 3, 2)) end,
+	            "LSTM:forward: expected input of shape {N,T,3}, got {2,3,2}")
+	local g = nn.GRU(3, 4)
+	g:forward(lunet.randn(2, 3, 3))
+	check_error(function() g:backward(lunet.randn(2, 4, 3), lunet.randn(2, 3, 4)) end,
+	            "expected the input of the last forward")
+	check(nn.GRU(1, 1).hidden == nil, "no state before a forward")
+end)
+
 -- ---- save and load ---------------------------------------------------------------
 
 test("Embedding, LayerNorm, GELU, SiLU save and load with the same outputs", function()
@@ -277,6 +414,21 @@ test("Embedding, LayerNorm, GELU, SiLU save and load with the same outputs", fun
 	check(max_diff(m:forward(x), back:forward(x)) == 0, "bit-identical outputs")
 	near(back:get(2).eps, 1e-3, 1e-12, "eps kept")
 	check(tostring(back:get(1)) == "Embedding(7, 5)", tostring(back:get(1)))
+end)
+
+test("recurrent layers save and load with the same outputs and config", function()
+	for _, m in ipairs{nn.LSTM(3, 4, {layers = 2, dropout = 0.25, stateful = true}),
+	                   nn.GRU(3, 5), nn.RNN(3, 2, {nonlinearity = "relu", layers = 3})} do
+		local back = reload(m)
+		check(tostring(back) == tostring(m), tostring(back))
+		m:evaluate()
+		back:evaluate()
+		local x = lunet.randn(2, 5, 3)
+		m:reset_state()
+		check(max_diff(m:forward(x), back:forward(x)) == 0, tostring(m) .. ": bit-identical")
+		local p1, p2 = m:parameters(), back:parameters()
+		for i = 1, #p1 do check(max_diff(p1[i], p2[i]) == 0, "parameter " .. i) end
+	end
 end)
 
 h.done()
