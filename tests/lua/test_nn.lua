@@ -656,10 +656,28 @@ end)
 
 -- ---- pairing warnings -------------------------------------------------------------------------
 
-test("softmax applied twice draws one warning; lunet.warnings(false) silences it", function()
-	-- the lunet executable running this test (arg[-1], as lua.c sets it)
+-- Runs code in a fresh lunet (the executable running this test, arg[-1] as
+-- lua.c sets it) and returns what it wrote: to stderr and stdout, or with
+-- stderr_only to stderr alone.
+local function output_of(code, stderr_only)
 	local exe = os.getenv("LUNET_EXE") or arg[-1]
-	local script = [[
+	local path = os.tmpname()
+	local f = assert(io.open(path, "w"))
+	f:write(code)
+	f:close()
+	local p = assert(io.popen(exe .. " " .. path .. (stderr_only and " 2>&1 >/dev/null" or " 2>&1")))
+	local out = p:read("a")
+	p:close()
+	os.remove(path)
+	return out
+end
+
+local function stderr_of(code)
+	return output_of(code, true)
+end
+
+test("softmax applied twice draws one warning; lunet.warnings(false) silences it", function()
+	local out = output_of([[
 		local nn = lunet.nn
 		local m = nn.Sequential{nn.Linear(3, 4), nn.Softmax()}
 		local ce = nn.CrossEntropyLoss()
@@ -668,36 +686,13 @@ test("softmax applied twice draws one warning; lunet.warnings(false) silences it
 		nn.BCEWithLogitsLoss():forward(s:forward(lunet.randn(2, 3)), lunet.ones(2, 1))
 		lunet.warnings(false)
 		nn.NLLLoss():forward(nn.Softmax():forward(lunet.randn(2, 3)), {1, 2})
-	]]
-	local path = os.tmpname()
-	local f = assert(io.open(path, "w"))
-	f:write(script)
-	f:close()
-	local p = assert(io.popen(exe .. " " .. path .. " 2>&1"))
-	local out = p:read("a")
-	p:close()
-	os.remove(path)
+	]])
 	local _, count = out:gsub("warning", "")
 	check(count == 2, "two warnings (one per mistake, once each), got: " .. out)
 	check(out:find("Softmax", 1, true) and out:find("CrossEntropyLoss", 1, true), out)
 	check(out:find("Sigmoid", 1, true) and out:find("BCEWithLogitsLoss", 1, true), out)
 	check(not out:find("NLLLoss takes", 1, true), "silenced: " .. out)
 end)
-
--- Runs code in a fresh lunet (the executable running this test, arg[-1] as
--- lua.c sets it) and returns what it wrote to stderr.
-local function stderr_of(code)
-	local exe = os.getenv("LUNET_EXE") or arg[-1]
-	local path = os.tmpname()
-	local f = assert(io.open(path, "w"))
-	f:write(code)
-	f:close()
-	local p = assert(io.popen(exe .. " " .. path .. " 2>&1 >/dev/null"))
-	local out = p:read("a")
-	p:close()
-	os.remove(path)
-	return out
-end
 
 test("NLLLoss fed what is not log-probabilities draws one warning", function()
 	-- log-probabilities, from LogSoftmax over any dim: no warning
