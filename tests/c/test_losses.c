@@ -612,8 +612,17 @@ static void test_cross_entropy_options_gradcheck(void **state)
 						ln_loss_release(c);
 					}
 				}
+	/* sequences: logits {N,T,C}, labels {N,T}, one token ignored */
+	ln_tensor z3, lab3;
+	tu_tensor_uniform(&z3, 3, (int64_t[]){ 2, 3, 4 }, -3.0f, 3.0f);
+	tu_tensor(&lab3, 2, (int64_t[]){ 2, 3 }, (float[]){ 1, 2, 4, 3, 2, 1 });
+	for (int r = 0; r < NRED; r++) {
+		ln_loss *c = make_class(ln_cross_entropy_loss_new, reductions[r], 0.25, &wt, &ignore);
+		gradcheck(c, &z3, &lab3, "{N,T,C} logits");
+		ln_loss_release(c);
+	}
 	release(&z, &lab, &pr);
-	ln_tensor_release(&wt);
+	release(&wt, &z3, &lab3);
 }
 
 /* The options' errors: at construction, and what only the input shows. */
