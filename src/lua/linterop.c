@@ -44,7 +44,7 @@ static ln_module *check_self(lua_State *L, const char *method, char *fname, size
 {
 	lnL_module_box *b = lnL_testmodule(L, 1);
 	if (!b)
-		luaL_error(L, "module:%s: expected a lunet module, got %s", method, luaL_typename(L, 1));
+		lnL_selferror(L, "module", method);
 	if (!b->m) {
 		const char *cls = "module";
 		if (luaL_getmetafield(L, 1, "__name") == LUA_TSTRING) {

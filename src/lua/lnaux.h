@@ -128,7 +128,7 @@ typedef struct lnL_optim_box { struct ln_optim *opt; } lnL_optim_box;
  * object (argument 1), which is almost always m.forward(x) written for
  * m:forward(x): "module:forward: got lunet.Tensor instead of the module:
  * call methods with a colon, m:forward(x), not m.forward(x)".  kind is
- * "module" or "loss".  Never returns. */
+ * "module", "loss" or "optimizer".  Never returns. */
 int lnL_selferror(lua_State *L, const char *kind, const char *method);
 /* Pushes and returns what the value at idx is, for a message where a
  * module belongs: its type name ("function", "lunet.Tensor"), or for a

@@ -96,7 +96,7 @@ static const char *method_args(const char *kind, const char *method)
 int lnL_selferror(lua_State *L, const char *kind, const char *method)
 {
 	const char *got = lua_isnone(L, 1) ? "no value" : lnL_tname(L, 1);
-	const char *v = strcmp(kind, "loss") == 0 ? "c" : "m";
+	const char *v = strcmp(kind, "loss") == 0 ? "c" : strcmp(kind, "optimizer") == 0 ? "opt" : "m";
 	const char *args = method_args(kind, method);
 	return luaL_error(L, "%s:%s: got %s instead of the %s: call methods with a colon, "
 	                  "%s:%s(%s), not %s.%s(%s)", kind, method, got, kind, v, method, args, v,

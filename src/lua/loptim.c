@@ -79,6 +79,8 @@ static optim_ud *check_ud(lua_State *L, int arg)
  * optimizer is closed", the kind read from the metatable. */
 static ln_optim *check_optim(lua_State *L, int arg, const char *method)
 {
+	if (arg == 1 && !lnL_testoptim(L, 1))
+		lnL_selferror(L, "optimizer", method);  /* opt.step() for opt:step() */
 	optim_ud *u = check_ud(L, arg);
 	if (!u->opt) {
 		luaL_getmetafield(L, arg, OPTIM_KIND);  /* a string: lnL_testoptim checked it */

@@ -38,6 +38,9 @@ const char *lnL_tshape(const ln_tensor *t, char *buf)
 ln_tensor *lnL_checkt(lua_State *L, int arg, const char *fname)
 {
 	ln_tensor *t = luaL_testudata(L, arg, LN_TENSOR_MT);
+	if (t == NULL && arg == 1 && strncmp(fname, "Tensor:", 7) == 0)  /* t.sum() for t:sum() */
+		lnL_raisef(L, "%s: expected a lunet.Tensor, got %s (call methods with a colon: "
+		           "t:%s(...), not t.%s(...))", fname, lnL_tname(L, arg), fname + 7, fname + 7);
 	if (t == NULL)
 		lnL_raisef(L, "%s: expected a lunet.Tensor, got %s", fname, lnL_tname(L, arg));
 	if (ln_tensor_is_empty(t))

@@ -223,6 +223,30 @@ local cases = {
 		local c = nn.MSELoss()
 		return c.backward(lunet.rand(2, 3), lunet.rand(2, 3))
 	end},
+	{"optimizer:step: got no value instead of the optimizer: call methods with a colon, "
+		.. "opt:step(), not opt.step()", function()
+		local opt = optim.SGD(nn.Linear(2, 2), {lr = 0.1})
+		return opt.step()
+	end},
+	{"optimizer:zero_grad: got lunet.Tensor instead of the optimizer", function()
+		local opt = optim.Adam(nn.Linear(2, 2), {lr = 0.1})
+		return opt.zero_grad(lunet.rand(2))
+	end},
+	{"module:load_state_dict: got table instead of the module: call methods with a colon, "
+		.. "m:load_state_dict(), not m.load_state_dict()", function()
+		local m = nn.Linear(2, 2)
+		return m.load_state_dict(m:state_dict())
+	end},
+	{"Tensor:sum: expected a lunet.Tensor, got no value (call methods with a colon: "
+		.. "t:sum(...), not t.sum(...))", function()
+		local t = lunet.rand(2)
+		return t.sum()
+	end},
+	{"Tensor:reshape: expected a lunet.Tensor, got number (call methods with a colon: "
+		.. "t:reshape(...), not t.reshape(...))", function()
+		local t = lunet.rand(2)
+		return t.reshape(2, 1)
+	end},
 	{"nn.Sequential (item 2): expected a module or a table with forward/backward, got nn.ReLU, "
 		.. "the constructor, where a module belongs: call it, nn.ReLU()", function()
 		return nn.Sequential{nn.Linear(3, 2), nn.ReLU}

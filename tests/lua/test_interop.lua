@@ -94,7 +94,8 @@ test("state_dict: num_batches_tracked counts training forwards only", function()
 end)
 
 test("state_dict: errors", function()
-	raises("module:state_dict: expected a lunet module, got table", nn.Linear(1, 1).state_dict, {})
+	raises("module:state_dict: got table instead of the module: call methods with a colon, "
+		.. "m:state_dict(), not m.state_dict()", nn.Linear(1, 1).state_dict, {})
 	raises("Linear:state_dict: takes no arguments, got 1", function()
 		return nn.Linear(1, 1):state_dict(1)
 	end)
