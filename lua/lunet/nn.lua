@@ -315,6 +315,9 @@ local function children(m)
 	return list
 end
 
+-- At most this many parameters are listed on a line of the tree.
+local TREE_PARAMS = 4
+
 -- What a node of the tree is: its one-line description, its own
 -- parameters as "weight {256,784}, bias {256}", and the number of
 -- parameters in it and below it.
@@ -328,6 +331,10 @@ local function node_info(m)
 			parts[i] = names[i] .. " " .. shape_str(p)
 		end
 		own = table.concat(parts, ", ")
+		if #parts > TREE_PARAMS then  -- a recurrent stack's many tensors: the first few
+			own = table.concat(parts, ", ", 1, TREE_PARAMS - 1) .. ", ... (" .. #parts
+				.. " tensors)"
+		end
 		count = numel_of((m:parameters()))
 	else
 		-- a module written in Lua: its own tostring or name, its parameters
@@ -395,10 +402,13 @@ end
 -- (whose first dimension is the batch).  A dense layer (Linear, Conv2d)
 -- does, for each output element, one multiply-add per weight feeding it:
 -- weight:numel() / weight:size(1) (nin; cin/groups * kh * kw).  BatchNorm
--- scales and shifts each element: one.  Layers without parameters count
--- none (comparisons, additions and elementwise functions are not
--- multiply-adds).  Another class adds its rule here, by class name; a
--- class with parameters and no rule shows "?".
+-- and LayerNorm scale and shift each element: one.  A recurrent layer
+-- ({N,T,h} out) multiplies, at each of its T steps, every weight matrix
+-- (weight_ih_lk, weight_hh_lk) by a vector once.  An Embedding looks rows
+-- up: none.  Layers without parameters count none (comparisons, additions
+-- and elementwise functions are not multiply-adds).  Another class adds
+-- its rule here, by class name; a class with parameters and no rule shows
+-- "?".
 local function per_sample(out)
 	return out:numel() // out:size(1)
 end
@@ -406,10 +416,25 @@ local function dense_macs(m, out)
 	local w = m.weight
 	return per_sample(out) * (w:numel() // w:size(1))
 end
+local function recurrent_macs(m, out)
+	local names, params = m:_own_parameters()
+	local per_step = 0
+	for i, p in ipairs(params) do
+		if names[i]:match("^weight_") then
+			per_step = per_step + p:numel()
+		end
+	end
+	return out:size(2) * per_step
+end
 nn._summary_macs = {
 	Linear = dense_macs,
 	Conv2d = dense_macs,
 	BatchNorm = function(_, out) return per_sample(out) end,
+	LayerNorm = function(_, out) return per_sample(out) end,
+	Embedding = function() return 0 end,
+	RNN = recurrent_macs,
+	LSTM = recurrent_macs,
+	GRU = recurrent_macs,
 }
 
 local function macs_of(m, out)

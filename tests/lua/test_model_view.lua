@@ -124,6 +124,36 @@ test("model:summary: convolutions count per output element", function()
 	}, "\n"))
 end)
 
+test("model:summary: sequences (Embedding, LSTM, LayerNorm, GRU, RNN)", function()
+	-- Embedding(50,8): 400 parameters, a lookup: 0 mult-adds.
+	-- LSTM(8,16, 2 layers): (64*8 + 64*16 + 2*64) + (64*16 + 64*16 + 2*64) = 3,840;
+	--   each of the 10 steps multiplies the four weight matrices once:
+	--   10 * (512 + 1024 + 1024 + 1024) = 35,840.
+	-- LayerNorm(16): 32; 16 per token, 160.  Linear(16,50): 850; 10*800 = 8,000.
+	local m = nn.Sequential{nn.Embedding(50, 8), nn.LSTM(8, 16, {layers = 2}), nn.LayerNorm(16),
+		nn.Linear(16, 50)}
+	eq(tostring(m:summary{10}), table.concat({
+		"layer                       output shape  parameters  mult-adds",
+		"---------------------------------------------------------------",
+		"1 Embedding(50, 8)          {N,10,8}             400          0",
+		"2 LSTM(8 -> 16, layers=2)   {N,10,16}          3,840     35,840",
+		"3 LayerNorm(16, eps=1e-05)  {N,10,16}             32        160",
+		"4 Linear(16 -> 50)          {N,10,50}            850      8,000",
+		"---------------------------------------------------------------",
+		"total                                          5,122     44,000",
+		"input {N,10}; mult-adds per sample",
+	}, "\n"))
+	-- the tree lists the first parameters of a layer that has many
+	local line = tostring(m):match("\n  %(2%)[^\n]*")
+	eq(line, "\n  (2): LSTM(8 -> 16, layers=2)   weight_ih_l0 {64,8}, weight_hh_l0 {64,16}, "
+		.. "bias_ih_l0 {64}, ... (8 tensors)  3,840")
+	-- GRU(4,3): 3 gates, 5 steps of 9*4 + 9*3 = 315; RNN(3,2): 5 * (2*3 + 2*2) = 50
+	local sm = nn.Sequential{nn.GRU(4, 3), nn.RNN(3, 2)}:summary{5, 4}
+	eq(sm[1].macs, 315)
+	eq(sm[2].macs, 50)
+	eq(sm[1].shape, "{N,5,3}")
+end)
+
 test("model:summary: a layer alone, a layer in Lua, the modes kept", function()
 	local sm = nn.Linear(3, 2):summary{3}
 	eq(sm[1].layer, "Linear(3 -> 2)")
