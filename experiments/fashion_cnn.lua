@@ -15,7 +15,9 @@
 --
 -- Each run gets a directory runs/fashion_cnn/<timestamp>/ with its
 -- config.lua, metrics.csv (one row per epoch), a checkpoint after every
--- epoch, and SVG plots of the metrics at the end.
+-- epoch, report.html (the metrics, the confusion matrix of the test set and the
+-- norms of each layer's delta and gradients, refreshed every epoch) and SVG
+-- plots of the metrics at the end.
 local lunet = lunet or require "lunet"
 local nn, optim, data, dist = lunet.nn, lunet.optim, lunet.data, lunet.dist
 
@@ -80,6 +82,8 @@ else
 	opt = optim.Adam(model, {lr = config.lr, weight_decay = config.weight_decay})
 end
 exp:print(model)
+-- report.html draws, per layer, the norms of delta and of the gradients.
+exp:watch(model)
 local nparams = 0
 for _, p in ipairs((model:parameters())) do nparams = nparams + p:numel() end
 exp:print(string.format("%d parameters; epochs %d, batch %d, %s lr %g, weight decay %g, seed %d",
@@ -125,11 +129,14 @@ for epoch = done + 1, config.epochs do
 	end
 	if exp.size > 1 then total = dist.allreduce(lunet.tensor{total})[1] end
 	local elapsed = lunet.clock() - start
-	acc = nn.accuracy(model, images(test.x), test.y)
+	-- Test accuracy and loss, and the confusion matrix for report.html.
+	local test_loss
+	acc, _, test_loss = exp:confusion(model, images(test.x), test.y, {classes = ds.classes, loss = criterion})
 	exp:print(string.format("epoch %2d  train loss %.4f  test accuracy %.2f%%  %.1f s "
 	                        .. "(%.0f samples/s)", epoch, total / batches, 100 * acc, elapsed,
 	                        ntrain / elapsed))
-	exp:log{epoch = epoch, train_loss = total / batches, test_accuracy = acc, seconds = elapsed}
+	exp:log{epoch = epoch, train_loss = total / batches, test_loss = test_loss, test_accuracy = acc,
+	        seconds = elapsed}
 	exp:checkpoint(model, opt)
 end
 if acc then

@@ -9,7 +9,9 @@
 --
 -- Each run gets a directory runs/fashion_mlp/<timestamp>/ with its
 -- config.lua, metrics.csv (one row per epoch), a checkpoint after every
--- epoch, and SVG plots of the metrics at the end.
+-- epoch, report.html (the metrics, the confusion matrix of the test set and the
+-- norms of each layer's delta and gradients, refreshed every epoch) and SVG
+-- plots of the metrics at the end.
 local lunet = lunet or require "lunet"
 local nn, optim, data, dist = lunet.nn, lunet.optim, lunet.data, lunet.dist
 
@@ -47,6 +49,8 @@ model.input_grad = false
 local criterion = nn.CrossEntropyLoss()
 local opt = optim.SGD(model, {lr = config.lr, momentum = config.momentum})
 exp:print(model)
+-- report.html draws, per layer, the norms of delta and of the gradients.
+exp:watch(model)
 exp:print(string.format("epochs %d, batch %d, lr %g, momentum %g, seed %d", config.epochs,
                         config.batch, config.lr, config.momentum, config.seed))
 exp:print("run directory " .. exp.dir)
@@ -83,11 +87,14 @@ for epoch = done + 1, config.epochs do
 	end
 	if exp.size > 1 then total = dist.allreduce(lunet.tensor{total})[1] end
 	local elapsed = lunet.clock() - start
-	acc = nn.accuracy(model, test.x, test.y)
+	-- Test accuracy and loss, and the confusion matrix for report.html.
+	local test_loss
+	acc, _, test_loss = exp:confusion(model, test.x, test.y, {classes = ds.classes, loss = criterion})
 	exp:print(string.format("epoch %2d  train loss %.4f  test accuracy %.2f%%  %.1f s "
 	                        .. "(%.0f samples/s)", epoch, total / batches, 100 * acc, elapsed,
 	                        ntrain / elapsed))
-	exp:log{epoch = epoch, train_loss = total / batches, test_accuracy = acc, seconds = elapsed}
+	exp:log{epoch = epoch, train_loss = total / batches, test_loss = test_loss, test_accuracy = acc,
+	        seconds = elapsed}
 	exp:checkpoint(model, opt)
 end
 if acc then

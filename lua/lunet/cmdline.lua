@@ -60,11 +60,12 @@ local function literal(v)
 	return tostring(v)
 end
 
--- Quotes a word for a POSIX shell when it needs it.
+-- cmdline.shell_quote(s): s quoted for a POSIX shell when it needs it.
 local function shell_quote(s)
 	if s ~= "" and not s:find("[^%w%./_%-=:,+@%%]") then return s end
 	return "'" .. s:gsub("'", "'\\''") .. "'"
 end
+M.shell_quote = shell_quote
 
 -- The command line that started the script, as one shell line: the
 -- interpreter and script too when args is the global `arg`.
@@ -328,6 +329,84 @@ function M.config_text(config, header)
 	end
 	lines[#lines + 1] = "}"
 	return table.concat(lines, "\n") .. "\n"
+end
+
+-- Reads a quoted string in the form string.format("%q") writes, starting
+-- at the quote at position i of s.  Returns the string and the position
+-- after the closing quote, or nil.
+local ESCAPES = {a = "\a", b = "\b", f = "\f", n = "\n", r = "\r", t = "\t", v = "\v",
+	["\\"] = "\\", ['"'] = '"', ["'"] = "'", ["\n"] = "\n"}
+local function read_quoted(s, i)
+	local parts = {}
+	i = i + 1
+	while true do
+		local j = s:find('[\\"]', i)
+		if not j then return nil end
+		parts[#parts + 1] = s:sub(i, j - 1)
+		if s:sub(j, j) == '"' then return table.concat(parts), j + 1 end
+		local c = s:sub(j + 1, j + 1)
+		local digits = s:match("^%d%d?%d?", j + 1)
+		if digits then
+			local code = tonumber(digits)
+			if code > 255 then return nil end
+			parts[#parts + 1] = string.char(code)
+			i = j + 1 + #digits
+		elseif ESCAPES[c] then
+			parts[#parts + 1] = ESCAPES[c]
+			i = j + 2
+		else
+			return nil
+		end
+	end
+end
+
+local SPECIAL_NUMBERS = {["0/0"] = 0 / 0, ["1/0"] = math.huge, ["-1/0"] = -math.huge}
+
+-- cmdline.read_config(text) -> the table of a config.lua that config_text
+-- wrote (leading comments, then `return {key = literal, ...}`), or nil and
+-- what is wrong.  It reads the literals itself: nothing in the file is run,
+-- so a config.lua (or a run's status.lua) from anywhere is safe to list.
+function M.read_config(text)
+	local i = 1
+	while text:find("^%-%-[^\n]*\n", i) do i = text:find("\n", i) + 1 end
+	local open = text:match("^return%s*{()", i)
+	if not open then return nil, "expected `return {` after the comments" end
+	local t, pos = {}, open
+	while true do
+		pos = text:match("^%s*()", pos)
+		if text:find("^}%s*$", pos) then return t end
+		local key, after = text:match("^([%a_][%w_]*)%s*=%s*()", pos)
+		if not key then return nil, string.format("expected `key = value` at byte %d", pos) end
+		local v, next_pos
+		if text:sub(after, after) == '"' then
+			v, next_pos = read_quoted(text, after)
+			if v == nil then return nil, string.format("bad string for %s", key) end
+		else
+			local word = text:match("^[^,%s}]+", after)
+			if word == "true" or word == "false" then
+				v = word == "true"
+			elseif word and SPECIAL_NUMBERS[word] then
+				v = SPECIAL_NUMBERS[word]
+			elseif word and word:find("^%-?[%d%.]") then
+				v = tonumber(word)
+			end
+			if v == nil then return nil, string.format("bad value for %s: %s", key, tostring(word)) end
+			next_pos = after + #word
+		end
+		t[key] = v
+		pos = text:match("^%s*,?()", next_pos)
+	end
+end
+
+-- cmdline.read_config_file(path) -> the table, or nil and "path: what is wrong".
+function M.read_config_file(path)
+	local f, err = io.open(path, "rb")
+	if not f then return nil, err end
+	local text = f:read("a")
+	f:close()
+	local t, why = M.read_config(text)
+	if not t then return nil, path .. ": " .. why end
+	return t
 end
 
 -- The leading comment lines of an existing config.lua, without "-- ".

@@ -24,9 +24,14 @@ local function load_fashion_file(dir, name)
 		"directory that holds the Fashion-MNIST files", dir, name, t), 0)
 end
 
--- data.fashion_mnist([dir]) -> {train={x=,y=}, test={x=,y=}}
+-- The names of the ten Fashion-MNIST classes, in the order of their labels.
+local FASHION_CLASSES = {"T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt",
+	"Sneaker", "Bag", "Ankle boot"}
+
+-- data.fashion_mnist([dir]) -> {train={x=,y=}, test={x=,y=}, classes={...}}
 -- x is {n,784} with pixels scaled to [0,1]; y is {n} with classes 1..10
--- (the file's labels 0..9 plus one, as Lua counts).
+-- (the file's labels 0..9 plus one, as Lua counts); classes[c] is the
+-- name of class c ("T-shirt/top", ..., "Ankle boot").
 function data.fashion_mnist(dir)
 	if dir ~= nil and type(dir) ~= "string" then
 		error("data.fashion_mnist: dir must be a string, got " .. type(dir), 2)
@@ -57,6 +62,7 @@ function data.fashion_mnist(dir)
 		labels:add_(1)
 		out[split] = {x = x, y = labels}
 	end
+	out.classes = {table.unpack(FASHION_CLASSES)}
 	return out
 end
 

@@ -60,9 +60,48 @@
 --   metrics.csv       one row per exp:log, flushed at once (csv.lua)
 --   checkpoint.lunet  the last exp:checkpoint (written atomically by lunet.save)
 --   <metric>.svg      one plot per numeric metric, written by exp:finish (plot.lua)
+--   status.lua        `return {status = "running", started = ..., host = ..., pid = ...}`:
+--                     running, then finished, failed (with the error) or
+--                     interrupted when the run ends (read by `lunet runs`)
+--   lock              held (lunet.sys.lock) by the process running the run,
+--                     holding "pid@host"; deleted when the run ends.  A
+--                     status "running" whose lock nobody holds is a run
+--                     whose process died.
+--   report.html       a self-contained page (report.lua): the config, the
+--                     metric plots, the logged rows, the confusion matrix
+--                     and the per-layer gradient norms; written at each new
+--                     epoch logged (at most every 10 s otherwise) and at
+--                     the end
+--   gradients.csv     with exp:watch(model): per logged row and layer, the
+--                     norm of the layer's delta (grad_input) and of its
+--                     parameter gradients
+--   confusion.csv     the last exp:confusion: counts, true class by row,
+--                     predicted class by column
 -- Every file is written atomically (lunet.sys.write_atomic), except the
--- rows appended to metrics.csv.  All writing goes through the methods of
--- the section "the files of a run" and exp:checkpoint.
+-- rows appended to metrics.csv and gradients.csv.  All writing goes through
+-- the methods of the section "the files of a run" and exp:checkpoint.
+--
+-- Environment: LUNET_RUN_DIR=DIR makes a fresh run use exactly DIR (created
+-- if missing; one holding a config.lua already is refused) instead of
+-- <root>/<name>/<timestamp>/; `lunet sweep` gives each of its runs its
+-- directory this way.  LUNET_SWEEP_CHECK=1 makes lunet.experiment check the
+-- command line, print the script's defaults as a config.lua after the line
+-- "-- lunet sweep check" and exit: `lunet sweep` asks so before it starts
+-- runs (every --key=value given is converted, so a bad one is an error).
+--
+-- Watching the gradients and the classes:
+--   exp:watch(model[, {samples = 16}])  records, at each exp:log, per layer
+--       of model:trace(), the norm of its delta and of its parameter
+--       gradients, averaged over `samples` batches spread over the loop
+--       that exp:progress reports (call exp:progress after the optimiser
+--       step, while the gradients are there), or taken at the exp:log when
+--       exp:progress was not called since the last one.
+--   exp:confusion(model, x, y[, classes | {classes=, loss=, batch=}])
+--       -> accuracy, matrix[, loss]: the predictions (arg-max of the
+--       output, evaluate mode, `batch` rows at a time) of the rows of x
+--       against the labels y (1-based), as a confusion matrix (matrix[t][p]:
+--       the rows of class t predicted p); kept for the report and written
+--       to confusion.csv.  With loss (a criterion), also its mean over x.
 --
 -- metrics.csv columns: epoch and step first (when logged), then the other
 -- keys sorted.  A row may leave out keys (empty cells).  A row bringing a
@@ -96,7 +135,7 @@
 --     interrupted = true, epoch, step and dir.
 local lunet, import = ...
 local sys = lunet.sys
-local csv, plot, cmdline = import("csv"), import("plot"), import("cmdline")
+local csv, plot, cmdline, report = import("csv"), import("plot"), import("cmdline"), import("report")
 local sorted_keys, show = cmdline.sorted_keys, cmdline.show
 
 local Experiment = {}
@@ -113,6 +152,14 @@ local OPTIONS = {
 	tty = "boolean", progress_every = "number", clock = "function",
 }
 local OPTION_LIST = table.concat(sorted_keys(OPTIONS), ", ")
+
+-- The columns of gradients.csv.
+local GRAD_COLUMNS = {"epoch", "step", "layer", "name", "delta", "grad"}
+
+-- The line before the defaults that LUNET_SWEEP_CHECK prints.
+local CHECK_MARK = "-- lunet sweep check"
+
+local function now_text() return os.date("%Y-%m-%d %H:%M:%S") end
 
 -- metrics.csv puts these columns first, in this order; they are not
 -- plotted but used as the x axis of the plots (step before epoch).
@@ -242,6 +289,11 @@ local function new_experiment(opts)
 	if not spec then error(FN .. ": " .. err, 2) end
 	local out = opts.output or io.stdout
 	local overrides, resume = cmdline.parse(spec, args, out)
+	if os.getenv("LUNET_SWEEP_CHECK") == "1" then
+		io.stdout:write(CHECK_MARK, "\n", cmdline.config_text(spec.defaults, {}))
+		io.stdout:flush()
+		os.exit(0)
+	end
 	resume = resume or opts.resume
 	local rank, size = start_dist(spec, overrides)
 	if rank ~= 0 then out = SILENT end
@@ -252,6 +304,7 @@ local function new_experiment(opts)
 		defaults = spec.defaults,
 		metrics = {},       -- the logged rows, in order
 		columns = {},       -- the header of metrics.csv
+		gradients = {},     -- the rows of gradients.csv (exp:watch)
 		out = out,
 		clock = clock,
 		progress_every = every,
@@ -273,6 +326,8 @@ local function new_experiment(opts)
 		-- Continue in the run directory of the checkpoint.
 		local dir = as_dir(resume)
 		local ck = load_checkpoint(dir)
+		self.dir = dir
+		if rank == 0 then self:_take_lock() end
 		-- Saved values for keys the script still knows; the script's type wins.
 		for k, v in pairs(ck.config) do
 			local saved = cmdline.saved_value(spec, k, v)
@@ -289,15 +344,20 @@ local function new_experiment(opts)
 		if file_exists(dir .. "metrics.csv") then
 			local columns, rows = csv.read(dir .. "metrics.csv")
 			if not columns then
+				self:_release_lock()
 				cmdline.raise(string.format("%s: cannot resume from %s: %s", FN, dir, rows))
 			end
 			local keep = math.tointeger(ck.metrics_rows) or #rows
 			for i = 1, math.min(keep, #rows) do self.metrics[i] = rows[i] end
 			self.columns = columns
-			self:_rewrite_csv()
+			if rank == 0 then self:_rewrite_csv() end
 		end
+		self:_resume_extras(ck)
 	else
-		if rank == 0 then self:_make_dir(opts.root) end
+		if rank == 0 then
+			self:_make_dir(opts.root)
+			self:_take_lock()
+		end
 		if size > 1 then self.dir = from_rank0(self.dir, rank) end
 		header = {
 			string.format("lunet experiment '%s', started %s", name, os.date("%Y-%m-%d %H:%M:%S")),
@@ -312,8 +372,9 @@ local function new_experiment(opts)
 	end
 	self._config_text = cmdline.config_text(config, header)
 	local ok, werr = pcall(self._write, self, "config.lua", self._config_text)
+	if ok and not self.silent then ok, werr = pcall(self._begin_status, self) end
 	if not ok then
-		if self._fresh then self:_discard() end
+		if self._fresh then self:_discard() else self:_release_lock() end
 		error(werr, 0)
 	end
 	return self
@@ -325,6 +386,19 @@ end
 -- self.dir.  mkdir is the reservation: two runs started in the same
 -- second get different directories.
 function Experiment:_make_dir(root)
+	local given = os.getenv("LUNET_RUN_DIR")
+	if given and given ~= "" then
+		local dir = as_dir(given)
+		local ok, err = pcall(sys.mkdir, dir)
+		if not ok then cmdline.raise(string.format("%s: LUNET_RUN_DIR: %s", FN, err)) end
+		if file_exists(dir .. "config.lua") then
+			cmdline.raise(string.format("%s: LUNET_RUN_DIR=%s holds a run already (config.lua); " ..
+				"continue it with --resume=%s", FN, given, given))
+		end
+		self.dir = dir
+		self._fresh = true
+		return
+	end
 	root = root or os.getenv("LUNET_RUNS")
 	if root == nil or root == "" then root = "runs" end
 	local parent = as_dir(root) .. self.name
@@ -382,13 +456,61 @@ end
 -- created it and it is empty.  Returns true if the directory went.
 function Experiment:_discard()
 	if self.csv then self.csv:close() self.csv = nil end
-	os.remove(self.dir .. "config.lua")
+	if self._grad_csv then self._grad_csv:close() self._grad_csv = nil end
+	for _, f in ipairs{"config.lua", "status.lua", "report.html", "gradients.csv", "confusion.csv"} do
+		os.remove(self.dir .. f)
+	end
+	self:_release_lock()
 	if not os.remove((self.dir:gsub("/+$", ""))) then
 		pcall(self._write, self, "config.lua", self._config_text)
 		return false
 	end
 	if self._made_parent then os.remove(self._made_parent) end
 	return true
+end
+
+-- Takes the run's lock (see the top), or raises in one line when another
+-- process holds it.  A file system that refuses locks leaves the run
+-- without one: status.lua alone then says it is running.
+function Experiment:_take_lock()
+	local text = string.format("%d@%s\n", sys.getpid(), sys.hostname())
+	local ok, lock, holder = pcall(sys.lock, self.dir .. "lock", {text = text})
+	if ok and lock == false then
+		cmdline.raise(string.format("%s: the run in %s is running already (process %s); " ..
+			"wait for it to end", FN, self.dir, (holder:gsub("%s+$", ""))))
+	end
+	if ok then self._lock = lock end
+end
+
+-- Deletes and releases the lock (the run no longer runs here).
+function Experiment:_release_lock()
+	if self._lock then
+		self._lock:unlock(true)
+		self._lock = nil
+	end
+end
+
+-- Writes status.lua for a run that starts (or resumes) now.
+function Experiment:_begin_status()
+	local prev = self.resumed and cmdline.read_config_file(self.dir .. "status.lua")
+	self._status = {
+		status = "running",
+		started = prev and type(prev.started) == "string" and prev.started or now_text(),
+		host = sys.hostname(),
+		pid = sys.getpid(),
+		resumed = self.resumed and now_text() or nil,
+	}
+	self:_set_status("running")
+end
+
+-- Rewrites status.lua with the status given (and the error of a failed
+-- run).
+function Experiment:_set_status(status, message)
+	local st = self._status
+	if st == nil then return end
+	st.status, st.error, st.updated = status, message, now_text()
+	self:_write("status.lua", cmdline.config_text(st,
+		{"lunet run status: running, finished, interrupted or failed"}))
 end
 
 -- exp:print(...): print(...) on rank 0, nothing on the other ranks (see
@@ -434,9 +556,277 @@ function Experiment:log(row)
 		for _, k in ipairs(new) do self.columns[#self.columns + 1] = k end
 		table.sort(self.columns, column_less)
 		self:_rewrite_csv()
+	else
+		self:_append_row(copy)
+	end
+	if self._watch then self:_watch_record(copy) end
+	self:_maybe_report(copy)
+end
+
+-- Rewrites report.html after a row that brings a new epoch, or when the
+-- last report is 10 s old (runs that log every step).
+function Experiment:_maybe_report(row)
+	if self.silent then return end
+	local now = self.clock()
+	local epoch = row.epoch
+	if (epoch ~= nil and epoch ~= self._report_epoch) or now - (self._report_time or -math.huge) >= 10 then
+		self._report_epoch, self._report_time = epoch, now
+		self:_write_report()
+	end
+end
+
+-- What report.run_page draws: the run as it stands.
+function Experiment:_report_data()
+	local config = {}
+	for k, v in pairs(self.config) do config[k] = v end
+	local st = self._status or {}
+	return {
+		name = self.name, dir = self.dir, command = self.command, config = config,
+		status = st.status or (self.finished and "finished" or "running"),
+		started = st.started, updated = st.updated, host = st.host, error = st.error,
+		columns = self.columns, metrics = self.metrics, gradients = self.gradients,
+		confusion = self._confusion, version = lunet.version,
+	}
+end
+
+function Experiment:_write_report()
+	self:_write("report.html", report.run_page(self:_report_data()))
+end
+
+-- ---- gradients and classes ------------------------------------------------------------
+
+local WATCH_OPTIONS = {{"samples", "number"}}
+
+-- exp:watch(model[, {samples = 16}]): see the top.
+function Experiment:watch(model, opts)
+	local mt = type(model)
+	if (mt ~= "table" and mt ~= "userdata") or type(model.trace) ~= "function" then
+		error(string.format("exp:watch: expected a model with a trace method (a module or container), got %s",
+			mt == "table" and "a table without trace" or mt), 2)
+	end
+	local bad = lunet._optionerror("exp:watch", WATCH_OPTIONS, opts)
+	if bad then error(bad, 2) end
+	local samples = opts and opts.samples or 16
+	if math.type(samples) ~= "integer" or samples < 1 then
+		error(string.format("exp:watch: samples must be an integer >= 1, got %s", tostring(samples)), 2)
+	end
+	self._watch = {model = model, samples = samples}
+	self:_watch_reset()
+end
+
+function Experiment:_watch_reset()
+	local w = self._watch
+	w.delta, w.grad, w.nd, w.ng, w.names, w.count = {}, {}, {}, {}, {}, 0
+end
+
+local function finite(v)
+	return type(v) == "number" and v == v and v ~= math.huge and v ~= -math.huge
+end
+
+-- Adds the norms of the model's trace now to the sums of the watch.
+function Experiment:_watch_sample()
+	local w = self._watch
+	local ok, rows = pcall(w.model.trace, w.model)
+	if not ok then
+		if not w.warned then
+			w.warned = true
+			io.stderr:write(string.format("%s: exp:watch: cannot trace the model: %s\n", self.name,
+				tostring(rows)))
+		end
 		return
 	end
-	self:_append_row(copy)
+	for k, r in ipairs(rows) do
+		w.names[k] = r.layer
+		if finite(r.delta) then w.delta[k], w.nd[k] = (w.delta[k] or 0) + r.delta, (w.nd[k] or 0) + 1 end
+		if finite(r.grad) then w.grad[k], w.ng[k] = (w.grad[k] or 0) + r.grad, (w.ng[k] or 0) + 1 end
+	end
+	w.count = w.count + 1
+end
+
+-- At exp:log: one row of gradients.csv per layer, the means of the samples
+-- taken since the last one (or a sample now).
+function Experiment:_watch_record(row)
+	local w = self._watch
+	if w.count == 0 then self:_watch_sample() end
+	if w.count == 0 then return end
+	local recs = {}
+	for k = 1, #w.names do
+		recs[k] = {
+			epoch = type(row.epoch) == "number" and row.epoch or nil,
+			step = type(row.step) == "number" and row.step or nil,
+			layer = k, name = w.names[k],
+			delta = w.nd[k] and w.delta[k] / w.nd[k] or nil,
+			grad = w.ng[k] and w.grad[k] / w.ng[k] or nil,
+		}
+		self.gradients[#self.gradients + 1] = recs[k]
+	end
+	self:_watch_reset()
+	self:_append_gradients(recs)
+end
+
+-- Appends rows to gradients.csv (the first time, writes the whole file).
+function Experiment:_append_gradients(recs)
+	if self.silent then return end
+	if not self._grad_csv then
+		self:_write("gradients.csv", csv.text(GRAD_COLUMNS, self.gradients))
+		local f, err = io.open(self.dir .. "gradients.csv", "a")
+		if not f then
+			error(string.format("exp:log: cannot open %sgradients.csv: %s", self.dir, err), 4)
+		end
+		self._grad_csv = f
+		return
+	end
+	for _, r in ipairs(recs) do self._grad_csv:write(csv.line(GRAD_COLUMNS, r)) end
+	self._grad_csv:flush()
+end
+
+local CONFUSION_OPTIONS = {{"classes", "table"}, {"loss", "any"}, {"batch", "number"}}
+
+-- The label of row i of y (a tensor or a table), checked to be a class
+-- index in 1..k.
+local function class_label(y, i, k)
+	local v = y[i]
+	local c = math.tointeger(v)
+	if c == nil or c < 1 or c > k then
+		error(string.format("exp:confusion: label %s of row %d is not a class in 1..%d", tostring(v), i, k), 0)
+	end
+	return c
+end
+
+-- exp:confusion(model, x, y[, classes | opts]) -> accuracy, matrix[, loss]:
+-- see the top.
+function Experiment:confusion(model, x, y, opts)
+	local F = "exp:confusion"
+	local mt = type(model)
+	if (mt ~= "table" and mt ~= "userdata") or type(model.forward) ~= "function" then
+		error(string.format("%s: expected a model, got %s", F, mt), 2)
+	end
+	if not lunet.is_tensor(x) or x:dim() < 2 then
+		error(string.format("%s: expected an input tensor {N,...}, got %s", F,
+			lunet.is_tensor(x) and "a tensor of shape {" .. table.concat(x:shape(), ",") .. "}" or type(x)), 2)
+	end
+	local n = x:size(1)
+	if lunet.is_tensor(y) then
+		if y:dim() ~= 1 or y:size(1) ~= n then
+			error(string.format("%s: expected labels of shape {%d}, got {%s}", F, n,
+				table.concat(y:shape(), ",")), 2)
+		end
+	elseif type(y) == "table" then
+		if #y ~= n then error(string.format("%s: expected %d labels, got %d", F, n, #y), 2) end
+	else
+		error(string.format("%s: expected labels (a tensor or a table), got %s", F, type(y)), 2)
+	end
+	if type(opts) == "table" and opts[1] ~= nil then opts = {classes = opts} end
+	local bad = lunet._optionerror(F, CONFUSION_OPTIONS, opts)
+	if bad then error(bad, 2) end
+	opts = opts or {}
+	local classes, loss, batch = opts.classes, opts.loss, opts.batch or 1000
+	if classes then
+		for i, c in ipairs(classes) do
+			if type(c) ~= "string" then
+				error(string.format("%s: class names must be strings, got %s at %d", F, type(c), i), 2)
+			end
+		end
+	end
+	if math.type(batch) ~= "integer" or batch < 1 then
+		error(string.format("%s: batch must be an integer >= 1, got %s", F, tostring(batch)), 2)
+	end
+	if loss ~= nil and (type(loss) ~= "table" and type(loss) ~= "userdata" or type(loss.forward) ~= "function") then
+		error(string.format("%s: loss must be a criterion, got %s", F, type(loss)), 2)
+	end
+	local was_training = model.training ~= false
+	model:evaluate()
+	local matrix, k
+	local correct, total = 0, 0
+	local ok, err = pcall(function()
+		for start = 1, n, batch do
+			local len = math.min(batch, n - start + 1)
+			local z = model:forward(x:narrow(1, start, len))
+			if not lunet.is_tensor(z) or z:dim() ~= 2 then
+				error(string.format("%s: expected the model's output to be {N,classes}, got %s", F,
+					lunet.is_tensor(z) and "{" .. table.concat(z:shape(), ",") .. "}" or type(z)), 0)
+			end
+			if matrix == nil then
+				k = z:size(2)
+				if classes and #classes ~= k then
+					error(string.format("%s: %d class names for %d outputs", F, #classes, k), 0)
+				end
+				matrix = {}
+				for t = 1, k do
+					matrix[t] = {}
+					for p = 1, k do matrix[t][p] = 0 end
+				end
+			end
+			if loss ~= nil then
+				local yb = lunet.is_tensor(y) and y:narrow(1, start, len) or {table.unpack(y, start, start + len - 1)}
+				total = total + loss:forward(z, yb) * len
+			end
+			local pred = z:argmax(2):reshape(-1)
+			for i = 1, len do
+				local t = class_label(y, start + i - 1, k)
+				local p = math.tointeger(pred[i])
+				matrix[t][p] = matrix[t][p] + 1
+				if t == p then correct = correct + 1 end
+			end
+		end
+	end)
+	if was_training then model:train() end
+	if not ok then error(err, 2) end
+	local names = {}
+	for c = 1, k do names[c] = classes and classes[c] or tostring(c) end
+	self._confusion = {matrix = matrix, classes = names, rows = #self.metrics}
+	if not self.silent then
+		local columns, rows = {"class"}, {}
+		for c = 1, k do columns[c + 1] = names[c] end
+		for t = 1, k do
+			local row = {class = names[t]}
+			for p = 1, k do row[names[p]] = matrix[t][p] end
+			rows[t] = row
+		end
+		-- Class names may repeat or clash with "class": then numbers head the columns.
+		local seen, clash = {class = true}, false
+		for c = 1, k do
+			if seen[names[c]] then clash = true end
+			seen[names[c]] = true
+		end
+		if clash then
+			for c = 1, k do columns[c + 1] = tostring(c) end
+			for t = 1, k do
+				local row = {class = names[t]}
+				for p = 1, k do row[tostring(p)] = matrix[t][p] end
+				rows[t] = row
+			end
+		end
+		self:_write("confusion.csv", csv.text(columns, rows))
+	end
+	if loss ~= nil then return correct / n, matrix, total / n end
+	return correct / n, matrix
+end
+
+-- On --resume: the gradients rows up to the checkpoint, and the last
+-- confusion matrix, from the run's files.
+function Experiment:_resume_extras(ck)
+	local dir = self.dir
+	if file_exists(dir .. "gradients.csv") then
+		local _, rows = csv.read(dir .. "gradients.csv")
+		if type(rows) == "table" then
+			local keep = math.tointeger(ck.gradient_rows) or #rows
+			for i = 1, math.min(keep, #rows) do self.gradients[i] = rows[i] end
+			if self.rank == 0 then self:_write("gradients.csv", csv.text(GRAD_COLUMNS, self.gradients)) end
+		end
+	end
+	if file_exists(dir .. "confusion.csv") then
+		local columns, rows = csv.read(dir .. "confusion.csv")
+		if columns and #columns == #rows + 1 then
+			local names, matrix = {}, {}
+			for t, row in ipairs(rows) do
+				names[t] = tostring(row.class)
+				matrix[t] = {}
+				for p = 1, #rows do matrix[t][p] = math.tointeger(row[columns[p + 1]]) or 0 end
+			end
+			self._confusion = {matrix = matrix, classes = names, rows = #self.metrics}
+		end
+	end
 end
 
 -- ---- progress ----------------------------------------------------------------------
@@ -476,6 +866,10 @@ function Experiment:progress(i, n, extra)
 	end
 	if extra ~= nil and type(extra) ~= "table" then
 		error(string.format("exp:progress: extra must be a table, got %s", type(extra)), 2)
+	end
+	local w = self._watch
+	if w and i > 0 and i % math.max(1, n // w.samples) == 0 and (i < n or n == 1) then
+		self:_watch_sample()
 	end
 	local now = self.clock()
 	local p = self._progress
@@ -586,6 +980,7 @@ function Experiment:checkpoint(model, opt, extra)
 		rng = rng_hex(),
 		config = config,
 		metrics_rows = #self.metrics,
+		gradient_rows = #self.gradients,
 		time = os.date("%Y-%m-%d %H:%M:%S"),
 	}
 	if opt ~= nil then
@@ -676,11 +1071,16 @@ function Experiment:finish()
 	self.finished = true
 	self:_clear_bar()
 	if self.csv then self.csv:close() self.csv = nil end
+	if self._grad_csv then self._grad_csv:close() self._grad_csv = nil end
 	if self.silent then
 		self.plots = {}
 		return self.plots
 	end
 	self.plots = self:plot()
+	local ending = self._ending or {"finished"}
+	self:_set_status(ending[1], ending[2])
+	self:_write_report()
+	self:_release_lock()
 	local o = self.out
 	if #self.metrics > 0 then
 		local parts = {}
@@ -698,6 +1098,7 @@ function Experiment:finish()
 	if #self.plots > 0 then
 		o:write(string.format(", plots %s", table.concat(self.plots, " ")))
 	end
+	o:write(", report.html")
 	o:write(string.format(" (%s)\n", duration(self.clock() - self.started)))
 	o:flush()
 	return self.plots
@@ -705,11 +1106,18 @@ end
 
 -- Ends a run that an error cut short (see "How a run ends" at the top).
 -- Returns whether the run directory was removed.
-function Experiment:_fail()
+function Experiment:_fail(err)
 	if self.finished then return false end
 	if self.silent then
 		self.finished, self.plots = true, {}
 		return false
+	end
+	if sys.is_interrupt(err) then
+		self._ending = {"interrupted"}
+	else
+		local message = type(err) == "string" and err or tostring(err)
+		if #message > 2000 then message = message:sub(1, 2000) .. " ..." end
+		self._ending = {"failed", message}
 	end
 	if not self:_empty() then
 		pcall(self.finish, self)
@@ -719,6 +1127,7 @@ function Experiment:_fail()
 	self.plots = {}
 	self:_clear_bar()
 	local removed = self:_discard()
+	if not removed then pcall(self._set_status, self, self._ending[1], self._ending[2]) end
 	self.out:write(string.format("%s: nothing logged; run directory %s %s\n", self.name, self.dir,
 		removed and "removed" or "kept (it holds other files)"))
 	self.out:flush()
@@ -761,7 +1170,7 @@ function Experiment:__close(err)
 		return
 	end
 	local open = not self.finished
-	local removed = self:_fail()
+	local removed = self:_fail(err)
 	if open and sys.is_interrupt(err) then
 		local epoch, step = self:_stopped_at()
 		cmdline.raise(self:_interrupted_message(removed),

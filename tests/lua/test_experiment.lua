@@ -667,7 +667,7 @@ test("the run's files are written atomically: no temporary files are left", func
 	for e = 1, 3 do exp:log{epoch = e, loss = 1 / e} end
 	exp:log{epoch = 4, loss = 0.2, lr = 0.1}   -- widens: metrics.csv rewritten
 	exp:finish()
-	eq(listing(exp.dir), "config.lua loss.svg lr.svg metrics.csv", "files of the run")
+	eq(listing(exp.dir), "config.lua loss.svg lr.svg metrics.csv report.html status.lua", "files of the run")
 end)
 
 -- ---- checkpoints -------------------------------------------------------------------------------------
@@ -685,6 +685,12 @@ local function train_step(model, opt, x, y)
 	model:backward(x, ce:backward(z, y))
 	opt:step()
 	return loss
+end
+
+-- What the kernel does when a run's process dies: its lock goes (the
+-- tests resume runs in the process that made them).
+local function crash(exp)
+	exp._lock:unlock()
 end
 
 local function same_tensors(a, b, what)
@@ -717,7 +723,13 @@ if lunet.save and lunet.load then
 		local loss_next = train_step(model, opt, x, y)
 		local after = model:parameters()
 
+		-- while the run's process lives, nobody else may resume it
+		raises_exactly("lunet.experiment: the run in " .. exp.dir .. " is running already (process " ..
+			lunet.sys.getpid() .. "@" .. lunet.sys.hostname() .. "); wait for it to end",
+			new, {name = "ignored", args = {"--resume=" .. exp.dir}})
+		eq(read(exp.dir .. "metrics.csv"), "epoch,loss\n1,1.5\n2,1\n", "metrics.csv untouched")
 		-- a new process would build a fresh model from another seed
+		crash(exp)
 		lunet.seed(SEED + 1)
 		local exp2 = new{name = "ignored", config = {lr = 0.1, epochs = 3},
 			args = {"--resume=" .. exp.dir, "--epochs=4"}}
@@ -758,12 +770,14 @@ if lunet.save and lunet.load then
 		exp:log{epoch = 1, note = 'two\nlines, "quoted"', loss = 0.5}
 		exp:log{epoch = 2, note = " padded ", loss = 0 / 0}
 		exp:checkpoint(mlp())
+		crash(exp)
 		local exp2 = new{name = "resume3", resume = exp.dir}
 		eq(#exp2.metrics, 2, "rows read back")
 		eq(exp2.metrics[1].note, 'two\nlines, "quoted"', "string with a line break, comma and quotes")
 		eq(exp2.metrics[2].note, " padded ", "string with outer spaces")
 		eq(math.type(exp2.metrics[1].epoch), "integer", "epoch as an integer")
 		check(exp2.metrics[2].loss ~= exp2.metrics[2].loss, "nan read back as nan")
+		crash(exp2)
 		local f = assert(io.open(exp.dir .. "metrics.csv", "w"))
 		f:write('epoch,loss\n1,0.5\n2,"0.25\n')
 		f:close()
@@ -780,6 +794,7 @@ if lunet.save and lunet.load then
 		local exp = new{name = "resume2"}
 		local model = mlp()
 		exp:checkpoint(model)
+		crash(exp)
 		local exp2 = new{name = "resume2", resume = exp.dir}
 		local other = nn.Sequential{nn.Linear(4, 8), nn.BatchNorm(8), nn.ReLU(), nn.Linear(8, 2)}
 		raises("exp:restore: parameter 5 of the model has shape {2,8}, the checkpoint's has {3,8}",

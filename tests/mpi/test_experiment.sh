@@ -55,13 +55,15 @@ for np in 2 3; do
 			return t
 		end
 		local a, b = rows('$one/metrics.csv'), rows('$dirs/metrics.csv')
-		assert(a[1] == 'epoch,seconds,test_accuracy,train_loss' and a[1] == b[1], 'header')
+		assert(a[1] == 'epoch,seconds,test_accuracy,test_loss,train_loss' and a[1] == b[1], 'header')
 		assert(#a == 3 and #b == 3, 'rows')
 		for i = 2, 3 do
-			local ea, _, acc_a, loss_a = a[i]:match('^(%d+),([^,]*),([^,]*),([^,]*)$')
-			local eb, _, acc_b, loss_b = b[i]:match('^(%d+),([^,]*),([^,]*),([^,]*)$')
+			local ea, _, acc_a, tl_a, loss_a = a[i]:match('^(%d+),([^,]*),([^,]*),([^,]*),([^,]*)$')
+			local eb, _, acc_b, tl_b, loss_b = b[i]:match('^(%d+),([^,]*),([^,]*),([^,]*),([^,]*)$')
 			assert(ea == eb, 'epoch')
 			assert(tonumber(acc_a) == tonumber(acc_b), 'accuracy ' .. acc_a .. ' vs ' .. acc_b)
+			local ta, tb = tonumber(tl_a), tonumber(tl_b)
+			assert(math.abs(ta - tb) <= 1e-6 * ta, 'test loss ' .. ta .. ' vs ' .. tb)
 			local la, lb = tonumber(loss_a), tonumber(loss_b)
 			assert(math.abs(la - lb) <= 1e-6 * la, 'train loss ' .. la .. ' vs ' .. lb)
 		end"
@@ -104,7 +106,7 @@ check "--resume under mpirun runs" test "$rc" -eq 0
 check "--resume: continues after epoch 1, said once" \
 	test "$(grep -c '^resumed after epoch 1$' "$TMP/out")" -eq 1
 check "--resume: the numbers of the run never stopped" \
-	bash -c "diff <(cut -d, -f1,3,4 '$straight/metrics.csv') <(cut -d, -f1,3,4 '$resumed/metrics.csv')"
+	bash -c "diff <(cut -d, -f1,3- '$straight/metrics.csv') <(cut -d, -f1,3- '$resumed/metrics.csv')"
 check "--resume: no second run directory" test "$(subdirs "$TMP/resumed/fashion_mlp" | grep -c .)" -eq 1
 
 # fashion_cnn (BatchNorm, Dropout: not equal to one process, see the README).
