@@ -734,8 +734,10 @@ function Experiment:confusion(model, x, y, opts)
 	if loss ~= nil and (type(loss) ~= "table" and type(loss) ~= "userdata" or type(loss.forward) ~= "function") then
 		error(string.format("%s: loss must be a criterion, got %s", F, type(loss)), 2)
 	end
+	-- Evaluate mode for the passes, then the mode the model was in (a
+	-- plain Lua model may have neither method).
 	local was_training = model.training ~= false
-	model:evaluate()
+	if type(model.evaluate) == "function" then model:evaluate() end
 	local matrix, k
 	local correct, total = 0, 0
 	local ok, err = pcall(function()
@@ -770,7 +772,7 @@ function Experiment:confusion(model, x, y, opts)
 			end
 		end
 	end)
-	if was_training then model:train() end
+	if was_training and type(model.train) == "function" then model:train() end
 	if not ok then error(err, 2) end
 	local names = {}
 	for c = 1, k do names[c] = classes and classes[c] or tostring(c) end

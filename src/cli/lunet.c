@@ -4,6 +4,8 @@
  *     lunet script.lua [args...]   run a script (`arg` and `...` as in lua)
  *     lunet -e 'code' [-e ...]     run chunks, then the script if one is given
  *     lunet [-i]                   the REPL (see repl.c)
+ *     lunet sweep script.lua --key=v1,v2 ...   a grid of runs (sweep.lua)
+ *     lunet runs [dir]             the runs under dir (runs.lua)
  *
  * The structure is that of Lua 5.4's lua.c: main() creates the state and
  * calls pmain() under lua_pcall, so that even a memory error while opening
@@ -19,7 +21,10 @@
  *   - `lunet` with no script and stdin not a terminal runs the REPL
  *     without prompts (lua.c would run stdin as one chunk; `lunet -` does);
  *   - -i does not print the version unless stdin is a terminal;
- *   - the init variable is LUNET_INIT (ignored with -E).
+ *   - the init variable is LUNET_INIT (ignored with -E);
+ *   - a first argument "sweep" or "runs" is a command, not a script: the
+ *     function of that name in lunet._commands gets the words after it
+ *     and returns the exit status.
  */
 #include <signal.h>
 #include <stdbool.h>
@@ -196,6 +201,11 @@ static const char usage_text[] =
 	"  -W        turn warnings on\n"
 	"  --        stop handling options\n"
 	"  -         stop handling options and execute stdin\n"
+	"Commands (the first argument):\n"
+	"  sweep script.lua --key=v1,v2 --key2=lo..hi [-j N] [--emit=slurm|parallel]\n"
+	"            run the script over a grid of values (lunet sweep --help)\n"
+	"  runs [dir] [--compare RUN1 RUN2]\n"
+	"            list the runs under dir (default runs/) (lunet runs --help)\n"
 	"With no script and no -e, %s starts the interactive loop, where the\n"
 	"globals lunet, nn, optim and data are set and expressions print their value.\n"
 	"LUNET_INIT, if set, runs first: a chunk, or @file for a file (not with -E).\n";
@@ -361,6 +371,47 @@ static int handle_script(lua_State *L, char **argv)
 	return ln_cli_report(L, status);
 }
 
+/* ---- commands: lunet sweep, lunet runs ------------------------------------ */
+
+/* The exit status a command asked for (0 unless one ran and said otherwise). */
+static int command_status = 0;
+
+/* Whether argv[1] names a command of lunet._commands rather than a script
+ * (a script called "sweep" runs as ./sweep). */
+static bool is_command(const char *word)
+{
+	return strcmp(word, "sweep") == 0 || strcmp(word, "runs") == 0;
+}
+
+/* Runs the command argv[0] ("sweep" or "runs", from sweep.lua and runs.lua)
+ * with the words after it, under ln_cli_docall: a Ctrl-C is the Lua error a
+ * script would get, and one-line error objects print as one line.  The
+ * command returns its exit status, kept in command_status. */
+static int handle_command(lua_State *L, char **argv)
+{
+	int top = lua_gettop(L);
+	luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
+	lua_getfield(L, -1, "lunet");
+	if (!lua_istable(L, -1) || lua_getfield(L, -1, "_commands") != LUA_TTABLE ||
+	    lua_getfield(L, -1, argv[0]) != LUA_TFUNCTION) {
+		lua_settop(L, top);
+		ln_cli_message(ln_cli_progname, "this lunet has no command of that name");
+		return LUA_ERRRUN;
+	}
+	lua_newtable(L);
+	for (int i = 1; argv[i] != NULL; i++) {
+		lua_pushstring(L, argv[i]);
+		lua_rawseti(L, -2, i);
+	}
+	int status = ln_cli_docall(L, 1, 1);
+	if (status == LUA_OK)
+		command_status = (int)lua_tointeger(L, -1);
+	else
+		ln_cli_report(L, status);  /* pops the message */
+	lua_settop(L, top);
+	return status;
+}
+
 /* LUNET_INIT: "@file" runs the file, anything else runs as a chunk. */
 static int handle_init(lua_State *L)
 {
@@ -425,6 +476,12 @@ static int pmain(lua_State *L)
 		return 0;
 	if (!runargs(L, argv, script))
 		return 0;
+	if (script == 1 && script < argc && is_command(argv[1])) {
+		if (handle_command(L, argv + 1) != LUA_OK)
+			return 0;
+		lua_pushboolean(L, 1);
+		return 1;
+	}
 	if (script < argc) {
 		if (handle_script(L, argv + script) != LUA_OK)
 			return 0;
@@ -457,5 +514,7 @@ int main(int argc, char **argv)
 	if (!(result && status == LUA_OK))
 		lunet_dist_abort(EXIT_FAILURE);  /* under mpirun: end every rank */
 	lua_close(L);
-	return (result && status == LUA_OK) ? EXIT_SUCCESS : EXIT_FAILURE;
+	if (result && status == LUA_OK)
+		return command_status;
+	return EXIT_FAILURE;
 }

@@ -44,6 +44,7 @@
  *                                     holder's text when held elsewhere
  *                                     (wait = false, the default)
  *     lunet.sys.locked(path)       -> false, or true and the holder's text
+ *                                     (nil and a message: no locks there)
  *     lock:unlock([remove])        releases it (and first deletes the file)
  *
  * Locks are Linux open-file-description locks (fcntl F_OFD_SETLK), so they
@@ -881,8 +882,9 @@ static int l_lock(lua_State *L)
 }
 
 /* lunet.sys.locked(path) -> false when nobody holds a lock on path (or
- * there is no such file), else true and the text in the file.  A lock
- * held by this very process through lunet.sys.lock counts too. */
+ * there is no such file), else true and the text in the file; nil and
+ * "path: <strerror>" when the file system cannot tell (no locks there).
+ * A lock held by this very process through lunet.sys.lock counts too. */
 static int l_locked(lua_State *L)
 {
 	const char *path = lnL_checkpath(L, 1, "lunet.sys.locked", NULL);
@@ -892,7 +894,14 @@ static int l_locked(lua_State *L)
 		return 1;
 	}
 	struct flock fl = whole_file(F_WRLCK);
-	int held = fcntl(fd, LOCK_GET, &fl) == 0 && fl.l_type != F_UNLCK;
+	if (fcntl(fd, LOCK_GET, &fl) != 0) {
+		int e = errno;
+		close(fd);
+		lua_pushnil(L);
+		lua_pushfstring(L, "%s: %s", path, strerror(e));
+		return 2;
+	}
+	int held = fl.l_type != F_UNLCK;
 	lua_pushboolean(L, held);
 	if (held)
 		push_lock_text(L, fd);  /* cannot raise: the buffer is on the C stack */
