@@ -328,12 +328,12 @@ local CHECK_MARK = "-- lunet sweep check"
 -- script's defaults.  A refusal is a one-line error with the script's own
 -- message; a script that does not stop within `limit` seconds (one that
 -- does not use lunet.experiment and trains) is stopped.
-local function check_script(spec, dir, exe, limit)
+local function check_script(spec, exe, limit)
 	local argv = {exe, spec.script}
 	for _, k in ipairs(spec.keys) do
 		for _, v in ipairs(spec.values[k]) do argv[#argv + 1] = string.format("--%s=%s", k, v) end
 	end
-	local out, err = dir .. ".check.out", dir .. ".check.err"
+	local out, err = os.tmpname(), os.tmpname()
 	local pid = sys.spawn(argv, {stdout = out, stderr = err, group = true,
 		env = {LUNET_SWEEP_CHECK = "1", LUNET_RUN_DIR = false}})
 	local start = lunet.clock()
@@ -786,8 +786,8 @@ function M.main(args, out)
 	end
 	local dir, root = sweep_dir(spec)
 	local exe = lunet_path()
+	if spec.task == nil then check_script(spec, exe, 120) end
 	sys.mkdir(dir)
-	if spec.task == nil then check_script(spec, dir, exe, 120) end
 	if spec.emit then
 		emit(spec, configs, dir, root, exe, out)
 		M.write_files(spec, configs, dir)
