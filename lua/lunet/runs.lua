@@ -265,7 +265,8 @@ usage: lunet runs [DIR]                    every run under DIR (default $LUNET_R
 Lists each run directory of lunet.experiment: its name (the path under DIR),
 start time, status (running, finished, interrupted or failed), epochs done,
 final metrics and the config values that differ between the runs.  RUN is a
-run's directory, or its name as listed (or the end of it: lr=0.1,seed=2).
+run's directory, or its name as listed, or the end of it from a / or a ,
+(lr=0.1,seed=2 for sweep/epochs=2,lr=0.1,seed=2).
 ]]
 
 local function fail(fmt, ...)
@@ -282,7 +283,9 @@ local function resolve(name, root, list)
 	local matches = {}
 	for _, r in ipairs(list()) do
 		if r.name == name then return r end
-		if r.name:sub(-#name - 1) == "/" .. name then matches[#matches + 1] = r end
+		-- the end of a name, from a / or a , on: "lr=0.1,seed=2" for ".../epochs=2,lr=0.1,seed=2"
+		local before = r.name:sub(-#name - 1, -#name - 1)
+		if r.name:sub(-#name) == name and (before == "/" or before == ",") then matches[#matches + 1] = r end
 	end
 	if #matches == 1 then return matches[1] end
 	if #matches > 1 then
