@@ -647,6 +647,7 @@ end
 -- taken since the last one (or a sample now).
 function Experiment:_watch_record(row)
 	local w = self._watch
+	if self.silent then return end  -- rank 0 alone records (and writes)
 	if w.count == 0 then self:_watch_sample() end
 	if w.count == 0 then return end
 	local recs = {}
@@ -870,7 +871,7 @@ function Experiment:progress(i, n, extra)
 		error(string.format("exp:progress: extra must be a table, got %s", type(extra)), 2)
 	end
 	local w = self._watch
-	if w and i > 0 and i % math.max(1, n // w.samples) == 0 and (i < n or n == 1) then
+	if w and not self.silent and i > 0 and i % math.max(1, n // w.samples) == 0 and (i < n or n == 1) then
 		self:_watch_sample()
 	end
 	local now = self.clock()

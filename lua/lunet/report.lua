@@ -24,7 +24,7 @@
 --          runs = {{name=, values = {key = text}, status=, epochs=, final =
 --          {metric = value}, columns=, metrics=, error=, report = "path"}}}
 local lunet, import = ...
-local plot, cmdline = import("plot"), import("cmdline")
+local plot, cmdline, runs = import("plot"), import("cmdline"), import("runs")
 local esc, show = plot.escape, cmdline.show
 
 local M = {}
@@ -518,13 +518,7 @@ end
 -- ---- the page of a sweep --------------------------------------------------------------------
 
 function M.sweep_page(sw)
-	local counts, order = {}, {}
-	for _, r in ipairs(sw.runs) do
-		if not counts[r.status] then order[#order + 1] = r.status end
-		counts[r.status] = (counts[r.status] or 0) + 1
-	end
-	local parts = {}
-	for _, st in ipairs(order) do parts[#parts + 1] = string.format("%d %s", counts[st], st) end
+	local summary, counts = runs.count_text(sw.runs)
 	local sections = {}
 	-- The table of runs.
 	local metric_cols = {}
@@ -555,7 +549,7 @@ function M.sweep_page(sw)
 	local sorted = sw.sort and string.format(" Sorted by %s, %s first.", esc(sw.sort.key),
 		sw.sort.descending and "largest" or "smallest") or ""
 	sections[#sections + 1] = '<section id="runs"><h2>Runs</h2><p class="note">' ..
-		string.format("%d runs: %s.", #sw.runs, table.concat(parts, ", ")) .. sorted ..
+		string.format("%d runs: %s.", #sw.runs, summary) .. sorted ..
 		' Click a column to sort; a run\'s name opens its report.</p><div class="scroll">' ..
 		html_table(cols, rows, ' id="runs-table" class="sortable"') .. '</div>' ..
 		(sw.command and '<p class="note">command: <code>' .. esc(sw.command) .. '</code></p>' or "") ..
@@ -598,7 +592,7 @@ function M.sweep_page(sw)
 	end
 	return page{
 		title = string.format("%s: lunet sweep report", sw.name), heading = "sweep " .. sw.name,
-		meta = esc(string.format("%d runs: %s", #sw.runs, table.concat(parts, ", "))) .. " · " .. esc(sw.dir),
+		meta = esc(string.format("%d runs: %s", #sw.runs, summary)) .. " · " .. esc(sw.dir),
 		nav = nav, sections = sections, refresh = (counts.running or 0) > 0,
 	}
 end

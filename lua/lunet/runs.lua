@@ -34,12 +34,29 @@ local FN = "lunet runs"
 
 local AXES = {epoch = true, step = true}
 
+-- runs.as_dir(d): d with exactly one trailing slash.
 local function as_dir(d)
 	return (d:gsub("/+$", "")) .. "/"
 end
+M.as_dir = as_dir
 
+-- runs.exists(path): whether anything is at path.
 local function exists(path)
 	return sys.file_type(path) ~= nil
+end
+M.exists = exists
+
+-- runs.count_text(list) -> "4 finished, 2 failed": how many of the runs
+-- (tables with a status) have each status, in the order first met.
+function M.count_text(list)
+	local counts, order = {}, {}
+	for _, r in ipairs(list) do
+		if not counts[r.status] then order[#order + 1] = r.status end
+		counts[r.status] = (counts[r.status] or 0) + 1
+	end
+	local parts = {}
+	for _, st in ipairs(order) do parts[#parts + 1] = string.format("%d %s", counts[st], st) end
+	return table.concat(parts, ", "), counts
 end
 
 -- The status of the run in dir whose status.lua says st (nil if none), and

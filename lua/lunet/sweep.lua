@@ -67,13 +67,7 @@ local function fail(fmt, ...)
 	cmdline.raise(string.format("%s: " .. fmt, FN, ...))
 end
 
-local function as_dir(d)
-	return (d:gsub("/+$", "")) .. "/"
-end
-
-local function exists(path)
-	return sys.file_type(path) ~= nil
-end
+local as_dir, exists = runs.as_dir, runs.exists
 
 local function now_text() return os.date("%Y-%m-%d %H:%M:%S") end
 
@@ -419,18 +413,11 @@ local function md_cell(v)
 end
 
 local function markdown(spec, rows, dir, metrics)
-	local counts, order = {}, {}
-	for _, r in ipairs(rows) do
-		if not counts[r.status] then order[#order + 1] = r.status end
-		counts[r.status] = (counts[r.status] or 0) + 1
-	end
-	local parts = {}
-	for _, st in ipairs(order) do parts[#parts + 1] = string.format("%d %s", counts[st], st) end
 	local out = {
 		"# Sweep " .. spec.name, "",
 		"`" .. command_text(spec) .. "`", "",
 		string.format("%d runs: %s.%s Directory %s (sweep.csv, report.html).", #rows,
-			table.concat(parts, ", "),
+			runs.count_text(rows),
 			spec.sort and string.format(" Sorted by %s, %s first.", spec.sort.key,
 				spec.sort.descending and "largest" or "smallest") or "", dir),
 		"",
@@ -786,8 +773,16 @@ function M.main(args, out)
 	end
 	local dir, root = sweep_dir(spec)
 	local exe = lunet_path()
+	-- A sweep directory belongs to one script (the runs' names do not say which).
+	local script_name = spec.script:match("([^/]+)$")
+	local owner = read_file(dir .. ".script")
+	if owner and owner ~= script_name .. "\n" then
+		fail("%s holds a sweep of %s, not of %s: give this one another --name", dir,
+			(owner:gsub("%s+$", "")), script_name)
+	end
 	if spec.task == nil then check_script(spec, exe, 120) end
 	sys.mkdir(dir)
+	if not owner then sys.write_atomic(dir .. ".script", script_name .. "\n") end
 	if spec.emit then
 		emit(spec, configs, dir, root, exe, out)
 		M.write_files(spec, configs, dir)

@@ -215,8 +215,10 @@ victim=$!
 wait_for "$TMP/hold.7"
 run "$LUNET" runs "$TMP/killed"
 check "lunet runs: running" grep -q '^toy/[0-9-]*  .*  running  *1/3 ' "$TMP/out"
+exec 3>&2 2>/dev/null  # without bash's note that the job was killed
 kill -KILL $victim
-wait $victim 2>/dev/null
+wait $victim
+exec 2>&3 3>&-
 run "$LUNET" runs "$TMP/killed"
 check "lunet runs: killed is interrupted" grep -q '^toy/[0-9-]*  .*  interrupted  *1/3 ' "$TMP/out"
 rm "$TMP/hold.on"
@@ -229,6 +231,11 @@ run "$LUNET" runs --compare "$R1" "$R2"
 check "lunet runs --compare: side by side, differences marked" bash -c "[ $rc -eq 0 ] &&
 	grep -q '^\*   seed  *1  *2\$' '$TMP/out' && grep -q '^    lr  *0.1  *0.1\$' '$TMP/out' &&
 	grep -q '^    test_accuracy ' '$TMP/out'"
+
+cp "$TOY" "$TMP/other.lua"
+run "$LUNET" sweep "$TMP/other.lua" --seed=1..3 --hold="$TMP/hold" --name=held
+check "a sweep directory belongs to one script" bash -c "[ $rc -eq 1 ] && [ \"\$(cat '$TMP/err')\" = \
+	\"lunet: lunet sweep: $HELD/ holds a sweep of toy.lua, not of other.lua: give this one another --name\" ]"
 
 # ---- --emit ------------------------------------------------------------------------------------
 
