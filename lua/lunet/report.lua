@@ -20,7 +20,8 @@
 -- parameter gradients along the run, and |delta| against depth) and "rows"
 -- (the logged rows).  A running run's page reloads itself every 30 s.
 --
--- sweep = {name=, dir=, command=, keys = {...}, sort = {key=, descending=},
+-- sweep = {name=, dir=, command=, keys = {...}, key_labels = {key = column
+--          title}, sort = {key=, descending=},
 --          runs = {{name=, values = {key = text}, status=, epochs=, final =
 --          {metric = value}, columns=, metrics=, error=, report = "path"}}}
 local lunet, import = ...
@@ -532,7 +533,7 @@ function M.sweep_page(sw)
 		end
 	end
 	local cols = {{"run", "run", "text"}}
-	for _, k in ipairs(sw.keys) do cols[#cols + 1] = {"k:" .. k, k} end
+	for _, k in ipairs(sw.keys) do cols[#cols + 1] = {"k:" .. k, sw.key_labels and sw.key_labels[k] or k} end
 	cols[#cols + 1] = {"status", "status", "text"}
 	cols[#cols + 1] = {"epochs", "epochs"}
 	for _, c in ipairs(metric_cols) do cols[#cols + 1] = {"m:" .. c, c} end

@@ -412,7 +412,18 @@ local function md_cell(v)
 	return (s:gsub("|", "\\|"):gsub("\n", " "))
 end
 
-local function markdown(spec, rows, dir, metrics)
+-- The column of each key in sweep.csv, sweep.md and report.html: the key,
+-- or config.<key> when a column of the sweep has that name already (a key
+-- named epochs).
+local function key_columns(keys, metrics)
+	local taken = {run = true, status = true, epochs = true, error = true}
+	for _, m in ipairs(metrics) do taken[m] = true end
+	local col = {}
+	for _, k in ipairs(keys) do col[k] = taken[k] and "config." .. k or k end
+	return col
+end
+
+local function markdown(spec, rows, dir, metrics, keycol)
 	local out = {
 		"# Sweep " .. spec.name, "",
 		"`" .. command_text(spec) .. "`", "",
@@ -423,7 +434,7 @@ local function markdown(spec, rows, dir, metrics)
 		"",
 	}
 	local head, rule = {"run"}, {"---"}
-	for _, k in ipairs(spec.keys) do head[#head + 1] = k rule[#rule + 1] = "--:" end
+	for _, k in ipairs(spec.keys) do head[#head + 1] = keycol[k] rule[#rule + 1] = "--:" end
 	head[#head + 1] = "status" rule[#rule + 1] = "---"
 	head[#head + 1] = "epochs" rule[#rule + 1] = "--:"
 	for _, m in ipairs(metrics) do head[#head + 1] = m rule[#rule + 1] = "--:" end
@@ -466,20 +477,13 @@ function M.write_files(spec, configs, dir)
 		local loaded = {}
 		for i, r in ipairs(rows) do loaded[i] = {columns = r.columns} end
 		local metrics = runs.metric_columns(loaded)
+		local keycol = key_columns(spec.keys, metrics)
 		local columns = {"run"}
-		for _, k in ipairs(spec.keys) do columns[#columns + 1] = k end
+		for _, k in ipairs(spec.keys) do columns[#columns + 1] = keycol[k] end
 		columns[#columns + 1] = "status"
 		columns[#columns + 1] = "epochs"
 		for _, m in ipairs(metrics) do columns[#columns + 1] = m end
 		columns[#columns + 1] = "error"
-		-- A key named like one of the other columns gets a prefix in the csv.
-		local taken = {run = true, status = true, epochs = true, error = true}
-		for _, m in ipairs(metrics) do taken[m] = true end
-		local keycol = {}
-		for i, k in ipairs(spec.keys) do
-			keycol[k] = taken[k] and "config." .. k or k
-			columns[i + 1] = keycol[k]
-		end
 		local csv_rows = {}
 		for i, r in ipairs(rows) do
 			local row = {run = r.name, status = r.status, epochs = r.epochs, error = r.error}
@@ -488,9 +492,9 @@ function M.write_files(spec, configs, dir)
 			csv_rows[i] = row
 		end
 		sys.write_atomic(dir .. "sweep.csv", csv.text(columns, csv_rows))
-		sys.write_atomic(dir .. "sweep.md", markdown(spec, rows, dir, metrics))
+		sys.write_atomic(dir .. "sweep.md", markdown(spec, rows, dir, metrics, keycol))
 		sys.write_atomic(dir .. "report.html", report.sweep_page{
-			name = spec.name, dir = dir, command = command_text(spec), keys = spec.keys,
+			name = spec.name, dir = dir, command = command_text(spec), keys = spec.keys, key_labels = keycol,
 			sort = spec.sort, runs = sorted_rows(spec, rows),
 		})
 	end)
