@@ -174,7 +174,14 @@ static void sequential_append(lua_State *L, ln_module *seq, int idx, const char 
 /* nn.Sequential([{m1, m2, ...}]) */
 static int l_sequential_new(lua_State *L)
 {
-	lnL_checknargs(L, 1, "nn.Sequential");
+	/* nn.Sequential(m1, m2) is PyTorch's spelling: say how it is written here */
+	int nargs = lua_gettop(L);
+	bool custom = lua_istable(L, 1) && lua_getfield(L, 1, "forward") != LUA_TNIL;
+	if (nargs > 1 || custom || lnL_testmodule(L, 1))
+		return luaL_error(L, "nn.Sequential: takes one table of modules, as in "
+		                  "nn.Sequential{m1, m2, ...}; got %d argument%s, the first a %s",
+		                  nargs, nargs == 1 ? "" : "s", lnL_pushwhat(L, 1));
+	lua_settop(L, nargs);
 	int has_list = !lua_isnoneornil(L, 1);
 	if (has_list)
 		luaL_checktype(L, 1, LUA_TTABLE);

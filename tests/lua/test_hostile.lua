@@ -251,6 +251,14 @@ local cases = {
 		.. "the constructor, where a module belongs: call it, nn.ReLU()", function()
 		return nn.Sequential{nn.Linear(3, 2), nn.ReLU}
 	end},
+	{"nn.Sequential: takes one table of modules, as in nn.Sequential{m1, m2, ...}; got 2 "
+		.. "arguments, the first a lunet.nn.Linear", function()
+		return nn.Sequential(nn.Linear(3, 2), nn.ReLU())
+	end},
+	{"nn.Sequential: takes one table of modules, as in nn.Sequential{m1, m2, ...}; got 1 "
+		.. "argument, the first a table", function()
+		return nn.Sequential({forward = function(_, x) return x end})
+	end},
 	{"nn.Sequential (item 1): expected a module or a table with forward/backward, got "
 		.. "nn.Linear, the constructor, where a module belongs: call it, nn.Linear(...)",
 		function() return nn.Sequential{nn.Linear} end},
@@ -330,7 +338,7 @@ local cases = {
 	{"LogSoftmax:forward: dim -3 does not exist in an input of shape {2,3} (expected 1..2 or -2..-1)",
 		function() return nn.LogSoftmax(-3):forward(lunet.rand(2, 3)) end},
 	{"nn.Flatten: expected no arguments, got 1", nn.Flatten, 1},
-	{"nn.Sequential: expected at most 1 argument, got 2", nn.Sequential, {}, nn.ReLU()},
+	{"nn.Sequential: takes one table of modules, as in nn.Sequential{m1, m2, ...}; got 2 arguments", nn.Sequential, {}, nn.ReLU()},
 	{"nn.init.uniform: expected at most 3 arguments, got 4", nn.init.uniform, lunet.rand(2, 2), 0, 1, 2},
 	{"nn.init.xavier: expected at most 1 argument, got 2", nn.init.xavier, lunet.rand(2, 2), 1},
 	{"nn.gradcheck: unknown option 'step' (options: eps, tol)", nn.gradcheck, nn.ReLU(),
