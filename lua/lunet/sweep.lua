@@ -696,15 +696,21 @@ end
 
 -- ---- emitting jobs ------------------------------------------------------------------------
 
+-- absolute(path): path made absolute against the current directory, as the
+-- shell's pwd names it ($PWD when it is the current directory, a path
+-- through symbolic links included; $PWD alone may be stale, left by a
+-- parent that changed directory without a shell).
 local function absolute(path)
 	if path:sub(1, 1) == "/" then return path end
-	local cwd = os.getenv("PWD")
-	if not cwd or sys.file_type(cwd) ~= "directory" then
-		local p = io.popen("pwd")
-		cwd = p and p:read("l") or "."
-		if p then p:close() end
+	local p = io.popen("pwd")
+	local cwd = p and p:read("l")
+	if p then p:close() end
+	if not cwd or cwd:sub(1, 1) ~= "/" then
+		fail("cannot tell the current directory, which the emitted commands need")
 	end
-	return (cwd:gsub("/+$", "")) .. "/" .. path:gsub("^%./", "")
+	cwd = cwd:gsub("/+$", "")
+	if path == "." or path == "./" then return cwd == "" and "/" or cwd end
+	return cwd .. "/" .. path:gsub("^%./", "")
 end
 
 -- The words of `lunet sweep` that run task I (absolute paths).

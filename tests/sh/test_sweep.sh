@@ -7,9 +7,10 @@
 # runs and resumes the failed ones from their checkpoints to the numbers of
 # runs never stopped; Ctrl-C while runs are running (each stopped cleanly,
 # resumed by the next sweep); `lunet runs` seeing a run running and then a
-# run whose process was killed; --emit=parallel and --emit=slurm, whose
-# commands are run here one by one (tests/sh/test_slurm.sh submits the
-# Slurm array to a real Slurm).
+# run whose process was killed; --emit=parallel, whose command list GNU
+# parallel runs two at a time (line by line where it is not installed),
+# and --emit=slurm, whose tasks are run here one by one
+# (tests/sh/test_slurm.sh submits the Slurm array to a real Slurm).
 #
 # Runs are held at a known point by a file (<hold>.on): the held run writes
 # <hold>.<seed> and sleeps until it is interrupted, so that the test knows
@@ -243,9 +244,25 @@ run "$LUNET" sweep "$TOY" --lr=0.2 --seed=1..2 --emit=parallel --name=par -j 3
 check "--emit=parallel: says how to run it" grep -q "^  parallel -j 3 < $TMP/runs/par/sweep.parallel\$" "$TMP/out"
 check "--emit=parallel: a command per run" test "$(wc -l <"$TMP/runs/par/sweep.parallel")" -eq 2
 check "--emit=parallel: nothing run yet" bash -c "[ \$(grep -c ',pending,' '$TMP/runs/par/sweep.csv') -eq 2 ]"
-(cd / && while read -r line; do bash -c "$line" >>"$TMP/par.out" 2>&1; done <"$TMP/runs/par/sweep.parallel")
-check "--emit=parallel: the commands run the runs and fill sweep.csv" bash -c "
-	[ \$(grep -c ',finished,3/3,' '$TMP/runs/par/sweep.csv') -eq 2 ]"
+# GNU parallel (Debian's parallel) runs the list two at a time, as the
+# sweep says; without it each line runs in turn.  Its files go to $TMP.
+if parallel --version 2>/dev/null | grep -q '^GNU parallel'; then
+	(cd / && HOME="$TMP" parallel -j 2 <"$TMP/runs/par/sweep.parallel" >>"$TMP/par.out" 2>&1)
+	by="GNU parallel"
+else
+	echo "(GNU parallel is not installed: the commands of sweep.parallel run one after the other)"
+	(cd / && while read -r line; do bash -c "$line" >>"$TMP/par.out" 2>&1; done <"$TMP/runs/par/sweep.parallel")
+	by="bash"
+fi
+check "--emit=parallel: the commands, run by $by, run the runs and fill sweep.csv" bash -c "
+	[ \$(grep -c ',finished,3/3,' '$TMP/runs/par/sweep.csv') -eq 2 ] &&
+	[ \$(grep -c ': finished in ' '$TMP/par.out') -eq 2 ]"
+
+# The commands start in the directory the sweep was emitted from, named
+# plainly, whatever a stale $PWD says.
+(cd "$TMP" && PWD=/ "$LUNET" sweep "$TOY" --lr=0.2 --seed=1..2 --emit=parallel --name=par2 >/dev/null)
+check "--emit=parallel: the commands start in the current directory" bash -c "
+	[ \$(grep -c '^cd $TMP && LUNET_RUNS=$TMP/runs ' '$TMP/runs/par2/sweep.parallel') -eq 2 ]"
 
 run "$LUNET" sweep "$TOY" --lr=0.2,0.3 --seed=1..2 --emit=slurm --name=sl -j 2
 SB="$TMP/runs/sl/sweep.sbatch"
