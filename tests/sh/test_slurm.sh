@@ -3,10 +3,12 @@
 # `lunet sweep --emit=slurm` writes, submitted to a real Slurm: a
 # single-node cluster (Debian's slurm-wlm, authenticated by its own munged)
 # configured and started in a temporary directory, without cgroups, on
-# ports that are free; `sbatch` of the emitted sweep.sbatch; a wait for the
-# array to drain; then every run directory, each task's log, sweep.csv,
-# sweep.md and the sweep's report.html are checked.  The daemons are stopped
-# and the directory removed however the test ends.
+# ports that are free, the daemons children of the test; `sbatch` of the
+# emitted sweep.sbatch; a wait for the array to drain; then every run
+# directory, each task's log, sweep.csv, sweep.md and the sweep's
+# report.html are checked.  The daemons are stopped and the directory
+# removed however the test ends (a kill of the test's process tree, as
+# CTest's timeout does, ends the daemons but leaves the directory).
 #
 # Skipped (exit 77, the reason printed) where slurm-wlm or munge is not
 # installed, or where slurmd cannot start for want of privileges (it runs
@@ -35,17 +37,21 @@ exec </dev/null
 # ---- a cluster of one node -------------------------------------------------------------
 
 export SLURM_CONF="$TMP/slurm.conf"
+# The daemons run in the foreground as children of this script, so that
+# whatever ends the script (CTest's timeout kills the script's process
+# tree) ends them too.
+MUNGED="" CTLD="" SLURMD=""
 stop_cluster() {
-	local f
-	for f in "$TMP/slurmd.pid" "$TMP/slurmctld.pid"; do
-		[ -s "$f" ] && kill "$(cat "$f")" 2>/dev/null
-	done
-	[ -S "$TMP/munge/sock" ] && munged -s --socket="$TMP/munge/sock" >/dev/null 2>&1
+	local p
+	for p in $SLURMD $CTLD $MUNGED; do kill "$p" 2>/dev/null; done
 	# slurmctld saves its state on the way out: let it finish before removing.
 	for _ in $(seq 50); do
-		pgrep -F "$TMP/slurmctld.pid" >/dev/null 2>&1 || pgrep -F "$TMP/slurmd.pid" >/dev/null 2>&1 || break
+		alive=""
+		for p in $SLURMD $CTLD $MUNGED; do kill -0 "$p" 2>/dev/null && alive=1; done
+		[ -z "$alive" ] && break
 		sleep 0.1
 	done
+	for p in $SLURMD $CTLD $MUNGED; do kill -9 "$p" 2>/dev/null; done
 	rm -rf "$TMP"
 }
 trap stop_cluster EXIT
@@ -75,9 +81,16 @@ mkdir -p "$TMP/munge" "$TMP/state" "$TMP/spool"
 chmod 700 "$TMP/munge"
 head -c 128 /dev/urandom >"$TMP/munge/munge.key"
 chmod 600 "$TMP/munge/munge.key"
-munged -f --socket="$TMP/munge/sock" --key-file="$TMP/munge/munge.key" --log-file="$TMP/munge/log" \
-	--pid-file="$TMP/munge/pid" --seed-file="$TMP/munge/seed" >/dev/null 2>&1 ||
-	not_up "munged does not start" "$TMP/munge/log"
+# alive PID: the daemon PID still runs.
+alive() { kill -0 "$1" 2>/dev/null; }
+munged -F -f --socket="$TMP/munge/sock" --key-file="$TMP/munge/munge.key" --log-file="$TMP/munge/log" \
+	--pid-file="$TMP/munge/pid" --seed-file="$TMP/munge/seed" >"$TMP/munge/out" 2>&1 &
+MUNGED=$!
+for _ in $(seq 100); do
+	[ -S "$TMP/munge/sock" ] || ! alive $MUNGED && break
+	sleep 0.1
+done
+[ -S "$TMP/munge/sock" ] && alive $MUNGED || not_up "munged does not start" "$TMP/munge/out"
 
 HOST=$(hostname -s)
 CTLD_PORT=$(free_port)
@@ -112,10 +125,14 @@ NodeName=$HOST NodeAddr=127.0.0.1 CPUs=$(nproc) State=UNKNOWN
 PartitionName=lunet Nodes=$HOST Default=YES MaxTime=INFINITE State=UP
 EOF
 
-slurmctld -c >"$TMP/slurmctld.out" 2>&1 || not_up "slurmctld does not start" "$TMP/slurmctld.log"
-slurmd -N "$HOST" >"$TMP/slurmd.out" 2>&1 || not_up "slurmd does not start" "$TMP/slurmd.log"
+slurmctld -D -c >"$TMP/slurmctld.out" 2>&1 &
+CTLD=$!
+slurmd -D -N "$HOST" >"$TMP/slurmd.out" 2>&1 &
+SLURMD=$!
 up=0
 for _ in $(seq 300); do
+	alive $CTLD || not_up "slurmctld does not start" "$TMP/slurmctld.log"
+	alive $SLURMD || not_up "slurmd does not start" "$TMP/slurmd.log"
 	if [ "$(sinfo -h -n "$HOST" -o %t 2>/dev/null)" = idle ]; then up=1; break; fi
 	sleep 0.1
 done
