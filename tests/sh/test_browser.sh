@@ -49,10 +49,12 @@ check "a sweep writes its report.html" bash -c "[ $rc -eq 0 ] && [ -s '$SWEEP/re
 
 # browse NAME PAGE HEIGHT: loads PAGE; the DOM after its scripts ran in
 # $TMP/NAME.dom, Chromium's stderr in $TMP/NAME.log, its net log in
-# $TMP/NAME.net, the screenshot in $ART/NAME.png.
+# $TMP/NAME.net, the screenshot in $ART/NAME.png.  --no-sandbox: CI runs
+# as root, where Chromium's sandbox refuses to start; --disable-dev-shm-usage:
+# containers often have a small /dev/shm.
 browse() {
 	rm -rf "$TMP/profile"
-	timeout 120 "$CHROMIUM" --headless --no-sandbox --disable-gpu --no-first-run \
+	timeout 120 "$CHROMIUM" --headless --no-sandbox --disable-gpu --disable-dev-shm-usage --no-first-run \
 		--disable-background-networking --disable-component-update --disable-sync \
 		--user-data-dir="$TMP/profile" --host-resolver-rules="MAP * ~NOTFOUND" \
 		--enable-logging=stderr --v=0 --log-net-log="$TMP/$1.net" \
