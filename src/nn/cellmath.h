@@ -14,6 +14,10 @@
  *                    a polynomial, so small inputs keep their precision)
  * The _naive kernels beside the fast ones use libm (expf, tanhf).
  *
+ * GCC vectorises the selects below only without -ftrapping-math (its
+ * default): CMakeLists.txt builds the files that include this header with
+ * -fno-trapping-math (lunet never reads floating-point exception flags).
+ *
  * exp is Cody & Waite's reduction e^x = 2^n e^r, n = round(x / ln 2),
  * |r| <= ln(2)/2, with the polynomial of Cephes' expf for e^r; tanh for
  * |x| < 0.625 is Cephes' tanhf polynomial, above it 1 - 2/(e^{2|x|} + 1).
@@ -21,6 +25,7 @@
 #ifndef LN_CELLMATH_H
 #define LN_CELLMATH_H
 
+#include <math.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -53,12 +58,11 @@ static inline float ln_sigmoid_fast(float x)
 
 static inline float ln_tanh_fast(float x)
 {
-	float ax = x < 0 ? -x : x;
+	float ax = fabsf(x);
 	float z = x * x;
 	float small = ((((-5.70498872745e-3f * z + 2.06390887954e-2f) * z - 5.37397155531e-2f) * z +
 	                1.33314422036e-1f) * z - 3.33332819422e-1f) * z * x + x;
-	float big = 1.0f - 2.0f / (ln_exp_fast(2.0f * ax) + 1.0f);
-	big = x < 0 ? -big : big;
+	float big = copysignf(1.0f - 2.0f / (ln_exp_fast(2.0f * ax) + 1.0f), x);
 	return ax < 0.625f ? small : big;
 }
 

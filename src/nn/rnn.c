@@ -94,7 +94,8 @@ typedef struct rnn {
 	ln_tensor dy;       /* (T,N,h) */
 	ln_tensor dx;       /* (T,N,nin): the first layer's input gradient */
 	ln_tensor dc;       /* LSTM (N,h) */
-	float *bias;        /* G*h: b_ih + b_hh (RNN, LSTM) or b_ih (GRU), per layer in turn */
+	float *bias;        /* G*h: forward's b_ih + b_hh (RNN, LSTM) or b_ih (GRU), per
+	                       layer in turn; backward's bias gradient of a layer */
 } rnn;
 
 #define PARAMS_PER_LAYER 4
@@ -104,8 +105,8 @@ enum { W_IH, W_HH, B_IH, B_HH };
 
 /* LSTM step, n rows: g (n,4h) pre-activations in, (i,f,g,o) out;
  * c (n,h) = f cp + i g;  h (n,h) = o tanh(c). */
-static void lstm_cell_forward(float *g, float *c, float *h, const float *cp, int64_t n,
-                              int64_t hd)
+static void lstm_cell_forward(float *restrict g, float *restrict c, float *restrict h,
+                              const float *restrict cp, int64_t n, int64_t hd)
 {
 	for (int64_t r = 0; r < n; r++) {
 		float *gi = g + r * 4 * hd, *gf = gi + hd, *gg = gf + hd, *go = gg + hd;
@@ -130,8 +131,9 @@ static void lstm_cell_forward(float *g, float *c, float *h, const float *cp, int
  *   dc += dh o (1 - tanh(c)^2);  do = dh tanh(c)
  *   dg (n,4h) = (dc g i(1-i), dc cp f(1-f), dc i (1-g^2), do o(1-o))
  *   dc = dc f  (carried to the step before) */
-static void lstm_cell_backward(float *dg, float *dc, const float *g, const float *c,
-                               const float *cp, const float *dh, int64_t n, int64_t hd)
+static void lstm_cell_backward(float *restrict dg, float *restrict dc, const float *restrict g,
+                               const float *restrict c, const float *restrict cp,
+                               const float *restrict dh, int64_t n, int64_t hd)
 {
 	for (int64_t r = 0; r < n; r++) {
 		const float *gi = g + r * 4 * hd, *gf = gi + hd, *gg = gf + hd, *go = gg + hd;
@@ -153,8 +155,9 @@ static void lstm_cell_backward(float *dg, float *dc, const float *g, const float
 
 /* GRU step, n rows: g (n,3h) = W_ih x + b_ih in, (r,z,n) out; hh (n,3h) =
  * W_hh h_{t-1} in, + b_hh out (saved so); h (n,h) = (1-z) n + z hp. */
-static void gru_cell_forward(float *g, float *hh, float *h, const float *bhh, const float *hp,
-                             int64_t n, int64_t hd)
+static void gru_cell_forward(float *restrict g, float *restrict hh, float *restrict h,
+                             const float *restrict bhh, const float *restrict hp, int64_t n,
+                             int64_t hd)
 {
 	for (int64_t r = 0; r < n; r++) {
 		float *gr = g + r * 3 * hd, *gz = gr + hd, *gn = gz + hd;
@@ -182,8 +185,9 @@ static void gru_cell_forward(float *g, float *hh, float *h, const float *bhh, co
  *   dr' = dn' (W_hn hp + b_hn) r(1-r)
  *   dgi (n,3h) = (dr', dz', dn')    dhh (n,3h) = (dr', dz', dn' r)
  *   dhp (n,h) += dh z  (NULL at the first step: no gradient to h0) */
-static void gru_cell_backward(float *dgi, float *dhh, float *dhp, const float *g,
-                              const float *hh, const float *hp, const float *dh, int64_t n,
+static void gru_cell_backward(float *restrict dgi, float *restrict dhh, float *restrict dhp,
+                              const float *restrict g, const float *restrict hh,
+                              const float *restrict hp, const float *restrict dh, int64_t n,
                               int64_t hd)
 {
 	for (int64_t r = 0; r < n; r++) {
@@ -211,7 +215,7 @@ static void gru_cell_backward(float *dgi, float *dhh, float *dhp, const float *g
 }
 
 /* RNN step, n*h values: h = tanh(g) or max(g, 0). */
-static void rnn_cell_forward(float *h, const float *g, int64_t n, bool relu)
+static void rnn_cell_forward(float *restrict h, const float *restrict g, int64_t n, bool relu)
 {
 	if (relu)
 		for (int64_t k = 0; k < n; k++)
@@ -222,7 +226,8 @@ static void rnn_cell_forward(float *h, const float *g, int64_t n, bool relu)
 }
 
 /* dg = dh act'(.) from the output h: 1 - h^2, or h > 0 */
-static void rnn_cell_backward(float *dg, const float *h, const float *dh, int64_t n, bool relu)
+static void rnn_cell_backward(float *restrict dg, const float *restrict h, const float *restrict dh,
+                              int64_t n, bool relu)
 {
 	if (relu)
 		for (int64_t k = 0; k < n; k++)
@@ -396,6 +401,15 @@ static ln_status rnn_forward(ln_module *m, const ln_tensor *x, ln_error *err)
 	return LN_OK;
 }
 
+/* g (n) += sums (n), or = sums when g is a pending zero */
+static void add_bias_grad(ln_tensor *g, const float *sums, int64_t n)
+{
+	bool zero = ln_tensor_take_zero(g);
+	float *d = ln_tensor_data(g);
+	for (int64_t j = 0; j < n; j++)
+		d[j] = zero ? sums[j] : d[j] + sums[j];
+}
+
 /* Layer k backward: dy (T,N,h) the gradient of its outputs (used up: the
  * recurrent gradients are added into it step by step); fills dg (and dhh)
  * and adds the parameter gradients.  x is its input (T*N, in). */
@@ -444,12 +458,17 @@ static void layer_backward(rnn *r, int64_t k, const float *x, int64_t n, int64_t
 	zero = ln_tensor_take_zero(gw);
 	ln_gemm(true, false, gh, in, rows, 1.0f, dg, gh, x, in, zero ? 0.0f : 1.0f,
 	        ln_tensor_data(gw), in);
-	ln_tensor *gb = grad(r, k, B_IH);
-	zero = ln_tensor_take_zero(gb);
-	ln_colsum_add(ln_tensor_data(gb), dg, rows, gh, zero);
-	gb = grad(r, k, B_HH);
-	zero = ln_tensor_take_zero(gb);
-	ln_colsum_add(ln_tensor_data(gb), drec, rows, gh, zero);
+	/* the biases: column sums of dg and drec, one pass when they are one */
+	if (drec == dg) {
+		ln_colsum_add(r->bias, dg, rows, gh, true);
+		add_bias_grad(grad(r, k, B_IH), r->bias, gh);
+		add_bias_grad(grad(r, k, B_HH), r->bias, gh);
+	} else {
+		ln_tensor *gb = grad(r, k, B_IH);
+		ln_colsum_add(ln_tensor_data(gb), dg, rows, gh, ln_tensor_take_zero(gb));
+		gb = grad(r, k, B_HH);
+		ln_colsum_add(ln_tensor_data(gb), drec, rows, gh, ln_tensor_take_zero(gb));
+	}
 }
 
 static ln_status rnn_backward(ln_module *m, const ln_tensor *x, const ln_tensor *gy,

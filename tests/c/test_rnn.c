@@ -19,6 +19,7 @@
 #include "core/alloc.h"
 #include "core/rng.h"
 #include "nn/layers.h"
+#include "nn/cellmath.h"
 #include "nn/module.h"
 #include "nn/sequence.h"
 #include "nn/state_dict.h"
@@ -78,6 +79,34 @@ static uint64_t live_bytes(void)
 }
 
 static float *data(ln_tensor *t) { return ln_tensor_data(t); }
+
+/* ---- the cell's exp, sigmoid and tanh ------------------------------------------------------ */
+
+/* The bounds cellmath.h states, against libm in double, every 1e-3 over
+ * [-100, 100] and every 1e-7 near 0 (tanh's relative error there). */
+static void test_cellmath_accuracy(void **state)
+{
+	double e = 0, sg = 0, th = 0, thr = 0;
+	for (int64_t k = -100000; k <= 100000; k++) {
+		float x = (float)((double)k * 1e-3);
+		double want = exp((double)x);
+		if (x > -87 && x < 88)
+			e = fmax(e, fabs(ln_exp_fast(x) - want) / want);
+		sg = fmax(sg, fabs(ln_sigmoid_fast(x) - 1 / (1 + exp(-(double)x))));
+		th = fmax(th, fabs(ln_tanh_fast(x) - tanh((double)x)));
+	}
+	for (int64_t k = -10000; k <= 10000; k++) {
+		float x = (float)((double)k * 1e-7);
+		if (x != 0)
+			thr = fmax(thr, fabs(ln_tanh_fast(x) - tanh((double)x)) / fabs(tanh((double)x)));
+	}
+	if (!(e < 2e-7 && sg < 2e-7 && th < 2e-7 && thr < 3e-7))
+		fail_msg("exp %g, sigmoid %g, tanh %g (relative near 0 %g)", e, sg, th, thr);
+	/* the ends: no overflow, no NaN */
+	assert_true(ln_sigmoid_fast(-1000) >= 0 && ln_sigmoid_fast(-1000) < 1e-37f);
+	assert_true(ln_sigmoid_fast(1000) == 1 && ln_tanh_fast(1000) == 1 && ln_tanh_fast(-1000) == -1);
+	assert_true(isfinite(ln_exp_fast(1000)) && ln_exp_fast(-1000) < 2e-38f);
+}
 
 /* ---- values from PyTorch's equations --------------------------------------------------- */
 
@@ -746,6 +775,7 @@ static void test_steady_state_no_alloc(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_cellmath_accuracy),
 		cmocka_unit_test(test_hand_values),
 		cmocka_unit_test(test_against_naive),
 		cmocka_unit_test(test_gradcheck),
