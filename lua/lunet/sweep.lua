@@ -262,10 +262,21 @@ local function lunet_path()
 	return exe
 end
 
--- The command that started the sweep, as one shell line.
+-- The command that started the sweep, as one shell line; without --task,
+-- so that from a task of an emitted job it is the command that runs (or
+-- resumes) the whole sweep.
 local function command_text(spec)
 	local words = {"lunet", "sweep"}
-	for _, a in ipairs(spec.args) do words[#words + 1] = shell_quote(a) end
+	local i = 1
+	while i <= #spec.args do
+		local a = spec.args[i]
+		if a == "--task" then
+			i = i + 1
+		elseif not a:find("^%-%-task=") then
+			words[#words + 1] = shell_quote(a)
+		end
+		i = i + 1
+	end
 	return table.concat(words, " ")
 end
 
@@ -472,8 +483,9 @@ end
 -- report.html from the run directories, under the sweep's lock.
 function M.write_files(spec, configs, dir)
 	local lock = sys.lock(dir .. ".sweep.lock", {wait = true})
+	local rows
 	local ok, err = pcall(function()
-		local rows = collect(spec, configs, dir)
+		rows = collect(spec, configs, dir)
 		local loaded = {}
 		for i, r in ipairs(rows) do loaded[i] = {columns = r.columns} end
 		local metrics = runs.metric_columns(loaded)
@@ -500,6 +512,7 @@ function M.write_files(spec, configs, dir)
 	end)
 	lock:unlock()
 	if not ok then error(err, 0) end
+	return rows
 end
 
 -- ---- running -----------------------------------------------------------------------------
@@ -804,12 +817,14 @@ function M.main(args, out)
 			spec.jobs, dir))
 	end
 	local counts = run_all(spec, configs, todo, dir, exe, out)
-	M.write_files(spec, configs, dir)
+	local rows = M.write_files(spec, configs, dir)
 	local done = counts.finished + counts.skipped
-	out:write(string.format("%s %s: %d finished%s%s%s; %ssweep.csv, sweep.md, report.html\n", FN,
+	-- A task reports its own run, then the sweep as its files now show it.
+	local whole = spec.task and string.format(" (task %d; the sweep: %s)", spec.task, runs.count_text(rows)) or ""
+	out:write(string.format("%s %s: %d finished%s%s%s%s; %ssweep.csv, sweep.md, report.html\n", FN,
 		spec.name, done, counts.failed > 0 and string.format(", %d failed", counts.failed) or "",
 		counts.interrupted > 0 and string.format(", %d interrupted", counts.interrupted) or "",
-		counts.busy > 0 and string.format(", %d running elsewhere", counts.busy) or "", dir))
+		counts.busy > 0 and string.format(", %d running elsewhere", counts.busy) or "", whole, dir))
 	out:flush()
 	return done == #todo and 0 or 1
 end

@@ -275,6 +275,10 @@ check "--emit=slurm: an array of 4 tasks, 2 at a time, a log per task" bash -c "
 (cd / && for i in 0 1 2 3; do SLURM_ARRAY_TASK_ID=$i bash "$SB" >>"$TMP/sl.out" 2>&1; done)
 check "--emit=slurm: the tasks run the runs and fill sweep.csv" bash -c "
 	[ \$(grep -c ',finished,3/3,' '$TMP/runs/sl/sweep.csv') -eq 4 ]"
+check "--emit=slurm: a task reports its run, then the whole sweep" \
+	grep -q "^lunet sweep sl: 1 finished (task 3; the sweep: 4 finished); $TMP/runs/sl/sweep.csv, " "$TMP/sl.out"
+check "--emit=slurm: sweep.md gives the command of the whole sweep (no --task)" \
+	grep -qx "\`lunet sweep $TOY --lr=0.2,0.3 --seed=1..2 --name=sl\`" "$TMP/runs/sl/sweep.md"
 SLURM_ARRAY_TASK_ID=1 run bash "$SB"
 check "--emit=slurm: a task run again skips its finished run" bash -c "[ $rc -eq 0 ] &&
 	grep -q '^\[2/4\] lr=0.2,seed=2: finished already\$' '$TMP/out'"
