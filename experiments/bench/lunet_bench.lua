@@ -3,8 +3,11 @@
 --
 --   OPENBLAS_NUM_THREADS=1 lunet experiments/bench/lunet_bench.lua WORKLOAD THREADS [STEPS]
 --
--- WORKLOAD is one of tiny, mlp64, mlp256, cnn (see README.md here and
--- torch_bench.py, which mirrors this file line for line).  STEPS overrides
+-- WORKLOAD is one of tiny, mlp64, mlp256, cnn, lstm (see README.md here
+-- and torch_bench.py, which mirrors this file line for line).  lstm is the
+-- model of the character-level experiment char_lstm.lua, built by
+-- experiments/char_models.lua with its configuration, trained on the
+-- fortunes corpus.  STEPS overrides
 -- the number of timed steps (for profiling a shortened run).  The last
 -- line printed is
 --
@@ -32,10 +35,10 @@
 local lunet = lunet or require "lunet"
 local nn, optim, data = lunet.nn, lunet.optim, lunet.data
 
-local WORKLOADS = {tiny = true, mlp64 = true, mlp256 = true, cnn = true}
+local WORKLOADS = {tiny = true, mlp64 = true, mlp256 = true, cnn = true, lstm = true}
 local workload, threads = arg[1], tonumber(arg[2])
 if not WORKLOADS[workload] or not threads or threads < 1 or threads % 1 ~= 0 then
-	io.stderr:write("usage: lunet lunet_bench.lua tiny|mlp64|mlp256|cnn THREADS [STEPS]\n")
+	io.stderr:write("usage: lunet lunet_bench.lua tiny|mlp64|mlp256|cnn|lstm THREADS [STEPS]\n")
 	os.exit(2)
 end
 local steps_override = tonumber(arg[3])
@@ -101,6 +104,24 @@ local function gemm_bound(products, budget, impl)
 		if is_needed then needed = needed + count * 2 * m * n * k end
 	end
 	return total_s, flops, needed
+end
+
+-- LSTM layers of h units over inputs of nin at batch N and T steps, as
+-- rnn.c makes them: the input projection of all steps in
+-- one product, forward x W_ih^T (N*T, 4h, nin) and backward gW_ih +=
+-- gz^T x and gx = gz W_ih; the recurrent product at every step, forward
+-- h W_hh^T (N, 4h, h), backward gW_hh += gz_t^T h_{t-1} and
+-- gh = gz_t W_hh.
+local function lstm_products(list, N, T, nin, h, layers)
+	for l = 1, layers do
+		local input = l == 1 and nin or h
+		list[#list + 1] = {false, true, N * T, 4 * h, input, 1, 1, true}
+		list[#list + 1] = {true, false, 4 * h, input, N * T, 1, 1, true}
+		list[#list + 1] = {false, false, N * T, input, 4 * h, 0, 1, true}
+		list[#list + 1] = {false, true, N, 4 * h, h, 1, T, true}
+		list[#list + 1] = {true, false, 4 * h, h, N, 1, T, true}
+		list[#list + 1] = {false, false, N, h, 4 * h, 0, T, true}
+	end
 end
 
 -- ---- workloads ---------------------------------------------------------------
@@ -185,8 +206,42 @@ local function cnn()
 	return step, 200, batch, 3, products
 end
 
+-- The model of experiments/char_<kind>.lua, its optimiser (without the
+-- learning-rate schedule) and its training step with the gradient norm
+-- clipped, on the fortunes corpus's training text in data.sequences'
+-- order without shuffle (batch k holds window r * nb + k of each stream r).
+local function char(kind)
+	local here = arg[0]:match("^(.*)/") or "."
+	local models = dofile(here .. "/../char_models.lua")
+	local cfg = models.config[kind]
+	local corpus = data.fortunes()
+	local V = #corpus.vocab
+	local model, feed = models[kind](cfg, V)
+	local opt = models.optimiser(kind, model, cfg)
+	local crit = nn.CrossEntropyLoss()
+	local B, T = cfg.batch, cfg.seq_len
+	local batches = data.sequences(corpus.train, B, T)
+	local function step()
+		local x, y = batches()
+		local input = feed(x)
+		opt:zero_grad()
+		local z = model:forward(input)
+		local loss = crit:forward(z, y)
+		model:backward(input, crit:backward(z, y))
+		optim.clip_grad_norm(model, cfg.clip)
+		opt:step()
+		return loss
+	end
+	local products = {}
+	lstm_products(products, B, T, cfg.embed, cfg.hidden, cfg.layers)
+	linear_products(products, B * T, cfg.hidden, V)
+	return step, 60, B * T, 3, products
+end
+
 local step, nsteps, per_step, warmup, products
-if workload == "tiny" then
+if workload == "lstm" then
+	step, nsteps, per_step, warmup, products = char(workload)
+elseif workload == "tiny" then
 	step, nsteps, per_step, warmup, products = tiny()
 elseif workload == "cnn" then
 	step, nsteps, per_step, warmup, products = cnn()

@@ -9,7 +9,9 @@ files of Debian's dataset-fashion-mnist with gzip + numpy, pre-loaded,
 batches by slicing, in order, last partial batch dropped), the same
 shapes, the same initialisation (He normal, zero biases), the same
 optimiser and hyper-parameters, the same warm-up and timed steps.  The
-last line printed is
+character-level workload (lstm) takes its model, configuration and
+corpus from char_torch.py, the PyTorch twin of the experiment, which asks the lunet executable ($LUNET_EXE, default
+build/lunet) for them.  The last line printed is
 
     RESULT side=torch workload=... threads=... coretype=... blas_core=... steps=...
            samples=... seconds=... samples_per_s=... peak_rss_kb=... loss=...
@@ -40,12 +42,12 @@ import torch
 import torch.nn as nn
 
 FASHION_DIR = "/usr/share/datasets/fashion-mnist"
-WORKLOADS = ("tiny", "mlp64", "mlp256", "cnn")
+WORKLOADS = ("tiny", "mlp64", "mlp256", "cnn", "lstm")
 # timed steps of a calibration try: 0.05-0.15 s with OpenBLAS's slowest
 # kernels on the machines measured; many short tries rather than a few
 # long ones, so that the best of them is likely one no other process
 # interrupted
-CALIB_STEPS = {"tiny": 200, "mlp64": 40, "mlp256": 10, "cnn": 6}
+CALIB_STEPS = {"tiny": 200, "mlp64": 40, "mlp256": 10, "cnn": 6, "lstm": 4}
 
 
 def load_idx(path):
@@ -139,6 +141,37 @@ def cnn():
     return step, 200, batch, 3
 
 
+@functools.lru_cache(maxsize=None)
+def char_corpus(lunet):
+    """The fortunes corpus's training ids, read once per process."""
+    import char_torch
+    train, _, V, _ = char_torch.corpus(lunet, "")
+    return train, V
+
+
+def char(kind):
+    """A training step of the model of experiments/char_<kind>.lua, as
+    char_torch.py trains it (without the learning-rate schedule): the
+    batches in data.sequences' order without shuffle (batch k holds window
+    r * nb + k of each stream r), from the start of the training text."""
+    import char_torch
+    lunet = os.environ.get("LUNET_EXE") or os.path.join(char_torch.ROOT, "build", "lunet")
+    cfg = char_torch.lunet_config(lunet, kind)
+    train, V = char_corpus(lunet)
+    B, T = cfg["batch"], cfg["seq_len"]
+    xs, ys = char_torch.windows(train, T)
+    nb = xs.shape[0] // B
+    xs, ys = xs[:B * nb].view(B, nb, T), ys[:B * nb].view(B, nb, T)
+    cfg["_total_steps"] = 1
+    model, opt, _ = char_torch.build_model(kind, V, cfg)
+    crit = nn.CrossEntropyLoss()
+
+    def step(i):
+        k = (i - 1) % nb
+        return char_torch.train_step(model, opt, crit, xs[:, k], ys[:, k], cfg["clip"])
+    return step, 60, B * T, 3
+
+
 def blas_core():
     """The kernel set of the OpenBLAS loaded in this process, as it reports
     it ("Haswell", "SkylakeX", "Prescott"...), or "unknown"."""
@@ -167,6 +200,8 @@ def build(workload):
         return tiny()
     if workload == "cnn":
         return cnn()
+    if workload == "lstm":
+        return char(workload)
     return mlp(64 if workload == "mlp64" else 256)
 
 
@@ -190,7 +225,7 @@ def calibrate(threads, tries, workloads):
 
 
 def usage():
-    sys.stderr.write("usage: torch_bench.py tiny|mlp64|mlp256|cnn THREADS [STEPS]\n"
+    sys.stderr.write("usage: torch_bench.py tiny|mlp64|mlp256|cnn|lstm THREADS [STEPS]\n"
                      "       torch_bench.py --calibrate THREADS [--tries N] WORKLOAD...\n")
     return 2
 
