@@ -47,6 +47,8 @@ local exp <close> = lunet.experiment{
 		limit = "train on the first N training images only (0: all of them)",
 		threads = "threads for the matrix products (0: lunet's own choice)",
 	},
+	at_least = {epochs = 1, lr = 0, momentum = 0, weight_decay = 0, batch = 1, c1 = 1, c2 = 1,
+		hidden = 1, dropout = 0, limit = 0, threads = 0},
 }
 local config = exp.config
 

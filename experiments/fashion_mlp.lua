@@ -28,6 +28,7 @@ local exp <close> = lunet.experiment{
 		data = "directory holding the Fashion-MNIST .gz files (\"\": the system's copy)",
 		dist = "train on the ranks of an MPI job (on by itself under mpirun or srun)",
 	},
+	at_least = {epochs = 1, lr = 0, momentum = 0, batch = 1},
 }
 local config = exp.config
 

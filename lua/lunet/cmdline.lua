@@ -118,12 +118,13 @@ local function quoted(k)
 	return type(k) == "string" and string.format("%q", k) or tostring(k)
 end
 
--- cmdline.spec{config=, help=, one_of=, description=, script=} -> spec, or
--- nil and what is wrong.  config is the table of defaults (identifier
--- keys; numbers, booleans and strings); help maps keys of config to one
--- line each; one_of maps keys of config to the list of values allowed
--- (each of the default's type; the default among them).  The tables are
--- copied.
+-- cmdline.spec{config=, help=, one_of=, at_least=, description=, script=}
+-- -> spec, or nil and what is wrong.  config is the table of defaults
+-- (identifier keys; numbers, booleans and strings); help maps keys of
+-- config to one line each; one_of maps keys of config to the list of
+-- values allowed (each of the default's type; the default among them);
+-- at_least maps numeric keys of config to their smallest allowed value
+-- (the default not below it).  The tables are copied.
 function M.spec(o)
 	local config = o.config or {}
 	if type(config) ~= "table" then
@@ -179,7 +180,23 @@ function M.spec(o)
 		end
 		choices[k] = copy
 	end
-	return {defaults = defaults, help = help, choices = choices, known = known,
+	local bounds = {}
+	for k, bound in pairs(o.at_least or {}) do
+		local default = defaults[k]
+		if default == nil then
+			return nil, string.format("at_least.%s: no such key in config (known: %s)", tostring(k), known)
+		end
+		if type(default) ~= "number" or type(bound) ~= "number" or bound ~= bound then
+			return nil, string.format("at_least.%s: needs a numeric key and a number, got a %s key and %s",
+				k, type_name(default), type_name(bound))
+		end
+		if default < bound then
+			return nil, string.format("at_least.%s is %s, above the default %s", k, M.show(bound),
+				M.show(default))
+		end
+		bounds[k] = bound
+	end
+	return {defaults = defaults, help = help, choices = choices, bounds = bounds, known = known,
 		description = o.description, script = o.script}
 end
 
@@ -229,6 +246,7 @@ function M.help_text(spec)
 	for _, k in ipairs(M.sorted_keys(spec.defaults)) do
 		local d = spec.defaults[k]
 		local kind = spec.choices[k] and choice_list(spec.choices[k]) or type_name(d)
+		if spec.bounds[k] then kind = kind .. " >= " .. M.show(spec.bounds[k]) end
 		items[#items + 1] = {string.format("--%s=%s", k, M.show(d)), kind, spec.help[k] or ""}
 	end
 	items[#items + 1] = {"--resume=DIR", "", "continue the run in DIR from its checkpoint"}
@@ -285,6 +303,10 @@ function M.parse(spec, args, out)
 			local list = spec.choices[k]
 			if list and not allowed(list, value) then
 				fail("bad value --%s=%s: expected one of %s", k, v, choice_list(list))
+			end
+			local bound = spec.bounds[k]
+			if bound and not (value >= bound) then
+				fail("bad value --%s=%s: expected %s >= %s", k, v, type_name(default), M.show(bound))
 			end
 			overrides[k] = value
 		end

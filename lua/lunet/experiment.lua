@@ -37,6 +37,8 @@
 --   help        table: a line saying what each key of config means (--help)
 --   one_of      table: for a key of config, the list of values it may take
 --               (one_of = {optim = {"sgd", "adam"}})
+--   at_least    table: for a numeric key of config, its smallest value
+--               (at_least = {batch = 1, epochs = 1})
 --   args        command-line arguments to parse (default: the global `arg`)
 --   root        base directory of runs (default: $LUNET_RUNS, else "runs")
 --   resume      run directory to continue (also --resume=DIR)
@@ -147,7 +149,8 @@ local FN = "lunet.experiment"
 -- The options of lunet.experiment{...} and the type each takes ("file": an
 -- open Lua file).
 local OPTIONS = {
-	name = "string", config = "table", help = "table", one_of = "table", args = "table",
+	name = "string", config = "table", help = "table", one_of = "table", at_least = "table",
+	args = "table",
 	root = "string", resume = "string", description = "string", output = "file",
 	tty = "boolean", progress_every = "number", clock = "function",
 }
@@ -285,7 +288,7 @@ local function new_experiment(opts)
 	local a = rawget(_G, "arg")
 	local script = args == a and type(a[0]) == "string" and a[0] or name .. ".lua"
 	local spec, err = cmdline.spec{config = opts.config, help = opts.help, one_of = opts.one_of,
-		description = opts.description, script = script}
+		at_least = opts.at_least, description = opts.description, script = script}
 	if not spec then error(FN .. ": " .. err, 2) end
 	local out = opts.output or io.stdout
 	local overrides, resume = cmdline.parse(spec, args, out)

@@ -133,7 +133,7 @@ test("name defaults to the script name; bad names and options are errors", funct
 	eq(exp.name, script or "experiment", "default name")
 	raises_exactly('lunet.experiment: name must be letters, digits, \'_\', \'-\' or \'.\', got "a/b"',
 		new, {name = "a/b"})
-	raises("lunet.experiment: unknown option 'nmae' (options: args, clock, config",
+	raises("lunet.experiment: unknown option 'nmae' (options: args, at_least, clock, config",
 		new, {nmae = "x"})
 	raises_exactly("lunet.experiment: config.layers must be a number, boolean or string, got table",
 		new, {name = "x", config = {layers = {1, 2}}})
@@ -141,7 +141,7 @@ test("name defaults to the script name; bad names and options are errors", funct
 		new, {name = "x", config = {resume = "no"}})
 end)
 
-local OPTIONS = "(options: args, clock, config, description, help, name, one_of, output, " ..
+local OPTIONS = "(options: args, at_least, clock, config, description, help, name, one_of, output, " ..
 	"progress_every, resume, root, tty)"
 
 test("the options table: wrong types are errors naming the option and listing them all", function()
@@ -196,6 +196,26 @@ test("one_of: an override outside the list is an error listing it", function()
 		run, {"--opt=rmsprop"})
 	raises_exactly("lunet.experiment: bad value --n=3: expected one of 1|2|4 (known: n, opt)",
 		run, {"--n=3"})
+end)
+
+test("at_least: numeric keys, the default not below; an override below is an error", function()
+	raises_exactly("lunet.experiment: at_least.batch: no such key in config (known: lr)",
+		new, {name = "x", config = {lr = 0.1}, at_least = {batch = 1}})
+	raises_exactly("lunet.experiment: at_least.opt: needs a numeric key and a number, got a string key and integer",
+		new, {name = "x", config = {opt = "sgd"}, at_least = {opt = 1}})
+	raises_exactly("lunet.experiment: at_least.n: needs a numeric key and a number, got a integer key and string",
+		new, {name = "x", config = {n = 1}, at_least = {n = "1"}})
+	raises_exactly("lunet.experiment: at_least.n is 2, above the default 1",
+		new, {name = "x", config = {n = 1}, at_least = {n = 2}})
+	local function run(args)
+		return new{name = "atleast", config = {batch = 8, lr = 0.1}, args = args,
+			at_least = {batch = 1, lr = 0}}
+	end
+	eq(run{"--batch=1", "--lr=0"}.config.batch, 1, "the bound itself is allowed")
+	raises_exactly("lunet.experiment: bad value --batch=0: expected integer >= 1 (known: batch, lr)",
+		run, {"--batch=0"})
+	raises_exactly("lunet.experiment: bad value --lr=-0.5: expected number >= 0 (known: batch, lr)",
+		run, {"--lr=-0.5"})
 end)
 
 test("a command-line mistake is an error object that prints as its one line", function()
@@ -330,14 +350,15 @@ test("--help shows each key's type or choices and its help line; a mistake is on
 	if not EXE then error("no lunet executable (arg[-1] / LUNET_EXE)") end
 	local code = [[
 		local exp = lunet.experiment{name = "child", config = {lr = 0.1, opt = "sgd", layers = 2},
-			help = {lr = "learning rate", opt = "the optimiser"}, one_of = {opt = {"sgd", "adam"}}}
+			help = {lr = "learning rate", opt = "the optimiser"}, one_of = {opt = {"sgd", "adam"}},
+			at_least = {layers = 1}}
 		print("dir=" .. exp.dir)
 	]]
 	local out, status = run_child(code, "--help")
 	eq(status, 0, "--help exit status: " .. out)
 	check(out:find("\n  %-%-lr=0%.1%s+number%s+learning rate\n"), "lr line: " .. out)
 	check(out:find("\n  %-%-opt=sgd%s+sgd|adam%s+the optimiser\n"), "opt line: " .. out)
-	check(out:find("\n  %-%-layers=2%s+integer\n"), "a key without help shows its type: " .. out)
+	check(out:find("\n  %-%-layers=2%s+integer >= 1\n"), "a key without help shows its type and bound: " .. out)
 	out, status = run_child(code, "--opt=rmsprop")
 	check(status ~= 0, "a bad choice fails the script")
 	eq(out, "lunet: lunet.experiment: bad value --opt=rmsprop: expected one of sgd|adam " ..
