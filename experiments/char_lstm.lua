@@ -20,13 +20,16 @@ local optim = lunet.optim
 local models = dofile((arg and arg[0] and arg[0]:match("^(.*)/") or ".") .. "/char_models.lua")
 
 local defaults = models.config.lstm
+local help, at_least = models.options(defaults)
 local exp <close> = lunet.experiment{
 	name = "char_lstm",
 	description = "A 2-layer LSTM language model of bytes on the fortunes corpus (Adam).",
 	config = defaults,
-	help = models.help_for(defaults),
+	help = help,
+	at_least = at_least,
 }
 local cfg = exp.config
+models.check(cfg)
 
 lunet.seed(cfg.seed)
 local corpus = models.corpus(cfg)

@@ -60,9 +60,6 @@ end
 -- text, or the first cfg.steps of them (in the epoch's shuffled order)
 -- when cfg.steps is positive and fewer.
 function M.steps_per_epoch(corpus, cfg)
-	if cfg.steps < 0 then
-		error(string.format("--steps=%d: expected 0 (whole epochs) or more", cfg.steps), 0)
-	end
 	local full = ((corpus.train:size(1) - 1) // cfg.seq_len) // cfg.batch
 	if cfg.steps > 0 and cfg.steps < full then return cfg.steps end
 	return full
@@ -150,12 +147,26 @@ function M.count_parameters(model)
 	return n
 end
 
--- The keys of cfg (a configuration of M.config) with their help lines,
--- for lunet.experiment{help = ...}.
-function M.help_for(cfg)
-	local help = {}
-	for k in pairs(cfg) do help[k] = M.help[k] end
-	return help
+-- The smallest value of each numeric key (lunet.experiment{at_least = ...}).
+M.at_least = {
+	epochs = 1, batch = 1, seq_len = 1, embed = 1, hidden = 1, layers = 1, lr = 0, clip = 0,
+	steps = 0, samples = 0, sample_len = 0, temperature = 0,
+}
+
+-- The help lines and lower bounds of the keys of cfg (a configuration of
+-- M.config), for lunet.experiment{help = ..., at_least = ...}.
+function M.options(cfg)
+	local help, at_least = {}, {}
+	for k in pairs(cfg) do help[k], at_least[k] = M.help[k], M.at_least[k] end
+	return help, at_least
+end
+
+-- What the bounds cannot say: a temperature above 0 (the logits are
+-- divided by it).  Raises an error naming the option.
+function M.check(cfg)
+	if not (cfg.temperature > 0) then
+		error(string.format("bad value --temperature=%g: expected a number > 0", cfg.temperature), 0)
+	end
 end
 
 -- Trains model through the run exp (lunet.experiment) on corpus.train,
@@ -204,7 +215,9 @@ function M.train(exp, model, feed, opt, schedule, corpus, cfg)
 		exp:print(string.format("epoch %d  train_loss %.4f  valid_bpb %.4f  seconds %.1f  " ..
 			"(%d steps, %.0f tokens/s)", epoch, total / k, bpb, seconds, k,
 			k * cfg.batch * cfg.seq_len / seconds))
-		for i, text in ipairs(M.sample(model, feed, corpus, cfg, cfg.samples, cfg.sample_len)) do
+		local texts = cfg.samples > 0 and M.sample(model, feed, corpus, cfg, cfg.samples,
+			cfg.sample_len) or {}
+		for i, text in ipairs(texts) do
 			exp:print(string.format("--- sample %d (temperature %g):\n%s", i, cfg.temperature, text))
 		end
 		exp:log{epoch = epoch, train_loss = total / k, valid_bpb = bpb, seconds = seconds}

@@ -81,7 +81,16 @@ for name in char_lstm; do
 			grep -qE '^epoch 1  .*\(3 steps, ' '$TMP/out'"
 	LUNET_RUNS="$TMP/capped" run "$LUNET" "$script" "${args[@]}" --steps=-1
 	check "$name --steps=-1 is an error" \
-		bash -c "[ $rc -eq 1 ] && grep -q 'steps=-1: expected 0 (whole epochs) or more' '$TMP/err'"
+		bash -c "[ $rc -eq 1 ] && grep -q 'bad value --steps=-1: expected integer >= 0' '$TMP/err'"
+	LUNET_RUNS="$TMP/capped" run "$LUNET" "$script" "${args[@]}" --batch=0
+	check "$name --batch=0 is an error" \
+		bash -c "[ $rc -eq 1 ] && grep -q 'bad value --batch=0: expected integer >= 1' '$TMP/err'"
+	LUNET_RUNS="$TMP/capped" run "$LUNET" "$script" "${args[@]}" --temperature=0
+	check "$name --temperature=0 is an error" \
+		bash -c "[ $rc -eq 1 ] && grep -q 'bad value --temperature=0: expected a number > 0' '$TMP/err'"
+	LUNET_RUNS="$TMP/capped" run "$LUNET" "$script" "${args[@]}" --epochs=1 --samples=0
+	check "$name --samples=0: no samples" \
+		bash -c "[ $rc -eq 0 ] && ! grep -q '^--- sample' '$TMP/out' && grep -q '^epoch 1 ' '$TMP/out'"
 
 	# a text too short for one batch
 	head -c 100 "$TEXT" >"$TMP/short.txt"
