@@ -40,44 +40,6 @@ static ln_module *make(ln_rnn_kind kind, int64_t nin, int64_t h, int64_t layers,
 	return m;
 }
 
-static void forward_ok(ln_module *m, const ln_tensor *x)
-{
-	ln_error err;
-	if (ln_module_forward(m, x, &err) != LN_OK)
-		fail_msg("forward: %s", err.msg);
-}
-
-static void backward_ok(ln_module *m, const ln_tensor *x, const ln_tensor *gy)
-{
-	ln_error err;
-	if (ln_module_backward(m, x, gy, &err) != LN_OK)
-		fail_msg("backward: %s", err.msg);
-}
-
-/* |got - want| <= tol * max(1, |want|) everywhere */
-static void expect_near(const float *got, const float *want, int64_t n, double tol,
-                        const char *what)
-{
-	for (int64_t i = 0; i < n; i++)
-		if (!(fabs((double)got[i] - want[i]) <= tol * fmax(1.0, fabs(want[i]))))
-			fail_msg("%s: element %lld: got %.9g, want %.9g", what, (long long)i, got[i],
-			         want[i]);
-}
-
-static uint64_t alloc_calls(void)
-{
-	ln_alloc_stats st;
-	ln_alloc_get_stats(&st);
-	return st.allocs + st.failures;
-}
-
-static uint64_t live_bytes(void)
-{
-	ln_alloc_stats st;
-	ln_alloc_get_stats(&st);
-	return st.bytes_live;
-}
-
 static float *data(ln_tensor *t) { return ln_tensor_data(t); }
 
 /* ---- the cell's exp, sigmoid and tanh ------------------------------------------------------ */
@@ -130,7 +92,7 @@ static void test_hand_values(void **state)
 	const float *src[] = {wih, whh, bih, bhh};
 	for (int p = 0; p < 4; p++)
 		memcpy(data(&m->param[p]), src[p], 4 * sizeof(float));
-	forward_ok(m, &xt);
+	tu_forward_ok(m, &xt);
 	double h = 0, c = 0;
 	float want[3];
 	for (int t = 0; t < 3; t++) {
@@ -143,8 +105,8 @@ static void test_hand_values(void **state)
 		want[t] = (float)h;
 	}
 	const float torch_lstm[] = {0.225632787f, 0.016879497f, 0.115366608f};
-	expect_near(want, torch_lstm, 3, 5e-7, "equations vs PyTorch (LSTM)");
-	expect_near(data(&m->output), want, 3, 1e-6, "LSTM output");
+	tu_expect_near(want, torch_lstm, 3, 5e-7, "equations vs PyTorch (LSTM)");
+	tu_expect_near(data(&m->output), want, 3, 1e-6, "LSTM output");
 	ln_tensor *hidden = m->cls->field(m, "hidden"), *cell = m->cls->field(m, "cell");
 	assert_true(fabs(data(hidden)[0] - want[2]) < 1e-6);
 	assert_true(fabs(data(cell)[0] - c) < 1e-6 && fabs(c - 0.198266863822937) < 1e-7);
@@ -155,7 +117,7 @@ static void test_hand_values(void **state)
 	m = make(LN_RNN_GRU, 1, 1, 1, 0, false);
 	for (int p = 0; p < 4; p++)
 		memcpy(data(&m->param[p]), src[p], 3 * sizeof(float));
-	forward_ok(m, &xt);
+	tu_forward_ok(m, &xt);
 	h = 0;
 	for (int t = 0; t < 3; t++) {
 		double r = sig(wih[0] * x[t] + bih[0] + whh[0] * h + bhh[0]);
@@ -165,8 +127,8 @@ static void test_hand_values(void **state)
 		want[t] = (float)h;
 	}
 	const float torch_gru[] = {0.299503118f, -0.031065762f, 0.115890414f};
-	expect_near(want, torch_gru, 3, 5e-7, "equations vs PyTorch (GRU)");
-	expect_near(data(&m->output), want, 3, 1e-6, "GRU output");
+	tu_expect_near(want, torch_gru, 3, 5e-7, "equations vs PyTorch (GRU)");
+	tu_expect_near(data(&m->output), want, 3, 1e-6, "GRU output");
 	assert_null(m->cls->field(m, "cell"));
 	ln_module_release(m);
 
@@ -175,14 +137,14 @@ static void test_hand_values(void **state)
 		m = make(relu ? LN_RNN_RELU : LN_RNN_TANH, 1, 1, 1, 0, false);
 		for (int p = 0; p < 4; p++)
 			data(&m->param[p])[0] = src[p][3 - p];
-		forward_ok(m, &xt);
+		tu_forward_ok(m, &xt);
 		h = 0;
 		for (int t = 0; t < 3; t++) {
 			double a = wih[3] * x[t] + bhh[0] + whh[2] * h + bih[1];
 			h = relu ? (a > 0 ? a : 0) : tanh(a);
 			want[t] = (float)h;
 		}
-		expect_near(data(&m->output), want, 3, 1e-6, relu ? "RNN relu" : "RNN tanh");
+		tu_expect_near(data(&m->output), want, 3, 1e-6, relu ? "RNN relu" : "RNN tanh");
 		ln_module_release(m);
 	}
 	ln_tensor_release(&xt);
@@ -278,33 +240,33 @@ static void test_against_naive(void **state)
 			ln_tensor x, gy;
 			tu_tensor_uniform(&x, 3, (int64_t[]){n, t, nin}, -2, 2);
 			tu_tensor_uniform(&gy, 3, (int64_t[]){n, t, h}, -1, 1);
-			forward_ok(m, &x);
+			tu_forward_ok(m, &x);
 			ln_module_zero_grad(m);
-			backward_ok(m, &x, &gy);
+			tu_backward_ok(m, &x, &gy);
 			reference ref;
 			reference_run(&ref, (ln_rnn_kind)kind, m, &x, &gy, layers, h);
 			char what[96];
 			snprintf(what, sizeof what, "%s case %zu output", kind_names[kind], c);
-			expect_near(data(&m->output), ref.y, n * t * h, 2e-6, what);
-			expect_near(data(m->cls->field(m, "hidden")), ref.hidden, layers * n * h, 2e-6,
+			tu_expect_near(data(&m->output), ref.y, n * t * h, 2e-6, what);
+			tu_expect_near(data(m->cls->field(m, "hidden")), ref.hidden, layers * n * h, 2e-6,
 			            "hidden");
 			if (kind == LN_RNN_LSTM)
-				expect_near(data(m->cls->field(m, "cell")), ref.cell, layers * n * h, 2e-6,
+				tu_expect_near(data(m->cls->field(m, "cell")), ref.cell, layers * n * h, 2e-6,
 				            "cell");
 			snprintf(what, sizeof what, "%s case %zu grad_input", kind_names[kind], c);
-			expect_near(data(&m->grad_input), ref.dx, n * t * nin, 2e-5, what);
+			tu_expect_near(data(&m->grad_input), ref.dx, n * t * nin, 2e-5, what);
 			for (int p = 0; p < m->nparams; p++) {
 				snprintf(what, sizeof what, "%s case %zu parameter %d", kind_names[kind], c, p);
-				expect_near(data(&m->grad[p]), ref.grads[p], ln_tensor_numel(&m->grad[p]), 2e-5,
+				tu_expect_near(data(&m->grad[p]), ref.grads[p], ln_tensor_numel(&m->grad[p]), 2e-5,
 				            what);
 			}
 			/* a second backward adds the same again */
-			backward_ok(m, &x, &gy);
+			tu_backward_ok(m, &x, &gy);
 			for (int p = 0; p < m->nparams; p++) {
 				float *twice = malloc((size_t)ln_tensor_numel(&m->grad[p]) * sizeof(float));
 				for (int64_t i = 0; i < ln_tensor_numel(&m->grad[p]); i++)
 					twice[i] = 2 * ref.grads[p][i];
-				expect_near(data(&m->grad[p]), twice, ln_tensor_numel(&m->grad[p]), 4e-5,
+				tu_expect_near(data(&m->grad[p]), twice, ln_tensor_numel(&m->grad[p]), 4e-5,
 				            "accumulated");
 				free(twice);
 			}
@@ -409,22 +371,22 @@ static void test_stateful_carries(void **state)
 		tu_tensor_uniform(&x, 3, (int64_t[]){2, 7, 3}, -1, 1);
 		chunk(&a, &x, 0, 3);
 		chunk(&b, &x, 3, 4);
-		forward_ok(whole, &x);
-		forward_ok(st, &a);
-		forward_ok(st, &b);
+		tu_forward_ok(whole, &x);
+		tu_forward_ok(st, &a);
+		tu_forward_ok(st, &b);
 		ln_tensor tail;
 		chunk(&tail, &whole->output, 3, 4);
-		expect_near(data(&st->output), data(&tail), ln_tensor_numel(&tail), 1e-6,
+		tu_expect_near(data(&st->output), data(&tail), ln_tensor_numel(&tail), 1e-6,
 		            kind_names[kind]);
-		expect_near(data(st->cls->field(st, "hidden")), data(whole->cls->field(whole, "hidden")),
+		tu_expect_near(data(st->cls->field(st, "hidden")), data(whole->cls->field(whole, "hidden")),
 		            2 * 2 * 4, 1e-6, "final state");
 		/* from zeros again */
 		ln_module_reset_state(st);
 		assert_true(ln_tensor_max(st->cls->field(st, "hidden")) == 0);
-		forward_ok(st, &a);
+		tu_forward_ok(st, &a);
 		ln_tensor head;
 		chunk(&head, &whole->output, 0, 3);
-		expect_near(data(&st->output), data(&head), ln_tensor_numel(&head), 1e-6, "after reset");
+		tu_expect_near(data(&st->output), data(&head), ln_tensor_numel(&head), 1e-6, "after reset");
 		/* a batch of another size */
 		ln_tensor other;
 		ln_error err;
@@ -435,12 +397,12 @@ static void test_stateful_carries(void **state)
 		         "2, got a batch of 3 (reset_state() starts afresh)", st->cls->name);
 		assert_string_equal(err.msg, want);
 		ln_module_reset_state(st);
-		forward_ok(st, &other);
+		tu_forward_ok(st, &other);
 		/* not stateful: every forward starts from zeros */
-		forward_ok(whole, &b);
+		tu_forward_ok(whole, &b);
 		ln_tensor first = LN_TENSOR_EMPTY;
 		assert_int_equal(ln_tensor_clone(&first, &whole->output, &err), LN_OK);
-		forward_ok(whole, &b);
+		tu_forward_ok(whole, &b);
 		assert_memory_equal(data(&first), data(&whole->output), 2 * 4 * 4 * sizeof(float));
 		ln_tensor_release(&first);
 		ln_tensor_release(&other);
@@ -471,7 +433,7 @@ static void test_stateful_gradient_stops(void **state)
 		tu_tensor_uniform(&x, 3, (int64_t[]){2, 6, 2}, -1.5f, 1.5f);
 		chunk(&a, &x, 0, 3);
 		chunk(&b, &x, 3, 3);
-		forward_ok(st, &a);
+		tu_forward_ok(st, &a);
 		carried c;
 		carried_save(&c, st);
 		expect_gradcheck(st, &b, 1e-2, 1e-2, restore, &c);
@@ -484,22 +446,22 @@ static void test_stateful_gradient_stops(void **state)
 			memcpy(data(&whole->param[p]), data(&st->param[p]),
 			       (size_t)ln_tensor_numel(&st->param[p]) * sizeof(float));
 		restore(st, &c);
-		forward_ok(st, &b);
+		tu_forward_ok(st, &b);
 		tu_tensor_uniform(&gy, 3, (int64_t[]){2, 6, 3}, -1, 1);
 		for (int64_t i = 0; i < 2; i++)
 			memset(data(&gy) + i * 6 * 3, 0, 3 * 3 * sizeof(float));  /* first chunk: 0 */
 		ln_tensor gb;
 		chunk(&gb, &gy, 3, 3);
 		ln_module_zero_grad(st);
-		backward_ok(st, &b, &gb);
-		forward_ok(whole, &x);
+		tu_backward_ok(st, &b, &gb);
+		tu_forward_ok(whole, &x);
 		ln_module_zero_grad(whole);
-		backward_ok(whole, &x, &gy);
+		tu_backward_ok(whole, &x, &gy);
 		/* the input gradients of the second chunk agree (nothing after
 		 * the chunk depends on it differently) ... */
 		ln_tensor gxb;
 		chunk(&gxb, &whole->grad_input, 3, 3);
-		expect_near(data(&st->grad_input), data(&gxb), ln_tensor_numel(&gxb), 1e-5,
+		tu_expect_near(data(&st->grad_input), data(&gxb), ln_tensor_numel(&gxb), 1e-5,
 		            "grad_input of the chunk");
 		/* ... but the whole sequence also sends gradient into the first
 		 * chunk's steps, which truncation leaves out */
@@ -526,11 +488,6 @@ static void test_stateful_gradient_stops(void **state)
 
 /* ---- dropout between layers --------------------------------------------------------------- */
 
-static void reseed(ln_module *m, void *ctx)
-{
-	ln_rng_seed(ln_rng_global(), *(uint64_t *)ctx);
-}
-
 /* In evaluate mode dropout does nothing; in training mode the output
  * changes, masks come from the seeded rng (same seed, same output), and
  * the gradients are those of the masked network (checked with the rng
@@ -547,13 +504,13 @@ static void test_dropout(void **state)
 			       (size_t)ln_tensor_numel(&m->param[p]) * sizeof(float));
 		ln_tensor x;
 		tu_tensor_uniform(&x, 3, (int64_t[]){2, 5, 3}, -1, 1);
-		forward_ok(plain, &x);
+		tu_forward_ok(plain, &x);
 		ln_module_set_training(m, false);
-		forward_ok(m, &x);
+		tu_forward_ok(m, &x);
 		assert_memory_equal(data(&m->output), data(&plain->output), 2 * 5 * 4 * sizeof(float));
 		ln_module_set_training(m, true);
 		ln_rng_seed(ln_rng_global(), 99);
-		forward_ok(m, &x);
+		tu_forward_ok(m, &x);
 		ln_tensor y1 = LN_TENSOR_EMPTY;
 		ln_error err;
 		assert_int_equal(ln_tensor_clone(&y1, &m->output, &err), LN_OK);
@@ -562,11 +519,11 @@ static void test_dropout(void **state)
 			diff = fmax(diff, fabs(data(&y1)[i] - data(&plain->output)[i]));
 		assert_true(diff > 1e-3);
 		ln_rng_seed(ln_rng_global(), 99);
-		forward_ok(m, &x);
+		tu_forward_ok(m, &x);
 		assert_memory_equal(data(&m->output), data(&y1), 40 * sizeof(float));
 		if (kind != LN_RNN_RELU) {
 			uint64_t seed = 5;
-			expect_gradcheck(m, &x, 1e-2, 1e-2, reseed, &seed);
+			expect_gradcheck(m, &x, 1e-2, 1e-2, tu_reseed, &seed);
 		}
 		ln_tensor_release(&y1);
 		ln_tensor_release(&x);
@@ -686,64 +643,21 @@ static void test_errors(void **state)
 
 /* ---- allocation ------------------------------------------------------------------------------- */
 
+static ln_status build(ln_module **out, void *ctx, ln_error *err)
+{
+	ln_rnn_options o = {.layers = 2, .dropout = 0.3, .stateful = true};
+	return ln_rnn_new(out, NULL, *(ln_rnn_kind *)ctx, 4, 3, &o, err);
+}
+
 /* Each allocation of the constructor, of the first forward and of the
  * first backward fails in turn: LN_ENOMEM, and nothing is left behind. */
 static void test_enomem(void **state)
 {
 	ln_rng_seed(ln_rng_global(), SEED);
-	for (int kind = 0; kind < 4; kind++)
-		for (int phase = 0; phase < 3; phase++) {
-			int failures = 0;
-			for (long k = 1;; k++) {
-				assert_true(k < 200);
-				uint64_t live = live_bytes();
-				ln_module *m = NULL;
-				ln_error err;
-				ln_rnn_options o = {.layers = 2, .dropout = 0.3, .stateful = true};
-				ln_tensor x, gy = LN_TENSOR_EMPTY;
-				tu_tensor_uniform(&x, 3, (int64_t[]){2, 3, 4}, -1, 1);
-				ln_status s;
-				if (phase == 0) {
-					ln_alloc_fail_nth(k);
-					s = ln_rnn_new(&m, NULL, (ln_rnn_kind)kind, 4, 3, &o, &err);
-					ln_alloc_fail_nth(0);
-				} else {
-					assert_int_equal(ln_rnn_new(&m, NULL, (ln_rnn_kind)kind, 4, 3, &o, &err), LN_OK);
-					if (phase == 1) {
-						ln_alloc_fail_nth(k);
-						s = ln_module_forward(m, &x, &err);
-						ln_alloc_fail_nth(0);
-					} else {
-						forward_ok(m, &x);
-						tu_tensor_uniform(&gy, 3, (int64_t[]){2, 3, 3}, -1, 1);
-						ln_alloc_fail_nth(k);
-						s = ln_module_backward(m, &x, &gy, &err);
-						ln_alloc_fail_nth(0);
-					}
-				}
-				if (s == LN_OK) {
-					if (phase > 0) {
-						/* and the module still works */
-						forward_ok(m, &x);
-					}
-					ln_module_release(m);
-					ln_tensor_release(&x);
-					ln_tensor_release(&gy);
-					assert_int_equal(live_bytes(), live);
-					break;
-				}
-				failures++;
-				if (s != LN_ENOMEM)
-					fail_msg("%s phase %d allocation %ld: %s", kind_names[kind], phase, k, err.msg);
-				if (!strstr(err.msg, "out of memory"))
-					fail_msg("message does not say out of memory: %s", err.msg);
-				ln_module_release(m);
-				ln_tensor_release(&x);
-				ln_tensor_release(&gy);
-				assert_int_equal(live_bytes(), live);
-			}
-			assert_true(failures >= 1);
-		}
+	for (int kind = 0; kind < 4; kind++) {
+		ln_rnn_kind k = (ln_rnn_kind)kind;
+		tu_check_enomem(build, &k, (int64_t[]){2, 3, 4}, (int64_t[]){2, 3, 3}, kind_names[kind]);
+	}
 }
 
 /* After the first step, a training step of a stateful two-layer LSTM with
@@ -757,14 +671,14 @@ static void test_steady_state_no_alloc(void **state)
 		tu_tensor_uniform(&x, 3, (int64_t[]){3, 6, 4}, -1, 1);
 		tu_tensor_uniform(&gy, 3, (int64_t[]){3, 6, 5}, -1, 1);
 		for (int step = 0; step < 4; step++) {
-			uint64_t before = alloc_calls();
+			uint64_t before = tu_alloc_calls();
 			ln_module_zero_grad(m);
-			forward_ok(m, &x);
-			backward_ok(m, &x, &gy);
+			tu_forward_ok(m, &x);
+			tu_backward_ok(m, &x, &gy);
 			if (step == 2)
 				ln_module_reset_state(m);
 			if (step > 0)
-				assert_int_equal(alloc_calls(), before);
+				assert_int_equal(tu_alloc_calls(), before);
 		}
 		ln_tensor_release(&x);
 		ln_tensor_release(&gy);

@@ -62,20 +62,6 @@ static ln_module *linear(int64_t nin, int64_t nout)
 	return must(ln_linear_new(&m, NULL, nin, nout, true, &err), &m, &err);
 }
 
-static void forward_ok(ln_module *m, const ln_tensor *x)
-{
-	ln_error err;
-	if (ln_module_forward(m, x, &err) != LN_OK)
-		fail_msg("forward: %s", err.msg);
-}
-
-static void backward_ok(ln_module *m, const ln_tensor *x, const ln_tensor *gy)
-{
-	ln_error err;
-	if (ln_module_backward(m, x, gy, &err) != LN_OK)
-		fail_msg("backward: %s", err.msg);
-}
-
 static void expect_close(const float *got, const double *want, int n, double tol)
 {
 	for (int i = 0; i < n; i++)
@@ -98,13 +84,6 @@ static void expect_error(ln_status got, ln_status want, const ln_error *err, con
 		fail_msg("expected %s \"%s\", got %s \"%s\"", ln_status_name(want), msg,
 		         ln_status_name(got), got == LN_OK ? "" : err->msg);
 	assert_string_equal(err->msg, msg);
-}
-
-static uint64_t alloc_calls(void)
-{
-	ln_alloc_stats st;
-	ln_alloc_get_stats(&st);
-	return st.allocs + st.failures;
 }
 
 /* ---- GELU, SiLU ------------------------------------------------------------------- */
@@ -135,9 +114,9 @@ static void test_gelu_silu_values(void **state)
 	const double *fwd[] = {gelu, silu}, *bwd[] = {dgelu, dsilu};
 	for (int k = 0; k < 2; k++) {
 		ln_module *m = act(names[k]);
-		forward_ok(m, &x);
+		tu_forward_ok(m, &x);
 		expect_close(ln_tensor_data(&m->output), fwd[k], 8, 2e-7);
-		backward_ok(m, &x, &ones);
+		tu_backward_ok(m, &x, &ones);
 		expect_close(ln_tensor_data(&m->grad_input), bwd[k], 8, 2e-6);
 		ln_module_release(m);
 	}
@@ -167,10 +146,10 @@ static void test_leading_dimensions(void **state)
 		ln_module *m = ms[i];
 		char name[64];
 		m->cls->describe(m, name, sizeof name);
-		forward_ok(m, &x2);
+		tu_forward_ok(m, &x2);
 		ln_tensor y2 = LN_TENSOR_EMPTY;
 		assert_int_equal(ln_tensor_clone(&y2, &m->output, &err), LN_OK);
-		forward_ok(m, &x3);
+		tu_forward_ok(m, &x3);
 		assert_int_equal(m->output.ndim, 3);
 		assert_int_equal(m->output.shape[0], 2);
 		assert_int_equal(m->output.shape[1], 3);
@@ -215,7 +194,7 @@ static void test_layernorm_values(void **state)
 	memcpy(ln_tensor_data(&m->param[1]), bs, sizeof bs);
 	ln_tensor x;
 	tu_tensor(&x, 2, (int64_t[]){2, 4}, xs);
-	forward_ok(m, &x);
+	tu_forward_ok(m, &x);
 	double want[8];
 	for (int r = 0; r < 2; r++) {
 		double mu = 0, var = 0;
@@ -253,7 +232,7 @@ static void test_layernorm_values(void **state)
 	m = layernorm(3, 1e-5);
 	ln_tensor c;
 	tu_tensor(&c, 2, (int64_t[]){1, 3}, (float[]){5, 5, 5});
-	forward_ok(m, &c);
+	tu_forward_ok(m, &c);
 	assert_true(ln_tensor_max(&m->output) == 0 && ln_tensor_min(&m->output) == 0);
 	ln_tensor_release(&c);
 	ln_module_release(m);
@@ -296,7 +275,7 @@ static void test_embedding_values(void **state)
 		w[i] = (float)(i + 1);  /* row k (1-based) is 3k-2, 3k-1, 3k */
 	ln_tensor x, gy;
 	tu_tensor(&x, 2, (int64_t[]){2, 3}, (float[]){2, 4, 2, 1, 2, 3});
-	forward_ok(m, &x);
+	tu_forward_ok(m, &x);
 	assert_int_equal(m->output.ndim, 3);
 	assert_int_equal(m->output.shape[2], 3);
 	const double want[] = {4, 5, 6, 10, 11, 12, 4, 5, 6, 1, 2, 3, 4, 5, 6, 7, 8, 9};
@@ -306,8 +285,8 @@ static void test_embedding_values(void **state)
 		gys[i] = (float)(i % 5) - 1.5f;
 	tu_tensor(&gy, 3, (int64_t[]){2, 3, 3}, gys);
 	ln_module_zero_grad(m);
-	backward_ok(m, &x, &gy);
-	backward_ok(m, &x, &gy);  /* accumulates */
+	tu_backward_ok(m, &x, &gy);
+	tu_backward_ok(m, &x, &gy);  /* accumulates */
 	double gw[12] = {0};
 	const float *lab = ln_tensor_data(&x);
 	for (int k = 0; k < 6; k++)
@@ -386,7 +365,7 @@ static void test_embedding_errors(void **state)
 	/* labels changed between forward and backward are checked again */
 	l[1] = 2;
 	l[3] = 4;
-	forward_ok(m, &x);
+	tu_forward_ok(m, &x);
 	ln_tensor gy;
 	tu_tensor_uniform(&gy, 3, (int64_t[]){2, 2, 2}, -1, 1);
 	l[0] = 9;
@@ -579,16 +558,16 @@ static void test_steady_state_no_alloc(void **state)
 	tu_tensor(&x, 2, (int64_t[]){3, 4}, (float[]){1, 2, 3, 4, 5, 6, 7, 1, 2, 3, 3, 3});
 	tu_tensor(&y, 2, (int64_t[]){3, 4}, (float[]){2, 3, 4, 5, 6, 7, 1, 2, 3, 3, 3, 1});
 	for (int step = 0; step < 3; step++) {
-		uint64_t before = alloc_calls();
+		uint64_t before = tu_alloc_calls();
 		double l;
 		ln_module_zero_grad(s);
-		forward_ok(s, &x);
+		tu_forward_ok(s, &x);
 		assert_int_equal(ln_loss_forward(c, &s->output, &y, &l, &err), LN_OK);
 		assert_int_equal(ln_loss_backward(c, &s->output, &y, &err), LN_OK);
-		backward_ok(s, &x, &c->grad_input);
+		tu_backward_ok(s, &x, &c->grad_input);
 		ln_clip_grad_norm(s, 1.0);
 		if (step > 0)
-			assert_int_equal(alloc_calls(), before);
+			assert_int_equal(tu_alloc_calls(), before);
 	}
 	ln_loss_release(c);
 	ln_tensor_release(&x);

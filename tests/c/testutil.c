@@ -7,6 +7,7 @@
 
 #include <cmocka.h>
 
+#include "core/alloc.h"
 #include "core/rng.h"
 #include "testutil.h"
 
@@ -18,6 +19,103 @@ void tu_tensor(ln_tensor *t, int ndim, const int64_t *shape, const float *vals)
 		fail_msg("tu_tensor: %s", err.msg);
 	if (vals)
 		memcpy(ln_tensor_data(t), vals, (size_t)ln_tensor_numel(t) * sizeof(float));
+}
+
+/* ---- modules, values, allocations -------------------------------------------- */
+
+void tu_forward_ok(ln_module *m, const ln_tensor *x)
+{
+	ln_error err;
+	if (ln_module_forward(m, x, &err) != LN_OK)
+		fail_msg("forward: %s", err.msg);
+}
+
+void tu_backward_ok(ln_module *m, const ln_tensor *x, const ln_tensor *gy)
+{
+	ln_error err;
+	if (ln_module_backward(m, x, gy, &err) != LN_OK)
+		fail_msg("backward: %s", err.msg);
+}
+
+void tu_expect_near(const float *got, const float *want, int64_t n, double tol, const char *what)
+{
+	for (int64_t i = 0; i < n; i++)
+		if (!(fabs((double)got[i] - want[i]) <= tol * fmax(1.0, fabs(want[i]))))
+			fail_msg("%s: element %lld: got %.9g, want %.9g", what, (long long)i, got[i],
+			         want[i]);
+}
+
+uint64_t tu_alloc_calls(void)
+{
+	ln_alloc_stats st;
+	ln_alloc_get_stats(&st);
+	return st.allocs + st.failures;
+}
+
+void tu_check_enomem(tu_build_fn build, void *ctx, const int64_t xshape[3],
+                     const int64_t yshape[3], const char *what)
+{
+	for (int phase = 0; phase < 3; phase++) {
+		int failures = 0;
+		for (long k = 1;; k++) {
+			if (k >= 200)
+				fail_msg("%s phase %d: still failing after %ld allocations", what, phase, k);
+			uint64_t live = tu_live_bytes();
+			ln_module *m = NULL;
+			ln_error err;
+			ln_tensor x, gy = LN_TENSOR_EMPTY;
+			tu_tensor_uniform(&x, 3, xshape, -1, 1);
+			ln_status s;
+			if (phase == 0) {
+				ln_alloc_fail_nth(k);
+				s = build(&m, ctx, &err);
+				ln_alloc_fail_nth(0);
+			} else {
+				if (build(&m, ctx, &err) != LN_OK)
+					fail_msg("%s: %s", what, err.msg);
+				if (phase == 1) {
+					ln_alloc_fail_nth(k);
+					s = ln_module_forward(m, &x, &err);
+					ln_alloc_fail_nth(0);
+				} else {
+					tu_forward_ok(m, &x);
+					tu_tensor_uniform(&gy, 3, yshape, -1, 1);
+					ln_alloc_fail_nth(k);
+					s = ln_module_backward(m, &x, &gy, &err);
+					ln_alloc_fail_nth(0);
+				}
+			}
+			if (s == LN_OK) {
+				if (phase > 0)
+					tu_forward_ok(m, &x);  /* the module still works */
+			} else {
+				failures++;
+				if (s != LN_ENOMEM || !strstr(err.msg, "out of memory"))
+					fail_msg("%s phase %d allocation %ld: %s", what, phase, k, err.msg);
+			}
+			ln_module_release(m);
+			ln_tensor_release(&x);
+			ln_tensor_release(&gy);
+			assert_int_equal(tu_live_bytes(), live);
+			if (s == LN_OK)
+				break;
+		}
+		if (failures < 1)
+			fail_msg("%s phase %d allocates nothing", what, phase);
+	}
+}
+
+void tu_reseed(ln_module *m, void *ctx)
+{
+	(void)m;
+	ln_rng_seed(ln_rng_global(), *(uint64_t *)ctx);
+}
+
+uint64_t tu_live_bytes(void)
+{
+	ln_alloc_stats st;
+	ln_alloc_get_stats(&st);
+	return st.bytes_live;
 }
 
 void tu_tensor_uniform(ln_tensor *t, int ndim, const int64_t *shape, float lo, float hi)

@@ -20,6 +20,33 @@
 void tu_tensor(ln_tensor *t, int ndim, const int64_t *shape, const float *vals);
 void tu_tensor_uniform(ln_tensor *t, int ndim, const int64_t *shape, float lo, float hi);
 
+/* ln_module_forward / ln_module_backward that fail the test with the
+ * message on error. */
+void tu_forward_ok(ln_module *m, const ln_tensor *x);
+void tu_backward_ok(ln_module *m, const ln_tensor *x, const ln_tensor *gy);
+
+/* Fails the test, naming `what` and the first element out of tolerance,
+ * unless |got - want| <= tol * max(1, |want|) for each of the n elements. */
+void tu_expect_near(const float *got, const float *want, int64_t n, double tol, const char *what);
+
+/* From ln_alloc_get_stats: the ln_malloc calls so far (failed ones
+ * included), and the bytes now allocated. */
+uint64_t tu_alloc_calls(void);
+uint64_t tu_live_bytes(void);
+
+/* Builds a module into *out from ctx (a constructor with its arguments
+ * fixed), as tu_check_enomem calls it. */
+typedef ln_status (*tu_build_fn)(ln_module **out, void *ctx, ln_error *err);
+/* Fails, in turn, each ln_malloc of build, of the first forward on a
+ * uniform x of shape xshape (3 dimensions) and of the first backward
+ * with a uniform gy of shape yshape: each failure must be LN_ENOMEM
+ * saying "out of memory" and leave the live bytes as they were; after a
+ * failed forward or backward the module still runs.  Each phase must
+ * fail at least once and succeed within 200 allocations.  `what` names
+ * the case in a failure. */
+void tu_check_enomem(tu_build_fn build, void *ctx, const int64_t xshape[3],
+                     const int64_t yshape[3], const char *what);
+
 /* Gradient check of a module: central differences (step eps) of the probe
  * L = sum(r .* forward(x)), accumulated in double, with a fixed random
  * weighting r in [-1,1) (a plain sum hides errors in softmax), against
@@ -38,6 +65,9 @@ double tu_gradcheck_module(ln_module *m, const ln_tensor *x, double eps);
 typedef void (*tu_before_fn)(ln_module *m, void *ctx);
 double tu_gradcheck_ex(ln_module *m, const ln_tensor *x, double eps, bool input,
                        tu_before_fn before, void *ctx);
+/* A tu_before_fn that seeds the process-wide generator with *(uint64_t
+ * *)ctx, so that every forward draws the same dropout masks. */
+void tu_reseed(ln_module *m, void *ctx);
 
 /* The same for a loss, whose forward is already a number: checks
  * dL/dinput only.  With reduction none, of L = sum_i r_i l_i for random
