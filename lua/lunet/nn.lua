@@ -405,10 +405,13 @@ end
 -- and LayerNorm scale and shift each element: one.  A recurrent layer
 -- ({N,T,h} out) multiplies, at each of its T steps, every weight matrix
 -- (weight_ih_lk, weight_hh_lk) by a vector once.  An Embedding looks rows
--- up: none.  Layers without parameters count none (comparisons, additions
--- and elementwise functions are not multiply-adds).  Another class adds
--- its rule here, by class name; a class with parameters and no rule shows
--- "?".
+-- up: none.  MultiheadAttention ({N,T,d} out) projects each of its T
+-- positions in (3d*d) and out (d*d), and per head scores T*T pairs and
+-- weighs T*T value rows over d/heads columns: 4*T*d*d + 2*T*T*d (causal
+-- or not: the whole score matrix is computed).  Layers without
+-- parameters count none (comparisons, additions and elementwise
+-- functions are not multiply-adds).  Another class adds its rule here,
+-- by class name; a class with parameters and no rule shows "?".
 local function per_sample(out)
 	return out:numel() // out:size(1)
 end
@@ -435,6 +438,10 @@ nn._summary_macs = {
 	RNN = recurrent_macs,
 	LSTM = recurrent_macs,
 	GRU = recurrent_macs,
+	MultiheadAttention = function(m, out)
+		local t, d = out:size(2), m.d
+		return 4 * t * d * d + 2 * t * t * d
+	end,
 }
 
 local function macs_of(m, out)

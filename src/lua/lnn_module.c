@@ -943,6 +943,24 @@ static int l_rnn(lua_State *L)
 	return lnn_module_done(L, b, m, st, &err, fname);
 }
 
+/* nn.MultiheadAttention(d, heads[, {causal=false, dropout=0}]) */
+static int l_attention(lua_State *L)
+{
+	static const char *fname = "nn.MultiheadAttention";
+	static const lnL_option known[] = {{"causal", LUA_TBOOLEAN}, {"dropout", LUA_TNUMBER},
+	                                   {NULL, 0}};
+	int64_t d = check_size(L, 1, fname, "d");
+	int64_t heads = check_size(L, 2, fname, "heads");
+	lnL_checkoptions(L, 3, fname, known);
+	bool causal = lnL_optboolean(L, 3, "causal", 0);
+	double dropout = lnL_optnumber(L, 3, "dropout", 0);
+	module_box *b = lnn_new_module_box(L, &ln_attention_class);
+	ln_module *m = NULL;
+	ln_error err;
+	ln_status st = ln_attention_new(&m, NULL, d, heads, causal, dropout, &err);
+	return lnn_module_done(L, b, m, st, &err, fname);
+}
+
 /* ---- nn.init ----------------------------------------------------------------------- */
 
 /* nn.init.<fn>(t, ...) -> t, filled from the process-wide generator.
@@ -1096,6 +1114,7 @@ void lnL_open_nn(lua_State *L)
 		{"BatchNorm", l_batchnorm},
 		{"LayerNorm", l_layernorm},
 		{"Embedding", l_embedding},
+		{"MultiheadAttention", l_attention},
 		{"is_module", l_is_module},
 		{NULL, NULL},
 	};

@@ -35,6 +35,7 @@ enum {
 	CLASS_RNN,
 	CLASS_LSTM,
 	CLASS_GRU,
+	CLASS_ATTENTION,
 	CLASS_COUNT
 };
 
@@ -56,6 +57,7 @@ static const ln_module_class *const classes[] = {
 	[CLASS_RNN] = &ln_rnn_class,
 	[CLASS_LSTM] = &ln_lstm_class,
 	[CLASS_GRU] = &ln_gru_class,
+	[CLASS_ATTENTION] = &ln_attention_class,
 };
 
 static_assert(sizeof classes / sizeof classes[0] == CLASS_COUNT,

@@ -22,6 +22,7 @@ extern const ln_module_class ln_embedding_class;
 extern const ln_module_class ln_rnn_class;
 extern const ln_module_class ln_lstm_class;
 extern const ln_module_class ln_gru_class;
+extern const ln_module_class ln_attention_class;
 
 /* ---- Embedding (embedding.c) -------------------------------------------------
  * labels x {...} (any shape, up to 7 dimensions; integers 1..n stored as
@@ -78,5 +79,29 @@ ln_status ln_rnn_backward_naive(ln_rnn_kind kind, float *dx, float *dwih, float 
                                 const float *h0, const float *c0, const float *wih,
                                 const float *whh, const float *bih, const float *bhh, int64_t n,
                                 int64_t t, int64_t nin, int64_t hd);
+
+/* ---- MultiheadAttention (attention.c) ----------------------------------------
+ * Self-attention on x {N,T,d} -> {N,T,d} with `heads` heads of d/heads
+ * columns each, as torch.nn.MultiheadAttention(d, heads, batch_first=True)
+ * with query = key = value = x (attention.c has the equations).  Params,
+ * in this order: in_proj_weight {3d,d} (Xavier-uniform), in_proj_bias
+ * {3d} (0), out_proj_weight {d,d} (U(-1/sqrt(d), 1/sqrt(d))), out_proj_bias
+ * {d} (0); the state dict names the last two out_proj.weight and
+ * out_proj.bias, as PyTorch's submodule.  causal: position t attends to
+ * positions 1..t only.  dropout in [0,1): on the attention weights, in
+ * training mode.  Config: d, heads, causal (0/1), dropout.  LN_ERANGE for
+ * sizes < 1, d not a multiple of heads, dropout out of range. */
+ln_status ln_attention_new(ln_module **out, const ln_module_build *ctx, int64_t d, int64_t heads,
+                           bool causal, double dropout, ln_error *err);
+/* The reference, in double, without dropout: y (N,T,d) from x (N,T,d);
+ * backward adds into dw_in, db_in, dw_out, db_out and writes dx (may be
+ * NULL) from gy (N,T,d).  LN_ENOMEM (they allocate their scratch). */
+ln_status ln_attention_forward_naive(float *y, const float *x, const float *win, const float *bin,
+                                     const float *wout, const float *bout, int64_t n, int64_t t,
+                                     int64_t d, int64_t heads, bool causal);
+ln_status ln_attention_backward_naive(float *dx, float *dwin, float *dbin, float *dwout,
+                                      float *dbout, const float *gy, const float *x,
+                                      const float *win, const float *bin, const float *wout,
+                                      int64_t n, int64_t t, int64_t d, int64_t heads, bool causal);
 
 #endif

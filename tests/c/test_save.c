@@ -562,7 +562,7 @@ static void test_every_registry_class(void **state)
 		{"nin", 3}, {"nout", 2}, {"bias", 1}, {"p", 0.25}, {"slope", 0.2}, {"cin", 2},
 		{"cout", 3}, {"k", 2}, {"stride", 1}, {"padding", 1}, {"n", 3}, {"eps", 1e-3},
 		{"momentum", 0.2}, {"dim", 2}, {"d", 4}, {"nhidden", 3}, {"layers", 2},
-		{"dropout", 0.25}, {"stateful", 1}, {"nonlinearity", 1},
+		{"dropout", 0.25}, {"stateful", 1}, {"nonlinearity", 1}, {"heads", 2}, {"causal", 1},
 	};
 	int count = ln_module_class_count();
 	assert_true(count >= 15);

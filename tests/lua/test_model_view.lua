@@ -152,6 +152,11 @@ test("model:summary: sequences (Embedding, LSTM, LayerNorm, GRU, RNN)", function
 	eq(sm[1].macs, 315)
 	eq(sm[2].macs, 50)
 	eq(sm[1].shape, "{N,5,3}")
+	-- MultiheadAttention(8, 2) over T = 6: projections 6 * (24*8 + 8*8) = 1,536,
+	-- scores and weighted values 2 * 6*6 * 8 = 576
+	sm = nn.Sequential{nn.MultiheadAttention(8, 2, {causal = true})}:summary{6, 8}
+	eq(sm[1].macs, 2112)
+	eq(sm.params, 4 * 8 * 8 + 4 * 8)
 end)
 
 test("model:summary: a layer alone, a layer in Lua, the modes kept", function()

@@ -1,6 +1,7 @@
 -- test_sequence.lua -- the layers for sequences through the Lua surface:
 -- Embedding, LayerNorm, GELU, SiLU, layers on inputs with leading
--- dimensions, CrossEntropyLoss on {N,T,C} logits, optim.clip_grad_norm;
+-- dimensions, CrossEntropyLoss on {N,T,C} logits, optim.clip_grad_norm,
+-- RNN/LSTM/GRU and MultiheadAttention;
 -- gradient checks, values, save/load and every documented error.
 local lunet = lunet or require "lunet"
 local nn, optim = lunet.nn, lunet.optim
@@ -30,6 +31,17 @@ end
 
 local function max_diff(a, b)
 	return (a - b):abs():max()
+end
+
+-- m for nn.gradcheck, with before() called ahead of every forward (to put
+-- back what a forward changes: a carried state, the generator's position)
+local function before_forward(m, before)
+	return {
+		forward = function(_, input) before(); return m:forward(input) end,
+		backward = function(_, input, gy) return m:backward(input, gy) end,
+		parameters = function() return m:parameters() end,
+		zero_grad = function() m:zero_grad() end,
+	}
 end
 
 -- a save and a load through a temporary file
@@ -343,16 +355,10 @@ test("stateful: the state carries, reset_state forgets, the gradient stops", fun
 		st:reset_state()
 		st:forward(a)
 		local hs, cs = st.hidden:clone(), st.cell and st.cell:clone()
-		local probe = {
-			forward = function(_, input)
-				st.hidden:copy(hs)
-				if cs then st.cell:copy(cs) end
-				return st:forward(input)
-			end,
-			backward = function(_, input, gy) return st:backward(input, gy) end,
-			parameters = function() return st:parameters() end,
-			zero_grad = function() st:zero_grad() end,
-		}
+		local probe = before_forward(st, function()
+			st.hidden:copy(hs)
+			if cs then st.cell:copy(cs) end
+		end)
 		local ok, err, where = nn.gradcheck(probe, b, {eps = 1e-3, tol = 2e-2})
 		check(ok, string.format("stateful gradcheck: %.3g at %s", err, tostring(where)))
 	end
@@ -402,6 +408,216 @@ test("recurrent dropout and options", function()
 	check(nn.GRU(1, 1).hidden == nil, "no state before a forward")
 end)
 
+-- ---- MultiheadAttention ------------------------------------------------------------
+
+-- The attention's output written out from PyTorch's equations in plain
+-- Lua numbers (double): q|k|v = x W_in^T + b_in; per sample and head,
+-- softmax(q k^T / sqrt(hd)) over the allowed positions, times v; then
+-- the output projection.
+local function attention_by_hand(m, x, causal)
+	local d, heads = m.d, m.heads
+	local hd = d // heads
+	local win, bin = m.in_proj_weight:totable(), m.in_proj_bias:totable()
+	local wo, bo = m.out_proj_weight:totable(), m.out_proj_bias:totable()
+	local xs = x:totable()
+	local out = {}
+	for i, seq in ipairs(xs) do
+		local t = #seq
+		local qkv = {}
+		for r = 1, t do
+			qkv[r] = {}
+			for j = 1, 3 * d do
+				local s = bin[j]
+				for c = 1, d do s = s + win[j][c] * seq[r][c] end
+				qkv[r][j] = s
+			end
+		end
+		local a = {}
+		for r = 1, t do a[r] = {} end
+		for hh = 0, heads - 1 do
+			for r = 1, t do
+				local len = causal and r or t
+				local sc, mx = {}, -math.huge
+				for c = 1, len do
+					local s = 0
+					for e = 1, hd do s = s + qkv[r][hh * hd + e] * qkv[c][d + hh * hd + e] end
+					sc[c] = s / math.sqrt(hd)
+					mx = math.max(mx, sc[c])
+				end
+				local sum = 0
+				for c = 1, len do sc[c] = math.exp(sc[c] - mx); sum = sum + sc[c] end
+				for e = 1, hd do
+					local o = 0
+					for c = 1, len do o = o + sc[c] / sum * qkv[c][2 * d + hh * hd + e] end
+					a[r][hh * hd + e] = o
+				end
+			end
+		end
+		out[i] = {}
+		for r = 1, t do
+			out[i][r] = {}
+			for j = 1, d do
+				local s = bo[j]
+				for c = 1, d do s = s + wo[j][c] * a[r][c] end
+				out[i][r][j] = s
+			end
+		end
+	end
+	return lunet.tensor(out)
+end
+
+test("MultiheadAttention: values from the equations, heads, causal or not", function()
+	for _, c in ipairs{{1, 4, 4, 1}, {2, 5, 6, 2}, {3, 3, 8, 4}, {1, 1, 2, 2}} do
+		local n, t, d, heads = c[1], c[2], c[3], c[4]
+		for _, causal in ipairs{false, true} do
+			local m = nn.MultiheadAttention(d, heads, {causal = causal})
+			m.in_proj_bias:copy(lunet.randn(3 * d) * 0.5)
+			m.out_proj_bias:copy(lunet.randn(d) * 0.5)
+			local x = lunet.randn(n, t, d)
+			local y = m:forward(x)
+			h.same(y:shape(), {n, t, d})
+			local err = max_diff(y, attention_by_hand(m, x, causal))
+			check(err < 1e-5, string.format("N=%d T=%d d=%d heads=%d causal=%s: %.3g", n, t, d,
+			                                heads, tostring(causal), err))
+		end
+	end
+	-- scores in the thousands: the softmax subtracts each row's maximum
+	local m = nn.MultiheadAttention(4, 2, {causal = true})
+	m.in_proj_weight:mul_(40)
+	local x = lunet.randn(2, 6, 4) * 5
+	local y = m:forward(x)
+	check(y:eq(y):sum() == y:numel(), "no NaN")
+	check(y:abs():max() < math.huge, "finite")
+	check(max_diff(y, attention_by_hand(m, x, true)) < 1e-4, "large scores")
+end)
+
+test("MultiheadAttention: fields, parameters in PyTorch's order, state dict names", function()
+	local m = nn.MultiheadAttention(8, 2, {causal = true, dropout = 0.25})
+	local names = {"in_proj_weight", "in_proj_bias", "out_proj_weight", "out_proj_bias"}
+	local shapes = {{24, 8}, {24}, {8, 8}, {8}}
+	local params, grads = m:parameters()
+	check(#params == 4 and #grads == 4, "4 parameters")
+	for i, name in ipairs(names) do
+		h.same(m[name]:shape(), shapes[i])
+		params[i]:fill(i)
+		check(m[name]:min() == i and m[name]:max() == i, name .. " is parameter " .. i)
+		check(m["grad_" .. name]:numel() == params[i]:numel(), "grad_" .. name)
+	end
+	check(m.d == 8 and m.heads == 2 and m.causal == 1 and m.dropout == 0.25, "config fields")
+	check(tostring(m) == "MultiheadAttention(8, heads=2, causal, dropout=0.25)", tostring(m))
+	check(tostring(nn.MultiheadAttention(4, 1)) == "MultiheadAttention(4, heads=1)", "plain")
+	-- PyTorch's keys: out_proj is a submodule there
+	local sd = m:state_dict()
+	local keys = {}
+	for k, v in pairs(sd) do keys[#keys + 1] = k .. " " .. table.concat(v:shape(), "x") end
+	table.sort(keys)
+	keys = table.concat(keys, ", ")
+	check(keys == "in_proj_bias 24, in_proj_weight 24x8, out_proj.bias 8, out_proj.weight 8x8",
+	      keys)
+	local other = nn.MultiheadAttention(8, 2, {causal = true})
+	other:load_state_dict(sd)
+	for i, p in ipairs(other:parameters()) do
+		check(max_diff(p, params[i]) == 0, "loaded " .. names[i])
+	end
+	check_error(function() other:load_state_dict{in_proj_weight = lunet.zeros(24, 8)} end,
+	            "missing")
+	-- initialisation: Xavier-uniform in_proj_weight, U(-1/sqrt(d), 1/sqrt(d))
+	-- out_proj_weight, zero biases
+	lunet.seed(5)
+	local f = nn.MultiheadAttention(16, 4)
+	local a, b = math.sqrt(6 / (16 + 48)), 1 / 4
+	check(f.in_proj_weight:abs():max() <= a and f.in_proj_weight:abs():max() > 0.9 * a, "xavier")
+	check(f.out_proj_weight:abs():max() <= b and f.out_proj_weight:abs():max() > 0.9 * b, "uniform")
+	check(f.in_proj_bias:abs():max() == 0 and f.out_proj_bias:abs():max() == 0, "zero biases")
+end)
+
+test("MultiheadAttention: gradient checks, causal or not, several shapes", function()
+	for _, c in ipairs{{2, 3, 4, 2}, {1, 5, 6, 3}, {3, 2, 2, 1}, {1, 4, 8, 4}} do
+		for _, causal in ipairs{false, true} do
+			local m = nn.MultiheadAttention(c[3], c[4], {causal = causal})
+			m.in_proj_bias:copy(lunet.randn(3 * c[3]) * 0.5)
+			m.out_proj_bias:copy(lunet.randn(c[3]) * 0.5)
+			check_grad(m, lunet.randn(c[1], c[2], c[3]))
+		end
+	end
+	-- in a model, with a loss over the tokens
+	local lm = nn.Sequential{nn.Embedding(7, 4), nn.MultiheadAttention(4, 2, {causal = true}),
+	                        nn.Linear(4, 7)}
+	lm.input_grad = false
+	check_grad(lm, labels(2, 5, 7))
+	check_grad(nn.CrossEntropyLoss(), lm:forward(labels(2, 5, 7)), labels(2, 5, 7))
+	-- with dropout in training mode: the masks drawn again alike before
+	-- every forward (lunet.seed), so the function differentiated is fixed
+	local m = nn.MultiheadAttention(6, 2, {dropout = 0.3})
+	local probe = before_forward(m, function() lunet.seed(11) end)
+	local ok, err, where = nn.gradcheck(probe, lunet.randn(2, 4, 6))
+	check(ok, string.format("dropout gradcheck: %.3g at %s", err, tostring(where)))
+end)
+
+test("MultiheadAttention: the causal mask, dropout in training and evaluate", function()
+	for _, causal in ipairs{false, true} do
+		local m = nn.MultiheadAttention(6, 3, {causal = causal})
+		local x = lunet.randn(2, 5, 6)
+		local y = m:forward(x):clone()
+		local x2 = x:clone()
+		x2:narrow(2, 4, 2):add_(1)  -- positions 4 and 5 change
+		local y2 = m:forward(x2)
+		local early = max_diff(y2:narrow(2, 1, 3), y:narrow(2, 1, 3))
+		if causal then
+			check(early == 0, "positions 1..3 do not see 4 and 5")
+		else
+			check(early > 1e-4, "without the mask every position sees all")
+		end
+		-- the gradient of position 2's output reaches no later input
+		m:forward(x)
+		local gy = lunet.zeros(2, 5, 6)
+		gy:narrow(2, 2, 1):fill(1)
+		local gx = m:backward(x, gy)
+		local later = gx:narrow(2, 3, 3):abs():max()
+		check((later == 0) == causal, "gradient after position 2: " .. later)
+	end
+	local m = nn.MultiheadAttention(6, 2, {dropout = 0.5})
+	local plain = nn.MultiheadAttention(6, 2)
+	plain:load_state_dict(m:state_dict())
+	local x = lunet.randn(2, 5, 6)
+	local y0 = plain:forward(x)
+	m:evaluate()
+	check(max_diff(m:forward(x), y0) == 0, "evaluate: no dropout")
+	m:train()
+	lunet.seed(4)
+	local y1 = m:forward(x):clone()
+	check(max_diff(y1, y0) > 1e-3, "training: dropout changes the output")
+	lunet.seed(4)
+	check(max_diff(m:forward(x), y1) == 0, "masks from lunet.seed")
+end)
+
+test("MultiheadAttention: errors", function()
+	check_error(function() nn.MultiheadAttention(6, 4) end,
+	            "nn.MultiheadAttention: d (6) must be a multiple of heads (4)")
+	check_error(function() nn.MultiheadAttention(0, 1) end,
+	            "nn.MultiheadAttention: d must be >= 1, got 0")
+	check_error(function() nn.MultiheadAttention(4) end,
+	            "nn.MultiheadAttention: heads must be an integer, got no value")
+	check_error(function() nn.MultiheadAttention(4, 1.5) end, "heads must be an integer")
+	check_error(function() nn.MultiheadAttention(4, 2, {casual = true}) end,
+	            "nn.MultiheadAttention: unknown option 'casual' (options: causal, dropout)")
+	check_error(function() nn.MultiheadAttention(4, 2, {causal = 1}) end,
+	            "option 'causal' must be a boolean, got number")
+	check_error(function() nn.MultiheadAttention(4, 2, {dropout = 1}) end,
+	            "nn.MultiheadAttention: expected dropout in [0,1), got 1")
+	check_error(function() nn.MultiheadAttention(4, 2, {dropout = 0 / 0}) end,
+	            "expected dropout in [0,1)")
+	check_error(function() nn.MultiheadAttention(4, 2, {}, 1) end, "expected at most 3 arguments")
+	local m = nn.MultiheadAttention(4, 2)
+	check_error(function() m:forward(lunet.randn(2, 4)) end,
+	            "MultiheadAttention:forward: expected input of shape {N,T,4}, got {2,4}")
+	check_error(function() m:forward(lunet.randn(2, 3, 5)) end,
+	            "MultiheadAttention:forward: expected input of shape {N,T,4}, got {2,3,5}")
+	m:forward(lunet.randn(2, 3, 4))
+	check_error(function() m:backward(lunet.randn(2, 5, 4), lunet.randn(2, 3, 4)) end,
+	            "expected the input of the last forward")
+end)
+
 -- ---- save and load ---------------------------------------------------------------
 
 test("Embedding, LayerNorm, GELU, SiLU save and load with the same outputs", function()
@@ -429,6 +645,22 @@ test("recurrent layers save and load with the same outputs and config", function
 		local p1, p2 = m:parameters(), back:parameters()
 		for i = 1, #p1 do check(max_diff(p1[i], p2[i]) == 0, "parameter " .. i) end
 	end
+end)
+
+test("MultiheadAttention saves and loads with the same outputs and config", function()
+	for _, m in ipairs{nn.MultiheadAttention(6, 3, {causal = true, dropout = 0.2}),
+	                   nn.Sequential{nn.Embedding(9, 4), nn.MultiheadAttention(4, 1), nn.Linear(4, 9)}} do
+		local back = reload(m)
+		check(tostring(back) == tostring(m), tostring(back))
+		m:evaluate()
+		back:evaluate()
+		local x = m.d and lunet.randn(2, 5, 6) or labels(2, 5, 9)
+		check(max_diff(m:forward(x), back:forward(x)) == 0, tostring(m) .. ": bit-identical")
+		local p1, p2 = m:parameters(), back:parameters()
+		for i = 1, #p1 do check(max_diff(p1[i], p2[i]) == 0, "parameter " .. i) end
+	end
+	local back = reload(nn.MultiheadAttention(6, 3, {causal = true, dropout = 0.2}))
+	check(back.causal == 1 and back.dropout == 0.2 and back.heads == 3, "config kept")
 end)
 
 h.done()
