@@ -1,10 +1,12 @@
 #!/bin/bash
 # test_torch_roundtrip.sh BUILD_DIR SOURCE_DIR -- weights move between
 # PyTorch and lunet through safetensors files and give the same outputs:
-# an MLP and the Fashion-MNIST CNN with BatchNorm, trained a few steps in
-# PyTorch, loaded into lunet (and the other way round), compared on the
-# same inputs to 1e-5 (tests/torch/roundtrip.py and roundtrip.lua).  The
-# largest differences are printed.  The checks come from lib.sh.
+# an MLP, the Fashion-MNIST CNN with BatchNorm, a 2-layer LSTM, a 2-layer
+# GRU and causal multi-head self-attention (with LayerNorm and GELU),
+# trained a few steps in PyTorch, loaded into lunet (and the other way
+# round), compared on the same inputs to 1e-5 (tests/torch/roundtrip.py
+# and roundtrip.lua).  The largest differences are printed.  The checks
+# come from lib.sh.
 #
 # Needs /usr/bin/python3 with torch and numpy (Debian's python3-torch);
 # without them the test is skipped (exit 77, CTest's SKIP_RETURN_CODE).

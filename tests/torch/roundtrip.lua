@@ -30,13 +30,44 @@ local function cnn(c1, c2, hidden)
 	}
 end
 
+-- sequences {N,7,6} -> {N,7,5}, a label per token
+local function lstm()
+	return nn.Sequential{nn.LSTM(6, 16, {layers = 2, dropout = 0.1}), nn.Linear(16, 5)}
+end
+
+local function gru()
+	return nn.Sequential{nn.GRU(6, 16, {layers = 2}), nn.Linear(16, 5)}
+end
+
+local function attention()
+	return nn.Sequential{nn.Linear(6, 16), nn.LayerNorm(16),
+	                     nn.MultiheadAttention(16, 4, {causal = true, dropout = 0.1}),
+	                     nn.GELU(), nn.Linear(16, 5)}
+end
+
+-- a 2-D shape is a sequence {T, features}, with a label per token
 local MODELS = {
 	{name = "mlp", build = mlp, shape = {20}, classes = 5},
 	{name = "cnn", build = cnn, shape = {1, 28, 28}, classes = 10},
+	{name = "lstm", build = lstm, shape = {7, 6}, classes = 5},
+	{name = "gru", build = gru, shape = {7, 6}, classes = 5},
+	{name = "attention", build = attention, shape = {7, 6}, classes = 5},
 }
 
 local function batch_of(n, shape)
 	return lunet.randn(n, table.unpack(shape))
+end
+
+-- labels 1..classes: {n}, or {n,T} for a sequence
+local function random_labels(n, spec)
+	local t = #spec.shape == 2 and spec.shape[1] or nil
+	local rows = {}
+	for i = 1, n do
+		local u = lunet.rand(t or 1):totable()
+		for j = 1, #u do u[j] = math.floor(u[j] * spec.classes) + 1 end
+		rows[i] = t and u or u[1]
+	end
+	return lunet.tensor(rows)
 end
 
 -- torch -> lunet ----------------------------------------------------------------
@@ -72,10 +103,7 @@ for _, spec in ipairs(MODELS) do
 	local loss = nn.CrossEntropyLoss()
 	for _ = 1, STEPS do
 		local x = batch_of(16, spec.shape)
-		local labels = {}
-		for i, u in ipairs(lunet.rand(16):totable()) do
-			labels[i] = math.floor(u * spec.classes) + 1
-		end
+		local labels = random_labels(16, spec)
 		opt:zero_grad()
 		local z = m:forward(x)
 		loss:forward(z, labels)

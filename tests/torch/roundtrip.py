@@ -9,9 +9,12 @@
 
 Files are read and written with the standard library and numpy only (the
 safetensors package is not used).  The models are those of
-tests/torch/roundtrip.lua: an MLP and the Fashion-MNIST CNN of
+tests/torch/roundtrip.lua: an MLP, the Fashion-MNIST CNN of
 experiments/fashion_cnn.lua (two conv blocks with BatchNorm, then
-Linear-BatchNorm-ReLU-Dropout-Linear).
+Linear-BatchNorm-ReLU-Dropout-Linear), and three models of sequences
+{N,T,6} -> {N,T,5} trained on a label per token: a 2-layer LSTM (dropout
+between its layers) and a 2-layer GRU, each under a Linear, and causal
+self-attention between Linear-LayerNorm and GELU-Linear.
 """
 import json
 import struct
@@ -80,7 +83,46 @@ def cnn(c1=16, c2=32, hidden=128):
         nn.Linear(hidden, 10))
 
 
-MODELS = {"mlp": (mlp, (20,), 5), "cnn": (cnn, (1, 28, 28), 10)}
+# The recurrent layers and attention as they sit in a Sequential in lunet:
+# {N,T,features} in, the sequence of outputs alone out (PyTorch's return
+# the final state or the attention weights too).  Subclasses, so that the
+# state_dict keys stay the layer's own (0.weight_ih_l0, 0.out_proj.weight).
+class LSTM(nn.LSTM):
+    def forward(self, x):
+        return super().forward(x)[0]
+
+
+class GRU(nn.GRU):
+    def forward(self, x):
+        return super().forward(x)[0]
+
+
+class CausalSelfAttention(nn.MultiheadAttention):
+    def forward(self, x):
+        t = x.shape[1]
+        mask = torch.triu(torch.ones(t, t, dtype=torch.bool), diagonal=1)
+        return super().forward(x, x, x, attn_mask=mask, need_weights=False)[0]
+
+
+def lstm():
+    return nn.Sequential(LSTM(6, 16, num_layers=2, dropout=0.1, batch_first=True),
+                         nn.Linear(16, 5))
+
+
+def gru():
+    return nn.Sequential(GRU(6, 16, num_layers=2, batch_first=True), nn.Linear(16, 5))
+
+
+def attention():
+    return nn.Sequential(nn.Linear(6, 16), nn.LayerNorm(16),
+                         CausalSelfAttention(16, 4, dropout=0.1, batch_first=True),
+                         nn.GELU(), nn.Linear(16, 5))
+
+
+# name: (builder, shape of one sample, classes); a 2-D shape is a sequence
+# {T, features} with a label per token
+MODELS = {"mlp": (mlp, (20,), 5), "cnn": (cnn, (1, 28, 28), 10), "lstm": (lstm, (7, 6), 5),
+          "gru": (gru, (7, 6), 5), "attention": (attention, (7, 6), 5)}
 
 
 def train_torch(model, shape, classes, steps=5, batch=16):
@@ -89,11 +131,12 @@ def train_torch(model, shape, classes, steps=5, batch=16):
     opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
     loss = nn.CrossEntropyLoss()
     model.train()
+    seq = len(shape) == 2
     for _ in range(steps):
         x = torch.randn(batch, *shape)
-        y = torch.randint(0, classes, (batch,))
+        y = torch.randint(0, classes, (batch, shape[0]) if seq else (batch,))
         opt.zero_grad()
-        loss(model(x), y).backward()
+        loss(model(x).reshape(-1, classes), y.reshape(-1)).backward()
         opt.step()
 
 
