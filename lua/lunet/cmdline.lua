@@ -253,8 +253,10 @@ function M.help_text(spec)
 	items[#items + 1] = {"--help", "", "show this text"}
 	local w1, w2 = 0, 0
 	for _, it in ipairs(items) do w1, w2 = math.max(w1, #it[1]), math.max(w2, #it[2]) end
+	-- padded by hand: string.format's %-Ns refuses strings holding a NUL byte
+	local function pad(s, w) return s .. string.rep(" ", w - #s) end
 	for _, it in ipairs(items) do
-		local line = string.format("  %-" .. w1 .. "s  %-" .. w2 .. "s  %s", it[1], it[2], it[3])
+		local line = "  " .. pad(it[1], w1) .. "  " .. pad(it[2], w2) .. "  " .. it[3]
 		lines[#lines + 1] = (line:gsub("%s+$", ""))
 	end
 	return table.concat(lines, "\n") .. "\n"
@@ -340,6 +342,17 @@ end
 
 -- ---- config.lua ------------------------------------------------------------------------
 
+-- Lua's reserved words: valid config keys, but not names in a constructor.
+local KEYWORDS = {}
+for w in ([[and break do else elseif end false for function goto if in local nil not or
+	repeat return then true until while]]):gmatch("%a+") do KEYWORDS[w] = true end
+
+-- A key as written in a table constructor: `lr`, or `["end"]`.
+local function table_key(k)
+	if KEYWORDS[k] then return string.format("[%q]", k) end
+	return k
+end
+
 -- The config as the text of config.lua: the header lines as comments, then
 -- `return {...}` with the keys sorted.
 function M.config_text(config, header)
@@ -347,7 +360,7 @@ function M.config_text(config, header)
 	for _, h in ipairs(header) do lines[#lines + 1] = "-- " .. h end
 	lines[#lines + 1] = "return {"
 	for _, k in ipairs(M.sorted_keys(config)) do
-		lines[#lines + 1] = string.format("\t%s = %s,", k, literal(rawget(config, k)))
+		lines[#lines + 1] = string.format("\t%s = %s,", table_key(k), literal(rawget(config, k)))
 	end
 	lines[#lines + 1] = "}"
 	return table.concat(lines, "\n") .. "\n"

@@ -296,6 +296,16 @@ test("config.lua holds the final config and the command line", function()
 	eq(math.type(saved.weight_decay), "float", "0.0 stays a float")
 end)
 
+test("config.lua of keys that are Lua keywords loads back (found by fuzz_cmdline)", function()
+	local exp = new{name = "keywords", config = {["end"] = 1, ["false"] = "x", lr = 0.5},
+		args = {"--end=2"}}
+	local saved = assert(load(read(exp.dir .. "config.lua"), "config.lua", "t", {}))()
+	eq(saved["end"], 2, "saved end")
+	eq(saved["false"], "x", "saved false")
+	eq(saved.lr, 0.5, "saved lr")
+	exp:finish()
+end)
+
 -- The lunet executable running this test (arg[-1], as lua.c sets it).
 local EXE = os.getenv("LUNET_EXE") or (arg and arg[-1])
 if EXE and EXE:find("/", 1, true) and EXE:sub(1, 1) ~= "/" then
@@ -344,6 +354,17 @@ test("the global arg is parsed; --help lists the keys and exits 0", function()
 	out, status = run_child(CHILD, "--lrr=1")
 	check(status ~= 0, "an unknown option fails the script")
 	check(out:find("lunet.experiment: unknown option --lrr (known: epochs, lr, tag)", 1, true), out)
+end)
+
+test("--help with a default string holding a NUL byte (found by fuzz_cmdline)", function()
+	if not EXE then error("no lunet executable (arg[-1] / LUNET_EXE)") end
+	local out, status = run_child([[
+		lunet.experiment{name = "child", config = {tag = "a\0b", lr = 0.1}}
+		print("not reached")
+	]], "--help")
+	eq(status, 0, "--help exit status: " .. out)
+	check(out:find("--tag=a\0b", 1, true), "the default as it is: " .. out)
+	check(out:find("--lr=0.1", 1, true) and not out:find("not reached", 1, true), out)
 end)
 
 test("--help shows each key's type or choices and its help line; a mistake is one line", function()
