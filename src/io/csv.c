@@ -12,6 +12,7 @@
 #include <ctype.h>
 #include <errno.h>
 #include <float.h>
+#include <limits.h>
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -53,40 +54,47 @@ ln_csv_options ln_csv_defaults(void)
 	return (ln_csv_options){.header = true, .label = NULL, .label_index = -1, .sep = ','};
 }
 
-/* Reads the next line (without its "\n" or "\r\n") into r->line.
- * Returns 1 for a line, 0 at end of file, or an error status negated. */
-static int read_line(reader *r, ln_error *err)
+/* Reads the next line (without its "\n" or "\r\n") into r->line; lineno
+ * (1-based) is for messages.  A NUL byte in a line is an error: the line
+ * would be cut short there.  Returns 1 for a line, 0 at end of file, or
+ * an error status negated. */
+static int read_line(reader *r, long lineno, ln_error *err)
 {
 	size_t len = 0;
-	for (;;) {
+	int c;
+	while ((c = getc(r->f)) != EOF && c != '\n') {
+		if (c == '\0')
+			return -(int)ln_fail(err, LN_EFORMAT, "%s: line %ld contains a NUL byte", r->path,
+			                     lineno);
 		if (r->line_cap - len < 2) {
+			if (r->line_cap > SIZE_MAX / 2)
+				return -(int)ln_fail(err, LN_ENOMEM, "%s: line %ld is too long", r->path, lineno);
 			size_t ncap = r->line_cap ? 2 * r->line_cap : 256;
 			char *nl = ln_malloc(ncap);
 			if (!nl)
-				return -(int)ln_fail(err, LN_ENOMEM, "%s: out of memory reading a line", r->path);
+				return -(int)ln_fail(err, LN_ENOMEM, "%s: out of memory reading line %ld",
+				                     r->path, lineno);
 			if (r->line)
 				memcpy(nl, r->line, len);
 			ln_free(r->line);
 			r->line = nl;
 			r->line_cap = ncap;
 		}
-		if (!fgets(r->line + len, (int)(r->line_cap - len > INT32_MAX ? INT32_MAX
-		                                                                : r->line_cap - len), r->f)) {
-			if (ferror(r->f))
-				return -(int)ln_fail(err, LN_EIO, "%s: read error: %s", r->path, strerror(errno));
-			if (len == 0)
-				return 0;
-			break;  /* last line without newline */
-		}
-		len += strlen(r->line + len);
-		if (len > 0 && r->line[len - 1] == '\n')
-			break;
+		r->line[len++] = (char)c;
 	}
-	r->line[len] = '\0';
-	if (len > 0 && r->line[len - 1] == '\n')
-		r->line[--len] = '\0';
+	if (ferror(r->f))
+		return -(int)ln_fail(err, LN_EIO, "%s: read error: %s", r->path, strerror(errno));
+	if (c == EOF && len == 0)
+		return 0;
+	if (!r->line) {  /* an empty first line */
+		if (!(r->line = ln_malloc(256)))
+			return -(int)ln_fail(err, LN_ENOMEM, "%s: out of memory reading line %ld", r->path,
+			                     lineno);
+		r->line_cap = 256;
+	}
 	if (len > 0 && r->line[len - 1] == '\r')
-		r->line[--len] = '\0';
+		len--;
+	r->line[len] = '\0';
 	return 1;
 }
 
@@ -109,6 +117,9 @@ static ln_status split(reader *r, char sep, long lineno, int *nfields, ln_error 
 	char *s = r->line;
 	for (;;) {
 		if (n == r->fields_cap) {
+			if (r->fields_cap > INT_MAX / 2)
+				return ln_fail(err, LN_ERANGE, "%s: line %ld has more than %d fields", r->path,
+				               lineno, INT_MAX / 2);
 			int ncap = r->fields_cap ? 2 * r->fields_cap : 16;
 			char **nf = ln_malloc((size_t)ncap * sizeof *nf);
 			if (!nf)
@@ -295,7 +306,7 @@ ln_status ln_csv_load(ln_csv_data *out, const char *path, const ln_csv_options *
 	int ncols = -1, label = -1, rc;
 	bool any_line = false;
 	float *row = NULL;
-	while ((rc = read_line(&r, err)) == 1) {
+	while ((rc = read_line(&r, lineno + 1, err)) == 1) {
 		lineno++;
 		char *text = r.line;
 		if (lineno == 1 && (unsigned char)text[0] == 0xEF && (unsigned char)text[1] == 0xBB &&

@@ -125,7 +125,7 @@ static int teardown(void **state)
 		"empty.idx", "short.idx", "shortdims.idx", "crc.idx.gz", "oom.idx.gz", "gzmagic.idx",
 		"members.idx.gz",
 		"a.csv", "b.csv", "c.csv", "ragged.csv", "nan.csv", "bad.csv", "bad2.csv", "empty.csv",
-		"hdr.csv", "one.csv", "quote.csv", "big.csv", "blank.csv",
+		"hdr.csv", "one.csv", "quote.csv", "big.csv", "blank.csv", "nul.csv",
 	};
 	for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
 		unlink(tpath(names[i]));
@@ -555,6 +555,13 @@ static void test_csv_errors(void **state)
 	                 "line 2, column 'x': '1e39' is not a finite float32 number");
 	write_text("quote.csv", "x,label\n\"1,2\n");
 	expect_csv_error("quote.csv", &o, LN_EFORMAT, "line 2: unterminated quoted field");
+	/* A NUL byte used to cut its line short and glue the next one on:
+	 * "1,2" then "3,4" read as the one row "1,23,4". */
+	static const char nul1[] = "x,label\n1,2\0junk\n3,4\n", nul2[] = "x,label\n\0\n1,2\n";
+	write_bytes("nul.csv", nul1, sizeof nul1 - 1, 0);
+	expect_csv_error("nul.csv", &o, LN_EFORMAT, "line 2 contains a NUL byte");
+	write_bytes("nul.csv", nul2, sizeof nul2 - 1, 0);
+	expect_csv_error("nul.csv", &o, LN_EFORMAT, "line 2 contains a NUL byte");
 
 	write_text("a.csv", "sepal,petal,species\n5.1,3.5,1\n");
 	expect_csv_error("a.csv", &o, LN_EARG,

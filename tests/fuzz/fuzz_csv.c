@@ -13,10 +13,12 @@
  *   - a failure is LN_EFORMAT, LN_EARG, LN_ENOMEM or LN_EIO with a
  *     message that names the path, and leaves nothing behind;
  *   - a success gives x {n, ncols - (1 if a label)} and y {n} of finite
- *     numbers, column names (with a header) as many as the columns, the
+ *     numbers, n being the number of lines that are not blank (less the
+ *     header), column names (with a header) as many as the columns, the
  *     label column where it was asked for;
  *   - nothing of lunet's allocator stays live afterwards.
  */
+#include <ctype.h>
 #include <math.h>
 #include <string.h>
 
@@ -32,6 +34,24 @@ static void check_finite(const ln_tensor *t, const char *what)
 	int64_t n = ln_tensor_numel(t);
 	for (int64_t i = 0; i < n; i++)
 		FUZZ_CHECK(isfinite(v[i]), "%s[%lld] = %g", what, (long long)i, v[i]);
+}
+
+/* Lines of text[0..n) holding something but white space (a UTF-8 byte
+ * order mark at the start of the file does not count). */
+static long content_lines(const uint8_t *text, size_t n)
+{
+	long lines = 0;
+	int content = 0;
+	size_t i = n >= 3 && text[0] == 0xEF && text[1] == 0xBB && text[2] == 0xBF ? 3 : 0;
+	for (; i <= n; i++) {
+		if (i == n || text[i] == '\n') {
+			lines += content;
+			content = 0;
+		} else if (!isspace(text[i])) {
+			content = 1;
+		}
+	}
+	return lines;
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -62,6 +82,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		           err.msg);
 	} else {
 		int labelled = o.label != NULL || o.label_index >= 0;
+		long rows = content_lines(data + 1, size - 1) - (o.header ? 1 : 0);
+		FUZZ_CHECK(d.x.ndim == 2 && d.x.shape[0] == rows, "%lld rows from %ld lines",
+		           (long long)d.x.shape[0], rows);
 		FUZZ_CHECK(d.x.ndim == 2 && d.x.shape[1] == d.ncols - labelled, "x has shape {%lld,%lld} "
 		           "for %d columns", (long long)d.x.shape[0], (long long)d.x.shape[1], d.ncols);
 		if (labelled) {
