@@ -22,6 +22,7 @@ _Static_assert(sizeof(block_header) <= LN_ALIGN, "header fits in one alignment u
 static ln_alloc_stats stats;
 static long fail_countdown;                    /* > 0: fail when it reaches 0 */
 static size_t size_limit = (size_t)16 << 30;   /* 16 GiB */
+static uint64_t live_limit;                    /* 0: none */
 
 /* True when this call is the one chosen by ln_alloc_fail_nth. */
 static int injected_failure(void)
@@ -34,7 +35,9 @@ static int injected_failure(void)
 /* The common path of ln_malloc and ln_calloc; zero selects zeroing. */
 static void *alloc_block(size_t n, int zero)
 {
-	if (injected_failure() || n > size_limit || n > SIZE_MAX - 2 * LN_ALIGN) {
+	if (injected_failure() || n > size_limit || n > SIZE_MAX - 2 * LN_ALIGN ||
+	    (live_limit && n > live_limit - (stats.bytes_live < live_limit ? stats.bytes_live
+	                                                                    : live_limit))) {
 		stats.failures++;
 		return NULL;
 	}
@@ -99,4 +102,14 @@ void ln_alloc_set_limit(size_t max_bytes)
 size_t ln_alloc_limit(void)
 {
 	return size_limit;
+}
+
+void ln_alloc_set_live_limit(uint64_t max_live)
+{
+	live_limit = max_live;
+}
+
+uint64_t ln_alloc_live_limit(void)
+{
+	return live_limit;
 }

@@ -46,4 +46,12 @@ void ln_alloc_fail_nth(long n);
 void ln_alloc_set_limit(size_t max_bytes);
 size_t ln_alloc_limit(void);
 
+/* Cap on bytes_live, the bytes of all blocks allocated and not yet freed
+ * (lunet.memory_limit): an allocation that would take bytes_live over it
+ * fails with NULL, as when the system runs out, and every caller reports
+ * LN_ENOMEM.  0 (the default) removes the cap.  A cap below what is
+ * already live refuses every new allocation until enough is freed. */
+void ln_alloc_set_live_limit(uint64_t max_live);
+uint64_t ln_alloc_live_limit(void);
+
 #endif

@@ -8,7 +8,12 @@
 
 #include "error.h"
 
-/* Formats the message into err->msg (when err is non-NULL) and returns code. */
+#define OOM_WORDS "out of memory"
+
+/* Formats the message into err->msg (when err is non-NULL) and returns code.
+ * Every LN_ENOMEM message says "out of memory", whatever its caller wrote
+ * ("... (out of memory)" is added, over the end of a message too long for
+ * it): a script that runs out (lunet.memory_limit) can rely on the words. */
 ln_status ln_fail(ln_error *err, ln_status code, const char *fmt, ...)
 {
 	if (err) {
@@ -17,6 +22,13 @@ ln_status ln_fail(ln_error *err, ln_status code, const char *fmt, ...)
 		vsnprintf(err->msg, sizeof err->msg, fmt, ap);
 		va_end(ap);
 		err->code = code;
+		if (code == LN_ENOMEM && !strstr(err->msg, OOM_WORDS)) {
+			static const char tail[] = " (" OOM_WORDS ")";
+			size_t len = strlen(err->msg);
+			if (len > sizeof err->msg - sizeof tail)
+				len = sizeof err->msg - sizeof tail;
+			memcpy(err->msg + len, tail, sizeof tail);
+		}
 	}
 	return code;
 }

@@ -39,7 +39,9 @@ typedef struct ln_error {
 } ln_error;
 
 /* Stores code and a printf-formatted message in err (which may be NULL)
- * and returns code, so that callers can write `return ln_fail(err, ...)`. */
+ * and returns code, so that callers can write `return ln_fail(err, ...)`.
+ * An LN_ENOMEM message always contains "out of memory" (added when the
+ * caller's text lacks it). */
 ln_status ln_fail(ln_error *err, ln_status code, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 

@@ -10,6 +10,7 @@
 #include <lauxlib.h>
 #include <lua.h>
 
+#include "core/alloc.h"
 #include "core/rng.h"
 #include "embedded.h"
 #include "lnaux.h"
@@ -82,6 +83,30 @@ static int l_docs(lua_State *L)
 		lua_setfield(L, -2, "text");
 		lua_rawseti(L, -2, ++i);
 	}
+	return 1;
+}
+
+/* lunet.memory_limit([bytes]) -> the previous cap.  Caps the bytes the
+ * engine holds (every tensor, module buffer and optimizer state: all of
+ * ln_malloc); an allocation over the cap is a Lua error that says out of
+ * memory, and nothing is changed by the operation that failed.  0 removes
+ * the cap; no argument only reads it. */
+static int l_memory_limit(lua_State *L)
+{
+	uint64_t was = ln_alloc_live_limit();
+	if (!lua_isnoneornil(L, 1)) {
+		int isint = 0;
+		lua_Integer n = lua_tointegerx(L, 1, &isint);
+		if (lua_type(L, 1) != LUA_TNUMBER || !isint || n < 0) {
+			const char *got = lua_type(L, 1) == LUA_TNUMBER ? luaL_tolstring(L, 1, NULL)
+			                                                : luaL_typename(L, 1);
+			return luaL_error(L, "lunet.memory_limit: expected a number of bytes (an integer "
+			                  ">= 0, 0 for no limit), got %s", got);
+		}
+		lnL_checknargs(L, 1, "lunet.memory_limit");
+		ln_alloc_set_live_limit((uint64_t)n);
+	}
+	lua_pushinteger(L, (lua_Integer)was);
 	return 1;
 }
 
@@ -163,6 +188,7 @@ int luaopen_lunet(lua_State *L)
 		{"seed", l_seed},
 		{"warnings", l_warnings},
 		{"clock", l_clock},
+		{"memory_limit", l_memory_limit},
 		{"_optionerror", lnL_optionerror},
 		{"_docs", l_docs},
 		{NULL, NULL},

@@ -24,6 +24,7 @@
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <string.h>
 
 #include "../core/alloc.h"
 #include "conv.h"
@@ -37,7 +38,10 @@ typedef struct batchnorm {
 	double *mean;     /* (n) mu used by the last forward; ln_malloc, freed by destroy */
 	double *invstd;   /* (n) 1/sqrt(var+eps) used by the last forward; same block */
 	double *tmp;      /* (2n) per-channel sums; same block */
+	float *prev;      /* (2n) running mean and variance before the last training
+	                     forward, for revert; same block */
 	bool fwd_training;  /* the last successful forward used batch statistics */
+	bool can_revert;    /* prev holds what the last forward changed */
 	int64_t batches;    /* forwards in training mode (PyTorch's num_batches_tracked) */
 } batchnorm;
 
@@ -205,9 +209,13 @@ static ln_status batchnorm_forward(ln_module *m, const ln_tensor *x, ln_error *e
 	const float *xd = ln_tensor_data(x);
 	float *rmean = ln_tensor_data(&m->buffer[0]), *rvar = ln_tensor_data(&m->buffer[1]);
 	if (m->training) {
+		memcpy(b->prev, rmean, (size_t)b->n * sizeof *rmean);
+		memcpy(b->prev + b->n, rvar, (size_t)b->n * sizeof *rvar);
+		b->can_revert = true;
 		batch_stats(b, xd, nb, sp, rmean, rvar);
 		b->batches++;
 	} else {
+		b->can_revert = false;
 		for (int64_t c = 0; c < b->n; c++) {
 			b->mean[c] = rmean[c];
 			b->invstd[c] = 1.0 / sqrt((double)rvar[c] + b->eps);
@@ -238,11 +246,25 @@ static ln_status batchnorm_backward(ln_module *m, const ln_tensor *x, const ln_t
 	return LN_OK;
 }
 
+/* Puts the running statistics and the batch count back as they were
+ * before the last training forward (module.h: revert). */
+static void batchnorm_revert(ln_module *m)
+{
+	batchnorm *b = (batchnorm *)m;
+	if (!b->can_revert)
+		return;
+	memcpy(ln_tensor_data(&m->buffer[0]), b->prev, (size_t)b->n * sizeof *b->prev);
+	memcpy(ln_tensor_data(&m->buffer[1]), b->prev + b->n, (size_t)b->n * sizeof *b->prev);
+	b->batches--;
+	b->can_revert = false;
+}
+
 static void batchnorm_destroy(ln_module *m)
 {
 	batchnorm *b = (batchnorm *)m;
-	ln_free(b->mean);  /* one block holds mean, invstd and tmp */
+	ln_free(b->mean);  /* one block holds mean, invstd, tmp and prev */
 	b->mean = b->invstd = b->tmp = NULL;
+	b->prev = NULL;
 }
 
 ln_status ln_batchnorm_new_ex(ln_module **out, const ln_module_build *ctx, int64_t n, double eps,
@@ -256,7 +278,7 @@ ln_status ln_batchnorm_new_ex(ln_module **out, const ln_module_build *ctx, int64
 		return ln_fail(err, LN_ERANGE, "eps must be positive, got %g", eps);
 	if (!(momentum >= 0 && momentum <= 1))
 		return ln_fail(err, LN_ERANGE, "momentum must be in [0,1], got %g", momentum);
-	if ((uint64_t)n > SIZE_MAX / (4 * sizeof(double)))
+	if ((uint64_t)n > SIZE_MAX / (5 * sizeof(double)))
 		return ln_fail(err, LN_ERANGE, "number of features %lld is too large",
 		               (long long)n);
 	ln_module *m;
@@ -277,7 +299,7 @@ ln_status ln_batchnorm_new_ex(ln_module **out, const ln_module_build *ctx, int64
 	    (st = ln_module_add_buffer(m, ctx, "running_mean", LN_PARAM_ZEROS, 1, shape, err)) ==
 	        LN_OK &&
 	    (st = ln_module_add_buffer(m, ctx, "running_var", LN_PARAM_ONES, 1, shape, err)) == LN_OK) {
-		b->mean = ln_malloc(4 * (size_t)n * sizeof(double));
+		b->mean = ln_malloc(5 * (size_t)n * sizeof(double));
 		if (!b->mean)
 			st = ln_fail(err, LN_ENOMEM, "out of memory for %lld channels",
 			             (long long)n);
@@ -288,6 +310,7 @@ ln_status ln_batchnorm_new_ex(ln_module **out, const ln_module_build *ctx, int64
 	}
 	b->invstd = b->mean + n;
 	b->tmp = b->mean + 2 * n;
+	b->prev = (float *)(b->mean + 4 * n);  /* 2n floats in the last n doubles */
 	*out = m;
 	return LN_OK;
 }
@@ -329,4 +352,5 @@ const ln_module_class ln_batchnorm_class = {
 	.create = batchnorm_create,
 	.describe = batchnorm_describe,
 	.state = batchnorm_state,
+	.revert = batchnorm_revert,
 };

@@ -544,6 +544,36 @@ static ln_status conv2d_forward(ln_module *m, const ln_tensor *x, ln_error *err)
 	return LN_OK;
 }
 
+/* Everything backward writes besides the gradients: grad_input (of the
+ * input's shape xshape) when want_gx, and the scratch of the forward's
+ * strategy. */
+static ln_status backward_buffers(conv2d *c, const ln_conv2d_geom *g, const int64_t *xshape,
+                                  bool want_gx, int *parts, ln_error *err)
+{
+	ln_status st;
+	if (want_gx && (st = ln_tensor_ensure(&c->base.grad_input, 4, xshape, err)) != LN_OK)
+		return st;
+	*parts = 1;
+	if (c->fwd_strategy == LN_CONV2D_PER_SAMPLE)
+		return per_sample_buffers(c, g, true, parts, err);
+	const int64_t kk = g->cin * g->k * g->k, np = g->n * g->ho * g->wo;
+	if ((st = ln_tensor_ensure(&c->tmp, 2, (int64_t[]){g->cout, np}, err)) != LN_OK)
+		return st;
+	return ln_tensor_ensure(&c->gcol, 2, (int64_t[]){kk, np}, err);
+}
+
+/* module.h: reserve -- backward_buffers for the last forward's input. */
+static ln_status conv2d_reserve(ln_module *m, bool need_gx, ln_error *err)
+{
+	conv2d *c = (conv2d *)m;
+	ln_tensor shape_only = {.ndim = m->in_ndim};
+	memcpy(shape_only.shape, m->in_shape, sizeof shape_only.shape);
+	ln_conv2d_geom g;
+	geom_of(&g, c, &shape_only);
+	int parts;
+	return backward_buffers(c, &g, m->in_shape, need_gx, &parts, err);
+}
+
 /* x is the last forward's input (which passed check_input) and gy has its
  * output's shape (ln_module_backward). */
 static ln_status conv2d_backward(ln_module *m, const ln_tensor *x, const ln_tensor *gy,
@@ -554,20 +584,11 @@ static ln_status conv2d_backward(ln_module *m, const ln_tensor *x, const ln_tens
 	geom_of(&g, c, x);
 	ln_status st;
 	const int64_t kk = g.cin * g.k * g.k, pp = g.ho * g.wo, np = g.n * pp;
-	if (m->want_gx && (st = ln_tensor_ensure(&m->grad_input, 4, x->shape, err)) != LN_OK)
-		return st;
 	/* all scratch first: nothing below fails, so a pending zero taken over
 	 * is always written */
 	int parts = 1;
-	if (c->fwd_strategy == LN_CONV2D_PER_SAMPLE) {
-		if ((st = per_sample_buffers(c, &g, true, &parts, err)) != LN_OK)
-			return st;
-	} else {
-		int64_t tshape[2] = {g.cout, np}, gshape[2] = {kk, np};
-		if ((st = ln_tensor_ensure(&c->tmp, 2, tshape, err)) != LN_OK ||
-		    (st = ln_tensor_ensure(&c->gcol, 2, gshape, err)) != LN_OK)
-			return st;
-	}
+	if ((st = backward_buffers(c, &g, x->shape, m->want_gx, &parts, err)) != LN_OK)
+		return st;
 	/* gradients zeroed since the last backward (ln_tensor_zero) are
 	 * written, not added to: no pass to clear them, none to read them */
 	const float gw_beta = ln_tensor_take_zero(&m->grad[0]) ? 0.0f : 1.0f;
@@ -698,6 +719,7 @@ const ln_module_class ln_conv2d_class = {
 	.size = sizeof(conv2d),
 	.forward = conv2d_forward,
 	.backward = conv2d_backward,
+	.reserve = conv2d_reserve,
 	.destroy = conv2d_destroy,
 	.param_names = {"weight", "bias", NULL},
 	.config_names = {"cin", "cout", "k", "stride", "padding", "bias", NULL},

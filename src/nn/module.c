@@ -409,6 +409,28 @@ ln_status ln_module_backward(ln_module *m, const ln_tensor *x, const ln_tensor *
 
 /* ---- recursive walks ------------------------------------------------------------ */
 
+ln_status ln_module_reserve(ln_module *m, bool need_gx, ln_error *err)
+{
+	if (m->in_ndim == 0)
+		return LN_OK;  /* no forward to go back through: its backward says so */
+	const bool want = need_gx && m->input_grad;
+	if (!want && !ln_module_trains(m))
+		return LN_OK;  /* its backward is not run (ln_module_backward_ex) */
+	if (m->cls->reserve)
+		return m->cls->reserve(m, want, err);
+	if (!want || m->nchildren > 0 || m->cls == &ln_external_class)
+		return LN_OK;
+	return ln_tensor_ensure(&m->grad_input, m->in_ndim, m->in_shape, err);
+}
+
+void ln_module_revert(ln_module *m)
+{
+	for (int i = m->nchildren - 1; i >= 0; i--)
+		ln_module_revert(m->children[i]);
+	if (m->cls->revert)
+		m->cls->revert(m);
+}
+
 void ln_module_set_training(ln_module *m, bool training)
 {
 	m->training = training;

@@ -152,6 +152,21 @@ typedef struct ln_module_class {
 	/* Forgets what the module carries from one forward to the next (a
 	 * stateful recurrent layer's state).  May be NULL: nothing carried. */
 	void (*reset_state)(ln_module *m);
+	/* Undoes what m's last successful forward changed in m's buffers
+	 * (BatchNorm's running statistics), for a container whose later layer
+	 * then failed: a forward that fails changes nothing.  Called at most
+	 * once after a forward; may be NULL (the forward changes only output
+	 * and caches).  Through ln_module_revert, never directly. */
+	void (*revert)(ln_module *m);
+	/* Allocates everything m's backward will need after its last forward
+	 * (whose input shape is m->in_shape), so that the backward itself
+	 * cannot fail for want of memory; need_gx: whether that backward
+	 * computes dL/dx (ln_module_backward_ex's, and m->input_grad).  May be
+	 * NULL: a layer that needs nothing but grad_input, of its input's shape
+	 * (ln_module_reserve makes that one); a container reserves for the
+	 * children whose backward it will run.  Through ln_module_reserve,
+	 * never directly. */
+	ln_status (*reserve)(ln_module *m, bool need_gx, ln_error *err);
 } ln_module_class;
 
 struct ln_module {
@@ -255,6 +270,21 @@ ln_status ln_module_backward_ex(ln_module *m, const ln_tensor *x, const ln_tenso
  * parameters may live outside C): whether its backward does anything
  * beyond computing dL/dx. */
 bool ln_module_trains(const ln_module *m);
+
+/* After m's forward succeeded and its container's forward then failed:
+ * undoes what that forward changed in the buffers of m and its
+ * descendants (each class's revert), so that the failed call as a whole
+ * changed nothing that a later call sees. */
+void ln_module_revert(ln_module *m);
+
+/* Before a container's backward adds into any parameter gradient: makes
+ * every buffer that the backward of m and its descendants will need after
+ * their last forward (each class's reserve; grad_input of the input's
+ * shape when a class has none and need_gx, as for ln_module_backward_ex),
+ * so that a backward that runs out of memory does it before anything is
+ * accumulated, and calling it again does not count a gradient twice.
+ * Modules written in Lua (External) get nothing.  LN_ENOMEM. */
+ln_status ln_module_reserve(ln_module *m, bool need_gx, ln_error *err);
 
 /* Sets training mode on m and all its descendants. */
 void ln_module_set_training(ln_module *m, bool training);

@@ -25,6 +25,9 @@ static ln_status sequential_forward(ln_module *m, const ln_tensor *x, ln_error *
 		ln_status s = ln_module_forward_unprefixed(c, in, err);
 		if (s != LN_OK) {
 			ln_error_prefix(err, "layer %d (%s): ", i + 1, c->cls->name);
+			/* the layers before it leave their buffers as they were */
+			for (int j = i - 1; j >= 0; j--)
+				ln_module_revert(m->children[j]);
 			return s;
 		}
 		in = &c->output;
@@ -47,14 +50,15 @@ static ln_status sequential_forward(ln_module *m, const ln_tensor *x, ln_error *
  * container's grad_input is the first child's when that was computed;
  * else m->want_gx is cleared (module.c then marks it skipped).
  */
-static ln_status sequential_backward(ln_module *m, const ln_tensor *x, const ln_tensor *gy,
-                                     ln_error *err)
+/* Which children the backward runs: from *first on, the first of them
+ * computing its dL/dx when *need (want_gx: the container's own).  LN_EARG
+ * for a cut before layers with parameters. */
+static ln_status backward_plan(const ln_module *m, bool want_gx, int *first_out, bool *need_out,
+                               ln_error *err)
 {
 	int n = m->nchildren;
-	if (n == 0)
-		return ln_fail(err, LN_ESTATE, "has no layers (add some first)");
 	int first = 0;         /* the first child whose backward runs */
-	bool need = m->want_gx; /* whether that child computes its dL/dx */
+	bool need = want_gx;   /* whether that child computes its dL/dx */
 	for (int i = n - 1; i > 0; i--)
 		if (!m->children[i]->input_grad) {
 			first = i;
@@ -71,12 +75,47 @@ static ln_status sequential_backward(ln_module *m, const ln_tensor *x, const ln_
 			               m->children[j]->cls->name);
 	while (!need && first < n && !ln_module_trains(m->children[first]))
 		first++;
+	*first_out = first;
+	*need_out = need;
+	return LN_OK;
+}
+
+/* module.h: reserve -- for every child whose backward will run. */
+static ln_status sequential_reserve(ln_module *m, bool need_gx, ln_error *err)
+{
+	int first;
+	bool need;
+	if (m->nchildren == 0 || backward_plan(m, need_gx, &first, &need, NULL) != LN_OK)
+		return LN_OK;  /* the backward will say what is wrong */
+	for (int i = m->nchildren - 1; i >= first; i--) {
+		ln_status s = ln_module_reserve(m->children[i], need || i > first, err);
+		if (s != LN_OK)
+			return s;
+	}
+	return LN_OK;
+}
+
+static ln_status sequential_backward(ln_module *m, const ln_tensor *x, const ln_tensor *gy,
+                                     ln_error *err)
+{
+	int n = m->nchildren;
+	if (n == 0)
+		return ln_fail(err, LN_ESTATE, "has no layers (add some first)");
+	int first;
+	bool need;
+	ln_status s = backward_plan(m, m->want_gx, &first, &need, err);
+	if (s != LN_OK)
+		return s;
+	/* every layer's buffers first: a backward that runs out of memory does
+	 * it before any gradient is added to, so that it can be called again */
+	if ((s = sequential_reserve(m, m->want_gx, err)) != LN_OK)
+		return s;
 	const ln_tensor *g = gy;
 	int last = n;  /* the last child whose backward ran */
 	for (int i = n - 1; i >= first; i--) {
 		ln_module *c = m->children[i];
 		const ln_tensor *in = i == 0 ? x : &m->children[i - 1]->output;
-		ln_status s = ln_module_backward_ex(c, in, g, need || i > first, err);
+		s = ln_module_backward_ex(c, in, g, need || i > first, err);
 		if (s != LN_OK) {
 			ln_error_prefix(err, "layer %d (%s): ", i + 1, c->cls->name);
 			return s;
@@ -159,4 +198,5 @@ const ln_module_class ln_sequential_class = {
 	.backward = sequential_backward,
 	.create = ln_module_create_plain,
 	.describe = sequential_describe,
+	.reserve = sequential_reserve,
 };
