@@ -12,6 +12,7 @@
 
 #include "core/alloc.h"
 #include "core/rng.h"
+#include "nn/module.h"
 #include "embedded.h"
 #include "lnaux.h"
 #include "lunet.h"
@@ -110,6 +111,24 @@ static int l_memory_limit(lua_State *L)
 	return 1;
 }
 
+/* lunet.check_numerics([on]) -> the previous setting.  With it on, every
+ * module's forward and backward is checked for NaN and infinities, and
+ * the first one is an error naming the layer by its place in the model
+ * and the step (nn/numerics.c).  No argument only reads it. */
+static int l_check_numerics(lua_State *L)
+{
+	bool was = ln_numerics_on;
+	if (!lua_isnoneornil(L, 1)) {
+		if (lua_type(L, 1) != LUA_TBOOLEAN)
+			return luaL_error(L, "lunet.check_numerics: expected a boolean, got %s",
+			                  luaL_typename(L, 1));
+		lnL_checknargs(L, 1, "lunet.check_numerics");
+		ln_numerics_set(lua_toboolean(L, 1));
+	}
+	lua_pushboolean(L, was);
+	return 1;
+}
+
 /* ---- the embedded pure-Lua parts ------------------------------------------------
  *
  * Each file lua/lunet/NAME.lua is compiled in as the script "lunet.NAME"
@@ -189,6 +208,7 @@ int luaopen_lunet(lua_State *L)
 		{"warnings", l_warnings},
 		{"clock", l_clock},
 		{"memory_limit", l_memory_limit},
+		{"check_numerics", l_check_numerics},
 		{"_optionerror", lnL_optionerror},
 		{"_docs", l_docs},
 		{NULL, NULL},

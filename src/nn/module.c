@@ -310,6 +310,13 @@ static ln_status check_last_input(const ln_module *m, const ln_tensor *x, ln_err
 
 ln_status ln_module_forward_unprefixed(ln_module *m, const ln_tensor *x, ln_error *err)
 {
+	if (__builtin_expect(ln_numerics_on, 0))
+		return ln_numerics_forward(m, x, err);
+	return ln_module_forward_body(m, x, err);
+}
+
+ln_status ln_module_forward_body(ln_module *m, const ln_tensor *x, ln_error *err)
+{
 	assert(m && x);
 	m->in_ndim = 0;  /* until this forward succeeds, no backward can follow it */
 	m->backward_current = false;
@@ -336,6 +343,14 @@ ln_status ln_module_backward_unprefixed(ln_module *m, const ln_tensor *x, const 
 
 ln_status ln_module_backward_ex(ln_module *m, const ln_tensor *x, const ln_tensor *gy,
                                 bool need_gx, ln_error *err)
+{
+	if (__builtin_expect(ln_numerics_on, 0))
+		return ln_numerics_backward(m, x, gy, need_gx, err);
+	return ln_module_backward_body(m, x, gy, need_gx, err);
+}
+
+ln_status ln_module_backward_body(ln_module *m, const ln_tensor *x, const ln_tensor *gy,
+                                  bool need_gx, ln_error *err)
 {
 	assert(m && x && gy);
 	if (m->in_ndim == 0)

@@ -196,6 +196,9 @@ struct ln_module {
 	 * only an input of this shape.  Kept by ln_module_forward. */
 	int in_ndim;
 	int64_t in_shape[LN_MAX_DIMS];
+	/* Forwards of this module as a model (the outermost call) since
+	 * lunet.check_numerics was turned on: the step its messages name. */
+	uint64_t numerics_steps;
 };
 
 /* Allocates a zeroed struct of cls->size bytes with refcount 1, training
@@ -270,6 +273,20 @@ ln_status ln_module_backward_ex(ln_module *m, const ln_tensor *x, const ln_tenso
  * parameters may live outside C): whether its backward does anything
  * beyond computing dL/dx. */
 bool ln_module_trains(const ln_module *m);
+
+/* ---- the NaN finder (numerics.c) -------------------------------------------------
+ *
+ * With ln_numerics_set(true) (lunet.check_numerics), every forward and
+ * backward through ln_module_forward_unprefixed / ln_module_backward_ex
+ * scans what each layer wrote (output; parameter gradients and
+ * grad_input) and the first NaN or infinity is LN_ENAN: "check_numerics:
+ * Sequential[3] (Linear(256 -> 128)): backward produced inf in
+ * grad_weight (row 2, column 7), at step 17", the path leading from the model (the
+ * outermost module called) to the layer, and the model's forward count
+ * since the check was turned on.  Off by default; off, it costs one
+ * predictable branch per call. */
+extern bool ln_numerics_on;
+void ln_numerics_set(bool on);
 
 /* After m's forward succeeded and its container's forward then failed:
  * undoes what that forward changed in the buffers of m and its

@@ -45,6 +45,16 @@ char *ln_pos_str(char *buf, size_t size, const ln_tensor *t, int64_t flat);
  * overwrite (its old contents, a pending zero, are not read).  linear.c. */
 void ln_colsum_add(float *gb, const float *gy, int64_t n, int64_t nout, bool overwrite);
 
+/* The body of ln_module_forward_unprefixed and ln_module_backward_ex
+ * (module.c), and what those call instead when lunet.check_numerics is on
+ * (numerics.c: the same, then a scan of what the module wrote). */
+ln_status ln_module_forward_body(ln_module *m, const ln_tensor *x, ln_error *err);
+ln_status ln_module_backward_body(ln_module *m, const ln_tensor *x, const ln_tensor *gy,
+                                  bool need_gx, ln_error *err);
+ln_status ln_numerics_forward(ln_module *m, const ln_tensor *x, ln_error *err);
+ln_status ln_numerics_backward(ln_module *m, const ln_tensor *x, const ln_tensor *gy, bool need_gx,
+                               ln_error *err);
+
 /* Called by module.c for External modules (external.c). */
 void ln_external_on_set_training(ln_module *m, bool training);
 
