@@ -134,6 +134,26 @@ write("csv", "quoted", ctl(true, 3, 0, ";") .. '\239\187\191"x ""1""";y\n" 1 ";2
 write("csv", "tabs", ctl(false, 0, 0, "\t") .. "1\t2\n3\t4\n")
 write("csv", "spaces", ctl(true, 1, 3, " ") .. "p q r s\n0x10 1e-3 -0 5\n")
 
+-- ---- text: two control bytes (see fuzz_text.c), then the file -------------------
+
+local function text_ctl(copies, T, batch, shuffle, drop_last, own_seed)
+	return string.char((copies - 1) | (T - 1) << 2,
+		(batch - 1) | (shuffle and 16 or 0) | (drop_last and 32 or 0) | (own_seed and 64 or 0))
+end
+write("text", "ascii", text_ctl(1, 4, 3, false, false, false) .. "hello world\nthe quick brown fox\n")
+write("text", "twice", text_ctl(2, 2, 2, false, true, false) .. "abcabcabd")
+write("text", "shuffled", text_ctl(1, 3, 4, true, false, false) .. "0123456789abcdefghijklmnop")
+write("text", "own_seed", text_ctl(3, 1, 5, true, true, true) .. "xyzzy")
+write("text", "utf8", text_ctl(1, 2, 1, false, false, false) .. "na\195\175ve caf\195\169 \226\130\172")
+write("text", "all_bytes", text_ctl(1, 16, 2, false, false, false) .. (function()
+	local t = {}
+	for b = 0, 255 do t[#t + 1] = string.char(b) end
+	return table.concat(t)
+end)())
+write("text", "one_byte", text_ctl(1, 1, 1, false, false, false) .. "a")
+write("text", "too_short", text_ctl(1, 8, 1, false, false, false) .. "abc")
+write("text", "empty", text_ctl(2, 1, 1, false, false, false))
+
 -- ---- tensor_literal: the grammar of fuzz_tensor_literal.c -------------------------
 
 local literals = {
