@@ -6,9 +6,17 @@
  *
  * Same scheme (see gemm_avx512.c): op(B) packed into panels of NR = 16
  * columns (two ymm), kc rows each, zero beyond n, or read in place when
- * it is untransposed and small; A read in place; a micro-kernel of MR = 6
- * rows by 16 columns keeps its 12 accumulators in registers.  A
- * transposed B is packed through 8x8 register transposes.
+ * it is untransposed and small; A read in place, but for a transposed A
+ * over long k, packed a micro-kernel's rows at a time; a micro-kernel of
+ * MR = 6 rows by 16 columns keeps its 12 accumulators in registers.  A
+ * transposed B is packed through 8x8 register transposes.  The blocking
+ * (NC, DIRECT_MAX, PACK_A_KC below) is set for Zen 3's caches.
+ *
+ * Efficiency, one core of an AMD EPYC (Zen 3, family 25 model 1) whose FMA peak is
+ * 102 GFLOP/s (lunet.bench_fma), thread processor time, best of 7: 97-98
+ * GFLOP/s on whole tiles (36x192x144), 82-84 on the benchmark CNN's
+ * per-sample 32x196x144 (its 196 columns and 32 rows are not whole
+ * tiles), 94 on the MLP's 256x256x784, 94 on 512^3.
  *
  * Compiled for AVX2+FMA by the target pragma below; gemm.c calls in only
  * after __builtin_cpu_supports said the CPU has both.
@@ -27,8 +35,18 @@
 #define MR 6
 #define NR 16
 #define KC LN_GEMM_KC
-#define NC LN_GEMM_NC
-#define DIRECT_MAX (256 * 1024)  /* floats of an untransposed B read in place */
+/* Columns of op(B) packed at a time: KC x NC floats (256 KB) stay in the
+ * 512 KB L2 of a Zen 3 core while every row block of A passes over them
+ * (with gemm_avx512.c's 1024, a 36x1024x256 product ran at 59 GFLOP/s,
+ * against 97 for 36x192x144, measured on a Zen 3 EPYC). */
+#define NC 256
+/* An untransposed B of at most this many floats (k times the columns) is
+ * read in place, not packed: its rows are then far apart in memory, and
+ * beyond 192 KB the micro-kernel's reads of kc rows each spread over too
+ * many pages (512x512x512 ran at 76 GFLOP/s read in place, 93 packed;
+ * the convolutions' 32x196x144 at 84 both ways, 77 packed under 64 KB). */
+#define DIRECT_MAX (48 * 1024)
+_Static_assert(KC * NC + KC * MR <= LN_GEMM_PACK, "gemm_avx2: pack buffer too small");
 
 /* Lane mask (all bits set in lane l < w) for maskload/maskstore. */
 static inline __m256i lanes(int64_t w)
@@ -105,6 +123,28 @@ static void pack_b_t(float *pb, const float *b, int64_t ldb, int64_t kc, int64_t
 			}
 		}
 	}
+}
+
+/* ---- packing a transposed A -------------------------------------------------------- */
+
+/* A transposed A is packed when a micro-kernel call reads more than this
+ * many of its rows (below, packing cost more than it saved: 128x256x64
+ * ran at 80 GFLOP/s packed, 89 in place). */
+#define PACK_A_KC 128
+
+/* op(A) = A^T, A (k,m) with row stride lda: the mr <= MR columns of the
+ * rows p < kc that one micro-kernel call reads, side by side,
+ * pa[p*MR + i] = a[p*lda + i].  Read in place, each of those kc rows is
+ * its own cache line, and with the panel of B they overflow L1 (the
+ * 256x784x256 product of the MLP's first layer at batch 256 ran at 61 GFLOP/s
+ * against 94 for its untransposed twin); packed, they are kc*MR
+ * consecutive floats, reused by every panel of B. */
+static void pack_a_t(float *restrict pa, const float *restrict a, int64_t lda, int64_t kc,
+                     int64_t mr)
+{
+	for (int64_t p = 0; p < kc; p++, a += lda, pa += MR)
+		for (int64_t i = 0; i < mr; i++)
+			pa[i] = a[i];
 }
 
 /* ---- the micro-kernel ------------------------------------------------------------ */
@@ -213,6 +253,7 @@ void ln_gemm_avx2_part(bool ta, bool tb, int64_t n, int64_t i0, int64_t i1, int6
 	int64_t nkb = (k + KC - 1) / KC;
 	int64_t kcb = ((k + nkb - 1) / nkb + 7) / 8 * 8;
 	const micro_fn *kern = kernels[ta ? 1 : 0];
+	float *pa = pb + KC * NC;  /* a transposed A's rows, packed (see pack_a_t) */
 	bool direct = !tb && (k <= 64 || k * (j1 - j0) <= DIRECT_MAX);
 	for (int64_t jc = j0; jc < j1; jc += NC) {
 		int64_t nc = j1 - jc < NC ? j1 - jc : NC;
@@ -226,14 +267,20 @@ void ln_gemm_avx2_part(bool ta, bool tb, int64_t n, int64_t i0, int64_t i1, int6
 			for (int64_t ic = i0; ic < i1; ic += MR) {
 				int64_t mr = i1 - ic < MR ? i1 - ic : MR;
 				const float *ap = ta ? a + pc * lda + ic : a + ic * lda + pc;
+				int64_t la = lda;
+				if (ta && kc > PACK_A_KC) {
+					pack_a_t(pa, a + pc * lda + ic, lda, kc, mr);
+					ap = pa;
+					la = MR;
+				}
 				for (int64_t jr = 0; jr < nc; jr += NR) {
 					int64_t w = nc - jr;
 					float *cp = c + ic * ldc + jc + jr;
 					if (direct)
-						kern[mr](kc, ap, lda, b + pc * ldb + jc + jr, ldb, cp, ldc, alpha, bt,
+						kern[mr](kc, ap, la, b + pc * ldb + jc + jr, ldb, cp, ldc, alpha, bt,
 						         lanes(w), lanes(w - 8), w >= NR);
 					else
-						kern[mr](kc, ap, lda, pb + jr * kc, NR, cp, ldc, alpha, bt, lanes(w),
+						kern[mr](kc, ap, la, pb + jr * kc, NR, cp, ldc, alpha, bt, lanes(w),
 						         lanes(w - 8), w >= NR);
 				}
 			}

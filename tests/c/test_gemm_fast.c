@@ -171,8 +171,9 @@ static void test_small_matches_naive(void **state)
 				      alpha_beta[q][0], alpha_beta[q][1], 3);
 }
 
-/* Products bigger than one pack block (n > 1024 columns, k > 256) and an
- * untransposed B too big to read in place. */
+/* Products bigger than one pack block (n > 1024 columns for AVX-512, 256
+ * for AVX2, k > 256), a transposed A packed over several column blocks,
+ * and an untransposed B too big to read in place. */
 static void test_large_matches_naive(void **state)
 {
 	ln_gemm_impl impls[] = {LN_GEMM_AVX512, LN_GEMM_AVX2};
@@ -184,6 +185,7 @@ static void test_large_matches_naive(void **state)
 		check(impls[i], false, true, 13, 1100, 300, 1.0f, 0.0f, 3);
 		check(impls[i], true, false, 30, 1030, 70, 1.0f, 0.0f, 0);
 		check(impls[i], false, false, 20, 600, 520, 1.0f, 0.0f, 0);  /* k*n > 256K: packed */
+		check(impls[i], true, false, 19, 600, 300, -1.0f, 1.0f, 2);
 	}
 	use(LN_GEMM_AUTO);
 }
