@@ -98,7 +98,8 @@ static void scale_c(int64_t m, int64_t n, float beta, float *c, int64_t ldc)
 
 typedef void (*part_fn)(bool ta, bool tb, int64_t n, int64_t i0, int64_t i1, int64_t j0,
                         int64_t j1, int64_t k, float alpha, const float *a, int64_t lda,
-                        const float *b, int64_t ldb, float beta, float *c, int64_t ldc, float *pb);
+                        const float *b, int64_t ldb, float beta, float *c, int64_t ldc,
+                        const float *rb, const float *cb, float *pb);
 
 /* The packed kernels this CPU can run, best first; NULL when neither. */
 static part_fn cpu_part(void)
@@ -194,6 +195,7 @@ typedef struct job {
 	const float *a, *b;
 	float *c;
 	int64_t lda, ldb, ldc;
+	const float *rb, *cb;  /* biases (ln_gemm_biased) */
 	int64_t chunk;  /* columns per chunk, a multiple of 32 */
 	int64_t next;   /* first column not yet taken (atomic) */
 } job;
@@ -208,7 +210,7 @@ static void run_part(void *ctx, int w, int nparts)
 			break;
 		int64_t j1 = j0 + jb->chunk < jb->n ? j0 + jb->chunk : jb->n;
 		jb->part(jb->ta, jb->tb, jb->n, 0, jb->m, j0, j1, jb->k, jb->alpha, jb->a, jb->lda,
-		         jb->b, jb->ldb, jb->beta, jb->c, jb->ldc, pack[w]);
+		         jb->b, jb->ldb, jb->beta, jb->c, jb->ldc, jb->rb, jb->cb, pack[w]);
 	}
 }
 
@@ -224,21 +226,41 @@ static void blas(bool ta, bool tb, int64_t m, int64_t n, int64_t k, float alpha,
 	            (int)m, (int)n, (int)k, alpha, a, (int)lda, b, (int)ldb, beta, c, (int)ldc);
 }
 
+void ln_gemm_add_bias(float *c, int64_t ldc, int64_t i0, int64_t i1, int64_t j0, int64_t j1,
+                      const float *rb, const float *cb)
+{
+	for (int64_t i = i0; rb && i < i1; i++)
+		for (int64_t j = j0; j < j1; j++)
+			c[i * ldc + j] += rb[i];
+	for (int64_t i = i0; cb && i < i1; i++)
+		for (int64_t j = j0; j < j1; j++)
+			c[i * ldc + j] += cb[j];
+}
+
 void ln_gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha,
              const float *a, int64_t lda, const float *b, int64_t ldb, float beta, float *c,
              int64_t ldc)
+{
+	ln_gemm_biased(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, NULL, NULL);
+}
+
+void ln_gemm_biased(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha,
+                    const float *a, int64_t lda, const float *b, int64_t ldb, float beta,
+                    float *c, int64_t ldc, const float *rb, const float *cb)
 {
 	assert(m >= 0 && n >= 0 && k >= 0);
 	if (m == 0 || n == 0)
 		return;
 	if (k == 0 || alpha == 0.0f) {
 		scale_c(m, n, beta, c, ldc);
+		ln_gemm_add_bias(c, ldc, 0, m, 0, n, rb, cb);
 		return;
 	}
 	/* the count of multiply-adds, in double: m*n*k may not fit in int64 */
 	const double mnk = (double)m * (double)n * (double)k;
 	if (impl == LN_GEMM_AUTO && mnk <= SMALL_MNK) {
 		gemm_small(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+		ln_gemm_add_bias(c, ldc, 0, m, 0, n, rb, cb);
 		return;
 	}
 	part_fn part = impl == LN_GEMM_AUTO ? cpu_part()
@@ -247,11 +269,11 @@ void ln_gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float 
 	if (part) {
 		job jb = {.part = part, .ta = trans_a, .tb = trans_b, .m = m, .n = n, .k = k,
 		          .alpha = alpha, .beta = beta, .a = a, .b = b, .c = c,
-		          .lda = lda, .ldb = ldb, .ldc = ldc};
+		          .lda = lda, .ldb = ldb, .ldc = ldc, .rb = rb, .cb = cb};
 		int me = ln_parallel_part();
 		if (me >= 0) {
-			part(trans_a, trans_b, n, 0, m, 0, n, k, alpha, a, lda, b, ldb, beta, c, ldc,
-			     pack[me]);
+			part(trans_a, trans_b, n, 0, m, 0, n, k, alpha, a, lda, b, ldb, beta, c, ldc, rb,
+			     cb, pack[me]);
 			return;
 		}
 		int64_t panels = (n + 31) / 32;
@@ -268,6 +290,7 @@ void ln_gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float 
 			return;
 	}
 	blas(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+	ln_gemm_add_bias(c, ldc, 0, m, 0, n, rb, cb);
 }
 
 /*

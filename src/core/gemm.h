@@ -25,6 +25,15 @@ void ln_gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float 
              const float *a, int64_t lda, const float *b, int64_t ldb, float beta, float *c,
              int64_t ldc);
 
+/* The same, then C[i][j] += row_bias[i] + col_bias[j] (either may be
+ * NULL): a layer's bias added as the product is written, rather than
+ * in a pass of its own (a Linear's y = x W^T + b has a bias per column, a
+ * convolution's per-sample y = W col + b one per row).  Each addition is
+ * rounded once, after alpha op(A) op(B) + beta C. */
+void ln_gemm_biased(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha,
+                    const float *a, int64_t lda, const float *b, int64_t ldb, float beta,
+                    float *c, int64_t ldc, const float *row_bias, const float *col_bias);
+
 void ln_gemm_naive(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha,
                  const float *a, int64_t lda, const float *b, int64_t ldb, float beta, float *c,
                  int64_t ldc);

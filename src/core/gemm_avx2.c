@@ -149,15 +149,16 @@ static void pack_a_t(float *restrict pa, const float *restrict a, int64_t lda, i
 
 /* ---- the micro-kernel ------------------------------------------------------------ */
 
-/* C (mr, 16 masked by m0|m1) = alpha op(A) (mr,kc) panel (kc,16) + beta C;
- * op(A)[i][p] is a[i*lda + p], or a[p*lda + i] when at.  Row p of the
- * panel is pb[p*ldp ...] (packed: ldp = 16; B in place: ldp = ldb); full
- * says all 16 lanes are in, else only those of m0|m1 are read and
- * written.  C is not read when beta == 0. */
+/* C (mr, 16 masked by m0|m1) = alpha op(A) (mr,kc) panel (kc,16) + beta C
+ * (+ rb[i] + cb[j]: the biases, each NULL or indexed from this tile's
+ * first row and column); op(A)[i][p] is a[i*lda + p], or a[p*lda + i]
+ * when at.  Row p of the panel is pb[p*ldp ...] (packed: ldp = 16; B in
+ * place: ldp = ldb); full says all 16 lanes are in, else only those of
+ * m0|m1 are read and written.  C is not read when beta == 0. */
 static inline __attribute__((always_inline)) void
 micro(const int mr, const bool at, int64_t kc, const float *a, int64_t lda, const float *pb,
-      int64_t ldp, float *c, int64_t ldc, float alpha, float beta, __m256i m0, __m256i m1,
-      const bool full)
+      int64_t ldp, float *c, int64_t ldc, float alpha, float beta, const float *rb,
+      const float *cb, __m256i m0, __m256i m1, const bool full)
 {
 	__m256 c0[MR], c1[MR];
 #pragma GCC unroll 6
@@ -198,6 +199,11 @@ micro(const int mr, const bool at, int64_t kc, const float *a, int64_t lda, cons
 		}
 	}
 	__m256 va = _mm256_set1_ps(alpha), vb = _mm256_set1_ps(beta);
+	__m256 cb0 = _mm256_setzero_ps(), cb1 = _mm256_setzero_ps();
+	if (cb) {
+		cb0 = full ? _mm256_loadu_ps(cb) : _mm256_maskload_ps(cb, m0);
+		cb1 = full ? _mm256_loadu_ps(cb + 8) : _mm256_maskload_ps(cb + 8, m1);
+	}
 #pragma GCC unroll 6
 	for (int i = 0; i < mr; i++) {
 		float *ci = c + i * ldc;
@@ -207,13 +213,25 @@ micro(const int mr, const bool at, int64_t kc, const float *a, int64_t lda, cons
 				x0 = _mm256_fmadd_ps(vb, _mm256_loadu_ps(ci), x0);
 				x1 = _mm256_fmadd_ps(vb, _mm256_loadu_ps(ci + 8), x1);
 			}
-			_mm256_storeu_ps(ci, x0);
-			_mm256_storeu_ps(ci + 8, x1);
 		} else {
 			if (beta != 0.0f) {
 				x0 = _mm256_fmadd_ps(vb, _mm256_maskload_ps(ci, m0), x0);
 				x1 = _mm256_fmadd_ps(vb, _mm256_maskload_ps(ci + 8, m1), x1);
 			}
+		}
+		if (rb) {
+			const __m256 r = _mm256_broadcast_ss(rb + i);
+			x0 = _mm256_add_ps(x0, r);
+			x1 = _mm256_add_ps(x1, r);
+		}
+		if (cb) {
+			x0 = _mm256_add_ps(x0, cb0);
+			x1 = _mm256_add_ps(x1, cb1);
+		}
+		if (full) {
+			_mm256_storeu_ps(ci, x0);
+			_mm256_storeu_ps(ci + 8, x1);
+		} else {
 			_mm256_maskstore_ps(ci, m0, x0);
 			_mm256_maskstore_ps(ci + 8, m1, x1);
 		}
@@ -221,18 +239,18 @@ micro(const int mr, const bool at, int64_t kc, const float *a, int64_t lda, cons
 }
 
 typedef void (*micro_fn)(int64_t kc, const float *a, int64_t lda, const float *pb, int64_t ldp,
-                         float *c, int64_t ldc, float alpha, float beta, __m256i m0, __m256i m1,
-                         bool full);
+                         float *c, int64_t ldc, float alpha, float beta, const float *rb,
+                         const float *cb, __m256i m0, __m256i m1, bool full);
 
 #define KERNEL(mr, at, name)                                                                 \
 	static void name(int64_t kc, const float *a, int64_t lda, const float *pb, int64_t ldp,   \
-	                 float *c, int64_t ldc, float alpha, float beta, __m256i m0, __m256i m1,  \
-	                 bool full)                                                              \
+	                 float *c, int64_t ldc, float alpha, float beta, const float *rb,         \
+	                 const float *cb, __m256i m0, __m256i m1, bool full)                      \
 	{                                                                                        \
 		if (full)                                                                            \
-			micro(mr, at, kc, a, lda, pb, ldp, c, ldc, alpha, beta, m0, m1, true);           \
+			micro(mr, at, kc, a, lda, pb, ldp, c, ldc, alpha, beta, rb, cb, m0, m1, true);   \
 		else                                                                                 \
-			micro(mr, at, kc, a, lda, pb, ldp, c, ldc, alpha, beta, m0, m1, false);          \
+			micro(mr, at, kc, a, lda, pb, ldp, c, ldc, alpha, beta, rb, cb, m0, m1, false);  \
 	}
 #define KERNELS(mr) KERNEL(mr, false, micro_n##mr) KERNEL(mr, true, micro_t##mr)
 KERNELS(1) KERNELS(2) KERNELS(3) KERNELS(4) KERNELS(5) KERNELS(6)
@@ -248,7 +266,8 @@ static const micro_fn kernels[2][MR + 1] = {
 /* As ln_gemm_avx512_part (gemm_kernels.h): rows [i0,i1), columns [j0,j1). */
 void ln_gemm_avx2_part(bool ta, bool tb, int64_t n, int64_t i0, int64_t i1, int64_t j0,
                        int64_t j1, int64_t k, float alpha, const float *a, int64_t lda,
-                       const float *b, int64_t ldb, float beta, float *c, int64_t ldc, float *pb)
+                       const float *b, int64_t ldb, float beta, float *c, int64_t ldc,
+                       const float *rb, const float *cb, float *pb)
 {
 	int64_t nkb = (k + KC - 1) / KC;
 	int64_t kcb = ((k + nkb - 1) / nkb + 7) / 8 * 8;
@@ -264,6 +283,7 @@ void ln_gemm_avx2_part(bool ta, bool tb, int64_t n, int64_t i0, int64_t i1, int6
 			else if (!direct)
 				pack_b_n(pb, b + pc * ldb + jc, ldb, kc, nc);
 			float bt = pc == 0 ? beta : 1.0f;
+			const bool last = pc + kc >= k;  /* the biases go in with the last block */
 			for (int64_t ic = i0; ic < i1; ic += MR) {
 				int64_t mr = i1 - ic < MR ? i1 - ic : MR;
 				const float *ap = ta ? a + pc * lda + ic : a + ic * lda + pc;
@@ -273,15 +293,17 @@ void ln_gemm_avx2_part(bool ta, bool tb, int64_t n, int64_t i0, int64_t i1, int6
 					ap = pa;
 					la = MR;
 				}
+				const float *rbt = last && rb ? rb + ic : NULL;
 				for (int64_t jr = 0; jr < nc; jr += NR) {
 					int64_t w = nc - jr;
 					float *cp = c + ic * ldc + jc + jr;
+					const float *cbt = last && cb ? cb + jc + jr : NULL;
 					if (direct)
-						kern[mr](kc, ap, la, b + pc * ldb + jc + jr, ldb, cp, ldc, alpha, bt,
-						         lanes(w), lanes(w - 8), w >= NR);
+						kern[mr](kc, ap, la, b + pc * ldb + jc + jr, ldb, cp, ldc, alpha, bt, rbt,
+						         cbt, lanes(w), lanes(w - 8), w >= NR);
 					else
-						kern[mr](kc, ap, la, pb + jr * kc, NR, cp, ldc, alpha, bt, lanes(w),
-						         lanes(w - 8), w >= NR);
+						kern[mr](kc, ap, la, pb + jr * kc, NR, cp, ldc, alpha, bt, rbt, cbt,
+						         lanes(w), lanes(w - 8), w >= NR);
 				}
 			}
 		}

@@ -313,12 +313,13 @@ static void gemm_dot(int64_t i0, int64_t i1, int64_t j0, int64_t j1, int64_t k, 
 void ln_gemm_avx512_part(bool ta, bool tb, int64_t n, int64_t i0, int64_t i1, int64_t j0,
                          int64_t j1, int64_t k, float alpha, const float *a, int64_t lda,
                          const float *b, int64_t ldb, float beta, float *c, int64_t ldc,
-                         float *pb)
+                         const float *rb, const float *cb, float *pb)
 {
 	/* decided on the whole product's width, not this part's: every part
 	 * of a split product must sum the same way */
 	if (!ta && tb && n <= 16) {
 		gemm_dot(i0, i1, j0, j1, k, alpha, a, lda, b, ldb, beta, c, ldc);
+		ln_gemm_add_bias(c, ldc, i0, i1, j0, j1, rb, cb);
 		return;
 	}
 	/* k blocks of equal size, rounded up to a multiple of 16 */
@@ -349,6 +350,8 @@ void ln_gemm_avx512_part(bool ta, bool tb, int64_t n, int64_t i0, int64_t i1, in
 			}
 		}
 	}
+	/* the biases in a pass over the part, still in cache */
+	ln_gemm_add_bias(c, ldc, i0, i1, j0, j1, rb, cb);
 }
 
 #pragma GCC pop_options

@@ -17,16 +17,24 @@
 
 /* Rows [i0,i1) and columns [j0,j1) of C (n columns in all) with AVX-512F
  * (gemm_avx512.c) or AVX2+FMA (gemm_avx2.c); pb is a 64-byte aligned
- * scratch buffer of LN_GEMM_PACK floats.  k >= 1.  The way a sum is made
- * depends on the whole product only, so that any split of the columns
- * gives the same bits.  Only call them when the CPU has the instructions
- * (ln_gemm_cpu). */
+ * scratch buffer of LN_GEMM_PACK floats.  k >= 1.  Then, as
+ * ln_gemm_biased says, C[i][j] += rb[i] + cb[j] (rb, cb may be NULL;
+ * indexed as C).  The way a sum is made depends on the whole product
+ * only, so that any split of the columns gives the same bits.  Only call
+ * them when the CPU has the instructions (ln_gemm_cpu). */
 void ln_gemm_avx512_part(bool ta, bool tb, int64_t n, int64_t i0, int64_t i1, int64_t j0,
                          int64_t j1, int64_t k, float alpha, const float *a, int64_t lda,
                          const float *b, int64_t ldb, float beta, float *c, int64_t ldc,
-                         float *pb);
+                         const float *rb, const float *cb, float *pb);
 void ln_gemm_avx2_part(bool ta, bool tb, int64_t n, int64_t i0, int64_t i1, int64_t j0,
                        int64_t j1, int64_t k, float alpha, const float *a, int64_t lda,
-                       const float *b, int64_t ldb, float beta, float *c, int64_t ldc, float *pb);
+                       const float *b, int64_t ldb, float beta, float *c, int64_t ldc,
+                       const float *rb, const float *cb, float *pb);
+
+/* C[i][j] += rb[i] + cb[j] over rows [i0,i1) and columns [j0,j1) (rb, cb
+ * may be NULL), each addition rounded on its own as the kernels round it:
+ * the biases of the paths without an epilogue of their own (gemm.c). */
+void ln_gemm_add_bias(float *c, int64_t ldc, int64_t i0, int64_t i1, int64_t j0, int64_t j1,
+                      const float *rb, const float *cb);
 
 #endif

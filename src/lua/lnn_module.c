@@ -59,6 +59,72 @@ static int64_t opt_int(lua_State *L, int opts, const char *fname, const char *ke
 	return (int64_t)v;
 }
 
+/* Pushes "{3, 1.5, x}": the first entries of the table at idx, for a
+ * message, and returns it. */
+static const char *show_list(lua_State *L, int idx)
+{
+	luaL_Buffer b;
+	lua_Integer n = luaL_len(L, idx);
+	luaL_buffinit(L, &b);
+	luaL_addchar(&b, '{');
+	for (lua_Integer i = 1; i <= n && i <= 4; i++) {
+		if (i > 1)
+			luaL_addstring(&b, ", ");
+		lua_geti(L, idx, i);
+		luaL_tolstring(L, -1, NULL);
+		lua_remove(L, -2);
+		luaL_addvalue(&b);
+	}
+	luaL_addstring(&b, n > 4 ? ", ...}" : "}");
+	luaL_pushresult(&b);
+	return lua_tostring(L, -1);
+}
+
+/* The value at idx as a pair of integers >= lo: a number n (n along both
+ * axes) or a table {h, w}.  Raises "fname: what must be an integer >= lo,
+ * got 0", "... must be a table {h, w} of integers >= lo, got {3}" or
+ * "... must be an integer >= lo or a table {h, w} of them, got string". */
+static void check_pair(lua_State *L, int idx, const char *fname, const char *what, int64_t lo,
+                       int64_t out[2])
+{
+	idx = lua_absindex(L, idx);
+	if (lua_type(L, idx) == LUA_TNUMBER) {
+		lua_Number v = lua_tonumber(L, idx);
+		if (!(v >= (lua_Number)lo && v <= 9.2e18) || v != floor(v))  /* then the cast is defined */
+			luaL_error(L, "%s: %s must be an integer >= %d, got %s", fname, what, (int)lo,
+			           lua_tostring(L, idx));
+		out[0] = out[1] = (int64_t)v;
+		return;
+	}
+	if (lua_type(L, idx) != LUA_TTABLE)
+		luaL_error(L, "%s: %s must be an integer >= %d or a table {h, w} of them, got %s", fname,
+		           what, (int)lo, luaL_typename(L, idx));
+	bool ok = luaL_len(L, idx) == 2;
+	for (int i = 0; ok && i < 2; i++) {
+		lua_geti(L, idx, i + 1);
+		lua_Number v = lua_tonumber(L, -1);
+		ok = lua_type(L, -1) == LUA_TNUMBER && v >= (lua_Number)lo && v <= 9.2e18 && v == floor(v);
+		out[i] = ok ? (int64_t)v : 0;
+		lua_pop(L, 1);
+	}
+	if (!ok)
+		luaL_error(L, "%s: %s must be a table {h, w} of integers >= %d, got %s", fname, what,
+		           (int)lo, show_list(L, idx));
+}
+
+/* Option key of the options table at opts as a pair (check_pair); def
+ * when absent. */
+static void opt_pair(lua_State *L, int opts, const char *fname, const char *key, int64_t def,
+                     int64_t lo, int64_t out[2])
+{
+	out[0] = out[1] = def;
+	if (!lua_istable(L, opts))
+		return;
+	if (lua_getfield(L, opts, key) != LUA_TNIL)
+		check_pair(L, -1, fname, key, lo, out);
+	lua_pop(L, 1);
+}
+
 /* ---- module userdata ---------------------------------------------------------- */
 
 lnL_module_box *lnL_testmodule(lua_State *L, int idx)
@@ -729,8 +795,6 @@ static int module_len(lua_State *L)
 
 /* ---- layer constructors ---------------------------------------------------------- */
 
-static const lnL_option no_options[] = {{NULL, 0}};
-
 /* nn.Linear(nin, nout[, {bias=true}]) */
 static int l_linear(lua_State *L)
 {
@@ -824,40 +888,94 @@ static int l_dropout(lua_State *L)
 	return lnn_module_done(L, b, m, st, &err, "nn.Dropout");
 }
 
-/* nn.Conv2d(cin, cout, k[, {stride=1, padding=0, bias=true}]) */
+/* nn.Conv2d(cin, cout, k[, {stride=1, padding=0, dilation=1, groups=1, bias=true}]);
+ * k, stride, padding, dilation: a number or {h, w}; padding also "same"
+ * (stride 1) or "valid" (0). */
 static int l_conv2d(lua_State *L)
 {
 	static const lnL_option known[] = {
-		{"stride", LUA_TNUMBER}, {"padding", LUA_TNUMBER}, {"bias", LUA_TBOOLEAN}, {NULL, 0},
+		{"stride", LUA_TNONE}, {"padding", LUA_TNONE}, {"dilation", LUA_TNONE},
+		{"groups", LUA_TNUMBER}, {"bias", LUA_TBOOLEAN}, {NULL, 0},
 	};
 	static const char *fname = "nn.Conv2d";
 	int64_t cin = check_size(L, 1, fname, "cin");
 	int64_t cout = check_size(L, 2, fname, "cout");
-	int64_t k = check_size(L, 3, fname, "kernel size");
+	int64_t k[2], st[2], pad[2] = {0, 0}, dil[2];
+	check_pair(L, 3, fname, "kernel size", 1, k);
 	lnL_checkoptions(L, 4, fname, known);
-	int64_t stride = opt_int(L, 4, fname, "stride", 1, 1);
-	int64_t padding = opt_int(L, 4, fname, "padding", 0, 0);
-	int bias = lnL_optboolean(L, 4, "bias", 1);
+	ln_conv2d_opts o;
+	ln_conv2d_opts_init(&o, cin, cout, k[0]);
+	o.kw = k[1];
+	opt_pair(L, 4, fname, "stride", 1, 1, st);
+	opt_pair(L, 4, fname, "dilation", 1, 1, dil);
+	if (lua_istable(L, 4) && lua_getfield(L, 4, "padding") != LUA_TNIL) {
+		if (lua_type(L, -1) == LUA_TSTRING) {
+			const char *p = lua_tostring(L, -1);
+			if (strcmp(p, "same") == 0)
+				o.same = true;
+			else if (strcmp(p, "valid") != 0)
+				return luaL_error(L, "%s: padding must be \"same\", \"valid\", an integer >= 0 "
+				                  "or a table {h, w} of them, got \"%s\"", fname, p);
+		} else {
+			check_pair(L, -1, fname, "padding", 0, pad);
+		}
+	}
+	if (o.same && (st[0] != 1 || st[1] != 1))
+		return luaL_error(L, "%s: padding \"same\" needs stride 1, got stride %I x %I", fname,
+		                  (LUAI_UACINT)st[0], (LUAI_UACINT)st[1]);
+	o.sh = st[0], o.sw = st[1];
+	o.ph = pad[0], o.pw = pad[1];
+	o.dh = dil[0], o.dw = dil[1];
+	o.groups = opt_int(L, 4, fname, "groups", 1, 1);
+	o.bias = lnL_optboolean(L, 4, "bias", 1);
 	module_box *b = lnn_new_module_box(L, &ln_conv2d_class);
 	ln_module *m = NULL;
 	ln_error err;
-	ln_status st = ln_conv2d_new(&m, NULL, cin, cout, k, stride, padding, bias, &err);
-	return lnn_module_done(L, b, m, st, &err, fname);
+	ln_status s = ln_conv2d_new_opts(&m, NULL, &o, &err);
+	return lnn_module_done(L, b, m, s, &err, fname);
 }
 
-/* nn.MaxPool2d(k[, stride=k]) and nn.AvgPool2d(k[, stride=k]); upvalue 2
- * is the class.  They take no options yet: an options table, after k or
- * after stride, is checked against none. */
+/* nn.MaxPool2d(k[, stride=k][, {padding=0, ceil_mode=false}]) and
+ * nn.AvgPool2d(...), whose options also take count_include_pad=true; k,
+ * stride and padding: a number or {h, w}.  Upvalue 2 is the class. */
 static int l_pool(lua_State *L)
 {
+	static const lnL_option max_known[] = {
+		{"padding", LUA_TNONE}, {"ceil_mode", LUA_TBOOLEAN}, {NULL, 0},
+	};
+	static const lnL_option avg_known[] = {
+		{"padding", LUA_TNONE}, {"ceil_mode", LUA_TBOOLEAN},
+		{"count_include_pad", LUA_TBOOLEAN}, {NULL, 0},
+	};
 	const ln_module_class *cls = lua_touserdata(L, lua_upvalueindex(2));
+	const bool avg = cls == &ln_avgpool2d_class;
 	char fname[64];
 	snprintf(fname, sizeof fname, "nn.%s", cls->name);
-	int64_t k = check_size(L, 1, fname, "kernel size");
-	int opts = lua_istable(L, 2) ? 2 : 3;
-	int64_t stride = opts == 2 || lua_isnoneornil(L, 2) ? k : check_size(L, 2, fname, "stride");
-	lnL_checkoptions(L, opts, fname, no_options);
-	return build(L, cls, (const double[]){(double)k, (double)stride});
+	int64_t k[2], st[2], pad[2];
+	check_pair(L, 1, fname, "kernel size", 1, k);
+	/* a table second is the options, unless it is a pair {h, w} (a stride) */
+	bool opts_second = lua_istable(L, 2) && lua_rawgeti(L, 2, 1) == LUA_TNIL;
+	if (lua_istable(L, 2))
+		lua_pop(L, 1);
+	int opts = opts_second ? 2 : 3;
+	if (opts_second || lua_isnoneornil(L, 2))
+		st[0] = k[0], st[1] = k[1];
+	else
+		check_pair(L, 2, fname, "stride", 1, st);
+	lnL_checkoptions(L, opts, fname, avg ? avg_known : max_known);
+	opt_pair(L, opts, fname, "padding", 0, 0, pad);
+	ln_pool2d_opts o;
+	ln_pool2d_opts_init(&o, k[0]);
+	o.kw = k[1];
+	o.sh = st[0], o.sw = st[1];
+	o.ph = pad[0], o.pw = pad[1];
+	o.ceil_mode = lnL_optboolean(L, opts, "ceil_mode", 0);
+	o.count_include_pad = lnL_optboolean(L, opts, "count_include_pad", 1);
+	module_box *b = lnn_new_module_box(L, cls);
+	ln_module *m = NULL;
+	ln_error err;
+	ln_status s = avg ? ln_avgpool2d_new_opts(&m, &o, &err) : ln_maxpool2d_new_opts(&m, &o, &err);
+	return lnn_module_done(L, b, m, s, &err, fname);
 }
 
 /* nn.BatchNorm(n[, {eps=1e-5, momentum=0.1}]) */

@@ -178,28 +178,56 @@ static float param_of(const ln_module *m)
 	return m->nconfig > 0 ? (float)m->config[0] : 0.0f;
 }
 
-static ln_status act_forward(ln_module *m, const ln_tensor *x, ln_error *err)
+/* Samples are rows of numel/N floats of x, of the output and of the
+ * gradients (x {N,...}, at least 2-D: ln_check_rows). */
+static int64_t per_sample(const ln_tensor *x)
+{
+	const int64_t n = x->ndim > 0 ? x->shape[0] : 1;
+	return n > 0 ? ln_tensor_numel(x) / n : 0;
+}
+
+static ln_status act_forward_prepare(ln_module *m, const ln_tensor *x, int parts, double *work,
+                                     ln_error *err)
 {
 	ln_status s = ln_check_rows(x, -1, NULL, err);
-	if (s == LN_OK)
-		s = ln_tensor_ensure(&m->output, x->ndim, x->shape, err);
-	if (s == LN_OK)
-		def_of(m)->forward(ln_tensor_data(&m->output), ln_tensor_data(x), ln_tensor_numel(x),
-		                   param_of(m));
-	return s;
+	if (s != LN_OK)
+		return s;
+	*work += (double)ln_tensor_numel(x);
+	return ln_tensor_ensure(&m->output, x->ndim, x->shape, err);
+}
+
+static void act_forward_rows(ln_module *m, const ln_tensor *x, int64_t n0, int64_t n1, int part)
+{
+	const int64_t per = per_sample(x);
+	def_of(m)->forward(ln_tensor_data(&m->output) + n0 * per, ln_tensor_data(x) + n0 * per,
+	                   (n1 - n0) * per, param_of(m));
 }
 
 /* x is the last forward's input and m->output its result (ln_module_backward). */
-static ln_status act_backward(ln_module *m, const ln_tensor *x, const ln_tensor *gy,
-                              ln_error *err)
+static ln_status act_backward_prepare(ln_module *m, const ln_tensor *x, int parts, int runs,
+                                      double *work, ln_error *err)
 {
-	ln_status s = ln_tensor_ensure(&m->grad_input, x->ndim, x->shape, err);
-	if (s == LN_OK)
-		def_of(m)->backward(ln_tensor_data(&m->grad_input), ln_tensor_data(gy),
-		                    ln_tensor_data(x), ln_tensor_data(&m->output), ln_tensor_numel(x),
-		                    param_of(m));
-	return s;
+	*work += (double)ln_tensor_numel(x);
+	return m->want_gx ? ln_tensor_ensure(&m->grad_input, x->ndim, x->shape, err) : LN_OK;
 }
+
+static void act_backward_rows(ln_module *m, const ln_tensor *x, const ln_tensor *gy, int64_t n0,
+                              int64_t n1, int run, bool first, int part)
+{
+	if (!m->want_gx)
+		return;
+	const int64_t per = per_sample(x), at = n0 * per;
+	def_of(m)->backward(ln_tensor_data(&m->grad_input) + at, ln_tensor_data(gy) + at,
+	                    ln_tensor_data(x) + at, ln_tensor_data(&m->output) + at, (n1 - n0) * per,
+	                    param_of(m));
+}
+
+static const ln_rows_ops act_rows = {
+	.forward_prepare = act_forward_prepare,
+	.forward_rows = act_forward_rows,
+	.backward_prepare = act_backward_prepare,
+	.backward_rows = act_backward_rows,
+};
 
 /* config {param} for the rows that have one (a finite float), none for
  * the others; nothing to draw, so ctx is not used. */
@@ -234,10 +262,9 @@ static int act_describe(const ln_module *m, char *buf, size_t size)
 /* A row: name, kernels; ACTIVATION_P adds the parameter's name and default. */
 #define ACTIVATION_P(nm, fwd, bwd, pname, pdefault)                                         \
 	{                                                                                       \
-		.cls = {.name = nm, .size = sizeof(ln_module), .forward = act_forward,             \
-		        .backward = act_backward, .config_names = {pname},                          \
-		        .config_defaults = {pdefault}, .create = act_create,                        \
-		        .describe = act_describe},                                                  \
+		.cls = {.name = nm, .size = sizeof(ln_module), .rows = &act_rows,                  \
+		        .config_names = {pname}, .config_defaults = {pdefault},                     \
+		        .create = act_create, .describe = act_describe},                            \
 		.forward = fwd, .backward = bwd,                                                    \
 	}
 #define ACTIVATION(nm, fwd, bwd) ACTIVATION_P(nm, fwd, bwd, NULL, 0)

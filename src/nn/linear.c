@@ -20,15 +20,12 @@
 
 /* ---- kernels ---------------------------------------------------------------------- */
 
-/* y (N,nout) = x (N,nin) W^T + b: each row of y starts as b, then one gemm
- * adds x W^T (beta = 1).  Without a bias, beta = 0 overwrites y. */
+/* y (N,nout) = x (N,nin) W^T + b: one product, the bias added to each row
+ * as the product writes it (b may be NULL). */
 void ln_linear_forward_kernel(float *y, const float *x, const float *w, const float *b, int64_t n,
                               int64_t nin, int64_t nout)
 {
-	if (b)
-		for (int64_t i = 0; i < n; i++)
-			memcpy(y + i * nout, b, (size_t)nout * sizeof(float));
-	ln_gemm(false, true, n, nout, nin, 1.0f, x, nin, w, nin, b ? 1.0f : 0.0f, y, nout);
+	ln_gemm_biased(false, true, n, nout, nin, 1.0f, x, nin, w, nin, 0.0f, y, nout, NULL, b);
 }
 
 /* The same maths as three plain loops with a double accumulator. */

@@ -72,7 +72,7 @@
 #define LN_MODULE_MAX_BUFFERS 4
 /* Bytes of a parameter name, NUL included (ln_module_param_name). */
 #define LN_PARAM_NAME_MAX 64
-#define LN_MODULE_MAX_CONFIG 8
+#define LN_MODULE_MAX_CONFIG 16
 
 typedef struct ln_module ln_module;
 typedef struct ln_state_visitor ln_state_visitor;  /* state_dict.h */
@@ -103,6 +103,48 @@ static inline ln_rng *ln_build_rng(const ln_module_build *ctx)
 {
 	return ctx && ctx->rng ? ctx->rng : ln_rng_global();
 }
+
+/*
+ * Sample by sample.  A layer whose samples do not interact (Conv2d, the
+ * pools, the elementwise activations) may also describe its forward and
+ * backward for a range of samples.  A container then runs a chain of such
+ * layers a few samples at a time through all of them
+ * (ln_module_chain_forward), so that what one layer writes for them is
+ * still in cache when the next one reads it, and the batch is split over
+ * the worker threads (one split per chain, not one per layer).  The
+ * layer's own forward/backward are the chain of one.
+ *
+ * The batch is cut into runs of consecutive samples whose number depends on
+ * the batch size only (LN_CHAIN_RUNS at most); parameter gradients are
+ * summed per run, then the runs in order (backward_finish), so that the
+ * bits do not depend on the thread count.  Part p of a split uses
+ * scratch p of the layer.
+ */
+#define LN_CHAIN_RUNS 8
+
+typedef struct ln_rows_ops {
+	/* Checks x as forward does (the same messages), makes m->output and
+	 * the scratch of `parts` parts, and adds to *work the multiply-adds
+	 * (or, for elementwise work, the elements) of the whole batch.  The
+	 * only step that may fail. */
+	ln_status (*forward_prepare)(ln_module *m, const ln_tensor *x, int parts, double *work,
+	                             ln_error *err);
+	/* Samples n0..n1-1 of m->output from those of x. */
+	void (*forward_rows)(ln_module *m, const ln_tensor *x, int64_t n0, int64_t n1, int part);
+	/* Makes grad_input (when m->want_gx) and the scratch of `parts` parts
+	 * and `runs` runs, takes over the parameter gradients' pending zeros,
+	 * adds to *work.  The only step that may fail. */
+	ln_status (*backward_prepare)(ln_module *m, const ln_tensor *x, int parts, int runs,
+	                              double *work, ln_error *err);
+	/* Samples n0..n1-1: their dL/dx (when m->want_gx) and their terms of
+	 * the parameter gradients, into run `run`'s sums (first: n0 begins
+	 * the run, whose sums start there). */
+	void (*backward_rows)(ln_module *m, const ln_tensor *x, const ln_tensor *gy, int64_t n0,
+	                      int64_t n1, int run, bool first, int part);
+	/* Adds the runs' sums into the parameter gradients, in run order.  NULL
+	 * for a layer without parameters. */
+	void (*backward_finish)(ln_module *m, int runs);
+} ln_rows_ops;
 
 typedef struct ln_module_class {
 	const char *name;  /* "Linear" */
@@ -167,6 +209,8 @@ typedef struct ln_module_class {
 	 * children whose backward it will run.  Through ln_module_reserve,
 	 * never directly. */
 	ln_status (*reserve)(ln_module *m, bool need_gx, ln_error *err);
+	/* The sample-by-sample form (above), or NULL. */
+	const ln_rows_ops *rows;
 } ln_module_class;
 
 struct ln_module {
@@ -268,6 +312,28 @@ ln_status ln_module_backward_unprefixed(ln_module *m, const ln_tensor *x, const 
  * parameters is not called at all, and m->gx_skipped is set. */
 ln_status ln_module_backward_ex(ln_module *m, const ln_tensor *x, const ln_tensor *gy,
                                 bool need_gx, ln_error *err);
+
+/* The forward of the chain mods[0..count) (each has rows ops): the
+ * first reads x, each the output of the one before, sample by sample
+ * through all of them, the batch split over the worker threads when the
+ * work is large enough.  Every module's output (and its record of the
+ * input) is as if each had run ln_module_forward_unprefixed in turn.  On
+ * failure *failed is the index of the module whose message err holds. */
+ln_status ln_module_chain_forward(ln_module *const *mods, int count, const ln_tensor *x,
+                                  int *failed, ln_error *err);
+/* Its backward, from gy = dL/d(last output): mods[0] computes its dL/dx
+ * when need_gx and its own input_grad are true, every later one always
+ * (their input_grad must be true: the caller, a container, has checked).
+ * As ln_module_backward_ex in turn from the last, with the parameter
+ * gradients the same bits for any thread count. */
+ln_status ln_module_chain_backward(ln_module *const *mods, int count, const ln_tensor *x,
+                                   const ln_tensor *gy, bool need_gx, int *failed,
+                                   ln_error *err);
+
+/* The runs a chain cuts a batch of n samples into, and the most parts
+ * its split may have (the thread count): what a layer's reserve sizes its
+ * per-run and per-part scratch for. */
+void ln_module_chain_sizes(int64_t n, int *runs, int *parts);
 
 /* Whether m or a module under it has parameters, or is External (whose
  * parameters may live outside C): whether its backward does anything

@@ -1,6 +1,6 @@
 /*
- * pool_kernels.h -- pooling kernels with a version for newer instruction
- * sets (pool_avx512.c), for pool.c.
+ * pool_kernels.h -- pooling kernels with versions for newer instruction
+ * sets (pool_avx512.c, pool_avx2.c), for pool.c.
  */
 #ifndef LN_POOL_KERNELS_H
 #define LN_POOL_KERNELS_H
@@ -17,5 +17,12 @@ void ln_maxpool2_forward_avx512(float *y, int32_t *am, const float *x, int64_t p
  * elsewhere (pool.c's maxpool_backward_kernel for this case). */
 void ln_maxpool2_backward_avx512(float *gx, const float *gy, const int32_t *am, int64_t planes,
                                  int64_t h, int64_t w, int64_t ho, int64_t wo);
+
+/* The same with AVX2 (pool_avx2.c).  Only when ln_cpu_avx2_fma() says
+ * so. */
+void ln_maxpool2_forward_avx2(float *y, int32_t *am, const float *x, int64_t planes, int64_t h,
+                              int64_t w, int64_t ho, int64_t wo);
+void ln_maxpool2_backward_avx2(float *gx, const float *gy, const int32_t *am, int64_t planes,
+                               int64_t h, int64_t w, int64_t ho, int64_t wo);
 
 #endif

@@ -15,22 +15,39 @@
 #include "layers.h"
 #include "nn_internal.h"
 
+/* Whether child c may run in a chain with its neighbours (module.h,
+ * "sample by sample").  Not while lunet.check_numerics is on: the check
+ * scans each layer's results after its own forward and backward, so each
+ * child then goes through ln_module_forward/backward (a chain of one). */
+static bool chains(const ln_module *c)
+{
+	return c->cls->rows && !ln_numerics_on;
+}
+
 static ln_status sequential_forward(ln_module *m, const ln_tensor *x, ln_error *err)
 {
 	if (m->nchildren == 0)
 		return ln_fail(err, LN_ESTATE, "has no layers (add some first)");
 	const ln_tensor *in = x;
-	for (int i = 0; i < m->nchildren; i++) {
-		ln_module *c = m->children[i];
-		ln_status s = ln_module_forward_unprefixed(c, in, err);
+	for (int i = 0; i < m->nchildren;) {
+		/* children i..j-1: one child, or a chain of children that work
+		 * sample by sample */
+		int j = i + 1, failed = 0;
+		while (chains(m->children[i]) && j < m->nchildren && chains(m->children[j]))
+			j++;
+		ln_status s = chains(m->children[i])
+		            ? ln_module_chain_forward(m->children + i, j - i, in, &failed, err)
+		            : ln_module_forward_unprefixed(m->children[i], in, err);
 		if (s != LN_OK) {
-			ln_error_prefix(err, "layer %d (%s): ", i + 1, c->cls->name);
+			ln_error_prefix(err, "layer %d (%s): ", i + failed + 1,
+			                m->children[i + failed]->cls->name);
 			/* the layers before it leave their buffers as they were */
-			for (int j = i - 1; j >= 0; j--)
-				ln_module_revert(m->children[j]);
+			for (int b = i + failed - 1; b >= 0; b--)
+				ln_module_revert(m->children[b]);
 			return s;
 		}
-		in = &c->output;
+		in = &m->children[j - 1]->output;
+		i = j;
 	}
 	ln_tensor_release(&m->output);
 	ln_tensor_ref(&m->output, in);
@@ -114,22 +131,31 @@ static ln_status sequential_backward(ln_module *m, const ln_tensor *x, const ln_
 	int last = n;  /* the last child whose backward ran */
 	for (int i = n - 1; i >= first; i--) {
 		ln_module *c = m->children[i];
-		const ln_tensor *in = i == 0 ? x : &m->children[i - 1]->output;
-		s = ln_module_backward_ex(c, in, g, need || i > first, err);
+		/* children j..i: one child, or a chain of children that work
+		 * sample by sample */
+		int j = i, failed = 0;
+		while (chains(c) && j > first && chains(m->children[j - 1]))
+			j--;
+		const ln_tensor *in = j == 0 ? x : &m->children[j - 1]->output;
+		s = chains(c) ? ln_module_chain_backward(m->children + j, i - j + 1, in, g,
+		                                         need || j > first, &failed, err)
+		              : ln_module_backward_ex(c, in, g, need || i > first, err);
 		if (s != LN_OK) {
-			ln_error_prefix(err, "layer %d (%s): ", i + 1, c->cls->name);
+			ln_error_prefix(err, "layer %d (%s): ", j + failed + 1,
+			                m->children[j + failed]->cls->name);
 			return s;
 		}
-		last = i;
+		last = i = j;
+		c = m->children[i];
 		if (c->gx_skipped && i > first) {
 			/* cut inside a nested container: nothing flows further back */
-			for (int j = first; j < i; j++)
-				if (ln_module_trains(m->children[j]))
+			for (int b = first; b < i; b++)
+				if (ln_module_trains(m->children[b]))
 					return ln_fail(err, LN_EARG,
 					               "layer %d (%s) computes no input gradient (a layer inside "
 					               "it has input_grad = false), so layer %d (%s) before it "
 					               "would get no gradient for its parameters",
-					               i + 1, c->cls->name, j + 1, m->children[j]->cls->name);
+					               i + 1, c->cls->name, b + 1, m->children[b]->cls->name);
 			break;
 		}
 		g = &c->grad_input;

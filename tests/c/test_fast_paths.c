@@ -1,6 +1,6 @@
 /*
- * test_pool_fast.c -- MaxPool2d's 2x2/stride-2 paths (AVX-512 when the CPU
- * has it, and the portable loop) against a window walk
+ * test_fast_paths.c -- MaxPool2d's 2x2/stride-2 paths (AVX-512 or AVX2 when
+ * the CPU has them, and the portable loop) against a window walk
  * written out here: the maximum of each window, ties to the first element
  * in row-major order, a NaN taking the place (the last NaN of a window
  * keeps it), and backward routing each gradient to that element.  Inputs
@@ -145,8 +145,8 @@ static void test_maxpool2_portable_matches_walk(void **state)
  * Stride 1 with padding (k-1)/2 keeps the plane's size, and im2col/col2im
  * then move whole shifted planes at once (conv2d.c).  Checked here against
  * loops written out in the test, and the layer against the direct
- * reference kernels, for kernels 1, 3 and 5, non-square planes, planes
- * narrower than the kernel's reach, and both product strategies.
+ * reference kernels, for kernels 1, 3 and 5, non-square planes, and
+ * planes narrower than the kernel's reach.
  */
 
 static const struct same_case {
@@ -156,11 +156,21 @@ static const struct same_case {
 	{1, 2, 28, 28, 3, 3}, {2, 2, 2, 3, 2, 3}, {1, 1, 3, 3, 1, 5},
 };
 
+static ln_conv2d_opts same_opts(const struct same_case *c)
+{
+	ln_conv2d_opts o;
+	ln_conv2d_opts_init(&o, c->cin, c->cout, c->k);
+	o.ph = o.pw = (c->k - 1) / 2;
+	return o;
+}
+
 static ln_conv2d_geom same_geom(const struct same_case *c)
 {
-	int64_t p = (c->k - 1) / 2;
-	return (ln_conv2d_geom){.n = c->n, .cin = c->cin, .h = c->h, .w = c->w, .cout = c->cout,
-	                        .k = c->k, .stride = 1, .padding = p, .ho = c->h, .wo = c->w};
+	ln_conv2d_opts o = same_opts(c);
+	ln_conv2d_geom g;
+	ln_conv2d_geom_init(&g, &o, c->n, c->h, c->w);
+	assert_true(g.ho == c->h && g.wo == c->w);
+	return g;
 }
 
 /* im2col against its definition, and col2im against the sum of the
@@ -170,7 +180,7 @@ static void test_same_im2col_col2im(void **state)
 	ln_rng_seed(ln_rng_global(), SEED);
 	for (size_t ci = 0; ci < sizeof same_cases / sizeof same_cases[0]; ci++) {
 		ln_conv2d_geom g = same_geom(&same_cases[ci]);
-		int64_t k = g.k, p = g.padding, kk = g.cin * k * k, pp = g.h * g.w, ld = pp + 3;
+		int64_t k = g.kh, p = g.pt, kk = g.cin * k * k, pp = g.h * g.w, ld = pp + 3;
 		ln_tensor xt = LN_TENSOR_EMPTY, colt = LN_TENSOR_EMPTY, gct = LN_TENSOR_EMPTY,
 		          gxt = LN_TENSOR_EMPTY;
 		tu_tensor_uniform(&xt, 1, (int64_t[]){g.cin * pp}, -1.0f, 1.0f);
@@ -221,67 +231,63 @@ static void test_same_im2col_col2im(void **state)
 	}
 }
 
-/* The layer, both strategies, against ln_conv2d_forward_naive/backward_naive;
- * stride 2 (not a same convolution) in the last case. */
+/* The layer against ln_conv2d_forward_naive/backward_naive; stride 2 (not
+ * a same convolution) in the last case. */
 static void check_conv_layer(int threads)
 {
 	int before = ln_gemm_threads();
 	ln_gemm_set_threads(threads);
-	for (int strat = 0; strat < 2; strat++)
-		for (size_t ci = 0; ci <= sizeof same_cases / sizeof same_cases[0]; ci++) {
-			const struct same_case strided = {3, 2, 7, 6, 3, 3};
-			const bool last = ci == sizeof same_cases / sizeof same_cases[0];
-			const struct same_case *c = last ? &strided : &same_cases[ci];
-			ln_conv2d_geom g = same_geom(c);
-			if (last) {
-				g.stride = 2;
-				g.ho = (c->h + 2 * g.padding - c->k) / 2 + 1;
-				g.wo = (c->w + 2 * g.padding - c->k) / 2 + 1;
-			}
-			ln_rng_seed(ln_rng_global(), SEED + ci);
-			ln_module *m;
-			ln_error err;
-			assert_int_equal(ln_conv2d_new(&m, NULL, c->cin, c->cout, c->k, g.stride, g.padding, true, &err),
-			                 LN_OK);
-			ln_conv2d_set_strategy(m, strat ? LN_CONV2D_PER_SAMPLE : LN_CONV2D_BATCHED);
-			ln_tensor x = LN_TENSOR_EMPTY, gy = LN_TENSOR_EMPTY, b = LN_TENSOR_EMPTY;
-			tu_tensor_uniform(&x, 4, (int64_t[]){c->n, c->cin, c->h, c->w}, -1.0f, 1.0f);
-			tu_tensor_uniform(&b, 1, (int64_t[]){c->cout}, -1.0f, 1.0f);
-			ln_tensor_copy(&m->param[1], &b, NULL);
-			assert_int_equal(ln_module_forward(m, &x, &err), LN_OK);
-			int64_t ny = ln_tensor_numel(&m->output), nw = ln_tensor_numel(&m->param[0]);
-			int64_t nx = ln_tensor_numel(&x);
-			tu_tensor_uniform(&gy, 4, m->output.shape, -1.0f, 1.0f);
-			/* twice, with zero_grad between: scratch of the first pass must
-			 * not leak into the second */
-			assert_int_equal(ln_module_backward(m, &x, &gy, &err), LN_OK);
-			ln_module_zero_grad(m);
-			assert_int_equal(ln_module_backward(m, &x, &gy, &err), LN_OK);
-			float y[8192], gx[8192], gw[1024], gb[16];
-			assert_true(ny <= 8192 && nx <= 8192 && nw <= 1024 && c->cout <= 16);
-			memset(gw, 0, sizeof gw);
-			memset(gb, 0, sizeof gb);
-			ln_conv2d_forward_naive(y, ln_tensor_data(&x), ln_tensor_data(&m->param[0]),
-			                      ln_tensor_data(&m->param[1]), &g);
-			ln_conv2d_backward_naive(gx, gw, gb, ln_tensor_data(&gy), ln_tensor_data(&x),
-			                       ln_tensor_data(&m->param[0]), &g);
-			const float *got[4] = {ln_tensor_data(&m->output), ln_tensor_data(&m->grad_input),
-			                       ln_tensor_data(&m->grad[0]), ln_tensor_data(&m->grad[1])};
-			const float *want[4] = {y, gx, gw, gb};
-			const int64_t len[4] = {ny, nx, nw, c->cout};
-			const char *what[4] = {"output", "grad_input", "grad_weight", "grad_bias"};
-			double tol = 1e-5 * (double)(c->cin * c->k * c->k + c->n * c->h * c->w);
-			for (int t = 0; t < 4; t++)
-				for (int64_t e = 0; e < len[t]; e++)
-					if (!(fabs(got[t][e] - want[t][e]) <= tol))
-						fail_msg("seed %u, %d threads, case %zu, strategy %d: %s[%lld] = %.9g, "
-						         "reference %.9g", SEED + (unsigned)ci, threads, ci, strat, what[t],
-						         (long long)e, got[t][e], want[t][e]);
-			ln_tensor_release(&x);
-			ln_tensor_release(&gy);
-			ln_tensor_release(&b);
-			ln_module_release(m);
-		}
+	for (size_t ci = 0; ci <= sizeof same_cases / sizeof same_cases[0]; ci++) {
+		const struct same_case strided = {3, 2, 7, 6, 3, 3};
+		const bool last = ci == sizeof same_cases / sizeof same_cases[0];
+		const struct same_case *c = last ? &strided : &same_cases[ci];
+		ln_conv2d_opts o = same_opts(c);
+		if (last)
+			o.sh = o.sw = 2;
+		ln_conv2d_geom g;
+		ln_conv2d_geom_init(&g, &o, c->n, c->h, c->w);
+		ln_rng_seed(ln_rng_global(), SEED + ci);
+		ln_module *m;
+		ln_error err;
+		assert_int_equal(ln_conv2d_new_opts(&m, NULL, &o, &err), LN_OK);
+		ln_tensor x = LN_TENSOR_EMPTY, gy = LN_TENSOR_EMPTY, b = LN_TENSOR_EMPTY;
+		tu_tensor_uniform(&x, 4, (int64_t[]){c->n, c->cin, c->h, c->w}, -1.0f, 1.0f);
+		tu_tensor_uniform(&b, 1, (int64_t[]){c->cout}, -1.0f, 1.0f);
+		ln_tensor_copy(&m->param[1], &b, NULL);
+		assert_int_equal(ln_module_forward(m, &x, &err), LN_OK);
+		int64_t ny = ln_tensor_numel(&m->output), nw = ln_tensor_numel(&m->param[0]);
+		int64_t nx = ln_tensor_numel(&x);
+		tu_tensor_uniform(&gy, 4, m->output.shape, -1.0f, 1.0f);
+		/* twice, with zero_grad between: scratch of the first pass must
+		 * not leak into the second */
+		assert_int_equal(ln_module_backward(m, &x, &gy, &err), LN_OK);
+		ln_module_zero_grad(m);
+		assert_int_equal(ln_module_backward(m, &x, &gy, &err), LN_OK);
+		float y[8192], gx[8192], gw[1024], gb[16];
+		assert_true(ny <= 8192 && nx <= 8192 && nw <= 1024 && c->cout <= 16);
+		memset(gw, 0, sizeof gw);
+		memset(gb, 0, sizeof gb);
+		ln_conv2d_forward_naive(y, ln_tensor_data(&x), ln_tensor_data(&m->param[0]),
+		                      ln_tensor_data(&m->param[1]), &g);
+		ln_conv2d_backward_naive(gx, gw, gb, ln_tensor_data(&gy), ln_tensor_data(&x),
+		                       ln_tensor_data(&m->param[0]), &g);
+		const float *got[4] = {ln_tensor_data(&m->output), ln_tensor_data(&m->grad_input),
+		                       ln_tensor_data(&m->grad[0]), ln_tensor_data(&m->grad[1])};
+		const float *want[4] = {y, gx, gw, gb};
+		const int64_t len[4] = {ny, nx, nw, c->cout};
+		const char *what[4] = {"output", "grad_input", "grad_weight", "grad_bias"};
+		double tol = 1e-5 * (double)(c->cin * c->k * c->k + c->n * c->h * c->w);
+		for (int t = 0; t < 4; t++)
+			for (int64_t e = 0; e < len[t]; e++)
+				if (!(fabs(got[t][e] - want[t][e]) <= tol))
+					fail_msg("seed %u, %d threads, case %zu: %s[%lld] = %.9g, "
+					         "reference %.9g", SEED + (unsigned)ci, threads, ci, what[t],
+					         (long long)e, got[t][e], want[t][e]);
+		ln_tensor_release(&x);
+		ln_tensor_release(&gy);
+		ln_tensor_release(&b);
+		ln_module_release(m);
+	}
 	ln_gemm_set_threads(before);
 }
 
@@ -290,15 +296,15 @@ static void test_same_conv_layer(void **state)
 	check_conv_layer(1);
 }
 
-/* The per-sample strategy splits the batch over the worker threads: more
- * threads than samples, and uneven shares, give the same numbers. */
+/* The layer splits the batch over the worker threads: more threads than
+ * samples, and uneven shares, give the same numbers. */
 static void test_conv_layer_threads(void **state)
 {
 	check_conv_layer(2);
 	check_conv_layer(3);
 }
 
-/* Per sample, the batch is cut into fixed runs whatever the thread count:
+/* The batch is cut into fixed runs whatever the thread count:
  * the output and every gradient are the same bits on 1, 2 and 3 threads
  * (13 samples: uneven runs). */
 static void test_conv_same_bits_any_threads(void **state)

@@ -190,6 +190,65 @@ static void test_large_matches_naive(void **state)
 	use(LN_GEMM_AUTO);
 }
 
+/* ln_gemm_biased against ln_gemm followed by the biases added by hand,
+ * each addition rounded once, row bias then column bias: the same bits,
+ * for every implementation, through the epilogue of the kernels (whole
+ * and partial panels, several k blocks, a product split over threads) and
+ * the plain loop, with a row bias, a column bias or both. */
+static void test_biased_matches_unbiased(void **state)
+{
+	static const int64_t sh[][3] = {
+		{6, 16, 9}, {7, 37, 300}, {32, 196, 144}, {64, 10, 1568}, {3, 5, 2}, {64, 300, 400},
+	};
+	ln_gemm_impl impls[] = {LN_GEMM_AUTO, LN_GEMM_AVX512, LN_GEMM_AVX2, LN_GEMM_BLAS};
+	const int saved = ln_gemm_threads();
+	ln_gemm_set_threads(2);
+	for (size_t q = 0; q < sizeof impls / sizeof impls[0]; q++) {
+		if (!use(impls[q]))
+			continue;
+		ln_rng_seed(ln_rng_global(), SEED);
+		for (size_t t = 0; t < sizeof sh / sizeof sh[0]; t++)
+			for (int which = 1; which < 4; which++)
+				for (int tr = 0; tr < 4; tr++) {
+					const bool ta = tr & 1, tb = tr & 2;
+					const int64_t m = sh[t][0], n = sh[t][1], k = sh[t][2];
+					float *a = padded(ta ? k : m, ta ? m : k, ta ? m : k);
+					float *b = padded(tb ? n : k, tb ? k : n, tb ? k : n);
+					float *rb = padded(1, m, m), *cb = padded(1, n, n);
+					float *c1 = padded(m, n, n), *c2 = ln_malloc((size_t)(m * n) * sizeof(float));
+					assert_non_null(c2);
+					memcpy(c2, c1, (size_t)(m * n) * sizeof(float));
+					const float *r = which & 1 ? rb : NULL, *c = which & 2 ? cb : NULL;
+					const float beta = tr == 3 ? 0.5f : 0.0f;
+					ln_gemm_biased(ta, tb, m, n, k, 1.0f, a, ta ? m : k, b, tb ? k : n, beta, c1,
+					               n, r, c);
+					ln_gemm(ta, tb, m, n, k, 1.0f, a, ta ? m : k, b, tb ? k : n, beta, c2, n);
+					for (int64_t i = 0; i < m; i++)
+						for (int64_t j = 0; j < n; j++) {
+							float want = c2[i * n + j];
+							if (r)
+								want += r[i];
+							if (c)
+								want += c[j];
+							if (c1[i * n + j] != want)
+								fail_msg("seed %u, %s: ta=%d tb=%d m=%lld n=%lld k=%lld biases %d: "
+								         "C[%lld][%lld] = %.9g, expected %.9g", SEED,
+								         impl_label(impls[q]), ta, tb, (long long)m, (long long)n,
+								         (long long)k, which, (long long)i, (long long)j,
+								         c1[i * n + j], want);
+						}
+					ln_free(a);
+					ln_free(b);
+					ln_free(rb);
+					ln_free(cb);
+					ln_free(c1);
+					ln_free(c2);
+				}
+	}
+	ln_gemm_set_threads(saved);
+	use(LN_GEMM_AUTO);
+}
+
 /* k == 0 and alpha == 0 give C = beta C without reading A or B (here NaN),
  * as BLAS defines them; beta == 0 then clears C whatever it held. */
 static void test_degenerate(void **state)
@@ -294,6 +353,7 @@ int main(void)
 		cmocka_unit_test(test_blas_matches_naive),
 		cmocka_unit_test(test_small_matches_naive),
 		cmocka_unit_test(test_large_matches_naive),
+		cmocka_unit_test(test_biased_matches_unbiased),
 		cmocka_unit_test(test_degenerate),
 		cmocka_unit_test(test_threads_same_bits),
 		cmocka_unit_test(test_set_impl),

@@ -165,9 +165,6 @@ static void test_conv2d_backward(void **state)
 	ln_tensor x = LN_TENSOR_EMPTY;
 	tu_tensor_uniform(&x, 4, (int64_t[]){3, 2, 6, 5}, -1.0f, 1.0f);
 	compare_paths(a, b, &x);
-	ln_conv2d_set_strategy(a, LN_CONV2D_BATCHED);
-	ln_conv2d_set_strategy(b, LN_CONV2D_BATCHED);
-	compare_paths(a, b, &x);
 	ln_tensor_release(&x);
 	ln_module_release(a);
 	ln_module_release(b);

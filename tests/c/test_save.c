@@ -563,6 +563,9 @@ static void test_every_registry_class(void **state)
 		{"cout", 3}, {"k", 2}, {"stride", 1}, {"padding", 1}, {"n", 3}, {"eps", 1e-3},
 		{"momentum", 0.2}, {"dim", 2}, {"d", 4}, {"nhidden", 3}, {"layers", 2},
 		{"dropout", 0.25}, {"stateful", 1}, {"nonlinearity", 1}, {"heads", 2}, {"causal", 1},
+		{"kw", 3}, {"stride_w", 2}, {"padding_w", 0}, {"dilation", 2},
+		{"dilation_w", 1}, {"groups", 1}, {"same", 0}, {"ceil_mode", 1},
+		{"count_include_pad", 0},
 	};
 	int count = ln_module_class_count();
 	assert_true(count >= 15);
@@ -910,7 +913,7 @@ static void test_hostile_payloads(void **state)
 	b_str(&p, "Conv2d");
 	b_u8(&p, 1);
 	b_u8(&p, 4);
-	expect_bad_payload(&p, "Conv2d has 6 config values, the file has 4");
+	expect_bad_payload(&p, "Conv2d has 13 config values, the file has 4");
 
 	/* Linear(2,3) whose weight is saved as {2,2} */
 	RESET();

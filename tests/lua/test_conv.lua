@@ -169,6 +169,203 @@ test("MaxPool2d backward routes the gradient to the maximum", function()
 	check(max_diff(gx, want) == 0, tostring(gx))
 end)
 
+-- ---- the options: rectangular, padding "same", dilation, groups, ceil_mode --------------
+
+-- A number or {h, w} as two numbers.
+local function hw(v)
+	if type(v) == "table" then return v[1], v[2] end
+	return v, v
+end
+
+-- The convolution written out in Lua with every option: o has k, stride,
+-- padding (a pair, or "same": the span d*(k-1) split, the odd one after),
+-- dilation, groups; b may be nil.
+local function lua_conv_opts(x, w, b, o)
+	local n, cin, h, wd = table.unpack(x:shape())
+	local cout = w:size(1)
+	local kh, kw = w:size(3), w:size(4)
+	local sh, sw = hw(o.stride or 1)
+	local dh, dw = hw(o.dilation or 1)
+	local pt, pl
+	if o.padding == "same" then
+		pt, pl = dh * (kh - 1) // 2, dw * (kw - 1) // 2
+	elseif o.padding == "valid" then
+		pt, pl = 0, 0
+	else
+		pt, pl = hw(o.padding or 0)
+	end
+	local pb = o.padding == "same" and dh * (kh - 1) - pt or pt
+	local pr = o.padding == "same" and dw * (kw - 1) - pl or pl
+	local g = o.groups or 1
+	local cg, og = cin // g, cout // g
+	local ho = (h + pt + pb - dh * (kh - 1) - 1) // sh + 1
+	local wo = (wd + pl + pr - dw * (kw - 1) - 1) // sw + 1
+	local y = lunet.zeros(n, cout, ho, wo)
+	for a = 1, n do for oc = 1, cout do for i = 0, ho - 1 do for j = 0, wo - 1 do
+		local acc = b and b:get(oc) or 0
+		local grp = (oc - 1) // og
+		for c = 1, cg do for u = 0, kh - 1 do for v = 0, kw - 1 do
+			local ih, iw = i * sh - pt + u * dh, j * sw - pl + v * dw
+			if ih >= 0 and ih < h and iw >= 0 and iw < wd then
+				acc = acc + w:get(oc, c, u + 1, v + 1) * x:get(a, grp * cg + c, ih + 1, iw + 1)
+			end
+		end end end
+		y:set(a, oc, i + 1, j + 1, acc)
+	end end end end
+	return y
+end
+
+local CONV_OPTIONS = {
+	-- cin, cout, k, options, input h, w
+	{2, 3, {2, 3}, {stride = {1, 2}, padding = {1, 0}}, 6, 7},
+	{2, 2, 3, {dilation = 2, padding = 2}, 7, 8},
+	{2, 2, {3, 2}, {dilation = {2, 3}, stride = {2, 1}, padding = {1, 2}}, 9, 8},
+	{4, 6, 3, {groups = 2, padding = 1}, 5, 6},
+	{3, 6, 3, {groups = 3, padding = 1}, 5, 5},        -- depthwise, two outputs each
+	{3, 3, 3, {groups = 3, stride = 2}, 7, 6},         -- depthwise, stride 2
+	{2, 3, 4, {padding = "same"}, 5, 6},               -- even kernel: 1 before, 2 after
+	{2, 2, {3, 2}, {padding = "same", dilation = 2}, 6, 5},
+	{2, 3, 3, {padding = "valid", bias = false}, 5, 5},
+}
+
+test("Conv2d's options match the convolution written out in Lua", function()
+	for _, c in ipairs(CONV_OPTIONS) do
+		local cin, cout, k, o, h, w = table.unpack(c)
+		local conv = nn.Conv2d(cin, cout, k, o)
+		if conv.bias then conv.bias:copy(lunet.randn(cout)) end
+		local x = lunet.randn(2, cin, h, w)
+		local y = conv:forward(x)
+		local want = lua_conv_opts(x, conv.weight, conv.bias, o)
+		check(max_diff(y, want) < 1e-4, tostring(conv) .. " differs by " .. max_diff(y, want))
+		if o.padding == "same" then
+			check(y:size(3) == h and y:size(4) == w, "same keeps the size: " .. shape_str(y))
+		end
+		local ok, err, where = nn.gradcheck(conv, x)
+		check(ok, string.format("gradcheck of %s: %.3e at %s", tostring(conv), err, tostring(where)))
+	end
+end)
+
+test("Conv2d's options: fields, weight shapes, descriptions", function()
+	local conv = nn.Conv2d(6, 4, {3, 5}, {stride = {2, 1}, padding = {1, 2}, dilation = {2, 1},
+		groups = 2, bias = false})
+	check(shape_str(conv.weight) == "{4,3,3,5}", shape_str(conv.weight))
+	check(conv.k == 3 and conv.kw == 5 and conv.stride == 2 and conv.stride_w == 1, "k, stride")
+	check(conv.padding == 1 and conv.padding_w == 2 and conv.dilation == 2, "padding, dilation")
+	check(conv.dilation_w == 1 and conv.groups == 2 and conv.same == 0, "groups")
+	check(tostring(conv) == "Conv2d(6 -> 4, 3x5, stride 2x1, padding 1x2, dilation 2x1, groups 2, "
+	      .. "bias=false)", tostring(conv))
+	local same = nn.Conv2d(2, 2, 4, {padding = "same"})
+	check(tostring(same) == "Conv2d(2 -> 2, 4x4, stride 1, padding same)", tostring(same))
+	check(same.same == 1 and same.padding == 1, "same: padding before is 1")
+	check(tostring(nn.Conv2d(1, 1, 3, {padding = "valid"})):find("padding 0", 1, true))
+	local dw = nn.Conv2d(8, 8, 3, {groups = 8})
+	check(shape_str(dw.weight) == "{8,1,3,3}", "depthwise weight " .. shape_str(dw.weight))
+end)
+
+test("Conv2d's options are saved, loaded and named as in PyTorch", function()
+	for _, c in ipairs(CONV_OPTIONS) do
+		local cin, cout, k, o, h, w = table.unpack(c)
+		local conv = nn.Conv2d(cin, cout, k, o)
+		local x = lunet.randn(2, cin, h, w)
+		local y = conv:forward(x):clone()
+		local path = os.tmpname()
+		lunet.save(path, nn.Sequential{conv})
+		local back = lunet.load(path)
+		os.remove(path)
+		check(tostring(back) == tostring(nn.Sequential{conv}), tostring(back))
+		check(max_diff(back:forward(x), y) == 0, "identical outputs after loading " .. tostring(conv))
+		local sd = back:state_dict()
+		check(shape_str(sd["0.weight"]) == shape_str(conv.weight), "state_dict weight shape")
+		local fresh = nn.Sequential{nn.Conv2d(cin, cout, k, o)}
+		fresh:load_state_dict(sd)
+		check(max_diff(fresh:forward(x), y) == 0, "load_state_dict " .. tostring(conv))
+	end
+end)
+
+-- Pooling written out in Lua with padding, ceil_mode and count_include_pad
+-- (PyTorch's rules: windows clipped to the input; ceil_mode keeps a last
+-- window only when it starts inside the input or its left padding).
+local function lua_pool_opts(x, k, s, op, o)
+	local n, c, h, wd = table.unpack(x:shape())
+	local kh, kw = hw(k)
+	local sh, sw = hw(s or k)
+	local ph, pw = hw(o.padding or 0)
+	local function out(len, kk, ss, pp)
+		local span = len + 2 * pp - kk
+		local r = (o.ceil_mode and (span + ss - 1) // ss or span // ss) + 1
+		if o.ceil_mode and (r - 1) * ss >= len + pp then r = r - 1 end
+		return r
+	end
+	local ho, wo = out(h, kh, sh, ph), out(wd, kw, sw, pw)
+	local y = lunet.zeros(n, c, ho, wo)
+	for a = 1, n do for ch = 1, c do for i = 0, ho - 1 do for j = 0, wo - 1 do
+		local hs, ws = i * sh - ph, j * sw - pw
+		local acc, count = op == "max" and -math.huge or 0, 0
+		for u = math.max(hs, 0), math.min(hs + kh, h) - 1 do
+			for v = math.max(ws, 0), math.min(ws + kw, wd) - 1 do
+				local val = x:get(a, ch, u + 1, v + 1)
+				acc = op == "max" and math.max(acc, val) or acc + val
+				count = count + 1
+			end
+		end
+		if op == "avg" then
+			if o.count_include_pad ~= false then
+				count = (math.min(hs + kh, h + ph) - hs) * (math.min(ws + kw, wd + pw) - ws)
+			end
+			acc = acc / count
+		end
+		y:set(a, ch, i + 1, j + 1, acc)
+	end end end end
+	return y
+end
+
+local POOL_OPTIONS = {
+	-- k, stride, options, input h, w
+	{{2, 3}, {2, 1}, {}, 6, 7},
+	{3, 2, {padding = 1}, 7, 7},
+	{{3, 2}, {2, 1}, {padding = {1, 1}}, 7, 6},
+	{2, 2, {ceil_mode = true}, 7, 7},
+	{3, 2, {padding = 1, ceil_mode = true}, 6, 5},
+	{2, 2, {padding = 1, ceil_mode = true}, 5, 5},
+	{3, 2, {padding = 1, count_include_pad = false}, 7, 6},
+	{3, 2, {padding = 1, ceil_mode = true, count_include_pad = false}, 6, 5},
+}
+
+test("the pools' options match loops written out in Lua, and pass gradcheck", function()
+	-- distinct values 0.05 apart: a small step moves no maximum
+	for _, c in ipairs(POOL_OPTIONS) do
+		local k, s, o, h, w = table.unpack(c)
+		local x = lunet.zeros(2, 2, h, w)
+		local flat = x:reshape(-1)
+		for i = 1, #flat do flat[i] = ((i * 37) % #flat) * 0.05 - 1 end
+		for _, op in ipairs{"max", "avg"} do
+			if op == "avg" or o.count_include_pad == nil then
+				local m = op == "max" and nn.MaxPool2d(k, s, o) or nn.AvgPool2d(k, s, o)
+				local want = lua_pool_opts(x, k, s, op, o)
+				check(max_diff(m:forward(x), want) < 1e-6, tostring(m) .. " differs")
+				local ok, err, where = nn.gradcheck(m, x, {eps = op == "max" and 1e-3 or 1e-2})
+				check(ok, string.format("gradcheck of %s: %.3e at %s", tostring(m), err,
+				                        tostring(where)))
+			end
+		end
+	end
+	-- the options table may come second, with the stride defaulting to k
+	local m = nn.MaxPool2d(3, {padding = 1})
+	check(m.stride == 3 and m.padding == 1, "stride defaults to k")
+	check(tostring(m) == "MaxPool2d(3x3, stride 3, padding 1)", tostring(m))
+	local a = nn.AvgPool2d({2, 3}, {1, 2}, {ceil_mode = true, count_include_pad = false})
+	check(tostring(a) == "AvgPool2d(2x3, stride 1x2, ceil_mode, count_include_pad=false)",
+	      tostring(a))
+	check(a.k == 2 and a.kw == 3 and a.stride_w == 2 and a.ceil_mode == 1, "fields")
+	-- saved and loaded with their options
+	local path = os.tmpname()
+	lunet.save(path, nn.Sequential{m, a})
+	local back = lunet.load(path)
+	os.remove(path)
+	check(tostring(back:get(1)) == tostring(m) and tostring(back:get(2)) == tostring(a),
+	      tostring(back))
+end)
+
 -- ---- BatchNorm ---------------------------------------------------------------------------
 
 test("BatchNorm: training normalises and updates the running statistics", function()

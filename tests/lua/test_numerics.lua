@@ -130,6 +130,22 @@ test("a forward stopped by the check leaves BatchNorm's running statistics alone
 	lunet.check_numerics(false)
 end)
 
+test("layers that run as a chain sample by sample are each checked", function()
+	lunet.check_numerics(true)
+	local m = nn.Sequential{nn.Conv2d(1, 2, 3, {padding = 1}), nn.ReLU(),
+		nn.Conv2d(2, 2, 3, {padding = 1}), nn.MaxPool2d(2), nn.Flatten(), nn.Linear(8, 2)}
+	local x = lunet.rand(2, 1, 4, 4)
+	m:forward(x)
+	m:get(3).weight[2][1][2][2] = 0 / 0
+	eq(error_of(m.forward, m, x), "Sequential:forward: check_numerics: Sequential[3] " ..
+		"(Conv2d(2 -> 2, 3x3, stride 1, padding 1)): forward produced NaN in its output " ..
+		"(index {1,2,1,1}), at step 2", "message")
+	m:get(3).weight[2][1][2][2] = 0.5
+	m:forward(x)
+	m:backward(x, lunet.ones(2, 2))  -- finite again: no error
+	lunet.check_numerics(false)
+end)
+
 test("the step counts the model's forwards since the check was turned on", function()
 	local m = mlp()
 	local x = lunet.rand(2, 4)
