@@ -170,9 +170,9 @@ static int l_randperm(lua_State *L)
 static int l_gather(lua_State *L)
 {
 	static const char *fn = "data.gather";
-	ln_tensor *dst = lnL_checktensor(L, 1);
-	ln_tensor *src = lnL_checktensor(L, 2);
-	ln_tensor *idx = lnL_checktensor(L, 3);
+	ln_tensor *dst = lnL_checkargtensor(L, 1, fn, NULL, "dst");
+	ln_tensor *src = lnL_checkargtensor(L, 2, fn, NULL, "src");
+	ln_tensor *idx = lnL_checkargtensor(L, 3, fn, NULL, "index");
 	lua_Integer first = luaL_optinteger(L, 4, 1);
 	char a[128], b[128];
 	if (!ln_tensor_is_contiguous(dst))
@@ -289,7 +289,7 @@ static int l_decode(lua_State *L)
 	luaL_Buffer b;
 	ln_tensor *t = lnL_testtensor(L, arg);
 	if (t) {
-		t = lnL_checktensor(L, arg);  /* a closed tensor is an error */
+		t = lnL_checkargtensor(L, arg, fn, NULL, "ids");  /* a closed tensor is an error */
 		int pushed;
 		const ln_tensor *c = lnL_contiguous(L, t, fn, &pushed);
 		int64_t n = ln_tensor_numel(c);

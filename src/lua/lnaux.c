@@ -112,6 +112,19 @@ ln_tensor *lnL_checktensor(lua_State *L, int arg)
 	return t;
 }
 
+ln_tensor *lnL_checkargtensor(lua_State *L, int arg, const char *cls, const char *method,
+                              const char *what)
+{
+	ln_tensor *t = lnL_testtensor(L, arg);
+	const char *colon = method ? ":" : "";
+	if (!t)
+		lnL_raisef(L, "%s%s%s: expected %s as a lunet.Tensor, got %s", cls, colon,
+		           method ? method : "", what, lnL_tname(L, arg));
+	if (ln_tensor_is_empty(t))
+		lnL_raisef(L, "%s%s%s: %s is a closed tensor", cls, colon, method ? method : "", what);
+	return t;
+}
+
 /* The tensor at arg, or NULL when the value is not a tensor.  Never
  * raises (it is safe in callbacks that must not longjmp): a closed tensor
  * is returned as is, and the caller checks ln_tensor_is_empty. */

@@ -32,6 +32,12 @@ ln_tensor *lnL_pushview(lua_State *L, const ln_tensor *src);
 ln_tensor *lnL_checktensor(lua_State *L, int arg);
 /* The tensor at arg, or NULL if it is not a tensor userdata. */
 ln_tensor *lnL_testtensor(lua_State *L, int arg);
+/* The open tensor at arg, for a function that knows its name even when
+ * Lua does not (a method called through pcall(m.forward, m, x)): else
+ * "<cls>:<method>: expected <what> as a lunet.Tensor, got nil", or
+ * "<cls>:<method>: <what> is a closed tensor" (method NULL: "<cls>: ..."). */
+ln_tensor *lnL_checkargtensor(lua_State *L, int arg, const char *cls, const char *method,
+                              const char *what);
 
 /* The value at arg as a tensor: a tensor userdata is returned as is; a
  * (nested) table of numbers is converted into a new tensor pushed onto

@@ -220,7 +220,7 @@ static void check_pairing(lua_State *L, const ln_loss *c, const ln_tensor *input
 static int loss_forward(lua_State *L)
 {
 	ln_loss *c = check_loss(L, 1, "forward");
-	ln_tensor *x = lnL_checktensor(L, 2);
+	ln_tensor *x = lnL_checkargtensor(L, 2, c->cls->name, "forward", "the input");
 	const ln_tensor *xc = lnn_contiguous_arg(L, x, c->cls->name, "forward");
 	const ln_tensor *yc = target_arg(L, 3, c->cls->name, "forward");
 	double loss;
@@ -242,10 +242,11 @@ static int loss_forward(lua_State *L)
 static int loss_backward(lua_State *L)
 {
 	ln_loss *c = check_loss(L, 1, "backward");
-	ln_tensor *x = lnL_checktensor(L, 2);
+	ln_tensor *x = lnL_checkargtensor(L, 2, c->cls->name, "backward", "the input");
 	const ln_tensor *gout = NULL;
 	if (!lua_isnoneornil(L, 4))
-		gout = lnL_checktensor(L, 4);
+		gout = lnL_checkargtensor(L, 4, c->cls->name, "backward",
+		                          "the gradient of the per-sample losses");
 	lua_settop(L, 4);  /* what the conversions below push goes above gout */
 	const ln_tensor *xc = lnn_contiguous_arg(L, x, c->cls->name, "backward");
 	const ln_tensor *yc = target_arg(L, 3, c->cls->name, "backward");

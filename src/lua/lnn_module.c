@@ -36,9 +36,10 @@ static int l_softmax(lua_State *L);
 static int64_t check_size(lua_State *L, int arg, const char *fname, const char *what)
 {
 	if (!lua_isinteger(L, arg)) {
-		if (lua_isnumber(L, arg))
+		char num[64];
+		if (lua_type(L, arg) == LUA_TNUMBER)
 			luaL_error(L, "%s: %s must be an integer, got %s", fname, what,
-			           lua_tostring(L, arg));
+			           lnL_numstr(num, sizeof num, L, arg));
 		luaL_error(L, "%s: %s must be an integer, got %s", fname, what, luaL_typename(L, arg));
 	}
 	lua_Integer v = lua_tointeger(L, arg);
@@ -55,7 +56,7 @@ static int64_t opt_int(lua_State *L, int opts, const char *fname, const char *ke
 	lua_Number v = lnL_optnumber(L, opts, key, (lua_Number)def);
 	if (!(v >= (lua_Number)lo && v <= 9.2e18) || v != floor(v))  /* then the cast is defined */
 		luaL_error(L, "%s: %s must be an integer >= %d, got %s", fname, key, (int)lo,
-		           lua_pushfstring(L, "%f", v));
+		           isnan(v) ? "nan" : lua_pushfstring(L, "%f", v));
 	return (int64_t)v;
 }
 
@@ -356,8 +357,8 @@ static int module_forward(lua_State *L)
 {
 	lnn_state *S = LNN_STATE(L);
 	ln_module *m = lnn_check_module(L, 1, "forward");
-	ln_tensor *x = lnL_checktensor(L, 2);
 	const char *cls = m->cls->name;  /* static: outlives m */
+	ln_tensor *x = lnL_checkargtensor(L, 2, cls, "forward", "the input");
 	const ln_tensor *xc = lnn_contiguous_arg(L, x, cls, "forward");
 	ln_error err;
 	lua_State *outer = enter_callbacks(S, L, m);
@@ -376,9 +377,9 @@ static int module_backward(lua_State *L)
 {
 	lnn_state *S = LNN_STATE(L);
 	ln_module *m = lnn_check_module(L, 1, "backward");
-	ln_tensor *x = lnL_checktensor(L, 2);
-	ln_tensor *gy = lnL_checktensor(L, 3);
 	const char *cls = m->cls->name;  /* static: outlives m */
+	ln_tensor *x = lnL_checkargtensor(L, 2, cls, "backward", "the input");
+	ln_tensor *gy = lnL_checkargtensor(L, 3, cls, "backward", "the gradient");
 	const ln_tensor *xc = lnn_contiguous_arg(L, x, cls, "backward");
 	const ln_tensor *gyc = lnn_contiguous_arg(L, gy, cls, "backward");
 	ln_error err;
@@ -1090,7 +1091,7 @@ static int l_init(lua_State *L)
 	const char *fname = which[0] == 'x' ? "nn.init.xavier" : which[0] == 'h' ? "nn.init.he"
 	                  : which[0] == 'u' ? "nn.init.uniform" : "nn.init.normal";
 	bool two = which[0] == 'u' || which[0] == 'n';
-	ln_tensor *t = lnL_checktensor(L, 1);
+	ln_tensor *t = lnL_checkargtensor(L, 1, fname, NULL, "the tensor");
 	lnL_checknargs(L, two ? 3 : 1, fname);
 	double a = two ? luaL_checknumber(L, 2) : 0, b = two ? luaL_checknumber(L, 3) : 0;
 	if (which[0] == 'u' && !(a <= b))

@@ -734,8 +734,9 @@ static int l_clip_grad_norm(lua_State *L)
 	if (lua_type(L, 2) != LUA_TNUMBER)
 		lnL_raisef(L, "%s: max_norm must be a number, got %s", fn, luaL_typename(L, 2));
 	double max_norm = lua_tonumber(L, 2);
+	char num[64];
 	if (!(max_norm >= 0))
-		lnL_raisef(L, "%s: max_norm must be >= 0, got %g", fn, max_norm);
+		lnL_raisef(L, "%s: max_norm must be >= 0, got %s", fn, lnL_numstr(num, sizeof num, L, 2));
 	lnL_module_box *mb = lnL_testmodule(L, 1);
 	if (mb && !mb->m)
 		lnL_raisef(L, "%s: the model is closed", fn);

@@ -99,7 +99,8 @@ static int l_memory_limit(lua_State *L)
 		int isint = 0;
 		lua_Integer n = lua_tointegerx(L, 1, &isint);
 		if (lua_type(L, 1) != LUA_TNUMBER || !isint || n < 0) {
-			const char *got = lua_type(L, 1) == LUA_TNUMBER ? luaL_tolstring(L, 1, NULL)
+			char num[64];
+			const char *got = lua_type(L, 1) == LUA_TNUMBER ? lnL_numstr(num, sizeof num, L, 1)
 			                                                : luaL_typename(L, 1);
 			return luaL_error(L, "lunet.memory_limit: expected a number of bytes (an integer "
 			                  ">= 0, 0 for no limit), got %s", got);

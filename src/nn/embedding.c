@@ -58,7 +58,7 @@ static ln_status check_labels(const ln_tensor *x, int64_t n, ln_error *err)
 		char pos[96];
 		ln_pos_str(pos, sizeof pos, x, i);
 		if (!isfinite(v) || v != floorf(v))
-			return ln_fail(err, LN_ERANGE, "label %g at %s is not an integer", (double)v, pos);
+			return ln_fail(err, LN_ERANGE, "label %g at %s is not an integer", ln_shown(v), pos);
 		return ln_fail(err, LN_ERANGE, "label %g at %s is out of range 1..%lld", (double)v, pos,
 		               (long long)n);
 	}

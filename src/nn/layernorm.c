@@ -156,7 +156,7 @@ ln_status ln_layernorm_new(ln_module **out, const ln_module_build *ctx, int64_t 
 	if (d < 1)
 		return ln_fail(err, LN_ERANGE, "expected a size d >= 1, got %lld", (long long)d);
 	if (!(eps > 0 && isfinite(eps)))
-		return ln_fail(err, LN_ERANGE, "expected eps > 0 and finite, got %g", eps);
+		return ln_fail(err, LN_ERANGE, "expected eps > 0 and finite, got %g", ln_shown(eps));
 	ln_module *m;
 	ln_status s = ln_module_alloc(&m, &ln_layernorm_class, err);
 	if (s != LN_OK)

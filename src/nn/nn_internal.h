@@ -8,12 +8,20 @@
 #ifndef LN_NN_INTERNAL_H
 #define LN_NN_INTERNAL_H
 
+#include <math.h>
 #include <stdbool.h>
 #include <stdint.h>
 
 #include "../core/error.h"
 #include "../core/tensor.h"
 #include "module.h"
+
+/* v for a "%g" in a message: NaN without its sign (0/0 is -NaN on x86,
+ * which "%g" prints "-nan"), as the Lua side shows it. */
+static inline double ln_shown(double v)
+{
+	return isnan(v) ? (double)NAN : v;
+}
 
 /* Reads config value `v` (named `what`, for the message) as an integer
  * in [lo, hi]: LN_ERANGE if it is not finite, not integral or out of range.

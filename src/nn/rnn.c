@@ -821,7 +821,7 @@ ln_status ln_rnn_new(ln_module **out, const ln_module_build *ctx, ln_rnn_kind ki
 		return ln_fail(err, LN_ERANGE, "expected layers in 1..%d, got %lld", LN_RNN_MAX_LAYERS,
 		               (long long)o->layers);
 	if (!(o->dropout >= 0 && o->dropout < 1))
-		return ln_fail(err, LN_ERANGE, "expected dropout in [0,1), got %g", o->dropout);
+		return ln_fail(err, LN_ERANGE, "expected dropout in [0,1), got %g", ln_shown(o->dropout));
 	int64_t gates = gates_of(kind);
 	if (hidden > INT64_MAX / 4 / gates)
 		return ln_fail(err, LN_ERANGE, "hidden size %lld is too large", (long long)hidden);

@@ -230,7 +230,7 @@ local cases = {
 			local c = nn.BCEWithLogitsLoss{reduction = "none"}
 			return c:backward(lunet.rand(2, 3), lunet.rand(2, 3), lunet.tensor{NAN, 1})
 		end},
-	{"bad argument #3 to 'backward' (lunet.Tensor expected, got table)", function()
+	{"NLLLoss:backward: expected the gradient of the per-sample losses as a lunet.Tensor, got table", function()
 		local c = nn.NLLLoss{reduction = "none"}
 		return c:backward(lunet.rand(2, 3), {1, 2}, {1, 1})
 	end},
@@ -405,11 +405,11 @@ local cases = {
 	{"Linear:forward: expected input of shape {N,3}, got {2,4}",
 		function() return nn.Linear(3, 2):forward(lunet.rand(2, 4)) end},
 	{"Linear:forward", function() return nn.Linear(3, 2):forward(lunet.rand(3)) end},
-	{"bad argument #1 to 'forward' (tensor is closed)",
+	{"Linear:forward: the input is a closed tensor",
 		function() return nn.Linear(3, 2):forward(closed_tensor(2, 3)) end},
-	{"bad argument #1 to 'forward' (lunet.Tensor expected, got table)",
+	{"Linear:forward: expected the input as a lunet.Tensor, got table",
 		function() return nn.Linear(3, 2):forward({{1, 2, 3}}) end},
-	{"bad argument #1 to 'forward' (lunet.Tensor expected, got nil)",
+	{"Linear:forward: expected the input as a lunet.Tensor, got nil",
 		function() return nn.Linear(3, 2):forward(nil) end},
 	{"Linear:backward: backward called before forward",
 		function() return nn.Linear(3, 2):backward(lunet.rand(2, 3), lunet.rand(2, 2)) end},
@@ -423,7 +423,7 @@ local cases = {
 		m:forward(lunet.rand(2, 3))
 		return m:backward(lunet.rand(5, 3), lunet.rand(2, 2))
 	end},
-	{"bad argument #2 to 'backward' (tensor is closed)", function()
+	{"Linear:backward: the gradient is a closed tensor", function()
 		local m = nn.Linear(3, 2)
 		m:forward(lunet.rand(2, 3))
 		return m:backward(lunet.rand(2, 3), closed_tensor(2, 2))
@@ -545,7 +545,7 @@ local cases = {
 	-- losses
 	{"MSELoss:forward", function() return nn.MSELoss():forward(lunet.rand(2, 3), lunet.rand(3, 2)) end},
 	{"MSELoss:forward", function() return nn.MSELoss():forward(lunet.rand(2, 3), closed_tensor(2, 3)) end},
-	{"bad argument #1 to 'forward' (tensor is closed)",
+	{"MSELoss:forward: the input is a closed tensor",
 		function() return nn.MSELoss():forward(closed_tensor(2, 3), lunet.rand(2, 3)) end},
 	{"MSELoss:forward", function()
 		return nn.MSELoss():forward(lunet.full({2, 3}, NAN), lunet.rand(2, 3)) end},
@@ -685,6 +685,157 @@ local cases = {
 	{"lunet.sys.set_rng_state: expected a table of 4 integers, got 2 entries",
 		lunet.sys.set_rng_state, {1, 2}},
 	{"lunet.sys.mkdir: path contains a NUL byte", lunet.sys.mkdir, "a\0b"},
+
+	-- recurrent layers: sizes, options, inputs
+	{"nn.RNN: nin must be an integer, got nil", nn.RNN, nil, 3},
+	{"nn.RNN: nin must be >= 1, got 0", nn.RNN, 0, 3},
+	{"nn.RNN: hidden size must be an integer, got nan", nn.RNN, 3, NAN},
+	{"nn.RNN: hidden size must be an integer, got 2.5", nn.RNN, 3, 2.5},
+	{"nn.RNN: hidden size must be an integer, got string", nn.RNN, 3, "4"},
+	{'nn.RNN: nonlinearity must be "tanh" or "relu", got "sigmoid"', nn.RNN, 3, 4,
+		{nonlinearity = "sigmoid"}},
+	{"nn.RNN: expected dropout in [0,1), got 1", nn.RNN, 3, 4, {dropout = 1}},
+	{"nn.RNN: expected dropout in [0,1), got nan", nn.RNN, 3, 4, {dropout = NAN}},
+	{"nn.RNN: unknown option 'bias'", nn.RNN, 3, 4, {bias = true}},
+	{"nn.RNN: unknown option 'num_layers'", nn.RNN, 3, 4, {num_layers = 2}},
+	{"nn.RNN: options must be a table, got string", nn.RNN, 3, 4, "x"},
+	{"nn.LSTM: nin must be an integer, got 1.5", nn.LSTM, 1.5, 3},
+	{"nn.LSTM: hidden size must be >= 1, got -1", nn.LSTM, 3, -1},
+	{"nn.LSTM: unknown option 'batch_first'", nn.LSTM, 3, 4, {batch_first = true}},
+	{"nn.LSTM: unknown option 'nonlinearity'", nn.LSTM, 3, 4, {nonlinearity = "relu"}},
+	{"nn.LSTM: option 'stateful' must be a boolean, got number", nn.LSTM, 3, 4, {stateful = 1}},
+	{"nn.GRU: nin must be an integer, got inf", nn.GRU, INF, 3},
+	{"nn.GRU: expected dropout in [0,1), got -0.1", nn.GRU, 3, 4, {dropout = -0.1}},
+	{"nn.GRU: option 'stateful' must be a boolean, got string", nn.GRU, 3, 4, {stateful = "yes"}},
+	{"LSTM:forward: expected input of shape {N,T,3}, got {2,3}",
+		function() return nn.LSTM(3, 4):forward(lunet.rand(2, 3)) end},
+	{"GRU:forward: expected input of shape {N,T,3}, got {2,5,4}",
+		function() return nn.GRU(3, 4):forward(lunet.rand(2, 5, 4)) end},
+	{"RNN:forward: expected the input as a lunet.Tensor, got nil",
+		function() return nn.RNN(3, 4):forward(nil) end},
+	{"LSTM:forward: the input is a closed tensor",
+		function() return nn.LSTM(3, 4):forward(closed_tensor(2, 5, 3)) end},
+	{"LSTM:backward: backward called before forward",
+		function() return nn.LSTM(3, 4):backward(lunet.rand(2, 5, 3), lunet.rand(2, 5, 4)) end},
+	{"LSTM:backward: expected gradient of shape {2,5,4}, got {2,5,3}", function()
+		local r = nn.LSTM(3, 4)
+		r:forward(lunet.rand(2, 5, 3))
+		return r:backward(lunet.rand(2, 5, 3), lunet.rand(2, 5, 3))
+	end},
+	{"LSTM: cannot replace 'hidden'", function() nn.LSTM(3, 4).hidden = lunet.zeros(1, 4) end},
+	{"Sequential:forward: layer 2 (RNN): expected input of shape {N,T,4}, got {1,3}",
+		function() return nn.Sequential{nn.Linear(2, 3), nn.RNN(4, 4)}:forward(lunet.rand(1, 2)) end},
+
+	-- LayerNorm, Embedding, GELU, SiLU
+	{"nn.LayerNorm: d must be >= 1, got 0", nn.LayerNorm, 0},
+	{"nn.LayerNorm: d must be an integer, got nan", nn.LayerNorm, NAN},
+	{"nn.LayerNorm: d must be an integer, got table", nn.LayerNorm, {4}},
+	{"nn.LayerNorm: expected eps > 0 and finite, got -1", nn.LayerNorm, 4, {eps = -1}},
+	{"nn.LayerNorm: expected eps > 0 and finite, got nan", nn.LayerNorm, 4, {eps = NAN}},
+	{"nn.LayerNorm: expected eps > 0 and finite, got inf", nn.LayerNorm, 4, {eps = INF}},
+	{"nn.LayerNorm: unknown option 'epsilon'", nn.LayerNorm, 4, {epsilon = 1e-5}},
+	{"nn.LayerNorm: unknown option 'elementwise_affine'", nn.LayerNorm, 4, {elementwise_affine = false}},
+	{"LayerNorm:forward: expected input of shape {N,4}, got {2,5}",
+		function() return nn.LayerNorm(4):forward(lunet.rand(2, 5)) end},
+	{"LayerNorm:forward: expected the input as a lunet.Tensor, got table",
+		function() return nn.LayerNorm(4):forward({{1, 2, 3, 4}}) end},
+	{"nn.Embedding: n must be >= 1, got 0", nn.Embedding, 0, 3},
+	{"nn.Embedding: d must be an integer, got nan", nn.Embedding, 10, NAN},
+	{"nn.Embedding: expected at most 2 arguments, got 3", nn.Embedding, 10, 3, {padding_idx = 1}},
+	{"Embedding:forward: label 0 at row 1, column 1 is out of range 1..10",
+		function() return nn.Embedding(10, 3):forward(lunet.tensor{{0, 1}}) end},
+	{"Embedding:forward: label 11 at row 1, column 2 is out of range 1..10",
+		function() return nn.Embedding(10, 3):forward(lunet.tensor{{1, 11}}) end},
+	{"Embedding:forward: label 1.5 at row 1, column 1 is not an integer",
+		function() return nn.Embedding(10, 3):forward(lunet.tensor{{1.5, 1}}) end},
+	{"Embedding:forward: label nan at row 2, column 1 is not an integer",
+		function() return nn.Embedding(10, 3):forward(lunet.tensor{{1}, {NAN}}) end},
+	{"Embedding:forward: label -inf at row 1, column 1 is not an integer",
+		function() return nn.Embedding(10, 3):forward(lunet.tensor{{-INF}}) end},
+	{"nn.GELU: expected no arguments, got 1", nn.GELU, {approximate = "tanh"}},
+	{"nn.SiLU: expected no arguments, got 1", nn.SiLU, 1},
+	{"GELU:forward: expected the input as a lunet.Tensor, got string",
+		function() return nn.GELU():forward("x") end},
+	{"SiLU:backward: expected the gradient as a lunet.Tensor, got nil", function()
+		local m = nn.SiLU()
+		m:forward(lunet.rand(2, 2))
+		return m:backward(lunet.rand(2, 2), nil)
+	end},
+
+	-- every module and loss names itself for an input that is not a tensor
+	{"Linear:forward: expected the input as a lunet.Tensor, got nil",
+		function() local m = nn.Linear(2, 2) return m.forward(m, nil) end},
+	{"Conv2d:forward: expected the input as a lunet.Tensor, got boolean",
+		function() return nn.Conv2d(1, 1, 3):forward(true) end},
+	{"BatchNorm:backward: expected the input as a lunet.Tensor, got number",
+		function() return nn.BatchNorm(2):backward(1, lunet.rand(2, 2)) end},
+	{"Sequential:forward: expected the input as a lunet.Tensor, got nil",
+		function() return nn.Sequential{nn.Linear(2, 2)}:forward(nil) end},
+	{"Embedding:forward: the input is a closed tensor",
+		function() return nn.Embedding(3, 2):forward(closed_tensor(2, 2)) end},
+	{"CrossEntropyLoss:forward: expected the input as a lunet.Tensor, got nil",
+		function() return nn.CrossEntropyLoss():forward(nil, {1}) end},
+	{"MSELoss:backward: the input is a closed tensor",
+		function() return nn.MSELoss():backward(closed_tensor(2), lunet.rand(2)) end},
+	{"nn.init.xavier: expected the tensor as a lunet.Tensor, got nil",
+		function() return nn.init.xavier(nil) end},
+
+	-- the NaN finder, the memory cap, gradient clipping, AdamW
+	{"lunet.check_numerics: expected a boolean, got number", lunet.check_numerics, 1},
+	{"lunet.check_numerics: expected a boolean, got string", lunet.check_numerics, "on"},
+	{"lunet.check_numerics: expected at most 1 argument, got 2", lunet.check_numerics, false, 2},
+	{"lunet.memory_limit: expected a number of bytes (an integer >= 0, 0 for no limit), got -1",
+		lunet.memory_limit, -1},
+	{"lunet.memory_limit: expected a number of bytes (an integer >= 0, 0 for no limit), got nan",
+		lunet.memory_limit, NAN},
+	{"lunet.memory_limit: expected a number of bytes (an integer >= 0, 0 for no limit), got 1.5",
+		lunet.memory_limit, 1.5},
+	{"lunet.memory_limit: expected a number of bytes (an integer >= 0, 0 for no limit), got string",
+		lunet.memory_limit, "1"},
+	{"lunet.memory_limit: expected at most 1 argument, got 2", lunet.memory_limit, 0, 0},
+	{"optim.clip_grad_norm: expected a model or a table of tensors, got nil",
+		optim.clip_grad_norm, nil, 1},
+	{"optim.clip_grad_norm: max_norm must be >= 0, got -1", optim.clip_grad_norm, nn.Linear(2, 2), -1},
+	{"optim.clip_grad_norm: max_norm must be >= 0, got nan", optim.clip_grad_norm, nn.Linear(2, 2), NAN},
+	{"optim.clip_grad_norm: expected at most 2 arguments, got 3", optim.clip_grad_norm,
+		nn.Linear(2, 2), 1, 2},
+	{"optim.AdamW: lr must be >= 0, got -1", optim.AdamW, nn.Linear(2, 2), {lr = -1}},
+	{"optim.AdamW: weight_decay must be >= 0, got nan", optim.AdamW, nn.Linear(2, 2),
+		{weight_decay = NAN}},
+	{"optim.AdamW: unknown option 'beta1'", optim.AdamW, nn.Linear(2, 2), {beta1 = 0.9}},
+
+	-- safetensors, IDX, tensors joined
+	{"lunet.save_safetensors: expected a module or a table of tensors, got function",
+		lunet.save_safetensors, TMP, print},
+	{"lunet.save_safetensors: /nonexistent/x.safetensors: cannot create",
+		lunet.save_safetensors, "/nonexistent/x.safetensors", nn.Linear(2, 2)},
+	{"lunet.load_safetensors: /nonexistent/x.safetensors: cannot open",
+		lunet.load_safetensors, "/nonexistent/x.safetensors"},
+	{"data.load_idx: /nonexistent/x-idx1-ubyte: cannot open", data.load_idx, "/nonexistent/x-idx1-ubyte"},
+	{"lunet.where: shapes {2} and {3} do not broadcast", lunet.where, lunet.zeros(2), lunet.zeros(3),
+		lunet.zeros(2)},
+	{"lunet.where: expected a lunet.Tensor or a table of numbers, got nil", lunet.where, nil, 1, 2},
+	{"lunet.stack: expected a non-empty table of tensors, got an empty table", lunet.stack, {}},
+	{"lunet.stack: tensor 2 has shape {3}, tensor 1 has {2}", lunet.stack, {lunet.zeros(2), lunet.zeros(3)}},
+	{"lunet.stack: position 5 out of range for a new dimension of a 1-D tensor", lunet.stack,
+		{lunet.zeros(2)}, 5},
+
+	-- lunet.experiment: options, configuration, command line
+	{"lunet.experiment: unknown option 'nme'", lunet.experiment, {nme = "x"}},
+	{"lunet.experiment: config.lr must be a number, boolean or string, got function",
+		lunet.experiment, {config = {lr = print}, args = {}}},
+	{"lunet.experiment: option 'root' must be a string, got number", lunet.experiment,
+		{root = 3, args = {}}},
+	{"lunet.experiment: bad value --n=1.5: expected an integer", lunet.experiment,
+		{config = {n = 1}, args = {"--n=1.5"}}},
+	{"lunet.experiment: cannot resume from /nonexistent/run/: no checkpoint.lunet there",
+		lunet.experiment, {resume = "/nonexistent/run", args = {}}},
+
+	-- text
+	{"data.text: expected a path or a table of paths, got nil", data.text, nil, n = 3},
+	{"data.text: the list of files is empty", data.text, {}},
+	{"data.fortunes: unknown option 'file'", data.fortunes, {file = {}}},
+	{"lunet.randperm: n must be in 1..16777216, got -1", lunet.randperm, -1},
 }
 
 for i, c in ipairs(cases) do
@@ -819,6 +970,97 @@ for i, c in ipairs(tensor_cases) do
 		raises(c[1], c[2], table.unpack(c, 3, c.n or #c))
 	end)
 end
+
+-- ---- sizes that overflow 32 and 64 bits ----------------------------------------------
+-- Element counts past 2^32 (which a 32-bit count would wrap) are refused as
+-- out of memory under a cap, so that nothing is allocated; counts past
+-- 2^63 (which wrap 64 bits, some to exactly 0) are refused before any
+-- arithmetic on them.  Each message names the function and the shape.
+local GIB = 1 << 30
+local size_cases = {
+	-- 64 bits: the product wraps (2^31 * 2^31 * 4 = 2^64 wraps to 0)
+	{"lunet.zeros: shape {4294967296,4294967296} has too many elements", lunet.zeros, 1 << 32, 1 << 32},
+	{"lunet.zeros: shape {2147483648,2147483648,4} has too many elements", lunet.zeros,
+		1 << 31, 1 << 31, 4},
+	{"lunet.zeros: shape {3,4611686018427387904} has too many elements", lunet.zeros, 3, 1 << 62},
+	{"lunet.ones: shape {4611686018427387904} has too many elements", lunet.ones, 1 << 62},
+	{"lunet.full: shape {4294967296,4294967296} has too many elements", lunet.full,
+		{1 << 32, 1 << 32}, 1},
+	{"lunet.rand: shape {65536,65536,65536,65536} has too many elements", lunet.rand,
+		65536, 65536, 65536, 65536},
+	{"Tensor:expand: shape {4294967296,4294967296} has too many elements",
+		function() return lunet.zeros(1, 1):expand(1 << 32, 1 << 32) end},
+	{"Tensor:expand: shape {2147483648,2147483648,4} has too many elements",
+		function() return lunet.zeros(1, 1, 1):expand(1 << 31, 1 << 31, 4) end},
+	{"Tensor:reshape: expected a shape with 4 elements, got a larger one",
+		function() return lunet.zeros(4):reshape(1 << 32, 1 << 32) end},
+	{"Tensor:reshape: expected a shape with 4 elements, got a larger one",
+		function() return lunet.zeros(4):reshape(1 << 31, 1 << 31, 4) end},
+	{"Tensor:reshape: cannot infer the -1 size: 4 elements of shape {4} do not divide by 4611686018427387904",
+		function() return lunet.zeros(4):reshape(-1, 1 << 62) end},
+	{"nn.Linear: shape {4294967296,4294967296} has too many elements", nn.Linear, 1 << 32, 1 << 32},
+	{"nn.LayerNorm: shape {4611686018427387904} has too many elements", nn.LayerNorm, 1 << 62},
+	{"nn.Embedding: shape {16777216,1099511627776} has too many elements", nn.Embedding,
+		1 << 24, 1 << 40},
+	{"nn.BatchNorm: number of features 4611686018427387904 is too large", nn.BatchNorm, 1 << 62},
+	{"nn.LSTM: hidden size 4611686018427387904 is too large", nn.LSTM, 4, 1 << 62},
+	{"nn.Conv2d: kernel size must be <= 2147483647, got 2147483648", nn.Conv2d, 1, 1, 1 << 31},
+	{"Conv2d:forward: input of shape {1,1,3,3} is too large",
+		function() return nn.Conv2d(1, 1, 3, {padding = 1 << 30}):forward(lunet.zeros(1, 1, 3, 3)) end},
+	{"lunet.arange: expected a range of fewer than 4e12 elements", lunet.arange, 1 << 62},
+	{"lunet.randperm: n must be in 1..16777216, got 4294967296", lunet.randperm, 1 << 32},
+	-- 32 bits: 2^32 and more elements, refused by the cap (1 GiB here)
+	{"lunet.zeros: out of memory allocating a tensor of shape {65536,65536} (17179869184 bytes)",
+		lunet.zeros, 65536, 65536},
+	{"lunet.zeros: out of memory allocating a tensor of shape {4294967297}", lunet.zeros,
+		(1 << 32) + 1},
+	{"lunet.rand: out of memory allocating a tensor of shape {2,2147483648}", lunet.rand, 2, 1 << 31},
+	{"nn.Linear: out of memory allocating a tensor of shape {65537,65536}", nn.Linear, 65536, 65537},
+	{"nn.Embedding: out of memory allocating a tensor of shape {16777216,256}", nn.Embedding,
+		1 << 24, 256},
+	{"nn.Conv2d: out of memory allocating a tensor of shape {65536,65536,3,3}", nn.Conv2d,
+		65536, 65536, 3},
+	{"nn.GRU: out of memory allocating a tensor of shape {196608,65536}", nn.GRU, 65536, 65536},
+	-- views of 2^32 elements that hold one: every operation that needs them
+	-- whole asks for the memory, and is refused
+	{"Tensor:contiguous: out of memory allocating a tensor of shape {65536,65536}",
+		function() return lunet.zeros(1, 1):expand(65536, 65536):contiguous() end},
+	{"Tensor:clone: out of memory allocating a tensor of shape {65536,65536}",
+		function() return lunet.zeros(1, 1):expand(65536, 65536):clone() end},
+	{"Tensor:__add: out of memory allocating a tensor of shape {65536,65536}",
+		function() return lunet.zeros(1, 1):expand(65536, 65536) + 1 end},
+	{"Tensor:matmul: out of memory allocating a tensor of shape {65536,65536}",
+		function() return lunet.zeros(1, 1):expand(65536, 1):matmul(lunet.zeros(1, 1):expand(1, 65536)) end},
+	{"Linear:forward: out of memory allocating a tensor of shape {65536,65536}",
+		function() return nn.Linear(65536, 2):forward(lunet.zeros(1, 1):expand(65536, 65536)) end},
+	{"Conv2d:forward: out of memory allocating a tensor of shape {2,1,46341,46341}", function()
+		return nn.Conv2d(1, 1, 3):forward(lunet.zeros(1, 1, 1, 1):expand(2, 1, 46341, 46341))
+	end},
+	{"MaxPool2d:forward: out of memory allocating a tensor of shape {1,1,65536,65536}", function()
+		return nn.MaxPool2d(2):forward(lunet.zeros(1, 1, 1, 1):expand(1, 1, 65536, 65536))
+	end},
+	{"LSTM:forward: out of memory allocating a tensor of shape {65536,65536,1}",
+		function() return nn.LSTM(1, 1):forward(lunet.zeros(1, 1, 1):expand(65536, 65536, 1)) end},
+	{"Embedding:forward: out of memory allocating a tensor of shape {65536,1,65536}",
+		function() return nn.Embedding(3, 65536):forward(lunet.ones(1, 1):expand(65536, 1)) end},
+}
+
+for i, c in ipairs(size_cases) do
+	test(string.format("hostile size %d: %s", i, c[1]), function()
+		local before = lunet.memory_limit(GIB)
+		local ok, err = pcall(raises, c[1], c[2], table.unpack(c, 3, c.n or #c))
+		lunet.memory_limit(before)
+		collectgarbage()
+		if not ok then error(err, 0) end
+	end)
+end
+
+test("numel and sizes of a view of more than 2^32 elements", function()
+	-- 65536 x 65537 > 2^32: a count kept in 32 bits would wrap
+	local v = lunet.ones(1, 1):expand(65536, 65537)
+	eq(v:numel(), 65536 * 65537, "numel")
+	eq(v:size(1) * v:size(2), 4295032832, "sizes")
+end)
 
 test("a tensor used in a failed operation is unchanged", function()
 	local t = lunet.tensor{{1, 2}, {3, 4}}
