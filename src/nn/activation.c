@@ -237,7 +237,7 @@ static ln_status act_create(ln_module **out, const ln_module_class *cls,
 	*out = NULL;
 	const char *pname = cls->config_names[0];
 	if (pname && !(fabs(config[0]) <= FLT_MAX))
-		return ln_fail(err, LN_ERANGE, "expected a finite %s, got %g", pname, config[0]);
+		return ln_fail(err, LN_ERANGE, "expected a finite %s, got %g", pname, ln_shown(config[0]));
 	ln_module *m;
 	ln_status s = ln_module_alloc(&m, cls, err);
 	if (s != LN_OK)

@@ -451,7 +451,7 @@ ln_status ln_attention_new(ln_module **out, const ln_module_build *ctx, int64_t 
 		return ln_fail(err, LN_ERANGE, "d (%lld) must be a multiple of heads (%lld)",
 		               (long long)d, (long long)heads);
 	if (!(dropout >= 0 && dropout < 1))
-		return ln_fail(err, LN_ERANGE, "expected dropout in [0,1), got %g", dropout);
+		return ln_fail(err, LN_ERANGE, "expected dropout in [0,1), got %g", ln_shown(dropout));
 	if (d > INT64_MAX / 3)
 		return ln_fail(err, LN_ERANGE, "d %lld is too large", (long long)d);
 	ln_module *m;

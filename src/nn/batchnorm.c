@@ -275,9 +275,9 @@ ln_status ln_batchnorm_new_ex(ln_module **out, const ln_module_build *ctx, int64
 		return ln_fail(err, LN_ERANGE, "number of features must be >= 1, got %lld",
 		               (long long)n);
 	if (!(eps > 0) || !isfinite(eps))
-		return ln_fail(err, LN_ERANGE, "eps must be positive, got %g", eps);
+		return ln_fail(err, LN_ERANGE, "eps must be positive, got %g", ln_shown(eps));
 	if (!(momentum >= 0 && momentum <= 1))
-		return ln_fail(err, LN_ERANGE, "momentum must be in [0,1], got %g", momentum);
+		return ln_fail(err, LN_ERANGE, "momentum must be in [0,1], got %g", ln_shown(momentum));
 	if ((uint64_t)n > SIZE_MAX / (5 * sizeof(double)))
 		return ln_fail(err, LN_ERANGE, "number of features %lld is too large",
 		               (long long)n);

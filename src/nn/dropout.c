@@ -92,7 +92,7 @@ static void dropout_destroy(ln_module *m)
 ln_status ln_dropout_new(ln_module **out, double p, ln_error *err)
 {
 	if (!(p >= 0 && p < 1))
-		return ln_fail(err, LN_ERANGE, "expected a probability p in [0,1), got %g", p);
+		return ln_fail(err, LN_ERANGE, "expected a probability p in [0,1), got %g", ln_shown(p));
 	ln_module *m;
 	ln_status s = ln_module_alloc(&m, &ln_dropout_class, err);
 	if (s != LN_OK)

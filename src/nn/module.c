@@ -25,9 +25,9 @@ ln_status ln_config_int(int64_t *out, double v, const char *what, int64_t lo, in
 	if (!isfinite(v) || v != floor(v) || v < (double)lo || v > (double)hi || fabs(v) > 9.2e18) {
 		if (hi == INT64_MAX)
 			return ln_fail(err, LN_ERANGE, "expected %s to be an integer >= %lld, got %g", what,
-			               (long long)lo, v);
+			               (long long)lo, ln_shown(v));
 		return ln_fail(err, LN_ERANGE, "expected %s to be an integer in [%lld, %lld], got %g",
-		               what, (long long)lo, (long long)hi, v);
+		               what, (long long)lo, (long long)hi, ln_shown(v));
 	}
 	*out = (int64_t)v;
 	return LN_OK;

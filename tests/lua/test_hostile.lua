@@ -836,6 +836,36 @@ local cases = {
 	{"data.text: the list of files is empty", data.text, {}},
 	{"data.fortunes: unknown option 'file'", data.fortunes, {file = {}}},
 	{"lunet.randperm: n must be in 1..16777216, got -1", lunet.randperm, -1},
+
+	-- multi-head attention; NaN named as nan by every constructor
+	{"nn.MultiheadAttention: d must be an integer, got nil", nn.MultiheadAttention, nil, 2},
+	{"nn.MultiheadAttention: d must be >= 1, got 0", nn.MultiheadAttention, 0, 2},
+	{"nn.MultiheadAttention: d must be an integer, got nan", nn.MultiheadAttention, NAN, 2},
+	{"nn.MultiheadAttention: heads must be >= 1, got 0", nn.MultiheadAttention, 8, 0},
+	{"nn.MultiheadAttention: d (8) must be a multiple of heads (3)", nn.MultiheadAttention, 8, 3},
+	{"nn.MultiheadAttention: option 'causal' must be a boolean, got number", nn.MultiheadAttention,
+		8, 2, {causal = 1}},
+	{"nn.MultiheadAttention: expected dropout in [0,1), got 1", nn.MultiheadAttention, 8, 2,
+		{dropout = 1}},
+	{"nn.MultiheadAttention: expected dropout in [0,1), got nan", nn.MultiheadAttention, 8, 2,
+		{dropout = NAN}},
+	{"nn.MultiheadAttention: unknown option 'batch_first'", nn.MultiheadAttention, 8, 2,
+		{batch_first = true}},
+	{"nn.MultiheadAttention: shape {3298534883328,1099511627776} has too many elements",
+		nn.MultiheadAttention, 1 << 40, 1},
+	{"MultiheadAttention:forward: expected input of shape {N,T,8}, got {2,8}",
+		function() return nn.MultiheadAttention(8, 2):forward(lunet.rand(2, 8)) end},
+	{"MultiheadAttention:forward: expected the input as a lunet.Tensor, got nil",
+		function() return nn.MultiheadAttention(8, 2):forward(nil) end},
+	{"MultiheadAttention:backward: backward called before forward", function()
+		return nn.MultiheadAttention(8, 2):backward(lunet.rand(2, 3, 8), lunet.rand(2, 3, 8))
+	end},
+	{"nn.Dropout: expected a probability p in [0,1), got nan", nn.Dropout, NAN},
+	{"nn.BatchNorm: eps must be positive, got nan", nn.BatchNorm, 4, {eps = NAN}},
+	{"nn.BatchNorm: momentum must be in [0,1], got nan", nn.BatchNorm, 4, {momentum = NAN}},
+	{"nn.LeakyReLU: expected a finite slope, got nan", nn.LeakyReLU, NAN},
+	{"nn.CrossEntropyLoss: label_smoothing must be in [0,1], got nan", nn.CrossEntropyLoss,
+		{label_smoothing = NAN}},
 }
 
 for i, c in ipairs(cases) do
