@@ -50,6 +50,7 @@
  *                   u8 np, np x { str name, tensor body }     parameters
  *                   u8 nb, nb x { str name, tensor body }     buffers
  *                   u64 nk, nk x { a module value, or a ref to one }  children
+ *                   u8 nw, nw x { str name, u64 n, n x i64 }   wiring
  *   9    optimizer  str name (an optimizer description's, optim.c: "SGD",
  *                   "Adam", "RMSprop"),
  *                   u8 nv, nv x { str name, f64 value }   hyper-parameters
@@ -59,13 +60,24 @@
  *                   shape), ns x tensor body (its state, in the order named) }
  *   10   ref        u64 object id: the same object again
  *
- * Version 1 differs in the optimizer record and its bindings only: the
+ * The wiring says how a container's children connect, as named lists of
+ * integers (module.h, ln_wiring); nw is 0 for every class but the ones
+ * whose children are not a plain list.  A Graph's (graph.h) are "arity"
+ * (per node, in node order: its number of inputs, 0 for an input node),
+ * "edges" (the node indices each node reads, node after node), "inputs"
+ * and "outputs" (node indices); its module nodes take the children in
+ * order.  Loading hands the children and the wiring to the class
+ * (assemble), which checks them as it checks a graph a script builds.
+ *
+ * Version 2 differs in the module record only: it has no wiring (its
+ * containers were Sequentials).  Version 1 differs from version 2 in the
+ * optimizer record and its bindings only: the
  * record was { u8 kind (0 SGD, 1 Adam, 2 RMSprop), u8 flags (1 nesterov,
  * 2 decoupled, 4 centered), f64 lr, momentum, weight_decay, beta1, beta2,
  * eps, alpha (those the kind has are used), then steps and state as
  * above }, and a binding was { u64 owner, u8 index } with the parameter's
- * position in its module.  Readers read both versions; writers write
- * LN_SAVE_VERSION.
+ * position in its module.  Readers read all three versions; writers
+ * write LN_SAVE_VERSION.
  *
  * Objects.  Every table, tensor, module and optimizer record is an object,
  * numbered from 0 in the order its tag appears (a module's children follow
@@ -116,7 +128,7 @@
 
 #define LN_SAVE_MAGIC "LUNET"       /* followed by a NUL: 6 bytes */
 #define LN_SAVE_MAGIC_LEN 6
-#define LN_SAVE_VERSION 2
+#define LN_SAVE_VERSION 3
 #define LN_SAVE_HEADER_LEN 16
 #define LN_SAVE_TRAILER_LEN 4
 #define LN_SAVE_MAX_DEPTH 128

@@ -554,6 +554,106 @@ static ln_status read_module_tensors(ln_reader *r, ln_module *m, bool buffers, l
 	return LN_OK;
 }
 
+static ln_status read_module(ln_reader *r, ln_module **out, uint64_t *id, ln_error *err);
+
+/* The wiring of a module record (save.h; none before version 3) into w,
+ * its lists in *store (one block from ln_malloc, the caller's to free):
+ * at most LN_WIRING_MAX lists, each named once, of at most the entries
+ * the bytes left can hold. */
+static ln_status read_wiring(ln_reader *r, ln_wiring *w, char names[][STR_MAX],
+                             int64_t **store, ln_error *err)
+{
+	w->nlists = 0;
+	*store = NULL;
+	if (r->version < 3)
+		return LN_OK;
+	ln_status st = need(r, 1, err);
+	if (st != LN_OK)
+		return st;
+	unsigned nl = get_u8(r);
+	if (nl > LN_WIRING_MAX)
+		return bad(r, err, "wiring of %u lists (at most %d)", nl, LN_WIRING_MAX);
+	/* first pass: names and sizes, so that one block holds all the lists */
+	const unsigned char *start = r->p;
+	uint64_t total = 0;
+	for (unsigned i = 0; i < nl; i++) {
+		if ((st = read_name(r, names[i], "wiring list", err)) != LN_OK ||
+		    (st = need(r, 8, err)) != LN_OK)
+			return st;
+		for (unsigned j = 0; j < i; j++)
+			if (strcmp(names[i], names[j]) == 0)
+				return bad(r, err, "wiring list '%s' appears twice", names[i]);
+		uint64_t n = get_u64(r);
+		if (n > left(r) / 8)
+			return bad(r, err, "wiring list '%s' of %llu entries, only %zu bytes left",
+			           names[i], (unsigned long long)n, left(r));
+		r->p += 8 * n;
+		total += n;
+	}
+	r->p = start;
+	int64_t *v = ln_malloc((size_t)(total > 0 ? total : 1) * sizeof *v);
+	if (!v)
+		return ln_fail(err, LN_ENOMEM, "out of memory (wiring of %llu entries)",
+		               (unsigned long long)total);
+	*store = v;
+	for (unsigned i = 0; i < nl; i++) {
+		char skip[STR_MAX];
+		read_name(r, skip, "wiring list", err);  /* checked above */
+		uint64_t n = get_u64(r);
+		w->list[i] = (ln_wiring_list){names[i], (int64_t)n, v};
+		for (uint64_t j = 0; j < n; j++)
+			*v++ = (int64_t)get_u64(r);
+	}
+	w->nlists = (int)nl;
+	return LN_OK;
+}
+
+/* The nk children of the module record of m (class `name`), then its
+ * wiring, handed to the class's assemble. */
+static ln_status read_children(ln_reader *r, ln_module *m, const char *name, size_t nk,
+                               ln_error *err)
+{
+	ln_module **kids = ln_malloc((nk > 0 ? nk : 1) * sizeof *kids);
+	if (!kids)
+		return ln_fail(err, LN_ENOMEM, "out of memory (%zu children of a %s)", nk, name);
+	ln_status st = LN_OK;
+	for (size_t i = 0; i < nk && st == LN_OK; i++) {
+		ln_save_tag t;
+		uint64_t cid;
+		if ((st = ln_reader_peek(r, &t, err)) != LN_OK)
+			break;
+		if (t == LN_SAVE_MODULE) {
+			st = read_module(r, &kids[i], &cid, err);
+		} else if (t == LN_SAVE_REF) {
+			ln_save_tag kind;
+			if ((st = ln_read_backref(r, &cid, &kind, err)) == LN_OK && kind != LN_SAVE_MODULE)
+				st = bad(r, err, "child %zu of a %s is a %s", i + 1, name,
+				         ln_save_tag_name(kind));
+			if (st == LN_OK)
+				kids[i] = r->obj[cid].ptr;
+		} else {
+			st = bad(r, err, "child %zu of a %s is a %s", i + 1, name, ln_save_tag_name(t));
+		}
+	}
+	char names[LN_WIRING_MAX][STR_MAX];
+	ln_wiring w;
+	int64_t *store = NULL;
+	if (st == LN_OK)
+		st = read_wiring(r, &w, names, &store, err);
+	if (st == LN_OK) {
+		ln_error e;
+		if (nk > INT_MAX)
+			st = bad(r, err, "a %s with %zu children", name, nk);
+		else if ((st = ln_module_assemble(m, (int)nk, kids, &w, &e)) == LN_ENOMEM)
+			ln_fail(err, st, "%s", e.msg);
+		else if (st != LN_OK)
+			st = bad(r, err, "cannot assemble a %s: %s", name, e.msg);
+	}
+	ln_free(store);
+	ln_free(kids);
+	return st;
+}
+
 static ln_status read_module(ln_reader *r, ln_module **out, uint64_t *id, ln_error *err)
 {
 	ln_status st = expect_tag(r, LN_SAVE_MODULE, err);
@@ -618,35 +718,8 @@ static ln_status read_module(ln_reader *r, ln_module **out, uint64_t *id, ln_err
 	if (nk > left(r))
 		return bad(r, err, "%s with %llu children, only %zu bytes left", name,
 		           (unsigned long long)nk, left(r));
-	for (uint64_t i = 0; i < nk; i++) {
-		ln_save_tag t;
-		ln_module *child;
-		uint64_t cid;
-		if ((st = ln_reader_peek(r, &t, err)) != LN_OK)
-			return st;
-		if (t == LN_SAVE_MODULE) {
-			if ((st = read_module(r, &child, &cid, err)) != LN_OK)
-				return st;
-		} else if (t == LN_SAVE_REF) {
-			ln_save_tag kind;
-			if ((st = ln_read_backref(r, &cid, &kind, err)) != LN_OK)
-				return st;
-			if (kind != LN_SAVE_MODULE)
-				return bad(r, err, "child %llu of a %s is a %s", (unsigned long long)i + 1,
-				           name, ln_save_tag_name(kind));
-			child = r->obj[cid].ptr;
-		} else {
-			return bad(r, err, "child %llu of a %s is a %s", (unsigned long long)i + 1, name,
-			           ln_save_tag_name(t));
-		}
-		ln_error e;
-		if ((st = ln_sequential_add(m, child, &e)) != LN_OK) {
-			if (st == LN_ENOMEM)
-				return ln_fail(err, st, "%s", e.msg);
-			return bad(r, err, "cannot add child %llu to a %s: %s", (unsigned long long)i + 1,
-			           name, e.msg);
-		}
-	}
+	if ((st = read_children(r, m, name, (size_t)nk, err)) != LN_OK)
+		return st;
 	r->obj[myid].done = true;
 	r->depth--;
 	*out = m;

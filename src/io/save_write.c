@@ -316,6 +316,31 @@ static ln_status write_named_tensors(ln_writer *w, const ln_module *m, bool buff
 	return LN_OK;
 }
 
+/* The wiring of a container (module.h), after its children: u8 n, n x
+ * { str name, u64 count, count x i64 }.  n is 0 for every class but
+ * those whose children are not a plain list (Graph). */
+static ln_status write_wiring(ln_writer *w, const ln_module *m, ln_error *err)
+{
+	ln_wiring wr = {.nlists = 0};
+	if (m->cls->wiring)
+		m->cls->wiring(m, &wr);
+	assert(wr.nlists >= 0 && wr.nlists <= LN_WIRING_MAX);
+	ln_status st = reserve(w, 1, err);
+	if (st != LN_OK)
+		return st;
+	put_u8(w, (unsigned)wr.nlists);
+	for (int i = 0; i < wr.nlists; i++) {
+		const ln_wiring_list *l = &wr.list[i];
+		if ((st = write_str(w, l->name, strlen(l->name), err)) != LN_OK ||
+		    (st = reserve(w, 8 + 8 * (size_t)l->n, err)) != LN_OK)
+			return st;
+		put_u64(w, (uint64_t)l->n);
+		for (int64_t j = 0; j < l->n; j++)
+			put_u64(w, (uint64_t)l->v[j]);
+	}
+	return LN_OK;
+}
+
 /* `where` names m for messages: "" at the top, else "layer 2.3". */
 static ln_status write_module(ln_writer *w, const ln_module *m, uint64_t *id, const char *where,
                               ln_error *err)
@@ -370,6 +395,8 @@ static ln_status write_module(ln_writer *w, const ln_module *m, uint64_t *id, co
 		if ((st = write_module(w, m->children[i], NULL, child, err)) != LN_OK)
 			return st;
 	}
+	if ((st = write_wiring(w, m, err)) != LN_OK)
+		return st;
 	w->depth--;
 	return LN_OK;
 }

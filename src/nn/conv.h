@@ -44,6 +44,7 @@ extern const ln_module_class ln_conv2d_class;
 extern const ln_module_class ln_maxpool2d_class;
 extern const ln_module_class ln_avgpool2d_class;
 extern const ln_module_class ln_batchnorm_class;
+extern const ln_module_class ln_adaptive_avgpool2d_class;
 
 /* ---- Conv2d ----------------------------------------------------------------------- */
 
@@ -177,6 +178,17 @@ void ln_maxpool2d_backward_naive(float *gx, const float *gy, const int32_t *am,
                                  const ln_pool2d_geom *g);
 void ln_avgpool2d_forward_naive(float *y, const float *x, const ln_pool2d_geom *g);
 void ln_avgpool2d_backward_naive(float *gx, const float *gy, const ln_pool2d_geom *g);
+
+/* AdaptiveAvgPool2d(oh, ow): {N,C,H,W} -> {N,C,oh,ow}, the mean over
+ * windows that tile each plane (adaptive_pool.c); (1, 1) is global
+ * average pooling.  oh, ow >= 1, else LN_ERANGE.  Config: out_h, out_w. */
+ln_status ln_adaptive_avgpool2d_new(ln_module **out, int64_t oh, int64_t ow, ln_error *err);
+/* Its kernels: y (planes,oh,ow) from x (planes,h,w), and gx (planes,h,w)
+ * (overwritten) from gy (planes,oh,ow); planes = N*C. */
+void ln_adaptive_avgpool2d_forward_kernel(float *y, const float *x, int64_t planes, int64_t h,
+                                          int64_t w, int64_t oh, int64_t ow);
+void ln_adaptive_avgpool2d_backward_kernel(float *gx, const float *gy, int64_t planes, int64_t h,
+                                           int64_t w, int64_t oh, int64_t ow);
 
 /* ---- BatchNorm -------------------------------------------------------------------- */
 

@@ -70,6 +70,19 @@ char *ln_pos_str(char *buf, size_t size, const ln_tensor *t, int64_t flat)
 	return buf;
 }
 
+ln_status ln_check_same_shapes(int n, const ln_tensor *const *x, ln_error *err)
+{
+	for (int i = 1; i < n; i++)
+		if (!ln_tensor_same_shape(x[i], x[0])) {
+			char a[128], b[128];
+			return ln_fail(err, LN_ESHAPE,
+			               "expected inputs of one shape, got %s (input 1) and %s (input %d)",
+			               ln_tensor_shape_str(x[0], a, sizeof a),
+			               ln_tensor_shape_str(x[i], b, sizeof b), i + 1);
+		}
+	return LN_OK;
+}
+
 /* ---- lifetime ----------------------------------------------------------------- */
 
 ln_status ln_module_alloc(ln_module **out, const ln_module_class *cls, ln_error *err)
@@ -85,6 +98,7 @@ ln_status ln_module_alloc(ln_module **out, const ln_module_class *cls, ln_error 
 	m->training = true;
 	m->input_grad = true;
 	m->want_gx = true;
+	m->arity = cls->arity == 0 ? 1 : cls->arity;
 	*out = m;
 	return LN_OK;
 }
@@ -271,6 +285,9 @@ void ln_module_release(ln_module *m)
 	ln_free(m->grad);
 	for (int i = 0; i < LN_MODULE_MAX_BUFFERS; i++)
 		ln_tensor_release(&m->buffer[i]);
+	for (int i = 0; i < m->ninputs_cap; i++)
+		ln_tensor_release(&m->inputs[i].grad);
+	ln_free(m->inputs);
 	for (int i = 0; i < m->nchildren; i++)
 		ln_module_release(m->children[i]);
 	ln_free(m->children);
@@ -281,88 +298,153 @@ void ln_module_release(ln_module *m)
 
 /* ---- forward / backward ----------------------------------------------------------- */
 
-/* Non-empty and contiguous; `what` is "input" or "gradient". */
-static ln_status check_arg(const ln_tensor *t, const char *what, ln_error *err)
+/* Non-empty and contiguous; `what` is "input" or "gradient"; `which` is
+ * the input's position (1-based) when there are several, else 0. */
+static ln_status check_arg(const ln_tensor *t, const char *what, int which, ln_error *err)
 {
+	char pos[32] = "";
+	if (which > 0)
+		snprintf(pos, sizeof pos, " %d", which);
 	if (ln_tensor_is_empty(t))
-		return ln_fail(err, LN_EARG, "expected a non-empty %s tensor, got an empty one", what);
+		return ln_fail(err, LN_EARG, "expected a non-empty %s%s tensor, got an empty one", what,
+		               pos);
 	if (!ln_tensor_is_contiguous(t)) {
 		char s[128];
 		return ln_fail(err, LN_EARG,
-		               "expected a contiguous %s tensor, got a non-contiguous view of shape %s",
-		               what, ln_tensor_shape_str(t, s, sizeof s));
+		               "expected a contiguous %s%s tensor, got a non-contiguous view of shape %s",
+		               what, pos, ln_tensor_shape_str(t, s, sizeof s));
 	}
 	return LN_OK;
 }
 
-/* LN_ESHAPE naming both shapes unless x is shaped as the input of the
- * last successful forward (there is one): the one check behind "is this
- * the input of the last forward", for every class. */
-static ln_status check_last_input(const ln_module *m, const ln_tensor *x, ln_error *err)
+/* LN_ESHAPE naming both shapes unless x has the shape (ndim, shape) that
+ * the same input had at the last successful forward: the one check
+ * behind "is this the input of the last forward", for every class. */
+static ln_status check_last_input(int ndim, const int64_t *shape, const ln_tensor *x, int which,
+                                  ln_error *err)
 {
-	if (x->ndim == m->in_ndim &&
-	    memcmp(x->shape, m->in_shape, (size_t)x->ndim * sizeof x->shape[0]) == 0)
+	if (x->ndim == ndim && memcmp(x->shape, shape, (size_t)x->ndim * sizeof x->shape[0]) == 0)
 		return LN_OK;
-	char want[128], got[128];
-	return ln_fail(err, LN_ESHAPE, "expected the input of the last forward, of shape %s, got %s",
-	               ln_shape_str(want, sizeof want, m->in_ndim, m->in_shape),
+	char want[128], got[128], pos[32] = "the input";
+	if (which > 0)
+		snprintf(pos, sizeof pos, "input %d", which);
+	return ln_fail(err, LN_ESHAPE, "expected %s of the last forward, of shape %s, got %s", pos,
+	               ln_shape_str(want, sizeof want, ndim, shape),
 	               ln_tensor_shape_str(x, got, sizeof got));
 }
 
-ln_status ln_module_forward_unprefixed(ln_module *m, const ln_tensor *x, ln_error *err)
+/* LN_EARG unless n inputs suit m's arity. */
+static ln_status check_count(const ln_module *m, int n, ln_error *err)
 {
-	if (__builtin_expect(ln_numerics_on, 0))
-		return ln_numerics_forward(m, x, err);
-	return ln_module_forward_body(m, x, err);
+	if (m->arity == LN_ARITY_ANY ? n >= 1 : n == m->arity)
+		return LN_OK;
+	if (m->arity == LN_ARITY_ANY)
+		return ln_fail(err, LN_EARG, "expected at least 1 input, got %d", n);
+	return ln_fail(err, LN_EARG, "expected %d input%s, got %d", m->arity,
+	               m->arity == 1 ? "" : "s", n);
 }
 
-ln_status ln_module_forward_body(ln_module *m, const ln_tensor *x, ln_error *err)
+/* Room for n entries in m->inputs (multi-input classes); the new entries
+ * are empty.  Allocates only when n exceeds every count before. */
+static ln_status reserve_inputs(ln_module *m, int n, ln_error *err)
 {
-	assert(m && x);
+	if (n <= m->ninputs_cap)
+		return LN_OK;
+	ln_module_input *a = ln_calloc((size_t)n, sizeof *a);
+	if (!a)
+		return ln_fail(err, LN_ENOMEM, "out of memory for %d inputs", n);
+	if (m->ninputs_cap > 0)
+		memcpy(a, m->inputs, (size_t)m->ninputs_cap * sizeof *a);  /* moves the grads */
+	ln_free(m->inputs);
+	m->inputs = a;
+	m->ninputs_cap = n;
+	return LN_OK;
+}
+
+ln_status ln_module_forward_multi_unprefixed(ln_module *m, int n, const ln_tensor *const *x,
+                                             ln_error *err)
+{
+	if (__builtin_expect(ln_numerics_on, 0))
+		return ln_numerics_forward(m, n, x, err);
+	return ln_module_forward_body(m, n, x, err);
+}
+
+ln_status ln_module_forward_body(ln_module *m, int n, const ln_tensor *const *x, ln_error *err)
+{
+	assert(m && (n == 0 || x));
 	m->in_ndim = 0;  /* until this forward succeeds, no backward can follow it */
 	m->backward_current = false;
-	ln_status s = check_arg(x, "input", err);
+	m->ninputs = 0;
+	ln_status s = check_count(m, n, err);
+	for (int i = 0; i < n && s == LN_OK; i++)
+		s = check_arg(x[i], "input", n > 1 ? i + 1 : 0, err);
 	if (s != LN_OK)
 		return s;
-	/* x's shape before the call: x may be a view the forward reshapes */
-	int ndim = x->ndim;
+	/* the shapes before the call: an input may be a view the forward reshapes */
+	int ndim = x[0]->ndim;
 	int64_t shape[LN_MAX_DIMS];
-	memcpy(shape, x->shape, sizeof shape);
+	memcpy(shape, x[0]->shape, sizeof shape);
 	if (m->cls->rows) {
 		int failed;
-		return ln_module_chain_forward(&m, 1, x, &failed, err);
+		return ln_module_chain_forward(&m, 1, x[0], &failed, err);
 	}
-	if ((s = m->cls->forward(m, x, err)) != LN_OK)
+	if (ln_module_is_multi(m)) {
+		if ((s = reserve_inputs(m, n, err)) != LN_OK)
+			return s;
+		for (int i = 0; i < n; i++) {
+			m->inputs[i].ndim = x[i]->ndim;
+			memcpy(m->inputs[i].shape, x[i]->shape, sizeof shape);
+		}
+		s = m->cls->forward_multi(m, n, x, err);
+	} else {
+		s = m->cls->forward(m, x[0], err);
+	}
+	if (s != LN_OK)
 		return s;
 	assert(!ln_tensor_is_empty(&m->output) && ln_tensor_is_contiguous(&m->output));
 	m->in_ndim = ndim;
 	memcpy(m->in_shape, shape, sizeof shape);
+	if (ln_module_is_multi(m))
+		m->ninputs = n;
 	return LN_OK;
 }
 
-ln_status ln_module_backward_unprefixed(ln_module *m, const ln_tensor *x, const ln_tensor *gy,
-                                        ln_error *err)
+ln_status ln_module_backward_multi_unprefixed(ln_module *m, int n, const ln_tensor *const *x,
+                                              const ln_tensor *gy, ln_error *err)
 {
-	return ln_module_backward_ex(m, x, gy, true, err);
+	return ln_module_backward_multi_ex(m, n, x, gy, true, err);
 }
 
 ln_status ln_module_backward_ex(ln_module *m, const ln_tensor *x, const ln_tensor *gy,
                                 bool need_gx, ln_error *err)
 {
-	if (__builtin_expect(ln_numerics_on, 0))
-		return ln_numerics_backward(m, x, gy, need_gx, err);
-	return ln_module_backward_body(m, x, gy, need_gx, err);
+	return ln_module_backward_multi_ex(m, 1, &x, gy, need_gx, err);
 }
 
-ln_status ln_module_backward_body(ln_module *m, const ln_tensor *x, const ln_tensor *gy,
-                                  bool need_gx, ln_error *err)
+ln_status ln_module_backward_multi_ex(ln_module *m, int n, const ln_tensor *const *x,
+                                      const ln_tensor *gy, bool need_gx, ln_error *err)
 {
-	assert(m && x && gy);
+	if (__builtin_expect(ln_numerics_on, 0))
+		return ln_numerics_backward(m, n, x, gy, need_gx, err);
+	return ln_module_backward_body(m, n, x, gy, need_gx, err);
+}
+
+ln_status ln_module_backward_body(ln_module *m, int n, const ln_tensor *const *x,
+                                  const ln_tensor *gy, bool need_gx, ln_error *err)
+{
+	assert(m && (n == 0 || x) && gy);
 	if (m->in_ndim == 0)
 		return ln_fail(err, LN_ESTATE, "backward called before forward");
-	ln_status s = check_arg(x, "input", err);
+	bool multi = ln_module_is_multi(m);
+	int had = multi ? m->ninputs : 1;
+	if (n != had)
+		return ln_fail(err, LN_EARG, "expected the %d input%s of the last forward, got %d", had,
+		               had == 1 ? "" : "s", n);
+	ln_status s = LN_OK;
+	for (int i = 0; i < n && s == LN_OK; i++)
+		s = check_arg(x[i], "input", n > 1 ? i + 1 : 0, err);
 	if (s == LN_OK)
-		s = check_arg(gy, "gradient", err);
+		s = check_arg(gy, "gradient", 0, err);
 	if (s != LN_OK)
 		return s;
 	if (!ln_tensor_same_shape(gy, &m->output)) {
@@ -371,7 +453,12 @@ ln_status ln_module_backward_body(ln_module *m, const ln_tensor *x, const ln_ten
 		               ln_tensor_shape_str(&m->output, want, sizeof want),
 		               ln_tensor_shape_str(gy, got, sizeof got));
 	}
-	if ((s = check_last_input(m, x, err)) != LN_OK)
+	if (!multi)
+		s = check_last_input(m->in_ndim, m->in_shape, x[0], 0, err);
+	for (int i = 0; multi && i < n && s == LN_OK; i++)
+		s = check_last_input(m->inputs[i].ndim, m->inputs[i].shape, x[i], n > 1 ? i + 1 : 0,
+		                     err);
+	if (s != LN_OK)
 		return s;
 	const bool want = need_gx && m->input_grad;
 	if (!want && !ln_module_trains(m)) {
@@ -381,19 +468,27 @@ ln_status ln_module_backward_body(ln_module *m, const ln_tensor *x, const ln_ten
 	}
 	if (m->cls->rows) {
 		int failed;
-		return ln_module_chain_backward(&m, 1, x, gy, need_gx, &failed, err);
+		return ln_module_chain_backward(&m, 1, x[0], gy, need_gx, &failed, err);
 	}
 	/* a container whose chain a child cuts clears want_gx (sequential.c) */
 	m->want_gx = want;
-	s = m->cls->backward(m, x, gy, err);
+	s = multi ? m->cls->backward_multi(m, n, x, gy, err) : m->cls->backward(m, x[0], gy, err);
 	const bool computed = m->want_gx;
 	m->want_gx = true;
 	if (s != LN_OK)
 		return s;
 	m->gx_skipped = !computed;
 	m->backward_current = true;
-	assert(!computed ||
-	       (!ln_tensor_is_empty(&m->grad_input) && ln_tensor_is_contiguous(&m->grad_input)));
+	if (!computed)
+		return LN_OK;
+	if (multi) {
+		for (int i = 0; i < n; i++)
+			assert(!ln_tensor_is_empty(&m->inputs[i].grad) &&
+			       ln_tensor_is_contiguous(&m->inputs[i].grad));
+		ln_tensor_release(&m->grad_input);
+		ln_tensor_ref(&m->grad_input, &m->inputs[0].grad);
+	}
+	assert(!ln_tensor_is_empty(&m->grad_input) && ln_tensor_is_contiguous(&m->grad_input));
 	return LN_OK;
 }
 
@@ -543,7 +638,7 @@ ln_status ln_module_chain_forward(ln_module *const *mods, int count, const ln_te
 		ln_module *m = mods[k];
 		const ln_tensor *in = k == 0 ? x : &mods[k - 1]->output;
 		assert(m->cls->rows);
-		ln_status s = check_arg(in, "input", err);
+		ln_status s = check_arg(in, "input", 0, err);
 		if (s == LN_OK)
 			s = m->cls->rows->forward_prepare(m, in, parts, &work, err);
 		if (s != LN_OK) {
@@ -579,9 +674,9 @@ ln_status ln_module_chain_backward(ln_module *const *mods, int count, const ln_t
 		if (m->in_ndim == 0)
 			s = ln_fail(err, LN_ESTATE, "backward called before forward");
 		if (s == LN_OK)
-			s = check_arg(in, "input", err);
+			s = check_arg(in, "input", 0, err);
 		if (s == LN_OK && k == count - 1) {
-			if ((s = check_arg(gy, "gradient", err)) == LN_OK &&
+			if ((s = check_arg(gy, "gradient", 0, err)) == LN_OK &&
 			    !ln_tensor_same_shape(gy, &m->output)) {
 				char want[128], got[128];
 				s = ln_fail(err, LN_ESHAPE, "expected gradient of shape %s, got %s",
@@ -590,7 +685,7 @@ ln_status ln_module_chain_backward(ln_module *const *mods, int count, const ln_t
 			}
 		}
 		if (s == LN_OK)
-			s = check_last_input(m, in, err);
+			s = check_last_input(m->in_ndim, m->in_shape, in, 0, err);
 		if (s != LN_OK)
 			break;
 		assert(k == 0 || m->input_grad);
@@ -635,20 +730,100 @@ void ln_module_skip_gx(ln_module *m)
 		ln_module_skip_gx(m->children[i]);
 }
 
-ln_status ln_module_forward(ln_module *m, const ln_tensor *x, ln_error *err)
+ln_status ln_module_forward_unprefixed(ln_module *m, const ln_tensor *x, ln_error *err)
 {
-	ln_status s = ln_module_forward_unprefixed(m, x, err);
+	return ln_module_forward_multi_unprefixed(m, 1, &x, err);
+}
+
+ln_status ln_module_backward_unprefixed(ln_module *m, const ln_tensor *x, const ln_tensor *gy,
+                                        ln_error *err)
+{
+	return ln_module_backward_multi_unprefixed(m, 1, &x, gy, err);
+}
+
+ln_status ln_module_forward_multi(ln_module *m, int n, const ln_tensor *const *x, ln_error *err)
+{
+	ln_status s = ln_module_forward_multi_unprefixed(m, n, x, err);
 	if (s != LN_OK)
 		ln_error_prefix(err, "%s: ", m->cls->name);
 	return s;
 }
 
-ln_status ln_module_backward(ln_module *m, const ln_tensor *x, const ln_tensor *gy, ln_error *err)
+ln_status ln_module_backward_multi(ln_module *m, int n, const ln_tensor *const *x,
+                                   const ln_tensor *gy, ln_error *err)
 {
-	ln_status s = ln_module_backward_unprefixed(m, x, gy, err);
+	ln_status s = ln_module_backward_multi_unprefixed(m, n, x, gy, err);
 	if (s != LN_OK)
 		ln_error_prefix(err, "%s:backward: ", m->cls->name);
 	return s;
+}
+
+ln_status ln_module_forward(ln_module *m, const ln_tensor *x, ln_error *err)
+{
+	return ln_module_forward_multi(m, 1, &x, err);
+}
+
+ln_status ln_module_backward(ln_module *m, const ln_tensor *x, const ln_tensor *gy, ln_error *err)
+{
+	return ln_module_backward_multi(m, 1, &x, gy, err);
+}
+
+const ln_tensor *ln_module_grad_input_at(const ln_module *m, int i)
+{
+	if (!ln_module_is_multi(m)) {
+		assert(i == 0);
+		return &m->grad_input;
+	}
+	assert(i >= 0 && i < m->ninputs);
+	return &m->inputs[i].grad;
+}
+
+/* ---- containers ------------------------------------------------------------------ */
+
+const ln_wiring_list *ln_wiring_find(const ln_wiring *w, const char *name)
+{
+	for (int i = 0; w && i < w->nlists; i++)
+		if (strcmp(w->list[i].name, name) == 0)
+			return &w->list[i];
+	return NULL;
+}
+
+ln_status ln_module_assemble(ln_module *m, int n, ln_module *const *children, const ln_wiring *w,
+                             ln_error *err)
+{
+	if (n == 0 && (!w || w->nlists == 0))
+		return LN_OK;  /* nothing to assemble: a container saved empty loads empty */
+	if (!m->cls->assemble) {
+		return ln_fail(err, LN_EARG, "a %s has no %s", m->cls->name,
+		               n > 0 ? "children" : "wiring");
+	}
+	return m->cls->assemble(m, n, children, w, err);
+}
+
+ln_status ln_module_add_child(ln_module *m, ln_module *child, ln_error *err)
+{
+	int n = m->nchildren;
+	ln_module **a = ln_malloc((size_t)(n + 1) * sizeof *a);
+	if (!a)
+		return ln_fail(err, LN_ENOMEM, "out of memory adding layer %d", n + 1);
+	if (n > 0)
+		memcpy(a, m->children, (size_t)n * sizeof *a);
+	a[n] = child;
+	ln_module_retain(child);
+	ln_free(m->children);
+	m->children = a;
+	m->nchildren = n + 1;
+	return LN_OK;
+}
+
+bool ln_module_contains(const ln_module *root, const ln_module *target)
+{
+	if (root == target)
+		return true;
+	for (int i = 0; i < root->nchildren; i++)
+		if (ln_module_contains(root->children[i], target))
+			return true;
+	return false;
 }
 
 /* ---- recursive walks ------------------------------------------------------------ */
@@ -664,7 +839,13 @@ ln_status ln_module_reserve(ln_module *m, bool need_gx, ln_error *err)
 		return m->cls->reserve(m, want, err);
 	if (!want || m->nchildren > 0 || m->cls == &ln_external_class)
 		return LN_OK;
-	return ln_tensor_ensure(&m->grad_input, m->in_ndim, m->in_shape, err);
+	if (!ln_module_is_multi(m))
+		return ln_tensor_ensure(&m->grad_input, m->in_ndim, m->in_shape, err);
+	/* a join: the gradient of each input of the last forward */
+	ln_status s = LN_OK;
+	for (int i = 0; i < m->ninputs && s == LN_OK; i++)
+		s = ln_tensor_ensure(&m->inputs[i].grad, m->inputs[i].ndim, m->inputs[i].shape, err);
+	return s;
 }
 
 void ln_module_revert(ln_module *m)

@@ -19,6 +19,34 @@
  *                       below) a class may leave grad_input alone and
  *                       compute the parameter gradients only.
  *
+ * Several inputs.  A class takes one input unless it says otherwise in
+ * `arity` (module.h's default, 0, means one): LN_ARITY_ANY for one or
+ * more (Add, Concat), n >= 2 for exactly n (Mul).  Such a class implements
+ * forward_multi/backward_multi instead of forward/backward:
+ *   forward_multi(m, n, x)       x[0..n-1] -> m->output.
+ *   backward_multi(m, n, x, gy)  overwrites m->inputs[i].grad with dL/dx[i]
+ *                                for every i < n, ADDS the parameter
+ *                                gradients.
+ * The wrappers below (ln_module_forward_multi...) check the count against
+ * the module's arity (m->arity: the class's, or what the instance says --
+ * a Graph takes as many inputs as it was given), check every input as for
+ * one, remember every input's shape, and make m->grad_input a view of
+ * inputs[0].grad, so that code that knows only one input (a Sequential
+ * holding a Graph) still finds dL/d(input 1) where it always does.  The
+ * one-input entry points call a multi-input class with n = 1, and the
+ * multi-input ones call a one-input class when n = 1: callers need not
+ * know which kind they hold.  One-input classes (every layer so far) are
+ * untouched by all this: they never see m->inputs.
+ *
+ * Containers.  A module may hold children (owned references in
+ * m->children, which the recursive walks below visit: training mode,
+ * zero_grad, parameters, state names).  How they are connected is the
+ * class's business: Sequential chains them, Residual adds a block to a
+ * shortcut, Graph wires them as a directed acyclic graph.  The loader
+ * rebuilds a container with `assemble` (children, and the wiring the class
+ * saved with `wiring`: named lists of integers), so that a new container
+ * class needs no change to the file format.
+ *
  * Error messages follow one rule: a class never puts its own name in front
  * of its messages; the caller that knows the context adds it once.
  * ln_module_forward/backward add "<Class>: " / "<Class>:backward: " for a C
@@ -74,8 +102,38 @@
 #define LN_PARAM_NAME_MAX 64
 #define LN_MODULE_MAX_CONFIG 16
 
+#define LN_ARITY_ANY (-1)  /* a class or module taking one or more inputs */
+#define LN_WIRING_MAX 4    /* named lists in an ln_wiring */
+
 typedef struct ln_module ln_module;
 typedef struct ln_state_visitor ln_state_visitor;  /* state_dict.h */
+
+/* How a container's children are connected, as named lists of integers
+ * (a Graph's: "arity", "edges", "inputs", "outputs"; graph.h).  This is
+ * what the file format saves for a container besides its children, so it
+ * is by name and plain data.  Lists point into memory someone else owns:
+ * the module (`wiring`) or the loader (`assemble`). */
+typedef struct ln_wiring_list {
+	const char *name;
+	int64_t n;
+	const int64_t *v;
+} ln_wiring_list;
+
+typedef struct ln_wiring {
+	int nlists;
+	ln_wiring_list list[LN_WIRING_MAX];
+} ln_wiring;
+
+/* The list called name in w (w may be NULL), or NULL. */
+const ln_wiring_list *ln_wiring_find(const ln_wiring *w, const char *name);
+
+/* One input of a multi-input module: its shape at the last successful
+ * forward and, after backward, dL/d(that input) (owned, reused). */
+typedef struct ln_module_input {
+	ln_tensor grad;
+	int ndim;
+	int64_t shape[LN_MAX_DIMS];
+} ln_module_input;
 
 /* How a module is built: where its initial weights come from, and how many
  * bytes of parameters and buffers it may claim.  Every constructor of a
@@ -151,6 +209,14 @@ typedef struct ln_module_class {
 	size_t size;       /* sizeof the concrete struct, which begins with ln_module */
 	ln_status (*forward)(ln_module *m, const ln_tensor *x, ln_error *err);
 	ln_status (*backward)(ln_module *m, const ln_tensor *x, const ln_tensor *gy, ln_error *err);
+	/* Inputs a forward takes: 0 (the default) or 1 for one, through
+	 * forward/backward; n >= 2 for exactly n, or LN_ARITY_ANY for one or
+	 * more, through forward_multi/backward_multi (see the top of this
+	 * file).  Set one pair or the other. */
+	int arity;
+	ln_status (*forward_multi)(ln_module *m, int n, const ln_tensor *const *x, ln_error *err);
+	ln_status (*backward_multi)(ln_module *m, int n, const ln_tensor *const *x,
+	                            const ln_tensor *gy, ln_error *err);
 	/* Frees what the concrete struct owns beyond the ln_module fields
 	 * (forward caches, masks...).  May be NULL. */
 	void (*destroy)(ln_module *m);
@@ -211,6 +277,18 @@ typedef struct ln_module_class {
 	ln_status (*reserve)(ln_module *m, bool need_gx, ln_error *err);
 	/* The sample-by-sample form (above), or NULL. */
 	const ln_rows_ops *rows;
+	/* Containers: makes m, fresh from create(), whole with its n children
+	 * (m takes a reference to each) connected as w says (w may be NULL: no
+	 * wiring).  The loader's way of rebuilding a container, so it checks
+	 * everything a file could get wrong (LN_EARG, LN_ERANGE naming it); on
+	 * failure m may hold some of the children and can only be released.
+	 * NULL: the class has no children. */
+	ln_status (*assemble)(ln_module *m, int n, ln_module *const *children, const ln_wiring *w,
+	                      ln_error *err);
+	/* Containers whose children are not a plain list: fills *w with the
+	 * lists that `assemble` takes back (pointers into m, valid until m
+	 * changes).  NULL: no wiring (nlists 0). */
+	void (*wiring)(const ln_module *m, ln_wiring *w);
 } ln_module_class;
 
 struct ln_module {
@@ -243,6 +321,18 @@ struct ln_module {
 	/* Forwards of this module as a model (the outermost call) since
 	 * lunet.check_numerics was turned on: the step its messages name. */
 	uint64_t numerics_steps;
+	/* The number of inputs a forward takes: 1, n, or LN_ARITY_ANY; the
+	 * class's arity (0 read as 1) unless the instance sets its own (a
+	 * Graph: its number of inputs). */
+	int arity;
+	/* Multi-input classes only: ninputs entries, one per input of the last
+	 * successful forward (0: none), each with that input's shape and its
+	 * gradient after backward; grad_input is a view of inputs[0].grad.  The
+	 * array (ninputs_cap entries, from ln_malloc) grows when a forward
+	 * has more inputs than any before, and is owned by the module. */
+	int ninputs;
+	int ninputs_cap;
+	ln_module_input *inputs;
 };
 
 /* Allocates a zeroed struct of cls->size bytes with refcount 1, training
@@ -312,6 +402,10 @@ ln_status ln_module_backward_unprefixed(ln_module *m, const ln_tensor *x, const 
  * parameters is not called at all, and m->gx_skipped is set. */
 ln_status ln_module_backward_ex(ln_module *m, const ln_tensor *x, const ln_tensor *gy,
                                 bool need_gx, ln_error *err);
+/* The same for n inputs (a multi-input class computes the gradients of
+ * all its inputs or of none). */
+ln_status ln_module_backward_multi_ex(ln_module *m, int n, const ln_tensor *const *x,
+                                      const ln_tensor *gy, bool need_gx, ln_error *err);
 
 /* The forward of the chain mods[0..count) (each has rows ops): the
  * first reads x, each the output of the one before, sample by sample
@@ -368,6 +462,37 @@ void ln_module_revert(ln_module *m);
  * accumulated, and calling it again does not count a gradient twice.
  * Modules written in Lua (External) get nothing.  LN_ENOMEM. */
 ln_status ln_module_reserve(ln_module *m, bool need_gx, ln_error *err);
+/* The same for n inputs x[0..n-1] (n >= 1), for any module: the count is
+ * checked against m->arity ("expected 2 inputs, got 3", LN_EARG), every
+ * input as above (messages name it, "input 2: ..." when n > 1), and a
+ * backward must be given as many inputs as the forward it follows, each
+ * of the shape it had.  After backward, dL/dx[i] is
+ * ln_module_grad_input_at(m, i). */
+ln_status ln_module_forward_multi(ln_module *m, int n, const ln_tensor *const *x, ln_error *err);
+ln_status ln_module_backward_multi(ln_module *m, int n, const ln_tensor *const *x,
+                                   const ln_tensor *gy, ln_error *err);
+ln_status ln_module_forward_multi_unprefixed(ln_module *m, int n, const ln_tensor *const *x,
+                                             ln_error *err);
+ln_status ln_module_backward_multi_unprefixed(ln_module *m, int n, const ln_tensor *const *x,
+                                              const ln_tensor *gy, ln_error *err);
+/* dL/d(input i) after the last backward: m->grad_input for i = 0 and every
+ * module, m->inputs[i].grad for a multi-input class.  i must be below the
+ * number of inputs of that backward (asserted). */
+const ln_tensor *ln_module_grad_input_at(const ln_module *m, int i);
+/* True when m's class takes its inputs through forward_multi. */
+static inline bool ln_module_is_multi(const ln_module *m) { return m->cls->forward_multi != NULL; }
+
+/* Builds the container m (fresh from create()) from its children and
+ * wiring: its class's assemble.  No children and no wiring leave m as it
+ * is (a container saved empty loads empty); LN_EARG when the class has no
+ * children and is given some. */
+ln_status ln_module_assemble(ln_module *m, int n, ln_module *const *children, const ln_wiring *w,
+                             ln_error *err);
+/* Appends child to m->children, taking a reference.  For a class's
+ * assemble and add; LN_ENOMEM leaves m unchanged. */
+ln_status ln_module_add_child(ln_module *m, ln_module *child, ln_error *err);
+/* Whether target is root or one of root's descendants. */
+bool ln_module_contains(const ln_module *root, const ln_module *target);
 
 /* Sets training mode on m and all its descendants. */
 void ln_module_set_training(ln_module *m, bool training);

@@ -33,6 +33,10 @@ ln_status ln_config_int(int64_t *out, double v, const char *what, int64_t lo, in
  * backward (module.h, "input gradients"): a container calls it on the
  * children its backward did not reach. */
 void ln_module_skip_gx(ln_module *m);
+/* LN_ESHAPE unless the n tensors x[0..n-1] have one shape: "expected
+ * inputs of one shape, got {4,8} (input 1) and {4,9} (input 2)", naming
+ * the first that differs from input 1.  For the elementwise joins. */
+ln_status ln_check_same_shapes(int n, const ln_tensor *const *x, ln_error *err);
 
 /* The check of every layer that works on the last dimension and takes any
  * leading ones ({N,...,d}, at least 2-D: dimension 0 is the batch):
@@ -53,15 +57,16 @@ char *ln_pos_str(char *buf, size_t size, const ln_tensor *t, int64_t flat);
  * overwrite (its old contents, a pending zero, are not read).  linear.c. */
 void ln_colsum_add(float *gb, const float *gy, int64_t n, int64_t nout, bool overwrite);
 
-/* The body of ln_module_forward_unprefixed and ln_module_backward_ex
- * (module.c), and what those call instead when lunet.check_numerics is on
- * (numerics.c: the same, then a scan of what the module wrote). */
-ln_status ln_module_forward_body(ln_module *m, const ln_tensor *x, ln_error *err);
-ln_status ln_module_backward_body(ln_module *m, const ln_tensor *x, const ln_tensor *gy,
-                                  bool need_gx, ln_error *err);
-ln_status ln_numerics_forward(ln_module *m, const ln_tensor *x, ln_error *err);
-ln_status ln_numerics_backward(ln_module *m, const ln_tensor *x, const ln_tensor *gy, bool need_gx,
-                               ln_error *err);
+/* The body of ln_module_forward_multi_unprefixed and
+ * ln_module_backward_multi_ex (module.c), for n inputs x[0..n-1], and what
+ * those call instead when lunet.check_numerics is on (numerics.c: the
+ * same, then a scan of what the module wrote). */
+ln_status ln_module_forward_body(ln_module *m, int n, const ln_tensor *const *x, ln_error *err);
+ln_status ln_module_backward_body(ln_module *m, int n, const ln_tensor *const *x,
+                                  const ln_tensor *gy, bool need_gx, ln_error *err);
+ln_status ln_numerics_forward(ln_module *m, int n, const ln_tensor *const *x, ln_error *err);
+ln_status ln_numerics_backward(ln_module *m, int n, const ln_tensor *const *x, const ln_tensor *gy,
+                               bool need_gx, ln_error *err);
 
 /* Called by module.c for External modules (external.c). */
 void ln_external_on_set_training(ln_module *m, bool training);

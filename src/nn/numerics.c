@@ -118,15 +118,20 @@ static ln_status report(const ln_module *model, ln_error *err)
 	               (unsigned long long)model->numerics_steps);
 }
 
-ln_status ln_numerics_forward(ln_module *m, const ln_tensor *x, ln_error *err)
+ln_status ln_numerics_forward(ln_module *m, int n, const ln_tensor *const *x, ln_error *err)
 {
 	ln_status s = LN_OK;
 	if (depth++ == 0) {
 		m->numerics_steps++;
 		culprit = NULL;
-		s = scan(m, x, "the input holds", NULL, err);
+		for (int i = 0; i < n && s == LN_OK; i++) {
+			char lead[48];
+			if (n > 1)
+				snprintf(lead, sizeof lead, "input %d holds", i + 1);
+			s = scan(m, x[i], n > 1 ? lead : "the input holds", NULL, err);
+		}
 	}
-	if (s == LN_OK && (s = ln_module_forward_body(m, x, err)) == LN_OK && m->nchildren == 0 &&
+	if (s == LN_OK && (s = ln_module_forward_body(m, n, x, err)) == LN_OK && m->nchildren == 0 &&
 	    (s = scan(m, &m->output, "forward produced", "its output", err)) != LN_OK) {
 		/* the forward ran but stops here: it changes nothing, as one that
 		 * failed (BatchNorm's running statistics), and no backward follows */
@@ -138,8 +143,8 @@ ln_status ln_numerics_forward(ln_module *m, const ln_tensor *x, ln_error *err)
 	return s;
 }
 
-ln_status ln_numerics_backward(ln_module *m, const ln_tensor *x, const ln_tensor *gy, bool need_gx,
-                               ln_error *err)
+ln_status ln_numerics_backward(ln_module *m, int n, const ln_tensor *const *x, const ln_tensor *gy,
+                               bool need_gx, ln_error *err)
 {
 	ln_status s = LN_OK;
 	if (depth++ == 0) {
@@ -147,15 +152,20 @@ ln_status ln_numerics_backward(ln_module *m, const ln_tensor *x, const ln_tensor
 		s = scan(m, gy, "the gradient given to backward holds", NULL, err);
 	}
 	if (s == LN_OK)
-		s = ln_module_backward_body(m, x, gy, need_gx, err);
+		s = ln_module_backward_body(m, n, x, gy, need_gx, err);
 	if (s == LN_OK && m->nchildren == 0) {
 		char name[LN_PARAM_NAME_MAX], noun[LN_PARAM_NAME_MAX + 8];
 		for (int i = 0; s == LN_OK && i < m->nparams; i++) {
 			snprintf(noun, sizeof noun, "grad_%s", ln_module_param_name(m, i, name));
 			s = scan(m, &m->grad[i], "backward produced", noun, err);
 		}
-		if (s == LN_OK && !m->gx_skipped)
+		if (s == LN_OK && !m->gx_skipped && !ln_module_is_multi(m))
 			s = scan(m, &m->grad_input, "backward produced", "grad_input", err);
+		for (int i = 0; s == LN_OK && !m->gx_skipped && ln_module_is_multi(m) && i < n; i++) {
+			char what[48];  /* a join's gradient for each of its inputs */
+			snprintf(what, sizeof what, "the gradient of input %d", i + 1);
+			s = scan(m, ln_module_grad_input_at(m, i), "backward produced", what, err);
+		}
 	}
 	if (--depth == 0 && s == LN_ENAN && culprit)
 		s = report(m, err);

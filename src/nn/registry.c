@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "conv.h"
+#include "graph.h"
 #include "layers.h"
 #include "module.h"
 #include "sequence.h"
@@ -29,6 +30,7 @@ enum {
 	CLASS_MAXPOOL2D,
 	CLASS_AVGPOOL2D,
 	CLASS_BATCHNORM,
+	CLASS_ADAPTIVE_AVGPOOL2D,
 	/* layers.h, sequence.h */
 	CLASS_LAYERNORM,
 	CLASS_EMBEDDING,
@@ -36,6 +38,12 @@ enum {
 	CLASS_LSTM,
 	CLASS_GRU,
 	CLASS_ATTENTION,
+	/* graph.h */
+	CLASS_GRAPH,
+	CLASS_ADD,
+	CLASS_MUL,
+	CLASS_CONCAT,
+	CLASS_RESIDUAL,
 	CLASS_COUNT
 };
 
@@ -51,6 +59,7 @@ static const ln_module_class *const classes[] = {
 	[CLASS_MAXPOOL2D] = &ln_maxpool2d_class,
 	[CLASS_AVGPOOL2D] = &ln_avgpool2d_class,
 	[CLASS_BATCHNORM] = &ln_batchnorm_class,
+	[CLASS_ADAPTIVE_AVGPOOL2D] = &ln_adaptive_avgpool2d_class,
 	/* ---- sequences (sequence.h) ---- */
 	[CLASS_LAYERNORM] = &ln_layernorm_class,
 	[CLASS_EMBEDDING] = &ln_embedding_class,
@@ -58,6 +67,12 @@ static const ln_module_class *const classes[] = {
 	[CLASS_LSTM] = &ln_lstm_class,
 	[CLASS_GRU] = &ln_gru_class,
 	[CLASS_ATTENTION] = &ln_attention_class,
+	/* ---- graphs and joins (graph.h) ---- */
+	[CLASS_GRAPH] = &ln_graph_class,
+	[CLASS_ADD] = &ln_add_class,
+	[CLASS_MUL] = &ln_mul_class,
+	[CLASS_CONCAT] = &ln_concat_class,
+	[CLASS_RESIDUAL] = &ln_residual_class,
 };
 
 static_assert(sizeof classes / sizeof classes[0] == CLASS_COUNT,

@@ -175,40 +175,34 @@ ln_status ln_sequential_new(ln_module **out, ln_error *err)
 	return ln_module_alloc(out, &ln_sequential_class, err);
 }
 
-/* Whether target is root or one of its descendants. */
-static bool contains(const ln_module *root, const ln_module *target)
-{
-	if (root == target)
-		return true;
-	for (int i = 0; i < root->nchildren; i++)
-		if (contains(root->children[i], target))
-			return true;
-	return false;
-}
-
 ln_status ln_sequential_add(ln_module *seq, ln_module *child, ln_error *err)
 {
 	if (seq->cls != &ln_sequential_class)
 		return ln_fail(err, LN_EARG, "add expects a Sequential, got a %s", seq->cls->name);
-	if (contains(child, seq))
+	if (ln_module_contains(child, seq))
 		return ln_fail(err, LN_EARG,
 		               "cannot add a container to itself or to one of its own layers");
-	if (contains(seq, child))
+	if (ln_module_contains(seq, child))
 		return ln_fail(err, LN_EARG,
 		               "this %s is already inside the container; a module keeps one "
 		               "output buffer, so it can sit at one place only (create another)",
 		               child->cls->name);
-	int n = seq->nchildren;
-	ln_module **a = ln_malloc((size_t)(n + 1) * sizeof *a);
-	if (!a)
-		return ln_fail(err, LN_ENOMEM, "out of memory adding layer %d", n + 1);
-	if (n > 0)
-		memcpy(a, seq->children, (size_t)n * sizeof *a);
-	a[n] = child;
-	ln_module_retain(child);
-	ln_free(seq->children);
-	seq->children = a;
-	seq->nchildren = n + 1;
+	return ln_module_add_child(seq, child, err);
+}
+
+/* The loader's way back: the children in order (a Sequential has no
+ * wiring). */
+static ln_status sequential_assemble(ln_module *m, int n, ln_module *const *children,
+                                     const ln_wiring *w, ln_error *err)
+{
+	if (w && w->nlists > 0)
+		return ln_fail(err, LN_EARG, "a Sequential has no wiring, got a list '%s'",
+		               w->list[0].name);
+	for (int i = 0; i < n; i++) {
+		ln_status s = ln_sequential_add(m, children[i], err);
+		if (s != LN_OK)
+			return s;
+	}
 	return LN_OK;
 }
 
@@ -225,4 +219,5 @@ const ln_module_class ln_sequential_class = {
 	.create = ln_module_create_plain,
 	.describe = sequential_describe,
 	.reserve = sequential_reserve,
+	.assemble = sequential_assemble,
 };

@@ -130,7 +130,7 @@ static void b_str(bytes *p, const char *s)
 
 /* A module record with no config, parameters or buffers (save.h, tag 8):
  * tag, class name, training 1, nc 0, np 0, nb 0, then nk children, whose
- * records the caller appends. */
+ * records the caller appends, then the wiring (b_wiring_none). */
 static void b_bare_module(bytes *p, const char *cls, uint64_t nchildren)
 {
 	b_u8(p, LN_SAVE_MODULE);
@@ -141,6 +141,9 @@ static void b_bare_module(bytes *p, const char *cls, uint64_t nchildren)
 	b_u8(p, 0);
 	b_u64(p, nchildren);
 }
+
+/* The end of a module record: a wiring of no lists. */
+static void b_wiring_none(bytes *p) { b_u8(p, 0); }
 
 /* A Linear record without bias (tag 8): config nin, nout, bias 0, then
  * its weight saved with shape {w0,w1} (whatever the config says), every
@@ -166,6 +169,7 @@ static void b_linear(bytes *p, double nin, double nout, uint64_t w0, uint64_t w1
 		b_f32(p, v);
 	b_u8(p, 0);
 	b_u64(p, 0);
+	b_u8(p, 0);  /* no wiring */
 }
 
 /* A complete file image (header, payload, CRC) around a payload, in a
@@ -407,7 +411,7 @@ static void test_values_roundtrip(void **state)
 	ok(ln_writer_finish(w, &data, &size, &err), &err);
 
 	const unsigned char *f = data;
-	assert_memory_equal(f, "LUNET\0\2\0", 8);
+	assert_memory_equal(f, "LUNET\0\3\0", 8);
 
 	ln_reader *r;
 	ln_save_atom a;
@@ -566,6 +570,7 @@ static void test_every_registry_class(void **state)
 		{"kw", 3}, {"stride_w", 2}, {"padding_w", 0}, {"dilation", 2},
 		{"dilation_w", 1}, {"groups", 1}, {"same", 0}, {"ceil_mode", 1},
 		{"count_include_pad", 0},
+		{"out_h", 2}, {"out_w", 3},
 	};
 	int count = ln_module_class_count();
 	assert_true(count >= 15);
@@ -752,7 +757,7 @@ static void test_header_errors(void **state)
 	size_t size;
 	unsigned char *f = wrap(&p, &size, 7);
 	assert_int_equal(decode(f, size, &err), LN_EFORMAT);
-	expect_msg(&err, "format version 7 is newer than this lunet (2)");
+	expect_msg(&err, "format version 7 is newer than this lunet (3)");
 	free(f);
 	f = wrap(&p, &size, 0);
 	assert_int_equal(decode(f, size, &err), LN_EFORMAT);
@@ -924,7 +929,9 @@ static void test_hostile_payloads(void **state)
 	RESET();
 	b_bare_module(&p, "ReLU", 1);
 	b_bare_module(&p, "ReLU", 0);
-	expect_bad_payload(&p, "cannot add child 1 to a ReLU");
+	b_wiring_none(&p);
+	b_wiring_none(&p);
+	expect_bad_payload(&p, "cannot assemble a ReLU: a ReLU has no children");
 	RESET();
 	b_bare_module(&p, "Sequential", 1);
 	b_u8(&p, LN_SAVE_TENSOR);

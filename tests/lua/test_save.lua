@@ -389,7 +389,7 @@ test("an optimizer's state is saved and restored by name", function()
 	local p = path("byname.lnt")
 	lunet.save(p, opt)
 	local bytes = read_file(p)
-	eq(string.unpack("<I2", bytes, 7), 2, "written in format version 2")
+	eq(string.unpack("<I2", bytes, 7), 3, "written in format version 3")
 	for _, name in ipairs{"RMSprop", "lr", "alpha", "eps", "momentum", "weight_decay", "centered",
 		"square_avg", "momentum_buffer", "grad_avg"} do
 		check(bytes:find(name, 1, true), name .. " is in the file by name")
@@ -492,6 +492,22 @@ test("an SGD checkpoint of format version 1 continues training identically", fun
 	eq(ck.opt.weight_decay, 1e-3, "weight_decay")
 	continue_v1(ck, "SGD")
 	eq(ck.opt.steps, 6, "steps after training")
+end)
+
+-- A file of format version 2 (tests/data, made by make_v2_fixtures.lua):
+-- module records without wiring, a Sequential nested in a Sequential.
+test("a model file of format version 2 loads and gives the same outputs", function()
+	local function v2_file(name)
+		local p = DATA .. name
+		eq(string.unpack("<I2", read_file(p), 7), 2, name .. " is of format version 2")
+		return lunet.load(p)
+	end
+	local m = v2_file("v2_model.lunet")
+	local io = v2_file("v2_model_io.lunet")
+	eq(#m, 6, "layers")
+	eq(#m:get(5), 3, "layers of the inner Sequential")
+	eq(m.training, false, "evaluate mode kept")
+	same_tensor(io.y, m:forward(io.x), "output")
 end)
 
 test("an Adam checkpoint of format version 1 continues training identically", function()
@@ -702,7 +718,7 @@ test("truncated, corrupted, foreign and newer files are errors that say which", 
 
 	write_file(q, good:sub(1, 6) .. string.char(7) .. good:sub(8))
 	check_error(function() lunet.load(q) end,
-		"lunet.load: " .. q .. ": format version 7 is newer than this lunet (2)")
+		"lunet.load: " .. q .. ": format version 7 is newer than this lunet (3)")
 
 	check_error(function() lunet.load(path("nothing.lnt")) end,
 		"lunet.load: " .. path("nothing.lnt") .. ": cannot open: No such file or directory")
