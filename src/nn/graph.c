@@ -43,6 +43,8 @@ typedef struct gnode {
 	int *use_slot;           /* its input slot, or the output's index */
 	const ln_tensor *value;  /* its output in the last forward */
 	const ln_tensor *grad;   /* dL/d(value) in the last backward; NULL before one */
+	bool need;               /* backward: someone needs dL/d(value) */
+	bool need_in;            /* backward: someone needs dL/d(the nodes it reads) */
 	ln_tensor acc;           /* owned: the sum of several gradients, or a copy */
 } gnode;
 
@@ -545,6 +547,17 @@ static ln_status gather_grad(graph *g, gnode *gn, const ln_tensor *gy, ln_error 
 	return LN_OK;
 }
 
+/*
+ * Which gradients are computed (module.h, "input gradients"): an input
+ * node's when the graph is asked for dL/dx (m->want_gx), a module node's
+ * when its module trains or a node it reads needs one.  A node nobody
+ * needs is not run; one that needs no gradient of what it reads computes
+ * its parameter gradients only.  A node whose module computes no input
+ * gradient (its input_grad is false, or a layer inside it cuts the
+ * chain) leaves the nodes it reads without theirs: an error when one of
+ * them needs it for parameters, else the graph's input gradient is left
+ * out (m->want_gx cleared; module.c marks it skipped).
+ */
 static ln_status graph_backward(ln_module *m, int n, const ln_tensor *const *x,
                                 const ln_tensor *gy, ln_error *err)
 {
@@ -554,18 +567,57 @@ static ln_status graph_backward(ln_module *m, int n, const ln_tensor *const *x,
 		               g->noutputs);
 	/* the caller's x may be other tensors (of the same shapes) than forward's */
 	bind_inputs(g, x);
+	for (int k = 0; k < g->nnodes; k++) {
+		gnode *gn = &g->node[k];
+		gn->grad = NULL;
+		if (!gn->m) {
+			gn->need = m->want_gx;
+			continue;
+		}
+		gn->need_in = false;
+		for (int j = 0; j < gn->nin; j++)
+			gn->need_in |= g->node[gn->in[j]].need;
+		gn->need = gn->need_in || ln_module_trains(gn->m);
+	}
+	bool whole = m->want_gx;  /* every input node gets its whole gradient */
 	for (int k = g->nnodes - 1; k >= 0; k--) {
 		gnode *gn = &g->node[k];
+		if (!gn->need)
+			continue;
+		int cut = -1;  /* a node reading this one that computed no input gradient */
+		for (int u = 0; u < gn->nuses && cut < 0; u++)
+			if (gn->use_node[u] >= 0 && g->node[gn->use_node[u]].m->gx_skipped)
+				cut = gn->use_node[u];
+		if (cut >= 0 && gn->m) {
+			char a[96], b[96];
+			ln_graph_node_label(m, cut, a, sizeof a);
+			ln_graph_node_label(m, k, b, sizeof b);
+			return ln_fail(err, LN_EARG, "%s computes no input gradient (input_grad = false, "
+			               "or a layer inside it), so %s before it would get no gradient for "
+			               "the parameters it or the nodes before it hold (set input_grad = "
+			               "false on the graph instead)", a, b);
+		}
+		if (cut >= 0) {
+			whole = false;
+			continue;
+		}
 		ln_status s = gather_grad(g, gn, gy, err);
 		if (s != LN_OK)
 			return s;
 		if (!gn->m)
 			continue;
-		if ((s = ln_module_backward_multi_unprefixed(gn->m, gn->nin, gn->xs, gn->grad, err)) !=
-		    LN_OK) {
+		s = ln_module_backward_multi_ex(gn->m, gn->nin, gn->xs, gn->grad, gn->need_in, err);
+		if (s != LN_OK) {
 			node_context(g, k, s, err);
 			return s;
 		}
+	}
+	for (int k = 0; k < g->nnodes; k++)
+		if (g->node[k].m && !g->node[k].need)
+			ln_module_skip_gx(g->node[k].m);
+	if (!whole) {
+		m->want_gx = false;
+		return LN_OK;
 	}
 	for (int i = 0; i < g->ninputs; i++) {
 		ln_tensor *dst = &m->inputs[i].grad;

@@ -61,18 +61,26 @@ static ln_status residual_forward(ln_module *m, const ln_tensor *x, ln_error *er
 	return LN_OK;
 }
 
+/* Without m->want_gx (module.h, "input gradients") the children compute
+ * their parameter gradients only; when one of them computes no dL/dx
+ * (its input_grad is false), dL/dx is not whole and is left out too. */
 static ln_status residual_backward(ln_module *m, const ln_tensor *x, const ln_tensor *gy,
                                    ln_error *err)
 {
 	ln_module *block = block_of(m), *proj = proj_of(m);
-	ln_status s = ln_module_backward_unprefixed(block, x, gy, err);
+	bool want = m->want_gx;
+	ln_status s = ln_module_backward_ex(block, x, gy, want, err);
 	if (s != LN_OK) {
 		ln_error_prefix(err, "block (%s): ", block->cls->name);
 		return s;
 	}
-	if (proj && (s = ln_module_backward_unprefixed(proj, x, gy, err)) != LN_OK) {
+	if (proj && (s = ln_module_backward_ex(proj, x, gy, want, err)) != LN_OK) {
 		ln_error_prefix(err, "proj (%s): ", proj->cls->name);
 		return s;
+	}
+	if (!want || block->gx_skipped || (proj && proj->gx_skipped)) {
+		m->want_gx = false;
+		return LN_OK;
 	}
 	if ((s = ln_tensor_ensure(&m->grad_input, x->ndim, x->shape, err)) != LN_OK)
 		return s;

@@ -1088,6 +1088,84 @@ static void test_hostile_wiring(void **state)
 	free(f);
 }
 
+/* ---- input gradients left out (module.h) ----------------------------------------------- */
+
+/* With input_grad = false on a graph or a residual, backward gives the
+ * same parameter gradients, computes no dL/dx (gx_skipped) and runs no
+ * node that only an input gradient would need; a node that cuts the
+ * chain before parameters is an error naming both. */
+static void test_input_grad(void **state)
+{
+	ln_rng_seed(ln_rng_global(), SEED);
+	ln_error err;
+	ln_tensor x, gy;
+	away_from_kink(&x, 2, (int64_t[]){3, 4});
+	tu_tensor_uniform(&gy, 2, (int64_t[]){3, 4}, -1, 1);
+	gb b = {.n = 0};
+	int in = gb_input(&b);
+	int t = gb_node(&b, act("Tanh"), in, -1);  /* before any parameter: never needed */
+	int a = gb_node(&b, linear(4, 4), t, -1);
+	int r = gb_node(&b, residual(seq_of(2, linear(4, 4), act("ReLU")), NULL), a, -1);
+	int y = gb_node(&b, join(ln_add_new), a, r, -1);
+	ln_module *g = gb_graph(&b, 1, &in, 1, &y);
+	plist l = {.n = 0};
+	ln_module_visit_params(g, collect, &l);
+	assert_int_equal(l.n, 4);
+	ln_tensor full[4];
+	ln_module_zero_grad(g);
+	ok(ln_module_forward(g, &x, &err), &err);
+	ok(ln_module_backward(g, &x, &gy, &err), &err);
+	assert_false(g->gx_skipped);
+	for (int i = 0; i < 4; i++) {
+		full[i] = LN_TENSOR_EMPTY;
+		ok(ln_tensor_clone(&full[i], l.g[i], &err), &err);
+	}
+	g->input_grad = false;
+	ln_module *tanh_ = g->children[0], *lin = g->children[1];
+	ln_module_zero_grad(g);
+	ok(ln_module_forward(g, &x, &err), &err);
+	ok(ln_module_backward(g, &x, &gy, &err), &err);
+	assert_true(g->gx_skipped);
+	assert_true(tanh_->gx_skipped && lin->gx_skipped);
+	assert_null(ln_graph_node_grad(g, t));
+	assert_non_null(ln_graph_node_grad(g, a));
+	for (int i = 0; i < 4; i++)
+		expect_same_bits(l.g[i], &full[i]);
+
+	/* a node inside with input_grad = false: the Linear before it would
+	 * get nothing */
+	g->input_grad = true;
+	ln_module *res = g->children[2];
+	res->input_grad = false;
+	ok(ln_module_forward(g, &x, &err), &err);
+	expect_fail(ln_module_backward(g, &x, &gy, &err), LN_EARG, &err,
+	            "node 3 (Residual) computes no input gradient (input_grad = false, or a layer "
+	            "inside it), so node 2 (Linear) before it would get no gradient");
+	res->input_grad = true;
+
+	/* a Residual asked for no dL/dx gives its children's parameter
+	 * gradients only */
+	ln_module *r2 = residual(seq_of(2, linear(4, 4), act("Tanh")), linear(4, 4));
+	ln_module_zero_grad(r2);
+	ok(ln_module_forward(r2, &x, &err), &err);
+	ok(ln_module_backward(r2, &x, &gy, &err), &err);
+	ln_tensor pw = LN_TENSOR_EMPTY;
+	ok(ln_tensor_clone(&pw, &r2->children[1]->grad[0], &err), &err);
+	r2->input_grad = false;
+	ln_module_zero_grad(r2);
+	ok(ln_module_forward(r2, &x, &err), &err);
+	ok(ln_module_backward(r2, &x, &gy, &err), &err);
+	assert_true(r2->gx_skipped && r2->children[1]->gx_skipped);
+	expect_same_bits(&r2->children[1]->grad[0], &pw);
+	ln_module_release(r2);
+
+	release_all(4, full);
+	ln_tensor_release(&pw);
+	ln_module_release(g);
+	ln_tensor_release(&x);
+	ln_tensor_release(&gy);
+}
+
 /* ---- memory ------------------------------------------------------------------------------ */
 
 /* One SGD training step of m on x with gradient gy. */
@@ -1265,6 +1343,7 @@ int main(void)
 		cmocka_unit_test(test_save_load),
 		cmocka_unit_test(test_state_names),
 		cmocka_unit_test(test_hostile_wiring),
+		cmocka_unit_test(test_input_grad),
 		cmocka_unit_test(test_steady_state_no_alloc),
 		cmocka_unit_test(test_enomem),
 		cmocka_unit_test(test_adaptive_avgpool),
