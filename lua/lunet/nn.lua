@@ -86,8 +86,14 @@ function nn.gradcheck(obj, x, target, opts)
 		error("nn.gradcheck: expected a module, a loss or a table with forward/backward, got "
 		      .. nn._what(obj), 2)
 	end
-	if not is_tensor(x) then
-		error("nn.gradcheck: expected an input tensor, got " .. type(x), 2)
+	local single = is_tensor(x)
+	if not single then
+		local ok = type(x) == "table" and kind == "module" and #x > 0
+		for i = 1, ok and #x or 0 do ok = ok and is_tensor(x[i]) end
+		if not ok then
+			error("nn.gradcheck: expected an input tensor" .. (kind == "module" and
+			      " or a table of them" or "") .. ", got " .. nn._what(x), 2)
+		end
 	end
 	if kind == "module" then
 		if target ~= nil and not is_options(target) then
@@ -109,7 +115,9 @@ function nn.gradcheck(obj, x, target, opts)
 		error("nn.gradcheck: tol must be a positive number, got " .. tostring(tol), 2)
 	end
 
-	x = x:clone()
+	local xs = {}
+	for i, t in ipairs(single and {x} or x) do xs[i] = t:clone() end
+	x = single and xs[1] or xs
 	local worst, where = 0, nil
 	local function consider(e, at, name)
 		if at and (e > worst or e ~= e) then
@@ -131,9 +139,15 @@ function nn.gradcheck(obj, x, target, opts)
 		local e, at = check_tensor(f, x, gx:clone(), eps)
 		consider(e, at, "input")
 	else
+		-- several outputs (a Graph's) come as a table: each gets its own weighting
 		local y = obj:forward(x)
-		local r = weights(y:numel())
-		local gy = lunet.tensor(r):reshape(table.unpack(y:shape()))
+		local ys = is_tensor(y) and {y} or y
+		local r, gys = {}, {}
+		for k, yk in ipairs(ys) do
+			r[k] = weights(yk:numel())
+			gys[k] = lunet.tensor(r[k]):reshape(table.unpack(yk:shape()))
+		end
+		local gy = is_tensor(y) and gys[1] or gys
 		local params, grads = {}, {}
 		if obj.parameters then
 			params, grads = obj:parameters()
@@ -144,16 +158,24 @@ function nn.gradcheck(obj, x, target, opts)
 		obj:forward(x)
 		-- nil when the module's input_grad is false: parameters only
 		local gx = obj:backward(x, gy)
-		gx = gx and gx:clone()
+		local gxs = {}
+		for i, g in ipairs(is_tensor(gx) and {gx} or gx or {}) do gxs[i] = g:clone() end
 		local saved = {}
 		for i, g in ipairs(grads) do
 			saved[i] = g:clone()
 		end
-		local function f() return probe_value(obj:forward(x), r) end
+		local function f()
+			local out = obj:forward(x)
+			local s = 0
+			for k, yk in ipairs(is_tensor(out) and {out} or out) do
+				s = s + probe_value(yk, r[k])
+			end
+			return s
+		end
 		local e, at
-		if gx then
-			e, at = check_tensor(f, x, gx, eps)
-			consider(e, at, "input")
+		for i, g in ipairs(gxs) do
+			e, at = check_tensor(f, xs[i], g, eps)
+			consider(e, at, single and "input" or "input " .. i)
 		end
 		for i, p in ipairs(params) do
 			e, at = check_tensor(f, p, saved[i], eps)
@@ -165,32 +187,53 @@ end
 
 -- ---- trace ---------------------------------------------------------------------
 
+-- Mean and standard deviation of a tensor, or of all the tensors of a
+-- table (a Graph's several outputs).
 local function stats(t)
-	if not is_tensor(t) then
+	local list = is_tensor(t) and {t} or type(t) == "table" and t or {}
+	local n, sum, sq = 0, 0, 0
+	for _, v in ipairs(list) do
+		n, sum = n + v:numel(), sum + v:sum()
+	end
+	if n == 0 then
 		return nil
 	end
-	local mean = t:mean()
-	local d = t - mean
-	return mean, math.sqrt((d * d):mean())
+	local mean = sum / n
+	for _, v in ipairs(list) do
+		local d = v - mean
+		sq = sq + (d * d):sum()
+	end
+	return mean, math.sqrt(sq / n)
 end
 
+-- The norm of a tensor, or of all the tensors of a table (a module's
+-- several input gradients) together.
 local function norm(t)
-	if not is_tensor(t) then
-		return nil
+	local list = is_tensor(t) and {t} or type(t) == "table" and t or {}
+	local sq
+	for _, v in ipairs(list) do
+		sq = (sq or 0) + (v * v):sum()
 	end
-	return math.sqrt((t * t):sum())
+	return sq and math.sqrt(sq)
 end
 
 local function shape_str(t)
-	if not is_tensor(t) then
-		return "-"
+	if is_tensor(t) then
+		return "{" .. table.concat(t:shape(), ",") .. "}"
 	end
-	return "{" .. table.concat(t:shape(), ",") .. "}"
+	if type(t) == "table" and #t > 0 then
+		local parts = {}
+		for i, v in ipairs(t) do parts[i] = "{" .. table.concat(v:shape(), ",") .. "}" end
+		return table.concat(parts, " ")
+	end
+	return "-"
 end
 
+-- The first line of a module's tostring, without the " {" that opens a
+-- container's children.
 local function describe(m)
 	local s = tostring(m)
-	return (s:match("^[^\n]*"))
+	return (s:match("^[^\n]*"):gsub(" {$", ""))
 end
 
 local function trace_row(m)
@@ -229,17 +272,22 @@ local function num(v)
 	return v and string.format("%10.3e", v) or string.format("%10s", "-")
 end
 
+-- A Graph's trace has one more column: |dL/dy|, the norm of the gradient
+-- of the node's output (what the nodes it feeds sent back, added up).
 function Trace.__tostring(tr)
-	local w = 5
+	local w, graph = 5, false
 	for _, row in ipairs(tr) do
 		w = math.max(w, #row.layer)
+		graph = graph or row.node ~= nil
 	end
-	local lines = {string.format("%3s  %-" .. w .. "s  %-12s %10s %10s %10s %10s",
-	                             "#", "layer", "output", "mean", "std", "|delta|", "|grad|")}
+	local extra = graph and string.format(" %10s", "|dL/dy|") or ""
+	local lines = {string.format("%3s  %-" .. w .. "s  %-12s %10s %10s %10s %10s", "#", "layer",
+	                             "output", "mean", "std", "|delta|", "|grad|") .. extra}
 	for i, row in ipairs(tr) do
 		lines[#lines + 1] = string.format("%3d  %-" .. w .. "s  %-12s %s %s %s %s", i, row.layer,
 		                                  row.shape, num(row.mean), num(row.std),
 		                                  num(row.delta), num(row.grad))
+		                    .. (graph and " " .. num(row.dout) or "")
 	end
 	if tr.stale then
 		lines[#lines + 1] = "note: a forward came after the last backward, so the outputs are "
@@ -255,11 +303,25 @@ end
 -- A layer whose last forward came after its last backward has no delta
 -- or grad (they belong to another batch): its row has stale = true, and
 -- so has the trace, whose tostring then says so.
+-- A Graph's rows are its nodes, in node order, each also with node (its
+-- number) and dout (the norm of dL/d(its output): the node's delta, summed
+-- over the nodes it feeds); g:nodes() gives those tensors themselves.
 local function trace(m)
 	local bad = nn._self_error(m, "trace")
 	if bad then error(bad, 2) end
 	local rows = setmetatable({}, Trace)
-	if m.name == "Sequential" then
+	if m.name == "Graph" then
+		for k, node in ipairs(m:nodes()) do
+			local row = trace_row(node.module)
+			local from = {}
+			for j, v in ipairs(node.inputs) do
+				from[j] = type(v) == "number" and "(" .. v .. ")" or v
+			end
+			row.layer = string.format("(%d) <- %s: %s", k, table.concat(from, ", "), row.layer)
+			row.node, row.dout = k, norm(node.delta)
+			rows[k] = row
+		end
+	elseif m.name == "Sequential" then
 		for i = 1, #m do
 			local child = m:get(i)
 			if nn.is_module(child) and child.name == "Sequential" then

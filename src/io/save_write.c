@@ -341,7 +341,8 @@ static ln_status write_wiring(ln_writer *w, const ln_module *m, ln_error *err)
 	return LN_OK;
 }
 
-/* `where` names m for messages: "" at the top, else "layer 2.3". */
+/* `where` names m for messages: "" at the top, else "layer 2.3" or
+ * "node 4, layer 2". */
 static ln_status write_module(ln_writer *w, const ln_module *m, uint64_t *id, const char *where,
                               ln_error *err)
 {
@@ -389,9 +390,18 @@ static ln_status write_module(ln_writer *w, const ln_module *m, uint64_t *id, co
 		return st;
 	put_u64(w, (uint64_t)m->nchildren);
 	for (int i = 0; i < m->nchildren; i++) {
-		char child[256];
-		snprintf(child, sizeof child, "%s%s%d", *where ? where : "layer ", *where ? "." : "",
-		         i + 1);
+		/* "layer 2.3" down Sequentials, "node 4", "layer 2, block" through others */
+		char child[256], label[64];
+		if (cls->child_label)
+			cls->child_label(m, i, label, sizeof label);
+		else
+			snprintf(label, sizeof label, "layer %d", i + 1);
+		if (!*where)
+			snprintf(child, sizeof child, "%s", label);
+		else if (!cls->child_label && strncmp(where, "layer ", 6) == 0 && !strchr(where, ','))
+			snprintf(child, sizeof child, "%s.%d", where, i + 1);
+		else
+			snprintf(child, sizeof child, "%s, %s", where, label);
 		if ((st = write_module(w, m->children[i], NULL, child, err)) != LN_OK)
 			return st;
 	}

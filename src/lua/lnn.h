@@ -5,6 +5,8 @@
  *                    constructors, nn.init, and lnL_open_nn
  *   lnn_container.c  Sequential and the custom modules written in Lua
  *                    that it can hold
+ *   lnn_graph.c      graphs: nn.Input, nodes (m(x)), nn.Graph, the joins
+ *                    (Add, Mul, Concat), nn.Residual, AdaptiveAvgPool2d
  *   lnn_loss.c       losses and output/loss pairings
  *
  * Private to those files.
@@ -14,7 +16,9 @@
  * user values: 1, a table of the Lua objects of its children (for a
  * Sequential, so that seq:get(i) returns the very object that was added)
  * and of fields a script set on it; 2 and 3, the tensor views last handed
- * out for output and grad_input (lnn_push_cached_view).
+ * out for output and grad_input (lnn_push_cached_view); 4 and 5, tables
+ * of such views for a Graph's several outputs and a module's several
+ * input gradients.
  *
  * State: everything the binding keeps between calls lives in one lnn_state
  * per Lua state (a userdata in the registry, no file-level variable), and
@@ -22,6 +26,9 @@
  */
 #ifndef LN_LNN_H
 #define LN_LNN_H
+
+#include <stdbool.h>
+#include <stdint.h>
 
 #include <lauxlib.h>
 #include <lua.h>
@@ -43,12 +50,22 @@ typedef struct lnn_state {
 	 * for the pairing warnings of the losses. */
 	const ln_storage *last_storage;
 	const ln_module_class *last_cls;
+	/* Nodes made so far (lnn_graph.c): each node's number, which orders
+	 * a graph's nodes as they were made. */
+	int64_t nodes_made;
 } lnn_state;
 
 /* The state of the function running (its upvalue 1). */
 #define LNN_STATE(L) ((lnn_state *)lua_touserdata((L), lua_upvalueindex(1)))
 
-enum { UV_FIELDS = 1, UV_OUTPUT, UV_GRAD_INPUT, UV_COUNT = UV_GRAD_INPUT };
+enum {
+	UV_FIELDS = 1,
+	UV_OUTPUT,
+	UV_GRAD_INPUT,
+	UV_OUTPUTS,      /* a table of views: the outputs of a Graph with several */
+	UV_GRAD_INPUTS,  /* a table of views: the input gradients of a module with several */
+	UV_COUNT = UV_GRAD_INPUTS
+};
 
 /* ---- lnn_module.c ------------------------------------------------------------- */
 
@@ -85,11 +102,39 @@ const ln_tensor *lnn_contiguous_arg(lua_State *L, const ln_tensor *t, const char
 
 /* ---- lnn_container.c ------------------------------------------------------------ */
 
+/* The module at idx as an ln_module, with one new reference in *out: a
+ * module userdata's own, or a Lua table with forward/backward wrapped in
+ * an External (a custom module; layers.h).  LN_EARG for anything else or
+ * a closed module, LN_ENOMEM; err says which.  Raises nothing, so a
+ * caller holding other references can release them first. */
+ln_status lnn_to_module(lua_State *L, int idx, ln_module **out, ln_error *err);
 /* Sequential's methods (add, get), merged into the methods of every module. */
 extern const luaL_Reg lnn_container_methods[];
 /* Registers nn.Sequential and the registry table custom modules need;
  * the lnn_state is on top of the stack, nn at index nn. */
 void lnn_open_container(lua_State *L, int nn);
+
+/* ---- lnn_graph.c ------------------------------------------------------------------ */
+
+/* Whether the value at idx is a node (nn.Input(), or a module called on
+ * nodes). */
+bool lnn_is_node(lua_State *L, int idx);
+/* m(n1, n2, ...): the module (or Lua table) at 1 called on the nodes at
+ * 2..top; pushes the new node.  Raises on a module already at a node, a
+ * closed one, or a number of nodes it does not take. */
+int lnn_node_call(lua_State *L);
+/* "\n  (3) <- (1), input 1: ", how tostring heads child i (0-based) of m:
+ * a Graph's node with what it reads, the class's child_label ("block"),
+ * or the position. */
+void lnn_child_heading(const ln_module *m, int i, char *buf, size_t size);
+/* "(3)" for a Graph's module node 3, "input 1" for its first input node. */
+void lnn_node_label(const ln_module *g, int k, char *buf, size_t size);
+/* Graph's method (nodes), merged into the methods of every module. */
+extern const luaL_Reg lnn_graph_methods[];
+/* Registers nn.Input, nn.node, nn.Graph, nn.Add, nn.Mul, nn.Concat,
+ * nn.Residual and nn.AdaptiveAvgPool2d; the lnn_state is on top of the
+ * stack, nn at index nn. */
+void lnn_open_graph(lua_State *L, int nn);
 
 /* ---- lnn_loss.c ------------------------------------------------------------------ */
 

@@ -110,23 +110,25 @@ static const ln_external_ops external_ops = {
 	.release = external_release,
 };
 
-/* Wraps the Lua table at idx in an external module (one new reference). */
-static ln_module *wrap_lua_module(lua_State *L, int idx, const char *fname)
+/* Wraps the Lua table at idx in an external module: one new reference in
+ * *out, or LN_EARG (no forward/backward methods) / LN_ENOMEM with err
+ * filled.  Raises nothing. */
+static ln_status wrap_lua_module(lua_State *L, int idx, ln_module **out, ln_error *err)
 {
 	lua_getfield(L, idx, "forward");
 	lua_getfield(L, idx, "backward");
-	if (!lua_isfunction(L, -2) || !lua_isfunction(L, -1))
-		luaL_error(L, "%s: a custom module needs forward and backward methods", fname);
+	bool ok = lua_isfunction(L, -2) && lua_isfunction(L, -1);
 	lua_pop(L, 2);
+	if (!ok)
+		return ln_fail(err, LN_EARG, "a custom module needs forward and backward methods");
 	lua_module_ctx *ctx = ln_malloc(sizeof *ctx);
 	if (!ctx)
-		luaL_error(L, "%s: out of memory", fname);
+		return ln_fail(err, LN_ENOMEM, "out of memory");
 	ctx->S = LNN_STATE(L);
-	ln_module *m = NULL;
-	ln_error err;
-	if (ln_external_new(&m, &external_ops, ctx, &err) != LN_OK) {
+	ln_status st = ln_external_new(out, &external_ops, ctx, err);
+	if (st != LN_OK) {
 		ln_free(ctx);
-		luaL_error(L, "%s: %s", fname, err.msg);
+		return st;
 	}
 	/* The table stays alive through the container's children list; the
 	 * weak map only lets the callbacks find it. */
@@ -134,7 +136,23 @@ static ln_module *wrap_lua_module(lua_State *L, int idx, const char *fname)
 	lua_pushvalue(L, idx);
 	lua_rawsetp(L, -2, ctx);
 	lua_pop(L, 1);
-	return m;
+	return LN_OK;
+}
+
+ln_status lnn_to_module(lua_State *L, int idx, ln_module **out, ln_error *err)
+{
+	module_box *b = lnL_testmodule(L, idx);
+	if (b) {
+		if (!b->m)
+			return ln_fail(err, LN_EARG, "the %s is closed", lnn_box_class(L, idx));
+		ln_module_retain(b->m);
+		*out = b->m;
+		return LN_OK;
+	}
+	if (lua_istable(L, idx))
+		return wrap_lua_module(L, idx, out, err);
+	return ln_fail(err, LN_EARG, "expected a module or a table with forward/backward, got %s",
+	               lnL_pushwhat(L, idx));
 }
 
 /* ---- Sequential ------------------------------------------------------------------- */
@@ -144,25 +162,15 @@ static void sequential_append(lua_State *L, ln_module *seq, int idx, const char 
 {
 	ln_error err;
 	ln_module *child;
-	bool wrapped = false;
 	module_box *b = lnL_testmodule(L, idx);
-	if (b) {
-		if (!b->m)
-			luaL_error(L, "%s: the %s to add is closed", fname, lnn_box_class(L, idx));
-		child = b->m;
-		if (child == seq)
-			luaL_error(L, "%s: cannot add a Sequential to itself", fname);
-	} else if (lua_istable(L, idx)) {
-		child = wrap_lua_module(L, idx, fname);
-		wrapped = true;
-	} else {
-		luaL_error(L, "%s: expected a module or a table with forward/backward, got %s", fname,
-		           lnL_pushwhat(L, idx));
-		return;
-	}
+	if (b && b->m == seq)
+		luaL_error(L, "%s: cannot add a Sequential to itself", fname);
+	if (b && !b->m)
+		luaL_error(L, "%s: the %s to add is closed", fname, lnn_box_class(L, idx));
+	if (lnn_to_module(L, idx, &child, &err) != LN_OK)
+		luaL_error(L, "%s: %s", fname, err.msg);
 	ln_status st = ln_sequential_add(seq, child, &err);
-	if (wrapped)
-		ln_module_release(child);  /* the container holds its own reference */
+	ln_module_release(child);  /* the container holds its own reference */
 	if (st != LN_OK)
 		luaL_error(L, "%s: %s", fname, err.msg);
 	lnn_push_children(L, 1);

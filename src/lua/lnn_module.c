@@ -18,6 +18,7 @@
 #include "lnaux.h"
 #include "lnn.h"
 #include "nn/conv.h"
+#include "nn/graph.h"
 #include "nn/init.h"
 #include "nn/layers.h"
 #include "nn/sequence.h"
@@ -343,54 +344,167 @@ static bool leave_callbacks(lnn_state *S, lua_State *L, ln_module *m, lua_State 
 	return *st == LN_OK;
 }
 
-/* The class that produced m's output: the last leaf of nested containers. */
+/* The class that produced m's output: the last leaf of nested
+ * Sequentials, the module at a Graph's first output node. */
 static const ln_module_class *output_class(const ln_module *m)
 {
-	while (m->nchildren > 0)
-		m = m->children[m->nchildren - 1];
-	return m->cls;
+	for (;;) {
+		if (m->cls == &ln_sequential_class && m->nchildren > 0) {
+			m = m->children[m->nchildren - 1];
+		} else if (m->cls == &ln_graph_class && ln_graph_nnodes(m) > 0) {
+			ln_graph_node_desc d = ln_graph_node(m, ln_graph_output_node(m, 0));
+			if (!d.m)
+				return m->cls;
+			m = d.m;
+		} else {
+			return m->cls;
+		}
+	}
+}
+
+/* Pushes a table of views of the n tensors at(m, i), kept in the user
+ * value `slot` of the module at idx and handed out again while its views
+ * still describe those tensors (so that a loop over a module with several
+ * inputs or outputs makes no garbage). */
+static void push_views(lua_State *L, int idx, int slot, ln_module *m, int n,
+                       const ln_tensor *(*at)(const ln_module *, int))
+{
+	if (lua_getiuservalue(L, idx, slot) != LUA_TTABLE || luaL_len(L, -1) != n) {
+		lua_pop(L, 1);
+		lua_createtable(L, n, 0);
+		lua_pushvalue(L, -1);
+		lua_setiuservalue(L, idx, slot);
+	}
+	int t = lua_gettop(L);
+	for (int i = 0; i < n; i++) {
+		const ln_tensor *want = at(m, i);
+		lua_geti(L, t, i + 1);
+		ln_tensor *v = lnL_testtensor(L, -1);
+		bool keep = v && same_view(v, want);
+		lua_pop(L, 1);
+		if (keep)
+			continue;
+		lnL_pushview(L, want);
+		lua_seti(L, t, i + 1);
+	}
+}
+
+static const ln_tensor *graph_output_at(const ln_module *m, int i) { return ln_graph_output(m, i); }
+
+/* m.output: a tensor, or for a Graph with several outputs a table of them. */
+static void push_output(lua_State *L, int idx, ln_module *m)
+{
+	if (m->cls == &ln_graph_class && ln_graph_noutputs(m) > 1 && !ln_tensor_is_empty(&m->output))
+		push_views(L, idx, UV_OUTPUTS, m, ln_graph_noutputs(m), graph_output_at);
+	else
+		lnn_push_cached_view(L, idx, UV_OUTPUT, &m->output);
+}
+
+/* dL/dx of the last backward: a tensor, or for a module that took several
+ * inputs a table of them. */
+static void push_gx(lua_State *L, int idx, ln_module *m)
+{
+	if (ln_module_is_multi(m) && m->ninputs > 1)
+		push_views(L, idx, UV_GRAD_INPUTS, m, m->ninputs, ln_module_grad_input_at);
+	else
+		lnn_push_cached_view(L, idx, UV_GRAD_INPUT, &m->grad_input);
+}
+
+/* The tensor or table of tensors at arg as n input pointers (contiguous:
+ * copies are pushed onto the stack where needed), in xs (room for
+ * `room`) or in a scratch userdata pushed onto the stack.  Errors name
+ * "cls:method" and the position. */
+static const ln_tensor **check_tensors(lua_State *L, int arg, const char *cls, const char *method,
+                                       const char *what, const ln_tensor **xs, int room, int *n)
+{
+	ln_tensor *t = lnL_testtensor(L, arg);
+	if (t) {
+		xs[0] = lnn_contiguous_arg(L, lnL_checktensor(L, arg), cls, method);
+		*n = 1;
+		return xs;
+	}
+	if (!lua_istable(L, arg) || lnL_testmodule(L, arg))
+		luaL_error(L, "%s:%s: expected %s tensor or a table of tensors, got %s", cls, method,
+		           what, lnL_pushwhat(L, arg));
+	lua_Integer len = luaL_len(L, arg);
+	if (len < 1 || len > 1 << 20)
+		luaL_error(L, "%s:%s: expected a table of 1 to %d tensors, got %I", cls, method, 1 << 20,
+		           (LUAI_UACINT)len);
+	if (len > room)
+		xs = lua_newuserdatauv(L, (size_t)len * sizeof *xs, 0);
+	for (lua_Integer i = 1; i <= len; i++) {
+		lua_geti(L, arg, i);
+		ln_tensor *e = lnL_testtensor(L, -1);
+		if (!e)
+			luaL_error(L, "%s:%s: %s %I is %s, expected a tensor", cls, method, what,
+			           (LUAI_UACINT)i, lnL_pushwhat(L, -1));
+		lnL_checktensor(L, -1);  /* a closed one raises */
+		int top = lua_gettop(L);
+		xs[i - 1] = lnn_contiguous_arg(L, e, cls, method);
+		if (lua_gettop(L) == top)
+			lua_pop(L, 1);  /* no copy: the table keeps the tensor */
+	}
+	*n = (int)len;
+	return xs;
 }
 
 /* m:forward(x), also m(x) -> output (the module's buffer, reused by the
- * next call; the same userdata while the buffer keeps its shape). */
+ * next call; the same userdata while the buffer keeps its shape).  x is a
+ * tensor, or a table of tensors for a module taking several; a Graph with
+ * several outputs returns a table of them.  Called on nodes (m(h1, h2)),
+ * it makes a node instead (lnn_graph.c). */
 static int module_forward(lua_State *L)
 {
+	if (lnn_is_node(L, 2))
+		return lnn_node_call(L);
 	lnn_state *S = LNN_STATE(L);
 	ln_module *m = lnn_check_module(L, 1, "forward");
 	const char *cls = m->cls->name;  /* static: outlives m */
-	ln_tensor *x = lnL_checkargtensor(L, 2, cls, "forward", "the input");
-	const ln_tensor *xc = lnn_contiguous_arg(L, x, cls, "forward");
+	const ln_tensor *room[16];
+	int n;
+	const ln_tensor **xs = check_tensors(L, 2, cls, "forward", "an input", room, 16, &n);
 	ln_error err;
 	lua_State *outer = enter_callbacks(S, L, m);
-	ln_status st = ln_module_forward_unprefixed(m, xc, &err);
+	ln_status st = m->cls == &ln_graph_class ? ln_graph_forward(m, n, xs, &err)
+	                                         : ln_module_forward_multi_unprefixed(m, n, xs, &err);
 	if (!leave_callbacks(S, L, m, outer, &st, &err, "forward"))
 		return lnL_raisef(L, "%s:forward: %s", cls, err.msg);
 	S->last_storage = m->output.storage;
 	S->last_cls = output_class(m);
-	lnn_push_cached_view(L, 1, UV_OUTPUT, &m->output);
+	push_output(L, 1, m);
 	return 1;
 }
 
 /* m:backward(x, gy) -> grad_input, or nil when it was not computed
- * (input_grad false); adds into the parameter gradients. */
+ * (input_grad false); adds into the parameter gradients.  x as for
+ * forward; gy a table of gradients for a Graph with several outputs; the
+ * result a table for a module that took several inputs. */
 static int module_backward(lua_State *L)
 {
 	lnn_state *S = LNN_STATE(L);
 	ln_module *m = lnn_check_module(L, 1, "backward");
 	const char *cls = m->cls->name;  /* static: outlives m */
-	ln_tensor *x = lnL_checkargtensor(L, 2, cls, "backward", "the input");
-	ln_tensor *gy = lnL_checkargtensor(L, 3, cls, "backward", "the gradient");
-	const ln_tensor *xc = lnn_contiguous_arg(L, x, cls, "backward");
-	const ln_tensor *gyc = lnn_contiguous_arg(L, gy, cls, "backward");
+	const ln_tensor *room[16], *gyroom[16];
+	int n, ng;
+	const ln_tensor **xs = check_tensors(L, 2, cls, "backward", "an input", room, 16, &n);
+	bool several = m->cls == &ln_graph_class && ln_graph_noutputs(m) > 1;
+	if (!several)
+		lnL_checktensor(L, 3);
+	const ln_tensor **gys = check_tensors(L, 3, cls, "backward", "a gradient", gyroom, 16, &ng);
+	if (several && !lua_istable(L, 3))
+		return luaL_error(L, "%s:backward: expected a table of %d gradients (one per output), "
+		                  "got a tensor", cls, ln_graph_noutputs(m));
 	ln_error err;
 	lua_State *outer = enter_callbacks(S, L, m);
-	ln_status st = ln_module_backward_unprefixed(m, xc, gyc, &err);
+	ln_status st = m->cls == &ln_graph_class
+	             ? ln_graph_backward(m, n, xs, ng, gys, &err)
+	             : ln_module_backward_multi_unprefixed(m, n, xs, gys[0], &err);
 	if (!leave_callbacks(S, L, m, outer, &st, &err, "backward"))
 		return lnL_raisef(L, "%s:backward: %s", cls, err.msg);
 	if (m->gx_skipped)
 		lua_pushnil(L);
 	else
-		lnn_push_cached_view(L, 1, UV_GRAD_INPUT, &m->grad_input);
+		push_gx(L, 1, m);
 	return 1;
 }
 
@@ -399,7 +513,7 @@ static int module_backward(lua_State *L)
 static int push_grad_input(lua_State *L, ln_module *m)
 {
 	if (!m->gx_skipped) {
-		lnn_push_cached_view(L, 1, UV_GRAD_INPUT, &m->grad_input);
+		push_gx(L, 1, m);
 		return 1;
 	}
 	if (!m->input_grad)
@@ -648,14 +762,14 @@ static int module_tostring(lua_State *L)
 	lnn_push_children(L, 1);
 	int children = lua_gettop(L);
 	luaL_buffinit(L, &b);
-	luaL_addstring(&b, m->cls->name);
+	luaL_addstring(&b, m->cls == &ln_graph_class ? line : m->cls->name);
 	luaL_addstring(&b, " {");
 	lua_Integer n = luaL_len(L, children);
 	for (lua_Integer i = 1; i <= n; i++) {
 		lua_geti(L, children, i);
 		const char *s = luaL_tolstring(L, -1, NULL);
-		char head[32];
-		snprintf(head, sizeof head, "\n  (%d): ", (int)i);
+		char head[256];
+		lnn_child_heading(m, (int)i - 1, head, sizeof head);
 		/* indent nested lines */
 		lua_pushstring(L, head);
 		lua_pushstring(L, s);
@@ -666,6 +780,15 @@ static int module_tostring(lua_State *L)
 		lua_remove(L, -2);
 		lua_concat(L, 2);
 		luaL_addvalue(&b);
+	}
+	if (m->cls == &ln_graph_class && ln_graph_nnodes(m) > 0) {
+		luaL_addstring(&b, "\n  outputs: ");
+		for (int k = 0; k < ln_graph_noutputs(m); k++) {
+			char label[64];
+			lnn_node_label(m, ln_graph_output_node(m, k), label, sizeof label);
+			luaL_addstring(&b, k ? ", " : "");
+			luaL_addstring(&b, label);
+		}
 	}
 	luaL_addstring(&b, "\n}");
 	luaL_pushresult(&b);
@@ -685,7 +808,7 @@ static int module_index(lua_State *L)
 	if (lua_type(L, 2) == LUA_TSTRING) {
 		const char *key = lua_tostring(L, 2);
 		if (strcmp(key, "output") == 0) {
-			lnn_push_cached_view(L, 1, UV_OUTPUT, &m->output);
+			push_output(L, 1, m);
 			return 1;
 		}
 		if (strcmp(key, "grad_input") == 0)
@@ -729,6 +852,12 @@ static int module_index(lua_State *L)
 				lnL_pushview(L, &m->buffer[i]);
 				return 1;
 			}
+		}
+		if (m->cls == &ln_residual_class &&
+		    (strcmp(key, "block") == 0 || strcmp(key, "proj") == 0)) {
+			lnn_push_children(L, 1);
+			lua_rawgeti(L, -1, key[0] == 'b' ? 1 : 2);
+			return 1;
 		}
 		ln_tensor *f = m->cls->field ? m->cls->field(m, key) : NULL;
 		if (f) {
@@ -1220,6 +1349,8 @@ void lnL_open_nn(lua_State *L)
 	luaL_setfuncs(L, module_methods, 1);
 	lua_pushvalue(L, state);
 	luaL_setfuncs(L, lnn_container_methods, 1);
+	lua_pushvalue(L, state);
+	luaL_setfuncs(L, lnn_graph_methods, 1);
 	lua_pushvalue(L, methods);
 	lua_setfield(L, nn, "_module_methods");
 	for (int i = 0, n = ln_module_class_count(); i < n; i++)
@@ -1281,6 +1412,7 @@ void lnL_open_nn(lua_State *L)
 
 	lua_pushvalue(L, state);
 	lnn_open_container(L, nn);
+	lnn_open_graph(L, nn);
 	lnn_open_loss(L, nn);
 	lua_settop(L, nn);
 	lua_setfield(L, lunet, "nn");

@@ -785,6 +785,12 @@ static ln_status graph_assemble(ln_module *m, int n, ln_module *const *children,
 	return s;
 }
 
+/* Child i sits at module node i + 1. */
+static int graph_child_label(const ln_module *m, int i, char *buf, size_t size)
+{
+	return snprintf(buf, size, "node %d", i + 1);
+}
+
 static int graph_describe(const ln_module *m, char *buf, size_t size)
 {
 	const graph *g = as_graph(m);
@@ -804,4 +810,5 @@ const ln_module_class ln_graph_class = {
 	.describe = graph_describe,
 	.assemble = graph_assemble,
 	.wiring = graph_wiring,
+	.child_label = graph_child_label,
 };

@@ -289,6 +289,9 @@ typedef struct ln_module_class {
 	 * lists that `assemble` takes back (pointers into m, valid until m
 	 * changes).  NULL: no wiring (nlists 0). */
 	void (*wiring)(const ln_module *m, ln_wiring *w);
+	/* How messages name child i of a container ("node 3", "block"), as
+	 * snprintf.  NULL: "layer i+1". */
+	int (*child_label)(const ln_module *m, int i, char *buf, size_t size);
 } ln_module_class;
 
 struct ln_module {

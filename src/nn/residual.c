@@ -145,6 +145,11 @@ static int residual_describe(const ln_module *m, char *buf, size_t size)
 	return snprintf(buf, size, "Residual");
 }
 
+static int residual_child_label(const ln_module *m, int i, char *buf, size_t size)
+{
+	return snprintf(buf, size, "%s", i == 0 ? "block" : "proj");
+}
+
 /* PyTorch's names for a module with attributes block and proj. */
 static void residual_state(ln_module *m, ln_state_visitor *v)
 {
@@ -163,4 +168,5 @@ const ln_module_class ln_residual_class = {
 	.describe = residual_describe,
 	.state = residual_state,
 	.assemble = residual_assemble,
+	.child_label = residual_child_label,
 };
