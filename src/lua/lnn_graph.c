@@ -98,8 +98,8 @@ int lnn_node_call(lua_State *L)
 	snprintf(fname, sizeof fname, "%s(node)", module_name(L, 1));
 	for (int i = 2; i <= top; i++)
 		if (!lnn_is_node(L, i))
-			return luaL_error(L, "%s: argument %d is %s; a module called on nodes takes nodes "
-			                  "only", fname, i - 1, lnL_pushwhat(L, i));
+			return luaL_error(L, "%s: argument %d is not a node (got %s); a module called on "
+			                  "nodes takes nodes only", fname, i - 1, lnL_pushwhat(L, i));
 	module_box *b = lnL_testmodule(L, 1);
 	int arity = 1;
 	if (b) {
@@ -211,7 +211,7 @@ static int node_list(lua_State *L, int arg, const char *what)
 	for (lua_Integer i = 1; i <= n; i++) {
 		lua_geti(L, arg, i);
 		if (!lnn_is_node(L, -1))
-			luaL_error(L, "nn.Graph: %s %I is %s, expected a node", what, (LUAI_UACINT)i,
+			luaL_error(L, "nn.Graph: %s %I: expected a node, got %s", what, (LUAI_UACINT)i,
 			           lnL_pushwhat(L, -1));
 		lua_rawseti(L, list, i);
 	}

@@ -424,7 +424,7 @@ static const ln_tensor **check_tensors(lua_State *L, int arg, const char *cls, c
 		return xs;
 	}
 	if (!lua_istable(L, arg) || lnL_testmodule(L, arg))
-		luaL_error(L, "%s:%s: expected %s tensor or a table of tensors, got %s", cls, method,
+		luaL_error(L, "%s:%s: expected an %s tensor or a table of tensors, got %s", cls, method,
 		           what, lnL_pushwhat(L, arg));
 	lua_Integer len = luaL_len(L, arg);
 	if (len < 1 || len > 1 << 20)
@@ -436,7 +436,7 @@ static const ln_tensor **check_tensors(lua_State *L, int arg, const char *cls, c
 		lua_geti(L, arg, i);
 		ln_tensor *e = lnL_testtensor(L, -1);
 		if (!e)
-			luaL_error(L, "%s:%s: %s %I is %s, expected a tensor", cls, method, what,
+			luaL_error(L, "%s:%s: %s %I: expected a tensor, got %s", cls, method, what,
 			           (LUAI_UACINT)i, lnL_pushwhat(L, -1));
 		lnL_checktensor(L, -1);  /* a closed one raises */
 		int top = lua_gettop(L);
@@ -462,7 +462,7 @@ static int module_forward(lua_State *L)
 	const char *cls = m->cls->name;  /* static: outlives m */
 	const ln_tensor *room[16];
 	int n;
-	const ln_tensor **xs = check_tensors(L, 2, cls, "forward", "an input", room, 16, &n);
+	const ln_tensor **xs = check_tensors(L, 2, cls, "forward", "input", room, 16, &n);
 	ln_error err;
 	lua_State *outer = enter_callbacks(S, L, m);
 	ln_status st = m->cls == &ln_graph_class ? ln_graph_forward(m, n, xs, &err)
@@ -486,11 +486,11 @@ static int module_backward(lua_State *L)
 	const char *cls = m->cls->name;  /* static: outlives m */
 	const ln_tensor *room[16], *gyroom[16];
 	int n, ng;
-	const ln_tensor **xs = check_tensors(L, 2, cls, "backward", "an input", room, 16, &n);
+	const ln_tensor **xs = check_tensors(L, 2, cls, "backward", "input", room, 16, &n);
 	bool several = m->cls == &ln_graph_class && ln_graph_noutputs(m) > 1;
 	if (!several)
 		lnL_checktensor(L, 3);
-	const ln_tensor **gys = check_tensors(L, 3, cls, "backward", "a gradient", gyroom, 16, &ng);
+	const ln_tensor **gys = check_tensors(L, 3, cls, "backward", "gradient", gyroom, 16, &ng);
 	if (several && !lua_istable(L, 3))
 		return luaL_error(L, "%s:backward: expected a table of %d gradients (one per output), "
 		                  "got a tensor", cls, ln_graph_noutputs(m));
