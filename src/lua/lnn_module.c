@@ -410,22 +410,23 @@ static void push_gx(lua_State *L, int idx, ln_module *m)
 		lnn_push_cached_view(L, idx, UV_GRAD_INPUT, &m->grad_input);
 }
 
-/* The tensor or table of tensors at arg as n input pointers (contiguous:
- * copies are pushed onto the stack where needed), in xs (room for
- * `room`) or in a scratch userdata pushed onto the stack.  Errors name
- * "cls:method" and the position. */
+/* The tensor or, when `several` may be given, table of tensors at arg as
+ * n input pointers (contiguous: copies are pushed onto the stack where
+ * needed), in xs (room for `room`) or in a scratch userdata pushed onto
+ * the stack.  Errors name "cls:method" and the position. */
 static const ln_tensor **check_tensors(lua_State *L, int arg, const char *cls, const char *method,
-                                       const char *what, const ln_tensor **xs, int room, int *n)
+                                       const char *what, bool several, const ln_tensor **xs,
+                                       int room, int *n)
 {
 	ln_tensor *t = lnL_testtensor(L, arg);
-	if (t) {
+	if (t || !several) {  /* one tensor: lauxlib's message for anything else */
 		xs[0] = lnn_contiguous_arg(L, lnL_checktensor(L, arg), cls, method);
 		*n = 1;
 		return xs;
 	}
 	if (!lua_istable(L, arg) || lnL_testmodule(L, arg))
-		luaL_error(L, "%s:%s: expected an %s tensor or a table of tensors, got %s", cls, method,
-		           what, lnL_pushwhat(L, arg));
+		luaL_error(L, "%s:%s: expected the %s as a lunet.Tensor or a table of them, got %s",
+		           cls, method, what, lnL_pushwhat(L, arg));
 	lua_Integer len = luaL_len(L, arg);
 	if (len < 1 || len > 1 << 20)
 		luaL_error(L, "%s:%s: expected a table of 1 to %d tensors, got %I", cls, method, 1 << 20,
@@ -462,7 +463,7 @@ static int module_forward(lua_State *L)
 	const char *cls = m->cls->name;  /* static: outlives m */
 	const ln_tensor *room[16];
 	int n;
-	const ln_tensor **xs = check_tensors(L, 2, cls, "forward", "input", room, 16, &n);
+	const ln_tensor **xs = check_tensors(L, 2, cls, "forward", "input", m->arity != 1, room, 16, &n);
 	ln_error err;
 	lua_State *outer = enter_callbacks(S, L, m);
 	ln_status st = m->cls == &ln_graph_class ? ln_graph_forward(m, n, xs, &err)
@@ -486,11 +487,10 @@ static int module_backward(lua_State *L)
 	const char *cls = m->cls->name;  /* static: outlives m */
 	const ln_tensor *room[16], *gyroom[16];
 	int n, ng;
-	const ln_tensor **xs = check_tensors(L, 2, cls, "backward", "input", room, 16, &n);
+	const ln_tensor **xs = check_tensors(L, 2, cls, "backward", "input", m->arity != 1, room, 16, &n);
 	bool several = m->cls == &ln_graph_class && ln_graph_noutputs(m) > 1;
-	if (!several)
-		lnL_checktensor(L, 3);
-	const ln_tensor **gys = check_tensors(L, 3, cls, "backward", "gradient", gyroom, 16, &ng);
+	const ln_tensor **gys = check_tensors(L, 3, cls, "backward", "gradient", several, gyroom, 16,
+	                                      &ng);
 	if (several && !lua_istable(L, 3))
 		return luaL_error(L, "%s:backward: expected a table of %d gradients (one per output), "
 		                  "got a tensor", cls, ln_graph_noutputs(m));
