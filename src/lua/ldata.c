@@ -6,12 +6,14 @@
  *     data.csv(path, {header=, label=, sep=}) -> {x=, y=, columns=, label=}
  *     data.gather(dst, src, index, first)    -> dst   (rows by index)
  *     data.text(path | {paths...})           -> {ids=, vocab=, encode=, decode=}
+ *     data.random_crop(x, pad), data.hflip(x[, p]) -> x, augmented in place
  *     lunet.randperm(n[, seed])              -> tensor {n}: 1..n shuffled
  */
 #include <math.h>
 #include <string.h>
 
 #include "core/rng.h"
+#include "io/augment.h"
 #include "io/csv.h"
 #include "io/idx.h"
 #include "io/text.h"
@@ -382,6 +384,52 @@ static int l_text(lua_State *L)
 	return 1;
 }
 
+/* The image batch at 1 for data.random_crop/hflip: a tensor that is
+ * contiguous and {N,C,H,W} (checked by the callee). */
+static ln_tensor *check_images(lua_State *L, const char *fname)
+{
+	ln_tensor *x = lnL_checktensor(L, 1);
+	if (x->ndim == 2)
+		luaL_error(L, "%s: expected a tensor of shape {N,C,H,W}, got {%I,%I} (reshape the "
+		           "batch into images first, x:reshape(n, 1, 28, 28))", fname,
+		           (LUAI_UACINT)x->shape[0], (LUAI_UACINT)x->shape[1]);
+	return x;
+}
+
+/* data.random_crop(x, pad) -> x: each image of x {N,C,H,W} shifted in
+ * place as a random H x W crop of it padded with pad zeros all round
+ * would be (torchvision's RandomCrop(size, padding=pad)), from lunet's
+ * generator (lunet.seed). */
+static int l_random_crop(lua_State *L)
+{
+	static const char *fname = "data.random_crop";
+	ln_tensor *x = check_images(L, fname);
+	lnL_checknargs(L, 2, fname);
+	if (!lua_isinteger(L, 2))
+		return luaL_error(L, "%s: pad must be an integer, got %s", fname, lnL_tname(L, 2));
+	ln_error err;
+	if (ln_augment_random_crop(x, (int64_t)lua_tointeger(L, 2), ln_rng_global(), &err) != LN_OK)
+		return lnL_error(L, fname, &err);
+	lua_settop(L, 1);
+	return 1;
+}
+
+/* data.hflip(x[, p=0.5]) -> x: each image mirrored left to right in place
+ * with probability p, from lunet's generator. */
+static int l_hflip(lua_State *L)
+{
+	static const char *fname = "data.hflip";
+	ln_tensor *x = check_images(L, fname);
+	lnL_checknargs(L, 2, fname);
+	if (!lua_isnoneornil(L, 2) && lua_type(L, 2) != LUA_TNUMBER)
+		return luaL_error(L, "%s: p must be a number, got %s", fname, lnL_tname(L, 2));
+	ln_error err;
+	if (ln_augment_hflip(x, luaL_optnumber(L, 2, 0.5), ln_rng_global(), &err) != LN_OK)
+		return lnL_error(L, fname, &err);
+	lua_settop(L, 1);
+	return 1;
+}
+
 void lnL_open_data(lua_State *L)
 {
 	static const luaL_Reg funcs[] = {
@@ -389,6 +437,8 @@ void lnL_open_data(lua_State *L)
 		{"csv", l_csv},
 		{"gather", l_gather},
 		{"text", l_text},
+		{"random_crop", l_random_crop},
+		{"hflip", l_hflip},
 		{NULL, NULL},
 	};
 	luaL_newmetatable(L, CSV_MT);
