@@ -1,6 +1,6 @@
 #!/bin/bash
 # test_experiment_scripts.sh BUILD_DIR SOURCE_DIR -- the Fashion-MNIST
-# scripts (experiments/fashion_mlp.lua, fashion_cnn.lua) as a user runs
+# scripts (experiments/fashion_mlp.lua, fashion_cnn.lua, resnet_fashion.lua) as a user runs
 # them through lunet.experiment: --help, typed overrides, a mistake on the
 # command line as one line, the run directory, a failure before the first
 # logged row, Ctrl-C (with and without a terminal) and resuming, which
@@ -50,10 +50,12 @@ EOF
 
 # ---- each script ---------------------------------------------------------------------
 
-for name in fashion_mlp fashion_cnn; do
+for name in fashion_mlp fashion_cnn resnet_fashion; do
 	script="$SRC/experiments/$name.lua"
 	if [ "$name" = fashion_cnn ]; then
 		small=(--batch=32 --c1=2 --c2=4 --hidden=8)
+	elif [ "$name" = resnet_fashion ]; then
+		small=(--batch=32 --c1=2 --c2=2 --c3=4)
 	else
 		small=()
 	fi

@@ -1,0 +1,166 @@
+-- resnet_fashion.lua -- a small residual network on Fashion-MNIST, built
+-- as an nn.Graph:
+--
+--   {N,1,28,28} -> Conv2d(1->c1, 3x3) BatchNorm ReLU                         28x28
+--               -> `blocks` basic blocks of c1 channels                      28x28
+--               -> `blocks` basic blocks of c2 channels, the first with stride 2  14x14
+--               -> `blocks` basic blocks of c3 channels, the first with stride 2   7x7
+--               -> global average pooling, Linear(c3->10)
+--
+-- A basic block is ReLU(x' + BatchNorm(Conv(ReLU(BatchNorm(Conv(x)))))),
+-- where x' is x, or a 1x1 convolution with stride and a BatchNorm (a
+-- projection) where the block changes the channel count or the size: the
+-- joins are nn.Add nodes of the graph.  Training: cross-entropy with label
+-- smoothing, SGD with Nesterov momentum, a short linear warm-up then
+-- cosine decay, weight decay; light augmentation written into the batch
+-- buffer (a random crop of the image padded with `pad` zeros, a
+-- horizontal flip).  Prints per-epoch train loss, test accuracy and time;
+-- a progress bar within each epoch on a terminal.
+--
+--   lunet experiments/resnet_fashion.lua [--epochs=15] [--lr=0.1] [--c1=16] ...
+--   lunet experiments/resnet_fashion.lua --help
+--   lunet experiments/resnet_fashion.lua --resume=runs/resnet_fashion/<timestamp>
+--
+-- Each run gets a directory runs/resnet_fashion/<timestamp>/ with its
+-- config.lua, metrics.csv (one row per epoch), a checkpoint after every
+-- epoch, and SVG plots of the metrics at the end.
+local lunet = lunet or require "lunet"
+local nn, optim, data = lunet.nn, lunet.optim, lunet.data
+
+local exp <close> = lunet.experiment{
+	name = "resnet_fashion",
+	description = "A small residual CNN (an nn.Graph) on Fashion-MNIST with light augmentation.",
+	config = {
+		epochs = 15, lr = 0.1, momentum = 0.9, weight_decay = 5e-4, batch = 128, warmup = 1,
+		smoothing = 0.1, c1 = 16, c2 = 32, c3 = 64, blocks = 1, pad = 2, flip = true, seed = 1,
+		data = "", limit = 0, threads = 0,
+	},
+	help = {
+		epochs = "passes over the training set",
+		lr = "learning rate after the warm-up (cosine decay to 0 by the end)",
+		momentum = "SGD's (Nesterov) momentum",
+		weight_decay = "L2 penalty on the parameters",
+		batch = "images per training step",
+		warmup = "epochs over which the learning rate rises linearly from 0 to lr",
+		smoothing = "label smoothing of the cross-entropy",
+		c1 = "channels of the first stage (28x28)",
+		c2 = "channels of the second stage (14x14)",
+		c3 = "channels of the third stage (7x7)",
+		blocks = "basic blocks per stage",
+		pad = "random crops of the image padded with this many zeros (0: none)",
+		flip = "mirror half the training images left to right",
+		seed = "seed of the random source (weights, shuffling, augmentation)",
+		data = "directory holding the Fashion-MNIST .gz files (\"\": the system's copy)",
+		limit = "train on the first N training images only (0: all of them)",
+		threads = "threads for the matrix products (0: lunet's own choice)",
+	},
+}
+local config = exp.config
+
+if config.threads > 0 then lunet.gemm_threads(config.threads) end
+lunet.seed(config.seed)
+local t0 = lunet.clock()
+local ds = data.fashion_mnist(config.data ~= "" and config.data or nil)
+local train, test = ds.train, ds.test
+if config.limit > 0 and config.limit < train.x:size(1) then
+	train = {x = train.x:narrow(1, 1, config.limit), y = train.y:narrow(1, 1, config.limit)}
+end
+exp:print(string.format("Fashion-MNIST: %d training and %d test images (loaded in %.1f s)",
+                        train.x:size(1), test.x:size(1), lunet.clock() - t0))
+
+-- ---- the network -------------------------------------------------------------------
+
+local function conv(cin, cout, k, stride)
+	return nn.Conv2d(cin, cout, k, {stride = stride, padding = (k - 1) // 2, bias = false})
+end
+
+-- A basic block on node x: cin -> cout channels, the first convolution
+-- with `stride`; returns the node of its output.
+local function block(x, cin, cout, stride)
+	local h = nn.ReLU()(nn.BatchNorm(cout)(conv(cin, cout, 3, stride)(x)))
+	h = nn.BatchNorm(cout)(conv(cout, cout, 3, 1)(h))
+	local shortcut = x
+	if cin ~= cout or stride ~= 1 then
+		shortcut = nn.BatchNorm(cout)(conv(cin, cout, 1, stride)(x))
+	end
+	return nn.ReLU()(nn.Add()(h, shortcut))
+end
+
+local input = nn.Input()
+local x = nn.ReLU()(nn.BatchNorm(config.c1)(conv(1, config.c1, 3, 1)(input)))
+local channels = {config.c1, config.c2, config.c3}
+local cin = config.c1
+for stage, cout in ipairs(channels) do
+	for b = 1, config.blocks do
+		x = block(x, cin, cout, (stage > 1 and b == 1) and 2 or 1)
+		cin = cout
+	end
+end
+local logits = nn.Linear(cin, 10)(nn.Flatten()(nn.AdaptiveAvgPool2d(1)(x)))
+local model = nn.Graph(input, logits)
+model.input_grad = false  -- nobody reads the gradient with respect to the images
+
+local criterion = nn.CrossEntropyLoss{label_smoothing = config.smoothing}
+local opt = optim.SGD(model, {lr = config.lr, momentum = config.momentum, nesterov = true,
+                              weight_decay = config.weight_decay})
+local nparams = 0
+for _, p in ipairs((model:parameters())) do nparams = nparams + p:numel() end
+exp:print(string.format("ResNet: %d nodes, %d parameters; channels %d/%d/%d, %d block(s) per "
+                        .. "stage", #model, nparams, config.c1, config.c2, config.c3,
+                        config.blocks))
+exp:print(string.format("epochs %d, batch %d, SGD lr %g (warm-up %g epochs, cosine), weight decay "
+                        .. "%g, label smoothing %g, crop pad %d, flip %s, seed %d", config.epochs,
+                        config.batch, config.lr, config.warmup, config.weight_decay,
+                        config.smoothing, config.pad, tostring(config.flip), config.seed))
+exp:print("run directory " .. exp.dir)
+
+-- On --resume, continue after the last saved epoch (0 on a fresh run).
+local done = exp:restore(model, opt)
+if done > 0 then
+	exp:print(string.format("resumed after epoch %d", done))
+end
+
+-- Images as {n,1,28,28} (a view: augmenting it writes into the batch buffer).
+local function images(t)
+	return t:reshape(t:size(1), 1, 28, 28)
+end
+
+local ntrain = train.x:size(1)
+local nbatches = (ntrain + config.batch - 1) // config.batch
+local total_steps = config.epochs * nbatches
+local warm = math.floor(config.warmup * nbatches + 0.5)
+-- linear warm-up to lr over `warm` steps, then cosine decay to 0
+local cosine = optim.schedules.cosine(config.lr, math.max(1, total_steps - warm))
+local function lr_at(step)
+	if step < warm then return config.lr * (step + 1) / warm end
+	return cosine(step - warm)
+end
+
+local acc
+for epoch = done + 1, config.epochs do
+	local start, total, batches = lunet.clock(), 0, 0
+	for xb, yb in data.batches(train.x, train.y, config.batch, {shuffle = true}) do
+		opt.lr = lr_at((epoch - 1) * nbatches + batches)
+		local input_b = images(xb)
+		if config.pad > 0 then data.random_crop(input_b, config.pad) end
+		if config.flip then data.hflip(input_b) end
+		opt:zero_grad()
+		local z = model:forward(input_b)
+		total = total + criterion:forward(z, yb)
+		model:backward(input_b, criterion:backward(z, yb))
+		opt:step()
+		batches = batches + 1
+		exp:progress(batches, nbatches, {loss = total / batches})
+	end
+	local elapsed = lunet.clock() - start
+	acc = nn.accuracy(model, images(test.x), test.y)
+	exp:print(string.format("epoch %2d  train loss %.4f  test accuracy %.2f%%  %.1f s "
+	                        .. "(%.0f samples/s)", epoch, total / batches, 100 * acc, elapsed,
+	                        ntrain / elapsed))
+	exp:log{epoch = epoch, train_loss = total / batches, test_accuracy = acc, seconds = elapsed}
+	exp:checkpoint(model, opt)
+end
+if acc then
+	exp:print(string.format("final test accuracy %.2f%% after %d epochs", 100 * acc,
+	                        config.epochs))
+end
