@@ -417,7 +417,10 @@ end
 
 -- print(container): a tree, one line per layer with its parameters' shapes
 -- and their count, a container's line with the count below it, and the
--- total at the end.  Columns are aligned over the whole tree.
+-- total at the end.  Columns are aligned over the whole tree.  A child is
+-- headed as its container says (m:_child_label): "(2)" in a Sequential,
+-- "block" in a Residual, "(3) <- (1), input 1" for a Graph's node, whose
+-- listing ends with its outputs.
 function nn._tree(model)
 	local rows = {}
 	local function walk(m, indent, head)
@@ -429,7 +432,11 @@ function nn._tree(model)
 			row.text = row.text .. " {"
 			row.own = ""
 			for i, child in ipairs(kids) do
-				walk(child, indent .. "  ", "(" .. i .. "): ")
+				walk(child, indent .. "  ", m:_child_label(i) .. ": ")
+			end
+			local outputs = m:_outputs_line()
+			if outputs then
+				rows[#rows + 1] = {text = indent .. "  " .. outputs}
 			end
 			rows[#rows + 1] = {text = indent .. "}"}
 		end
@@ -557,8 +564,14 @@ function Summary.__tostring(sm)
 	return table.concat(lines, "\n")
 end
 
--- The output shape with the batch written N: "{N,256}".
+-- The output shape with the batch written N: "{N,256}"; "{N,4} {N,2}" for
+-- the outputs of a module that gives several.
 local function batch_shape(t)
+	if type(t) == "table" and not is_tensor(t) and #t > 0 then
+		local parts = {}
+		for i, v in ipairs(t) do parts[i] = batch_shape(v) end
+		return table.concat(parts, " ")
+	end
 	if not is_tensor(t) then
 		return "?"
 	end
@@ -567,37 +580,67 @@ local function batch_shape(t)
 	return "{" .. table.concat(shape, ",") .. "}"
 end
 
+-- The input summary runs on: a tensor as it is, a sample's shape as a
+-- batch of ones; at = " (input 2)" names it among several.
+local function sample_input(m, shape, at)
+	if is_tensor(shape) then
+		return shape
+	end
+	if type(shape) == "table" and #shape > 0 then
+		local dims = {1}
+		for i, d in ipairs(shape) do
+			if math.type(d) ~= "integer" or d < 1 then
+				error(string.format("%s:summary: sizes must be integers >= 1, got %s at position %d%s",
+				                    m.name, d ~= d and "nan" or tostring(d), i, at), 3)
+			end
+			dims[#dims + 1] = d
+		end
+		local made, x = pcall(lunet.ones, table.unpack(dims))
+		if not made then
+			error(string.format("%s:summary: %s", m.name, tostring(x)), 3)
+		end
+		return x
+	end
+	error(string.format("%s:summary: expected the shape of one sample ({784}, {1,28,28}) or "
+	                    .. "an input tensor%s, got %s", m.name, at, type(shape) == "table"
+	                    and "an empty table" or nn._what(shape)), 3)
+end
+
+-- What summary writes after child i of m: what a Graph's node reads
+-- (" <- (1), input 1"), the part a child plays in a Residual (" (block)"),
+-- nothing in a Sequential.
+local function wiring(m, i)
+	if not nn.is_module(m) then
+		return nil
+	end
+	local label = m:_child_label(i)
+	if m.name == "Graph" then
+		return " <- " .. label:match("<%- (.*)$")
+	end
+	return not label:match("^%(%d+%)$") and " (" .. label .. ")" or nil
+end
+
 --- m:summary(shape) -> a table of rows {layer, shape, params, macs} (one per
 -- layer, containers and the layers in them, index "3.1" inside the third)
 -- with fields params and macs (the totals over the layers); tostring
 -- prints it as a table.  shape is one sample's: {784}, {1,28,28} (a batch
 -- of one is run through the model in evaluate mode, and the mode restored;
 -- the model's outputs are then that batch's), or an input tensor, whose
--- first dimension is the batch.  Mult-adds are per sample.
+-- first dimension is the batch; for a model with several inputs, a table
+-- of those ({{3}, {2}}).  A Graph's nodes say what they read
+-- ("Add <- (1), (2)").  Mult-adds are per sample.
 local function summary(m, shape)
 	local bad = nn._self_error(m, "summary")
 	if bad then error(bad, 2) end
 	local x
-	if is_tensor(shape) then
-		x = shape
-	elseif type(shape) == "table" and #shape > 0 then
-		local dims = {1}
-		for i, d in ipairs(shape) do
-			if math.type(d) ~= "integer" or d < 1 then
-				error(string.format("%s:summary: sizes must be integers >= 1, got %s at position %d",
-				                    m.name, d ~= d and "nan" or tostring(d), i), 2)
-			end
-			dims[#dims + 1] = d
-		end
-		local made
-		made, x = pcall(lunet.ones, table.unpack(dims))
-		if not made then
-			error(string.format("%s:summary: %s", m.name, tostring(x)), 2)
+	local first = type(shape) == "table" and not is_tensor(shape) and shape[1]
+	if type(first) == "table" or is_tensor(first) then  -- several inputs: {{3}, {2}} or tensors
+		x = {}
+		for i, one in ipairs(shape) do
+			x[i] = sample_input(m, one, " (input " .. i .. ")")
 		end
 	else
-		error(string.format("%s:summary: expected the shape of one sample ({784}, {1,28,28}) or "
-		                    .. "an input tensor, got %s", m.name, type(shape) == "table"
-		                    and "an empty table" or nn._what(shape)), 2)
+		x = sample_input(m, shape, "")
 	end
 	-- evaluate mode for the run, then every module's own mode back
 	local modes = {}
@@ -620,12 +663,12 @@ local function summary(m, shape)
 		                    m.name, shape_str(x), tostring(err)), 2)
 	end
 	local rows = setmetatable({input = batch_shape(x), params = 0, macs = 0}, Summary)
-	local function walk(mod, indent, index)
+	local function walk(mod, indent, index, from)
 		local label, _, count = node_info(mod)
 		local kids = children(mod)
 		local out = mod.output
-		local row = {layer = label, index = index, indent = indent, shape = batch_shape(out),
-		             params = count}
+		local row = {layer = label .. (from or ""), index = index, indent = indent,
+		             shape = batch_shape(out), params = count}
 		rows[#rows + 1] = row
 		if #kids == 0 then
 			row.macs = macs_of(mod, out)
@@ -639,7 +682,8 @@ local function summary(m, shape)
 		end
 		local macs, unknown = 0, false
 		for i, child in ipairs(kids) do
-			local cm, cu = walk(child, indent .. "  ", (index == "" and "" or index .. ".") .. i)
+			local cm, cu = walk(child, indent .. "  ", (index == "" and "" or index .. ".") .. i,
+			                    wiring(mod, i))
 			macs, unknown = macs + cm, unknown or cu
 		end
 		row.macs = not unknown and macs or nil
@@ -649,7 +693,7 @@ local function summary(m, shape)
 		walk(m, "", "1")
 	else
 		for i, child in ipairs(children(m)) do
-			walk(child, "", tostring(i))
+			walk(child, "", tostring(i), wiring(m, i))
 		end
 	end
 	return rows

@@ -123,10 +123,13 @@ bool lnn_is_node(lua_State *L, int idx);
  * 2..top; pushes the new node.  Raises on a module already at a node, a
  * closed one, or a number of nodes it does not take. */
 int lnn_node_call(lua_State *L);
-/* "\n  (3) <- (1), input 1: ", how tostring heads child i (0-based) of m:
- * a Graph's node with what it reads, the class's child_label ("block"),
- * or the position. */
-void lnn_child_heading(const ln_module *m, int i, char *buf, size_t size);
+/* "(3) <- (1), input 1", how print(m) heads child i (0-based) of m: a
+ * Graph's node with what it reads, the class's child_label ("block"), or
+ * the position "(3)". */
+void lnn_child_label(const ln_module *m, int i, char *buf, size_t size);
+/* "outputs: (4), (3)", the line that closes a Graph's listing; false (buf
+ * untouched) for any other module. */
+bool lnn_outputs_line(const ln_module *m, char *buf, size_t size);
 /* "(3)" for a Graph's module node 3, "input 1" for its first input node. */
 void lnn_node_label(const ln_module *g, int k, char *buf, size_t size);
 /* Graph's method (nodes), merged into the methods of every module. */

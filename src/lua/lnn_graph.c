@@ -442,16 +442,14 @@ void lnn_node_label(const ln_module *g, int k, char *buf, size_t size)
 		snprintf(buf, size, "input %d", pos + 1);
 }
 
-void lnn_child_heading(const ln_module *m, int i, char *buf, size_t size)
+void lnn_child_label(const ln_module *m, int i, char *buf, size_t size)
 {
 	if (m->cls != &ln_graph_class && m->cls->child_label) {
-		char label[64];
-		m->cls->child_label(m, i, label, sizeof label);
-		snprintf(buf, size, "\n  %s: ", label);
+		m->cls->child_label(m, i, buf, size);
 		return;
 	}
 	if (m->cls != &ln_graph_class) {
-		snprintf(buf, size, "\n  (%d): ", i + 1);
+		snprintf(buf, size, "(%d)", i + 1);
 		return;
 	}
 	int k = 0;
@@ -459,14 +457,25 @@ void lnn_child_heading(const ln_module *m, int i, char *buf, size_t size)
 	       !(ln_graph_node(m, k).m && ln_graph_node_position(m, k) == i))
 		k++;
 	ln_graph_node_desc d = ln_graph_node(m, k);
-	size_t len = (size_t)snprintf(buf, size, "\n  (%d) <- ", i + 1);
+	size_t len = (size_t)snprintf(buf, size, "(%d) <- ", i + 1);
 	for (int j = 0; j < d.nin && len < size; j++) {
 		char label[32];
 		lnn_node_label(m, d.in[j], label, sizeof label);
 		len += (size_t)snprintf(buf + len, size - len, "%s%s", j ? ", " : "", label);
 	}
-	if (len < size)
-		snprintf(buf + len, size - len, ": ");
+}
+
+bool lnn_outputs_line(const ln_module *m, char *buf, size_t size)
+{
+	if (m->cls != &ln_graph_class || ln_graph_nnodes(m) == 0)
+		return false;
+	size_t len = (size_t)snprintf(buf, size, "outputs: ");
+	for (int k = 0; k < ln_graph_noutputs(m) && len < size; k++) {
+		char label[32];
+		lnn_node_label(m, ln_graph_output_node(m, k), label, sizeof label);
+		len += (size_t)snprintf(buf + len, size - len, "%s%s", k ? ", " : "", label);
+	}
+	return true;
 }
 
 /* ---- joins, Residual, AdaptiveAvgPool2d ------------------------------------------------- */

@@ -732,6 +732,32 @@ static int module_own_parameters(lua_State *L)
 	return 2;
 }
 
+/* m:_child_label(i) -> how print(m) heads m's child i: "(3) <- (1), input 1"
+ * for a Graph's node, "block" for a Residual's, "(3)" in a Sequential. */
+static int module_child_label(lua_State *L)
+{
+	ln_module *m = lnn_check_module(L, 1, "_child_label");
+	lua_Integer i = luaL_checkinteger(L, 2);
+	luaL_argcheck(L, i >= 1 && i <= m->nchildren, 2, "no such child");
+	char label[256];
+	lnn_child_label(m, (int)i - 1, label, sizeof label);
+	lua_pushstring(L, label);
+	return 1;
+}
+
+/* m:_outputs_line() -> "outputs: (4), (3)", the last line of a Graph's
+ * listing; nil for any other module. */
+static int module_outputs_line(lua_State *L)
+{
+	ln_module *m = lnn_check_module(L, 1, "_outputs_line");
+	char line[256];
+	if (lnn_outputs_line(m, line, sizeof line))
+		lua_pushstring(L, line);
+	else
+		lua_pushnil(L);
+	return 1;
+}
+
 /* tostring(m): the class's description; a container is a tree of its
  * layers with their parameters, drawn by nn._tree (nn.lua) when it is
  * there, else a plain list of its children, indented, as Torch does. */
@@ -768,8 +794,9 @@ static int module_tostring(lua_State *L)
 	for (lua_Integer i = 1; i <= n; i++) {
 		lua_geti(L, children, i);
 		const char *s = luaL_tolstring(L, -1, NULL);
-		char head[256];
-		lnn_child_heading(m, (int)i - 1, head, sizeof head);
+		char label[224], head[256];
+		lnn_child_label(m, (int)i - 1, label, sizeof label);
+		snprintf(head, sizeof head, "\n  %s: ", label);
 		/* indent nested lines */
 		lua_pushstring(L, head);
 		lua_pushstring(L, s);
@@ -781,14 +808,10 @@ static int module_tostring(lua_State *L)
 		lua_concat(L, 2);
 		luaL_addvalue(&b);
 	}
-	if (m->cls == &ln_graph_class && ln_graph_nnodes(m) > 0) {
-		luaL_addstring(&b, "\n  outputs: ");
-		for (int k = 0; k < ln_graph_noutputs(m); k++) {
-			char label[64];
-			lnn_node_label(m, ln_graph_output_node(m, k), label, sizeof label);
-			luaL_addstring(&b, k ? ", " : "");
-			luaL_addstring(&b, label);
-		}
+	char outputs[256];
+	if (lnn_outputs_line(m, outputs, sizeof outputs)) {
+		luaL_addstring(&b, "\n  ");
+		luaL_addstring(&b, outputs);
 	}
 	luaL_addstring(&b, "\n}");
 	luaL_pushresult(&b);
@@ -1247,6 +1270,8 @@ static const luaL_Reg module_methods[] = {
 	{"parameters", module_parameters},
 	{"_own_parameters", module_own_parameters},
 	{"_describe", module_describe},
+	{"_child_label", module_child_label},
+	{"_outputs_line", module_outputs_line},
 	{"buffers", module_buffers},
 	{"zero_grad", module_zero_grad},
 	{"reset_state", module_reset_state},

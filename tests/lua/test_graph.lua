@@ -358,12 +358,13 @@ test("tostring shows the nodes with their inputs; trace has a row per node", fun
 	local g = diamond()
 	eq(tostring(g), table.concat({
 		"Graph(1 input, 4 nodes, 1 output) {",
-		"  (1) <- input 1: Linear(3 -> 5)",
+		"  (1) <- input 1: Linear(3 -> 5)  weight {5,3}, bias {5}  20",
 		"  (2) <- (1): Tanh",
-		"  (3) <- (1): Linear(5 -> 5)",
+		"  (3) <- (1): Linear(5 -> 5)      weight {5,5}, bias {5}  30",
 		"  (4) <- (2), (3): Add",
 		"  outputs: (4)",
-		"}"}, "\n"), "tostring")
+		"}",
+		"total: 50 parameters"}, "\n"), "tostring")
 	local t = lunet.randn(4, 3)
 	g:forward(t)
 	g:backward(t, lunet.ones(4, 5))
@@ -379,7 +380,8 @@ test("tostring shows the nodes with their inputs; trace has a row per node", fun
 	h.near(tr[2].dout, math.sqrt(5 * 4), 1e-6, "dL/dy of a node the output reads")
 	check(tostring(tr):find("|dL/dy|", 1, true), "printed with the graph's column")
 	local r = tostring(nn.Residual(nn.Linear(2, 2), nn.Linear(2, 2)))
-	eq(r, "Residual {\n  block: Linear(2 -> 2)\n  proj: Linear(2 -> 2)\n}", "Residual")
+	eq(r, "Residual {\n  block: Linear(2 -> 2)  weight {2,2}, bias {2}  6\n"
+	   .. "  proj: Linear(2 -> 2)   weight {2,2}, bias {2}  6\n}\ntotal: 12 parameters", "Residual")
 end)
 
 test("input_grad = false: parameter gradients only, no input gradient", function()

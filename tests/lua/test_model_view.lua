@@ -198,4 +198,93 @@ test("model:summary: bad shapes and failing forwards say so", function()
 	check_error(function() return m:summary{2.5} end, "got 2.5 at position 1")
 end)
 
+-- A graph: Linear(3,4) on input 1 (16 parameters, 12 mult-adds), Linear(2,4)
+-- on input 2 (12 and 8), their sum and its Tanh; two outputs.
+local function two_in_two_out()
+	local a, b = nn.Input(), nn.Input()
+	local s = nn.Add()(nn.Linear(3, 4)(a), nn.Linear(2, 4)(b))
+	return nn.Graph({a, b}, {nn.Tanh()(s), s})
+end
+
+test("print(model): a graph's nodes say what they read; a Residual's parts are named", function()
+	eq(tostring(two_in_two_out()), table.concat({
+		"Graph(2 inputs, 4 nodes, 2 outputs) {",
+		"  (1) <- input 1: Linear(3 -> 4)  weight {4,3}, bias {4}  16",
+		"  (2) <- input 2: Linear(2 -> 4)  weight {4,2}, bias {4}  12",
+		"  (3) <- (1), (2): Add",
+		"  (4) <- (3): Tanh",
+		"  outputs: (4), (3)",
+		"}",
+		"total: 28 parameters",
+	}, "\n"))
+	-- Conv2d(2,4,3): 4*2*9 + 4 = 76; BatchNorm(4): 8; the 1x1 projection: 4*2 + 4 = 12
+	local r = nn.Residual(nn.Sequential{nn.Conv2d(2, 4, 3, {padding = 1}), nn.BatchNorm(4)},
+	                      nn.Conv2d(2, 4, 1))
+	local x = nn.Input()
+	local g = nn.Graph(x, nn.Flatten()(nn.AdaptiveAvgPool2d(1)(r(x))))
+	eq(tostring(nn.Sequential{g, nn.LogSoftmax()}), table.concat({
+		"Sequential {",
+		"  (1): Graph(1 input, 3 nodes, 1 output) {                                         96",
+		"    (1) <- input 1: Residual {                                                     96",
+		"      block: Sequential {                                                          84",
+		"        (1): Conv2d(2 -> 4, 3x3, stride 1, padding 1)  weight {4,2,3,3}, bias {4}  76",
+		"        (2): BatchNorm(4)                              weight {4}, bias {4}         8",
+		"      }",
+		"      proj: Conv2d(2 -> 4, 1x1, stride 1, padding 0)   weight {4,2,1,1}, bias {4}  12",
+		"    }",
+		"    (2) <- (1): AdaptiveAvgPool2d(1x1)",
+		"    (3) <- (2): Flatten",
+		"    outputs: (3)",
+		"  }",
+		"  (2): LogSoftmax",
+		"}",
+		"total: 96 parameters",
+	}, "\n"))
+end)
+
+test("model:summary: a graph's nodes with what they read, several inputs and outputs", function()
+	local g = two_in_two_out()
+	local sm = g:summary{{3}, {2}}
+	eq(tostring(sm), table.concat({
+		"layer                        output shape  parameters  mult-adds",
+		"----------------------------------------------------------------",
+		"1 Linear(3 -> 4) <- input 1  {N,4}                 16         12",
+		"2 Linear(2 -> 4) <- input 2  {N,4}                 12          8",
+		"3 Add <- (1), (2)            {N,4}                  0          0",
+		"4 Tanh <- (3)                {N,4}                  0          0",
+		"----------------------------------------------------------------",
+		"total                                              28         20",
+		"input {N,3} {N,2}; mult-adds per sample",
+	}, "\n"))
+	eq(tostring(g:summary{lunet.randn(2, 3), lunet.randn(2, 2)}), tostring(sm))
+	check_error(function() return g:summary{3} end, "Graph:summary: the model's forward on an "
+		.. "input of shape {1,3} failed: Graph:forward: expected 2 inputs, got 1")
+	check_error(function() return g:summary{{3}, {0}} end,
+		"Graph:summary: sizes must be integers >= 1, got 0 at position 1 (input 2)")
+	-- a Residual's block and projection; the graph nested in a Sequential
+	-- Conv2d(2,4,3,stride 2) on 8x8 gives 4x4: 16*4 outputs * 18 = 1152;
+	-- BatchNorm: 64; the projection 64 * 2 = 128
+	local r = nn.Residual(nn.Sequential{nn.Conv2d(2, 4, 3, {padding = 1, stride = 2}),
+	                                    nn.BatchNorm(4)}, nn.Conv2d(2, 4, 1, {stride = 2}))
+	local x = nn.Input()
+	local net = nn.Sequential{nn.Graph(x, nn.Flatten()(nn.AdaptiveAvgPool2d(1)(r(x))))}
+	net:train()
+	eq(tostring(net:summary{2, 8, 8}), table.concat({
+		"layer                                                      output shape  parameters  mult-adds",
+		"----------------------------------------------------------------------------------------------",
+		"1 Graph(1 input, 3 nodes, 1 output)                        {N,4}                 96      1,344",
+		"  1.1 Residual <- input 1                                  {N,4,4,4}             96      1,344",
+		"    1.1.1 Sequential (block)                               {N,4,4,4}             84      1,216",
+		"      1.1.1.1 Conv2d(2 -> 4, 3x3, stride 2, padding 1)     {N,4,4,4}             76      1,152",
+		"      1.1.1.2 BatchNorm(4)                                 {N,4,4,4}              8         64",
+		"    1.1.2 Conv2d(2 -> 4, 1x1, stride 2, padding 0) (proj)  {N,4,4,4}             12        128",
+		"  1.2 AdaptiveAvgPool2d(1x1) <- (1)                        {N,4,1,1}              0          0",
+		"  1.3 Flatten <- (2)                                       {N,4}                  0          0",
+		"----------------------------------------------------------------------------------------------",
+		"total                                                                            96      1,344",
+		"input {N,2,8,8}; mult-adds per sample",
+	}, "\n"))
+	eq(r.block:get(2).training, true, "the nodes' modes put back")
+end)
+
 h.done()
