@@ -23,7 +23,9 @@
 --
 -- Each run gets a directory runs/resnet_fashion/<timestamp>/ with its
 -- config.lua, metrics.csv (one row per epoch), a checkpoint after every
--- epoch, and SVG plots of the metrics at the end.
+-- epoch, report.html (the metrics, the confusion matrix of the test set and the
+-- norms of each node's delta and gradients, refreshed every epoch) and SVG
+-- plots of the metrics at the end.
 local lunet = lunet or require "lunet"
 local nn, optim, data = lunet.nn, lunet.optim, lunet.data
 
@@ -103,6 +105,8 @@ model.input_grad = false  -- nobody reads the gradient with respect to the image
 local criterion = nn.CrossEntropyLoss{label_smoothing = config.smoothing}
 local opt = optim.SGD(model, {lr = config.lr, momentum = config.momentum, nesterov = true,
                               weight_decay = config.weight_decay})
+-- report.html draws, per node, the norms of delta and of the gradients.
+exp:watch(model)
 local nparams = 0
 for _, p in ipairs((model:parameters())) do nparams = nparams + p:numel() end
 exp:print(string.format("ResNet: %d nodes, %d parameters; channels %d/%d/%d, %d block(s) per "
@@ -153,11 +157,15 @@ for epoch = done + 1, config.epochs do
 		exp:progress(batches, nbatches, {loss = total / batches})
 	end
 	local elapsed = lunet.clock() - start
-	acc = nn.accuracy(model, images(test.x), test.y)
+	-- Test accuracy and loss, and the confusion matrix for report.html.
+	local test_loss
+	acc, _, test_loss = exp:confusion(model, images(test.x), test.y,
+	                                  {classes = ds.classes, loss = criterion})
 	exp:print(string.format("epoch %2d  train loss %.4f  test accuracy %.2f%%  %.1f s "
 	                        .. "(%.0f samples/s)", epoch, total / batches, 100 * acc, elapsed,
 	                        ntrain / elapsed))
-	exp:log{epoch = epoch, train_loss = total / batches, test_accuracy = acc, seconds = elapsed}
+	exp:log{epoch = epoch, train_loss = total / batches, test_loss = test_loss, test_accuracy = acc,
+	        seconds = elapsed}
 	exp:checkpoint(model, opt)
 end
 if acc then
