@@ -56,6 +56,8 @@ local exp <close> = lunet.experiment{
 		limit = "train on the first N training images only (0: all of them)",
 		threads = "threads for the matrix products (0: lunet's own choice)",
 	},
+	at_least = {epochs = 1, lr = 0, momentum = 0, weight_decay = 0, batch = 1, warmup = 0,
+		smoothing = 0, c1 = 1, c2 = 1, c3 = 1, blocks = 1, pad = 0, limit = 0, threads = 0},
 }
 local config = exp.config
 
