@@ -465,6 +465,16 @@ static void bind_inputs(graph *g, const ln_tensor *const *x)
 	}
 }
 
+/* After a failure at node k: the nodes before it leave their buffers as
+ * they were (ln_module_revert), so that the failed forward changes
+ * nothing. */
+static void revert_before(graph *g, int k)
+{
+	for (int j = k - 1; j >= 0; j--)
+		if (g->node[j].m)
+			ln_module_revert(g->node[j].m);
+}
+
 static ln_status graph_forward(ln_module *m, int n, const ln_tensor *const *x, ln_error *err)
 {
 	graph *g = as_graph(m);
@@ -486,6 +496,7 @@ static ln_status graph_forward(ln_module *m, int n, const ln_tensor *const *x, l
 		ln_status s = ln_module_forward_multi_unprefixed(gn->m, gn->nin, gn->xs, err);
 		if (s != LN_OK) {
 			node_context(g, k, s, err);
+			revert_before(g, k);
 			return s;
 		}
 		gn->value = &gn->m->output;
@@ -499,8 +510,10 @@ static ln_status graph_forward(ln_module *m, int n, const ln_tensor *const *x, l
 		}
 		ln_tensor *c = &g->out_copy[o];
 		ln_status s = ln_tensor_ensure(c, gn->value->ndim, gn->value->shape, err);
-		if (s != LN_OK)
+		if (s != LN_OK) {
+			revert_before(g, g->nnodes);
 			return s;
+		}
 		memcpy(ln_tensor_data(c), ln_tensor_data(gn->value),
 		       (size_t)ln_tensor_numel(c) * sizeof(float));
 		ln_tensor_ref(&g->out[o], c);
@@ -558,20 +571,14 @@ static ln_status gather_grad(graph *g, gnode *gn, const ln_tensor *gy, ln_error 
  * them needs it for parameters, else the graph's input gradient is left
  * out (m->want_gx cleared; module.c marks it skipped).
  */
-static ln_status graph_backward(ln_module *m, int n, const ln_tensor *const *x,
-                                const ln_tensor *gy, ln_error *err)
+/* Sets need and need_in of every node for a backward in which the
+ * graph's input gradient is wanted or not (want_gx). */
+static void plan_need(graph *g, bool want_gx)
 {
-	graph *g = as_graph(m);
-	if (g->noutputs > 1 && !g->several)
-		return ln_fail(err, LN_EARG, "has %d outputs; backward needs a gradient for each",
-		               g->noutputs);
-	/* the caller's x may be other tensors (of the same shapes) than forward's */
-	bind_inputs(g, x);
 	for (int k = 0; k < g->nnodes; k++) {
 		gnode *gn = &g->node[k];
-		gn->grad = NULL;
 		if (!gn->m) {
-			gn->need = m->want_gx;
+			gn->need = want_gx;
 			continue;
 		}
 		gn->need_in = false;
@@ -579,6 +586,50 @@ static ln_status graph_backward(ln_module *m, int n, const ln_tensor *const *x,
 			gn->need_in |= g->node[gn->in[j]].need;
 		gn->need = gn->need_in || ln_module_trains(gn->m);
 	}
+}
+
+/* module.h: reserve -- for every node whose backward will run, its
+ * module's buffers and the sum of the gradients sent back to it
+ * (gather_grad's acc, of its output's shape). */
+static ln_status graph_reserve(ln_module *m, bool need_gx, ln_error *err)
+{
+	graph *g = as_graph(m);
+	if (!g->node)
+		return LN_OK;  /* the backward says what is wrong */
+	plan_need(g, need_gx);
+	ln_status s = LN_OK;
+	for (int k = g->nnodes - 1; k >= 0 && s == LN_OK; k--) {
+		gnode *gn = &g->node[k];
+		if (!gn->need || gn->nuses == 0)
+			continue;
+		if (gn->nuses > 1 || (!gn->m && gn->use_node[0] < 0)) {
+			const ln_module_input *in = gn->m ? NULL : &m->inputs[gn->pos];
+			s = gn->m ? ln_tensor_ensure(&gn->acc, gn->m->output.ndim, gn->m->output.shape, err)
+			          : ln_tensor_ensure(&gn->acc, in->ndim, in->shape, err);
+		}
+		if (s == LN_OK && gn->m)
+			s = ln_module_reserve(gn->m, gn->need_in, err);
+	}
+	return s;
+}
+
+static ln_status graph_backward(ln_module *m, int n, const ln_tensor *const *x,
+                                const ln_tensor *gy, ln_error *err)
+{
+	graph *g = as_graph(m);
+	if (g->noutputs > 1 && !g->several)
+		return ln_fail(err, LN_EARG, "has %d outputs; backward needs a gradient for each",
+		               g->noutputs);
+	/* every buffer first: a backward that runs out of memory does it
+	 * before any gradient is added to, so that it can be called again */
+	ln_status s = graph_reserve(m, m->want_gx, err);
+	if (s != LN_OK)
+		return s;
+	/* the caller's x may be other tensors (of the same shapes) than forward's */
+	bind_inputs(g, x);
+	for (int k = 0; k < g->nnodes; k++)
+		g->node[k].grad = NULL;
+	plan_need(g, m->want_gx);
 	bool whole = m->want_gx;  /* every input node gets its whole gradient */
 	for (int k = g->nnodes - 1; k >= 0; k--) {
 		gnode *gn = &g->node[k];
@@ -601,7 +652,7 @@ static ln_status graph_backward(ln_module *m, int n, const ln_tensor *const *x,
 			whole = false;
 			continue;
 		}
-		ln_status s = gather_grad(g, gn, gy, err);
+		s = gather_grad(g, gn, gy, err);
 		if (s != LN_OK)
 			return s;
 		if (!gn->m)
@@ -811,4 +862,5 @@ const ln_module_class ln_graph_class = {
 	.assemble = graph_assemble,
 	.wiring = graph_wiring,
 	.child_label = graph_child_label,
+	.reserve = graph_reserve,
 };

@@ -42,6 +42,7 @@ static ln_status residual_forward(ln_module *m, const ln_tensor *x, ln_error *er
 	}
 	if (proj && (s = ln_module_forward_unprefixed(proj, x, err)) != LN_OK) {
 		ln_error_prefix(err, "proj (%s): ", proj->cls->name);
+		ln_module_revert(block);  /* a forward that fails changes nothing */
 		return s;
 	}
 	const ln_tensor *b = &block->output, *sc = proj ? &proj->output : x;
@@ -49,16 +50,31 @@ static ln_status residual_forward(ln_module *m, const ln_tensor *x, ln_error *er
 		char bs[128], ss[128];
 		ln_tensor_shape_str(b, bs, sizeof bs);
 		ln_tensor_shape_str(sc, ss, sizeof ss);
-		if (proj)
-			return ln_fail(err, LN_ESHAPE, "the block's output %s and the projection's "
-			               "output %s differ", bs, ss);
-		return ln_fail(err, LN_ESHAPE, "the block's output %s differs from its input %s: "
-		               "give a projection for the shortcut, Residual(block, proj)", bs, ss);
+		s = proj ? ln_fail(err, LN_ESHAPE, "the block's output %s and the projection's "
+		                   "output %s differ", bs, ss)
+		         : ln_fail(err, LN_ESHAPE, "the block's output %s differs from its input %s: "
+		                   "give a projection for the shortcut, Residual(block, proj)", bs, ss);
 	}
-	if ((s = ln_tensor_ensure(&m->output, b->ndim, b->shape, err)) != LN_OK)
+	if (s == LN_OK)
+		s = ln_tensor_ensure(&m->output, b->ndim, b->shape, err);
+	if (s != LN_OK) {
+		ln_module_revert(m);  /* the block's and the projection's */
 		return s;
+	}
 	add2(ln_tensor_data(&m->output), ln_tensor_data(b), ln_tensor_data(sc), ln_tensor_numel(b));
 	return LN_OK;
+}
+
+/* module.h: reserve -- the block's and the projection's, and dL/dx. */
+static ln_status residual_reserve(ln_module *m, bool need_gx, ln_error *err)
+{
+	ln_module *block = block_of(m), *proj = proj_of(m);
+	ln_status s = ln_module_reserve(block, need_gx, err);
+	if (s == LN_OK && proj)
+		s = ln_module_reserve(proj, need_gx, err);
+	if (s == LN_OK && need_gx)
+		s = ln_tensor_ensure(&m->grad_input, m->in_ndim, m->in_shape, err);
+	return s;
 }
 
 /* Without m->want_gx (module.h, "input gradients") the children compute
@@ -69,7 +85,12 @@ static ln_status residual_backward(ln_module *m, const ln_tensor *x, const ln_te
 {
 	ln_module *block = block_of(m), *proj = proj_of(m);
 	bool want = m->want_gx;
-	ln_status s = ln_module_backward_ex(block, x, gy, want, err);
+	/* every buffer first: a backward that runs out of memory does it
+	 * before any gradient is added to, so that it can be called again */
+	ln_status s = residual_reserve(m, want, err);
+	if (s != LN_OK)
+		return s;
+	s = ln_module_backward_ex(block, x, gy, want, err);
 	if (s != LN_OK) {
 		ln_error_prefix(err, "block (%s): ", block->cls->name);
 		return s;
@@ -169,4 +190,5 @@ const ln_module_class ln_residual_class = {
 	.state = residual_state,
 	.assemble = residual_assemble,
 	.child_label = residual_child_label,
+	.reserve = residual_reserve,
 };

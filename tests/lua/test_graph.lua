@@ -488,4 +488,89 @@ test("a training step of a residual graph allocates nothing", function()
 	eq(after - before, 0, "allocations in three steps")
 end)
 
+-- ---- failures change nothing; check_numerics ------------------------------------------
+
+-- x -> Linear -> BatchNorm -> {Residual(Linear, Tanh), Linear} -> Add -> Linear
+local function with_state(seed)
+	lunet.seed(seed)
+	local x = nn.Input()
+	local bn = nn.BatchNorm(6)
+	local h = bn(nn.Linear(4, 6)(x))
+	local r = nn.Residual(nn.Sequential{nn.Linear(6, 6), nn.Tanh()})(h)
+	local y = nn.Linear(6, 3)(nn.Add()(r, nn.Linear(6, 6)(h)))
+	return nn.Graph(x, y), bn
+end
+
+test("a forward that fails at a later node leaves BatchNorm's running statistics as they were",
+     function()
+	local x = nn.Input()
+	local bn = nn.BatchNorm(3)
+	local h = bn(nn.Linear(2, 3)(x))
+	local g = nn.Graph(x, nn.Add()(h, nn.Linear(2, 4)(x)))
+	local mean, var = bn.running_mean:clone(), bn.running_var:clone()
+	check_error(function() g:forward(lunet.randn(5, 2)) end, "expected inputs of one shape")
+	same_bits(bn.running_mean, mean, "running_mean")
+	same_bits(bn.running_var, var, "running_var")
+	-- in a Residual: the projection fails after the block ran
+	local rbn = nn.BatchNorm(3)
+	local r = nn.Residual(nn.Sequential{nn.Linear(2, 3), rbn}, nn.Linear(5, 3))
+	local rmean = rbn.running_mean:clone()
+	check_error(function() r:forward(lunet.randn(4, 2)) end, "proj (Linear)")
+	same_bits(rbn.running_mean, rmean, "the block's running_mean")
+end)
+
+test("a backward that runs out of memory adds to no gradient: called again, it counts once",
+     function()
+	local function live() collectgarbage() collectgarbage() return lunet.alloc_stats().bytes_live end
+	local twin = with_state(8)
+	local x, gy = lunet.randn(5, 4), lunet.randn(5, 3)
+	twin:zero_grad()
+	twin:forward(x)
+	twin:backward(x, gy)
+	local tp = select(2, twin:parameters())
+	-- caps a little above the live heap, growing: the first backward needs
+	-- its buffers, and runs out at one place or another
+	local failed = 0
+	for k = 0, 60 do
+		local g = with_state(8)
+		g:zero_grad()
+		g:forward(x)
+		lunet.memory_limit(live() + 64 * k)
+		local ok, err = pcall(g.backward, g, x, gy)
+		lunet.memory_limit(0)
+		if not ok then
+			failed = failed + 1
+			check(tostring(err):find("out of memory", 1, true), "ran out: " .. tostring(err))
+			g:backward(x, gy)
+		end
+		local p = select(2, g:parameters())
+		for i = 1, #p do same_bits(p[i], tp[i], "cap " .. k .. ": gradient " .. i) end
+	end
+	check(failed >= 1, "some backward ran out")
+end)
+
+test("check_numerics names the node that made a NaN or an infinity", function()
+	local a, b = nn.Input(), nn.Input()
+	local lin = nn.Linear(2, 2)
+	local g = nn.Graph({a, b}, nn.Mul()(lin(a), b))
+	lunet.check_numerics(true)
+	local bad = lunet.ones(1, 2)
+	bad[1][2] = 0 / 0
+	local ok, err = pcall(g.forward, g, {lunet.ones(1, 2), bad})
+	check(not ok and err == "Graph:forward: check_numerics: Graph (Graph(2 inputs, 2 nodes, "
+	      .. "1 output)): input 2 holds NaN (row 1, column 2), at step 1", tostring(err))
+	lin.weight:fill(3e38)
+	ok, err = pcall(g.forward, g, {lunet.full({1, 2}, 2), lunet.ones(1, 2)})
+	check(not ok and err == "Graph:forward: check_numerics: Graph[1] (Linear(2 -> 2)): forward "
+	      .. "produced inf in its output (row 1, column 1), at step 2", tostring(err))
+	lin.weight:fill(0)
+	lin.bias:fill(0)
+	local x = {lunet.ones(1, 2), lunet.full({1, 2}, 3e38)}  -- 0 * 3e38 forward, 10 * 3e38 back
+	g:forward(x)
+	ok, err = pcall(g.backward, g, x, lunet.full({1, 2}, 10))
+	check(not ok and err:find("^Graph:backward: check_numerics: Graph%[2%]: backward "
+	      .. "produced inf in the gradient of input 1"), tostring(err))
+	lunet.check_numerics(false)
+end)
+
 h.done()
