@@ -419,8 +419,10 @@ static const ln_tensor **check_tensors(lua_State *L, int arg, const char *cls, c
                                        int room, int *n)
 {
 	ln_tensor *t = lnL_testtensor(L, arg);
-	if (t || !several) {  /* one tensor: lauxlib's message for anything else */
-		xs[0] = lnn_contiguous_arg(L, lnL_checktensor(L, arg), cls, method);
+	if (t || !several) {  /* one tensor: "expected the input as a lunet.Tensor" otherwise */
+		char the[32];
+		snprintf(the, sizeof the, "the %s", what);
+		xs[0] = lnn_contiguous_arg(L, lnL_checkargtensor(L, arg, cls, method, the), cls, method);
 		*n = 1;
 		return xs;
 	}
