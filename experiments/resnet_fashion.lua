@@ -10,7 +10,8 @@
 -- A basic block is ReLU(x' + BatchNorm(Conv(ReLU(BatchNorm(Conv(x)))))),
 -- where x' is x, or a 1x1 convolution with stride and a BatchNorm (a
 -- projection) where the block changes the channel count or the size: the
--- joins are nn.Add nodes of the graph.  Training: cross-entropy with label
+-- joins are nn.Add nodes of the graph.  experiments/resnet_model.lua builds
+-- it (the benchmark's resnet workload too).  Training: cross-entropy with label
 -- smoothing, SGD with Nesterov momentum, a short linear warm-up then
 -- cosine decay, weight decay; light augmentation written into the batch
 -- buffer (a random crop of the image padded with `pad` zeros, a
@@ -74,34 +75,8 @@ exp:print(string.format("Fashion-MNIST: %d training and %d test images (loaded i
 
 -- ---- the network -------------------------------------------------------------------
 
-local function conv(cin, cout, k, stride)
-	return nn.Conv2d(cin, cout, k, {stride = stride, padding = (k - 1) // 2, bias = false})
-end
-
--- A basic block on node x: cin -> cout channels, the first convolution
--- with `stride`; returns the node of its output.
-local function block(x, cin, cout, stride)
-	local h = nn.ReLU()(nn.BatchNorm(cout)(conv(cin, cout, 3, stride)(x)))
-	h = nn.BatchNorm(cout)(conv(cout, cout, 3, 1)(h))
-	local shortcut = x
-	if cin ~= cout or stride ~= 1 then
-		shortcut = nn.BatchNorm(cout)(conv(cin, cout, 1, stride)(x))
-	end
-	return nn.ReLU()(nn.Add()(h, shortcut))
-end
-
-local input = nn.Input()
-local x = nn.ReLU()(nn.BatchNorm(config.c1)(conv(1, config.c1, 3, 1)(input)))
-local channels = {config.c1, config.c2, config.c3}
-local cin = config.c1
-for stage, cout in ipairs(channels) do
-	for b = 1, config.blocks do
-		x = block(x, cin, cout, (stage > 1 and b == 1) and 2 or 1)
-		cin = cout
-	end
-end
-local logits = nn.Linear(cin, 10)(nn.Flatten()(nn.AdaptiveAvgPool2d(1)(x)))
-local model = nn.Graph(input, logits)
+local resnet = dofile((arg and arg[0] and arg[0]:match("^(.*)/") or ".") .. "/resnet_model.lua")
+local model = resnet.build(config)
 model.input_grad = false  -- nobody reads the gradient with respect to the images
 
 local criterion = nn.CrossEntropyLoss{label_smoothing = config.smoothing}

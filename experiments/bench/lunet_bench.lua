@@ -3,11 +3,12 @@
 --
 --   OPENBLAS_NUM_THREADS=1 lunet experiments/bench/lunet_bench.lua WORKLOAD THREADS [STEPS]
 --
--- WORKLOAD is one of tiny, mlp64, mlp256, cnn, lstm (see README.md here
--- and torch_bench.py, which mirrors this file line for line).  lstm is the
--- model of the character-level experiment char_lstm.lua, built by
+-- WORKLOAD is one of tiny, mlp64, mlp256, cnn, lstm, resnet (see README.md
+-- here and torch_bench.py, which mirrors this file line for line).  lstm is
+-- the model of the character-level experiment char_lstm.lua, built by
 -- experiments/char_models.lua with its configuration, trained on the
--- fortunes corpus.  STEPS overrides
+-- fortunes corpus; resnet the residual network of resnet_fashion.lua (an
+-- nn.Graph), built by experiments/resnet_model.lua.  STEPS overrides
 -- the number of timed steps (for profiling a shortened run).  The last
 -- line printed is
 --
@@ -35,10 +36,11 @@
 local lunet = lunet or require "lunet"
 local nn, optim, data = lunet.nn, lunet.optim, lunet.data
 
-local WORKLOADS = {tiny = true, mlp64 = true, mlp256 = true, cnn = true, lstm = true}
+local WORKLOADS = {tiny = true, mlp64 = true, mlp256 = true, cnn = true, lstm = true,
+	resnet = true}
 local workload, threads = arg[1], tonumber(arg[2])
 if not WORKLOADS[workload] or not threads or threads < 1 or threads % 1 ~= 0 then
-	io.stderr:write("usage: lunet lunet_bench.lua tiny|mlp64|mlp256|cnn|lstm THREADS [STEPS]\n")
+	io.stderr:write("usage: lunet lunet_bench.lua tiny|mlp64|mlp256|cnn|lstm|resnet THREADS [STEPS]\n")
 	os.exit(2)
 end
 local steps_override = tonumber(arg[3])
@@ -238,8 +240,42 @@ local function char(kind)
 	return step, 60, B * T, 3, products
 end
 
+-- The products of a graph's Conv2d and Linear nodes at batch N, read from
+-- their weights and the outputs of the last forward; a node that reads
+-- the graph's input is first (no input gradient).
+local function graph_products(model, N)
+	local list = {}
+	for _, node in ipairs(model:nodes()) do
+		local m, first = node.module, node.inputs[1] == "input 1"
+		if m.name == "Conv2d" then
+			local w, y = m.weight, m.output
+			conv_products(list, N, w:size(2), w:size(1), w:size(3), y:size(3) * y:size(4), first)
+		elseif m.name == "Linear" then
+			linear_products(list, N, m.weight:size(2), m.weight:size(1), first)
+		end
+	end
+	return list
+end
+
+-- The residual network of experiments/resnet_fashion.lua at its default
+-- sizes (experiments/resnet_model.lua), on batches of 128 images; no
+-- augmentation (the script's crops and flips are data, not the step).
+local function resnet()
+	local batch = 128
+	local xs, ys = fashion(batch, {60000, 1, 28, 28})
+	local here = arg[0]:match("^(.*)/") or "."
+	local models = dofile(here .. "/../resnet_model.lua")
+	local model = models.build(models.defaults)
+	local step = classifier(model, batch, xs, ys)
+	-- the shapes of the products are known after a forward: asked for
+	-- after the timed steps
+	return step, 30, batch, 3, function() return graph_products(model, batch) end
+end
+
 local step, nsteps, per_step, warmup, products
-if workload == "lstm" then
+if workload == "resnet" then
+	step, nsteps, per_step, warmup, products = resnet()
+elseif workload == "lstm" then
 	step, nsteps, per_step, warmup, products = char(workload)
 elseif workload == "tiny" then
 	step, nsteps, per_step, warmup, products = tiny()
@@ -268,6 +304,7 @@ local allocs_per_step = (a1.allocs - a0.allocs) / nsteps
 
 -- the GEMM-only bounds for the same shapes, measured after the timed loop:
 -- lunet's own products as the layers make them, and cblas_sgemm
+if type(products) == "function" then products = products() end
 local budget = workload == "tiny" and 0.01 or 0.05
 local gemm_s, flops, needed_flops = gemm_bound(products, budget, "auto")
 local blas_s = gemm_bound(products, budget, "blas")

@@ -42,12 +42,12 @@ import torch
 import torch.nn as nn
 
 FASHION_DIR = "/usr/share/datasets/fashion-mnist"
-WORKLOADS = ("tiny", "mlp64", "mlp256", "cnn", "lstm")
+WORKLOADS = ("tiny", "mlp64", "mlp256", "cnn", "lstm", "resnet")
 # timed steps of a calibration try: 0.05-0.15 s with OpenBLAS's slowest
 # kernels on the machines measured; many short tries rather than a few
 # long ones, so that the best of them is likely one no other process
 # interrupted
-CALIB_STEPS = {"tiny": 200, "mlp64": 40, "mlp256": 10, "cnn": 6, "lstm": 4}
+CALIB_STEPS = {"tiny": 200, "mlp64": 40, "mlp256": 10, "cnn": 6, "lstm": 4, "resnet": 1}
 
 
 def load_idx(path):
@@ -85,7 +85,8 @@ def he_init(model):
     for m in model.modules():
         if isinstance(m, (nn.Linear, nn.Conv2d)):
             nn.init.kaiming_normal_(m.weight, mode="fan_in", nonlinearity="relu")
-            nn.init.zeros_(m.bias)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
     return model
 
 
@@ -139,6 +140,45 @@ def cnn():
         nn.Flatten(), nn.Linear(1568, 10)))
     step, _ = classifier(model, xs, ys)
     return step, 200, batch, 3
+
+
+class BasicBlock(nn.Module):
+    """resnet_model.lua's basic block: ReLU(x' + BN(conv(ReLU(BN(conv(x)))))),
+    x' a 1x1 convolution with stride and a BatchNorm where the block changes
+    the channel count or the size; convolutions without bias."""
+
+    def __init__(self, cin, cout, stride):
+        super().__init__()
+        self.conv1 = nn.Conv2d(cin, cout, 3, stride=stride, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(cout)
+        self.conv2 = nn.Conv2d(cout, cout, 3, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(cout)
+        self.proj = None
+        if cin != cout or stride != 1:
+            self.proj = nn.Sequential(nn.Conv2d(cin, cout, 1, stride=stride, bias=False),
+                                      nn.BatchNorm2d(cout))
+
+    def forward(self, x):
+        h = torch.relu(self.bn1(self.conv1(x)))
+        h = self.bn2(self.conv2(h))
+        return torch.relu(h + (x if self.proj is None else self.proj(x)))
+
+
+def resnet():
+    """The resnet workload: experiments/resnet_model.lua at its defaults
+    (c1 16, c2 32, c3 64, one block per stage), batch 128."""
+    batch = 128
+    xs, ys = fashion(batch, (60000, 1, 28, 28))
+    c1, c2, c3 = 16, 32, 64
+    layers = [nn.Conv2d(1, c1, 3, padding=1, bias=False), nn.BatchNorm2d(c1), nn.ReLU()]
+    cin = c1
+    for stage, cout in enumerate((c1, c2, c3)):
+        layers.append(BasicBlock(cin, cout, 2 if stage > 0 else 1))
+        cin = cout
+    layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(cin, 10)]
+    model = he_init(nn.Sequential(*layers))
+    step, _ = classifier(model, xs, ys)
+    return step, 30, batch, 3
 
 
 @functools.lru_cache(maxsize=None)
@@ -202,6 +242,8 @@ def build(workload):
         return cnn()
     if workload == "lstm":
         return char(workload)
+    if workload == "resnet":
+        return resnet()
     return mlp(64 if workload == "mlp64" else 256)
 
 
@@ -225,7 +267,7 @@ def calibrate(threads, tries, workloads):
 
 
 def usage():
-    sys.stderr.write("usage: torch_bench.py tiny|mlp64|mlp256|cnn|lstm THREADS [STEPS]\n"
+    sys.stderr.write("usage: torch_bench.py tiny|mlp64|mlp256|cnn|lstm|resnet THREADS [STEPS]\n"
                      "       torch_bench.py --calibrate THREADS [--tries N] WORKLOAD...\n")
     return 2
 
