@@ -15,29 +15,7 @@
 -- (/usr/bin/python3 experiments/bench/char_torch.py lstm), which trains
 -- the same model the same number of steps.  Each run gets a directory
 -- runs/char_lstm/<timestamp>/ (config.lua, metrics.csv, checkpoint, plots).
-local lunet = lunet or require "lunet"
-local optim = lunet.optim
 local models = dofile((arg and arg[0] and arg[0]:match("^(.*)/") or ".") .. "/char_models.lua")
 
-local defaults = models.config.lstm
-local help, at_least = models.options(defaults)
-local exp <close> = lunet.experiment{
-	name = "char_lstm",
-	description = "A 2-layer LSTM language model of bytes on the fortunes corpus (Adam).",
-	config = defaults,
-	help = help,
-	at_least = at_least,
-}
-local cfg = exp.config
-models.check(cfg)
-
-lunet.seed(cfg.seed)
-local corpus = models.corpus(cfg)
-local model, feed = models.lstm(cfg, #corpus.vocab)
-local opt = models.optimiser("lstm", model, cfg)
-local schedule = optim.schedules.cosine(cfg.lr, cfg.epochs * math.max(1, models.steps_per_epoch(corpus, cfg)))
-exp:print(model)
-local bpb = models.train(exp, model, feed, opt, schedule, corpus, cfg)
-if bpb then
-	exp:print(string.format("final validation %.4f bits per byte after %d epochs", bpb, cfg.epochs))
-end
+models.main("lstm", "char_lstm",
+	"A 2-layer LSTM language model of bytes on the fortunes corpus (Adam).")

@@ -1,9 +1,10 @@
 -- char_models.lua -- what the character-level experiments share: their
--- configurations, their models, the validation measure, sampling and the
--- training loop.  Used by experiments/char_lstm.lua and the benchmark
--- (experiments/bench/lunet_bench.lua, workload lstm); the PyTorch twin
--- (experiments/bench/char_torch.py) reads the configurations from here
--- too, through
+-- configurations, their two models, the validation measure, sampling and
+-- the training loop.  Used by experiments/char_lstm.lua,
+-- experiments/char_transformer.lua and the benchmark
+-- (experiments/bench/lunet_bench.lua, workloads lstm and transformer); the
+-- PyTorch twins (experiments/bench/char_torch.py) read the configurations
+-- from here too, through
 --
 --   lunet -e 'for k, v in pairs(dofile("experiments/char_models.lua").config.lstm) do print(k, v) end'
 --
@@ -29,6 +30,12 @@ M.config = {
 		lr = 2e-3, clip = 5.0, seed = 1, steps = 0,
 		samples = 3, sample_len = 300, temperature = 0.8, text = "",
 	},
+	-- a causal transformer, pre-LayerNorm blocks, AdamW, warm-up then cosine
+	transformer = {
+		epochs = 2, batch = 32, seq_len = 64, d = 128, heads = 4, layers = 2,
+		lr = 1e-3, lr_min = 1e-4, warmup = 100, weight_decay = 0.1, beta2 = 0.99, clip = 1.0,
+		seed = 1, steps = 0, samples = 3, sample_len = 300, temperature = 0.8, text = "",
+	},
 }
 
 -- The meaning of each key (--help).
@@ -38,8 +45,14 @@ M.help = {
 	seq_len = "bytes per window (the length of the sequences trained on)",
 	embed = "size of the byte embedding",
 	hidden = "units of each LSTM layer",
-	layers = "LSTM layers",
-	lr = "learning rate (at the start of the cosine decay)",
+	layers = "layers (LSTM layers, or transformer blocks)",
+	d = "width of the transformer (embedding and attention)",
+	heads = "attention heads",
+	lr = "learning rate (at the start of the cosine decay, after the warm-up if any)",
+	lr_min = "learning rate at the end of the cosine decay",
+	warmup = "steps of linear warm-up",
+	weight_decay = "AdamW's decoupled weight decay, on every parameter",
+	beta2 = "AdamW's second-moment decay",
 	clip = "largest gradient norm (optim.clip_grad_norm)",
 	seed = "seed of the random source (weights, window order, samples)",
 	steps = "training steps per epoch, at most (0: every full batch of the training text)",
@@ -85,11 +98,61 @@ function M.lstm(cfg, V)
 	return model, function(x) return x end
 end
 
--- The optimiser of each experiment: Adam for the LSTM.  The learning
--- rate is set by the schedule at every step.
+-- A causal transformer over windows of up to seq_len bytes (GPT's shape):
+--   h = Embedding(V, d)(ids) + Embedding(seq_len, d)(positions)
+--   layers x [ h = h + MultiheadAttention(LayerNorm(h)) (causal)
+--              h = h + Linear(4d, d)(GELU(Linear(d, 4d)(LayerNorm(h)))) ]
+--   logits = Linear(d, V)(LayerNorm(h))
+-- an nn.Graph of two inputs, the ids and their positions 1..T (feed makes
+-- the positions, once per batch shape), the joins nn.Residual blocks.
+-- GPT-2's initialisation: every matrix N(0, 0.02); biases 0, LayerNorm
+-- weights 1 (the layers' defaults).
+function M.transformer(cfg, V)
+	local d, H = cfg.d, cfg.heads
+	local ids, pos = nn.Input(), nn.Input()
+	local h = nn.Add()(nn.Embedding(V, d)(ids), nn.Embedding(cfg.seq_len, d)(pos))
+	local attention = {}
+	for l = 1, cfg.layers do
+		attention[l] = nn.MultiheadAttention(d, H, {causal = true})
+		h = nn.Residual(nn.Sequential{nn.LayerNorm(d), attention[l]})(h)
+		h = nn.Residual(nn.Sequential{
+			nn.LayerNorm(d), nn.Linear(d, 4 * d), nn.GELU(), nn.Linear(4 * d, d),
+		})(h)
+	end
+	local model = nn.Graph({ids, pos}, nn.Linear(d, V)(nn.LayerNorm(d)(h)))
+	for _, p in ipairs(model:parameters()) do
+		if p:dim() == 2 then nn.init.normal(p, 0, 0.02) end
+	end
+	for _, attn in ipairs(attention) do
+		attn.in_proj_bias:zero()
+		attn.out_proj_bias:zero()
+	end
+	model.input_grad = false
+	-- inputs[n][t]: the table {x, positions {n,t}} given to the graph, kept
+	-- per batch shape so that a training step makes nothing new
+	local inputs = {}
+	local function feed(x)
+		local n, t = x:size(1), x:size(2)
+		inputs[n] = inputs[n] or {}
+		local input = inputs[n][t]
+		if not input then
+			local positions = lunet.arange(t):reshape(1, t):expand(n, t):contiguous()
+			input = {x, positions}
+			inputs[n][t] = input
+		end
+		input[1] = x
+		return input
+	end
+	return model, feed
+end
+
+-- The optimiser of each experiment: Adam for the LSTM; AdamW with
+-- decoupled weight decay on every parameter for the transformer.  The
+-- learning rate is set by the schedule at every step.
 function M.optimiser(kind, model, cfg)
-	assert(kind == "lstm", kind)
-	return optim.Adam(model, {lr = cfg.lr})
+	if kind == "lstm" then return optim.Adam(model, {lr = cfg.lr}) end
+	return optim.AdamW(model, {lr = cfg.lr, betas = {0.9, cfg.beta2},
+		weight_decay = cfg.weight_decay})
 end
 
 -- ---- measures -------------------------------------------------------------------
@@ -151,6 +214,7 @@ end
 M.at_least = {
 	epochs = 1, batch = 1, seq_len = 1, embed = 1, hidden = 1, layers = 1, lr = 0, clip = 0,
 	steps = 0, samples = 0, sample_len = 0, temperature = 0,
+	d = 1, heads = 1, lr_min = 0, warmup = 1, weight_decay = 0, beta2 = 0,
 }
 
 -- The help lines and lower bounds of the keys of cfg (a configuration of
@@ -162,10 +226,19 @@ function M.options(cfg)
 end
 
 -- What the bounds cannot say: a temperature above 0 (the logits are
--- divided by it).  Raises an error naming the option.
-function M.check(cfg)
+-- divided by it); for the transformer, a width that the heads divide and
+-- beta2 below 1.  kind is "lstm" or "transformer".  Raises an error
+-- naming the options.
+function M.check(kind, cfg)
 	if not (cfg.temperature > 0) then
 		error(string.format("bad value --temperature=%g: expected a number > 0", cfg.temperature), 0)
+	end
+	if kind ~= "transformer" then return end
+	if cfg.d % cfg.heads ~= 0 then
+		error(string.format("bad value --d=%d: expected a multiple of --heads=%d", cfg.d, cfg.heads), 0)
+	end
+	if not (cfg.beta2 < 1) then
+		error(string.format("bad value --beta2=%g: expected a number < 1", cfg.beta2), 0)
 	end
 end
 
@@ -224,6 +297,40 @@ function M.train(exp, model, feed, opt, schedule, corpus, cfg)
 		exp:checkpoint(model, opt)
 	end
 	return bpb
+end
+
+-- The learning-rate schedule of each experiment over total steps: for the
+-- LSTM a cosine decay from lr to 0; for the transformer a linear warm-up
+-- over the first cfg.warmup steps, then a cosine decay from lr to lr_min.
+function M.schedule(kind, cfg, total)
+	local schedules = optim.schedules
+	if kind == "lstm" then return schedules.cosine(cfg.lr, total) end
+	return schedules.warmup(cfg.lr, cfg.warmup,
+		schedules.cosine(cfg.lr, math.max(1, total - cfg.warmup), cfg.lr_min))
+end
+
+-- An experiment script: the run (lunet.experiment{name=, description=}
+-- with the configuration of kind, its help and bounds, overridden from
+-- the command line), the corpus, the model of kind, its optimiser and
+-- schedule, then M.train and the final line.  kind is "lstm" or
+-- "transformer".
+function M.main(kind, name, description)
+	local defaults = M.config[kind]
+	local help, at_least = M.options(defaults)
+	local exp <close> = lunet.experiment{name = name, description = description,
+		config = defaults, help = help, at_least = at_least}
+	local cfg = exp.config
+	M.check(kind, cfg)
+	lunet.seed(cfg.seed)
+	local corpus = M.corpus(cfg)
+	local model, feed = M[kind](cfg, #corpus.vocab)
+	local opt = M.optimiser(kind, model, cfg)
+	local schedule = M.schedule(kind, cfg, cfg.epochs * math.max(1, M.steps_per_epoch(corpus, cfg)))
+	exp:print(model)
+	local bpb = M.train(exp, model, feed, opt, schedule, corpus, cfg)
+	if bpb then
+		exp:print(string.format("final validation %.4f bits per byte after %d epochs", bpb, cfg.epochs))
+	end
 end
 
 return M

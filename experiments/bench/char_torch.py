@@ -1,8 +1,8 @@
-"""char_torch.py -- the PyTorch twin of experiments/char_lstm.lua: the
-same model, data split, sizes, steps, optimiser and schedule, for
-comparing validation bits per byte.
+"""char_torch.py -- the PyTorch twins of experiments/char_lstm.lua and
+experiments/char_transformer.lua: the same models, data split, sizes,
+steps, optimiser and schedule, for comparing validation bits per byte.
 
-    /usr/bin/python3 experiments/bench/char_torch.py lstm [--lunet=PATH]
+    /usr/bin/python3 experiments/bench/char_torch.py lstm|transformer [--lunet=PATH]
         [--threads=N] [--key=value ...]
 
 The configuration is lunet's: the defaults come from
@@ -19,7 +19,7 @@ Each epoch trains on the windows of the training text in a random order
     epoch 1  train_loss 1.9836  valid_bpb 2.3410  seconds 61.2  (steps 1149, 19238 tokens/s)
 
 and the generated samples.  The module also gives torch_bench.py its lstm
-workload (build_model, train_step).
+and transformer workloads (build_model, train_step).
 """
 import math
 import os
@@ -85,7 +85,7 @@ def corpus(lunet, text):
 
 def parse_args(argv):
     """(model, lunet path, threads, {key: raw value})."""
-    if not argv or argv[0] not in ("lstm",):
+    if not argv or argv[0] not in ("lstm", "transformer"):
         sys.exit(__doc__.split("\n\n")[1])
     model, lunet, threads, over = argv[0], os.path.join(ROOT, "build", "lunet"), None, {}
     for a in argv[1:]:
@@ -111,7 +111,7 @@ def apply_overrides(config, over):
     return config
 
 
-# ---- the model, initialised as lunet's ------------------------------------------------
+# ---- the models, initialised as lunet's ------------------------------------------------
 
 class CharLSTM(nn.Module):
     """Embedding -> LSTM (batch first) -> Linear: {N,T} ids to {N,T,V} logits."""
@@ -128,6 +128,50 @@ class CharLSTM(nn.Module):
         return self.head(self.lstm(self.embed(x))[0])
 
 
+class Block(nn.Module):
+    """Pre-LayerNorm block: x + attn(ln1(x)), then x + mlp(ln2(x))."""
+
+    def __init__(self, d, heads):
+        super().__init__()
+        self.ln1 = nn.LayerNorm(d)
+        self.attn = nn.MultiheadAttention(d, heads, batch_first=True)
+        self.ln2 = nn.LayerNorm(d)
+        self.mlp = nn.Sequential(nn.Linear(d, 4 * d), nn.GELU(), nn.Linear(4 * d, d))
+
+    def forward(self, x, mask):
+        h = self.ln1(x)
+        x = x + self.attn(h, h, h, attn_mask=mask, need_weights=False)[0]
+        return x + self.mlp(self.ln2(x))
+
+
+class CharTransformer(nn.Module):
+    """Token + learned position embeddings, pre-LN blocks, LayerNorm, Linear.
+    Every weight N(0, 0.02), biases 0, LayerNorm 1 and 0 (set alike in
+    char_models.lua)."""
+
+    def __init__(self, V, cfg):
+        super().__init__()
+        d, T = cfg["d"], cfg["seq_len"]
+        self.tok = nn.Embedding(V, d)
+        self.pos = nn.Embedding(T, d)
+        self.blocks = nn.ModuleList(Block(d, cfg["heads"]) for _ in range(cfg["layers"]))
+        self.ln = nn.LayerNorm(d)
+        self.head = nn.Linear(d, V)
+        self.register_buffer("mask", torch.triu(torch.full((T, T), float("-inf")), 1))
+        for name, p in self.named_parameters():
+            if p.dim() == 2:
+                nn.init.normal_(p, 0.0, 0.02)
+            elif not name.endswith(("ln1.weight", "ln2.weight", "ln.weight")):
+                nn.init.zeros_(p)
+
+    def forward(self, x):
+        t = x.shape[1]
+        h = self.tok(x) + self.pos(torch.arange(t))
+        for b in self.blocks:
+            h = b(h, self.mask[:t, :t])
+        return self.head(self.ln(h))
+
+
 def build_model(kind, V, cfg):
     """(model, optimiser, schedule: step -> lr) as the lunet script makes them."""
     if kind == "lstm":
@@ -138,6 +182,17 @@ def build_model(kind, V, cfg):
         def schedule(step):   # optim.schedules.cosine(lr, total)
             s = min(step, total)
             return cfg["lr"] * (1 + math.cos(math.pi * s / total)) / 2
+    else:
+        model = CharTransformer(V, cfg)
+        opt = torch.optim.AdamW(model.parameters(), lr=cfg["lr"], betas=(0.9, cfg["beta2"]),
+                                weight_decay=cfg["weight_decay"])
+        warm, total, lr0, lr_min = cfg["warmup"], cfg["_total_steps"], cfg["lr"], cfg["lr_min"]
+
+        def schedule(step):   # optim.schedules.warmup(lr, warmup, cosine(lr, total - warmup, lr_min))
+            if step < warm:
+                return lr0 * (step + 1) / warm
+            s = min(step - warm, max(total - warm, 1))
+            return lr_min + (lr0 - lr_min) * (1 + math.cos(math.pi * s / max(total - warm, 1))) / 2
     return model, opt, schedule
 
 

@@ -3,12 +3,13 @@
 --
 --   OPENBLAS_NUM_THREADS=1 lunet experiments/bench/lunet_bench.lua WORKLOAD THREADS [STEPS]
 --
--- WORKLOAD is one of tiny, mlp64, mlp256, cnn, lstm, resnet (see README.md
--- here and torch_bench.py, which mirrors this file line for line).  lstm is
--- the model of the character-level experiment char_lstm.lua, built by
--- experiments/char_models.lua with its configuration, trained on the
--- fortunes corpus; resnet the residual network of resnet_fashion.lua (an
--- nn.Graph), built by experiments/resnet_model.lua.  STEPS overrides
+-- WORKLOAD is one of tiny, mlp64, mlp256, cnn, lstm, transformer, resnet
+-- (see README.md here and torch_bench.py, which mirrors this file line for
+-- line).  lstm and transformer are the models of the character-level
+-- experiments, built by experiments/char_models.lua with their
+-- configuration, trained on the fortunes corpus; resnet the residual
+-- network of resnet_fashion.lua (an nn.Graph), built by
+-- experiments/resnet_model.lua.  STEPS overrides
 -- the number of timed steps (for profiling a shortened run).  The last
 -- line printed is
 --
@@ -37,10 +38,10 @@ local lunet = lunet or require "lunet"
 local nn, optim, data = lunet.nn, lunet.optim, lunet.data
 
 local WORKLOADS = {tiny = true, mlp64 = true, mlp256 = true, cnn = true, lstm = true,
-	resnet = true}
+	transformer = true, resnet = true}
 local workload, threads = arg[1], tonumber(arg[2])
 if not WORKLOADS[workload] or not threads or threads < 1 or threads % 1 ~= 0 then
-	io.stderr:write("usage: lunet lunet_bench.lua tiny|mlp64|mlp256|cnn|lstm|resnet THREADS [STEPS]\n")
+	io.stderr:write("usage: lunet lunet_bench.lua tiny|mlp64|mlp256|cnn|lstm|transformer|resnet THREADS [STEPS]\n")
 	os.exit(2)
 end
 local steps_override = tonumber(arg[3])
@@ -124,6 +125,23 @@ local function lstm_products(list, N, T, nin, h, layers)
 		list[#list + 1] = {true, false, 4 * h, h, N, 1, T, true}
 		list[#list + 1] = {false, false, N, h, 4 * h, 0, T, true}
 	end
+end
+
+-- Causal self-attention of width d with H heads at batch N and T steps:
+-- the in and out projections as Linear layers over N*T rows, and per
+-- sample and head (count N*H, head width dh = d/H) the scores Q K^T
+-- (T, T, dh) and the output P V (T, dh, T), backward dP = dO V^T,
+-- dV = P^T dO, dQ = dS K and dK = dS^T Q.
+local function attention_products(list, N, T, d, H)
+	local dh, count = d // H, N * H
+	linear_products(list, N * T, d, 3 * d)
+	list[#list + 1] = {false, true, T, T, dh, 0, count, true}
+	list[#list + 1] = {false, false, T, dh, T, 0, count, true}
+	list[#list + 1] = {false, true, T, T, dh, 0, count, true}
+	list[#list + 1] = {true, false, T, dh, T, 0, count, true}
+	list[#list + 1] = {false, false, T, dh, T, 0, count, true}
+	list[#list + 1] = {true, false, T, dh, T, 0, count, true}
+	linear_products(list, N * T, d, d)
 end
 
 -- ---- workloads ---------------------------------------------------------------
@@ -235,9 +253,18 @@ local function char(kind)
 		return loss
 	end
 	local products = {}
-	lstm_products(products, B, T, cfg.embed, cfg.hidden, cfg.layers)
-	linear_products(products, B * T, cfg.hidden, V)
-	return step, 60, B * T, 3, products
+	if kind == "lstm" then
+		lstm_products(products, B, T, cfg.embed, cfg.hidden, cfg.layers)
+		linear_products(products, B * T, cfg.hidden, V)
+		return step, 60, B * T, 3, products
+	end
+	for _ = 1, cfg.layers do
+		attention_products(products, B, T, cfg.d, cfg.heads)
+		linear_products(products, B * T, cfg.d, 4 * cfg.d)
+		linear_products(products, B * T, 4 * cfg.d, cfg.d)
+	end
+	linear_products(products, B * T, cfg.d, V)
+	return step, 30, B * T, 3, products
 end
 
 -- The products of a graph's Conv2d and Linear nodes at batch N, read from
@@ -275,7 +302,7 @@ end
 local step, nsteps, per_step, warmup, products
 if workload == "resnet" then
 	step, nsteps, per_step, warmup, products = resnet()
-elseif workload == "lstm" then
+elseif workload == "lstm" or workload == "transformer" then
 	step, nsteps, per_step, warmup, products = char(workload)
 elseif workload == "tiny" then
 	step, nsteps, per_step, warmup, products = tiny()

@@ -14,13 +14,14 @@ those lines; nothing is measured here.
 import statistics
 import sys
 
-WORKLOADS = ["tiny", "mlp64", "mlp256", "cnn", "lstm", "resnet"]
+WORKLOADS = ["tiny", "mlp64", "mlp256", "cnn", "lstm", "transformer", "resnet"]
 DESCRIPTION = {
     "tiny": "2-8-1 tanh, sigmoid+BCE, XOR, batch 4, Adam: 10,000 steps",
     "mlp64": "784-256-128-10 ReLU, cross-entropy, SGD momentum 0.9, batch 64: one epoch",
     "mlp256": "784-256-128-10 ReLU, cross-entropy, SGD momentum 0.9, batch 256: one epoch",
     "cnn": "conv 1-16 3x3 pad 1, ReLU, maxpool 2, conv 16-32 3x3 pad 1, ReLU, maxpool 2, linear 1568-10, cross-entropy, SGD momentum 0.9, batch 64: 200 steps",
     "lstm": "the char-LSTM of experiments/char_lstm.lua (sizes and batch in experiments/char_models.lua), cross-entropy of the next byte, Adam, gradient norm clipped, on the fortunes corpus: 60 steps; samples are tokens (bytes)",
+    "transformer": "the causal transformer of experiments/char_transformer.lua (sizes and batch in experiments/char_models.lua), cross-entropy of the next byte, AdamW, gradient norm clipped, on the fortunes corpus: 30 steps; samples are tokens (bytes)",
     "resnet": "the residual network of experiments/resnet_fashion.lua (experiments/resnet_model.lua: conv 1-16, BatchNorm, a basic block per stage at 16/32/64 channels with 1x1 projections, global average pooling, linear 64-10; an nn.Graph), cross-entropy, SGD momentum 0.9, batch 128, no augmentation: 30 steps",
 }
 STRINGS = ("side", "workload", "coretype", "asked", "blas_core", "role", "gemm_impl")

@@ -9,8 +9,9 @@ files of Debian's dataset-fashion-mnist with gzip + numpy, pre-loaded,
 batches by slicing, in order, last partial batch dropped), the same
 shapes, the same initialisation (He normal, zero biases), the same
 optimiser and hyper-parameters, the same warm-up and timed steps.  The
-character-level workload (lstm) takes its model, configuration and
-corpus from char_torch.py, the PyTorch twin of the experiment, which asks the lunet executable ($LUNET_EXE, default
+character-level workloads (lstm, transformer) take their models,
+configuration and corpus from char_torch.py, the PyTorch twin of the
+experiments, which asks the lunet executable ($LUNET_EXE, default
 build/lunet) for them.  The last line printed is
 
     RESULT side=torch workload=... threads=... coretype=... blas_core=... steps=...
@@ -42,12 +43,12 @@ import torch
 import torch.nn as nn
 
 FASHION_DIR = "/usr/share/datasets/fashion-mnist"
-WORKLOADS = ("tiny", "mlp64", "mlp256", "cnn", "lstm", "resnet")
+WORKLOADS = ("tiny", "mlp64", "mlp256", "cnn", "lstm", "transformer", "resnet")
 # timed steps of a calibration try: 0.05-0.15 s with OpenBLAS's slowest
 # kernels on the machines measured; many short tries rather than a few
 # long ones, so that the best of them is likely one no other process
 # interrupted
-CALIB_STEPS = {"tiny": 200, "mlp64": 40, "mlp256": 10, "cnn": 6, "lstm": 4, "resnet": 1}
+CALIB_STEPS = {"tiny": 200, "mlp64": 40, "mlp256": 10, "cnn": 6, "lstm": 4, "transformer": 3, "resnet": 1}
 
 
 def load_idx(path):
@@ -209,7 +210,7 @@ def char(kind):
     def step(i):
         k = (i - 1) % nb
         return char_torch.train_step(model, opt, crit, xs[:, k], ys[:, k], cfg["clip"])
-    return step, 60, B * T, 3
+    return step, (60 if kind == "lstm" else 30), B * T, 3
 
 
 def blas_core():
@@ -240,7 +241,7 @@ def build(workload):
         return tiny()
     if workload == "cnn":
         return cnn()
-    if workload == "lstm":
+    if workload in ("lstm", "transformer"):
         return char(workload)
     if workload == "resnet":
         return resnet()
@@ -267,7 +268,7 @@ def calibrate(threads, tries, workloads):
 
 
 def usage():
-    sys.stderr.write("usage: torch_bench.py tiny|mlp64|mlp256|cnn|lstm|resnet THREADS [STEPS]\n"
+    sys.stderr.write("usage: torch_bench.py tiny|mlp64|mlp256|cnn|lstm|transformer|resnet THREADS [STEPS]\n"
                      "       torch_bench.py --calibrate THREADS [--tries N] WORKLOAD...\n")
     return 2
 

@@ -1,11 +1,12 @@
 #!/bin/bash
 # test_char_experiments.sh BUILD_DIR SOURCE_DIR -- the character-level
-# experiment (experiments/char_lstm.lua) runs for a few steps of a tiny
-# model on a tiny corpus (--text=FILE): --help, the run directory and its files, one metrics row per epoch with a finite
+# experiments (experiments/char_lstm.lua, char_transformer.lua) run for a
+# few steps of tiny models on a tiny corpus (--text=FILE): --help, the run
+# directory and its files, one metrics row per epoch with a finite
 # validation loss in bits per byte below that of a uniform guess over the
 # corpus's bytes, samples of the asked length drawn from the corpus's
 # bytes, resuming, --steps, and a text too short for one batch.  With PyTorch
-# installed, the PyTorch twin (experiments/bench/char_torch.py) runs the
+# installed, the PyTorch twins (experiments/bench/char_torch.py) run the
 # same configuration and prints its epoch lines.
 set -u
 
@@ -26,10 +27,11 @@ nbytes=$(wc -c <"$TEXT")
 nvocab=$(od -An -v -tu1 "$TEXT" | tr -s ' ' '\n' | grep -v '^$' | sort -u | wc -l)
 
 small_lstm=(--batch=4 --seq_len=16 --embed=8 --hidden=16 --lr=0.01)
+small_tf=(--batch=4 --seq_len=16 --d=16 --heads=2 --warmup=3 --lr=0.01)
 
-for name in char_lstm; do
+for name in char_lstm char_transformer; do
 	script="$SRC/experiments/$name.lua"
-	small=("${small_lstm[@]}")
+	if [ "$name" = char_lstm ]; then small=("${small_lstm[@]}"); else small=("${small_tf[@]}"); fi
 	args=(--text="$TEXT" --epochs=2 --samples=2 --sample_len=40 "${small[@]}")
 
 	run "$LUNET" "$script" --help
@@ -92,6 +94,12 @@ for name in char_lstm; do
 	check "$name --samples=0: no samples" \
 		bash -c "[ $rc -eq 0 ] && ! grep -q '^--- sample' '$TMP/out' && grep -q '^epoch 1 ' '$TMP/out'"
 
+	if [ "$name" = char_transformer ]; then
+		LUNET_RUNS="$TMP/capped" run "$LUNET" "$script" "${args[@]}" --d=15
+		check "$name: a width the heads do not divide is an error" \
+			bash -c "[ $rc -eq 1 ] && grep -q 'bad value --d=15: expected a multiple of --heads=2' '$TMP/err'"
+	fi
+
 	# a text too short for one batch
 	head -c 100 "$TEXT" >"$TMP/short.txt"
 	LUNET_RUNS="$TMP/short" run "$LUNET" "$script" --text="$TMP/short.txt" "${small[@]}" --batch=8
@@ -105,8 +113,8 @@ done
 
 # The PyTorch twin, on the same configuration.
 if /usr/bin/python3 -c 'import torch' 2>/dev/null; then
-	for kind in lstm; do
-		small=("${small_lstm[@]}")
+	for kind in lstm transformer; do
+		if [ "$kind" = lstm ]; then small=("${small_lstm[@]}"); else small=("${small_tf[@]}"); fi
 		run /usr/bin/python3 "$SRC/experiments/bench/char_torch.py" "$kind" --lunet="$LUNET" \
 			--threads=1 --text="$TEXT" --epochs=1 --samples=1 --sample_len=20 "${small[@]}"
 		check "char_torch.py $kind runs" test "$rc" -eq 0
