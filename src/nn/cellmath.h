@@ -12,7 +12,14 @@
  *   ln_sigmoid_fast  absolute error < 2e-7
  *   ln_tanh_fast     absolute error < 2e-7, relative < 3e-7 (near 0 it is
  *                    a polynomial, so small inputs keep their precision)
- * The _naive kernels beside the fast ones use libm (expf, tanhf).
+ *   ln_normal_cdf_fast  Phi(x) = (1 + erf(x / sqrt 2)) / 2 and e^(-x^2/2):
+ *                    absolute error < 2.5e-7 (measured 1.8e-7 and 2.0e-7
+ *                    without FMA), for x < 0 relative error < 1e-6 down to
+ *                    x = -13 (measured 4.6e-7; Phi(-13) is 6e-39, below it
+ *                    a number under 1e-37 instead of the true smaller one);
+ *                    e^(-x^2/2) relative error < 3e-7 for |x| < 13
+ *                    (measured 1.6e-7)
+ * The _naive kernels beside the fast ones use libm (expf, tanhf, erff).
  *
  * GCC vectorises the selects below only without -ftrapping-math (its
  * default): CMakeLists.txt builds the files that include this header with
@@ -21,6 +28,11 @@
  * exp is Cody & Waite's reduction e^x = 2^n e^r, n = round(x / ln 2),
  * |r| <= ln(2)/2, with the polynomial of Cephes' expf for e^r; tanh for
  * |x| < 0.625 is Cephes' tanhf polynomial, above it 1 - 2/(e^{2|x|} + 1).
+ * Phi uses erfc(z) = t e^(-z^2) e^(P(t)), t = 1 / (1 + z/2), z = |x|/sqrt 2,
+ * with the degree-9 Chebyshev fit P of Numerical Recipes' erfcc (fractional
+ * error < 1.2e-7 for every z >= 0); z^2 = x^2/2 is carried as a rounded
+ * float plus its rounding error, so that e^(-z^2) keeps its precision for
+ * large |x|.
  */
 #ifndef LN_CELLMATH_H
 #define LN_CELLMATH_H
@@ -64,6 +76,40 @@ static inline float ln_tanh_fast(float x)
 	                1.33314422036e-1f) * z - 3.33332819422e-1f) * z * x + x;
 	float big = copysignf(1.0f - 2.0f / (ln_exp_fast(2.0f * ax) + 1.0f), x);
 	return ax < 0.625f ? small : big;
+}
+
+/* Phi(x), the standard normal distribution function, and *density =
+ * e^(-x^2/2) (the normal density times sqrt(2 pi); 0 for |x| >= 20 and
+ * NaN), for GELU: branch-free, so that a loop calling it vectorises.  A
+ * NaN x gives NaN. */
+static inline float ln_normal_cdf_fast(float x, float *density)
+{
+	float inside = fabsf(x) < 20.0f ? 1.0f : 0.0f;  /* beyond, Phi is 0 or 1 and the density 0 */
+	x = x < -20.0f ? -20.0f : x > 20.0f ? 20.0f : x;
+	float z = fabsf(x) * 0.70710678118654752f;
+	float t = 1.0f / (1.0f + 0.5f * z);
+	float p = 0.17087277f;
+	p = p * t - 0.82215223f;
+	p = p * t + 1.48851587f;
+	p = p * t - 1.13520398f;
+	p = p * t + 0.27886807f;
+	p = p * t - 0.18628806f;
+	p = p * t + 0.09678418f;
+	p = p * t + 0.37409196f;
+	p = p * t + 1.00002368f;
+	p = p * t - 1.26551223f;
+	/* x^2 = hi + lo exactly */
+	float hi = x * x;
+#ifdef __FMA__
+	float lo = fmaf(x, x, -hi);
+#else  /* Dekker's product: exact without fma (and nothing contracts into one) */
+	float c = 4097.0f * x, xh = c - (c - x), xl = x - xh;
+	float lo = ((xh * xh - hi) + 2.0f * xh * xl) + xl * xl;
+#endif
+	float e = ln_exp_fast(-0.5f * hi) * (1.0f - 0.5f * lo);  /* e^(-x^2/2) */
+	float half_erfc = 0.5f * t * e * ln_exp_fast(p);         /* Phi(-|x|) */
+	*density = e * inside;
+	return x < 0 ? half_erfc : 1.0f - half_erfc;
 }
 
 #endif

@@ -84,6 +84,11 @@ const ln_activation_def *ln_activation_defs(int *count);
  * (LeakyReLU's slope; finite, else LN_ERANGE) and is ignored by the rows
  * without one.  LN_EARG for an unknown name. */
 ln_status ln_activation_new(ln_module **out, const char *name, double param, ln_error *err);
+/* GELU's references in libm's erff and expf, n elements: y = x Phi(x) and
+ * gx = gy (Phi(x) + x phi(x)); the table's GELU kernels agree within
+ * cellmath.h's bound for ln_normal_cdf_fast. */
+void ln_gelu_forward_naive(float *y, const float *x, int64_t n);
+void ln_gelu_backward_naive(float *gx, const float *gy, const float *x, int64_t n);
 
 /* ---- Softmax, LogSoftmax (softmax.c) ----------------------------------------
  * Over one dimension of x, at least 2-D: the last by default (x {N,...,C},

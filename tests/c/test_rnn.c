@@ -70,6 +70,30 @@ static void test_cellmath_accuracy(void **state)
 	assert_true(isfinite(ln_exp_fast(1000)) && ln_exp_fast(-1000) < 2e-38f);
 }
 
+/* ln_normal_cdf_fast's bounds in cellmath.h, against erfc and exp in
+ * double every 1e-4 over [-30, 30]; the ends and NaN. */
+static void test_normal_cdf_accuracy(void **state)
+{
+	double ab = 0, rel = 0, dens = 0;
+	for (int64_t k = -300000; k <= 300000; k++) {
+		float x = (float)((double)k * 1e-4), e;
+		double want = 0.5 * erfc(-(double)x / sqrt(2.0)), p = ln_normal_cdf_fast(x, &e);
+		ab = fmax(ab, fabs(p - want));
+		if (x < 0 && x >= -13)
+			rel = fmax(rel, fabs(p - want) / want);
+		double wd = exp(-0.5 * (double)x * x);
+		if (fabs(x) < 13)
+			dens = fmax(dens, fabs(e - wd) / wd);
+	}
+	if (!(ab < 2.5e-7 && rel < 1e-6 && dens < 3e-7))
+		fail_msg("Phi absolute %g, relative for x < 0 %g, density relative %g", ab, rel, dens);
+	float e;
+	assert_true(ln_normal_cdf_fast(1e30f, &e) == 1 && e == 0);
+	assert_true(ln_normal_cdf_fast(-1e30f, &e) < 1e-37f && e == 0);
+	assert_true(ln_normal_cdf_fast(INFINITY, &e) == 1 && ln_normal_cdf_fast(-INFINITY, &e) >= 0);
+	assert_true(isnan(ln_normal_cdf_fast(NAN, &e)));
+}
+
 /* ---- values from PyTorch's equations --------------------------------------------------- */
 
 static double sig(double v) { return 1 / (1 + exp(-v)); }
@@ -690,6 +714,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_cellmath_accuracy),
+		cmocka_unit_test(test_normal_cdf_accuracy),
 		cmocka_unit_test(test_hand_values),
 		cmocka_unit_test(test_against_naive),
 		cmocka_unit_test(test_gradcheck),

@@ -124,6 +124,50 @@ static void test_gelu_silu_values(void **state)
 	ln_tensor_release(&ones);
 }
 
+/* The GELU module's kernels (cellmath.h's Phi) against the libm
+ * references, at 4001 points over [-20, 20] and at huge values: the
+ * output within 3e-7 max(|x|, 1) (Phi's bound times |x|, plus rounding),
+ * the gradient within 1e-6 max(x^2, 1) |gy|; past |x| = 20 exactly gy or
+ * (nearly) 0. */
+static void test_gelu_against_naive(void **state)
+{
+	enum { n = 4006 };
+	static float xs[n], gys[n], want[n], wantg[n];
+	for (int i = 0; i < 4001; i++) {
+		xs[i] = -20.0f + 0.01f * (float)i;
+		gys[i] = 1.0f - 0.0005f * (float)i;
+	}
+	const float ends[] = {1e30f, -1e30f, 3e38f, -3e38f, 1e-30f};
+	for (int i = 0; i < 5; i++) {
+		xs[4001 + i] = ends[i];
+		gys[4001 + i] = 0.5f;
+	}
+	ln_gelu_forward_naive(want, xs, n);
+	ln_gelu_backward_naive(wantg, gys, xs, n);
+	ln_tensor x, gy;
+	tu_tensor(&x, 2, (int64_t[]){2, n / 2}, xs);
+	tu_tensor(&gy, 2, (int64_t[]){2, n / 2}, gys);
+	ln_module *m = act("GELU");
+	tu_forward_ok(m, &x);
+	tu_backward_ok(m, &x, &gy);
+	const float *y = ln_tensor_data(&m->output), *gx = ln_tensor_data(&m->grad_input);
+	for (int i = 0; i < n; i++) {
+		double ax = fabs(xs[i]);
+		/* the naive backward's x phi(x) overflows to NaN past 1e19 */
+		bool naive_ok = isfinite(wantg[i]);
+		if (!(fabs(y[i] - want[i]) <= 3e-7 * fmax(ax, 1.0)))
+			fail_msg("GELU(%g) = %.9g, want %.9g", (double)xs[i], y[i], want[i]);
+		if (naive_ok && !(fabs(gx[i] - wantg[i]) <= 1e-6 * fmax(ax * ax, 1.0) * fabs(gys[i])))
+			fail_msg("GELU'(%g) * %g = %.9g, want %.9g", (double)xs[i], (double)gys[i], gx[i],
+			         wantg[i]);
+		if (ax > 20 && !(xs[i] > 0 ? gx[i] == gys[i] : fabs(gx[i]) < 1e-37))
+			fail_msg("GELU'(%g) * %g = %.9g", (double)xs[i], (double)gys[i], gx[i]);
+	}
+	ln_module_release(m);
+	ln_tensor_release(&x);
+	ln_tensor_release(&gy);
+}
+
 /* ---- any leading dimensions ------------------------------------------------------------ */
 
 /* Linear, the activations, Dropout and LayerNorm on {2,3,4}: the same as
@@ -579,6 +623,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_gelu_silu_values),
+		cmocka_unit_test(test_gelu_against_naive),
 		cmocka_unit_test(test_leading_dimensions),
 		cmocka_unit_test(test_layernorm_values),
 		cmocka_unit_test(test_layernorm_errors),
