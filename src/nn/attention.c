@@ -23,7 +23,9 @@
  *   dW_in += d(q|k|v)^T x;  db_in += column sums;  dx = d(q|k|v) W_in
  * Every product is ln_gemm on strided blocks of those buffers (a head is
  * hd columns of a row of 3d): no copies, nothing allocated after the first
- * step of a shape.  ln_attention_forward_naive/backward_naive are the same
+ * step of a shape.  With the causal mask, the products of S, o, dP, dv, dq
+ * and dk run by blocks of CAUSAL_BLOCK rows or columns and skip the blocks
+ * wholly above the diagonal, whose weights are 0.  ln_attention_forward_naive/backward_naive are the same
  * maths in plain loops with double accumulators, kept to test against.
  */
 #include <math.h>
@@ -41,6 +43,11 @@
 #include "state_dict.h"
 
 enum { W_IN, B_IN, W_OUT, B_OUT };
+
+/* With the causal mask, the products run by blocks of this many rows (or
+ * columns), each only over the positions its rows see: about
+ * (1 + 1/(T/16)) / 2 of the full products' work instead of all of it. */
+#define CAUSAL_BLOCK 16
 
 typedef struct attention {
 	ln_module base;
@@ -138,13 +145,20 @@ static ln_status attention_forward(ln_module *m, const ln_tensor *x, ln_error *e
 	float *a = ln_tensor_data(&at->a);
 	ln_linear_forward_kernel(qkv, ln_tensor_data(x), win, bin, n * t, d, 3 * d);
 	float scale = (float)(1.0 / sqrt((double)hd)), keep = (float)(1.0 / (1.0 - at->dropout));
+	int64_t blk = at->causal ? CAUSAL_BLOCK : t;
 	for (int64_t i = 0; i < n; i++)
 		for (int64_t h = 0; h < heads; h++) {
 			const float *q = qkv + i * t * 3 * d + h * hd, *k = q + d, *v = q + 2 * d;
 			float *ph = p + (i * heads + h) * t * t;
-			ln_gemm(false, true, t, t, hd, scale, q, 3 * d, k, 3 * d, 0.0f, ph, t);
-			for (int64_t r = 0; r < t; r++)
-				softmax_row(ph + r * t, at->causal ? r + 1 : t, t);
+			/* S and P by blocks of rows, each only as wide as the last
+			 * position its rows see */
+			for (int64_t r0 = 0; r0 < t; r0 += blk) {
+				int64_t r1 = r0 + blk < t ? r0 + blk : t, w = at->causal ? r1 : t;
+				ln_gemm(false, true, r1 - r0, w, hd, scale, q + r0 * 3 * d, 3 * d, k, 3 * d,
+				        0.0f, ph + r0 * t, t);
+				for (int64_t r = r0; r < r1; r++)
+					softmax_row(ph + r * t, at->causal ? r + 1 : t, t);
+			}
 			const float *pv = ph;
 			if (drop) {
 				float *mk = ln_tensor_data(&at->mask) + (i * heads + h) * t * t;
@@ -155,7 +169,12 @@ static ln_status attention_forward(ln_module *m, const ln_tensor *x, ln_error *e
 				}
 				pv = pd;
 			}
-			ln_gemm(false, false, t, hd, t, 1.0f, pv, t, v, 3 * d, 0.0f, a + i * t * d + h * hd, d);
+			float *ah = a + i * t * d + h * hd;
+			for (int64_t r0 = 0; r0 < t; r0 += blk) {
+				int64_t r1 = r0 + blk < t ? r0 + blk : t, w = at->causal ? r1 : t;
+				ln_gemm(false, false, r1 - r0, hd, w, 1.0f, pv + r0 * t, t, v, 3 * d, 0.0f,
+				        ah + r0 * d, d);
+			}
 		}
 	ln_linear_forward_kernel(ln_tensor_data(&m->output), a, ln_tensor_data(&m->param[W_OUT]),
 	                         ln_tensor_data(&m->param[B_OUT]), n * t, d, d);
@@ -202,6 +221,7 @@ static ln_status attention_backward(ln_module *m, const ln_tensor *x, const ln_t
 	linear_param_grads(&m->grad[W_OUT], &m->grad[B_OUT], g, a, n * t, d, d);
 	ln_gemm(false, false, n * t, d, d, 1.0f, g, d, wo, d, 0.0f, da, d);
 	float scale = (float)(1.0 / sqrt((double)hd));
+	int64_t blk = at->causal ? CAUSAL_BLOCK : t;
 	for (int64_t i = 0; i < n; i++)
 		for (int64_t h = 0; h < heads; h++) {
 			int64_t off = i * t * 3 * d + h * hd;
@@ -209,19 +229,40 @@ static ln_status attention_backward(ln_module *m, const ln_tensor *x, const ln_t
 			float *dq = dqkv + off, *dk = dq + d, *dv = dq + 2 * d;
 			const float *ph = p + (i * heads + h) * t * t, *pv = ph;
 			const float *dout = da + i * t * d + h * hd;
-			if (at->dropped)
-				pv = ln_tensor_data(&at->pd) + (i * heads + h) * t * t;
-			ln_gemm(false, true, t, t, hd, 1.0f, dout, d, v, 3 * d, 0.0f, dp, t);
-			ln_gemm(true, false, t, hd, t, 1.0f, pv, t, dout, d, 0.0f, dv, 3 * d);
+			const float *mk = NULL;
 			if (at->dropped) {
-				const float *mk = ln_tensor_data(&at->mask) + (i * heads + h) * t * t;
-				for (int64_t e = 0; e < t * t; e++)
-					dp[e] *= mk[e];
+				pv = ln_tensor_data(&at->pd) + (i * heads + h) * t * t;
+				mk = ln_tensor_data(&at->mask) + (i * heads + h) * t * t;
 			}
-			for (int64_t r = 0; r < t; r++)
-				softmax_row_backward(dp + r * t, ph + r * t, at->causal ? r + 1 : t, t);
-			ln_gemm(false, false, t, hd, t, scale, dp, t, k, 3 * d, 0.0f, dq, 3 * d);
-			ln_gemm(true, false, t, hd, t, scale, dp, t, q, 3 * d, 0.0f, dk, 3 * d);
+			/* dP, then dS in place, by blocks of rows as in forward */
+			for (int64_t r0 = 0; r0 < t; r0 += blk) {
+				int64_t r1 = r0 + blk < t ? r0 + blk : t, w = at->causal ? r1 : t;
+				ln_gemm(false, true, r1 - r0, w, hd, 1.0f, dout + r0 * d, d, v, 3 * d, 0.0f,
+				        dp + r0 * t, t);
+				for (int64_t r = r0; r < r1; r++) {
+					int64_t len = at->causal ? r + 1 : t;
+					if (mk)
+						for (int64_t j = 0; j < len; j++)
+							dp[r * t + j] *= mk[r * t + j];
+					softmax_row_backward(dp + r * t, ph + r * t, len, t);
+				}
+			}
+			/* dv = P'^T do, dk = dS^T q: by blocks of columns, each from
+			 * the first row that sees them (P' and dS are 0 above the
+			 * diagonal) */
+			for (int64_t c0 = 0; c0 < t; c0 += blk) {
+				int64_t c1 = c0 + blk < t ? c0 + blk : t, top = at->causal ? c0 : 0;
+				ln_gemm(true, false, c1 - c0, hd, t - top, 1.0f, pv + top * t + c0, t,
+				        dout + top * d, d, 0.0f, dv + c0 * 3 * d, 3 * d);
+				ln_gemm(true, false, c1 - c0, hd, t - top, scale, dp + top * t + c0, t,
+				        q + top * 3 * d, 3 * d, 0.0f, dk + c0 * 3 * d, 3 * d);
+			}
+			/* dq = dS k, by blocks of rows */
+			for (int64_t r0 = 0; r0 < t; r0 += blk) {
+				int64_t r1 = r0 + blk < t ? r0 + blk : t, w = at->causal ? r1 : t;
+				ln_gemm(false, false, r1 - r0, hd, w, scale, dp + r0 * t, t, k, 3 * d, 0.0f,
+				        dq + r0 * 3 * d, 3 * d);
+			}
 		}
 	linear_param_grads(&m->grad[W_IN], &m->grad[B_IN], dqkv, ln_tensor_data(x), n * t, d, 3 * d);
 	if (m->want_gx)

@@ -141,8 +141,9 @@ static void compare_with_naive(ln_module *m, const ln_tensor *x, const ln_tensor
 static void test_against_naive(void **state)
 {
 	ln_rng_seed(ln_rng_global(), SEED);
-	const int64_t cases[][4] = {  /* N, T, d, heads */
+	const int64_t cases[][4] = {  /* N, T, d, heads; T past 16: several causal blocks */
 		{1, 1, 1, 1}, {2, 5, 8, 2}, {3, 4, 6, 3}, {1, 9, 8, 1}, {2, 7, 12, 4},
+		{1, 16, 4, 1}, {2, 17, 8, 2}, {1, 33, 12, 3}, {1, 40, 8, 2},
 	};
 	for (int causal = 0; causal < 2; causal++)
 		for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
@@ -220,7 +221,8 @@ static void expect_gradcheck(ln_module *m, const ln_tensor *x, tu_before_fn befo
 static void test_gradcheck(void **state)
 {
 	ln_rng_seed(ln_rng_global(), SEED);
-	const int64_t cases[][4] = {{2, 3, 4, 2}, {1, 5, 6, 3}, {3, 2, 2, 1}, {1, 4, 8, 4}};
+	const int64_t cases[][4] = {{2, 3, 4, 2}, {1, 5, 6, 3}, {3, 2, 2, 1}, {1, 4, 8, 4},
+	                            {1, 19, 4, 2}, {1, 35, 2, 1}};  /* several causal blocks */
 	for (int causal = 0; causal < 2; causal++)
 		for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
 			ln_module *m = make(cases[c][2], cases[c][3], causal, 0);
