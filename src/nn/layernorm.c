@@ -13,7 +13,9 @@
  *   dw += sum_r gy_r xhat_r       db += sum_r gy_r
  * Row statistics and the column sums of dw and db are accumulated in
  * double, rows in order (the column sums in two arrays of d doubles the
- * module allocates once, at construction).
+ * module allocates once, at construction); the row sums in 8 lanes, so
+ * that they vectorise, with the one-accumulator _naive kernels beside
+ * them as the reference.
  */
 #include <math.h>
 #include <stdio.h>
@@ -34,8 +36,107 @@ typedef struct layernorm {
 
 /* ---- kernels ---------------------------------------------------------------------- */
 
+/* The row sums below run in 8 double lanes over j (the last d mod 8
+ * terms in lane 0), so that the compiler vectorises them: the same
+ * double accumulation as the _naive references, in another order
+ * (test_sequence.c compares them). */
+#define LANES 8
+
+/* sum_j x_j, in LANES double lanes */
+static double lane_sum(const float *x, int64_t d)
+{
+	double acc[LANES] = {0};
+	int64_t j = 0;
+	for (; j + LANES <= d; j += LANES)
+		for (int k = 0; k < LANES; k++)
+			acc[k] += x[j + k];
+	for (; j < d; j++)
+		acc[0] += x[j];
+	return ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
+}
+
+/* sum_j (x_j - mu)^2, in LANES double lanes */
+static double lane_sq_dev(const float *x, double mu, int64_t d)
+{
+	double acc[LANES] = {0};
+	int64_t j = 0;
+	for (; j + LANES <= d; j += LANES)
+		for (int k = 0; k < LANES; k++) {
+			double c = x[j + k] - mu;
+			acc[k] += c * c;
+		}
+	for (; j < d; j++) {
+		double c = x[j] - mu;
+		acc[0] += c * c;
+	}
+	return ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
+}
+
 /* y (M,d) = (x - mean) rstd w + b, with mean (M) and rstd (M) written. */
 void ln_layernorm_forward_kernel(float *y, float *mean, float *rstd, const float *x,
+                                 const float *w, const float *b, int64_t rows, int64_t d,
+                                 double eps)
+{
+	for (int64_t r = 0; r < rows; r++) {
+		const float *xr = x + r * d;
+		float *yr = y + r * d;
+		double mu = lane_sum(xr, d) / (double)d;
+		double rs = 1.0 / sqrt(lane_sq_dev(xr, mu, d) / (double)d + eps);
+		mean[r] = (float)mu;
+		rstd[r] = (float)rs;
+		float fm = (float)mu, fr = (float)rs;
+		for (int64_t j = 0; j < d; j++)
+			yr[j] = (xr[j] - fm) * fr * w[j] + b[j];
+	}
+}
+
+/* gx (M,d) = the formula above (overwritten; NULL: not computed); acc (2d)
+ * += sum_r gy_r xhat_r, then sum_r gy_r (in double; the caller adds them
+ * into dw, db). */
+void ln_layernorm_backward_kernel(float *gx, double *acc, const float *gy, const float *x,
+                                  const float *mean, const float *rstd, const float *w,
+                                  int64_t rows, int64_t d)
+{
+	double *restrict aw = acc, *restrict ab = acc + d;
+	for (int64_t r = 0; r < rows; r++) {
+		const float *xr = x + r * d, *gr = gy + r * d;
+		float *gxr = gx + r * d;
+		float fm = mean[r], fr = rstd[r];
+		double l1[LANES] = {0}, l2[LANES] = {0};
+		int64_t j = 0;
+		for (; j + LANES <= d; j += LANES)
+			for (int k = 0; k < LANES; k++) {
+				float xh = (xr[j + k] - fm) * fr;
+				double dxh = (double)gr[j + k] * w[j + k];
+				l1[k] += dxh;
+				l2[k] += dxh * xh;
+			}
+		for (; j < d; j++) {
+			float xh = (xr[j] - fm) * fr;
+			double dxh = (double)gr[j] * w[j];
+			l1[0] += dxh;
+			l2[0] += dxh * xh;
+		}
+		for (j = 0; j < d; j++) {
+			float xh = (xr[j] - fm) * fr;
+			aw[j] += (double)gr[j] * xh;
+			ab[j] += gr[j];
+		}
+		if (!gx)
+			continue;
+		double s1 = ((l1[0] + l1[4]) + (l1[1] + l1[5])) + ((l1[2] + l1[6]) + (l1[3] + l1[7]));
+		double s2 = ((l2[0] + l2[4]) + (l2[1] + l2[5])) + ((l2[2] + l2[6]) + (l2[3] + l2[7]));
+		float a1 = (float)(s1 / (double)d), a2 = (float)(s2 / (double)d);
+		for (j = 0; j < d; j++) {
+			float xh = (xr[j] - fm) * fr;
+			gxr[j] = fr * (gr[j] * w[j] - a1 - xh * a2);
+		}
+	}
+}
+
+/* The reference of ln_layernorm_forward_kernel: each sum in one double, in
+ * order of j. */
+void ln_layernorm_forward_naive(float *y, float *mean, float *rstd, const float *x,
                                  const float *w, const float *b, int64_t rows, int64_t d,
                                  double eps)
 {
@@ -59,10 +160,9 @@ void ln_layernorm_forward_kernel(float *y, float *mean, float *rstd, const float
 	}
 }
 
-/* gx (M,d) = the formula above (overwritten; NULL: not computed); acc (2d)
- * += sum_r gy_r xhat_r, then sum_r gy_r (in double; the caller adds them
- * into dw, db). */
-void ln_layernorm_backward_kernel(float *gx, double *acc, const float *gy, const float *x,
+/* The reference of ln_layernorm_backward_kernel, each row sum in one
+ * double, in order of j. */
+void ln_layernorm_backward_naive(float *gx, double *acc, const float *gy, const float *x,
                                   const float *mean, const float *rstd, const float *w,
                                   int64_t rows, int64_t d)
 {

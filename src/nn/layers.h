@@ -132,6 +132,14 @@ void ln_layernorm_forward_kernel(float *y, float *mean, float *rstd, const float
 void ln_layernorm_backward_kernel(float *gx, double *acc, const float *gy, const float *x,
                                   const float *mean, const float *rstd, const float *w,
                                   int64_t rows, int64_t d);
+/* The references of the two kernels above (one double accumulator per
+ * sum, in order), to test them against. */
+void ln_layernorm_forward_naive(float *y, float *mean, float *rstd, const float *x,
+                                const float *w, const float *b, int64_t rows, int64_t d,
+                                double eps);
+void ln_layernorm_backward_naive(float *gx, double *acc, const float *gy, const float *x,
+                                 const float *mean, const float *rstd, const float *w,
+                                 int64_t rows, int64_t d);
 
 /* ---- Sequential (sequential.c) --------------------------------------------------
  * Applies its children in order.  Its output is a view of the last child's

@@ -228,6 +228,56 @@ static void test_leading_dimensions(void **state)
 
 /* y = (x - mean) / sqrt(var + eps) * w + b per row, var biased (PyTorch's
  * LayerNorm), with weight and bias set to other values than 1 and 0. */
+/* The lane-summed LayerNorm kernels against their one-accumulator
+ * references: widths on and off the 8 lanes, with and without gx; the
+ * same double sums in another order, so the floats agree to a few ulps. */
+static void test_layernorm_against_naive(void **state)
+{
+	ln_rng_seed(ln_rng_global(), SEED);
+	const int64_t ds[] = {1, 7, 8, 128, 131};
+	enum { rows = 5, dmax = 131 };
+	static float x[rows * dmax], w[dmax], b[dmax], gy[rows * dmax], y[2][rows * dmax],
+		gx[2][rows * dmax], mean[2][rows], rstd[2][rows];
+	static double acc[2][2 * dmax];
+	for (size_t c = 0; c < sizeof ds / sizeof ds[0]; c++) {
+		int64_t d = ds[c];
+		for (int64_t i = 0; i < rows * d; i++) {
+			x[i] = 3.0f + 4.0f * (ln_rng_uniform(ln_rng_global()) - 0.5f);
+			gy[i] = ln_rng_uniform(ln_rng_global()) - 0.5f;
+		}
+		for (int64_t j = 0; j < d; j++) {
+			w[j] = 0.5f + ln_rng_uniform(ln_rng_global());
+			b[j] = ln_rng_uniform(ln_rng_global()) - 0.5f;
+		}
+		ln_layernorm_forward_kernel(y[0], mean[0], rstd[0], x, w, b, rows, d, 1e-5);
+		ln_layernorm_forward_naive(y[1], mean[1], rstd[1], x, w, b, rows, d, 1e-5);
+		for (int with_gx = 0; with_gx < 2; with_gx++) {
+			memset(acc, 0, sizeof acc);
+			ln_layernorm_backward_kernel(with_gx ? gx[0] : NULL, acc[0], gy, x, mean[0], rstd[0],
+			                             w, rows, d);
+			ln_layernorm_backward_naive(with_gx ? gx[1] : NULL, acc[1], gy, x, mean[1], rstd[1],
+			                            w, rows, d);
+			for (int64_t j = 0; j < 2 * d; j++)
+				if (!(fabs(acc[0][j] - acc[1][j]) <= 1e-12 * fmax(1.0, fabs(acc[1][j]))))
+					fail_msg("d %lld: acc[%lld] %.17g, want %.17g", (long long)d, (long long)j,
+					         acc[0][j], acc[1][j]);
+		}
+		for (int64_t r = 0; r < rows; r++)
+			if (!(fabs(mean[0][r] - mean[1][r]) <= 1e-6f * fabsf(mean[1][r]) &&
+			      fabs(rstd[0][r] - rstd[1][r]) <= 1e-6f * rstd[1][r]))
+				fail_msg("d %lld row %lld: mean %g rstd %g, want %g %g", (long long)d,
+				         (long long)r, mean[0][r], rstd[0][r], mean[1][r], rstd[1][r]);
+		for (int64_t i = 0; i < rows * d; i++) {
+			if (!(fabs(y[0][i] - y[1][i]) <= 1e-6 * fmax(1.0, fabs(y[1][i]))))
+				fail_msg("d %lld: y[%lld] %.9g, want %.9g", (long long)d, (long long)i, y[0][i],
+				         y[1][i]);
+			if (!(fabs(gx[0][i] - gx[1][i]) <= 1e-5 * fmax(1.0, fabs(gx[1][i]))))
+				fail_msg("d %lld: gx[%lld] %.9g, want %.9g", (long long)d, (long long)i,
+				         gx[0][i], gx[1][i]);
+		}
+	}
+}
+
 static void test_layernorm_values(void **state)
 {
 	const float xs[] = {1, 2, 3, 4, -1, 0.5f, 0.5f, 7};
@@ -626,6 +676,7 @@ int main(void)
 		cmocka_unit_test(test_gelu_against_naive),
 		cmocka_unit_test(test_leading_dimensions),
 		cmocka_unit_test(test_layernorm_values),
+		cmocka_unit_test(test_layernorm_against_naive),
 		cmocka_unit_test(test_layernorm_errors),
 		cmocka_unit_test(test_embedding_values),
 		cmocka_unit_test(test_embedding_gradcheck),
