@@ -78,6 +78,43 @@ static inline float ln_tanh_fast(float x)
 	return ax < 0.625f ? small : big;
 }
 
+/* e^x in double, for loops that need double precision (the loss's
+ * log-sum-exp): relative error < 1e-15 for x in [-708, 709] (clamped
+ * there, so no overflow and no subnormal).  Cody & Waite's reduction with
+ * ln 2 split in two (the high part has 32 trailing zero bits, so n ln2_hi
+ * is exact), e^r for |r| <= ln(2)/2 by its Taylor series to r^13 (the
+ * remainder is below 2e-16), 2^n built in the exponent bits from the
+ * rounding constant's own bits (no double-to-integer conversion, which
+ * AVX2 lacks for 64-bit lanes). */
+static inline double ln_exp_d(double x)
+{
+	x = x < -708.0 ? -708.0 : x > 709.0 ? 709.0 : x;
+	double t = x * 1.4426950408889634074 + 6755399441055744.0;  /* 1.5 * 2^52 */
+	double n = t - 6755399441055744.0;
+	double r = x - n * 6.93147180369123816490e-01;
+	r = r - n * 1.90821492927058770002e-10;
+	double p = 1.0 / 6227020800.0;  /* 1/13! */
+	p = p * r + 1.0 / 479001600.0;
+	p = p * r + 1.0 / 39916800.0;
+	p = p * r + 1.0 / 3628800.0;
+	p = p * r + 1.0 / 362880.0;
+	p = p * r + 1.0 / 40320.0;
+	p = p * r + 1.0 / 5040.0;
+	p = p * r + 1.0 / 720.0;
+	p = p * r + 1.0 / 120.0;
+	p = p * r + 1.0 / 24.0;
+	p = p * r + 1.0 / 6.0;
+	p = p * r + 0.5;
+	p = p * r * r + r + 1.0;
+	int64_t bits;
+	memcpy(&bits, &t, sizeof bits);
+	/* t's low mantissa bits hold n in two's complement */
+	bits = (int64_t)((uint64_t)(bits - 0x4338000000000000LL + 1023) << 52);
+	double scale;
+	memcpy(&scale, &bits, sizeof scale);
+	return p * scale;
+}
+
 /* Phi(x), the standard normal distribution function, and *density =
  * e^(-x^2/2) (the normal density times sqrt(2 pi); 0 for |x| >= 20 and
  * NaN), for GELU: branch-free, so that a loop calling it vectorises.  A

@@ -161,9 +161,11 @@ double ln_ce_row(float *p, const ln_loss_rows *r, int64_t i, const ln_class_loss
  * that sums to 1; zeros for an ignored label. */
 void ln_ce_row_grad(float *g, const ln_loss_rows *r, int64_t i, const ln_class_loss_options *o,
                     double s);
-/* The fast kernel under ln_ce_row_grad for a plain label (cross_entropy.c):
- * g (c) = s (softmax(z) - onehot(l)) for c >= 1 logits z and a label l in
- * 0..c-1; the _naive one is its reference in libm's double exp. */
+/* The fast kernels under ln_ce_row and ln_ce_row_grad (cross_entropy.c):
+ * the log-sum-exp of c >= 1 logits z (ln_row_logsumexp is its reference),
+ * and g (c) = s (softmax(z) - onehot(l)) for a plain label l in 0..c-1
+ * (the _naive one is its reference, in libm's double exp). */
+double ln_ce_row_lse(const float *z, int64_t c);
 void ln_ce_label_grad(float *restrict g, const float *restrict z, int64_t c, int64_t l, double s);
 void ln_ce_label_grad_naive(float *g, const float *z, int64_t c, int64_t l, double s);
 

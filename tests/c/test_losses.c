@@ -304,9 +304,10 @@ static void test_cross_entropy_gradcheck(void **state)
 		}
 }
 
-/* The fast labelled-row gradient against its double reference: row
- * lengths on and off its 8 lanes, logits far from 0 (the max subtracted),
- * the label at either end; within 5e-7 |s| (cross_entropy.c's bound). */
+/* The fast labelled-row gradient and log-sum-exp against their double
+ * references: row lengths on and off their 8 lanes, logits far from 0
+ * (the max subtracted), the label at either end; within cross_entropy.c's
+ * bounds (5e-7 |s|, and 1e-14 relative). */
 static void test_cross_entropy_fast_grad(void **state)
 {
 	const int64_t cs[] = {1, 3, 8, 13, 64, 256, 301};
@@ -321,6 +322,10 @@ static void test_cross_entropy_fast_grad(void **state)
 					z[j] = shifts[b] + 8.0f * (ln_rng_uniform(ln_rng_global()) - 0.5f);
 				ln_ce_label_grad(g, z, c, l, s);
 				ln_ce_label_grad_naive(want, z, c, l, s);
+				double lse = ln_ce_row_lse(z, c), lwant = ln_row_logsumexp(z, c);
+				if (!(fabs(lse - lwant) <= 1e-14 * fmax(1.0, fabs(lwant))))
+					fail_msg("c %lld, shift %g: log-sum-exp %.17g, want %.17g", (long long)c,
+					         (double)shifts[b], lse, lwant);
 				for (int64_t j = 0; j < c; j++)
 					e = fmax(e, fabs((double)g[j] - want[j]));
 				if (!(e <= 5e-7 * fabs(s)))

@@ -70,6 +70,22 @@ static void test_cellmath_accuracy(void **state)
 	assert_true(isfinite(ln_exp_fast(1000)) && ln_exp_fast(-1000) < 2e-38f);
 }
 
+/* ln_exp_d's bound in cellmath.h against libm, over [-708, 709] and
+ * finely over [-1, 1]; the ends clamp, NaN stays NaN. */
+static void test_exp_d_accuracy(void **state)
+{
+	double e = 0;
+	for (int64_t k = 0; k <= 1000000; k++) {
+		double x = -708.0 + 1417.0 * (double)k / 1e6;
+		e = fmax(e, fabs(ln_exp_d(x) - exp(x)) / exp(x));
+		x = -1.0 + 2.0 * (double)k / 1e6;
+		e = fmax(e, fabs(ln_exp_d(x) - exp(x)) / exp(x));
+	}
+	if (!(e < 1e-15))
+		fail_msg("exp in double: relative error %g", e);
+	assert_true(ln_exp_d(-1e300) > 0 && isfinite(ln_exp_d(1e300)) && isnan(ln_exp_d(NAN)));
+}
+
 /* ln_normal_cdf_fast's bounds in cellmath.h, against erfc and exp in
  * double every 1e-4 over [-30, 30]; the ends and NaN. */
 static void test_normal_cdf_accuracy(void **state)
@@ -715,6 +731,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_cellmath_accuracy),
 		cmocka_unit_test(test_normal_cdf_accuracy),
+		cmocka_unit_test(test_exp_d_accuracy),
 		cmocka_unit_test(test_hand_values),
 		cmocka_unit_test(test_against_naive),
 		cmocka_unit_test(test_gradcheck),
