@@ -126,21 +126,23 @@ static void leaky_relu_backward(float *gx, const float *gy, const float *x, cons
  * cellmath.h's Phi (vectorised; within 1e-7 of erf's) */
 static void gelu_forward(float *y, const float *x, int64_t n, float a)
 {
-	for (int64_t i = 0; i < n; i++) {
-		float e;
-		y[i] = x[i] * ln_normal_cdf_fast(x[i], &e);
-	}
+	for (int64_t i = 0; i < n; i++)
+		y[i] = x[i] * ln_normal_cdf_fast(x[i]);
 }
 
-/* gx = gy (Phi(x) + x phi(x)), phi(x) = exp(-x^2/2) / sqrt(2 pi) */
+/* gx = gy (Phi(x) + x phi(x)), phi(x) = exp(-x^2/2) / sqrt(2 pi), with
+ * Phi(x) = y / x from the saved output (a division instead of Phi again;
+ * 1/2 for |x| < 1e-30, where y / x would lose digits, and 0 below -13,
+ * where Phi(x) < 1e-38: y is subnormal there, and the true term is below
+ * 1e-37 anyway). */
 static void gelu_backward(float *gx, const float *gy, const float *x, const float *y, int64_t n,
                           float a)
 {
 	const float inv_sqrt_2pi = 0.39894228040143267794f;
 	for (int64_t i = 0; i < n; i++) {
-		float v = x[i], e;
-		float cdf = ln_normal_cdf_fast(v, &e);
-		gx[i] = gy[i] * (cdf + v * inv_sqrt_2pi * e);
+		float v = x[i];
+		float cdf = fabsf(v) < 1e-30f ? 0.5f : v < -13.0f ? 0.0f : y[i] / v;
+		gx[i] = gy[i] * (cdf + v * inv_sqrt_2pi * ln_gauss_fast(v));
 	}
 }
 

@@ -155,7 +155,7 @@ static void test_gelu_against_naive(void **state)
 		double ax = fabs(xs[i]);
 		/* the naive backward's x phi(x) overflows to NaN past 1e19 */
 		bool naive_ok = isfinite(wantg[i]);
-		if (!(fabs(y[i] - want[i]) <= 3e-7 * fmax(ax, 1.0)))
+		if (!(fabs(y[i] - want[i]) <= 3e-7 * fmax(ax, 1.0)) || (ax > 20 && y[i] != want[i]))
 			fail_msg("GELU(%g) = %.9g, want %.9g", (double)xs[i], y[i], want[i]);
 		if (naive_ok && !(fabs(gx[i] - wantg[i]) <= 1e-6 * fmax(ax * ax, 1.0) * fabs(gys[i])))
 			fail_msg("GELU'(%g) * %g = %.9g, want %.9g", (double)xs[i], (double)gys[i], gx[i],
