@@ -72,6 +72,18 @@ static double lane_sq_dev(const float *x, double mu, int64_t d)
 	return ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
 }
 
+/* One row of y = (x - mu) rs w + b from its statistics, which are saved
+ * (as floats) in *mean and *rstd: what both forward kernels share. */
+static void normalise_row(float *yr, float *mean, float *rstd, const float *xr, const float *w,
+                          const float *b, double mu, double rs, int64_t d)
+{
+	*mean = (float)mu;
+	*rstd = (float)rs;
+	float fm = (float)mu, fr = (float)rs;
+	for (int64_t j = 0; j < d; j++)
+		yr[j] = (xr[j] - fm) * fr * w[j] + b[j];
+}
+
 /* y (M,d) = (x - mean) rstd w + b, with mean (M) and rstd (M) written. */
 void ln_layernorm_forward_kernel(float *y, float *mean, float *rstd, const float *x,
                                  const float *w, const float *b, int64_t rows, int64_t d,
@@ -82,11 +94,7 @@ void ln_layernorm_forward_kernel(float *y, float *mean, float *rstd, const float
 		float *yr = y + r * d;
 		double mu = lane_sum(xr, d) / (double)d;
 		double rs = 1.0 / sqrt(lane_sq_dev(xr, mu, d) / (double)d + eps);
-		mean[r] = (float)mu;
-		rstd[r] = (float)rs;
-		float fm = (float)mu, fr = (float)rs;
-		for (int64_t j = 0; j < d; j++)
-			yr[j] = (xr[j] - fm) * fr * w[j] + b[j];
+		normalise_row(yr, mean + r, rstd + r, xr, w, b, mu, rs, d);
 	}
 }
 
@@ -152,11 +160,7 @@ void ln_layernorm_forward_naive(float *y, float *mean, float *rstd, const float 
 			v += c * c;
 		}
 		double rs = 1.0 / sqrt(v / (double)d + eps);
-		mean[r] = (float)mu;
-		rstd[r] = (float)rs;
-		float fm = (float)mu, fr = (float)rs;
-		for (int64_t j = 0; j < d; j++)
-			yr[j] = (xr[j] - fm) * fr * w[j] + b[j];
+		normalise_row(yr, mean + r, rstd + r, xr, w, b, mu, rs, d);
 	}
 }
 
