@@ -32,7 +32,7 @@
 #pragma GCC target("avx2,fma")
 #include <immintrin.h>
 
-#define MR 6
+#define MR LN_GEMM_AVX2_MR
 #define NR 16
 #define KC LN_GEMM_KC
 /* Columns of op(B) packed at a time: KC x NC floats (256 KB) stay in the

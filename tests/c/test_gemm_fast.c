@@ -274,37 +274,46 @@ static void test_degenerate(void **state)
 
 /* Split over threads, a product gives the same bits as on one thread:
  * every element is computed by the same code in the same order, only by
- * another thread. */
+ * another thread.  The shapes are split by columns (m <= n) and by rows
+ * (m > n, one of them not a multiple of any kernel's rows, one only 10
+ * columns wide), each in all four transpose cases, with beta and the
+ * biases of ln_gemm_biased (whose offsets follow the chunk). */
 static void test_threads_same_bits(void **state)
 {
-	const int64_t m = 64, n = 784, k = 256;
+	static const int64_t sh[][3] = {{64, 784, 256}, {256, 128, 256}, {250, 10, 1568},
+	                                {199, 200, 64}};
+	const int before = ln_gemm_threads();
 	ln_rng_seed(ln_rng_global(), SEED);
-	float *a = padded(m, k, k), *b = padded(k, n, n), *w = padded(n, k, k);
-	float *c1 = ln_malloc((size_t)(m * n) * sizeof(float));
-	float *c2 = ln_malloc((size_t)(m * n) * sizeof(float));
-	assert_non_null(c1);
-	assert_non_null(c2);
-	int before = ln_gemm_threads();
-	for (int t = 0; t < 2; t++) {
-		bool tb = t == 1;
-		const float *bb = tb ? w : b;
-		int64_t ldb = tb ? k : n;
-		ln_gemm_set_threads(1);
-		ln_gemm(false, tb, m, n, k, 1.0f, a, k, bb, ldb, 0.0f, c1, n);
-		ln_gemm_set_threads(2);
-		ln_gemm(false, tb, m, n, k, 1.0f, a, k, bb, ldb, 0.0f, c2, n);
-		for (int64_t i = 0; i < m * n; i++)
-			if (memcmp(&c1[i], &c2[i], sizeof(float)) != 0)
-				fail_msg("tb=%d: element %lld is %.9g on 1 thread, %.9g on 2", tb, (long long)i,
-				         c1[i], c2[i]);
-	}
+	for (size_t t = 0; t < sizeof sh / sizeof sh[0]; t++)
+		for (int tr = 0; tr < 4; tr++) {
+			const bool ta = tr & 1, tb = tr & 2;
+			const int64_t m = sh[t][0], n = sh[t][1], k = sh[t][2];
+			const int64_t lda = ta ? m : k, ldb = tb ? k : n;
+			float *a = padded(ta ? k : m, lda, lda), *b = padded(tb ? n : k, ldb, ldb);
+			float *rb = padded(1, m, m), *cb = padded(1, n, n);
+			float *c1 = padded(m, n, n), *c2 = ln_malloc((size_t)(m * n) * sizeof(float));
+			assert_non_null(c2);
+			memcpy(c2, c1, (size_t)(m * n) * sizeof(float));
+			const float beta = tr == 1 ? 0.5f : 0.0f;
+			const float *r = tr >= 2 ? rb : NULL, *c = tr != 2 ? cb : NULL;
+			ln_gemm_set_threads(1);
+			ln_gemm_biased(ta, tb, m, n, k, 1.0f, a, lda, b, ldb, beta, c1, n, r, c);
+			ln_gemm_set_threads(2);
+			ln_gemm_biased(ta, tb, m, n, k, 1.0f, a, lda, b, ldb, beta, c2, n, r, c);
+			for (int64_t i = 0; i < m * n; i++)
+				if (memcmp(&c1[i], &c2[i], sizeof(float)) != 0)
+					fail_msg("ta=%d tb=%d m=%lld n=%lld k=%lld: element %lld is %.9g on 1 thread, "
+					         "%.9g on 2", ta, tb, (long long)m, (long long)n, (long long)k,
+					         (long long)i, c1[i], c2[i]);
+			ln_free(a);
+			ln_free(b);
+			ln_free(rb);
+			ln_free(cb);
+			ln_free(c1);
+			ln_free(c2);
+		}
 	ln_gemm_set_threads(before);
 	assert_int_equal(ln_gemm_threads(), before);
-	ln_free(a);
-	ln_free(b);
-	ln_free(w);
-	ln_free(c1);
-	ln_free(c2);
 }
 
 static void test_set_impl(void **state)
