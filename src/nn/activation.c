@@ -316,3 +316,8 @@ ln_status ln_activation_new(ln_module **out, const char *name, double param, ln_
 	*out = NULL;
 	return ln_fail(err, LN_EARG, "no activation called \"%s\"", name);
 }
+
+bool ln_activation_is_relu(const ln_module *m)
+{
+	return m->cls->rows == &act_rows && def_of(m)->forward == relu_forward;
+}

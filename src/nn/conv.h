@@ -179,6 +179,17 @@ void ln_maxpool2d_backward_naive(float *gx, const float *gy, const int32_t *am,
 void ln_avgpool2d_forward_naive(float *y, const float *x, const ln_pool2d_geom *g);
 void ln_avgpool2d_backward_naive(float *gx, const float *gy, const ln_pool2d_geom *g);
 
+/* ReLU then MaxPool2d, the references of the joint kernels that a chain
+ * runs for the pair (pool.c): forward r = max(x, 0) (NaN stays NaN), then
+ * y, am = ln_maxpool2d_forward_naive of r; backward gp = the MaxPool2d
+ * backward of gy (its input gradient), then gr = gp where x > 0, else 0
+ * (the ReLU's input gradient).  x, r, gp, gr (planes,h,w); y, gy, am
+ * (planes,ho,wo). */
+void ln_relu_maxpool2d_forward_naive(float *r, float *y, int32_t *am, const float *x,
+                                     const ln_pool2d_geom *g);
+void ln_relu_maxpool2d_backward_naive(float *gr, float *gp, const float *gy, const int32_t *am,
+                                      const float *x, const ln_pool2d_geom *g);
+
 /* AdaptiveAvgPool2d(oh, ow): {N,C,H,W} -> {N,C,oh,ow}, the mean over
  * windows that tile each plane (adaptive_pool.c); (1, 1) is global
  * average pooling.  oh, ow >= 1, else LN_ERANGE.  Config: out_h, out_w. */

@@ -89,6 +89,8 @@ ln_status ln_activation_new(ln_module **out, const char *name, double param, ln_
  * cellmath.h's bound for ln_normal_cdf_fast. */
 void ln_gelu_forward_naive(float *y, const float *x, int64_t n);
 void ln_gelu_backward_naive(float *gx, const float *gy, const float *x, int64_t n);
+/* Whether m is a ReLU (for the joint kernels of a chain, module.h). */
+bool ln_activation_is_relu(const ln_module *m);
 
 /* ---- Softmax, LogSoftmax (softmax.c) ----------------------------------------
  * Over one dimension of x, at least 2-D: the last by default (x {N,...,C},

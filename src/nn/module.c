@@ -550,15 +550,28 @@ static void chain_part(void *ctx, int part, int nparts)
 		for (int64_t a = n0; a < n1; a += jb->block) {
 			const int64_t b = a + jb->block < n1 ? a + jb->block : n1;
 			if (!jb->gy) {
-				for (int k = 0; k < jb->count; k++)
-					jb->mods[k]->cls->rows->forward_rows(jb->mods[k], chain_input(jb, k), a, b,
-					                                     part);
+				for (int k = 0; k < jb->count; k++) {
+					ln_module *m = jb->mods[k], *next = k + 1 < jb->count ? jb->mods[k + 1] : NULL;
+					if (next && next->cls->rows->forward_rows_after &&
+					    next->cls->rows->forward_rows_after(next, m, chain_input(jb, k), a, b,
+					                                        part)) {
+						k++;  /* next's forward is done too */
+						continue;
+					}
+					m->cls->rows->forward_rows(m, chain_input(jb, k), a, b, part);
+				}
 				continue;
 			}
 			for (int k = jb->count - 1; k >= 0; k--) {
+				ln_module *m = jb->mods[k], *prev = k > 0 ? jb->mods[k - 1] : NULL;
 				const ln_tensor *g = k == jb->count - 1 ? jb->gy : &jb->mods[k + 1]->grad_input;
-				jb->mods[k]->cls->rows->backward_rows(jb->mods[k], chain_input(jb, k), g, a, b, r,
-				                                      a == n0, part);
+				if (prev && m->cls->rows->backward_rows_after &&
+				    m->cls->rows->backward_rows_after(m, prev, chain_input(jb, k - 1), g, a, b, r,
+				                                      a == n0, part)) {
+					k--;  /* prev's backward is done too */
+					continue;
+				}
+				m->cls->rows->backward_rows(m, chain_input(jb, k), g, a, b, r, a == n0, part);
 			}
 		}
 	}

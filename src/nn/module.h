@@ -202,6 +202,18 @@ typedef struct ln_rows_ops {
 	/* Adds the runs' sums into the parameter gradients, in run order.  NULL
 	 * for a layer without parameters. */
 	void (*backward_finish)(ln_module *m, int runs);
+	/* Optional joint kernels with the layer before m in a chain (prev,
+	 * whose output is m's input; xp is prev's input): the forward_rows of
+	 * prev then m, or the backward_rows of m then prev (gy is m's output
+	 * gradient), for samples n0..n1-1 in one pass, with the same results,
+	 * buffers and bits as the two calls.  They return false, having done
+	 * nothing, when the pair (or its state: geometry, want_gx) has no joint
+	 * kernel; the chain then makes the two calls.  NULL: never. */
+	bool (*forward_rows_after)(ln_module *m, ln_module *prev, const ln_tensor *xp, int64_t n0,
+	                           int64_t n1, int part);
+	bool (*backward_rows_after)(ln_module *m, ln_module *prev, const ln_tensor *xp,
+	                            const ln_tensor *gy, int64_t n0, int64_t n1, int run, bool first,
+	                            int part);
 } ln_rows_ops;
 
 typedef struct ln_module_class {

@@ -31,6 +31,7 @@
 #include "../core/alloc.h"
 #include "../core/cpu.h"
 #include "conv.h"
+#include "layers.h"
 #include "nn_internal.h"
 #include "pool_kernels.h"
 
@@ -176,6 +177,24 @@ void ln_avgpool2d_backward_naive(float *gx, const float *gy, const ln_pool2d_geo
 						gp[u * g->w + t] += v;
 			}
 	}
+}
+
+void ln_relu_maxpool2d_forward_naive(float *r, float *y, int32_t *am, const float *x,
+                                     const ln_pool2d_geom *g)
+{
+	const int64_t n = g->planes * g->h * g->w;
+	for (int64_t i = 0; i < n; i++)
+		r[i] = x[i] < 0 ? 0.0f : x[i];
+	ln_maxpool2d_forward_naive(y, am, r, g);
+}
+
+void ln_relu_maxpool2d_backward_naive(float *gr, float *gp, const float *gy, const int32_t *am,
+                                      const float *x, const ln_pool2d_geom *g)
+{
+	ln_maxpool2d_backward_naive(gp, gy, am, g);
+	const int64_t n = g->planes * g->h * g->w;
+	for (int64_t i = 0; i < n; i++)
+		gr[i] = x[i] > 0 ? gp[i] : 0.0f;
 }
 
 /* ==== MaxPool2d's fast kernels =================================================== */
@@ -383,11 +402,59 @@ static void pool_backward_rows(ln_module *m, const ln_tensor *x, const ln_tensor
 		ln_avgpool2d_backward_naive(gx, ln_tensor_data(gy) + at_y, &g);
 }
 
+/*
+ * ReLU then MaxPool2d in a chain (module.h, forward_rows_after): one pass
+ * over each row pair for the common 2x2/stride-2 window on a CPU with AVX2
+ * but not AVX-512 (whose separate kernels are not measured against the
+ * joint ones).  The ReLU's output and input gradient are written as its
+ * own kernels write them, bit for bit.  The backward reads the pooled
+ * output of the last forward instead of the ReLU's input (pool_kernels.h),
+ * as other layers' backwards read their outputs.
+ */
+static bool joint_relu(const ln_module *m, const ln_module *prev)
+{
+	return is_max(m) && ln_activation_is_relu(prev) && is_pool2(&((const pool2d *)m)->g) &&
+	       ln_cpu_avx2_fma() && !ln_cpu_avx512();
+}
+
+static bool pool_forward_rows_after(ln_module *m, ln_module *prev, const ln_tensor *xp,
+                                    int64_t n0, int64_t n1, int part)
+{
+	if (!joint_relu(m, prev))
+		return false;
+	pool2d *p = (pool2d *)m;
+	const ln_pool2d_geom g = rows_geom(p, n0, n1);
+	const int64_t at_x = n0 * p->chans * g.h * g.w, at_y = n0 * p->chans * g.ho * g.wo;
+	ln_relu_maxpool2_forward_avx2(ln_tensor_data(&prev->output) + at_x,
+	                              ln_tensor_data(&m->output) + at_y, p->argmax + at_y,
+	                              ln_tensor_data(xp) + at_x, g.planes, g.h, g.w, g.ho, g.wo);
+	return true;
+}
+
+static bool pool_backward_rows_after(ln_module *m, ln_module *prev, const ln_tensor *xp,
+                                     const ln_tensor *gy, int64_t n0, int64_t n1, int run,
+                                     bool first, int part)
+{
+	if (!m->want_gx || !prev->want_gx || !joint_relu(m, prev))
+		return false;
+	pool2d *p = (pool2d *)m;
+	const ln_pool2d_geom g = rows_geom(p, n0, n1);
+	const int64_t at_x = n0 * p->chans * g.h * g.w, at_y = n0 * p->chans * g.ho * g.wo;
+	ln_relu_maxpool2_backward_avx2(ln_tensor_data(&prev->grad_input) + at_x,
+	                               ln_tensor_data(&m->grad_input) + at_x,
+	                               ln_tensor_data(gy) + at_y, p->argmax + at_y,
+	                               ln_tensor_data(&m->output) + at_y, g.planes, g.h, g.w, g.ho,
+	                               g.wo);
+	return true;
+}
+
 static const ln_rows_ops pool_rows = {
 	.forward_prepare = pool_forward_prepare,
 	.forward_rows = pool_forward_rows,
 	.backward_prepare = pool_backward_prepare,
 	.backward_rows = pool_backward_rows,
+	.forward_rows_after = pool_forward_rows_after,
+	.backward_rows_after = pool_backward_rows_after,
 };
 
 static void pool_destroy(ln_module *m)

@@ -1157,6 +1157,92 @@ static void test_chain_matches_layers(void **state)
 	ln_gemm_set_threads(saved);
 }
 
+/* Conv2d, ReLU, MaxPool2d(2) in a Sequential, whose chain runs the ReLU
+ * and the pool as one pass where the CPU has the joint kernels (pool.c):
+ * every output, input gradient and parameter gradient the same bits as
+ * the layers run one by one, on odd and even planes, with and without
+ * the Sequential's input gradient; and a gradient check of the chain
+ * (inputs kept away from the ReLU's kink). */
+static ln_module *conv_relu_pool_net(void)
+{
+	ln_error err;
+	ln_module *seq, *child;
+	assert_int_equal(ln_sequential_new(&seq, &err), LN_OK);
+	for (int i = 0; i < 3; i++) {
+		ln_status st = i == 0   ? ln_conv2d_new(&child, NULL, 2, 3, 3, 1, 1, true, &err)
+		               : i == 1 ? ln_activation_new(&child, "ReLU", 0, &err)
+		                        : ln_maxpool2d_new(&child, 2, 2, &err);
+		if (st != LN_OK || ln_sequential_add(seq, child, &err) != LN_OK)
+			fail_msg("building the network: %s", err.msg);
+		ln_module_release(child);
+	}
+	return seq;
+}
+
+static void test_relu_maxpool_chain(void **state)
+{
+	static const int64_t shapes[][4] = {{3, 2, 9, 11}, {2, 2, 28, 28}, {1, 2, 2, 3}};
+	for (size_t sc = 0; sc < sizeof shapes / sizeof shapes[0]; sc++)
+		for (int input_grad = 0; input_grad < 2; input_grad++) {
+			ln_rng_seed(ln_rng_global(), SEED + 300 + sc);
+			ln_module *a = conv_relu_pool_net();
+			ln_rng_seed(ln_rng_global(), SEED + 300 + sc);
+			ln_module *b = conv_relu_pool_net();
+			a->input_grad = input_grad;
+			b->children[0]->input_grad = input_grad;
+			ln_tensor x, gy;
+			tu_tensor_uniform(&x, 4, shapes[sc], -1.0f, 1.0f);
+			forward_ok(a, &x);
+			tu_tensor_uniform(&gy, 4, a->output.shape, -1.0f, 1.0f);
+			const ln_tensor *in = &x;
+			for (int i = 0; i < 3; i++) {
+				forward_ok(b->children[i], in);
+				in = &b->children[i]->output;
+			}
+			backward_ok(a, &x, &gy);
+			const ln_tensor *g = &gy;
+			for (int i = 2; i >= 0; i--) {
+				backward_ok(b->children[i], i ? &b->children[i - 1]->output : &x, g);
+				g = &b->children[i]->grad_input;
+			}
+			for (int i = 0; i < 3; i++) {
+				ln_module *ca = a->children[i], *cb = b->children[i];
+				expect_same_tensor("output", i, &ca->output, &cb->output);
+				assert_int_equal(ca->gx_skipped, cb->gx_skipped);
+				if (!ca->gx_skipped)
+					expect_same_tensor("grad_input", i, &ca->grad_input, &cb->grad_input);
+				for (int k = 0; k < ca->nparams; k++)
+					expect_same_tensor("a parameter gradient", i, &ca->grad[k], &cb->grad[k]);
+			}
+			ln_tensor_release(&x);
+			ln_tensor_release(&gy);
+			ln_module_release(a);
+			ln_module_release(b);
+		}
+
+	/* the ReLU and the pool alone in a chain: finite differences on
+	 * distinct values k/10 + 1/20, none at the kink */
+	ln_error err;
+	ln_module *seq, *child;
+	assert_int_equal(ln_sequential_new(&seq, &err), LN_OK);
+	assert_int_equal(ln_activation_new(&child, "ReLU", 0, &err), LN_OK);
+	assert_int_equal(ln_sequential_add(seq, child, &err), LN_OK);
+	ln_module_release(child);
+	assert_int_equal(ln_maxpool2d_new(&child, 2, 2, &err), LN_OK);
+	assert_int_equal(ln_sequential_add(seq, child, &err), LN_OK);
+	ln_module_release(child);
+	ln_tensor x;
+	ln_rng_seed(ln_rng_global(), SEED + 310);
+	tu_tensor(&x, 4, (int64_t[]){2, 3, 5, 7}, NULL);
+	distinct_values(&x);
+	float *xd = ln_tensor_data(&x);
+	for (int64_t i = 0; i < ln_tensor_numel(&x); i++)
+		xd[i] += 0.05f;
+	check_grad("ReLU, MaxPool2d(2) chain", seq, &x, 1e-3, 1e-2);
+	ln_tensor_release(&x);
+	ln_module_release(seq);
+}
+
 /* ==== memory ================================================================= */
 
 /* Builds module `which` (0 Conv2d, 1 MaxPool2d, 2 AvgPool2d, 3 BatchNorm). */
@@ -1320,6 +1406,7 @@ int main(void)
 		cmocka_unit_test(test_batchnorm_training_backward_centres),
 		cmocka_unit_test(test_batchnorm_errors),
 		cmocka_unit_test(test_chain_matches_layers),
+		cmocka_unit_test(test_relu_maxpool_chain),
 		cmocka_unit_test(test_enomem),
 		cmocka_unit_test(test_steady_state_no_alloc),
 		cmocka_unit_test(test_steady_state_sequential),

@@ -5,7 +5,9 @@
  * in row-major order, a NaN taking the place (the last NaN of a window
  * keeps it), and backward routing each gradient to that element.  Inputs
  * are drawn from a few values so that ties are common, with NaNs sprinkled
- * in; odd sizes leave a last row and column that no window covers.
+ * in; odd sizes leave a last row and column that no window covers.  Also
+ * the joint ReLU + MaxPool2d kernels against their reference, and Conv2d's
+ * "same" convolutions.
  */
 #include <math.h>
 #include <setjmp.h>
@@ -22,6 +24,7 @@
 #include "core/tensor.h"
 #include "nn/conv.h"
 #include "nn/module.h"
+#include "nn/pool_kernels.h"
 #include "testutil.h"
 
 #include <stdbool.h>
@@ -138,6 +141,83 @@ static void test_maxpool2_portable_matches_walk(void **state)
 	ln_cpu_use_portable(true);
 	shapes();
 	ln_cpu_use_portable(false);
+}
+
+/* ---- ReLU then MaxPool2d(2) in one pass ------------------------------------
+ *
+ * The joint AVX2 kernels (pool_kernels.h) against their reference
+ * ln_relu_maxpool2d_*_naive, bit for bit: the ReLU's output, the pooled
+ * output and arg-max, and both input gradients.  Inputs on a coarse grid
+ * (ties), with NaNs, zeros of both signs and negatives only windows;
+ * outputs start as garbage, so that every element must be written.
+ */
+static void check_relu_pool(int64_t planes, int64_t h, int64_t w)
+{
+	const ln_pool2d_geom g = {.planes = planes, .h = h, .w = w, .kh = 2, .kw = 2, .sh = 2,
+	                          .sw = 2, .ho = h / 2, .wo = w / 2, .count_include_pad = true};
+	const size_t nx = (size_t)(planes * h * w), ny = (size_t)(planes * g.ho * g.wo);
+	float *x = test_malloc(nx * sizeof(float));
+	float *r[2], *gr[2], *gp[2], *y[2], *gy = test_malloc(ny * sizeof(float));
+	int32_t *am[2];
+	for (int k = 0; k < 2; k++) {
+		r[k] = test_malloc(nx * sizeof(float));
+		gr[k] = test_malloc(nx * sizeof(float));
+		gp[k] = test_malloc(nx * sizeof(float));
+		y[k] = test_malloc(ny * sizeof(float));
+		am[k] = test_malloc(ny * sizeof(int32_t));
+		memset(r[k], 0x7f, nx * sizeof(float));
+		memset(gr[k], 0x7f, nx * sizeof(float));
+		memset(gp[k], 0x7f, nx * sizeof(float));
+		memset(y[k], 0x7f, ny * sizeof(float));
+		memset(am[k], 0x7f, ny * sizeof(int32_t));
+	}
+	static const float grid[] = {-1.5f, -0.5f, -0.0f, 0.0f, 0.5f, 1.5f};
+	for (size_t i = 0; i < nx; i++) {
+		const double u = ln_rng_uniform(ln_rng_global());
+		x[i] = u < 0.04 ? NAN : grid[ln_rng_below(ln_rng_global(), 6)];
+	}
+	for (int64_t q = 0; q < h * w && planes > 1; q++)  /* plane 1: all negative */
+		x[h * w + q] = -1.0f - (float)(q % 3);
+	for (size_t q = 0; q < ny; q++)
+		gy[q] = (float)ln_rng_uniform(ln_rng_global()) - 0.5f;
+	ln_relu_maxpool2d_forward_naive(r[0], y[0], am[0], x, &g);
+	ln_relu_maxpool2_forward_avx2(r[1], y[1], am[1], x, planes, h, w, g.ho, g.wo);
+	char what[96];
+	snprintf(what, sizeof what, "{%lld,%lld,%lld}", (long long)planes, (long long)h,
+	         (long long)w);
+	if (memcmp(r[0], r[1], nx * sizeof(float)) || memcmp(y[0], y[1], ny * sizeof(float)) ||
+	    memcmp(am[0], am[1], ny * sizeof(int32_t)))
+		fail_msg("%s: the joint forward differs from the reference", what);
+	ln_relu_maxpool2d_backward_naive(gr[0], gp[0], gy, am[0], x, &g);
+	ln_relu_maxpool2_backward_avx2(gr[1], gp[1], gy, am[1], y[1], planes, h, w, g.ho, g.wo);
+	if (memcmp(gp[0], gp[1], nx * sizeof(float)))
+		fail_msg("%s: the joint backward's pool gradient differs from the reference", what);
+	if (memcmp(gr[0], gr[1], nx * sizeof(float)))
+		fail_msg("%s: the joint backward's ReLU gradient differs from the reference", what);
+	for (int k = 0; k < 2; k++) {
+		test_free(r[k]);
+		test_free(gr[k]);
+		test_free(gp[k]);
+		test_free(y[k]);
+		test_free(am[k]);
+	}
+	test_free(x);
+	test_free(gy);
+}
+
+static void test_relu_maxpool2_matches_reference(void **state)
+{
+	if (!ln_cpu_avx2_fma()) {
+		print_message("no AVX2 on this CPU: the joint ReLU + MaxPool2d kernels are not used\n");
+		return;
+	}
+	ln_rng_seed(ln_rng_global(), SEED + 7);
+	static const int64_t shapes[][3] = {
+		{3, 28, 28}, {2, 14, 14}, {2, 7, 9}, {2, 2, 2}, {1, 3, 2},
+		{2, 4, 70}, {3, 5, 33}, {2, 9, 17}, {2, 6, 31},
+	};
+	for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++)
+		check_relu_pool(shapes[i][0], shapes[i][1], shapes[i][2]);
 }
 
 /* ---- Conv2d, "same" convolutions -------------------------------------------
@@ -347,6 +427,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_maxpool2_matches_walk),
 		cmocka_unit_test(test_maxpool2_portable_matches_walk),
+		cmocka_unit_test(test_relu_maxpool2_matches_reference),
 		cmocka_unit_test(test_same_im2col_col2im),
 		cmocka_unit_test(test_same_conv_layer),
 		cmocka_unit_test(test_conv_layer_threads),

@@ -473,6 +473,31 @@ test("nn.gradcheck of every convolutional layer", function()
 	end
 end)
 
+test("ReLU then MaxPool2d in a Sequential: the same bits as the layers one by one, and gradcheck", function()
+	-- the Sequential runs the pair as one pass where the CPU has the joint kernels
+	for _, shape in ipairs{{3, 2, 9, 11}, {2, 3, 14, 14}, {1, 1, 2, 3}} do
+		local seq = nn.Sequential{nn.ReLU(), nn.MaxPool2d(2)}
+		local relu, pool = nn.ReLU(), nn.MaxPool2d(2)
+		local x = lunet.randn(table.unpack(shape))
+		local y = seq:forward(x)
+		local y1 = pool:forward(relu:forward(x))
+		local gy = lunet.randn(table.unpack(y:shape()))
+		local gx = seq:backward(x, gy)
+		local gx1 = relu:backward(x, pool:backward(relu.output, gy))
+		check(max_diff(y, y1) == 0 and max_diff(seq:get(1).output, relu.output) == 0,
+		      "outputs differ")
+		check(max_diff(seq:get(2).grad_input, pool.grad_input) == 0,
+		      "MaxPool2d's grad_input differs")
+		check(max_diff(gx, gx1) == 0, "ReLU's grad_input differs")
+	end
+	-- distinct values 0.05 apart, none at the ReLU's kink
+	local x = lunet.zeros(2, 2, 6, 7)
+	local flat = x:reshape(-1)
+	for i = 1, #flat do flat[i] = ((i * 37) % #flat) * 0.05 - 2.025 end
+	local ok, err, where = nn.gradcheck(nn.Sequential{nn.ReLU(), nn.MaxPool2d(2)}, x, {eps = 1e-3})
+	check(ok, string.format("gradcheck failed: error %.3e at %s", err, tostring(where)))
+end)
+
 -- ---- errors --------------------------------------------------------------------------------
 
 test("errors name the layer and the shapes", function()
