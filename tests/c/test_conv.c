@@ -167,6 +167,8 @@ static const struct conv_case conv_cases[] = {
 	{2, 2, 5, 6, 3, 4, 2, 1, 1, 0, 0, 1, 1, 1, true},   /* same, even kernel: pads 1+2, 0+1 */
 	{2, 2, 6, 5, 2, 3, 3, 1, 1, 0, 0, 2, 1, 1, true},   /* same, dilated */
 	{2, 2, 3, 3, 2, 3, 3, 1, 1, 0, 0, 3, 3, 1, true},   /* same, a span wider than the input */
+	{1, 2, 5, 39, 2, 3, 3, 2, 2, 1, 1, 1, 1, 1, false}, /* stride 2, rows of 20: vector loop */
+	{1, 3, 4, 37, 2, 1, 1, 2, 2, 0, 0, 1, 1, 1, false}, /* 1x1 stride 2 (a projection), 19 */
 };
 #define NCONV (sizeof conv_cases / sizeof conv_cases[0])
 
