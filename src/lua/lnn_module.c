@@ -1137,14 +1137,19 @@ static int l_pool(lua_State *L)
 static int l_batchnorm(lua_State *L)
 {
 	static const lnL_option known[] = {{"eps", LUA_TNUMBER}, {"momentum", LUA_TNUMBER}, {NULL, 0}};
-	int64_t n = check_size(L, 1, "nn.BatchNorm", "n");
-	lnL_checkoptions(L, 2, "nn.BatchNorm", known);
+	/* the aliases nn.BatchNorm1d/2d carry the name the script called as
+	 * upvalue 2, for the messages */
+	const char *fn = lua_type(L, lua_upvalueindex(2)) == LUA_TSTRING
+	               ? lua_tostring(L, lua_upvalueindex(2))
+	               : "nn.BatchNorm";
+	int64_t n = check_size(L, 1, fn, "n");
+	lnL_checkoptions(L, 2, fn, known);
 	double eps = lnL_optnumber(L, 2, "eps", 1e-5), momentum = lnL_optnumber(L, 2, "momentum", 0.1);
 	module_box *b = lnn_new_module_box(L, &ln_batchnorm_class);
 	ln_module *m = NULL;
 	ln_error err;
 	ln_status st = ln_batchnorm_new_ex(&m, NULL, n, eps, momentum, &err);
-	return lnn_module_done(L, b, m, st, &err, "nn.BatchNorm");
+	return lnn_module_done(L, b, m, st, &err, fn);
 }
 
 /* nn.LayerNorm(d[, {eps=1e-5}]) */
@@ -1399,11 +1404,15 @@ void lnL_open_nn(lua_State *L)
 	lua_pushvalue(L, state);
 	luaL_setfuncs(L, ctors, 1);
 	lua_pop(L, 1);
-	/* familiar aliases: BatchNorm works on {N,C} and {N,C,H,W} */
-	lua_getfield(L, nn, "BatchNorm");
-	lua_setfield(L, nn, "BatchNorm1d");
-	lua_getfield(L, nn, "BatchNorm");
-	lua_setfield(L, nn, "BatchNorm2d");
+	/* familiar aliases: BatchNorm works on {N,C} and {N,C,H,W}; each names
+	 * itself in its messages */
+	static const char *const bn_alias[] = {"BatchNorm1d", "BatchNorm2d"};
+	for (int i = 0; i < 2; i++) {
+		lua_pushvalue(L, state);
+		lua_pushfstring(L, "nn.%s", bn_alias[i]);
+		lua_pushcclosure(L, l_batchnorm, 2);
+		lua_setfield(L, nn, bn_alias[i]);
+	}
 	set_closure(L, nn, state, "RNN", l_rnn, &ln_rnn_class);
 	set_closure(L, nn, state, "LSTM", l_rnn, &ln_lstm_class);
 	set_closure(L, nn, state, "GRU", l_rnn, &ln_gru_class);

@@ -500,6 +500,18 @@ end)
 
 -- ---- errors --------------------------------------------------------------------------------
 
+test("nn.BatchNorm1d and nn.BatchNorm2d name themselves in their errors", function()
+	for _, name in ipairs{"BatchNorm", "BatchNorm1d", "BatchNorm2d"} do
+		local ctor = nn[name]
+		check_error(function() ctor(0) end, "nn." .. name .. ": n must be >= 1, got 0")
+		check_error(function() ctor(3, {foo = 1}) end, "nn." .. name .. ": unknown option 'foo'")
+		local bn = ctor(3, {eps = 1e-3})
+		check(bn.n == 3 and math.abs(bn.eps - 1e-3) < 1e-12 and bn.momentum == 0.1,
+		      name .. ": the options were not taken")
+		check(tostring(bn) == "BatchNorm(3)", "described as " .. tostring(bn))
+	end
+end)
+
 test("errors name the layer and the shapes", function()
 	check_error(function() nn.Conv2d(3, 16, 3):forward(lunet.randn(8, 1, 28, 28)) end,
 	            "Conv2d", "{N,3,H,W}", "{8,1,28,28}")
