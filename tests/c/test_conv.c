@@ -1110,6 +1110,34 @@ static void expect_same_tensor(const char *what, int layer, const ln_tensor *a, 
 		         what);
 }
 
+/* Sequential a (already run forward on x) backward with gy, and the
+ * children of its twin b run one by one, forward and backward: every
+ * output, input gradient and parameter gradient must be the same bits. */
+static void expect_chain_as_layers(ln_module *a, ln_module *b, const ln_tensor *x,
+                                   const ln_tensor *gy)
+{
+	const ln_tensor *in = x;
+	for (int i = 0; i < b->nchildren; i++) {
+		forward_ok(b->children[i], in);
+		in = &b->children[i]->output;
+	}
+	backward_ok(a, x, gy);
+	const ln_tensor *g = gy;
+	for (int i = b->nchildren - 1; i >= 0; i--) {
+		backward_ok(b->children[i], i ? &b->children[i - 1]->output : x, g);
+		g = &b->children[i]->grad_input;
+	}
+	for (int i = 0; i < a->nchildren; i++) {
+		ln_module *ca = a->children[i], *cb = b->children[i];
+		expect_same_tensor("output", i, &ca->output, &cb->output);
+		assert_int_equal(ca->gx_skipped, cb->gx_skipped);
+		if (!ca->gx_skipped)
+			expect_same_tensor("grad_input", i, &ca->grad_input, &cb->grad_input);
+		for (int k = 0; k < ca->nparams; k++)
+			expect_same_tensor("a parameter gradient", i, &ca->grad[k], &cb->grad[k]);
+	}
+}
+
 /* The Sequential's chains against the same layers run one by one (each a
  * chain of one): every output, grad_input and parameter gradient the same
  * bits, on 1 and 3 threads, with the input gradient and without. */
@@ -1130,26 +1158,7 @@ static void test_chain_matches_layers(void **state)
 		tu_tensor_uniform(&x, 4, (int64_t[]){11, 2, 24, 24}, -1.0f, 1.0f);
 		tu_tensor_uniform(&gy, 2, (int64_t[]){11, 3}, -1.0f, 1.0f);
 		forward_ok(a, &x);
-		const ln_tensor *in = &x;
-		for (int i = 0; i < b->nchildren; i++) {
-			forward_ok(b->children[i], in);
-			in = &b->children[i]->output;
-		}
-		backward_ok(a, &x, &gy);
-		const ln_tensor *g = &gy;
-		for (int i = b->nchildren - 1; i >= 0; i--) {
-			backward_ok(b->children[i], i ? &b->children[i - 1]->output : &x, g);
-			g = &b->children[i]->grad_input;
-		}
-		for (int i = 0; i < a->nchildren; i++) {
-			ln_module *ca = a->children[i], *cb = b->children[i];
-			expect_same_tensor("output", i, &ca->output, &cb->output);
-			assert_int_equal(ca->gx_skipped, cb->gx_skipped);
-			if (!ca->gx_skipped)
-				expect_same_tensor("grad_input", i, &ca->grad_input, &cb->grad_input);
-			for (int k = 0; k < ca->nparams; k++)
-				expect_same_tensor("a parameter gradient", i, &ca->grad[k], &cb->grad[k]);
-		}
+		expect_chain_as_layers(a, b, &x, &gy);
 		assert_int_equal(a->children[0]->gx_skipped, !input_grad);
 		ln_tensor_release(&x);
 		ln_tensor_release(&gy);
@@ -1196,26 +1205,7 @@ static void test_relu_maxpool_chain(void **state)
 			tu_tensor_uniform(&x, 4, shapes[sc], -1.0f, 1.0f);
 			forward_ok(a, &x);
 			tu_tensor_uniform(&gy, 4, a->output.shape, -1.0f, 1.0f);
-			const ln_tensor *in = &x;
-			for (int i = 0; i < 3; i++) {
-				forward_ok(b->children[i], in);
-				in = &b->children[i]->output;
-			}
-			backward_ok(a, &x, &gy);
-			const ln_tensor *g = &gy;
-			for (int i = 2; i >= 0; i--) {
-				backward_ok(b->children[i], i ? &b->children[i - 1]->output : &x, g);
-				g = &b->children[i]->grad_input;
-			}
-			for (int i = 0; i < 3; i++) {
-				ln_module *ca = a->children[i], *cb = b->children[i];
-				expect_same_tensor("output", i, &ca->output, &cb->output);
-				assert_int_equal(ca->gx_skipped, cb->gx_skipped);
-				if (!ca->gx_skipped)
-					expect_same_tensor("grad_input", i, &ca->grad_input, &cb->grad_input);
-				for (int k = 0; k < ca->nparams; k++)
-					expect_same_tensor("a parameter gradient", i, &ca->grad[k], &cb->grad[k]);
-			}
+			expect_chain_as_layers(a, b, &x, &gy);
 			ln_tensor_release(&x);
 			ln_tensor_release(&gy);
 			ln_module_release(a);
