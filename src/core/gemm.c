@@ -175,9 +175,10 @@ const char *ln_gemm_impl_name(void)
 /* ==== splitting a product ======================================================
  *
  * A large product is split into one chunk per part, along the longer side
- * of C: by rows (whole micro-kernel tiles of MR rows) when m > n, else by
- * columns (whole 32-column panels), so that no two chunks write the same
- * element.  A row chunk packs all of op(B) for itself (the rows of op(A)
+ * of C: by rows when m > n, else by columns, in whole micro-kernel tiles
+ * (MR rows, NR columns: the finer the unit, the more even the halves, as
+ * 400 + 384 columns of 784 rather than 416 + 368 in 32-column panels), so
+ * that no two chunks write the same element.  A row chunk packs all of op(B) for itself (the rows of op(A)
  * are its own); a column chunk packs its own columns of op(B) but reads
  * all of op(A) (and packs a transposed A anew): splitting the longer side
  * duplicates the smaller of the two.  Part w packs into pack[w].
@@ -216,7 +217,7 @@ typedef struct job {
 	const float *rb, *cb;  /* biases (ln_gemm_biased) */
 	bool by_rows;   /* chunks of rows, else of columns */
 	int64_t len;    /* m or n: the side split */
-	int64_t chunk;  /* rows or columns per chunk (a multiple of MR or 32) */
+	int64_t chunk;  /* rows or columns per chunk (a multiple of MR or NR) */
 	int64_t next;   /* first row or column not yet taken (atomic) */
 } job;
 
@@ -244,8 +245,9 @@ static bool run_split(job *jb, int want)
 {
 	jb->by_rows = jb->m > jb->n;
 	jb->len = jb->by_rows ? jb->m : jb->n;
-	const int64_t unit = !jb->by_rows ? 32
-	                   : jb->part == ln_gemm_avx2_part ? LN_GEMM_AVX2_MR : LN_GEMM_AVX512_MR;
+	const bool avx2 = jb->part == ln_gemm_avx2_part;
+	const int64_t unit = jb->by_rows ? (avx2 ? LN_GEMM_AVX2_MR : LN_GEMM_AVX512_MR)
+	                                 : (avx2 ? LN_GEMM_AVX2_NR : LN_GEMM_AVX512_NR);
 	const int64_t units = (jb->len + unit - 1) / unit;
 	if (want > LN_PARALLEL_MAX)
 		want = LN_PARALLEL_MAX;

@@ -33,7 +33,7 @@
 #include <immintrin.h>
 
 #define MR LN_GEMM_AVX2_MR
-#define NR 16
+#define NR LN_GEMM_AVX2_NR
 #define KC LN_GEMM_KC
 /* Columns of op(B) packed at a time: KC x NC floats (256 KB) stay in the
  * 512 KB L2 of a Zen 3 core while every row block of A passes over them

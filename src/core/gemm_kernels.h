@@ -15,10 +15,13 @@
 #define LN_GEMM_NC 1024
 #define LN_GEMM_PACK (LN_GEMM_KC * LN_GEMM_NC)
 
-/* Rows of C per micro-kernel call (MR of gemm_avx2.c and gemm_avx512.c):
- * a product split by rows is split at multiples of these (gemm.c). */
+/* Rows and columns of C per micro-kernel call (MR and NR of gemm_avx2.c
+ * and gemm_avx512.c): a product split over threads is split at multiples
+ * of these (gemm.c). */
 #define LN_GEMM_AVX2_MR 6
+#define LN_GEMM_AVX2_NR 16
 #define LN_GEMM_AVX512_MR 12
+#define LN_GEMM_AVX512_NR 32
 
 /* Rows [i0,i1) and columns [j0,j1) of C (n columns in all) with AVX-512F
  * (gemm_avx512.c) or AVX2+FMA (gemm_avx2.c); pb is a 64-byte aligned
