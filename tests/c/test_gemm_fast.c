@@ -190,6 +190,17 @@ static void test_large_matches_naive(void **state)
 	use(LN_GEMM_AUTO);
 }
 
+/* Frees the operands of one biased product and its two results. */
+static void free_operands(float *a, float *b, float *rb, float *cb, float *c1, float *c2)
+{
+	ln_free(a);
+	ln_free(b);
+	ln_free(rb);
+	ln_free(cb);
+	ln_free(c1);
+	ln_free(c2);
+}
+
 /* ln_gemm_biased against ln_gemm followed by the biases added by hand,
  * each addition rounded once, row bias then column bias: the same bits,
  * for every implementation, through the epilogue of the kernels (whole
@@ -237,12 +248,7 @@ static void test_biased_matches_unbiased(void **state)
 								         (long long)k, which, (long long)i, (long long)j,
 								         c1[i * n + j], want);
 						}
-					ln_free(a);
-					ln_free(b);
-					ln_free(rb);
-					ln_free(cb);
-					ln_free(c1);
-					ln_free(c2);
+					free_operands(a, b, rb, cb, c1, c2);
 				}
 	}
 	ln_gemm_set_threads(saved);
@@ -305,12 +311,7 @@ static void test_threads_same_bits(void **state)
 					fail_msg("ta=%d tb=%d m=%lld n=%lld k=%lld: element %lld is %.9g on 1 thread, "
 					         "%.9g on 2", ta, tb, (long long)m, (long long)n, (long long)k,
 					         (long long)i, c1[i], c2[i]);
-			ln_free(a);
-			ln_free(b);
-			ln_free(rb);
-			ln_free(cb);
-			ln_free(c1);
-			ln_free(c2);
+			free_operands(a, b, rb, cb, c1, c2);
 		}
 	ln_gemm_set_threads(before);
 	assert_int_equal(ln_gemm_threads(), before);
