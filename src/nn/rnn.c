@@ -96,6 +96,7 @@ typedef struct rnn {
 	ln_tensor dc;       /* LSTM (N,h) */
 	float *bias;        /* G*h: forward's b_ih + b_hh (RNN, LSTM) or b_ih (GRU), per
 	                       layer in turn; backward's bias gradient of a layer */
+	float *whht;        /* (h, G*h): forward's W_hh^T, per layer in turn */
 } rnn;
 
 #define PARAMS_PER_LAYER 4
@@ -298,6 +299,39 @@ static ln_status ensure_forward(rnn *r, int64_t n, int64_t t, ln_error *err)
 	return s;
 }
 
+/* ---- the per-step recurrent products ----
+ *
+ * Each step multiplies by W_hh (G*h, h): forward h_{t-1} W_hh^T, backward
+ * dG_t W_hh.  ln_gemm packs a transposed B, and an untransposed one of
+ * more than a few ten thousand floats, on every call, which at T steps
+ * of a few rows each costs about as much as the arithmetic.  So forward
+ * multiplies by a transposed copy made once per layer and forward, and
+ * both split the product so that each call's B (k times its columns)
+ * stays within STEP_B_FLOATS, which ln_gemm reads in place. */
+#define STEP_B_FLOATS (32 * 1024)
+
+/* C (n, gh) = h (n, hd) whht (hd, gh) + beta C, by blocks of columns */
+static void step_forward_product(float *c, const float *h, const float *whht, int64_t n,
+                                 int64_t hd, int64_t gh, float beta)
+{
+	int64_t w = STEP_B_FLOATS / hd / 16 * 16;
+	w = w < 16 ? 16 : w;
+	for (int64_t j = 0; j < gh; j += w)
+		ln_gemm(false, false, n, gh - j < w ? gh - j : w, hd, 1.0f, h, hd, whht + j, gh, beta,
+		        c + j, gh);
+}
+
+/* dh (n, hd) += dg (n, gh) whh (gh, hd), by blocks of the inner dimension */
+static void step_backward_product(float *dh, const float *dg, const float *whh, int64_t n,
+                                  int64_t hd, int64_t gh)
+{
+	int64_t kc = STEP_B_FLOATS / hd;
+	kc = kc < 1 ? 1 : kc;
+	for (int64_t p = 0; p < gh; p += kc)
+		ln_gemm(false, false, n, hd, gh - p < kc ? gh - p : kc, 1.0f, dg + p, gh, whh + p * hd,
+		        hd, 1.0f, dh, hd);
+}
+
 /* Layer k over T steps of N rows: X (T*N, in) in, its buffers filled. */
 static void layer_forward(rnn *r, int64_t k, const float *x, int64_t n, int64_t t)
 {
@@ -312,23 +346,27 @@ static void layer_forward(rnn *r, int64_t k, const float *x, int64_t n, int64_t 
 	for (int64_t i = 0; i < rows; i++)
 		memcpy(g + i * gh, r->bias, (size_t)gh * sizeof(float));
 	ln_gemm(false, true, rows, gh, in, 1.0f, x, in, wih, in, 1.0f, g, gh);
+	float *whht = r->whht;
+	for (int64_t i = 0; i < gh; i++)
+		for (int64_t j = 0; j < hd; j++)
+			whht[j * gh + i] = whh[i * hd + j];
 	for (int64_t s = 0; s < t; s++) {
 		float *gs = g + s * n * gh, *hp = hs + s * n * hd, *hn = hs + (s + 1) * n * hd;
 		switch (r->kind) {
 		case LN_RNN_TANH:
 		case LN_RNN_RELU:
-			ln_gemm(false, true, n, gh, hd, 1.0f, hp, hd, whh, hd, 1.0f, gs, gh);
+			step_forward_product(gs, hp, whht, n, hd, gh, 1.0f);
 			rnn_cell_forward(hn, gs, n * hd, r->kind == LN_RNN_RELU);
 			break;
 		case LN_RNN_LSTM: {
 			float *cs = ln_tensor_data(&b->cs);
-			ln_gemm(false, true, n, gh, hd, 1.0f, hp, hd, whh, hd, 1.0f, gs, gh);
+			step_forward_product(gs, hp, whht, n, hd, gh, 1.0f);
 			lstm_cell_forward(gs, cs + (s + 1) * n * hd, hn, cs + s * n * hd, n, hd);
 			break;
 		}
 		case LN_RNN_GRU: {
 			float *hh = ln_tensor_data(&b->hh) + s * n * gh;
-			ln_gemm(false, true, n, gh, hd, 1.0f, hp, hd, whh, hd, 0.0f, hh, gh);
+			step_forward_product(hh, hp, whht, n, hd, gh, 0.0f);
 			gru_cell_forward(gs, hh, hn, bhh, hp, n, hd);
 			break;
 		}
@@ -446,8 +484,7 @@ static void layer_backward(rnn *r, int64_t k, const float *x, int64_t n, int64_t
 			break;
 		}
 		if (dprev)  /* dy_{t-1} += drec_t W_hh */
-			ln_gemm(false, false, n, hd, gh, 1.0f, drec + s * n * gh, gh, whh, hd, 1.0f, dprev,
-			        hd);
+			step_backward_product(dprev, drec + s * n * gh, whh, n, hd, gh);
 	}
 	/* the weights, over all steps at once; a pending zero is overwritten */
 	ln_tensor *gw = grad(r, k, W_HH);
@@ -791,6 +828,7 @@ static void rnn_destroy(ln_module *m)
 	}
 	ln_free(r->lb);
 	ln_free(r->bias);
+	ln_free(r->whht);
 	ln_tensor_release(&r->hidden);
 	ln_tensor_release(&r->cell);
 	ln_tensor_release(&r->xt);
@@ -850,7 +888,8 @@ ln_status ln_rnn_new(ln_module **out, const ln_module_build *ctx, ln_rnn_kind ki
 	}
 	r->lb = ln_calloc((size_t)o->layers, sizeof *r->lb);
 	r->bias = ln_malloc((size_t)(gates * hidden) * sizeof(float));
-	if (!r->lb || !r->bias)
+	r->whht = ln_malloc((size_t)(gates * hidden) * (size_t)hidden * sizeof(float));
+	if (!r->lb || !r->bias || !r->whht)
 		s = ln_fail(err, LN_ENOMEM, "out of memory for a %s of %lld layers", kind_name[kind],
 		            (long long)o->layers);
 	/* PyTorch's initialisation: every parameter U(-1/sqrt(h), 1/sqrt(h)) */

@@ -270,6 +270,9 @@ static void test_against_naive(void **state)
 	ln_rng_seed(ln_rng_global(), SEED);
 	const int64_t cases[][4] = {  /* N, T, nin, h */
 		{1, 1, 1, 1}, {2, 5, 3, 4}, {3, 7, 5, 2}, {1, 9, 2, 6}, {4, 3, 8, 5},
+		/* h large enough that the per-step products run in several blocks,
+		 * the last one partial (rnn.c's STEP_B_FLOATS) */
+		{2, 4, 3, 100}, {1, 3, 2, 130},
 	};
 	for (int kind = 0; kind < 4; kind++)
 		for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
