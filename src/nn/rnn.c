@@ -96,7 +96,7 @@ typedef struct rnn {
 	ln_tensor dc;       /* LSTM (N,h) */
 	float *bias;        /* G*h: forward's b_ih + b_hh (RNN, LSTM) or b_ih (GRU), per
 	                       layer in turn; backward's bias gradient of a layer */
-	float *whht;        /* (h, G*h): forward's W_hh^T, per layer in turn */
+	ln_tensor whht;     /* (h, G*h): forward's W_hh^T, per layer in turn */
 } rnn;
 
 #define PARAMS_PER_LAYER 4
@@ -274,6 +274,8 @@ static ln_status ensure_forward(rnn *r, int64_t n, int64_t t, ln_error *err)
 {
 	int64_t hd = r->h, gh = r->gates * hd;
 	ln_status s = ln_tensor_ensure(&r->xt, 3, (int64_t[]){t, n, r->nin}, err);
+	if (s == LN_OK)
+		s = ln_tensor_ensure(&r->whht, 2, (int64_t[]){hd, gh}, err);
 	for (int64_t k = 0; k < r->layers && s == LN_OK; k++) {
 		layer_buf *b = &r->lb[k];
 		s = ln_tensor_ensure(&b->g, 3, (int64_t[]){t, n, gh}, err);
@@ -346,7 +348,7 @@ static void layer_forward(rnn *r, int64_t k, const float *x, int64_t n, int64_t 
 	for (int64_t i = 0; i < rows; i++)
 		memcpy(g + i * gh, r->bias, (size_t)gh * sizeof(float));
 	ln_gemm(false, true, rows, gh, in, 1.0f, x, in, wih, in, 1.0f, g, gh);
-	float *whht = r->whht;
+	float *whht = ln_tensor_data(&r->whht);
 	for (int64_t i = 0; i < gh; i++)
 		for (int64_t j = 0; j < hd; j++)
 			whht[j * gh + i] = whh[i * hd + j];
@@ -828,7 +830,7 @@ static void rnn_destroy(ln_module *m)
 	}
 	ln_free(r->lb);
 	ln_free(r->bias);
-	ln_free(r->whht);
+	ln_tensor_release(&r->whht);
 	ln_tensor_release(&r->hidden);
 	ln_tensor_release(&r->cell);
 	ln_tensor_release(&r->xt);
@@ -888,8 +890,7 @@ ln_status ln_rnn_new(ln_module **out, const ln_module_build *ctx, ln_rnn_kind ki
 	}
 	r->lb = ln_calloc((size_t)o->layers, sizeof *r->lb);
 	r->bias = ln_malloc((size_t)(gates * hidden) * sizeof(float));
-	r->whht = ln_malloc((size_t)(gates * hidden) * (size_t)hidden * sizeof(float));
-	if (!r->lb || !r->bias || !r->whht)
+	if (!r->lb || !r->bias)
 		s = ln_fail(err, LN_ENOMEM, "out of memory for a %s of %lld layers", kind_name[kind],
 		            (long long)o->layers);
 	/* PyTorch's initialisation: every parameter U(-1/sqrt(h), 1/sqrt(h)) */
