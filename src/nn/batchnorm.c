@@ -124,45 +124,6 @@ static void channel_sums(double *out, int f, const float *x, const float *g, con
 	}
 }
 
-/* Both sums of the backward in one pass over g: sg[c] = channel_sums f =
- * 0 of g, sgx[c] = channel_sums f = 2 of x, g (sum g (x - mu)), each
- * with the same lanes and order, so the same bits, as the two calls. */
-static void channel_sums_g(double *sg, double *sgx, const float *x, const float *g,
-                           const double *mu, int64_t nb, int64_t ch, int64_t sp)
-{
-	if (sp == 1) {
-		channel_sums(sg, 0, g, NULL, NULL, nb, ch, sp);
-		channel_sums(sgx, 2, x, g, mu, nb, ch, sp);
-		return;
-	}
-	for (int64_t c = 0; c < ch; c++) {
-		double s = 0, sx = 0;
-		for (int64_t i = 0; i < nb; i++) {
-			const float *xr = x + (i * ch + c) * sp, *gr = g + (i * ch + c) * sp;
-			double a[LANES] = {0}, ax[LANES] = {0};
-			int64_t q = 0;
-			for (; q + LANES <= sp; q += LANES)
-				for (int l = 0; l < LANES; l++) {
-					a[l] += (double)gr[q + l];
-					ax[l] += (double)gr[q + l] * ((double)xr[q + l] - mu[c]);
-				}
-			for (; q < sp; q++) {
-				a[q % LANES] += (double)gr[q];
-				ax[q % LANES] += (double)gr[q] * ((double)xr[q] - mu[c]);
-			}
-			double r = 0, rx = 0;
-			for (int l = 0; l < LANES; l++) {
-				r += a[l];
-				rx += ax[l];
-			}
-			s += r;
-			sx += rx;
-		}
-		sg[c] = s;
-		sgx[c] = sx;
-	}
-}
-
 /* Batch statistics of every channel: mean[c] and invstd[c] (biased
  * variance), and the running statistics updated with the unbiased one. */
 static void batch_stats(batchnorm *b, const float *x, int64_t nb, int64_t sp, float *rmean,
@@ -207,7 +168,8 @@ static void bn_backward_kernel(const batchnorm *b, float *gx, float *dgamma, flo
 {
 	const int64_t ch = b->n, cnt = nb * sp;
 	double *sg = b->tmp, *sgx = b->tmp + ch;
-	channel_sums_g(sg, sgx, x, gy, b->mean, nb, ch, sp);  /* sum g, sum g (x - mu) */
+	channel_sums(sg, 0, gy, NULL, NULL, nb, ch, sp);
+	channel_sums(sgx, 2, x, gy, b->mean, nb, ch, sp);  /* sum g (x - mu) */
 	for (int64_t c = 0; c < ch; c++) {
 		sgx[c] *= b->invstd[c];  /* sum g xhat */
 		dgamma[c] += (float)sgx[c];
