@@ -187,6 +187,24 @@ end
 
 -- ---- trace ---------------------------------------------------------------------
 
+-- sum((v - shift)^2) over the elements of tensor v, taken CHUNK elements
+-- at a time: the temporaries are small and freed at once (<close>), so a
+-- trace after every few steps (exp:watch) neither leaves garbage the
+-- collector does not see the size of nor churns blocks of the size of a
+-- layer's output through the allocator.
+local CHUNK = 4096
+local function sum_sq(v, shift)
+	local flat = v:reshape(v:numel())
+	local n, sq = flat:numel(), 0
+	for start = 1, n, CHUNK do
+		local part = flat:narrow(1, start, math.min(CHUNK, n - start + 1))
+		local d <close> = shift ~= 0 and part - shift or part:clone()
+		local dd <close> = d * d
+		sq = sq + dd:sum()
+	end
+	return sq
+end
+
 -- Mean and standard deviation of a tensor, or of all the tensors of a
 -- table (a Graph's several outputs).
 local function stats(t)
@@ -200,8 +218,7 @@ local function stats(t)
 	end
 	local mean = sum / n
 	for _, v in ipairs(list) do
-		local d = v - mean
-		sq = sq + (d * d):sum()
+		sq = sq + sum_sq(v, mean)
 	end
 	return mean, math.sqrt(sq / n)
 end
@@ -212,7 +229,7 @@ local function norm(t)
 	local list = is_tensor(t) and {t} or type(t) == "table" and t or {}
 	local sq
 	for _, v in ipairs(list) do
-		sq = (sq or 0) + (v * v):sum()
+		sq = (sq or 0) + sum_sq(v, 0)
 	end
 	return sq and math.sqrt(sq)
 end
@@ -249,7 +266,7 @@ local function trace_row(m)
 		if #grads > 0 then
 			local sq = 0
 			for _, g in ipairs(grads) do
-				sq = sq + (g * g):sum()
+				sq = sq + sum_sq(g, 0)
 			end
 			gnorm = math.sqrt(sq)
 		end

@@ -609,6 +609,47 @@ test("input_grad: bad values and cuts that would starve a layer", function()
 	check(f:get(2).grad_weight:abs():sum() > 0, "the weights got their gradient")
 end)
 
+-- Sums in double of a tensor's elements and of their squares.
+local function moments(t)
+	local sum, sq = 0, 0
+	for _, v in ipairs(t:reshape(t:numel()):totable()) do sum, sq = sum + v, sq + v * v end
+	return sum, sq
+end
+
+test("trace of a layer larger than its chunks: the same statistics, and no tensor left behind", function()
+	-- 3 x 5000 = 15000 outputs: three chunks of 4096 and a shorter one
+	local m = nn.Sequential{nn.Linear(7, 5000), nn.Tanh()}
+	local x = lunet.randn(3, 7)
+	local z = m:forward(x)
+	m:backward(x, lunet.randn(3, 5000))
+	local tr = m:trace()
+	local n = z:numel()
+	local sum, sq = moments(z)
+	local mean = sum / n
+	local std = math.sqrt(math.max(0, sq / n - mean * mean))
+	check(math.abs(tr[2].mean - mean) < 1e-6, "mean " .. tr[2].mean .. " vs " .. mean)
+	check(math.abs(tr[2].std - std) < 1e-5 * std, "std " .. tr[2].std .. " vs " .. std)
+	local _, sqd = moments(m:get(2).grad_input)
+	check(math.abs(tr[2].delta - math.sqrt(sqd)) < 1e-5 * math.sqrt(sqd), "delta norm")
+	local _, grads = m:get(1):parameters()
+	local sqg = 0
+	for _, g in ipairs(grads) do sqg = sqg + select(2, moments(g)) end
+	check(math.abs(tr[1].grad - math.sqrt(sqg)) < 1e-5 * math.sqrt(sqg), "gradient norm")
+	-- With the collector stopped, 20 traces fit under a cap of 200 KB above
+	-- what is live: each temporary is freed as soon as it is summed (the
+	-- output alone is 60 KB, so temporaries of its size left to the
+	-- collector would go over).
+	collectgarbage()
+	collectgarbage()
+	collectgarbage("stop")
+	local base = lunet.alloc_stats().bytes_live
+	lunet.memory_limit(base + 200000)
+	local ok, err = pcall(function() for _ = 1, 20 do m:trace() end end)
+	lunet.memory_limit(0)
+	collectgarbage("restart")
+	check(ok, tostring(err))
+end)
+
 test("trace leaves out the deltas nobody computed", function()
 	local m = nn.Sequential{nn.Linear(4, 5), nn.Sigmoid(), nn.Linear(5, 3)}
 	m.input_grad = false

@@ -112,6 +112,39 @@ test("exp:confusion: the mistakes it names", function()
 	exp:finish()
 end)
 
+test("exp:confusion in batches: the same matrix, accuracy and loss as in one pass, in less memory", function()
+	-- the residual network of experiments/resnet_fashion.lua, narrow: a graph
+	-- whose every node keeps buffers at the size of its last input
+	local resnet = dofile("../../experiments/resnet_model.lua")
+	lunet.seed(SEED)
+	local model = resnet.build{c1 = 3, c2 = 4, c3 = 5, blocks = 1}
+	model.input_grad = false
+	local x = lunet.randn(37, 1, 28, 28)
+	model:forward(x)  -- BatchNorm's running statistics move off their start
+	local y = {}
+	for i = 1, 37 do y[i] = (i * 7) % 10 + 1 end
+	local ce = nn.CrossEntropyLoss()
+	local exp = new("cm_batches")
+	local function live() collectgarbage() collectgarbage() return lunet.alloc_stats().bytes_live end
+	local before = live()
+	local a8, m8, l8 = exp:confusion(model, x, y, {loss = ce, batch = 8})  -- 4 x 8 and 5
+	local after8 = live()
+	check(model.training, "back in training mode")
+	-- as much again as the batches of 8 took is not enough for all 37 at once
+	lunet.memory_limit(after8 + (after8 - before))
+	local ok, err = pcall(exp.confusion, exp, model, x, y, {loss = ce, batch = 37})
+	lunet.memory_limit(0)
+	check(not ok and tostring(err):find("out of memory", 1, true), tostring(err))
+	local a, m, l = exp:confusion(model, x, y, {loss = ce, batch = 37})
+	eq(a8, a, "accuracy")
+	h.same(m8, m, 0, "the matrix")
+	near(l8, l, 1e-5, "the mean loss")
+	local total = 0
+	for t = 1, 10 do for p = 1, 10 do total = total + m[t][p] end end
+	eq(total, 37, "every row counted once")
+	exp:finish()
+end)
+
 -- ---- exp:watch ----------------------------------------------------------------------------
 
 local function mlp()
