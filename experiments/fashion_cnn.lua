@@ -52,16 +52,8 @@ local exp <close> = lunet.experiment{
 }
 local config = exp.config
 
-if config.threads > 0 then lunet.gemm_threads(config.threads) end
-lunet.seed(config.seed)
-local t0 = lunet.clock()
-local ds = data.fashion_mnist(config.data ~= "" and config.data or nil)
-local train, test = ds.train, ds.test
-if config.limit > 0 and config.limit < train.x:size(1) then
-	train = {x = train.x:narrow(1, 1, config.limit), y = train.y:narrow(1, 1, config.limit)}
-end
-exp:print(string.format("Fashion-MNIST: %d training and %d test images (loaded in %.1f s)",
-                        train.x:size(1), test.x:size(1), lunet.clock() - t0))
+local fashion = dofile((arg and arg[0] and arg[0]:match("^(.*)/") or ".") .. "/fashion_data.lua")
+local ds, train, test = fashion.load(exp)
 
 local c1, c2 = config.c1, config.c2
 local model = nn.Sequential{

@@ -32,12 +32,8 @@ local exp <close> = lunet.experiment{
 }
 local config = exp.config
 
-lunet.seed(config.seed)
-local t0 = lunet.clock()
-local ds = data.fashion_mnist(config.data ~= "" and config.data or nil)
-local train, test = ds.train, ds.test
-exp:print(string.format("Fashion-MNIST: %d training and %d test images (loaded in %.1f s)",
-                        train.x:size(1), test.x:size(1), lunet.clock() - t0))
+local fashion = dofile((arg and arg[0] and arg[0]:match("^(.*)/") or ".") .. "/fashion_data.lua")
+local ds, train, test = fashion.load(exp)
 
 local model = nn.Sequential{
 	nn.Linear(784, 256), nn.ReLU(),
