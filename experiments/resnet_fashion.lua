@@ -18,7 +18,7 @@
 -- horizontal flip).  Prints per-epoch train loss, test accuracy and time;
 -- a progress bar within each epoch on a terminal.
 --
---   lunet experiments/resnet_fashion.lua [--epochs=15] [--lr=0.1] [--c1=16] ...
+--   lunet experiments/resnet_fashion.lua [--epochs=20] [--blocks=2] [--lr=0.1] [--c1=16] ...
 --   lunet experiments/resnet_fashion.lua --help
 --   lunet experiments/resnet_fashion.lua --resume=runs/resnet_fashion/<timestamp>
 --
@@ -27,6 +27,13 @@
 -- epoch, report.html (the metrics, the confusion matrix of the test set and the
 -- norms of each node's delta and gradients, refreshed every epoch) and SVG
 -- plots of the metrics at the end.
+--
+-- At the defaults (2 blocks per stage, 174,970 parameters, 20 epochs, 2
+-- threads) the test accuracy after each epoch was 75.96 88.02 88.14 87.67
+-- 86.54 88.07 87.38 88.49 90.67 91.34 91.18 91.83 91.88 92.71 92.21 93.30
+-- 93.88 94.01 94.19 94.22 %; 1 h 52 min on a shared, loaded 2-core machine
+-- (174 to 617 s per epoch, 3,826 s of processor time).  One block per stage
+-- for 15 epochs ended at 92.51 %.
 local lunet = lunet or require "lunet"
 local nn, optim, data = lunet.nn, lunet.optim, lunet.data
 
@@ -34,8 +41,8 @@ local exp <close> = lunet.experiment{
 	name = "resnet_fashion",
 	description = "A small residual CNN (an nn.Graph) on Fashion-MNIST with light augmentation.",
 	config = {
-		epochs = 15, lr = 0.1, momentum = 0.9, weight_decay = 5e-4, batch = 128, warmup = 1,
-		smoothing = 0.1, c1 = 16, c2 = 32, c3 = 64, blocks = 1, pad = 2, flip = true, seed = 1,
+		epochs = 20, lr = 0.1, momentum = 0.9, weight_decay = 5e-4, batch = 128, warmup = 1,
+		smoothing = 0.1, c1 = 16, c2 = 32, c3 = 64, blocks = 2, pad = 2, flip = true, seed = 1,
 		data = "", limit = 0, threads = 0,
 	},
 	help = {

@@ -284,8 +284,8 @@ local function graph_products(model, N)
 	return list
 end
 
--- The residual network of experiments/resnet_fashion.lua at its default
--- sizes (experiments/resnet_model.lua), on batches of 128 images; no
+-- The residual network of experiments/resnet_fashion.lua with one block
+-- per stage (experiments/resnet_model.lua's defaults), on batches of 128 images; no
 -- augmentation (the script's crops and flips are data, not the step).
 local function resnet()
 	local batch = 128
