@@ -126,13 +126,8 @@ for epoch = done + 1, config.epochs do
 	-- Test accuracy and loss, and the confusion matrix for report.html.
 	local test_loss
 	acc, _, test_loss = exp:confusion(model, images(test.x), test.y, {classes = ds.classes, loss = criterion})
-	exp:print(string.format("epoch %2d  train loss %.4f  test accuracy %.2f%%  %.1f s "
-	                        .. "(%.0f samples/s)", epoch, total / batches, 100 * acc, elapsed,
-	                        ntrain / elapsed))
-	exp:log{epoch = epoch, train_loss = total / batches, test_loss = test_loss, test_accuracy = acc,
-	        seconds = elapsed}
-	exp:checkpoint(model, opt)
+	fashion.end_epoch(exp, model, opt, {epoch = epoch, train_loss = total / batches,
+	                                    test_loss = test_loss, test_accuracy = acc,
+	                                    seconds = elapsed, samples = ntrain})
 end
-if acc then
-	exp:print(string.format("final test accuracy %.2f%% after %d epochs", 100 * acc, config.epochs))
-end
+fashion.finish(exp, acc, config.epochs)

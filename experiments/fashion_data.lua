@@ -13,6 +13,14 @@
 -- training set {x=, y=} after the cut, and the test set, and prints
 --   Fashion-MNIST: <n> training and <m> test images (loaded in <t> s)
 -- through exp:print.
+--
+-- fashion.end_epoch(exp, model, opt, e) closes an epoch the same way in the
+-- three scripts: it prints
+--   epoch <e.epoch>  train loss <..>  test accuracy <..>%  <s> s (<n> samples/s)
+-- (samples/s from e.samples, the training images of an epoch), logs
+-- epoch, train_loss, test_loss, test_accuracy and seconds to metrics.csv,
+-- and saves the checkpoint.  fashion.finish(exp, acc, epochs) prints the
+-- last line, "final test accuracy ...", when an epoch ran.
 local lunet = lunet or require "lunet"
 
 local M = {}
@@ -33,6 +41,21 @@ function M.load(exp)
 	exp:print(string.format("Fashion-MNIST: %d training and %d test images (loaded in %.1f s)",
 	                        train.x:size(1), test.x:size(1), lunet.clock() - t0))
 	return ds, train, test
+end
+
+function M.end_epoch(exp, model, opt, e)
+	exp:print(string.format("epoch %2d  train loss %.4f  test accuracy %.2f%%  %.1f s "
+	                        .. "(%.0f samples/s)", e.epoch, e.train_loss, 100 * e.test_accuracy,
+	                        e.seconds, e.samples / e.seconds))
+	exp:log{epoch = e.epoch, train_loss = e.train_loss, test_loss = e.test_loss,
+	        test_accuracy = e.test_accuracy, seconds = e.seconds}
+	exp:checkpoint(model, opt)
+end
+
+function M.finish(exp, acc, epochs)
+	if acc then
+		exp:print(string.format("final test accuracy %.2f%% after %d epochs", 100 * acc, epochs))
+	end
 end
 
 return M
