@@ -215,6 +215,9 @@ static void test_relu_maxpool2_matches_reference(void **state)
 	static const int64_t shapes[][3] = {
 		{3, 28, 28}, {2, 14, 14}, {2, 7, 9}, {2, 2, 2}, {1, 3, 2},
 		{2, 4, 70}, {3, 5, 33}, {2, 9, 17}, {2, 6, 31},
+		/* rows of fewer than 8 windows loaded whole, with an odd column or
+		 * row left over, and rows of 8 to 16 windows */
+		{3, 6, 15}, {2, 5, 14}, {4, 2, 12}, {3, 3, 6}, {2, 8, 16}, {2, 7, 30},
 	};
 	for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++)
 		check_relu_pool(shapes[i][0], shapes[i][1], shapes[i][2]);
