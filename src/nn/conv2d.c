@@ -39,6 +39,9 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
+#ifdef __AVX__
+#include <immintrin.h>
+#endif
 
 #include "../core/alloc.h"
 #include "../core/gemm.h"
@@ -567,6 +570,52 @@ static double sum8(const float *v, int64_t n)
 	return acc;
 }
 
+/* sum8 of the 4 arrays v + k*stride (k < 4), each n long, into out[k]: the
+ * same additions in the same order, bit for bit, but 4 arrays at a time,
+ * so that the additions of one do not all wait on each other.  The bias
+ * sums of the benchmark CNN's backward took 102 and 63 us per step for
+ * its two layers one array at a time, 76 and 58 this way (Zen 3 core,
+ * best of 300).  In vectors of 4 doubles (GCC's vector extension: plain
+ * loops over lane[4][8] were turned into 32 scalar sums on the stack). */
+typedef double v4d __attribute__((vector_size(32)));
+typedef float v4f __attribute__((vector_size(16)));
+
+/* 4 floats from p, as doubles (with AVX one instruction, which GCC's
+ * generic conversion does not make). */
+static inline v4d load4d(const float *p)
+{
+#ifdef __AVX__
+	return (v4d)_mm256_cvtps_pd(_mm_loadu_ps(p));
+#else
+	v4f x;
+	memcpy(&x, p, sizeof x);
+	return __builtin_convertvector(x, v4d);
+#endif
+}
+
+static __attribute__((noinline)) void sum8x4(double out[4], const float *v, int64_t stride,
+                                             int64_t n)
+{
+	v4d lo[4] = {{0}}, hi[4] = {{0}};  /* lanes 0-3 and 4-7 */
+	int64_t q = 0;
+	for (; q + 8 <= n; q += 8)
+		for (int k = 0; k < 4; k++) {
+			lo[k] += load4d(v + k * stride + q);
+			hi[k] += load4d(v + k * stride + q + 4);
+		}
+	for (int k = 0; k < 4; k++) {
+		double lane[8];
+		memcpy(lane, &lo[k], sizeof lo[k]);
+		memcpy(lane + 4, &hi[k], sizeof hi[k]);
+		for (int64_t r = q; r < n; r++)
+			lane[r % 8] += v[k * stride + r];
+		double acc = 0;
+		for (int l = 0; l < 8; l++)
+			acc += lane[l];
+		out[k] = acc;
+	}
+}
+
 /* For n in [n0, n1): run's gW sum (+)= gY_n,g col_n,g^T (as its transpose
  * when gw_t), run's bias sums (+)= the pixel sums of gY_n, and, when
  * wanted, gx_n = col2im(W_g^T gY_n,g). */
@@ -594,7 +643,13 @@ static void conv2d_backward_rows(ln_module *m, const ln_tensor *x, const ln_tens
 				ln_gemm(false, true, og, kg, pp, 1.0f, gg, pp, cg, pp, start ? 0.0f : 1.0f, ag,
 				        kg);
 		}
-		for (int64_t o = 0; gb && o < g->cout; o++)
+		int64_t o = 0;
+		for (double s4[4]; gb && o + 4 <= g->cout; o += 4) {
+			sum8x4(s4, gyn + o * pp, pp, pp);
+			for (int k = 0; k < 4; k++)
+				gb[o + k] = (start ? 0.0 : gb[o + k]) + s4[k];
+		}
+		for (; gb && o < g->cout; o++)
 			gb[o] = (start ? 0.0 : gb[o]) + sum8(gyn + o * pp, pp);
 		if (!m->want_gx)
 			continue;
