@@ -3,7 +3,8 @@
  *
  * Workers are plain pthreads, started when a split first asks for more
  * parts than there are (never stopped: between splits they spin a little,
- * unless OMP_WAIT_POLICY=PASSIVE, then sleep on a condition variable).  A
+ * unless OMP_WAIT_POLICY=PASSIVE, then sleep on a condition variable; see
+ * SPIN_NS).  A
  * split publishes its job under `mu`, bumps `generation` and wakes every
  * worker; worker w runs part w if w < n and reports back through
  * `pending`.  `busy` is held by the thread that owns
@@ -14,6 +15,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <strings.h>
+#include <time.h>
 
 #include <cblas.h>
 
@@ -45,14 +47,26 @@ int ln_parallel_part(void)
 	return current_part;
 }
 
-/* Busy-waits up to spin_rounds() rounds for *v to differ from old (or,
- * for pending, to reach 0): splits come in quick succession in a training
- * step (one per large product), and a thread that goes to sleep between
- * them costs a wake-up each time (tens of microseconds on a virtual
- * machine).  Returns whether it saw the change.  OMP_WAIT_POLICY=PASSIVE
- * in the environment, the usual request of a machine shared with other
- * work, turns the spinning off, as it does for OpenMP programs. */
-#define SPIN 2000
+/* How long a thread busy-waits before it sleeps.  Splits come in quick
+ * succession in a training step (one per large product, with elementwise
+ * layers between them), and every sleep between them costs a wake-up:
+ * 10-20 us for a bare round trip on this project's virtual machines, more
+ * inside a training step.  There are two waits:
+ *
+ *   idle  a worker waiting for the next split.  OMP_WAIT_POLICY=PASSIVE
+ *         in the environment, the usual request of a machine shared with
+ *         other work, turns this spin off, as it does for OpenMP programs.
+ *   join  the caller of a split waiting for the other parts of its own
+ *         split, which are running: the wait lasts as long as the parts'
+ *         imbalance (or a late worker's wake-up), and sleeping through it
+ *         would add a wake-up to every split.  Whatever the policy.
+ *
+ * Each is bounded by SPIN_NS.  Measured on mlp256 (784-256-128-10, batch
+ * 256, 1000 steps, best of 3, quiet machine): 1 thread 3.67 s; 2 threads
+ * with no spin at all 3.04 s, join spin only (PASSIVE) 2.43 s, both 2.18 s
+ * (1000 us instead of 200 us: 2.11 s, within the noise). */
+#define SPIN_NS 200000.0
+
 static void cpu_relax(void)
 {
 #if defined(__x86_64__) || defined(__i386__)
@@ -60,41 +74,48 @@ static void cpu_relax(void)
 #endif
 }
 
+static double now_ns(void)
+{
+	struct timespec t;
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (double)t.tv_sec * 1e9 + (double)t.tv_nsec;
+}
+
 static pthread_once_t policy_once = PTHREAD_ONCE_INIT;
-static int spin;
+static bool idle_spin;
 
 static void read_policy(void)
 {
 	const char *p = getenv("OMP_WAIT_POLICY");
-	spin = p && strcasecmp(p, "passive") == 0 ? 0 : SPIN;
+	idle_spin = !(p && strcasecmp(p, "passive") == 0);
 }
 
-static int spin_rounds(void)
+/* Busy-wait up to SPIN_NS: the first until *v differs from old, the
+ * second until *v is 0; each returns whether it saw that.  The clock is
+ * read every 64 pauses (a pause is about 30 ns on Zen 3, 10-140 cycles
+ * elsewhere). */
+static bool spin_while_equal(const unsigned long *v, unsigned long old)
 {
-	pthread_once(&policy_once, read_policy);
-	return spin;
-}
-
-static bool spin_until_changed(const unsigned long *v, unsigned long old)
-{
-	const int rounds = spin_rounds();
-	for (int i = 0; i < rounds; i++) {
+	const double end = now_ns() + SPIN_NS;
+	for (int i = 1;; i++) {
 		if (__atomic_load_n(v, __ATOMIC_ACQUIRE) != old)
 			return true;
 		cpu_relax();
+		if (i % 64 == 0 && now_ns() > end)
+			return false;
 	}
-	return false;
 }
 
 static bool spin_until_zero(const int *v)
 {
-	const int rounds = spin_rounds();
-	for (int i = 0; i < rounds; i++) {
+	const double end = now_ns() + SPIN_NS;
+	for (int i = 1;; i++) {
 		if (__atomic_load_n(v, __ATOMIC_ACQUIRE) == 0)
 			return true;
 		cpu_relax();
+		if (i % 64 == 0 && now_ns() > end)
+			return false;
 	}
-	return false;
 }
 
 /* A worker: waits for a split that has a part for it, runs it, reports
@@ -107,7 +128,9 @@ static void *worker(void *arg)
 	for (;;) {
 		if (pool.generation == seen) {
 			pthread_mutex_unlock(&pool.mu);
-			spin_until_changed(&pool.generation, seen);
+			pthread_once(&policy_once, read_policy);
+			if (idle_spin)
+				spin_while_equal(&pool.generation, seen);
 			pthread_mutex_lock(&pool.mu);
 		}
 		while (pool.generation == seen)

@@ -7,8 +7,10 @@
  * One split runs at a time in the process: a second thread that asks
  * while one is running gets 0 back and does its work some other way
  * (ln_gemm falls back to OpenBLAS).  The thread count is ln_gemm_threads
- * (gemm.h).  Between splits, idle threads spin briefly before they sleep;
- * OMP_WAIT_POLICY=PASSIVE in the environment makes them sleep at once.
+ * (gemm.h).  Between splits, idle threads spin briefly (up to 200 us)
+ * before they sleep; OMP_WAIT_POLICY=PASSIVE in the environment makes them
+ * sleep at once.  The caller of a split waits for its other parts the same
+ * way, whatever the policy.
  * Nothing here allocates through ln_malloc.
  */
 #ifndef LN_PARALLEL_H

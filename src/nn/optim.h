@@ -101,7 +101,9 @@ typedef struct ln_optim_state_desc {
 /* The update of one parameter of n floats: v the values (in description
  * order), t the step count (1 on the first step), state[k] the k-th state
  * tensor of the description (NULL when it does not exist).  Never fails,
- * never allocates. */
+ * never allocates.  Element by element: each element's update reads only
+ * that element of p, g and the states, so the machine may hand a kernel any
+ * piece of a parameter (it splits the update over threads). */
 typedef void (*ln_optim_kernel)(const double *v, int64_t t, float *p, const float *g,
                                 float *const *state, int64_t n);
 

@@ -19,6 +19,7 @@
 #include <cmocka.h>
 
 #include "core/alloc.h"
+#include "core/gemm.h"
 #include "core/tensor.h"
 #include "nn/optim.h"
 #include "testutil.h"
@@ -780,6 +781,91 @@ static void test_step_allocates_nothing(void **state)
 	}
 }
 
+/* An update over enough elements is split over the worker threads, in
+ * ranges across the parameters (optim.c, SPLIT_ELEMS): at 2 threads it
+ * must give the same bits as at 1, parameters and state, wherever the
+ * ranges' ends fall (inside the first parameter, inside the second), also
+ * when a gradient was zeroed lazily and not written since. */
+static void split_run(const hp *c, const int64_t *sizes, int threads, ln_tensor *p,
+                      ln_tensor *st)
+{
+	ln_gemm_set_threads(threads);
+	ln_tensor g[3];
+	for (int i = 0; i < 3; i++) {
+		tu_tensor(&p[i], 1, (int64_t[]){sizes[i]}, NULL);
+		tu_tensor(&g[i], 1, (int64_t[]){sizes[i]}, NULL);
+		float *d = ln_tensor_data(&p[i]);
+		for (int64_t j = 0; j < sizes[i]; j++)
+			d[j] = (float)sin(0.37 * (double)j + i);
+	}
+	ln_optim *opt;
+	assert_int_equal(new_opt(&opt, c, 3, p, g, NULL), LN_OK);
+	for (int s = 0; s < 3; s++) {
+		for (int i = 0; i < 3; i++) {
+			if (s == 1 && i == 1) {
+				ln_tensor_zero(&g[i]);  /* lazily: settled by the step */
+				continue;
+			}
+			const float *pd = ln_tensor_data(&p[i]);
+			float *gd = ln_tensor_data(&g[i]);
+			for (int64_t j = 0; j < sizes[i]; j++)
+				gd[j] = pd[j] * (float)(1 + j % 5) - 0.25f;
+		}
+		ln_optim_step(opt);
+	}
+	const int ns = ln_optim_nstate(opt);
+	assert_true(ns <= 3);
+	for (int i = 0; i < 3; i++)
+		for (int k = 0; k < 3; k++) {
+			if (k < ns)
+				tu_tensor(&st[i * 3 + k], 1, (int64_t[]){sizes[i]}, NULL);
+			else
+				tu_tensor(&st[i * 3 + k], 1, (int64_t[]){1}, (float[]){0});
+			if (k < ns)
+				assert_int_equal(ln_tensor_copy(&st[i * 3 + k], ln_optim_state(opt, i, k),
+				                                NULL), LN_OK);
+		}
+	ln_optim_free(opt);
+	for (int i = 0; i < 3; i++)
+		ln_tensor_release(&g[i]);
+}
+
+static void test_split_over_threads(void **state)
+{
+	const int before = ln_gemm_threads();
+	const hp kinds[] = {sgd(0.1, 0.9, true, 0.01), adam(0.01, 0.9, 0.999, 1e-8, 0.01, false),
+	                    adam(0.01, 0.9, 0.999, 1e-8, 0.01, true),
+	                    rmsprop(0.01, 0.99, 1e-8, 0.9, 0.01, true)};
+	/* 70007 elements in all: the 2 parts meet at 35000 (rounded to 34992),
+	 * inside the first parameter, then inside the second */
+	const int64_t layouts[2][3] = {{40001, 29999, 7}, {7, 30001, 39999}};
+	for (size_t c = 0; c < sizeof kinds / sizeof kinds[0]; c++)
+		for (int l = 0; l < 2; l++) {
+			ln_tensor p1[3], p2[3], s1[9], s2[9];
+			split_run(&kinds[c], layouts[l], 1, p1, s1);
+			split_run(&kinds[c], layouts[l], 2, p2, s2);
+			for (int i = 0; i < 3; i++) {
+				const size_t bytes = (size_t)layouts[l][i] * sizeof(float);
+				if (memcmp(ln_tensor_data(&p1[i]), ln_tensor_data(&p2[i]), bytes) != 0)
+					fail_msg("%s layout %d: parameter %d differs at 2 threads",
+					         kinds[c].kind, l, i + 1);
+				/* the update moved it */
+				assert_true(ln_tensor_data(&p1[i])[0] != (float)sin((double)i));
+				ln_tensor_release(&p1[i]);
+				ln_tensor_release(&p2[i]);
+			}
+			for (int k = 0; k < 9; k++) {
+				const size_t bytes = (size_t)ln_tensor_numel(&s1[k]) * sizeof(float);
+				if (memcmp(ln_tensor_data(&s1[k]), ln_tensor_data(&s2[k]), bytes) != 0)
+					fail_msg("%s layout %d: state %d of parameter %d differs at 2 threads",
+					         kinds[c].kind, l, k % 3 + 1, k / 3 + 1);
+				ln_tensor_release(&s1[k]);
+				ln_tensor_release(&s2[k]);
+			}
+		}
+	ln_gemm_set_threads(before);
+}
+
 /* Every allocation in ln_optim_new fails in turn: LN_ENOMEM, nothing
  * retained, nothing leaked. */
 static void test_out_of_memory(void **state)
@@ -835,6 +921,7 @@ int main(void)
 		cmocka_unit_test(test_state_access),
 		cmocka_unit_test(test_views_of_one_block),
 		cmocka_unit_test(test_step_allocates_nothing),
+		cmocka_unit_test(test_split_over_threads),
 		cmocka_unit_test(test_out_of_memory),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
