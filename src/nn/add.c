@@ -4,11 +4,14 @@
  *   y = x_1 + x_2 + ... + x_n        every x_i and y of the same shape
  *   dL/dx_i = gy                     for every i
  *
- * Forward saves nothing; backward copies gy into each input's gradient
- * buffer (a module's gradients are its own buffers: module.h).  The sum
- * runs in input order, so it is the same to the bit on every call.  The
- * loops are plain: the compiler vectorises them, so there is no separate
- * naive form.
+ * Forward saves nothing and writes x_1 + x_2 in one pass, then adds the
+ * others; the sum runs in input order, so it is the same to the bit on
+ * every call.  Backward copies gy into the first input's gradient buffer
+ * (a module's gradients are its own buffers: module.h) and makes every
+ * other input's gradient a view of that one: they are the same values,
+ * so one copy does (resnet bench, 1 thread: the second copy was about 1 %
+ * of the step).  The loops are plain: the compiler vectorises them, so
+ * there is no separate naive form.
  */
 #include <stdio.h>
 #include <string.h>
@@ -25,8 +28,15 @@ static ln_status add_forward(ln_module *m, int n, const ln_tensor *const *x, ln_
 		return s;
 	float *y = ln_tensor_data(&m->output);
 	int64_t numel = ln_tensor_numel(x[0]);
-	memcpy(y, ln_tensor_data(x[0]), (size_t)numel * sizeof(float));
-	for (int i = 1; i < n; i++) {
+	const float *x0 = ln_tensor_data(x[0]);
+	if (n == 1) {
+		memcpy(y, x0, (size_t)numel * sizeof(float));
+	} else {
+		const float *x1 = ln_tensor_data(x[1]);
+		for (int64_t j = 0; j < numel; j++)
+			y[j] = x0[j] + x1[j];
+	}
+	for (int i = 2; i < n; i++) {
 		const float *xi = ln_tensor_data(x[i]);
 		for (int64_t j = 0; j < numel; j++)
 			y[j] += xi[j];
@@ -37,13 +47,14 @@ static ln_status add_forward(ln_module *m, int n, const ln_tensor *const *x, ln_
 static ln_status add_backward(ln_module *m, int n, const ln_tensor *const *x,
                               const ln_tensor *gy, ln_error *err)
 {
-	size_t bytes = (size_t)ln_tensor_numel(gy) * sizeof(float);
-	for (int i = 0; i < n; i++) {
-		ln_tensor *g = &m->inputs[i].grad;
-		ln_status s = ln_tensor_ensure(g, gy->ndim, gy->shape, err);
-		if (s != LN_OK)
-			return s;
-		memcpy(ln_tensor_data(g), ln_tensor_data(gy), bytes);
+	ln_tensor *g0 = &m->inputs[0].grad;
+	ln_status s = ln_tensor_ensure(g0, gy->ndim, gy->shape, err);
+	if (s != LN_OK)
+		return s;
+	memcpy(ln_tensor_data(g0), ln_tensor_data(gy), (size_t)ln_tensor_numel(gy) * sizeof(float));
+	for (int i = 1; i < n; i++) {
+		ln_tensor_release(&m->inputs[i].grad);
+		ln_tensor_ref(&m->inputs[i].grad, g0);
 	}
 	return LN_OK;
 }

@@ -549,9 +549,16 @@ static ln_status gather_grad(graph *g, gnode *gn, const ln_tensor *gy, ln_error 
 	if (s != LN_OK)
 		return s;
 	float *a = ln_tensor_data(&gn->acc);
+	const float *f = ln_tensor_data(first);
 	int64_t numel = ln_tensor_numel(first);
-	memcpy(a, ln_tensor_data(first), (size_t)numel * sizeof(float));
-	for (int u = 1; u < gn->nuses; u++) {
+	if (gn->nuses == 1) {
+		memcpy(a, f, (size_t)numel * sizeof(float));
+	} else {  /* the first two in one pass, the same sum as a copy then an add */
+		const float *b = ln_tensor_data(use_grad(g, gn, 1, gy));
+		for (int64_t i = 0; i < numel; i++)
+			a[i] = f[i] + b[i];
+	}
+	for (int u = 2; u < gn->nuses; u++) {
 		const float *b = ln_tensor_data(use_grad(g, gn, u, gy));
 		for (int64_t i = 0; i < numel; i++)
 			a[i] += b[i];

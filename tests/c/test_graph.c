@@ -413,6 +413,14 @@ static void test_add(void **state)
 		expect_same_bits(ln_module_grad_input_at(m, i), &gy);
 		assert_ptr_not_equal(ln_module_grad_input_at(m, i)->storage, gy.storage);
 	}
+	/* a second backward with another gradient: every input's gradient
+	 * follows (inputs 2.. are views of input 1's buffer, made anew) */
+	float *gd = ln_tensor_data(&gy);
+	for (int i = 0; i < 4; i++)
+		gd[i] = -3.0f * gd[i] + 0.25f;
+	ok(ln_module_backward_multi(m, 3, xs, &gy, &err), &err);
+	for (int i = 0; i < 3; i++)
+		expect_same_bits(ln_module_grad_input_at(m, i), &gy);
 	release_all(3, x);
 	for (int i = 0; i < 3; i++)
 		tu_tensor_uniform(&x[i], 3, (int64_t[]){2, 3, 2}, -1, 1);
@@ -420,6 +428,41 @@ static void test_add(void **state)
 	ln_module_release(m);
 	release_all(3, x);
 	ln_tensor_release(&gy);
+}
+
+/* Add's forward against the sum written out in input order, bit for bit:
+ * one input (a copy), two (one pass), three; with NaN, infinities, zeros
+ * of both signs (-0 + -0 is -0, -0 + 0 is 0) and an odd length. */
+static void test_add_bits(void **state)
+{
+	ln_error err;
+	enum { N = 13 };
+	const float a[N] = {1, -0.0f, -0.0f, 0.0f, NAN, INFINITY, -INFINITY, 1e30f, 3, -2.5f, 7, 1e-30f, -1};
+	const float b[N] = {2, -0.0f, 0.0f, -0.0f, 1, -INFINITY, 5, 1e30f, NAN, 2.5f, -7, -1e-30f, 0.5f};
+	const float c[N] = {-3, -0.0f, 0.0f, 1, 2, 3, 4, -1e30f, 5, 6, 0.0f, 8, 9};
+	ln_tensor x[3];
+	tu_tensor(&x[0], 2, (int64_t[]){1, N}, a);
+	tu_tensor(&x[1], 2, (int64_t[]){1, N}, b);
+	tu_tensor(&x[2], 2, (int64_t[]){1, N}, c);
+	const ln_tensor *xs[] = {&x[0], &x[1], &x[2]};
+	for (int n = 1; n <= 3; n++) {
+		ln_module *m = join(ln_add_new);
+		ok(ln_module_forward_multi(m, n, xs, &err), &err);
+		float want[N];
+		for (int j = 0; j < N; j++) {
+			want[j] = a[j];
+			if (n > 1)
+				want[j] = want[j] + b[j];
+			if (n > 2)
+				want[j] = want[j] + c[j];
+		}
+		const float *y = ln_tensor_data(&m->output);
+		for (int j = 0; j < N; j++)
+			if (!(isnan(y[j]) && isnan(want[j])) && memcmp(&y[j], &want[j], sizeof y[j]))
+				fail_msg("Add of %d inputs, element %d: got %g, want %g", n, j, y[j], want[j]);
+		ln_module_release(m);
+	}
+	release_all(3, x);
 }
 
 static void test_mul(void **state)
@@ -1331,6 +1374,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_protocol_both_ways),
 		cmocka_unit_test(test_add),
+		cmocka_unit_test(test_add_bits),
 		cmocka_unit_test(test_mul),
 		cmocka_unit_test(test_concat),
 		cmocka_unit_test(test_residual),
