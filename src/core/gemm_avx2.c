@@ -163,11 +163,14 @@ static void pack_a_t(float *restrict pa, const float *restrict a, int64_t lda, i
  * first row and column); op(A)[i][p] is a[i*lda + p], or a[p*lda + i]
  * when at.  Row p of the panel is pb[p*ldp ...] (packed: ldp = 16; B in
  * place: ldp = ldb); full says all 16 lanes are in, else only those of
- * m0|m1 are read and written.  C is not read when beta == 0. */
+ * m0|m1 are read and written; half says m1 is empty (at most 8 columns:
+ * the second half is not computed, which halves the cost of a narrow
+ * last tile, e.g. the 49th column of a 7x7 image's 49 pixels).  C is not
+ * read when beta == 0. */
 static inline __attribute__((always_inline)) void
 micro(const int mr, const bool at, int64_t kc, const float *a, int64_t lda, const float *pb,
       int64_t ldp, float *c, int64_t ldc, float alpha, float beta, const float *rb,
-      const float *cb, __m256i m0, __m256i m1, const bool full)
+      const float *cb, __m256i m0, __m256i m1, const bool full, const bool half)
 {
 	__m256 c0[MR], c1[MR];
 #pragma GCC unroll 6
@@ -176,12 +179,14 @@ micro(const int mr, const bool at, int64_t kc, const float *a, int64_t lda, cons
 	if (at) {
 		for (int64_t p = 0; p < kc; p++) {
 			__m256 b0 = full ? _mm256_loadu_ps(pb) : _mm256_maskload_ps(pb, m0);
-			__m256 b1 = full ? _mm256_loadu_ps(pb + 8) : _mm256_maskload_ps(pb + 8, m1);
+			__m256 b1 = full ? _mm256_loadu_ps(pb + 8)
+			          : half ? _mm256_setzero_ps() : _mm256_maskload_ps(pb + 8, m1);
 #pragma GCC unroll 6
 			for (int i = 0; i < mr; i++) {
 				__m256 av = _mm256_broadcast_ss(a + i);
 				c0[i] = _mm256_fmadd_ps(av, b0, c0[i]);
-				c1[i] = _mm256_fmadd_ps(av, b1, c1[i]);
+				if (!half)
+					c1[i] = _mm256_fmadd_ps(av, b1, c1[i]);
 			}
 			a += lda;
 			pb += ldp;
@@ -194,13 +199,15 @@ micro(const int mr, const bool at, int64_t kc, const float *a, int64_t lda, cons
 		const int64_t lda2 = 2 * lda;
 		for (int64_t p = 0; p < kc; p++) {
 			__m256 b0 = full ? _mm256_loadu_ps(pb) : _mm256_maskload_ps(pb, m0);
-			__m256 b1 = full ? _mm256_loadu_ps(pb + 8) : _mm256_maskload_ps(pb + 8, m1);
+			__m256 b1 = full ? _mm256_loadu_ps(pb + 8)
+			          : half ? _mm256_setzero_ps() : _mm256_maskload_ps(pb + 8, m1);
 #pragma GCC unroll 6
 			for (int i = 0; i < mr; i++) {
 				const float *ri = r[i / 3];
 				__m256 av = _mm256_broadcast_ss(i % 3 == 0 ? ri : i % 3 == 1 ? ri + lda : ri + lda2);
 				c0[i] = _mm256_fmadd_ps(av, b0, c0[i]);
-				c1[i] = _mm256_fmadd_ps(av, b1, c1[i]);
+				if (!half)
+					c1[i] = _mm256_fmadd_ps(av, b1, c1[i]);
 			}
 			r[0]++;
 			r[1]++;
@@ -211,7 +218,8 @@ micro(const int mr, const bool at, int64_t kc, const float *a, int64_t lda, cons
 	__m256 cb0 = _mm256_setzero_ps(), cb1 = _mm256_setzero_ps();
 	if (cb) {
 		cb0 = full ? _mm256_loadu_ps(cb) : _mm256_maskload_ps(cb, m0);
-		cb1 = full ? _mm256_loadu_ps(cb + 8) : _mm256_maskload_ps(cb + 8, m1);
+		if (!half)
+			cb1 = full ? _mm256_loadu_ps(cb + 8) : _mm256_maskload_ps(cb + 8, m1);
 	}
 #pragma GCC unroll 6
 	for (int i = 0; i < mr; i++) {
@@ -225,7 +233,8 @@ micro(const int mr, const bool at, int64_t kc, const float *a, int64_t lda, cons
 		} else {
 			if (beta != 0.0f) {
 				x0 = _mm256_fmadd_ps(vb, _mm256_maskload_ps(ci, m0), x0);
-				x1 = _mm256_fmadd_ps(vb, _mm256_maskload_ps(ci + 8, m1), x1);
+				if (!half)
+					x1 = _mm256_fmadd_ps(vb, _mm256_maskload_ps(ci + 8, m1), x1);
 			}
 		}
 		if (rb) {
@@ -242,7 +251,8 @@ micro(const int mr, const bool at, int64_t kc, const float *a, int64_t lda, cons
 			_mm256_storeu_ps(ci + 8, x1);
 		} else {
 			_mm256_maskstore_ps(ci, m0, x0);
-			_mm256_maskstore_ps(ci + 8, m1, x1);
+			if (!half)
+				_mm256_maskstore_ps(ci + 8, m1, x1);
 		}
 	}
 }
@@ -257,9 +267,14 @@ typedef void (*micro_fn)(int64_t kc, const float *a, int64_t lda, const float *p
 	                 const float *cb, __m256i m0, __m256i m1, bool full)                      \
 	{                                                                                        \
 		if (full)                                                                            \
-			micro(mr, at, kc, a, lda, pb, ldp, c, ldc, alpha, beta, rb, cb, m0, m1, true);   \
+			micro(mr, at, kc, a, lda, pb, ldp, c, ldc, alpha, beta, rb, cb, m0, m1, true,    \
+			      false);                                                                    \
+		else if (_mm256_testz_si256(m1, m1))                                                 \
+			micro(mr, at, kc, a, lda, pb, ldp, c, ldc, alpha, beta, rb, cb, m0, m1, false,   \
+			      true);                                                                     \
 		else                                                                                 \
-			micro(mr, at, kc, a, lda, pb, ldp, c, ldc, alpha, beta, rb, cb, m0, m1, false);  \
+			micro(mr, at, kc, a, lda, pb, ldp, c, ldc, alpha, beta, rb, cb, m0, m1, false,   \
+			      false);                                                                    \
 	}
 #define KERNELS(mr) KERNEL(mr, false, micro_n##mr) KERNEL(mr, true, micro_t##mr)
 KERNELS(1) KERNELS(2) KERNELS(3) KERNELS(4) KERNELS(5) KERNELS(6)
