@@ -46,6 +46,15 @@
  * many pages (512x512x512 ran at 76 GFLOP/s read in place, 93 packed;
  * the convolutions' 32x196x144 at 84 both ways, 77 packed under 64 KB). */
 #define DIRECT_MAX (48 * 1024)
+/* Nor, whatever its size, when op(A) has at most FEW_ROWS rows and B's
+ * rows are at most FEW_ROWS_LDB floats apart: packing a panel costs about
+ * as much as the three row blocks that use it save (lunet.bench_gemm, best
+ * of 5, GFLOP/s packed -> in place, two runs: resnet's 16x784x144 59-65 ->
+ * 74-76, its stem's 16x784x9 33-54 -> 52, 18x784x144 68-71 -> 80-87,
+ * 12x1024x1024 52-55 -> 61-63; but with rows 4096 floats apart 16x4096x256
+ * went 57-59 -> 48-51, and with 6 row blocks, 32x4096x256 71-73 -> 53-55). */
+#define FEW_ROWS (3 * MR)
+#define FEW_ROWS_LDB 1024
 _Static_assert(KC * NC + KC * MR <= LN_GEMM_PACK, "gemm_avx2: pack buffer too small");
 
 /* Lane mask (all bits set in lane l < w) for maskload/maskstore. */
@@ -297,7 +306,8 @@ void ln_gemm_avx2_part(bool ta, bool tb, int64_t n, int64_t i0, int64_t i1, int6
 	int64_t kcb = ((k + nkb - 1) / nkb + 7) / 8 * 8;
 	const micro_fn *kern = kernels[ta ? 1 : 0];
 	float *pa = pb + KC * NC;  /* a transposed A's rows, packed (see pack_a_t) */
-	bool direct = !tb && (k <= 64 || k * (j1 - j0) <= DIRECT_MAX);
+	bool direct = !tb && (k <= 64 || k * (j1 - j0) <= DIRECT_MAX ||
+	                      (i1 - i0 <= FEW_ROWS && ldb <= FEW_ROWS_LDB));
 	for (int64_t jc = j0; jc < j1; jc += NC) {
 		int64_t nc = j1 - jc < NC ? j1 - jc : NC;
 		for (int64_t pc = 0; pc < k; pc += kcb) {
